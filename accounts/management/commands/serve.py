@@ -1,0 +1,55 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the web server and a Celery worker with beat; Ctrl-C stops them all."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--addr", default=os.environ.get("BIND", "127.0.0.1:8000"))
+
+    def handle(self, *args, addr: str, **options):
+        python = sys.executable
+        commands = [
+            [python, "manage.py", "runserver", addr, "--noreload"],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "billingsite",
+                "worker",
+                "--beat",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--schedule",
+                "var/celerybeat-schedule",
+            ],
+        ]
+        children = [subprocess.Popen(command) for command in commands]
+        self.stdout.write(f"serving on http://{addr}/ (admin: /admin/, API docs: /api/docs/)")
+
+        def stop(*_):
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + 15
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            sys.exit(0)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        stop()

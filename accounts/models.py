@@ -1,0 +1,213 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from djmoney.models.fields import MoneyField
+from simple_history.models import HistoricalRecords
+
+MONEY = {
+    "max_digits": 14,
+    "decimal_places": 2,
+    "default_currency": "CNY",
+    "currency_choices": [("CNY", "CNY")],
+}
+
+
+class Customer(models.Model):
+    """The account that owns applications, prepays and receives one invoice per period."""
+
+    # The developer console's id for this account; stable, used by the provisioning API.
+    external_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    billing_email = models.EmailField()
+    address = models.TextField(blank=True)
+    tax_id = models.CharField(max_length=64, blank=True)
+    contact_name = models.CharField(max_length=200, blank=True)
+    contact_phone = models.CharField(max_length=64, blank=True)
+    # Asia/Shanghai day the ledger balance went below zero; None while it is >= 0.
+    # Derived from the ledger by the services, never typed in by hand.
+    arrears_since = models.DateField(null=True, blank=True)
+    # Set when service was shut down for arrears older than 7 days; cleared on reactivation.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords(excluded_fields=["arrears_since", "suspended_at"])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.external_id})"
+
+
+class CustomerUser(models.Model):
+    """Links a Django login to the one customer whose documents it may read."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="customer_link"
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="users")
+
+    def __str__(self) -> str:
+        return f"{self.user} -> {self.customer}"
+
+
+class Application(models.Model):
+    class DataCenter(models.TextChoices):
+        SINGAPORE = "singapore", "Singapore"
+        NORTH_AMERICA = "north_america", "North America"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="applications")
+    # The IM platform's app key: unique forever, never reused or edited.
+    app_key = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    data_center = models.CharField(max_length=20, choices=DataCenter.choices)
+    # Asia/Shanghai date the application was created: usage and plan changes before it are refused.
+    created_on = models.DateField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["app_key"]
+
+    def __str__(self) -> str:
+        return f"{self.app_key} ({self.name})"
+
+
+class DailyUsage(models.Model):
+    """One row per application and Asia/Shanghai day, as reported by the IM platform.
+
+    Replaced only while its month is not invoiced; every replacement leaves a UsageRevision.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="usage")
+    day = models.DateField()
+    dau = models.PositiveIntegerField()
+    delivered_messages = models.PositiveBigIntegerField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "day"], name="usage_one_row_per_app_day"
+            ),
+        ]
+        ordering = ["application_id", "day"]
+
+    def __str__(self) -> str:
+        return f"{self.application_id} {self.day}: dau={self.dau}"
+
+
+class UsageRevision(models.Model):
+    """Append-only record of a replaced usage value: who, when, old and new."""
+
+    usage = models.ForeignKey(DailyUsage, on_delete=models.PROTECT, related_name="revisions")
+    old_dau = models.PositiveIntegerField()
+    old_delivered_messages = models.PositiveBigIntegerField()
+    new_dau = models.PositiveIntegerField()
+    new_delivered_messages = models.PositiveBigIntegerField()
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    changed_at = models.DateTimeField()
+    source = models.CharField(max_length=20, default="api")
+
+    class Meta:
+        ordering = ["-changed_at"]
+
+
+class LedgerEntry(models.Model):
+    """The prepaid balance is the sum of these rows. Rows are never edited or deleted.
+
+    Signed amounts: deposits and credits are positive, debits and refunds negative.
+    """
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "Deposit"
+        INVOICE_DEBIT = "invoice_debit", "Invoice debit"
+        CREDIT_NOTE_CREDIT = "credit_note_credit", "Credit note credit"
+        REFUND = "refund", "Refund"
+        ADJUSTMENT = "adjustment", "Manual adjustment"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    amount = MoneyField(**MONEY)
+    # A retried form post, API call or billing task carries the same key and is recorded once.
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    # Bank reference for deposits, document number for debits and credits.
+    reference = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [models.Index(fields=["customer", "created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(kind="adjustment") | ~Q(reason=""), name="ledger_adjustment_has_reason"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="deposit") | Q(amount__gt=0), name="ledger_deposit_positive"
+            ),
+            models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_not_zero"),
+            models.CheckConstraint(condition=Q(amount_currency="CNY"), name="ledger_cny_only"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} ({self.customer_id})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.pop("_allow_update", False):
+            raise ValueError("ledger entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("ledger entries are append-only")
+
+
+class CustomerEvent(models.Model):
+    """Something the customer is told about: by e-mail and by a signed webhook.
+
+    The dedupe key makes each event happen once even when the task that raises it is retried.
+    """
+
+    class Kind(models.TextChoices):
+        INVOICE_ISSUED = "invoice_issued", "Invoice issued"
+        ARREARS_STARTED = "arrears_started", "Arrears started"
+        SUSPENSION_WARNING = "suspension_warning", "Suspension in 2 days"
+        SUSPENDED = "suspended", "Suspended"
+        REACTIVATED = "reactivated", "Reactivated"
+        CREDIT_NOTE_ISSUED = "credit_note_issued", "Credit note issued"
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class WebhookDelivery(models.Model):
+    """Every attempt to deliver an event to the IM platform, successful or not."""
+
+    event = models.ForeignKey(CustomerEvent, on_delete=models.CASCADE, related_name="deliveries")
+    url = models.URLField(max_length=500)
+    attempt = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    attempted_at = models.DateTimeField()
+    succeeded = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-attempted_at"]
+        verbose_name_plural = "webhook deliveries"

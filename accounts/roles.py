@@ -1,0 +1,109 @@
+"""Roles are Django groups. Admin roles get model permissions; API roles are checked by the
+API's permission classes by group name (a token belongs to a user in exactly these groups).
+
+`sync_roles` is idempotent and is run by a data migration, so every database has the groups.
+"""
+
+FINANCE_CLERK = "Finance clerk"
+FINANCE_MANAGER = "Finance manager"
+AUDITOR = "Auditor"
+# API-only roles.
+INGEST = "Ingest"
+CONSOLE = "Console"
+ACCOUNTING = "Accounting"
+# Deposits through the provisioning API need a finance token: either finance group qualifies.
+FINANCE_ROLES = (FINANCE_CLERK, FINANCE_MANAGER)
+
+ALL_MODELS = {
+    "accounts": [
+        "customer",
+        "customeruser",
+        "application",
+        "dailyusage",
+        "usagerevision",
+        "ledgerentry",
+        "customerevent",
+        "webhookdelivery",
+    ],
+    "plans": [
+        "plan",
+        "planprice",
+        "addon",
+        "addonprice",
+        "planchange",
+        "addonchange",
+        "dedicatedcontract",
+    ],
+    "invoices": [
+        "invoice",
+        "invoiceline",
+        "creditnote",
+        "creditnoteline",
+        "billingrun",
+        "billingrunerror",
+        "numbersequence",
+    ],
+}
+
+
+def _view_all() -> set[tuple[str, str]]:
+    return {(app, f"view_{model}") for app, models in ALL_MODELS.items() for model in models}
+
+
+ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
+    AUDITOR: _view_all(),
+    FINANCE_CLERK: _view_all()
+    | {
+        ("accounts", "add_ledgerentry"),  # record deposits and adjustments
+        ("accounts", "add_dailyusage"),  # import usage
+        ("accounts", "change_dailyusage"),
+        ("accounts", "add_customer"),
+        ("accounts", "change_customer"),
+        ("accounts", "add_application"),
+        ("accounts", "change_application"),
+    },
+    FINANCE_MANAGER: _view_all()
+    | {
+        ("accounts", "add_ledgerentry"),
+        ("accounts", "add_dailyusage"),
+        ("accounts", "change_dailyusage"),
+        ("accounts", "add_customer"),
+        ("accounts", "change_customer"),
+        ("accounts", "add_application"),
+        ("accounts", "change_application"),
+        ("plans", "add_plan"),
+        ("plans", "change_plan"),
+        ("plans", "add_planprice"),
+        ("plans", "change_planprice"),
+        ("plans", "add_addon"),
+        ("plans", "change_addon"),
+        ("plans", "add_addonprice"),
+        ("plans", "change_addonprice"),
+        ("plans", "add_planchange"),
+        ("plans", "add_addonchange"),
+        ("plans", "add_dedicatedcontract"),
+        ("plans", "change_dedicatedcontract"),
+        ("invoices", "change_invoice"),  # re-rate and issue
+        ("invoices", "add_creditnote"),
+        ("invoices", "add_billingrun"),
+        ("invoices", "change_billingrun"),
+    },
+    INGEST: set(),
+    CONSOLE: set(),
+    ACCOUNTING: set(),
+}
+
+
+def sync_roles(apps=None) -> None:
+    from django.apps import apps as global_apps
+
+    registry = apps or global_apps
+    group_model = registry.get_model("auth", "Group")
+    permission_model = registry.get_model("auth", "Permission")
+    for role, wanted in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        permissions = [
+            permission_model.objects.get(content_type__app_label=app, codename=codename)
+            for app, codename in sorted(wanted)
+        ]
+        group.permissions.set(permissions)

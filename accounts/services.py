@@ -1,0 +1,196 @@
+"""Write paths for customers' money: the append-only ledger and the arrears state it drives.
+
+Every function locks the customer row first, so concurrent deposits and debits serialize and
+the arrears state always matches the balance that caused it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from moneyed import Money
+
+from accounts.events import record_customer_event
+from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
+from accounts.selectors import ledger_balance
+from billingsite.clock import billing_date
+from billingsite.money import CURRENCY, CurrencyError, round_money
+
+ARREARS_GRACE_DAYS = 7
+
+
+class LedgerError(ValueError):
+    """A ledger write was refused; `field` names the offending input."""
+
+    def __init__(self, message: str, *, field: str = "amount"):
+        super().__init__(message)
+        self.field = field
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was already used for a different entry."""
+
+
+def _money_amount(amount: Decimal | Money) -> Decimal:
+    if isinstance(amount, Money):
+        if str(amount.currency) != CURRENCY:
+            raise LedgerError(CurrencyError.message, field="currency")
+        amount = amount.amount
+    if isinstance(amount, float) or not isinstance(amount, Decimal):
+        raise LedgerError("amount must be a Decimal")
+    if not amount.is_finite():
+        raise LedgerError("amount must be a finite number")
+    if round_money(amount) != amount:
+        raise LedgerError("amount must have at most two decimal places")
+    return amount
+
+
+def lock_customer(*, customer: Customer | int) -> Customer:
+    customer_id = customer if isinstance(customer, int) else customer.pk
+    return Customer.objects.select_for_update().get(pk=customer_id)
+
+
+def ledger_record(
+    *,
+    customer: Customer,
+    kind: str,
+    amount: Decimal | Money,
+    idempotency_key: str,
+    now: dt.datetime,
+    reference: str = "",
+    reason: str = "",
+    created_by=None,
+) -> tuple[LedgerEntry, bool]:
+    """Append one entry, once per idempotency key. Returns (entry, created).
+
+    Sending the same key again returns the first entry; the same key with another customer,
+    kind or amount raises IdempotencyConflict. Updates arrears after the entry.
+    """
+    value = _money_amount(amount)
+    if kind not in LedgerEntry.Kind.values:
+        raise LedgerError(f"unknown ledger entry kind {kind!r}", field="kind")
+    if value == 0:
+        raise LedgerError("amount cannot be zero")
+    if kind == LedgerEntry.Kind.DEPOSIT and value <= 0:
+        raise LedgerError("a deposit must be a positive amount")
+    if kind == LedgerEntry.Kind.ADJUSTMENT and not reason.strip():
+        raise LedgerError("a manual adjustment needs a reason", field="reason")
+    if not idempotency_key:
+        raise LedgerError("an idempotency key is required", field="idempotency_key")
+    with transaction.atomic():
+        locked = lock_customer(customer=customer)
+        existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_entry(existing, customer_id=locked.pk, kind=kind, amount=value), False
+        try:
+            with transaction.atomic():
+                entry = LedgerEntry.objects.create(
+                    customer=locked,
+                    kind=kind,
+                    amount=Money(value, CURRENCY),
+                    idempotency_key=idempotency_key,
+                    reference=reference,
+                    reason=reason,
+                    created_by=created_by,
+                    created_at=now,
+                )
+        except IntegrityError:
+            # Another transaction used the key for another customer (whose row we did not lock).
+            existing = LedgerEntry.objects.get(idempotency_key=idempotency_key)
+            return _same_entry(existing, customer_id=locked.pk, kind=kind, amount=value), False
+        update_arrears(customer=locked, now=now)
+    return entry, True
+
+
+def _same_entry(
+    existing: LedgerEntry, *, customer_id: int, kind: str, amount: Decimal
+) -> LedgerEntry:
+    if (existing.customer_id, existing.kind, existing.amount.amount) != (customer_id, kind, amount):
+        raise IdempotencyConflict(
+            "this idempotency key was already used for a different entry", field="idempotency_key"
+        )
+    return existing
+
+
+def record_deposit(
+    *,
+    customer: Customer,
+    amount: Decimal | Money,
+    reference: str,
+    idempotency_key: str,
+    now: dt.datetime,
+    created_by=None,
+) -> tuple[LedgerEntry, bool]:
+    return ledger_record(
+        customer=customer,
+        kind=LedgerEntry.Kind.DEPOSIT,
+        amount=amount,
+        reference=reference,
+        idempotency_key=idempotency_key,
+        now=now,
+        created_by=created_by,
+    )
+
+
+def record_adjustment(
+    *,
+    customer: Customer,
+    amount: Decimal | Money,
+    reason: str,
+    idempotency_key: str,
+    now: dt.datetime,
+    created_by=None,
+) -> tuple[LedgerEntry, bool]:
+    return ledger_record(
+        customer=customer,
+        kind=LedgerEntry.Kind.ADJUSTMENT,
+        amount=amount,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        now=now,
+        created_by=created_by,
+    )
+
+
+def update_arrears(*, customer: Customer, now: dt.datetime) -> None:
+    """Start arrears when the balance is below zero; end them (and lift a suspension) when it
+    is back at zero or above. The caller holds the customer's row lock."""
+    balance = ledger_balance(customer=customer)
+    today = billing_date(now)
+    if balance < 0 and customer.arrears_since is None:
+        customer.arrears_since = today
+        customer.save(update_fields=["arrears_since"])
+        record_customer_event(
+            customer=customer,
+            kind=CustomerEvent.Kind.ARREARS_STARTED,
+            dedupe_key=f"arrears_started:{customer.pk}:{today.isoformat()}",
+            payload={
+                "balance": f"{balance:.2f}",
+                "arrears_since": today.isoformat(),
+                "suspension_date": suspension_date(arrears_since=today).isoformat(),
+            },
+            now=now,
+        )
+    elif balance >= 0 and customer.arrears_since is not None:
+        was_suspended = customer.suspended_at is not None
+        started = customer.arrears_since
+        customer.arrears_since = None
+        customer.suspended_at = None
+        customer.save(update_fields=["arrears_since", "suspended_at"])
+        if was_suspended:
+            Application.objects.filter(customer=customer).update(status=Application.Status.ACTIVE)
+            record_customer_event(
+                customer=customer,
+                kind=CustomerEvent.Kind.REACTIVATED,
+                dedupe_key=f"reactivated:{customer.pk}:{started.isoformat()}",
+                payload={"balance": f"{balance:.2f}"},
+                now=now,
+            )
+
+
+def suspension_date(*, arrears_since: dt.date) -> dt.date:
+    """First day without service. The day arrears start is day 1; arrears not restored within
+    7 days (days 1-7) are suspended on day 8."""
+    return arrears_since + dt.timedelta(days=ARREARS_GRACE_DAYS)

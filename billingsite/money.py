@@ -1,0 +1,53 @@
+"""The one place money is rounded and formatted.
+
+Every priced line is computed exactly in Decimal and rounded half-up to 0.01 once; totals are
+sums of rounded lines, so a total always equals what the customer can add up on the invoice.
+"""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from moneyed import Money
+
+CURRENCY = "CNY"
+CENT = Decimal("0.01")
+
+
+class CurrencyError(ValueError):
+    """Raised for anything but CNY: other settlement currencies need contract pricing."""
+
+    message = "non-RMB settlement: contract pricing. Only CNY is billed here."
+
+
+def round_money(amount: Decimal) -> Decimal:
+    if not isinstance(amount, Decimal):
+        raise TypeError(f"money must be Decimal, got {type(amount).__name__}")
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def cny(amount: Decimal | int | str) -> Money:
+    return Money(round_money(Decimal(amount)), CURRENCY)
+
+
+def ensure_cny(currency: str | None) -> None:
+    if currency not in (None, "", CURRENCY):
+        raise CurrencyError(CurrencyError.message)
+
+
+def as_decimal(value: Money | Decimal) -> Decimal:
+    """The Decimal of a Money (checking it is CNY) or of a Decimal."""
+    if isinstance(value, Money):
+        ensure_cny(str(value.currency))
+        return value.amount
+    return value
+
+
+def format_amount(amount: Decimal | Money) -> str:
+    """'6000.00': the API's fixed two-decimal string."""
+    return f"{round_money(as_decimal(amount)):.2f}"
+
+
+def format_cny(amount: Decimal | Money) -> str:
+    """'¥6,000.00': how customers and finance read amounts."""
+    value = round_money(as_decimal(amount))
+    sign = "-" if value < 0 else ""
+    return f"{sign}¥{abs(value):,.2f}"

@@ -1,0 +1,238 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from djmoney.models.fields import MoneyField
+from simple_history.models import HistoricalRecords
+
+MONEY = {
+    "max_digits": 14,
+    "decimal_places": 2,
+    "default_currency": "CNY",
+    "currency_choices": [("CNY", "CNY")],
+}
+
+
+class ImmutableDocumentError(Exception):
+    """An issued invoice or credit note was about to be changed or deleted."""
+
+
+class NumberSequence(models.Model):
+    """Last number given in a series and year. Locked and bumped inside the issuing
+    transaction, so a rolled-back issue never leaves a gap."""
+
+    series = models.CharField(max_length=8)
+    year = models.PositiveIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["series", "year"], name="one_sequence_per_series_year")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series}-{self.year}: {self.last_number}"
+
+
+class BillingRun(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        FAILED = "failed", "Failed"
+
+    # First day of the billed month (Asia/Shanghai).
+    period = models.DateField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Counters are bumped with F() by the chunk tasks, so parallel workers never lose an update.
+    accounts_total = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    accounts_done = models.PositiveIntegerField(default=0)
+    invoices_issued = models.PositiveIntegerField(default=0)
+    invoices_held = models.PositiveIntegerField(default=0)
+    accounts_skipped = models.PositiveIntegerField(default=0)
+    accounts_failed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Billing run {self.period:%Y-%m} #{self.pk}"
+
+
+class BillingRunError(models.Model):
+    """One account that failed in a run; its transaction rolled back, the others went on."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="errors")
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.CASCADE, related_name="+")
+    error = models.TextField()
+    occurred_at = models.DateTimeField()
+    # Set when a later attempt billed the account.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+
+
+class Invoice(models.Model):
+    """One invoice per customer per period. Frozen copy of what it bills: after issue nothing
+    on it or its lines changes (the database refuses it); corrections are credit notes."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        HELD = "held", "Held for review"
+        ISSUED = "issued", "Issued"
+        PARTIALLY_CREDITED = "partially_credited", "Partly credited"
+        CREDITED = "credited", "Credited"
+
+    ISSUED_STATES = (Status.ISSUED, Status.PARTIALLY_CREDITED, Status.CREDITED)
+
+    customer = models.ForeignKey(
+        "accounts.Customer", on_delete=models.PROTECT, related_name="invoices"
+    )
+    # First day of the billed month (Asia/Shanghai).
+    period = models.DateField()
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.DRAFT)
+    # Given at issue from the INV series, gapless per year; None before issue.
+    number = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    hold_reason = models.TextField(blank=True)
+    # Frozen customer details, copied when rated; never edited after issue.
+    customer_name = models.CharField(max_length=200)
+    customer_address = models.TextField(blank=True)
+    customer_tax_id = models.CharField(max_length=64, blank=True)
+    customer_email = models.EmailField(blank=True)
+    total = MoneyField(**MONEY, default=0)
+    rated_at = models.DateTimeField()
+    issued_at = models.DateTimeField(null=True, blank=True)
+    issue_date = models.DateField(null=True, blank=True)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    billing_run = models.ForeignKey(
+        BillingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords(excluded_fields=["updated_at"])
+
+    class Meta:
+        ordering = ["-period", "number", "id"]
+        indexes = [models.Index(fields=["status", "period"]), models.Index(fields=["updated_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "period"], name="one_invoice_per_customer_period"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "held"])
+                | Q(number__isnull=False, issued_at__isnull=False),
+                name="issued_invoice_has_number",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"Draft {self.customer_name} {self.period:%Y-%m}"
+
+    @property
+    def is_issued(self) -> bool:
+        return self.status in self.ISSUED_STATES
+
+
+class InvoiceLine(models.Model):
+    """One priced line from the rating engine, frozen with its names and unit price."""
+
+    class Category(models.TextChoices):
+        DAU_FEE = "dau_fee", "DAU fee"
+        VALUE_ADDED = "value_added", "Value-added services"
+        STORAGE = "storage", "Storage"
+        SENSITIVE_WORDS = "sensitive_words", "Sensitive words"
+        API_RATE_LIMIT = "api_rate_limit", "API rate limits"
+        DESKTOP = "desktop", "Desktop client"
+        DEDICATED_SERVICE = "dedicated_service", "Dedicated service"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField()
+    application = models.ForeignKey(
+        "accounts.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    app_key = models.CharField(max_length=64)
+    app_name = models.CharField(max_length=200)
+    code = models.CharField(max_length=64)
+    category = models.CharField(max_length=24, choices=Category.choices)
+    plan_code = models.CharField(max_length=32)
+    plan_name = models.CharField(max_length=100)
+    description = models.CharField(max_length=300)
+    quantity = models.PositiveIntegerField()
+    unit_price = MoneyField(**MONEY)
+    amount = MoneyField(**MONEY)
+    first_day = models.DateField()
+    last_day = models.DateField()
+    days = models.PositiveSmallIntegerField()
+    days_in_month = models.PositiveSmallIntegerField()
+    peak_dau = models.PositiveIntegerField(null=True, blank=True)
+    peak_day = models.DateField(null=True, blank=True)
+    explanation = models.TextField()
+
+    class Meta:
+        ordering = ["invoice_id", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice", "position"], name="invoice_line_position_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.app_key} {self.code} {self.amount}"
+
+
+class CreditNote(models.Model):
+    """Credits some or all of one issued invoice's lines; the only way to correct a bill.
+    Never edited or deleted once created (it is issued at creation)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey(
+        "accounts.Customer", on_delete=models.PROTECT, related_name="credit_notes"
+    )
+    # From the CN series, gapless per year.
+    number = models.CharField(max_length=32, unique=True)
+    reason = models.TextField()
+    total = MoneyField(**MONEY)
+    issued_at = models.DateTimeField()
+    issue_date = models.DateField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    idempotency_key = models.CharField(max_length=200, unique=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gt=0), name="credit_note_positive")
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(
+        InvoiceLine, on_delete=models.PROTECT, related_name="credit_lines"
+    )
+    description = models.CharField(max_length=300)
+    # Positive: how much of the invoice line this note gives back.
+    amount = MoneyField(**MONEY)
+
+    class Meta:
+        ordering = ["credit_note_id", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="credit_line_positive")
+        ]

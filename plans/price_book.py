@@ -1,0 +1,131 @@
+"""Loads the default price book (plans/price_book.json) into the database.
+
+Idempotent: a second run changes nothing. Rows finance has edited are never overwritten
+silently: the difference is reported and kept, unless `force` resets them to the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from django.db import transaction
+from moneyed import Money
+
+from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
+
+DEFAULT_BOOK = Path(__file__).with_name("price_book.json")
+
+
+@dataclass
+class LoadReport:
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    # Rows whose database values differ from the file: kept as finance set them.
+    differences: list[str] = field(default_factory=list)
+    reset: list[str] = field(default_factory=list)
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.created or self.reset)
+
+
+def _cny(text: str) -> Money:
+    return Money(Decimal(text), "CNY")
+
+
+def _sync(model, lookup: dict, wanted: dict, label: str, report: LoadReport, force: bool):
+    row = model.objects.filter(**lookup).first()
+    if row is None:
+        row = model.objects.create(**lookup, **wanted)
+        report.created.append(label)
+        return row
+    diffs = [
+        f"{name}: database {getattr(row, name)} != file {value}"
+        for name, value in wanted.items()
+        if getattr(row, name) != value
+    ]
+    if not diffs:
+        report.unchanged.append(label)
+    elif force:
+        for name, value in wanted.items():
+            setattr(row, name, value)
+        row.save()
+        report.reset.append(f"{label} ({'; '.join(diffs)})")
+    else:
+        report.differences.append(f"{label}: {'; '.join(diffs)}")
+    return row
+
+
+@transaction.atomic
+def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadReport:
+    book = json.loads(Path(path).read_text(encoding="utf-8"))
+    if book.get("currency") != "CNY":
+        raise ValueError("the price book must be in CNY")
+    valid_from = dt.date.fromisoformat(book["valid_from"])
+    report = LoadReport()
+    plans: dict[str, Plan] = {}
+    for spec in book["plans"]:
+        plan = _sync(
+            Plan,
+            {"code": spec["code"]},
+            {
+                "name": spec["name"],
+                "activation": spec["activation"],
+                "rank": spec["rank"],
+                "supports_ultragroups": spec["supports_ultragroups"],
+                "daily_message_limit": spec["daily_message_limit"],
+                "notes": spec["notes"],
+            },
+            f"plan {spec['code']}",
+            report,
+            force,
+        )
+        plans[plan.code] = plan
+        _sync(
+            PlanPrice,
+            {"plan": plan, "valid_from": valid_from},
+            {
+                "minimum_deposit": _cny(spec["minimum_deposit"]),
+                "dau_base_fee": _cny(spec["dau_base_fee"]),
+                "included_dau": spec["included_dau"],
+                "dau_block_size": spec["dau_block_size"],
+                "dau_block_price": _cny(spec["dau_block_price"]),
+            },
+            f"plan price {spec['code']} from {valid_from}",
+            report,
+            force,
+        )
+    for spec in book["addons"]:
+        addon = _sync(
+            AddOn,
+            {"code": spec["code"]},
+            {
+                "name": spec["name"],
+                "category": spec["category"],
+                "unit_description": spec["unit_description"],
+                "is_switch": spec["is_switch"],
+                "sort_order": spec["sort_order"],
+                "notes": spec["notes"],
+            },
+            f"add-on {spec['code']}",
+            report,
+            force,
+        )
+        for plan_code, price in spec["prices"].items():
+            if price in ("included", "unavailable"):
+                wanted = {"availability": price, "unit_price": _cny("0")}
+            else:
+                wanted = {"availability": "priced", "unit_price": _cny(price)}
+            _sync(
+                AddOnPrice,
+                {"addon": addon, "plan": plans[plan_code], "valid_from": valid_from},
+                wanted,
+                f"add-on price {spec['code']} on {plan_code} from {valid_from}",
+                report,
+                force,
+            )
+    return report
