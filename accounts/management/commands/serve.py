@@ -29,8 +29,6 @@ class Command(BaseCommand):
                 "INFO",
                 "--concurrency",
                 "2",
-                "--schedule",
-                "var/celerybeat-schedule",
             ],
         ]
         children = [subprocess.Popen(command) for command in commands]
