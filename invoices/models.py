@@ -58,6 +58,8 @@ class BillingRun(models.Model):
     invoices_held = models.PositiveIntegerField(default=0)
     accounts_skipped = models.PositiveIntegerField(default=0)
     accounts_failed = models.PositiveIntegerField(default=0)
+    # Accounts another run (or finance) had already invoiced for the period: nothing was done.
+    accounts_already_billed = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]

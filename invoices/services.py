@@ -1,0 +1,605 @@
+"""Write paths for invoices and credit notes.
+
+Invariants kept here:
+- One invoice per customer and period (a unique constraint), rated only by `invoices.rating`
+  through `plans.selectors.application_inputs` / `price_book_for_period`.
+- Every write for a customer runs in one transaction that first locks the customer row; the
+  ledger services lock the same row, so a bill, a deposit and a credit note for one customer
+  never interleave.
+- Issuing gives the number (gapless, inside the same transaction), freezes the invoice and
+  debits the ledger once (idempotency key per customer and period). Held invoices are neither
+  numbered nor debited.
+- Credit notes never give back more than a line billed, counting earlier credit notes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Sum
+from moneyed import Money
+
+from accounts.events import record_customer_event
+from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
+from accounts.services import ledger_record, lock_customer
+from billingsite.clock import Period, billing_date
+from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
+from invoices.models import (
+    BillingRun,
+    BillingRunError,
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceLine,
+)
+from invoices.numbering import CREDIT_NOTE_SERIES, INVOICE_SERIES, number_allocate
+from invoices.rating import PriceBook, RatedAccount, RatingError, rate_account
+from plans.selectors import application_inputs, price_book_for_period
+
+ZERO = Decimal("0.00")
+
+# Outcomes of billing one account in a run.
+ISSUED = "issued"
+HELD = "held"
+SKIPPED = "skipped"
+ALREADY_BILLED = "already_billed"
+FAILED = "failed"
+
+# BillingRun counter bumped for each outcome.
+OUTCOME_COUNTER = {
+    ISSUED: "invoices_issued",
+    HELD: "invoices_held",
+    SKIPPED: "accounts_skipped",
+    ALREADY_BILLED: "accounts_already_billed",
+    FAILED: "accounts_failed",
+}
+
+
+class InvoiceError(ValueError):
+    """A request about an invoice or credit note was refused; nothing was written.
+
+    `field` names the offending input (for API 400 bodies and admin form errors)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+# --- Rating (reads only) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedAccount:
+    """One account rated for a period from a batched read, ready to be written.
+
+    `error` is set instead of `rated` when the inputs cannot be priced (the account fails, the
+    rest of its chunk goes on)."""
+
+    customer_id: int
+    rated: RatedAccount | None
+    application_ids: dict[str, int]
+    error: Exception | None = None
+
+    @property
+    def billable(self) -> bool:
+        """Something to bill or to review: a paid plan or a contract in the period, or a
+        high-volume application that needs finance (even on the free plan)."""
+        if self.rated is None:
+            return False
+        return any(app.has_paid_plan or app.hold_reason for app in self.rated.applications)
+
+
+def accounts_rate(
+    *, customer_ids: Iterable[int], period: Period, book: PriceBook | None = None
+) -> dict[int, PreparedAccount]:
+    """Rate many customers for a period in a fixed number of queries: the price book (unless
+    given), the applications, and `application_inputs` (plans, add-ons, usage, contracts).
+    Nothing is written."""
+    customer_ids = list(customer_ids)
+    if book is None:
+        book = price_book_for_period(period=period)
+    applications = list(
+        Application.objects.filter(customer_id__in=customer_ids)
+        .only("id", "customer_id", "app_key", "name")
+        .order_by("id")
+    )
+    inputs = application_inputs(applications=applications, period=period)
+    by_customer: dict[int, list] = defaultdict(list)
+    app_ids: dict[int, dict[str, int]] = defaultdict(dict)
+    for app in applications:
+        app_ids[app.customer_id][app.app_key] = app.id
+        if app.id in inputs:
+            by_customer[app.customer_id].append(inputs[app.id])
+    prepared: dict[int, PreparedAccount] = {}
+    for customer_id in customer_ids:
+        try:
+            rated = rate_account(book=book, applications=by_customer.get(customer_id, []))
+        except RatingError as exc:
+            prepared[customer_id] = PreparedAccount(customer_id, None, {}, error=exc)
+            continue
+        prepared[customer_id] = PreparedAccount(customer_id, rated, app_ids.get(customer_id, {}))
+    return prepared
+
+
+def account_rate(*, customer: Customer | int, period: Period) -> PreparedAccount:
+    customer_id = customer if isinstance(customer, int) else customer.pk
+    return accounts_rate(customer_ids=[customer_id], period=period)[customer_id]
+
+
+# --- Writing invoices -------------------------------------------------------------------------
+
+
+def _hold_reason(rated: RatedAccount) -> str:
+    return "\n".join(rated.hold_reasons)
+
+
+def _invoice_write(
+    *,
+    customer: Customer,
+    period: Period,
+    prepared: PreparedAccount,
+    existing: Invoice | None,
+    now: dt.datetime,
+    billing_run: BillingRun | None,
+    number: str | None = None,
+    issued_by=None,
+) -> Invoice:
+    """Create or replace the draft/held invoice with freshly rated lines. With `number` the
+    invoice is written directly as issued (one insert, no draft step)."""
+    rated = prepared.rated
+    assert rated is not None
+    status = Invoice.Status.HELD if rated.hold_reasons else Invoice.Status.DRAFT
+    fields = {
+        "status": status,
+        "hold_reason": _hold_reason(rated),
+        "customer_name": customer.name,
+        "customer_address": customer.address,
+        "customer_tax_id": customer.tax_id,
+        "customer_email": customer.billing_email,
+        "total": Money(rated.total, CURRENCY),
+        "rated_at": now,
+        "billing_run": billing_run,
+    }
+    if number is not None:
+        fields.update(
+            status=Invoice.Status.ISSUED,
+            number=number,
+            issued_at=now,
+            issue_date=billing_date(now),
+            issued_by=issued_by,
+        )
+    if existing is not None:
+        # Only drafts and held invoices are replaced; the caller checked under the lock.
+        InvoiceLine.objects.filter(invoice=existing).delete()
+        for name, value in fields.items():
+            setattr(existing, name, value)
+        existing.save()
+        invoice = existing
+    else:
+        invoice = Invoice.objects.create(customer=customer, period=period.start, **fields)
+    InvoiceLine.objects.bulk_create(
+        [
+            InvoiceLine(
+                invoice=invoice,
+                position=position,
+                application_id=prepared.application_ids.get(line.app_key),
+                app_key=line.app_key,
+                app_name=line.app_name,
+                code=line.code,
+                category=line.category,
+                plan_code=line.plan_code,
+                plan_name=line.plan_name,
+                description=line.description[:300],
+                quantity=line.quantity,
+                unit_price=Money(line.unit_price, CURRENCY),
+                amount=Money(line.amount, CURRENCY),
+                first_day=line.first_day,
+                last_day=line.last_day,
+                days=line.days,
+                days_in_month=line.days_in_month,
+                peak_dau=line.peak_dau,
+                peak_day=line.peak_day,
+                explanation=line.explanation,
+            )
+            for position, line in enumerate(rated.lines, start=1)
+        ]
+    )
+    return invoice
+
+
+def _invoice_debit_key(invoice: Invoice) -> str:
+    # One debit per customer and period, whatever retries or re-runs happen: an issued invoice
+    # is never deleted, so no second invoice can ever exist for the same pair.
+    return f"invoice-debit:{invoice.customer_id}:{invoice.period:%Y-%m}"
+
+
+def _after_issue(*, invoice: Invoice, customer: Customer, now: dt.datetime, issued_by) -> None:
+    """Debit the ledger (may start arrears) and tell the customer. Inside the issuing
+    transaction, under the customer lock."""
+    total = as_decimal(invoice.total)
+    if total > 0:
+        ledger_record(
+            customer=customer,
+            kind=LedgerEntry.Kind.INVOICE_DEBIT,
+            amount=-total,
+            idempotency_key=_invoice_debit_key(invoice),
+            reference=invoice.number,
+            reason=f"Invoice {invoice.number} for {invoice.period:%Y-%m}",
+            now=now,
+            created_by=issued_by,
+        )
+    record_customer_event(
+        customer=customer,
+        kind=CustomerEvent.Kind.INVOICE_ISSUED,
+        dedupe_key=f"invoice_issued:{invoice.pk}",
+        payload={
+            "invoice_id": invoice.pk,
+            "invoice_number": invoice.number,
+            "period": f"{invoice.period:%Y-%m}",
+            "total": format_amount(invoice.total),
+            "issue_date": invoice.issue_date.isoformat(),
+        },
+        now=now,
+    )
+
+
+def _existing_invoice(*, customer: Customer, period: Period) -> Invoice | None:
+    return Invoice.objects.filter(customer=customer, period=period.start).first()
+
+
+def _already_issued_error(invoice: Invoice) -> InvoiceError:
+    return InvoiceError(
+        f"invoice {invoice.number} is already issued; correct it with a credit note",
+        field="invoice",
+    )
+
+
+def _rate_and_write(
+    *,
+    customer_id: int,
+    period: Period,
+    now: dt.datetime,
+    billing_run: BillingRun | None,
+    keep_unbillable: bool,
+) -> Invoice | None:
+    with transaction.atomic():
+        customer = lock_customer(customer=customer_id)
+        existing = _existing_invoice(customer=customer, period=period)
+        if existing is not None and existing.is_issued:
+            raise _already_issued_error(existing)
+        prepared = account_rate(customer=customer, period=period)
+        if prepared.error is not None:
+            raise InvoiceError(f"cannot rate: {prepared.error}", field="invoice")
+        if not prepared.billable:
+            if keep_unbillable:
+                raise InvoiceError(
+                    "nothing is billable in this period any more (no paid plan, contract or "
+                    "high-volume application); the invoice was left unchanged",
+                    field="invoice",
+                )
+            if existing is not None:
+                existing.delete()
+            return None
+        return _invoice_write(
+            customer=customer,
+            period=period,
+            prepared=prepared,
+            existing=existing,
+            now=now,
+            billing_run=billing_run
+            if billing_run is not None
+            else getattr(existing, "billing_run", None),
+        )
+
+
+def invoice_rate(
+    *, customer: Customer, period: Period, now: dt.datetime, billing_run: BillingRun | None = None
+) -> Invoice | None:
+    """Create or re-rate the customer's draft/held invoice for the period from today's data.
+
+    Returns None (and removes a stale draft) when nothing is billable: no paid plan, no contract
+    and no high-volume application in the period. Refuses an issued invoice."""
+    return _rate_and_write(
+        customer_id=customer.pk,
+        period=period,
+        now=now,
+        billing_run=billing_run,
+        keep_unbillable=False,
+    )
+
+
+def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> Invoice:
+    """Re-rate a draft or held invoice (after finance added a contract or usage was corrected).
+    It is held again if a hold reason remains."""
+    if invoice.is_issued:
+        raise _already_issued_error(invoice)
+    rated = _rate_and_write(
+        customer_id=invoice.customer_id,
+        period=Period.containing(invoice.period),
+        now=now,
+        billing_run=None,
+        keep_unbillable=True,
+    )
+    assert rated is not None
+    return rated
+
+
+def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invoice:
+    """Issue a draft or held invoice as it is: number it, freeze it, debit the balance and tell
+    the customer. A held invoice keeps its hold reason as the record of why it was reviewed."""
+    with transaction.atomic():
+        customer = lock_customer(customer=invoice.customer_id)
+        current = Invoice.objects.select_for_update().filter(pk=invoice.pk).first()
+        if current is None:
+            raise InvoiceError("this invoice no longer exists (it was re-rated away)", "invoice")
+        if current.is_issued:
+            raise _already_issued_error(current)
+        current.number = number_allocate(series=INVOICE_SERIES, year=billing_date(now).year)
+        current.status = Invoice.Status.ISSUED
+        current.issued_at = now
+        current.issue_date = billing_date(now)
+        current.issued_by = issued_by
+        current.save()
+        _after_issue(invoice=current, customer=customer, now=now, issued_by=issued_by)
+    return current
+
+
+# --- The run's per-account step ---------------------------------------------------------------
+
+
+def _run_bump(run_id: int, **deltas: int) -> None:
+    if deltas:
+        BillingRun.objects.filter(pk=run_id).update(
+            **{name: F(name) + delta for name, delta in deltas.items()}
+        )
+
+
+def bill_account(
+    *,
+    customer_id: int,
+    period: Period,
+    now: dt.datetime,
+    prepared: PreparedAccount,
+    billing_run: BillingRun | None = None,
+    unresolved_error: bool = False,
+) -> str:
+    """Bill one account from an already rated `prepared`, in its own transaction under the
+    customer's row lock. Returns the outcome; raises on failure (nothing is written then).
+
+    Counters of `billing_run` are bumped in the same transaction, so they always match what was
+    committed, also when a chunk is redelivered after a crash: an account this run already
+    billed or held is not counted twice. `unresolved_error`: this run has an open error row for
+    the account, which a success resolves."""
+    with transaction.atomic():
+        customer = lock_customer(customer=customer_id)
+        existing = _existing_invoice(customer=customer, period=period)
+        # What this run already counted for the account (a redelivered chunk, a retry).
+        counted_before = None
+        if (
+            billing_run is not None
+            and existing is not None
+            and existing.billing_run_id == billing_run.pk
+        ):
+            counted_before = ISSUED if existing.is_issued else HELD
+        if existing is not None and existing.is_issued:
+            outcome = ALREADY_BILLED
+        elif prepared.error is not None:
+            raise prepared.error
+        elif not prepared.billable:
+            if existing is not None:
+                existing.delete()
+            outcome = SKIPPED
+        elif prepared.rated.hold_reasons:
+            _invoice_write(
+                customer=customer,
+                period=period,
+                prepared=prepared,
+                existing=existing,
+                now=now,
+                billing_run=billing_run,
+            )
+            outcome = HELD
+        else:
+            # Take the number last-but-one: the sequence row stays locked until commit.
+            number = number_allocate(series=INVOICE_SERIES, year=billing_date(now).year)
+            invoice = _invoice_write(
+                customer=customer,
+                period=period,
+                prepared=prepared,
+                existing=existing,
+                now=now,
+                billing_run=billing_run,
+                number=number,
+            )
+            _after_issue(invoice=invoice, customer=customer, now=now, issued_by=None)
+            outcome = ISSUED
+        if billing_run is not None:
+            if unresolved_error:
+                BillingRunError.objects.filter(
+                    run=billing_run, customer_id=customer_id, resolved_at__isnull=True
+                ).update(resolved_at=now)
+                _run_bump(billing_run.pk, accounts_failed=-1, **{OUTCOME_COUNTER[outcome]: 1})
+            elif counted_before is None:
+                _run_bump(billing_run.pk, accounts_done=1, **{OUTCOME_COUNTER[outcome]: 1})
+            elif counted_before == HELD and outcome not in (HELD, ALREADY_BILLED):
+                # Held earlier in this run, billed or skipped now: move it between counters.
+                _run_bump(billing_run.pk, invoices_held=-1, **{OUTCOME_COUNTER[outcome]: 1})
+    return outcome
+
+
+def bill_customer(
+    *, customer: Customer, period: Period, now: dt.datetime, billing_run: BillingRun | None = None
+) -> str:
+    """Bill one customer for a period: "issued" | "held" | "skipped" | "already_billed".
+
+    Skipped: no paid plan, no contract and no high-volume application in the period, so no
+    invoice (a free account gets no 0.00 invoice every month)."""
+    prepared = account_rate(customer=customer, period=period)
+    return bill_account(
+        customer_id=customer.pk, period=period, now=now, prepared=prepared, billing_run=billing_run
+    )
+
+
+# --- Credit notes -----------------------------------------------------------------------------
+
+
+def _credit_amount(value, line_id) -> Decimal:
+    if isinstance(value, Money):
+        value = as_decimal(value)
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise InvoiceError(f"line {line_id}: the amount must be a decimal number", "line_amounts")
+    value = Decimal(value)
+    if not value.is_finite() or round_money(value) != value:
+        raise InvoiceError(
+            f"line {line_id}: the amount must have at most two decimal places", "line_amounts"
+        )
+    if value <= 0:
+        raise InvoiceError(f"line {line_id}: the amount must be above zero", "line_amounts")
+    return value
+
+
+def credited_by_line(*, invoice: Invoice) -> dict[int, Decimal]:
+    """How much of each line earlier credit notes gave back."""
+    rows = (
+        CreditNoteLine.objects.filter(invoice_line__invoice=invoice)
+        .values("invoice_line_id")
+        .annotate(credited=Sum("amount"))
+    )
+    return {row["invoice_line_id"]: row["credited"] for row in rows}
+
+
+def _same_credit_note(
+    note: CreditNote, *, invoice: Invoice, amounts: dict[int, Decimal] | None
+) -> CreditNote:
+    same_invoice = note.invoice_id == invoice.pk
+    if same_invoice and amounts is not None:
+        given = {line.invoice_line_id: as_decimal(line.amount) for line in note.lines.all()}
+        same_invoice = given == amounts
+    if not same_invoice:
+        raise InvoiceError(
+            "this idempotency key was already used for a different credit note",
+            "idempotency_key",
+        )
+    return note
+
+
+def credit_note_create(
+    *,
+    invoice: Invoice,
+    line_amounts: dict[int, Decimal] | None,
+    reason: str,
+    now: dt.datetime,
+    idempotency_key: str,
+    created_by=None,
+) -> CreditNote:
+    """Credit some or all of an issued invoice's lines, credit the ledger and number the note.
+
+    `line_amounts`: InvoiceLine id -> amount to give back; None credits everything not yet
+    credited. Refuses more than a line billed minus earlier credit notes. The same idempotency
+    key with the same request returns the first note."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvoiceError("a credit note needs a reason", "reason")
+    if not idempotency_key:
+        raise InvoiceError("an idempotency key is required", "idempotency_key")
+    amounts: dict[int, Decimal] | None = None
+    if line_amounts is not None:
+        if not line_amounts:
+            raise InvoiceError("choose at least one line to credit", "line_amounts")
+        amounts = {
+            int(line_id): _credit_amount(value, line_id) for line_id, value in line_amounts.items()
+        }
+    with transaction.atomic():
+        customer = lock_customer(customer=invoice.customer_id)
+        previous = CreditNote.objects.filter(idempotency_key=idempotency_key).first()
+        if previous is not None:
+            return _same_credit_note(previous, invoice=invoice, amounts=amounts)
+        current = Invoice.objects.get(pk=invoice.pk)
+        if not current.is_issued:
+            raise InvoiceError("only issued invoices can be credited", "invoice")
+        lines = {line.pk: line for line in current.lines.all()}
+        credited = credited_by_line(invoice=current)
+        remaining = {
+            line_id: as_decimal(line.amount) - credited.get(line_id, ZERO)
+            for line_id, line in lines.items()
+        }
+        if amounts is None:
+            amounts = {line_id: left for line_id, left in remaining.items() if left > 0}
+            if not amounts:
+                raise InvoiceError(
+                    f"invoice {current.number} has nothing left to credit", "line_amounts"
+                )
+        for line_id, amount in amounts.items():
+            if line_id not in lines:
+                raise InvoiceError(
+                    f"line {line_id} is not a line of invoice {current.number}", "line_amounts"
+                )
+            if amount > remaining[line_id]:
+                line = lines[line_id]
+                raise InvoiceError(
+                    f"line {line_id} ({line.app_key} {line.description}): at most "
+                    f"{remaining[line_id]:.2f} can still be credited "
+                    f"(billed {as_decimal(line.amount):.2f}, credited "
+                    f"{credited.get(line_id, ZERO):.2f})",
+                    "line_amounts",
+                )
+        total = sum(amounts.values(), ZERO)
+        note = CreditNote.objects.create(
+            invoice=current,
+            customer=customer,
+            number=number_allocate(series=CREDIT_NOTE_SERIES, year=billing_date(now).year),
+            reason=reason,
+            total=Money(total, CURRENCY),
+            issued_at=now,
+            issue_date=billing_date(now),
+            created_by=created_by,
+            idempotency_key=idempotency_key,
+        )
+        CreditNoteLine.objects.bulk_create(
+            [
+                CreditNoteLine(
+                    credit_note=note,
+                    invoice_line_id=line_id,
+                    description=(f"{lines[line_id].app_key} {lines[line_id].description}")[:300],
+                    amount=Money(amount, CURRENCY),
+                )
+                for line_id, amount in sorted(amounts.items())
+            ]
+        )
+        fully_credited = all(
+            remaining[line_id] - amounts.get(line_id, ZERO) <= 0 for line_id in lines
+        )
+        current.status = (
+            Invoice.Status.CREDITED if fully_credited else Invoice.Status.PARTIALLY_CREDITED
+        )
+        current.save(update_fields=["status", "updated_at"])
+        ledger_record(
+            customer=customer,
+            kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,
+            amount=total,
+            idempotency_key=f"credit-note-credit:{note.number}",
+            reference=note.number,
+            reason=f"Credit note {note.number} on invoice {current.number}: {reason}"[:2000],
+            now=now,
+            created_by=created_by,
+        )
+        record_customer_event(
+            customer=customer,
+            kind=CustomerEvent.Kind.CREDIT_NOTE_ISSUED,
+            dedupe_key=f"credit_note_issued:{note.pk}",
+            payload={
+                "credit_note_id": note.pk,
+                "credit_note_number": note.number,
+                "invoice_number": current.number,
+                "total": format_amount(total),
+                "issue_date": note.issue_date.isoformat(),
+            },
+            now=now,
+        )
+    return note
