@@ -7,8 +7,11 @@ the arrears state always matches the balance that caused it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from moneyed import Money
 
@@ -194,3 +197,157 @@ def suspension_date(*, arrears_since: dt.date) -> dt.date:
     """First day without service. The day arrears start is day 1; arrears not restored within
     7 days (days 1-7) are suspended on day 8."""
     return arrears_since + dt.timedelta(days=ARREARS_GRACE_DAYS)
+
+
+# --- Customers and applications ------------------------------------------------------------
+
+# Both identifiers appear in API paths (/customers/{external_id}/, /applications/{app_key}/),
+# so they are limited to characters that need no escaping in a URL path segment.
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+class AccountError(ValueError):
+    """A customer or application write was refused. `code` names the rule, `field` the input."""
+
+    def __init__(self, message: str, *, code: str = "invalid", field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+
+
+class DuplicateError(AccountError):
+    """The external id or app key is already taken (409 in the API)."""
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message, code="duplicate", field=field)
+
+
+def _required_text(value: str, *, field: str, max_length: int) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise AccountError(f"{field} is required", field=field)
+    if len(text) > max_length:
+        raise AccountError(f"{field} is longer than {max_length} characters", field=field)
+    return text
+
+
+def _identifier(value: str, *, field: str) -> str:
+    text = (value or "").strip()
+    if not IDENTIFIER_PATTERN.match(text):
+        raise AccountError(
+            f"{field} must be 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter "
+            "or digit",
+            field=field,
+        )
+    return text
+
+
+def customer_create(
+    *,
+    external_id: str,
+    name: str,
+    billing_email: str,
+    address: str = "",
+    tax_id: str = "",
+    contact_name: str = "",
+    contact_phone: str = "",
+    now: dt.datetime,
+) -> Customer:
+    """Create a customer account. A taken `external_id` raises DuplicateError."""
+    external_id = _identifier(external_id, field="external_id")
+    name = _required_text(name, field="name", max_length=200)
+    billing_email = _required_text(billing_email, field="billing_email", max_length=254)
+    try:
+        validate_email(billing_email)
+    except ValidationError:
+        raise AccountError(
+            "billing_email is not a valid e-mail address", field="billing_email"
+        ) from None
+    for value, field, limit in (
+        (tax_id, "tax_id", 64),
+        (contact_name, "contact_name", 200),
+        (contact_phone, "contact_phone", 64),
+    ):
+        if len(value or "") > limit:
+            raise AccountError(f"{field} is longer than {limit} characters", field=field)
+    if Customer.objects.filter(external_id=external_id).exists():
+        raise DuplicateError(
+            f"a customer with external_id {external_id!r} exists", field="external_id"
+        )
+    try:
+        with transaction.atomic():
+            return Customer.objects.create(
+                external_id=external_id,
+                name=name,
+                billing_email=billing_email,
+                address=address or "",
+                tax_id=(tax_id or "").strip(),
+                contact_name=(contact_name or "").strip(),
+                contact_phone=(contact_phone or "").strip(),
+            )
+    except IntegrityError:
+        # Two requests raced for the same external id; the loser gets the same answer as above.
+        raise DuplicateError(
+            f"a customer with external_id {external_id!r} exists", field="external_id"
+        ) from None
+
+
+def application_create(
+    *,
+    customer: Customer,
+    app_key: str,
+    name: str,
+    data_center: str,
+    now: dt.datetime,
+    created_by=None,
+) -> Application:
+    """Create an application on the Free plan from today's (Asia/Shanghai) date.
+
+    The customer row is locked so the application cannot miss a suspension that is being
+    recorded at the same moment: an application of a suspended customer starts suspended.
+    """
+    from plans.models import Plan, PlanChange
+
+    app_key = _identifier(app_key, field="app_key")
+    name = _required_text(name, field="name", max_length=200)
+    if data_center not in Application.DataCenter.values:
+        choices = ", ".join(Application.DataCenter.values)
+        raise AccountError(f"data_center must be one of {choices}", field="data_center")
+    free = Plan.objects.filter(activation=Plan.Activation.AUTOMATIC).order_by("rank").first()
+    if free is None:
+        raise AccountError("the price book has no automatic (Free) plan: load it first", field=None)
+    today = billing_date(now)
+    with transaction.atomic():
+        locked = lock_customer(customer=customer)
+        if Application.objects.filter(app_key=app_key).exists():
+            raise DuplicateError(f"an application with app_key {app_key!r} exists", field="app_key")
+        status = (
+            Application.Status.SUSPENDED
+            if locked.suspended_at is not None
+            else Application.Status.ACTIVE
+        )
+        try:
+            with transaction.atomic():
+                application = Application.objects.create(
+                    customer=locked,
+                    app_key=app_key,
+                    name=name,
+                    data_center=data_center,
+                    created_on=today,
+                    status=status,
+                )
+        except IntegrityError:
+            raise DuplicateError(
+                f"an application with app_key {app_key!r} exists", field="app_key"
+            ) from None
+        PlanChange.objects.create(
+            application=application,
+            plan=free,
+            effective_date=today,
+            requested_date=today,
+            created_at=now,
+            created_by=created_by,
+            note="Free plan on creation",
+        )
+    return application

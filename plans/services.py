@@ -1,0 +1,529 @@
+"""Subscription decisions: plan changes, add-ons and dedicated-service contracts.
+
+History is append-only. A decision adds a PlanChange / AddOnChange row effective on a day; a
+new decision sets `cancelled_at` on the live rows at or after its own effective day (they were
+pending, or are overridden). The plan and add-on history the rating engine sees is always the
+live rows, so any past month is re-rated exactly as it was decided.
+
+Invariants kept here:
+- no decision starts before the application existed or inside a month already invoiced;
+- an upgrade (to a higher-ranked plan) needs a ledger balance of at least the new plan's
+  minimum deposit in the price book of the month it takes effect, and takes effect on the day
+  asked; a downgrade takes effect on the 1st of a month, so a month is never split to dodge a
+  DAU peak;
+- no add-on is ever live on a day whose plan does not offer it: a plan change that would leave
+  one active ends it that same day, and reports it.
+Every refusal raises SubscriptionError before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import transaction
+from moneyed import Money
+
+from accounts.models import Application
+from accounts.selectors import ledger_balance
+from accounts.services import LedgerError, _money_amount, lock_customer
+from billingsite.clock import Period
+from billingsite.money import CURRENCY
+from invoices.models import Invoice
+from invoices.rating import UNAVAILABLE, PriceBook
+from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
+from plans.selectors import price_book_for_period
+
+UPGRADE, DOWNGRADE, UNCHANGED = "upgrade", "downgrade", "unchanged"
+# Marks the add-on rows a plan change ended, so cancelling that plan change restores them.
+AUTO_END_NOTE = "ended by plan change {change_id}: "
+
+
+class SubscriptionError(ValueError):
+    """A subscription decision was refused. `code` names the rule, `field` the input, and
+    `details` carries machine-readable values (dates, amounts as strings)."""
+
+    def __init__(
+        self, message: str, *, code: str, field: str | None = None, details: dict | None = None
+    ):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+        self.details = details or {}
+
+
+class InsufficientDeposit(SubscriptionError):
+    """The balance is below the plan's minimum deposit; details: required, balance (Decimal)."""
+
+    def __init__(self, message: str, *, required: Decimal, balance: Decimal):
+        super().__init__(
+            message,
+            code="insufficient_deposit",
+            field="plan",
+            details={"required": required, "balance": balance},
+        )
+        self.required = required
+        self.balance = balance
+
+
+@dataclass(frozen=True)
+class PlanChangeResult:
+    # The live row that now decides the plan from `effective_date` (an existing row when the
+    # decision only cancelled pending changes or repeated one already recorded).
+    change: PlanChange
+    effective_date: dt.date
+    # Add-on codes ended (or whose pending start was cancelled) because the plan lacks them.
+    ended_addons: list[str]
+    requested_date: dt.date | None = None
+    kind: str = UPGRADE
+    created: bool = True
+    cancelled_changes: list[PlanChange] = field(default_factory=list)
+
+
+# --- shared checks -------------------------------------------------------------------------
+
+
+def _require_date(value, *, field: str) -> dt.date:
+    if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
+        raise SubscriptionError(f"{field} must be a date", code="invalid", field=field)
+    return value
+
+
+def _lock_application(application: Application) -> Application:
+    # Customer first, then application: the ledger locks the customer and then updates its
+    # applications' status, so taking them in the same order cannot deadlock.
+    lock_customer(customer=application.customer_id)
+    return (
+        Application.objects.select_for_update(no_key=True)
+        .select_related("customer")
+        .get(pk=application.pk)
+    )
+
+
+def _check_not_before_creation(application: Application, day: dt.date, *, field: str) -> None:
+    if day < application.created_on:
+        raise SubscriptionError(
+            f"{day.isoformat()} is before application {application.app_key} existed "
+            f"(created {application.created_on.isoformat()})",
+            code="before_application_created",
+            field=field,
+            details={"date": day, "created_on": application.created_on},
+        )
+
+
+def _check_month_open(application: Application, day: dt.date, *, field: str) -> None:
+    """Refuse decisions from `day` on when that month or a later one is invoiced: issued
+    invoices never change, so their months' history must not change either."""
+    invoiced = (
+        Invoice.objects.filter(
+            customer_id=application.customer_id,
+            status__in=Invoice.ISSUED_STATES,
+            period__gte=Period.containing(day).start,
+        )
+        .order_by("period")
+        .first()
+    )
+    if invoiced is not None:
+        raise SubscriptionError(
+            f"{day.isoformat()} falls in or before {invoiced.period:%Y-%m}, which is already "
+            f"invoiced ({invoiced.number}); changes must start after the last invoiced month",
+            code="month_invoiced",
+            field=field,
+            details={"date": day, "invoice": invoiced.number},
+        )
+
+
+def _book(day: dt.date, cache: dict[Period, PriceBook]) -> PriceBook:
+    period = Period.containing(day)
+    if period not in cache:
+        cache[period] = price_book_for_period(period=period)
+    return cache[period]
+
+
+def _offers(book: PriceBook, addon_code: str, plan_code: str) -> bool:
+    if plan_code not in book.plans or addon_code not in book.addons:
+        return False
+    price = book.addon_prices.get((addon_code, plan_code))
+    return price is not None and price.availability != UNAVAILABLE
+
+
+def _in_effect(rows: list, day: dt.date):
+    """The last live row effective on or before `day` (rows sorted by effective_date)."""
+    found = None
+    for row in rows:
+        if row.effective_date <= day:
+            found = row
+        else:
+            break
+    return found
+
+
+def _live_plan_changes(application: Application) -> list[PlanChange]:
+    return list(
+        PlanChange.objects.filter(application=application, cancelled_at__isnull=True)
+        .select_related("plan")
+        .order_by("effective_date", "id")
+    )
+
+
+def _live_addon_changes(application: Application, addon: AddOn | None = None) -> list:
+    rows = AddOnChange.objects.filter(application=application, cancelled_at__isnull=True)
+    if addon is not None:
+        rows = rows.filter(addon=addon)
+    return list(rows.select_related("addon").order_by("addon_id", "effective_date", "id"))
+
+
+def _cancel(rows: list, *, now: dt.datetime) -> None:
+    ids = [row.pk for row in rows]
+    if ids:
+        type(rows[0]).objects.filter(pk__in=ids).update(cancelled_at=now)
+
+
+def _is_auto_end(row: AddOnChange) -> bool:
+    return row.quantity == 0 and row.note.startswith("ended by plan change ")
+
+
+def _end_unavailable_addons(
+    *, application: Application, since: dt.date, now: dt.datetime, created_by, books: dict
+) -> list[str]:
+    """Make sure no add-on is live from `since` on where the plan in effect lacks it.
+
+    Walks every day from `since` on where the plan or the add-on changes: a pending add-on
+    start on an unavailable day is cancelled; an add-on still active there gets a quantity-0
+    row that day, noted with the plan change responsible. Returns the affected add-on codes.
+    """
+    plan_changes = _live_plan_changes(application)
+    by_addon: dict[int, list[AddOnChange]] = defaultdict(list)
+    for row in _live_addon_changes(application):
+        by_addon[row.addon_id].append(row)
+    plan_days = {change.effective_date for change in plan_changes if change.effective_date >= since}
+    affected: set[str] = set()
+    for rows in by_addon.values():
+        addon = rows[0].addon
+        days = sorted(
+            {since} | plan_days | {r.effective_date for r in rows if r.effective_date >= since}
+        )
+        for day in days:
+            plan_change = _in_effect(plan_changes, day)
+            if plan_change is None or _offers(_book(day, books), addon.code, plan_change.plan.code):
+                continue
+            starting = [r for r in rows if r.effective_date == day and r.quantity > 0]
+            if starting:
+                _cancel(starting, now=now)
+                rows = [r for r in rows if r not in starting]
+                affected.add(addon.code)
+            current = _in_effect(rows, day)
+            if current is not None and current.quantity > 0:
+                ended = AddOnChange.objects.create(
+                    application=application,
+                    addon=addon,
+                    quantity=0,
+                    effective_date=day,
+                    created_at=now,
+                    created_by=created_by,
+                    note=AUTO_END_NOTE.format(change_id=plan_change.pk)
+                    + f"not available on the {plan_change.plan.name} plan",
+                )
+                rows = sorted([*rows, ended], key=lambda r: (r.effective_date, r.pk))
+                affected.add(addon.code)
+    return sorted(affected)
+
+
+# --- plans ---------------------------------------------------------------------------------
+
+
+def _first_of_next_month(day: dt.date) -> dt.date:
+    return Period.containing(day).next().start
+
+
+def plan_change_request(
+    *,
+    application: Application,
+    plan_code: str,
+    effective_date: dt.date,
+    now: dt.datetime,
+    created_by=None,
+) -> PlanChangeResult:
+    """Move an application to `plan_code` from `effective_date`.
+
+    Upgrade (higher rank than the plan in effect that day): needs balance >= the plan's
+    minimum deposit; effective that day. Downgrade: effective on the 1st of the next month (or
+    on `effective_date` itself when it is a 1st). The plan already in effect: cancels pending
+    changes after that day. Live changes at or after the real effective date are cancelled;
+    add-ons the new plan lacks end that day. Repeating a recorded decision changes nothing.
+    """
+    requested = _require_date(effective_date, field="effective_date")
+    plan = Plan.objects.filter(code=plan_code).first() if isinstance(plan_code, str) else None
+    if plan is None:
+        raise SubscriptionError(f"unknown plan {plan_code!r}", code="unknown_plan", field="plan")
+    with transaction.atomic():
+        app = _lock_application(application)
+        _check_not_before_creation(app, requested, field="effective_date")
+        changes = _live_plan_changes(app)
+        current = _in_effect(changes, requested)
+        if current is not None and current.plan_id == plan.pk:
+            kind, effective = UNCHANGED, requested
+        elif current is not None and plan.rank < current.plan.rank:
+            kind = DOWNGRADE
+            effective = requested if requested.day == 1 else _first_of_next_month(requested)
+        else:
+            kind, effective = UPGRADE, requested
+        _check_month_open(app, effective, field="effective_date")
+        books: dict[Period, PriceBook] = {}
+        book = _book(effective, books)
+        if plan.code not in book.plans:
+            raise SubscriptionError(
+                f"the {plan.name} plan has no price in the price book for "
+                f"{Period.containing(effective)}",
+                code="plan_not_priced",
+                field="plan",
+            )
+
+        recorded = next((c for c in changes if c.effective_date == effective), None)
+        if recorded is not None and recorded.plan_id == plan.pk:
+            # The same decision is already recorded (a retry): only later ones are overridden.
+            to_cancel = [c for c in changes if c.effective_date > effective]
+            change, created = recorded, False
+        else:
+            to_cancel = [c for c in changes if c.effective_date >= effective]
+            before = _in_effect([c for c in changes if c.effective_date < effective], effective)
+            if before is not None and before.plan_id == plan.pk:
+                change, created = before, False
+            else:
+                if kind == UPGRADE:
+                    _check_deposit(app, plan=book.plans[plan.code], effective=effective)
+                change, created = None, True
+
+        _cancel(to_cancel, now=now)
+        for cancelled in to_cancel:
+            AddOnChange.objects.filter(
+                application=app,
+                cancelled_at__isnull=True,
+                note__startswith=AUTO_END_NOTE.format(change_id=cancelled.pk),
+            ).update(cancelled_at=now)
+        if created:
+            change = PlanChange.objects.create(
+                application=app,
+                plan=plan,
+                effective_date=effective,
+                requested_date=requested,
+                created_at=now,
+                created_by=created_by,
+                note=f"{kind} requested for {requested.isoformat()}",
+            )
+        ended = _end_unavailable_addons(
+            application=app, since=effective, now=now, created_by=created_by, books=books
+        )
+    return PlanChangeResult(
+        change=change,
+        effective_date=effective,
+        ended_addons=ended,
+        requested_date=requested,
+        kind=kind,
+        created=created,
+        cancelled_changes=to_cancel,
+    )
+
+
+def _check_deposit(app: Application, *, plan, effective: dt.date) -> None:
+    balance = ledger_balance(customer=app.customer_id)
+    if balance < plan.minimum_deposit:
+        raise InsufficientDeposit(
+            f"activating {plan.name} on {effective.isoformat()} needs a balance of at least "
+            f"{plan.minimum_deposit:.2f} (minimum deposit); the balance is {balance:.2f}",
+            required=plan.minimum_deposit,
+            balance=balance,
+        )
+
+
+# --- add-ons -------------------------------------------------------------------------------
+
+
+def _addon(addon_code: str) -> AddOn:
+    addon = AddOn.objects.filter(code=addon_code).first() if isinstance(addon_code, str) else None
+    if addon is None:
+        raise SubscriptionError(
+            f"unknown add-on {addon_code!r}", code="unknown_addon", field="addon"
+        )
+    return addon
+
+
+def addon_set(
+    *,
+    application: Application,
+    addon_code: str,
+    quantity: int,
+    effective_date: dt.date,
+    now: dt.datetime,
+    created_by=None,
+) -> AddOnChange:
+    """Start an add-on or change its quantity from `effective_date`.
+
+    Refused when the plan in effect that day does not offer it. If a later pending plan change
+    lacks it, it ends on that change's day. Repeating a recorded decision changes nothing.
+    """
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise SubscriptionError(
+            "quantity must be a whole number of at least 1",
+            code="invalid_quantity",
+            field="quantity",
+        )
+    day = _require_date(effective_date, field="effective_date")
+    addon = _addon(addon_code)
+    if addon.is_switch and quantity != 1:
+        raise SubscriptionError(
+            f"{addon.name} is an on/off service: its quantity is 1",
+            code="invalid_quantity",
+            field="quantity",
+        )
+    with transaction.atomic():
+        app = _lock_application(application)
+        _check_not_before_creation(app, day, field="effective_date")
+        _check_month_open(app, day, field="effective_date")
+        books: dict[Period, PriceBook] = {}
+        plan_change = _in_effect(_live_plan_changes(app), day)
+        if plan_change is None or not _offers(_book(day, books), addon.code, plan_change.plan.code):
+            plan_name = plan_change.plan.name if plan_change else "no"
+            raise SubscriptionError(
+                f"{addon.name} ({addon.code}) is not available on the {plan_name} plan, which "
+                f"application {app.app_key} has on {day.isoformat()}",
+                code="addon_not_available",
+                field="addon",
+                details={"date": day, "plan": plan_change.plan.code if plan_change else None},
+            )
+        rows = _live_addon_changes(app, addon)
+        recorded = next((r for r in rows if r.effective_date == day), None)
+        later = [r for r in rows if r.effective_date > day]
+        if (
+            recorded is not None
+            and recorded.quantity == quantity
+            and all(_is_auto_end(r) for r in later)
+        ):
+            return recorded
+        _cancel([r for r in rows if r.effective_date >= day], now=now)
+        before = _in_effect([r for r in rows if r.effective_date < day], day)
+        if before is not None and before.quantity == quantity:
+            change = before
+        else:
+            change = AddOnChange.objects.create(
+                application=app,
+                addon=addon,
+                quantity=quantity,
+                effective_date=day,
+                created_at=now,
+                created_by=created_by,
+            )
+        _end_unavailable_addons(
+            application=app, since=day, now=now, created_by=created_by, books=books
+        )
+    return change
+
+
+def addon_end(
+    *,
+    application: Application,
+    addon_code: str,
+    effective_date: dt.date,
+    now: dt.datetime,
+    created_by=None,
+) -> AddOnChange:
+    """End an add-on: from `effective_date` on it is not billed (the day before is its last).
+
+    Pending changes of it at or after that day are cancelled. Refused when it is neither
+    active the day before nor pending.
+    """
+    day = _require_date(effective_date, field="effective_date")
+    addon = _addon(addon_code)
+    with transaction.atomic():
+        app = _lock_application(application)
+        _check_not_before_creation(app, day, field="effective_date")
+        _check_month_open(app, day, field="effective_date")
+        rows = _live_addon_changes(app, addon)
+        earlier = [r for r in rows if r.effective_date < day]
+        later = [r for r in rows if r.effective_date >= day]
+        active_before = (_in_effect(earlier, day) or AddOnChange(quantity=0)).quantity > 0
+        if not active_before and not any(r.quantity > 0 for r in later):
+            raise SubscriptionError(
+                f"{addon.name} ({addon.code}) is not active on application {app.app_key} on "
+                f"{day.isoformat()} or later",
+                code="addon_not_active",
+                field="addon",
+                details={"date": day},
+            )
+        recorded = next((r for r in later if r.effective_date == day), None)
+        if recorded is not None and recorded.quantity == 0 and len(later) == 1:
+            return recorded
+        _cancel(later, now=now)
+        return AddOnChange.objects.create(
+            application=app,
+            addon=addon,
+            quantity=0,
+            effective_date=day,
+            created_at=now,
+            created_by=created_by,
+            note="ended",
+        )
+
+
+# --- dedicated-service contracts -----------------------------------------------------------
+
+
+def contract_add(
+    *,
+    application: Application,
+    monthly_fee: Decimal | Money,
+    first_day: dt.date,
+    last_day: dt.date | None = None,
+    reference: str = "",
+    notes: str = "",
+    now: dt.datetime,
+    created_by=None,
+) -> DedicatedContract:
+    """A negotiated monthly fee for a high-volume application from `first_day` to `last_day`
+    (both billed; None: open-ended). Contracts of one application never overlap."""
+    try:
+        fee = _money_amount(monthly_fee)
+    except LedgerError as exc:
+        raise SubscriptionError(str(exc), code="invalid_amount", field="monthly_fee") from None
+    if fee <= 0:
+        raise SubscriptionError(
+            "the monthly fee must be positive", code="invalid_amount", field="monthly_fee"
+        )
+    first = _require_date(first_day, field="first_day")
+    last = None if last_day is None else _require_date(last_day, field="last_day")
+    if last is not None and last < first:
+        raise SubscriptionError(
+            f"last_day {last.isoformat()} is before first_day {first.isoformat()}",
+            code="invalid_dates",
+            field="last_day",
+        )
+    with transaction.atomic():
+        app = _lock_application(application)
+        _check_not_before_creation(app, first, field="first_day")
+        _check_month_open(app, first, field="first_day")
+        overlapping = DedicatedContract.objects.filter(application=app)
+        if last is not None:
+            overlapping = overlapping.filter(first_day__lte=last)
+        overlapping = overlapping.exclude(last_day__lt=first).first()
+        if overlapping is not None:
+            span = (
+                f"{overlapping.first_day.isoformat()} to "
+                f"{overlapping.last_day.isoformat() if overlapping.last_day else 'open end'}"
+            )
+            raise SubscriptionError(
+                f"application {app.app_key} already has a contract from {span}",
+                code="contract_overlap",
+                field="first_day",
+            )
+        return DedicatedContract.objects.create(
+            application=app,
+            monthly_fee=Money(fee, CURRENCY),
+            first_day=first,
+            last_day=last,
+            reference=reference,
+            notes=notes,
+            created_by=created_by,
+        )
