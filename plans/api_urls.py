@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from plans.api import QuoteView
+
+urlpatterns = [
+    path("quotes/", QuoteView.as_view(), name="quote-create"),
+]

@@ -1,0 +1,185 @@
+"""Quotes: "what would this application cost?" priced by the one rating engine.
+
+`quote_build` turns a hypothetical application (one plan for some days of a period, a peak DAU,
+add-ons for the same days) into rating inputs, reads the prices valid for that period and calls
+`invoices.rating.rate_application`. It prices nothing itself, so a quote always equals what the
+month-end run would bill for the same inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from billingsite.clock import Period, billing_date
+from billingsite.money import CURRENCY, CurrencyError, ensure_cny
+from invoices.rating import (
+    UNAVAILABLE,
+    AddOnSegment,
+    ApplicationInput,
+    PlanSegment,
+    PlanTerms,
+    PriceBook,
+    RatedApplication,
+    RatingError,
+    rate_application,
+)
+from plans.models import AddOn, Plan
+from plans.selectors import price_book_for_period
+
+QUOTE_APP_KEY = "quote"
+
+
+class QuoteError(ValueError):
+    """The request cannot be quoted. `errors` maps a request field to its messages; for
+    `addons` the value maps each offending add-on code to its messages."""
+
+    def __init__(self, errors: dict):
+        super().__init__(errors)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Quote:
+    period: Period
+    plan: PlanTerms
+    active_from: dt.date
+    active_to: dt.date
+    peak_dau: int
+    peak_daily_messages: int | None
+    rated: RatedApplication
+    # Set when the application is high-volume: the DAU table does not apply to it.
+    message: str | None
+
+    @property
+    def days(self) -> int:
+        return (self.active_to - self.active_from).days + 1
+
+
+def _plan_terms(*, book: PriceBook, plan_code: str, period: Period) -> PlanTerms:
+    if plan_code in book.plans:
+        return book.plans[plan_code]
+    plan = Plan.objects.filter(code=plan_code).first()
+    if plan is not None:
+        raise QuoteError({"plan": [f"the {plan.name} plan has no price valid in {period}"]})
+    known = ", ".join(Plan.objects.order_by("rank").values_list("code", flat=True))
+    raise QuoteError({"plan": [f"unknown plan code {plan_code!r} (known: {known})"]})
+
+
+def _addon_errors(*, book: PriceBook, plan: PlanTerms, addons: dict[str, int]) -> dict:
+    errors: dict[str, list[str]] = {}
+    # On/off services (is_switch) are either on or off: one unit is all there is to buy.
+    switches = set(
+        AddOn.objects.filter(code__in=list(addons), is_switch=True).values_list("code", flat=True)
+    )
+    for code, quantity in addons.items():
+        if code not in book.addons:
+            errors[code] = [f"unknown add-on code {code!r}"]
+        elif book.addon_price(code, plan.code).availability == UNAVAILABLE:
+            name = book.addons[code].name
+            errors[code] = [f"{name} ({code}) is not available on the {plan.name} plan"]
+        elif code in switches and quantity != 1:
+            errors[code] = [f"{code} is an on/off service: its quantity must be 1"]
+    return errors
+
+
+def _day_errors(
+    *, period: Period, active_from: dt.date, active_to: dt.date
+) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    inside = f"inside the period {period} ({period.start.isoformat()}..{period.end.isoformat()})"
+    for name, day in (("active_from", active_from), ("active_to", active_to)):
+        if not period.start <= day <= period.end:
+            errors[name] = [f"{day.isoformat()} is not {inside}"]
+    if not errors and active_from > active_to:
+        errors["active_to"] = [
+            f"{active_to.isoformat()} is before active_from {active_from.isoformat()}"
+        ]
+    return errors
+
+
+def high_volume_message(*, plan: PlanTerms, peak_daily_messages: int) -> str:
+    return (
+        f"peak daily messages {peak_daily_messages:,} exceed the {plan.name} plan's limit of "
+        f"{plan.daily_message_limit:,} delivered messages a day: the application is high-volume "
+        "and needs a dedicated-service contract with a negotiated monthly fee; the DAU-table "
+        "price of this quote does not apply to it"
+    )
+
+
+def quote_build(
+    *,
+    plan_code: str,
+    peak_dau: int,
+    addons: dict[str, int] | None = None,
+    currency: str | None = None,
+    period: Period | None = None,
+    active_from: dt.date | None = None,
+    active_to: dt.date | None = None,
+    peak_daily_messages: int | None = None,
+    now: dt.datetime,
+) -> Quote:
+    """Price one hypothetical application for `period` (default: the Asia/Shanghai month of
+    `now`), on `plan_code` from `active_from` to `active_to` (default: the whole period), with
+    every add-on of `addons` (code -> quantity) active on the same days.
+
+    Raises QuoteError with every problem found, keyed by request field.
+    """
+    addons = dict(addons or {})
+    errors: dict = {}
+    try:
+        ensure_cny(currency)
+    except CurrencyError:
+        errors["currency"] = [f"non-RMB settlement: contract pricing (quotes are in {CURRENCY})"]
+    period = period or Period.containing(billing_date(now))
+    active_from = active_from or period.start
+    active_to = active_to or period.end
+    errors.update(_day_errors(period=period, active_from=active_from, active_to=active_to))
+    for name, value in (("peak_dau", peak_dau), ("peak_daily_messages", peak_daily_messages)):
+        if value is not None and (isinstance(value, bool) or value < 0):
+            errors[name] = ["must be a whole number of at least 0"]
+    for code, quantity in addons.items():
+        if isinstance(quantity, bool) or quantity < 1:
+            errors.setdefault("addons", {})[code] = ["quantity must be at least 1"]
+
+    book = price_book_for_period(period=period)
+    try:
+        plan = _plan_terms(book=book, plan_code=plan_code, period=period)
+    except QuoteError as exc:
+        errors.update(exc.errors)
+        raise QuoteError(errors) from None
+    addon_errors = _addon_errors(book=book, plan=plan, addons=addons)
+    if addon_errors:
+        errors["addons"] = {**addon_errors, **errors.get("addons", {})}
+    if errors:
+        raise QuoteError(errors)
+
+    app = ApplicationInput(
+        app_key=QUOTE_APP_KEY,
+        app_name="Quote",
+        period_start=period.start,
+        days_in_month=period.days,
+        plan_segments=(PlanSegment(plan.code, active_from, active_to, peak_dau),),
+        addon_segments=tuple(
+            AddOnSegment(code, quantity, active_from, active_to)
+            for code, quantity in addons.items()
+        ),
+        peak_daily_messages=peak_daily_messages,
+    )
+    try:
+        rated = rate_application(book=book, app=app)
+    except RatingError as exc:  # every known cause is checked above; never answer a 500
+        raise QuoteError({"non_field_errors": [str(exc)]}) from exc
+    message = None
+    if rated.high_volume:
+        message = high_volume_message(plan=plan, peak_daily_messages=peak_daily_messages)
+    return Quote(
+        period=period,
+        plan=plan,
+        active_from=active_from,
+        active_to=active_to,
+        peak_dau=peak_dau,
+        peak_daily_messages=peak_daily_messages,
+        rated=rated,
+        message=message,
+    )
