@@ -145,6 +145,15 @@ class Invoice(models.Model):
     def is_issued(self) -> bool:
         return self.status in self.ISSUED_STATES
 
+    def delete(self, *args, **kwargs):
+        # PostgreSQL's trigger refuses it too; this also covers SQLite (update-only triggers).
+        if (
+            self.pk is not None
+            and type(self).objects.filter(pk=self.pk, status__in=self.ISSUED_STATES).exists()
+        ):
+            raise ImmutableDocumentError("issued invoices are never deleted: issue a credit note")
+        return super().delete(*args, **kwargs)
+
 
 class InvoiceLine(models.Model):
     """One priced line from the rating engine, frozen with its names and unit price."""
@@ -222,6 +231,9 @@ class CreditNote(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableDocumentError("credit notes are never deleted")
 
 
 class CreditNoteLine(models.Model):

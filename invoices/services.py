@@ -353,7 +353,7 @@ def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invo
 # --- The run's per-account step ---------------------------------------------------------------
 
 
-def _run_bump(run_id: int, **deltas: int) -> None:
+def billing_run_bump(run_id: int, **deltas: int) -> None:
     if deltas:
         BillingRun.objects.filter(pk=run_id).update(
             **{name: F(name) + delta for name, delta in deltas.items()}
@@ -424,12 +424,14 @@ def bill_account(
                 BillingRunError.objects.filter(
                     run=billing_run, customer_id=customer_id, resolved_at__isnull=True
                 ).update(resolved_at=now)
-                _run_bump(billing_run.pk, accounts_failed=-1, **{OUTCOME_COUNTER[outcome]: 1})
+                billing_run_bump(
+                    billing_run.pk, accounts_failed=-1, **{OUTCOME_COUNTER[outcome]: 1}
+                )
             elif counted_before is None:
-                _run_bump(billing_run.pk, accounts_done=1, **{OUTCOME_COUNTER[outcome]: 1})
+                billing_run_bump(billing_run.pk, accounts_done=1, **{OUTCOME_COUNTER[outcome]: 1})
             elif counted_before == HELD and outcome not in (HELD, ALREADY_BILLED):
                 # Held earlier in this run, billed or skipped now: move it between counters.
-                _run_bump(billing_run.pk, invoices_held=-1, **{OUTCOME_COUNTER[outcome]: 1})
+                billing_run_bump(billing_run.pk, invoices_held=-1, **{OUTCOME_COUNTER[outcome]: 1})
     return outcome
 
 

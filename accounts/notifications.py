@@ -1,0 +1,252 @@
+"""Telling the customer about a CustomerEvent: an e-mail (Django's mail backend) and a signed
+webhook to the IM platform.
+
+Webhook contract (for the receiver):
+- POST, `Content-Type: application/json`, body = the JSON document of `webhook_body`.
+- `X-Billing-Timestamp`: Unix seconds when the attempt was signed.
+- `X-Billing-Signature`: `sha256=` + hex HMAC-SHA256, keyed with BILLING_WEBHOOK_SECRET, over
+  `<timestamp>.` followed by the raw body bytes. Binding the timestamp into the MAC lets the
+  receiver refuse replays older than a few minutes (`webhook_verify`).
+- `X-Billing-Event` (kind) and `X-Billing-Event-Id`: the same id on every retry of one event,
+  so the receiver can deduplicate.
+- Any 2xx is success; anything else (or no answer) is retried with exponential backoff.
+Nothing is sent unless both BILLING_WEBHOOK_URL and BILLING_WEBHOOK_SECRET are set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import send_mail
+
+from accounts.models import Application, CustomerEvent, WebhookDelivery
+from accounts.selectors import ledger_balance
+from billingsite.money import format_cny
+
+logger = logging.getLogger(__name__)
+
+TIMESTAMP_HEADER = "X-Billing-Timestamp"
+SIGNATURE_HEADER = "X-Billing-Signature"
+EVENT_HEADER = "X-Billing-Event"
+EVENT_ID_HEADER = "X-Billing-Event-Id"
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+# Kinds after which the IM platform must change what the customer's applications may do.
+SERVICE_KINDS = (CustomerEvent.Kind.SUSPENDED, CustomerEvent.Kind.REACTIVATED)
+
+
+def webhook_url() -> str:
+    return getattr(settings, "BILLING_WEBHOOK_URL", "") or ""
+
+
+def webhook_secret() -> str:
+    return getattr(settings, "BILLING_WEBHOOK_SECRET", "") or ""
+
+
+def webhook_configured() -> bool:
+    return bool(webhook_url() and webhook_secret())
+
+
+def webhook_body(*, event: CustomerEvent) -> bytes:
+    """The JSON body; the same bytes for every attempt of one event."""
+    customer = event.customer
+    document = {
+        "id": event.pk,
+        "kind": event.kind,
+        "created_at": event.created_at.isoformat(),
+        "customer": {"external_id": customer.external_id, "name": customer.name},
+        "data": event.payload,
+    }
+    if event.kind in SERVICE_KINDS:
+        document["app_keys"] = sorted(
+            Application.objects.filter(customer=customer).values_list("app_key", flat=True)
+        )
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def webhook_signature(*, body: bytes, timestamp: int, secret: str) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def webhook_verify(
+    *,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    secret: str,
+    now: dt.datetime,
+    tolerance: int = SIGNATURE_TOLERANCE_SECONDS,
+) -> bool:
+    """What a receiver checks: a valid MAC and a fresh timestamp."""
+    try:
+        stamp = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    if abs(now.timestamp() - stamp) > tolerance:
+        return False
+    expected = webhook_signature(body=body, timestamp=stamp, secret=secret)
+    return hmac.compare_digest(expected, signature or "")
+
+
+def webhook_retry_countdown(retries: int) -> int:
+    """Seconds before attempt `retries + 2`: 30 s, 1 min, 2 min, ... capped at 1 hour."""
+    return min(30 * 2**retries, 3600)
+
+
+def webhook_deliver(
+    *, event: CustomerEvent, now: dt.datetime, timeout: float = 10.0
+) -> WebhookDelivery | None:
+    """One signed POST of the event; every attempt is recorded. None: not configured."""
+    url, secret = webhook_url(), webhook_secret()
+    if not (url and secret):
+        if url:
+            logger.error("BILLING_WEBHOOK_URL is set without BILLING_WEBHOOK_SECRET: not sent")
+        return None
+    body = webhook_body(event=event)
+    timestamp = int(now.timestamp())
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "im-billing-webhook/1",
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: webhook_signature(body=body, timestamp=timestamp, secret=secret),
+            EVENT_HEADER: event.kind,
+            EVENT_ID_HEADER: str(event.pk),
+        },
+    )
+    status_code, error = None, ""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            status_code = response.status
+    except urllib.error.HTTPError as exc:
+        status_code, error = exc.code, f"HTTP {exc.code}: {exc.reason}"
+    except (urllib.error.URLError, OSError) as exc:
+        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    attempt = WebhookDelivery.objects.filter(event=event).count() + 1
+    return WebhookDelivery.objects.create(
+        event=event,
+        url=url,
+        attempt=attempt,
+        status_code=status_code,
+        error=error[:2000],
+        attempted_at=now,
+        succeeded=status_code is not None and 200 <= status_code < 300,
+    )
+
+
+def _amount(payload: dict, key: str) -> str:
+    return format_cny(Decimal(payload[key])) if key in payload else ""
+
+
+def event_email_compose(*, event: CustomerEvent) -> tuple[str, str]:
+    """Subject and plain-text body for the customer."""
+    customer = event.customer
+    data = event.payload
+    kind = CustomerEvent.Kind
+    if event.kind == kind.INVOICE_ISSUED:
+        subject = (
+            f"Invoice {data.get('invoice_number')} for {data.get('period')}: "
+            f"{_amount(data, 'total')}"
+        )
+        text = (
+            f"Invoice {data.get('invoice_number')} for {data.get('period')} was issued on "
+            f"{data.get('issue_date')}. {_amount(data, 'total')} was deducted from your "
+            "prepaid balance."
+        )
+    elif event.kind == kind.ARREARS_STARTED:
+        subject = "Your balance is negative: please top up"
+        text = (
+            f"Your prepaid balance is {_amount(data, 'balance')} since {data.get('arrears_since')}. "
+            f"Unless it is restored to zero or above, your applications will be suspended on "
+            f"{data.get('suspension_date')}."
+        )
+    elif event.kind == kind.SUSPENSION_WARNING:
+        subject = f"Your service will be suspended on {data.get('suspension_date')}"
+        text = (
+            f"Your prepaid balance is {_amount(data, 'balance')}. Your applications will be "
+            f"suspended on {data.get('suspension_date')} unless you top up before then."
+        )
+    elif event.kind == kind.SUSPENDED:
+        subject = "Your service is suspended"
+        text = (
+            f"Your balance has been negative since {data.get('arrears_since')}, so your "
+            f"applications were suspended on {data.get('suspended_on')}. A deposit that brings "
+            "the balance to zero or above reactivates them at once."
+        )
+    elif event.kind == kind.REACTIVATED:
+        subject = "Your service is active again"
+        text = f"Thank you: your balance is {_amount(data, 'balance')} and your applications are active."
+    elif event.kind == kind.CREDIT_NOTE_ISSUED:
+        subject = (
+            f"Credit note {data.get('credit_note_number')} on invoice "
+            f"{data.get('invoice_number')}: {_amount(data, 'total')}"
+        )
+        text = (
+            f"Credit note {data.get('credit_note_number')} credits {_amount(data, 'total')} of "
+            f"invoice {data.get('invoice_number')} back to your prepaid balance."
+        )
+    else:
+        subject, text = event.get_kind_display(), json.dumps(data)
+    balance = format_cny(ledger_balance(customer=customer))
+    body = (
+        f"Dear {customer.contact_name or customer.name},\n\n{text}\n\n"
+        f"Balance now: {balance}\n\n-- Billing ({customer.external_id})\n"
+    )
+    return subject, body
+
+
+def event_email_send(*, event: CustomerEvent, now: dt.datetime) -> bool:
+    """Send the event's e-mail once. Claims the event first, so two deliveries of the same event
+    never send it twice; a failed send releases the claim for the retry. Returns whether sent."""
+    claimed = CustomerEvent.objects.filter(pk=event.pk, email_sent_at__isnull=True).update(
+        email_sent_at=now
+    )
+    if not claimed:
+        return False
+    subject, body = event_email_compose(event=event)
+    try:
+        send_mail(subject, body, None, [event.customer.billing_email], fail_silently=False)
+    except Exception:
+        CustomerEvent.objects.filter(pk=event.pk).update(email_sent_at=None)
+        raise
+    event.email_sent_at = now
+    return True
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    email_sent: bool
+    webhook: WebhookDelivery | None
+    # Something is left to do: the task retries with backoff.
+    retry: bool
+
+
+def event_deliver(*, event: CustomerEvent, now: dt.datetime) -> DeliveryResult:
+    """Send what has not been sent yet: the e-mail, then the webhook (until one succeeds)."""
+    retry = False
+    email_sent = False
+    try:
+        email_sent = event_email_send(event=event, now=now)
+    except Exception:
+        logger.exception("e-mail for customer event %s failed", event.pk)
+        retry = True
+    delivery = None
+    already_delivered = WebhookDelivery.objects.filter(event=event, succeeded=True).exists()
+    if webhook_configured() and not already_delivered:
+        delivery = webhook_deliver(event=event, now=now)
+        if delivery is not None and not delivery.succeeded:
+            retry = True
+    return DeliveryResult(email_sent=email_sent, webhook=delivery, retry=retry)
