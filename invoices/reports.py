@@ -1,0 +1,492 @@
+"""Accounting reads: the issued documents accounting exports, the revenue summary of a billing
+period and the double-entry journal of a posting month. Nothing here writes.
+
+Only issued documents are ever exported: invoices in `Invoice.ISSUED_STATES` (never drafts or
+held invoices) and credit notes (issued when created).
+
+Two period bases, on purpose:
+- Revenue summary: the *billing period* (`Invoice.period`, the month of service). A credit note
+  belongs to the billing period of the invoice it credits, so the summary of a period is always
+  "its invoices minus the credit notes against them" and reconciles with the invoice and
+  credit-note exports filtered by the same `period`.
+- Journal: the *posting month*. Every document is posted on its own Asia/Shanghai date (invoice
+  and credit-note issue date, day of a deposit, refund or adjustment) and appears in the journal
+  of the month containing that date. Documents never change, so a month's journal never changes
+  once the month is over; a credit note issued in December against an October invoice is
+  posted in December. Each row still carries the document's billing period.
+
+Chart of accounts (codes are suggestions an accounting package can map; names are stable):
+
+| code | account                        | used for                                          |
+|------|--------------------------------|---------------------------------------------------|
+| 1100 | Bank                           | deposits (debit) and refunds (credit)             |
+| 2200 | Customer prepaid balance       | liability: money customers prepaid                |
+| 4010 | Revenue: DAU fees              | invoice lines of category `dau_fee`               |
+| 4020 | Revenue: Value-added services  | `value_added`                                     |
+| 4030 | Revenue: Storage               | `storage`                                         |
+| 4040 | Revenue: Sensitive words       | `sensitive_words`                                 |
+| 4050 | Revenue: API rate limits       | `api_rate_limit`                                  |
+| 4060 | Revenue: Desktop client        | `desktop`                                         |
+| 4070 | Revenue: Dedicated service     | `dedicated_service`                               |
+| 6900 | Balance adjustments            | manual adjustments of a prepaid balance           |
+
+Postings (each document balances: its debits equal its credits):
+- invoice: debit 2200 with the total; credit 4010-4070 with the sum of its lines per category.
+- credit note: the reverse: debit 4010-4070 per category of the credited lines; credit 2200.
+- deposit or refund: debit 1100 / credit 2200 for money in, the reverse for money out.
+- adjustment: debit 6900 / credit 2200 when it raises the balance, the reverse when it lowers it.
+- The ledger's own `invoice_debit` and `credit_note_credit` entries are the same events as the
+  invoice and credit-note documents, so they are not posted twice.
+Zero amounts (included services billed at 0.00) post nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+
+from accounts.models import Customer, LedgerEntry
+from billingsite.clock import Period, billing_date, start_of_day
+from billingsite.money import CURRENCY
+from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+
+ZERO = Decimal("0.00")
+# Rows fetched per round trip when streaming; PostgreSQL uses a server-side cursor.
+CHUNK_SIZE = 2000
+_MONEY = DecimalField(max_digits=14, decimal_places=2)
+
+
+# --- Issued documents ---------------------------------------------------------------------
+
+
+def export_invoices() -> QuerySet[Invoice]:
+    """Issued invoices (issued, partially or fully credited), with the amount credited so far."""
+    credited = (
+        CreditNote.objects.filter(invoice=OuterRef("pk"))
+        .values("invoice")
+        .annotate(total=Sum("total"))
+        .values("total")
+    )
+    return (
+        Invoice.objects.filter(status__in=Invoice.ISSUED_STATES)
+        .select_related("customer")
+        .annotate(credited_total=Coalesce(Subquery(credited, output_field=_MONEY), ZERO))
+    )
+
+
+def export_credit_notes() -> QuerySet[CreditNote]:
+    """Credit notes (all issued) against issued invoices."""
+    return CreditNote.objects.filter(invoice__status__in=Invoice.ISSUED_STATES).select_related(
+        "invoice", "customer"
+    )
+
+
+def export_ledger_entries() -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.select_related("customer")
+
+
+CUSTOMER_STATUSES = [
+    ("active", "Active"),
+    ("in_arrears", "In arrears: balance below zero, not yet suspended"),
+    ("suspended", "Suspended for arrears"),
+]
+
+
+def export_customers() -> QuerySet[Customer]:
+    """Customers with their ledger balance and the time their details last changed (the
+    latest history record; bulk-loaded rows without history fall back to `created_at`)."""
+    history_model = Customer.history.model
+    balance = (
+        LedgerEntry.objects.filter(customer=OuterRef("pk"))
+        .values("customer")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    last_change = (
+        history_model.objects.filter(id=OuterRef("pk"))
+        .order_by("-history_date")
+        .values("history_date")[:1]
+    )
+    return Customer.objects.annotate(
+        balance=Coalesce(Subquery(balance, output_field=_MONEY), ZERO),
+        updated_at=Coalesce(Subquery(last_change), F("created_at")),
+        status=Case(
+            When(suspended_at__isnull=False, then=Value("suspended")),
+            When(arrears_since__isnull=False, then=Value("in_arrears")),
+            default=Value("active"),
+        ),
+    )
+
+
+def customers_changed_since(queryset: QuerySet[Customer], since: dt.datetime) -> QuerySet:
+    """Customers created or edited at or after `since`."""
+    history_model = Customer.history.model
+    edited = history_model.objects.filter(id=OuterRef("pk"), history_date__gte=since)
+    return queryset.filter(Exists(edited) | Q(created_at__gte=since))
+
+
+def period_bounds(period: Period) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of a month in Asia/Shanghai as aware datetimes."""
+    return start_of_day(period.start), start_of_day(period.next().start)
+
+
+# --- Revenue summary ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevenueLine:
+    """Billed and credited amounts of one category or plan in a period."""
+
+    key: str
+    label: str
+    billed: Decimal
+    credited: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.billed - self.credited
+
+
+@dataclass(frozen=True)
+class RevenueSummary:
+    period: Period
+    invoice_count: int
+    credit_note_count: int
+    # From the document totals: what the invoices and credit notes of the period say.
+    billed: Decimal
+    credited: Decimal
+    # From the lines; each list adds up to billed/credited (totals are sums of rounded lines).
+    by_category: list[RevenueLine]
+    by_plan: list[RevenueLine]
+    currency: str = CURRENCY
+
+    @property
+    def net(self) -> Decimal:
+        return self.billed - self.credited
+
+
+def revenue_summary(*, period: Period) -> RevenueSummary:
+    """Billed, credited and net amounts of a billing period, by category and by plan.
+
+    Invoices of the period are the issued invoices with `period` = the month; credit notes of
+    the period are those against them (whenever they were issued). Every category appears, in
+    the order of `InvoiceLine.Category`, even at 0.00; plans appear when they have a line.
+    """
+    invoices = Invoice.objects.filter(status__in=Invoice.ISSUED_STATES, period=period.start)
+    credit_notes = CreditNote.objects.filter(invoice__in=invoices)
+    invoice_totals = invoices.aggregate(count=Count("id"), total=Sum("total"))
+    credit_totals = credit_notes.aggregate(count=Count("id"), total=Sum("total"))
+
+    lines = InvoiceLine.objects.filter(invoice__in=invoices)
+    credit_lines = CreditNoteLine.objects.filter(credit_note__in=credit_notes)
+
+    billed_by_category = _sums(lines, "category")
+    credited_by_category = _sums(credit_lines, "invoice_line__category")
+    by_category = [
+        RevenueLine(
+            key=category.value,
+            label=str(category.label),
+            billed=billed_by_category.get(category.value, ZERO),
+            credited=credited_by_category.get(category.value, ZERO),
+        )
+        for category in InvoiceLine.Category
+    ]
+
+    billed_by_plan = _sums(lines, "plan_code")
+    credited_by_plan = _sums(credit_lines, "invoice_line__plan_code")
+    # A plan renamed between periods keeps its code; the latest frozen name labels it.
+    plan_names = dict(
+        lines.values("plan_code").annotate(name=Max("plan_name")).values_list("plan_code", "name")
+    )
+    by_plan = [
+        RevenueLine(
+            key=code,
+            label=plan_names.get(code, code),
+            billed=billed_by_plan.get(code, ZERO),
+            credited=credited_by_plan.get(code, ZERO),
+        )
+        for code in sorted(set(billed_by_plan) | set(credited_by_plan))
+    ]
+    return RevenueSummary(
+        period=period,
+        invoice_count=invoice_totals["count"],
+        credit_note_count=credit_totals["count"],
+        billed=_money(invoice_totals["total"]),
+        credited=_money(credit_totals["total"]),
+        by_category=by_category,
+        by_plan=by_plan,
+    )
+
+
+def _sums(queryset: QuerySet, field: str) -> dict[str, Decimal]:
+    rows = queryset.values(field).annotate(total=Sum("amount")).values_list(field, "total")
+    return {key: _money(total) for key, total in rows}
+
+
+def _money(value: Decimal | None) -> Decimal:
+    return (value or ZERO).quantize(Decimal("0.01"))
+
+
+# --- Journal ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    code: str
+    name: str
+
+
+BANK = Account("1100", "Bank")
+PREPAID_BALANCE = Account("2200", "Customer prepaid balance")
+BALANCE_ADJUSTMENTS = Account("6900", "Balance adjustments")
+REVENUE_ACCOUNTS: dict[str, Account] = {
+    InvoiceLine.Category.DAU_FEE: Account("4010", "Revenue: DAU fees"),
+    InvoiceLine.Category.VALUE_ADDED: Account("4020", "Revenue: Value-added services"),
+    InvoiceLine.Category.STORAGE: Account("4030", "Revenue: Storage"),
+    InvoiceLine.Category.SENSITIVE_WORDS: Account("4040", "Revenue: Sensitive words"),
+    InvoiceLine.Category.API_RATE_LIMIT: Account("4050", "Revenue: API rate limits"),
+    InvoiceLine.Category.DESKTOP: Account("4060", "Revenue: Desktop client"),
+    InvoiceLine.Category.DEDICATED_SERVICE: Account("4070", "Revenue: Dedicated service"),
+}
+CATEGORY_ORDER = {category.value: index for index, category in enumerate(InvoiceLine.Category)}
+
+
+class DocumentType:
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+    DEPOSIT = "deposit"
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """One side of one posting. Exactly one of debit and credit is non-zero; both >= 0."""
+
+    date: dt.date
+    document_type: str
+    document_number: str
+    # Billing period of an invoice or credit note ("" for ledger documents).
+    billing_period: str
+    customer_external_id: str
+    account: Account
+    debit: Decimal
+    credit: Decimal
+    description: str
+    currency: str = CURRENCY
+
+
+def journal_entries(*, period: Period) -> Iterator[JournalRow]:
+    """The double-entry journal of a posting month, in date order: on each day invoices (by
+    number), then credit notes (by number), then ledger documents (by time). Streams from the
+    database in chunks; a document's rows are consecutive and balance."""
+    streams = [
+        _invoice_postings(period),
+        _credit_note_postings(period),
+        _ledger_postings(period),
+    ]
+    # heapq.merge is stable across streams: on equal dates the earlier stream comes first, and
+    # within one stream the database order is kept, so documents are never interleaved.
+    return heapq.merge(*streams, key=lambda row: row.date)
+
+
+def _posting(
+    *,
+    debit_account: Account,
+    credit_account: Account,
+    amount: Decimal,
+    **document,
+) -> list[JournalRow]:
+    """Two rows moving `amount` from credit_account to debit_account (swapped if negative)."""
+    if amount == 0:
+        return []
+    if amount < 0:
+        debit_account, credit_account, amount = credit_account, debit_account, -amount
+    return [
+        JournalRow(account=debit_account, debit=amount, credit=ZERO, **document),
+        JournalRow(account=credit_account, debit=ZERO, credit=amount, **document),
+    ]
+
+
+def _opposite(side: str) -> str:
+    return "credit" if side == "debit" else "debit"
+
+
+def _row(account: Account, amount: Decimal, side: str, document: dict) -> JournalRow:
+    """A row for `amount` on `side`; a negative amount is the same value on the other side."""
+    if amount < 0:
+        side, amount = _opposite(side), -amount
+    return JournalRow(
+        account=account,
+        debit=amount if side == "debit" else ZERO,
+        credit=amount if side == "credit" else ZERO,
+        **document,
+    )
+
+
+def _split_rows(
+    *, total_account: Account, total_side: str, parts: list[tuple[Account, Decimal]], **document
+) -> list[JournalRow]:
+    """The total on `total_side` of `total_account`, balanced by one row per part on the other
+    side. Zero parts post nothing; the price book never yields negative parts, but one would
+    simply move to the other side and the document would still balance."""
+    rows = [
+        _row(account, amount, _opposite(total_side), document)
+        for account, amount in parts
+        if amount
+    ]
+    total = sum((amount for _, amount in parts), ZERO)
+    if total:
+        head = _row(total_account, total, total_side, document)
+        # Debits first, as journals are read.
+        rows = [head, *rows] if head.debit else [*rows, head]
+    return rows
+
+
+def _invoice_postings(period: Period) -> Iterator[JournalRow]:
+    rows = (
+        InvoiceLine.objects.filter(
+            invoice__status__in=Invoice.ISSUED_STATES,
+            invoice__issue_date__gte=period.start,
+            invoice__issue_date__lte=period.end,
+        )
+        .values(
+            "invoice_id",
+            "invoice__number",
+            "invoice__issue_date",
+            "invoice__period",
+            "invoice__customer__external_id",
+            "category",
+        )
+        .annotate(amount=Sum("amount"))
+        .order_by("invoice__issue_date", "invoice__number", "invoice_id", "category")
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    for _, group in itertools.groupby(rows, key=lambda row: row["invoice_id"]):
+        parts = sorted(group, key=lambda row: CATEGORY_ORDER.get(row["category"], 99))
+        first = parts[0]
+        yield from _split_rows(
+            total_account=PREPAID_BALANCE,
+            total_side="debit",
+            parts=[(REVENUE_ACCOUNTS[p["category"]], p["amount"]) for p in parts],
+            date=first["invoice__issue_date"],
+            document_type=DocumentType.INVOICE,
+            document_number=first["invoice__number"],
+            billing_period=f"{first['invoice__period']:%Y-%m}",
+            customer_external_id=first["invoice__customer__external_id"],
+            description=f"Invoice {first['invoice__number']} for {first['invoice__period']:%Y-%m}",
+        )
+
+
+def _credit_note_postings(period: Period) -> Iterator[JournalRow]:
+    rows = (
+        CreditNoteLine.objects.filter(
+            credit_note__invoice__status__in=Invoice.ISSUED_STATES,
+            credit_note__issue_date__gte=period.start,
+            credit_note__issue_date__lte=period.end,
+        )
+        .values(
+            "credit_note_id",
+            "credit_note__number",
+            "credit_note__issue_date",
+            "credit_note__invoice__number",
+            "credit_note__invoice__period",
+            "credit_note__customer__external_id",
+            category=F("invoice_line__category"),
+        )
+        .annotate(amount=Sum("amount"))
+        .order_by("credit_note__issue_date", "credit_note__number", "credit_note_id", "category")
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    for _, group in itertools.groupby(rows, key=lambda row: row["credit_note_id"]):
+        parts = sorted(group, key=lambda row: CATEGORY_ORDER.get(row["category"], 99))
+        first = parts[0]
+        yield from _split_rows(
+            total_account=PREPAID_BALANCE,
+            total_side="credit",
+            parts=[(REVENUE_ACCOUNTS[p["category"]], p["amount"]) for p in parts],
+            date=first["credit_note__issue_date"],
+            document_type=DocumentType.CREDIT_NOTE,
+            document_number=first["credit_note__number"],
+            billing_period=f"{first['credit_note__invoice__period']:%Y-%m}",
+            customer_external_id=first["credit_note__customer__external_id"],
+            description=f"Credit note {first['credit_note__number']} "
+            f"on invoice {first['credit_note__invoice__number']}",
+        )
+
+
+LEDGER_DOCUMENT_KINDS = {
+    LedgerEntry.Kind.DEPOSIT: DocumentType.DEPOSIT,
+    LedgerEntry.Kind.REFUND: DocumentType.REFUND,
+    LedgerEntry.Kind.ADJUSTMENT: DocumentType.ADJUSTMENT,
+}
+
+
+def ledger_document_number(entry_id: int) -> str:
+    """Ledger entries have no document series; their id makes a stable, unique number."""
+    return f"LE-{entry_id:08d}"
+
+
+def _ledger_postings(period: Period) -> Iterator[JournalRow]:
+    start, end = period_bounds(period)
+    rows = (
+        LedgerEntry.objects.filter(
+            kind__in=list(LEDGER_DOCUMENT_KINDS), created_at__gte=start, created_at__lt=end
+        )
+        .order_by("created_at", "id")
+        .values_list(
+            "id", "kind", "amount", "reference", "reason", "created_at", "customer__external_id"
+        )
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+    for entry_id, kind, amount, reference, reason, created_at, external_id in rows:
+        document_type = LEDGER_DOCUMENT_KINDS[kind]
+        if kind == LedgerEntry.Kind.ADJUSTMENT:
+            # A positive adjustment raises what we owe the customer: an expense to us.
+            debit_account, credit_account = BALANCE_ADJUSTMENTS, PREPAID_BALANCE
+        else:
+            # Money in (deposit, positive) or out (refund, negative) of the bank.
+            debit_account, credit_account = BANK, PREPAID_BALANCE
+        label = LedgerEntry.Kind(kind).label
+        details = reference or reason
+        yield from _posting(
+            debit_account=debit_account,
+            credit_account=credit_account,
+            amount=amount,
+            date=billing_date(created_at),
+            document_type=document_type,
+            document_number=ledger_document_number(entry_id),
+            billing_period="",
+            customer_external_id=external_id,
+            description=f"{label}: {details}" if details else str(label),
+        )
+
+
+def journal_is_balanced(rows: Iterable[JournalRow]) -> bool:
+    """True when every document's debits equal its credits (used by tests and the bench)."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    for row in rows:
+        key = (row.document_type, row.document_number)
+        totals[key] = totals.get(key, ZERO) + row.debit - row.credit
+    return all(value == 0 for value in totals.values())
