@@ -137,9 +137,44 @@ def line_explanation_text(line) -> str:
     return explanation_in_chinese(line.explanation)
 
 
+# Labels customers read; the models' choice labels are finance's wording and not translated.
+INVOICE_STATUS = {
+    "draft": gettext_lazy("Draft"),
+    "held": gettext_lazy("Held for review"),
+    "issued": gettext_lazy("Issued"),
+    "partially_credited": gettext_lazy("Partly credited"),
+    "credited": gettext_lazy("Credited"),
+}
+LEDGER_KINDS = {
+    "deposit": gettext_lazy("Deposit"),
+    "invoice_debit": gettext_lazy("Invoice"),
+    "credit_note_credit": gettext_lazy("Credit note"),
+    "refund": gettext_lazy("Refund"),
+    "adjustment": gettext_lazy("Adjustment"),
+}
+
+
+@register.filter
+def invoice_status(status: str) -> str:
+    return str(INVOICE_STATUS.get(status, status))
+
+
+@register.filter
+def ledger_kind(kind: str) -> str:
+    return str(LEDGER_KINDS.get(kind, kind))
+
+
 @register.filter
 def line_title(line) -> str:
     return line_title_text(line)
+
+
+@register.filter
+def credit_line_title(credit_line) -> str:
+    """A credit note line: its own frozen description, or the credited item in Chinese."""
+    if not _is_chinese(translation.get_language()):
+        return credit_line.description
+    return line_title_text(credit_line.invoice_line)
 
 
 @register.filter
