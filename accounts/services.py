@@ -351,3 +351,36 @@ def application_create(
             note="Free plan on creation",
         )
     return application
+
+
+def deposit_record_by_key(
+    *,
+    customer: Customer,
+    amount: Decimal | Money,
+    reference: str,
+    idempotency_key: str,
+    now: dt.datetime,
+    created_by=None,
+) -> tuple[LedgerEntry, bool]:
+    """A deposit sent with a client's Idempotency-Key (the provisioning API).
+
+    The key is recorded once: sending it again returns the first entry. The same key with
+    another customer, amount or reference raises IdempotencyConflict and records nothing.
+    """
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 150:
+        raise LedgerError("the Idempotency-Key must be 1-150 characters", field="idempotency_key")
+    entry, created = record_deposit(
+        customer=customer,
+        amount=amount,
+        reference=reference,
+        idempotency_key=f"api-deposit:{key}",
+        now=now,
+        created_by=created_by,
+    )
+    if not created and entry.reference != reference:
+        raise IdempotencyConflict(
+            "this idempotency key was already used for a different deposit",
+            field="idempotency_key",
+        )
+    return entry, created
