@@ -1,0 +1,246 @@
+"""The finance back-office: the admin site, and the small helpers every admin module shares.
+
+The admin holds no business logic. Its custom pages are thin: a form checks the shape of the
+input, one service call does the work, and the service's refusal becomes a form error or a
+message. Nothing here computes a price or touches the ledger directly.
+
+`FinanceAdminConfig` replaces `django.contrib.admin` in INSTALLED_APPS so the default
+`admin.site` is a `FinanceAdminSite` (the index is the month at a glance; /admin/audit/ is the
+audit trail).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from django.contrib import admin, messages
+from django.contrib.admin.apps import AdminConfig
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseNotAllowed
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+
+
+class FinanceAdminConfig(AdminConfig):
+    default_site = "billingsite.admin.FinanceAdminSite"
+
+
+class FinanceAdminSite(admin.AdminSite):
+    site_header = "IM billing back-office"
+    site_title = "IM billing"
+    index_title = "The month at a glance"
+    index_template = "admin/finance_index.html"
+
+    def index(self, request, extra_context=None):
+        from billingsite.clock import billing_date
+        from invoices.dashboard import month_at_a_glance
+
+        context = {
+            "dashboard": month_at_a_glance(today=billing_date(timezone.now())),
+            "perms_for_links": _link_permissions(request.user),
+        }
+        context.update(extra_context or {})
+        return super().index(request, extra_context=context)
+
+    def get_urls(self):
+        return [
+            path("audit/", self.admin_view(self.audit_view), name="audit"),
+        ] + super().get_urls()
+
+    def audit_view(self, request):
+        from invoices.dashboard import AUDIT_KINDS, audit_trail
+
+        allowed = [kind for kind in AUDIT_KINDS if request.user.has_perm(kind.permission)]
+        if not allowed:
+            raise PermissionDenied
+        wanted = request.GET.get("kind", "")
+        kinds = [kind for kind in allowed if not wanted or kind.code == wanted]
+        username = request.GET.get("user", "").strip()
+        entries = audit_trail(kinds=[kind.code for kind in kinds], username=username or None)
+        context = {
+            **self.each_context(request),
+            "title": "Audit trail",
+            "subtitle": "Who changed a price, recorded a deposit, issued or credited an "
+            "invoice, and when",
+            "entries": entries,
+            "kinds": allowed,
+            "selected_kind": wanted,
+            "selected_user": username,
+        }
+        request.current_app = self.name
+        return TemplateResponse(request, "admin/billing/audit.html", context)
+
+
+def _link_permissions(user) -> dict[str, bool]:
+    return {
+        "start_run": user.has_perm("invoices.add_billingrun"),
+        "import_usage": user.has_perm("accounts.add_dailyusage"),
+        "view_invoices": user.has_perm("invoices.view_invoice"),
+        "audit": user.has_perm("accounts.view_ledgerentry"),
+    }
+
+
+# --- helpers shared by the app admin modules ----------------------------------------------
+
+
+def new_form_token() -> str:
+    """A fresh token for a form page. Sent back with the post, it becomes the service's
+    idempotency key, so a double submit (or a retried post) is recorded once."""
+    return uuid.uuid4().hex
+
+
+def require_perm(request, *perms: str) -> None:
+    if not request.user.has_perms(perms):
+        raise PermissionDenied
+
+
+def require_post(request):
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    return None
+
+
+def service_errors() -> tuple[type[BaseException], ...]:
+    """The refusal types of the services the admin calls, imported late so the admin loads
+    even while a service module is still being written."""
+    errors: list[type[BaseException]] = [ValidationError]
+    for module, names in (
+        ("accounts.services", ("LedgerError", "AccountError")),
+        ("accounts.usage", ("UsageValidationError", "UsageBilledMonthError")),
+        ("plans.services", ("SubscriptionError",)),
+        ("invoices.services", ("InvoiceError",)),
+        ("invoices.rating", ("RatingError",)),
+        ("billingsite.money", ("CurrencyError",)),
+    ):
+        try:
+            imported = __import__(module, fromlist=list(names))
+        except ImportError:
+            continue
+        for name in names:
+            error = getattr(imported, name, None)
+            if isinstance(error, type) and issubclass(error, BaseException):
+                errors.append(error)
+    return tuple(errors)
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    rows = _error_rows(exc)
+    if rows:
+        return "; ".join(_row_error_text(row) for row in rows)
+    return str(getattr(exc, "message", "") or exc) or exc.__class__.__name__
+
+
+def _error_rows(exc: BaseException) -> list:
+    """Per-row problems of a bulk refusal (usage import): `errors` or `conflicts`."""
+    for name in ("errors", "conflicts"):
+        rows = getattr(exc, name, None)
+        if isinstance(rows, list) and rows:
+            return rows
+    return []
+
+
+def _row_error_text(row) -> str:
+    if not isinstance(row, dict):
+        return str(row)
+    if row.get("line"):
+        where = f"line {row['line']}"
+    elif isinstance(row.get("index"), int):
+        where = f"row {row['index'] + 1}"
+    else:
+        where = "file"
+    field = row.get("field")
+    if "message" in row:
+        message = row["message"]
+    else:  # a billed-month conflict
+        message = (
+            f"{row.get('app_key')} on {row.get('date')} is already invoiced "
+            f"({row.get('invoice')}); correct billed months with a credit note"
+        )
+    return f"{where}{f', {field}' if field else ''}: {message}"
+
+
+def add_service_error(form, exc: BaseException, *, field_map: dict[str, str] | None = None):
+    """Turn a service refusal into a form error on the named field, or a non-field error."""
+    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            target = (field_map or {}).get(field, field)
+            form.add_error(target if target in form.fields else None, errors)
+        return
+    rows = _error_rows(exc)
+    if rows:
+        for row in rows[:50]:
+            form.add_error(None, _row_error_text(row))
+        return
+    field = getattr(exc, "field", None)
+    field = (field_map or {}).get(field, field)
+    form.add_error(field if field in form.fields else None, error_message(exc))
+
+
+def render_form_page(
+    request,
+    *,
+    model_admin,
+    form,
+    title: str,
+    obj=None,
+    intro: str = "",
+    submit_label: str = "Save",
+    template: str = "admin/billing/form_page.html",
+    extra: dict | None = None,
+):
+    """A custom admin page with one form, the admin's look and breadcrumbs."""
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts,
+        "app_label": opts.app_label,
+        "title": title,
+        "form": form,
+        "original": obj,
+        "intro": intro,
+        "submit_label": submit_label,
+        "has_view_permission": model_admin.has_view_permission(request, obj),
+        "media": model_admin.media + form.media,
+        "is_multipart": form.is_multipart(),
+    }
+    context.update(extra or {})
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, template, context)
+
+
+def message_service_error(request, exc: BaseException, prefix: str = "") -> None:
+    messages.error(request, f"{prefix}{error_message(exc)}")
+
+
+class ReadOnlyAdminMixin:
+    """Records nobody edits by hand: written by services only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class HistoryViewOnlyMixin:
+    """simple-history's "revert" would rewrite a row in place (a price, an invoice): the
+    history pages are for reading only."""
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def revert_disabled(self, request, obj=None):
+        return True
+
+
+def choices_from(values: Iterable[str]) -> list[tuple[str, str]]:
+    return [(value, value) for value in values]
