@@ -1,0 +1,66 @@
+"""The OpenAPI document at /api/schema/ is valid OpenAPI 3 and the docs at /api/docs/ render."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from drf_spectacular.validation import validate_schema
+
+from plans.api import WORKED_EXAMPLES
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def schema(client) -> dict:
+    response = client.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return json.loads(response.content)
+
+
+def test_schema_is_a_valid_openapi_document(schema):
+    assert schema["openapi"].startswith("3.")
+    validate_schema(schema)  # raises jsonschema.ValidationError when invalid
+    assert schema["info"]["title"] == "IM billing back-office API"
+
+
+def test_schema_default_format_is_yaml_of_the_same_document(client, schema):
+    response = client.get("/api/schema/")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert yaml.safe_load(response.content) == schema
+
+
+def test_quote_operation_is_documented_with_the_worked_examples(schema):
+    operation = schema["paths"]["/api/v1/quotes/"]["post"]
+    assert set(operation["responses"]) >= {"200", "400", "401", "403"}
+    body = operation["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/QuoteRequest"}
+    request_examples = [example["value"] for example in body["examples"].values()]
+    assert request_examples == [request for _name, request, _response in WORKED_EXAMPLES]
+    ok = operation["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/QuoteResponse"}
+    response_examples = [example["value"] for example in ok["examples"].values()]
+    assert response_examples == [response for _name, _request, response in WORKED_EXAMPLES]
+    assert {"tokenAuth": []} in operation["security"]
+
+    request = schema["components"]["schemas"]["QuoteRequest"]
+    assert sorted(request["required"]) == ["peak_dau", "plan"]
+    assert request["properties"]["peak_dau"]["type"] == "integer"
+    assert request["properties"]["period"]["pattern"] == r"^\d{4}-\d{2}$"
+    line = schema["components"]["schemas"]["QuoteLine"]["properties"]
+    assert line["amount"] == {
+        "type": "string",
+        "format": "decimal",
+        "pattern": line["amount"]["pattern"],
+    }
+
+
+def test_swagger_docs_render(client):
+    response = client.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html.lower()
+    assert "/api/schema/" in html
