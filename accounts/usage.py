@@ -75,6 +75,11 @@ def _describe(errors: list[dict]) -> list[str]:
     ]
 
 
+def _error_order(error: dict) -> tuple[int, int]:
+    index = -1 if error["index"] is None else error["index"]
+    return index, (None, *FIELDS).index(error["field"])
+
+
 def _whole_number(value, *, field: str, maximum: int) -> str | None:
     """The problem with a count, or None. JSON floats (even 5.0), strings and booleans are
     refused: the platform reports whole counts."""
@@ -90,19 +95,29 @@ def _whole_number(value, *, field: str, maximum: int) -> str | None:
 
 
 def _check_rows(rows, *, today: dt.date, max_rows: int):
-    """Shape checks that need no database. Returns (parsed, errors); parsed rows are tuples
-    (index, app_key, day, dau, delivered_messages)."""
+    """Shape checks that need no database. Returns (parsed, unparsed_keys, errors): parsed
+    rows are tuples (index, app_key, day, dau, delivered_messages); unparsed_keys are the
+    (index, app_key) of rows that failed but still name an app key."""
     if not isinstance(rows, list):
-        return [], [{"index": None, "field": None, "message": "expected a JSON list of usage rows"}]
+        return (
+            [],
+            [],
+            [{"index": None, "field": None, "message": "expected a JSON list of usage rows"}],
+        )
     if len(rows) > max_rows:
-        return [], [
-            {
-                "index": None,
-                "field": None,
-                "message": f"at most {max_rows:,} rows per request, got {len(rows):,}",
-            }
-        ]
+        return (
+            [],
+            [],
+            [
+                {
+                    "index": None,
+                    "field": None,
+                    "message": f"at most {max_rows:,} rows per request, got {len(rows):,}",
+                }
+            ],
+        )
     parsed = []
+    unparsed_keys = []
     errors = []
     fromisoformat = dt.date.fromisoformat
     for index, row in enumerate(rows):
@@ -174,7 +189,10 @@ def _check_rows(rows, *, today: dt.date, max_rows: int):
             ok = False
         if ok:
             parsed.append((index, app_key, day, dau, messages))
-    return parsed, errors
+        elif type(app_key) is str and app_key:
+            # Still checked against the database, so the answer names every problem at once.
+            unparsed_keys.append((index, app_key))
+    return parsed, unparsed_keys, errors
 
 
 def _lock_applications(app_keys: set[str]) -> dict[str, tuple[int, dt.date, int]]:
@@ -250,11 +268,16 @@ def usage_ingest(
     and UsageBilledMonthError when a new or different value falls in an invoiced month.
     """
     today = billing_date(now)
-    parsed, errors = _check_rows(rows, today=today, max_rows=max_rows)
-    if errors and not parsed:
+    parsed, unparsed_keys, errors = _check_rows(rows, today=today, max_rows=max_rows)
+    if errors and not parsed and not unparsed_keys:
         raise UsageValidationError(errors)
     with transaction.atomic():
-        apps = _lock_applications({row[1] for row in parsed})
+        apps = _lock_applications({row[1] for row in parsed} | {k for _, k in unparsed_keys})
+        for index, app_key in unparsed_keys:
+            if app_key not in apps:
+                errors.append(
+                    {"index": index, "field": "app_key", "message": f"unknown app_key {app_key!r}"}
+                )
         seen: dict[tuple[int, dt.date], int] = {}
         valid = []
         for index, app_key, day, dau, messages in parsed:
@@ -290,7 +313,7 @@ def usage_ingest(
             seen[key] = index
             valid.append((index, app_key, app_id, customer_id, day, dau, messages))
         if errors:
-            errors.sort(key=lambda e: -1 if e["index"] is None else e["index"])
+            errors.sort(key=_error_order)
             raise UsageValidationError(errors)
 
         stored = _stored_rows(list(seen))
