@@ -1,0 +1,456 @@
+"""The month-end run: chunks, counts, per-account errors, retries, and no double billing
+(twice, concurrently, after a crash half-way)."""
+
+import datetime as dt
+import threading
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from accounts.models import CustomerEvent, LedgerEntry
+from accounts.selectors import ledger_balance
+from billingsite.clock import Period
+from invoices.models import BillingRun, BillingRunError, Invoice, InvoiceLine, NumberSequence
+from invoices.runs import (
+    billing_run_candidates,
+    billing_run_chunk_process,
+    billing_run_retry_failed,
+    billing_run_start,
+)
+from invoices.services import bill_customer
+from plans.models import AddOnChange
+from tests.conftest import postgres_only
+from tests.factories import ApplicationFactory, CustomerFactory, addon_change, usage
+from tests.invoices.test_invoices import (
+    BILLING_MOMENT,
+    OCTOBER,
+    SHANGHAI,
+    october_usage,
+    premium_customer,
+)
+
+
+def build_accounts(count: int, *, balance: str = "20000.00") -> list:
+    """`count` Premium customers (6,000.00 each for October)."""
+    return [premium_customer(dau=5000, balance=balance)[0] for _ in range(count)]
+
+
+def assert_billed_exactly_once(customers) -> None:
+    """One issued invoice, one number, one debit per customer; numbers gapless."""
+    for customer in customers:
+        invoices = Invoice.objects.filter(customer=customer, period=OCTOBER.start)
+        assert invoices.count() == 1
+        assert invoices.get().status == Invoice.Status.ISSUED
+        assert (
+            LedgerEntry.objects.filter(
+                customer=customer, kind=LedgerEntry.Kind.INVOICE_DEBIT
+            ).count()
+            == 1
+        )
+        assert ledger_balance(customer=customer) == Decimal("14000.00")
+    numbers = sorted(
+        Invoice.objects.filter(customer__in=customers).values_list("number", flat=True)
+    )
+    assert numbers == [f"INV-2026-{n:06d}" for n in range(1, len(customers) + 1)]
+    assert NumberSequence.objects.get(series="INV", year=2026).last_number == len(customers)
+    assert CustomerEvent.objects.filter(kind=CustomerEvent.Kind.INVOICE_ISSUED).count() == len(
+        customers
+    )
+
+
+@pytest.fixture
+def small_chunks(settings):
+    settings.BILLING_RUN_CHUNK_SIZE = 2
+
+
+@pytest.mark.django_db
+def test_run_bills_every_account_in_chunks_and_counts_outcomes(
+    price_book, small_chunks, django_capture_on_commit_callbacks
+):
+    customers = build_accounts(4)
+    held_customer, held_app = premium_customer(dau=5000)
+    usage(held_app, dt.date(2026, 10, 29), 1, delivered_messages=2_500_000)
+    free_customer = CustomerFactory()
+    ApplicationFactory(customer=free_customer, plan="free", created_on=dt.date(2026, 9, 1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+
+    run.refresh_from_db()
+    assert run.status == BillingRun.Status.FINISHED
+    assert (run.accounts_total, run.chunks_total, run.chunks_done) == (5, 3, 3)
+    assert (run.accounts_done, run.invoices_issued, run.invoices_held) == (5, 4, 1)
+    assert (run.accounts_failed, run.accounts_skipped, run.accounts_already_billed) == (0, 0, 0)
+    assert run.period == dt.date(2026, 10, 1)
+    assert run.finished_at >= run.started_at == BILLING_MOMENT
+    assert_billed_exactly_once(customers)
+    assert Invoice.objects.get(customer=held_customer).status == Invoice.Status.HELD
+    assert not Invoice.objects.filter(customer=free_customer).exists()
+    assert set(Invoice.objects.values_list("billing_run", flat=True)) == {run.pk}
+
+
+@pytest.mark.django_db
+def test_running_twice_bills_once(price_book, small_chunks, django_capture_on_commit_callbacks):
+    customers = build_accounts(3)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT + dt.timedelta(hours=1))
+
+    second.refresh_from_db()
+    assert (second.accounts_total, second.status) == (0, BillingRun.Status.FINISHED)
+    assert_billed_exactly_once(customers)
+    # Even a chunk forced through again for the same accounts changes nothing.
+    outcome = billing_run_chunk_process(
+        run_id=second.pk,
+        customer_ids=[c.pk for c in customers],
+        period=OCTOBER,
+        now=BILLING_MOMENT,
+    )
+    assert outcome == {"already_billed": 3}
+    assert_billed_exactly_once(customers)
+    first.refresh_from_db()
+    assert first.invoices_issued == 3
+
+
+class WorkerDied(BaseException):
+    """Stands in for a killed worker: not an Exception, so nothing in the chunk catches it."""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("dies", ["inside_the_fourth_transaction", "after_the_fourth_commit"])
+def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monkeypatch, dies):
+    customers = build_accounts(5)
+    ids = [c.pk for c in customers]
+    run = BillingRun.objects.create(
+        period=OCTOBER.start,
+        status=BillingRun.Status.RUNNING,
+        created_at=BILLING_MOMENT,
+        started_at=BILLING_MOMENT,
+        accounts_total=5,
+        chunks_total=1,
+    )
+    import invoices.runs as runs
+    import invoices.services as services
+
+    real_bill_account, real_ledger_record = runs.bill_account, services.ledger_record
+    calls = {"n": 0}
+
+    def debit_dies_on_the_fourth(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise WorkerDied  # half-way through the 4th account's transaction
+        return real_ledger_record(**kwargs)
+
+    def dies_after_the_fourth(**kwargs):
+        outcome = real_bill_account(**kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise WorkerDied  # committed, but the chunk was never acknowledged
+        return outcome
+
+    if dies == "inside_the_fourth_transaction":
+        monkeypatch.setattr(services, "ledger_record", debit_dies_on_the_fourth)
+        committed = 3
+    else:
+        monkeypatch.setattr(runs, "bill_account", dies_after_the_fourth)
+        committed = 4
+    with pytest.raises(WorkerDied):
+        billing_run_chunk_process(
+            run_id=run.pk, customer_ids=ids, period=OCTOBER, now=BILLING_MOMENT
+        )
+    monkeypatch.undo()
+
+    assert Invoice.objects.count() == committed
+    assert LedgerEntry.objects.filter(kind="invoice_debit").count() == committed
+    assert NumberSequence.objects.get(series="INV", year=2026).last_number == committed
+    run.refresh_from_db()
+    assert (run.status, run.chunks_done, run.invoices_issued) == ("running", 0, committed)
+
+    # The broker delivers the chunk again (acks_late): the rest is billed, nothing twice.
+    outcome = billing_run_chunk_process(
+        run_id=run.pk, customer_ids=ids, period=OCTOBER, now=BILLING_MOMENT
+    )
+    assert outcome == {"already_billed": committed, "issued": 5 - committed}
+    run.refresh_from_db()
+    assert (run.status, run.accounts_done, run.invoices_issued) == ("finished", 5, 5)
+    assert run.accounts_already_billed == 0  # billed by this very run: not counted twice
+    assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db
+def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes(
+    price_book, monkeypatch, django_capture_on_commit_callbacks, small_chunks
+):
+    customers = build_accounts(5)
+    import accounts.services
+
+    real_ledger_record = accounts.services.ledger_record
+    calls = {"n": 0}
+
+    def debit_fails_after_two(**kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise ConnectionError("ledger unavailable")
+        return real_ledger_record(**kwargs)
+
+    monkeypatch.setattr("invoices.services.ledger_record", debit_fails_after_two)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+    first.refresh_from_db()
+    assert (first.invoices_issued, first.accounts_failed, first.accounts_done) == (2, 3, 5)
+    assert first.status == BillingRun.Status.FINISHED
+    # The failed accounts rolled back whole: no invoice, no number, no debit.
+    assert Invoice.objects.count() == 2
+    assert NumberSequence.objects.get(series="INV", year=2026).last_number == 2
+    errors = BillingRunError.objects.filter(run=first)
+    assert errors.count() == 3
+    assert all("ConnectionError: ledger unavailable" in e.error for e in errors)
+
+    monkeypatch.setattr("invoices.services.ledger_record", real_ledger_record)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+    second.refresh_from_db()
+    assert (second.accounts_total, second.invoices_issued) == (3, 3)
+    assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db
+def test_failing_account_is_recorded_others_go_on_and_retry_resolves_it(
+    price_book, django_capture_on_commit_callbacks
+):
+    good = build_accounts(2)
+    bad, bad_app = premium_customer(dau=5000)
+    # Ultragroup storage is not sold on Premium: the rating engine refuses this account.
+    addon_change(bad_app, "ultragroup_storage_extension", 1, dt.date(2026, 10, 1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+
+    run.refresh_from_db()
+    assert (run.invoices_issued, run.accounts_failed, run.accounts_done) == (2, 1, 3)
+    error = BillingRunError.objects.get(run=run)
+    assert error.customer_id == bad.pk
+    assert "RatingError" in error.error and "not available on the Premium plan" in error.error
+    assert error.resolved_at is None
+    assert not Invoice.objects.filter(customer=bad).exists()
+
+    # Retrying without a fix fails again: same error row, counts unchanged.
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run_retry_failed(run=run, now=BILLING_MOMENT)
+    run.refresh_from_db()
+    assert (run.accounts_failed, run.accounts_done, run.status) == (1, 3, "finished")
+    assert BillingRunError.objects.filter(run=run).count() == 1
+
+    AddOnChange.objects.filter(application=bad_app).update(cancelled_at=BILLING_MOMENT)
+    retry_moment = BILLING_MOMENT + dt.timedelta(hours=5)
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run_retry_failed(run=run, now=retry_moment)
+
+    run.refresh_from_db()
+    assert (run.invoices_issued, run.accounts_failed, run.accounts_done) == (3, 0, 3)
+    assert run.status == BillingRun.Status.FINISHED
+    error.refresh_from_db()
+    assert error.resolved_at == retry_moment
+    assert Invoice.objects.get(customer=bad).issued_at == retry_moment
+    assert_billed_exactly_once([*good, bad])
+
+
+@pytest.mark.django_db
+def test_candidates_are_paid_contracted_or_high_volume_and_not_yet_billed(price_book):
+    premium, _ = premium_customer()
+    free = CustomerFactory()
+    ApplicationFactory(customer=free, plan="free", created_on=dt.date(2026, 9, 1))
+    free_high_volume = CustomerFactory()
+    busy = ApplicationFactory(
+        customer=free_high_volume, plan="free", created_on=dt.date(2026, 9, 1)
+    )
+    usage(busy, dt.date(2026, 10, 3), 10, delivered_messages=2_000_001)
+    later_premium = CustomerFactory()  # Premium only from November: nothing for October
+    late = ApplicationFactory(customer=later_premium, plan="free", created_on=dt.date(2026, 9, 1))
+    from tests.factories import plan_change
+
+    plan_change(late, "premium", dt.date(2026, 11, 1))
+    downgraded = CustomerFactory()  # Premium until 30 September: Free all October
+    down = ApplicationFactory(customer=downgraded, plan="premium", created_on=dt.date(2026, 8, 1))
+    plan_change(down, "free", dt.date(2026, 10, 1))
+    downgraded_mid = CustomerFactory()  # Premium until 14 October: still billed
+    mid = ApplicationFactory(
+        customer=downgraded_mid, plan="premium", created_on=dt.date(2026, 8, 1)
+    )
+    plan_change(mid, "free", dt.date(2026, 10, 15))
+
+    candidates = set(billing_run_candidates(period=OCTOBER))
+    assert candidates == {premium, free_high_volume, downgraded_mid}
+
+    bill_customer(customer=premium, period=OCTOBER, now=BILLING_MOMENT)
+    assert set(billing_run_candidates(period=OCTOBER)) == {free_high_volume, downgraded_mid}
+
+
+@pytest.mark.django_db
+def test_bill_command_dry_run_prints_and_writes_nothing(price_book):
+    issued, _ = premium_customer(dau=25_000, name="Alpha Chat Ltd")
+    held, held_app = premium_customer(name="Beta Games Ltd")
+    usage(held_app, dt.date(2026, 10, 2), 1, delivered_messages=4_000_000)
+    tables = (Invoice, InvoiceLine, LedgerEntry, BillingRun, NumberSequence, CustomerEvent)
+    before = [model.objects.count() for model in tables]
+    out = StringIO()
+
+    call_command("bill", "--period", "2026-10", "--dry-run", stdout=out)
+
+    assert [model.objects.count() for model in tables] == before
+    text = out.getvalue()
+    assert "ISSUE" in text and "Alpha Chat Ltd" in text and "¥12,000.00" in text
+    assert "HOLD" in text and "Beta Games Ltd" in text and "4,000,000 delivered" in text
+    assert "would issue 1 invoices (¥12,000.00), hold 1, skip 0, fail 0" in text
+    assert "Nothing was written." in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bill_command_inline_bills_the_month(price_book):
+    customers = build_accounts(2)
+    out = StringIO()
+    call_command("bill", "--period", "2026-10", "--inline", stdout=out)
+    assert "2 issued, 0 held, 0 skipped, 0 already billed, 0 failed" in out.getvalue()
+    # Issue dates come from the real clock here; only the one-per-account facts matter.
+    assert Invoice.objects.filter(status="issued").count() == 2
+    assert LedgerEntry.objects.filter(kind="invoice_debit").count() == 2
+    assert {c.pk for c in customers} == set(Invoice.objects.values_list("customer", flat=True))
+
+
+def test_bill_command_refuses_bad_or_unfinished_periods(db):
+    with pytest.raises(CommandError, match="2026-10"):
+        call_command("bill", "--period", "October")
+    with pytest.raises(CommandError, match="not over yet"):
+        call_command("bill", "--period", "2999-01")
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_runs_on_postgresql_bill_each_account_once(price_book, settings):
+    settings.BILLING_RUN_CHUNK_SIZE = 3
+    customers = build_accounts(12)
+    runs: list[BillingRun] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def start() -> None:
+        try:
+            barrier.wait()
+            runs.append(billing_run_start(period=OCTOBER, now=BILLING_MOMENT))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert_billed_exactly_once(customers)
+    finished = [BillingRun.objects.get(pk=run.pk) for run in runs]
+    assert sum(run.invoices_issued for run in finished) == 12
+    for run in finished:
+        assert run.status == BillingRun.Status.FINISHED
+        assert run.accounts_failed == 0
+        assert run.invoices_issued + run.accounts_already_billed == run.accounts_total
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_same_account_billed_from_two_threads_at_once(price_book):
+    customer, _ = premium_customer()
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def bill() -> None:
+        try:
+            barrier.wait()
+            outcomes.append(bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=bill) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["already_billed", "issued"]
+    assert_billed_exactly_once([customer])
+
+
+@pytest.mark.django_db
+def test_monthly_task_bills_the_previous_month(price_book, django_capture_on_commit_callbacks):
+    from invoices.tasks import start_monthly_billing
+
+    customers = build_accounts(2)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_id = start_monthly_billing.delay(BILLING_MOMENT.isoformat()).get()
+
+    run = BillingRun.objects.get(pk=run_id)
+    assert run.period == dt.date(2026, 10, 1)
+    assert_billed_exactly_once(customers)
+    assert Invoice.objects.first().issue_date == dt.date(2026, 11, 2)
+
+
+@pytest.mark.django_db
+def test_beat_schedule_is_installed_by_the_database_scheduler(monkeypatch):
+    import django_celery_beat.schedulers as beat_schedulers
+    from django_celery_beat.models import PeriodicTask
+    from freezegun import freeze_time
+
+    from billingsite.celery import app
+
+    # The scheduler closes "old" connections between ticks; the test's connection must stay.
+    monkeypatch.setattr(beat_schedulers, "close_old_connections", lambda: None)
+    app.loader.import_default_modules()
+    # django-celery-beat only loads crontabs due within about two hours: just before midnight
+    # Shanghai on the 1st, the month-end entry must be among them.
+    with freeze_time(dt.datetime(2026, 11, 1, 23, 30, tzinfo=SHANGHAI)):
+        scheduler = beat_schedulers.DatabaseScheduler(app=app)
+        assert "month-end-billing" in scheduler.schedule
+        assert "daily-arrears-check" in scheduler.schedule
+        # What beat reloads from the database on its next sync (not only the settings dict).
+        assert {"month-end-billing", "daily-arrears-check"} <= set(scheduler.all_as_schedule())
+
+    monthly = PeriodicTask.objects.get(name="month-end-billing")
+    assert monthly.task == "invoices.tasks.start_monthly_billing"
+    assert monthly.task in app.tasks
+    cron = monthly.crontab
+    assert (cron.minute, cron.hour, cron.day_of_month, cron.month_of_year) == ("0", "0", "2", "*")
+    assert str(cron.timezone) == "Asia/Shanghai"
+    # After the September run on 2 October, the next one is 00:00 on 2 November, Shanghai.
+    last_run = dt.datetime(2026, 10, 2, 0, 0, tzinfo=SHANGHAI)
+    start, remaining, _now = cron.schedule.remaining_delta(last_run)
+    assert (start + remaining).astimezone(SHANGHAI) == dt.datetime(
+        2026, 11, 2, 0, 0, tzinfo=SHANGHAI
+    )
+
+    daily = PeriodicTask.objects.get(name="daily-arrears-check")
+    assert daily.task == "invoices.tasks.enforce_arrears" and daily.task in app.tasks
+    assert (daily.crontab.hour, daily.crontab.day_of_month) == ("0", "*")
+
+
+@pytest.mark.django_db
+def test_every_account_gets_one_period_invoice_even_across_months(price_book):
+    customer, app = premium_customer(dau=5000)
+    october_usage(app, {1: 100})
+    usage(app, dt.date(2026, 11, 4), 100)
+    bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
+    bill_customer(
+        customer=customer, period=Period(2026, 11), now=dt.datetime(2026, 12, 2, tzinfo=SHANGHAI)
+    )
+    assert list(
+        Invoice.objects.filter(customer=customer)
+        .order_by("period")
+        .values_list("number", flat=True)
+    ) == ["INV-2026-000001", "INV-2026-000002"]
+    assert ledger_balance(customer=customer) == Decimal("8000.00")
