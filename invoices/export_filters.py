@@ -14,6 +14,7 @@ Shared meanings across the endpoints:
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import django_filters
 from django import forms
@@ -39,10 +40,17 @@ def check_year(value: dt.date | dt.datetime) -> None:
 
 
 class PeriodFormField(forms.CharField):
+    def __init__(self, **kwargs):
+        # "2026-1" or " 2026-10" are refused, as the published pattern says.
+        kwargs.setdefault("strip", False)
+        super().__init__(**kwargs)
+
     def to_python(self, value):
         text = super().to_python(value)
         if text in self.empty_values:
             return None
+        if not re.fullmatch(PERIOD_PATTERN, text):
+            raise ValidationError(f"period must look like 2026-10, got {text!r}", code="invalid")
         try:
             return Period.parse(text)
         except ValueError as exc:
