@@ -184,6 +184,8 @@ CELERY_ENABLE_UTC = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One queue name per deployment (or per test worker) keeps separate setups on one broker apart.
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The vendor bills "at 24:00 on the 1st", i.e. 00:00 on the 2nd, for the previous month.
 CELERY_BEAT_SCHEDULE = {
