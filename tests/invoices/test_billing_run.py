@@ -454,3 +454,27 @@ def test_every_account_gets_one_period_invoice_even_across_months(price_book):
         .values_list("number", flat=True)
     ) == ["INV-2026-000001", "INV-2026-000002"]
     assert ledger_balance(customer=customer) == Decimal("8000.00")
+
+
+@pytest.mark.django_db
+def test_demo_data_bills_issued_held_and_arrears(price_book, django_capture_on_commit_callbacks):
+    from freezegun import freeze_time
+
+    with freeze_time(dt.datetime(2026, 11, 1, 12, 0, tzinfo=SHANGHAI)):
+        call_command("load_demo_data", stdout=StringIO())
+        call_command("load_demo_data", stdout=StringIO())  # idempotent
+    with django_capture_on_commit_callbacks(execute=True):
+        run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+
+    run.refresh_from_db()
+    assert (run.invoices_issued, run.invoices_held, run.accounts_failed) == (5, 1, 0)
+    assert Invoice.objects.get(customer__external_id="demo-cobalt").status == "held"
+    aurora = Invoice.objects.get(customer__external_id="demo-aurora")
+    # Premium at peak 18,500 (9,000) + keep-alive 2,000 + 2 x 1,200 sensitive words.
+    assert aurora.total.amount == Decimal("13400.00")
+    echo = Invoice.objects.get(customer__external_id="demo-echo")
+    assert echo.total.amount == Decimal("3096.77")  # 6,000 x 16/31
+    beacon = Invoice.objects.get(customer__external_id="demo-beacon").customer
+    assert ledger_balance(customer=beacon) == Decimal("-6500.00")
+    assert beacon.arrears_since == dt.date(2026, 11, 2)
+    assert not Invoice.objects.filter(customer__external_id="demo-foxtrot").exists()
