@@ -32,6 +32,13 @@ PERIOD_PATTERN = r"^2\d{3}-(0[1-9]|1[0-2])$"
 YEAR_RANGE = (2000, 2999)
 
 
+def refuse_empty(value) -> None:
+    """A parameter given with no value is an error, not "no filter": a client that sends
+    `?period=` has a bug we should tell it about. (An absent parameter arrives as None.)"""
+    if isinstance(value, str) and value.strip() == "":
+        raise ValidationError("This parameter cannot be empty.", code="empty")
+
+
 def check_year(value: dt.date | dt.datetime) -> None:
     if not YEAR_RANGE[0] <= value.year <= YEAR_RANGE[1]:
         raise ValidationError(
@@ -46,6 +53,7 @@ class PeriodFormField(forms.CharField):
         super().__init__(**kwargs)
 
     def to_python(self, value):
+        refuse_empty(value)
         text = super().to_python(value)
         if text in self.empty_values:
             return None
@@ -58,6 +66,10 @@ class PeriodFormField(forms.CharField):
 
 
 class BoundedDateFormField(forms.DateField):
+    def to_python(self, value):
+        refuse_empty(value)
+        return super().to_python(value)
+
     def validate(self, value):
         super().validate(value)
         if value is not None:
@@ -68,9 +80,7 @@ class BoundedDateTimeFormField(forms.DateTimeField):
     """ISO 8601; a value without an offset is read as Asia/Shanghai time."""
 
     def to_python(self, value):
-        if isinstance(value, str):
-            # Python's parser takes "Z"; so does ISO 8601.
-            value = value.strip()
+        refuse_empty(value)
         try:
             result = super().to_python(value)
         except OverflowError as exc:

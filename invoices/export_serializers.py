@@ -281,7 +281,7 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
 
 class CustomerExportSerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=CUSTOMER_STATUSES, read_only=True)
-    suspended_at = ShanghaiDateTimeField(read_only=True)
+    suspended_at = ShanghaiDateTimeField(read_only=True, allow_null=True)
     currency = CurrencyField()
     balance = AmountField(help_text="Prepaid balance: the sum of the customer's ledger.")
     created_at = ShanghaiDateTimeField(read_only=True)

@@ -15,6 +15,7 @@ Views stay thin: querysets and reports come from `invoices/reports.py`.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from django.db.models import OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -137,8 +138,12 @@ class ExportCursorPagination(CursorPagination):
             cursor = super().decode_cursor(request)
         except NotFound as exc:
             raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]}) from exc
-        # Positions are ids; anything else was not made by us and would break the query.
-        if cursor is not None and cursor.position is not None and not cursor.position.isdigit():
+        # Positions are ids (0 < id < 2**63); anything else was not made by us and would break
+        # the query.
+        position = cursor.position if cursor is not None else None
+        if position is not None and not (
+            re.fullmatch(r"[0-9]{1,19}", position) and int(position) < 2**63
+        ):
             raise ValidationError({self.cursor_query_param: [self.invalid_cursor_message]})
         return cursor
 

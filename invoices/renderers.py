@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import StreamingHttpResponse
+from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 
@@ -49,11 +50,16 @@ class CSVRenderer(BaseRenderer):
 
 
 class ExportContentNegotiation(DefaultContentNegotiation):
-    """An unknown `?format=` is a client error (406 with the formats on offer), not DRF's 404."""
+    """An unknown or empty `?format=` is a client error (406 with the formats on offer), not
+    DRF's 404 or a silent default."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        requested = request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        if requested is not None and not requested.strip():
+            self.filter_renderers(renderers, requested)
+        return super().select_renderer(request, renderers, format_suffix)
 
     def filter_renderers(self, renderers, format):
-        from rest_framework.exceptions import NotAcceptable
-
         matching = [renderer for renderer in renderers if renderer.format == format]
         if not matching:
             offered = ", ".join(renderer.format for renderer in renderers)

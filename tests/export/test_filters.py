@@ -252,6 +252,9 @@ def test_customer_filters(accounting, documents):
         ("invoices", {"issue_date_from": "2026-02-30"}, "issue_date_from"),
         ("invoices", {"issue_date_to": "0001-01-01"}, "issue_date_to"),
         ("invoices", {"updated_since": "yesterday"}, "updated_since"),
+        ("invoices", {"updated_since": ""}, "updated_since"),
+        ("invoices", {"period": ""}, "period"),
+        ("ledger-entries", {"date_to": " "}, "date_to"),
         ("invoices", {"updated_since": "0001-01-01T00:00:00+14:00"}, "updated_since"),
         ("invoices", {"updated_since": "9999-12-31T23:59:59-14:00"}, "updated_since"),
         ("invoices", {"page_size": "0"}, "page_size"),
@@ -259,6 +262,9 @@ def test_customer_filters(accounting, documents):
         ("invoices", {"cursor": "not-a-cursor"}, "cursor"),
         # A well-formed cursor whose position is not an id.
         ("invoices", {"cursor": "cD1hYmM="}, "cursor"),
+        # p=99999999999999999999 (beyond bigint) and p=² (a digit, but not 0-9).
+        ("invoices", {"cursor": "cD05OTk5OTk5OTk5OTk5OTk5OTk5OQ=="}, "cursor"),
+        ("invoices", {"cursor": "cD3Csg=="}, "cursor"),
         ("invoices", {"customer": "nul\x00byte"}, "customer"),
         ("credit-notes", {"period": "2026-1"}, "period"),
         ("credit-notes", {"period": " 2026-10"}, "period"),
@@ -285,5 +291,7 @@ def test_unknown_format_is_406(accounting, db):
     response = accounting.get(URL.format("invoices"), {"format": "xlsx"})
     assert response.status_code == 406
     assert json_body(response) == {"detail": "Unknown format 'xlsx': use one of json, csv."}
+    response = accounting.get(URL.format("invoices"), {"format": ""})
+    assert response.status_code == 406
     response = accounting.get(URL.format("invoices"), HTTP_ACCEPT="application/xml")
     assert response.status_code == 406
