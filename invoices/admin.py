@@ -24,8 +24,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.selectors import ledger_balance, ledger_balances
@@ -365,6 +365,18 @@ class InvoiceAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
             line.credited = credited.get(line.pk, Decimal("0.00"))
         form_kwargs = {"lines": lines, "remaining": remaining}
         if request.method == "POST":
+            token = request.POST.get("token", "")
+            sent_before = CreditNote.objects.filter(
+                invoice=invoice, idempotency_key=f"admin-credit:{token}"
+            ).first()
+            if token and sent_before is not None:
+                # A second submit of a page that already issued its note: show that note.
+                messages.info(
+                    request,
+                    f"Credit note {sent_before.number} was already issued from this page "
+                    "(the form was sent twice); nothing was credited again.",
+                )
+                return HttpResponseRedirect(_invoice_url(invoice))
             form = CreditNoteForm(request.POST, **form_kwargs)
             if form.is_valid():
                 from invoices.services import credit_note_create

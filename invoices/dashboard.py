@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from django.db.models import Count, Sum
+from moneyed import Money
 
 from accounts.models import Application, Customer, LedgerEntry
 from accounts.selectors import ledger_balances
 from billingsite.clock import Period
-from billingsite.money import round_money
+from billingsite.money import format_cny, round_money
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.rating import RatingError, rate_account
 from invoices.selectors import RECOMMENDED_MONTHS, CustomerFinancials
@@ -257,11 +258,17 @@ def _username(user) -> str:
     return user.get_username() if user is not None else ""
 
 
+def _audit_value(value) -> str:
+    if isinstance(value, Money):
+        return format_cny(value)
+    return "—" if value in (None, "") else str(value)
+
+
 _HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 
 
 def _history_entries(model, *, kind, url_name, username, limit, describe) -> list[AuditEntry]:
-    records = model.history.select_related("history_user").order_by("-history_date")
+    records = model.history.select_related("history_user").order_by("-history_date", "-history_id")
     if username:
         records = records.filter(history_user__username=username)
     entries = []
@@ -269,11 +276,17 @@ def _history_entries(model, *, kind, url_name, username, limit, describe) -> lis
         action = _HISTORY_TYPES.get(record.history_type, record.history_type)
         detail = describe(record)
         if record.history_type == "~":
-            previous = record.prev_record
+            # The row's save before this one (by history id: two saves can share a time).
+            previous = (
+                model.history.filter(id=record.id, history_id__lt=record.history_id)
+                .order_by("-history_id")
+                .first()
+            )
             if previous is not None:
                 delta = record.diff_against(previous)
                 changes = [
-                    f"{change.field}: {change.old} → {change.new}" for change in delta.changes
+                    f"{change.field}: {_audit_value(change.old)} → {_audit_value(change.new)}"
+                    for change in delta.changes
                 ]
                 detail = "; ".join(changes) or "saved without changes"
         entries.append(
@@ -312,7 +325,10 @@ def audit_trail(
             (
                 AddOnPrice,
                 "admin:plans_addonprice_change",
-                lambda r: f"from {r.valid_from}: {r.get_availability_display()} {r.unit_price}",
+                lambda r: (
+                    f"from {r.valid_from}: {r.get_availability_display()} "
+                    f"{format_cny(r.unit_price)}"
+                ),
             ),
             (Plan, "admin:plans_plan_change", lambda r: r.name),
             (AddOn, "admin:plans_addon_change", lambda r: r.name),
@@ -346,7 +362,7 @@ def audit_trail(
                     at=entry.created_at,
                     kind="deposit" if entry.kind == LedgerEntry.Kind.DEPOSIT else "adjustment",
                     username=_username(entry.created_by),
-                    subject=f"{entry.customer.name}: {entry.amount}",
+                    subject=f"{entry.customer.name}: {format_cny(entry.amount)}",
                     detail=what,
                     url_name="admin:accounts_ledgerentry_change",
                     object_id=entry.pk,
@@ -363,7 +379,7 @@ def audit_trail(
                     kind="issue",
                     username=_username(invoice.issued_by),
                     subject=f"{invoice.number} {invoice.customer_name}",
-                    detail=f"{invoice.period:%Y-%m}, total {invoice.total}",
+                    detail=f"{invoice.period:%Y-%m}, total {format_cny(invoice.total)}",
                     url_name="admin:invoices_invoice_change",
                     object_id=invoice.pk,
                 )
@@ -378,7 +394,7 @@ def audit_trail(
                     at=note.issued_at,
                     kind="credit",
                     username=_username(note.created_by),
-                    subject=f"{note.number} for {note.invoice.number}: {note.total}",
+                    subject=f"{note.number} for {note.invoice.number}: {format_cny(note.total)}",
                     detail=note.reason,
                     url_name="admin:invoices_creditnote_change",
                     object_id=note.pk,
@@ -392,7 +408,7 @@ def audit_trail(
             username=username,
             limit=limit,
             describe=lambda r: (
-                f"{r.monthly_fee} / month from {r.first_day}"
+                f"{format_cny(r.monthly_fee)} / month from {r.first_day}"
                 + (f" to {r.last_day}" if r.last_day else "")
             ),
         )

@@ -10,6 +10,7 @@ trail. Finance managers edit prices; everyone else reads them.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
@@ -53,6 +54,14 @@ class DatedPriceForm(forms.ModelForm):
                 field.disabled = True
         if "valid_from" in self.fields:
             self.fields["valid_from"].help_text = "The 1st of a month; it prices whole months."
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, value in list(cleaned.items()):
+            amount = getattr(value, "amount", None)
+            if isinstance(amount, Decimal) and amount < 0:
+                self.add_error(name, "A price cannot be negative.")
+        return cleaned
 
 
 class PriceInlineMixin:
@@ -193,9 +202,13 @@ class DatedPriceAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def get_readonly_fields(self, request, obj=None):
+    def has_change_permission(self, request, obj=None):
+        # A row in force is read by everyone and changed by no one (it may have billed).
         if price_row_locked(obj):
-            return [field.name for field in self.model._meta.fields if field.name != "id"]
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
         return ["created_at"]
 
 

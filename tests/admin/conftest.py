@@ -32,17 +32,17 @@ def frozen_now():
 
 
 @pytest.fixture
-def clerk(price_book):
+def clerk(db):
     return StaffFactory(username="clerk", groups=[roles.FINANCE_CLERK])
 
 
 @pytest.fixture
-def manager(price_book):
+def manager(db):
     return StaffFactory(username="manager", groups=[roles.FINANCE_MANAGER])
 
 
 @pytest.fixture
-def auditor(price_book):
+def auditor(db):
     return StaffFactory(username="auditor", groups=[roles.AUDITOR])
 
 

@@ -129,12 +129,11 @@ def test_two_deposits_of_the_same_amount_from_two_pages_are_two_deposits(client,
         ({"token": "not-a-token"}, "token", "stale or was tampered with"),
     ],
 )
-def test_bad_deposit_input_is_a_form_error_and_records_nothing(
-    client, clerk, month, data, field, message
-):
+def test_bad_deposit_input_is_a_form_error_and_records_nothing(client, clerk, data, field, message):
+    customer = CustomerFactory()
     before = LedgerEntry.objects.count()
     post = {"amount": "100.00", "bank_reference": "REF", "token": uuid.uuid4().hex, **data}
-    response = as_user(client, clerk).post(deposit_url(month.alpha), post)
+    response = as_user(client, clerk).post(deposit_url(customer), post)
     assert response.status_code == 200
     errors = form_errors(response)
     assert any(message in text for text in errors[field]), errors

@@ -1,0 +1,110 @@
+"""The admin index (the month at a glance) and the audit trail."""
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from accounts.services import record_adjustment
+from billingsite.clock import Period
+from invoices.dashboard import audit_trail, month_at_a_glance
+from tests.admin.conftest import as_user
+from tests.factories import NOW, CustomerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def late_payer(month):
+    customer = CustomerFactory(name="Late Payer", external_id="cust-late")
+    record_adjustment(
+        customer=customer, amount=Decimal("-250.00"), reason="test", idempotency_key="late", now=NOW
+    )
+    return customer
+
+
+def test_month_at_a_glance(month, late_payer):
+    dashboard = month_at_a_glance(today=dt.date(2026, 11, 2))
+    assert dashboard.last_period == Period(2026, 10)
+    assert (dashboard.invoices_issued, dashboard.billed_total) == (1, Decimal("6000.00"))
+    assert (dashboard.credited_total, dashboard.invoices_pending) == (Decimal("0.00"), 1)
+    assert dashboard.held_count == 1
+    assert [(row.invoice.pk, row.balance) for row in dashboard.held] == [
+        (month.held.pk, Decimal("10000.00"))
+    ]
+    assert [
+        (row.customer.name, row.balance, row.arrears_since, row.suspension_date)
+        for row in dashboard.arrears
+    ] == [("Late Payer", Decimal("-250.00"), dt.date(2026, 11, 2), dt.date(2026, 11, 9))]
+    # November so far: each Premium app 6,000.00 a month -> recommended 18,000.00.
+    assert [
+        (row.customer.name, row.balance, row.recommended_balance, row.shortfall, row.days_left)
+        for row in dashboard.low_balance
+    ] == [
+        ("Beta Ltd", Decimal("10000.00"), Decimal("18000.00"), Decimal("8000.00"), 50),
+        ("Alpha Ltd", Decimal("14000.00"), Decimal("18000.00"), Decimal("4000.00"), 70),
+    ]
+    assert dashboard.low_balance_count == 2
+
+
+def test_credits_count_against_the_billed_month(month):
+    from invoices.services import credit_note_create
+
+    line = month.issued.lines.get()
+    credit_note_create(
+        invoice=month.issued,
+        line_amounts={line.pk: Decimal("1500.00")},
+        reason="goodwill",
+        now=NOW,
+        idempotency_key="cn",
+    )
+    dashboard = month_at_a_glance(today=dt.date(2026, 11, 2))
+    assert (dashboard.billed_total, dashboard.credited_total, dashboard.net_billed) == (
+        Decimal("6000.00"),
+        Decimal("1500.00"),
+        Decimal("4500.00"),
+    )
+
+
+def test_index_page_shows_the_month(client, clerk, month, late_payer):
+    body = as_user(client, clerk).get(reverse("admin:index")).content.decode()
+    assert 'data-testid="billed-total">¥6,000.00' in body
+    assert 'data-testid="held-count">1' in body
+    assert 'data-testid="arrears-count">1' in body
+    assert 'data-testid="low-balance-count">2' in body
+    assert "Billed for 2026-10" in body
+    assert "on 2026-11-09" in body  # Late Payer's suspension date
+    assert "high-volume application" in body  # the held invoice's reason
+    assert "Import usage (CSV)" in body and "Start billing run" not in body
+
+
+def test_audit_trail_records_who_did_what(client, clerk, manager, auditor, month):
+    as_user(client, clerk)
+    client.post(
+        reverse("admin:accounts_customer_deposit", args=[month.alpha.pk]),
+        {"amount": "500.00", "bank_reference": "BOC-77", "token": uuid.uuid4().hex},
+    )
+    as_user(client, manager)
+    client.post(reverse("admin:invoices_invoice_issue", args=[month.held.pk]))
+    client.post(
+        reverse("admin:invoices_invoice_credit", args=[month.issued.pk]),
+        {"mode": "whole", "reason": "wrong plan", "token": uuid.uuid4().hex},
+    )
+    entries = audit_trail(kinds=["deposit", "issue", "credit"], username=None)
+    seen = [(entry.kind, entry.username, entry.subject) for entry in entries]
+    assert ("deposit", "clerk", "Alpha Ltd: ¥500.00") in seen
+    assert ("issue", "manager", "INV-2026-000002 Beta Ltd") in seen
+    assert ("credit", "manager", "CN-2026-000001 for INV-2026-000001: ¥6,000.00") in seen
+    # The October run issued Alpha's invoice: the system, not a person.
+    assert ("issue", "", "INV-2026-000001 Alpha Ltd") in seen
+
+    as_user(client, auditor)
+    only_clerk = client.get(reverse("admin:audit") + "?user=clerk").context["entries"]
+    assert {(e.kind, e.username) for e in only_clerk} == {("deposit", "clerk")}
+    deposits = client.get(reverse("admin:audit") + "?kind=deposit").context["entries"]
+    assert {e.kind for e in deposits} == {"deposit"}
+    assert len(deposits) == 3  # two fixture deposits (system) and the clerk's
+    body = client.get(reverse("admin:audit")).content.decode()
+    assert "BOC-77" in body and "wrong plan" in body

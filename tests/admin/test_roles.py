@@ -1,0 +1,224 @@
+"""Each finance role can do what it should and is refused what it should not, proven by the
+HTTP status and by the database afterwards.
+
+Finance clerk: sees everything, records deposits and adjustments, imports usage.
+Finance manager: also edits prices, adds contracts, issues, credits and starts billing runs.
+Auditor: reads everything, changes nothing.
+"""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.urls import reverse
+
+from accounts.models import Customer, DailyUsage, LedgerEntry
+from invoices.models import BillingRun, CreditNote, Invoice
+from plans.models import DedicatedContract, PlanPrice
+from tests.admin.conftest import as_user
+
+pytestmark = pytest.mark.django_db
+
+
+def record_deposit(client, month):
+    before = LedgerEntry.objects.count()
+    response = client.post(
+        reverse("admin:accounts_customer_deposit", args=[month.alpha.pk]),
+        {"amount": "100.00", "bank_reference": "R-1", "token": uuid.uuid4().hex},
+    )
+    return response, LedgerEntry.objects.count() == before + 1
+
+
+def record_adjustment(client, month):
+    before = LedgerEntry.objects.count()
+    response = client.post(
+        reverse("admin:accounts_customer_adjust", args=[month.alpha.pk]),
+        {"amount": "-1.00", "reason": "fee", "token": uuid.uuid4().hex},
+    )
+    return response, LedgerEntry.objects.count() == before + 1
+
+
+def import_usage(client, month):
+    upload = SimpleUploadedFile(
+        "usage.csv", b"app_key,date,dau,delivered_messages\nalpha-app,2026-11-01,500,900\n"
+    )
+    response = client.post(reverse("admin:accounts_dailyusage_import"), {"file": upload})
+    return response, DailyUsage.objects.filter(day="2026-11-01").exists()
+
+
+def add_price(client, month):
+    response = client.post(
+        reverse("admin:plans_planprice_add"),
+        {
+            "plan": PlanPrice.objects.get(plan__code="premium").plan_id,
+            "valid_from": "2027-01-01",
+            "minimum_deposit_0": "6000.00",
+            "minimum_deposit_1": "CNY",
+            "dau_base_fee_0": "6500.00",
+            "dau_base_fee_1": "CNY",
+            "included_dau": "10000",
+            "dau_block_size": "10000",
+            "dau_block_price_0": "3000.00",
+            "dau_block_price_1": "CNY",
+            "note": "2027 price list",
+        },
+    )
+    return response, PlanPrice.objects.filter(valid_from="2027-01-01").exists()
+
+
+def edit_customer(client, month):
+    customer = month.alpha
+    response = client.post(
+        reverse("admin:accounts_customer_change", args=[customer.pk]),
+        {
+            "name": "Alpha Renamed",
+            "billing_email": customer.billing_email,
+            "address": customer.address,
+            "tax_id": customer.tax_id,
+            "contact_name": "",
+            "contact_phone": "",
+            # The read-only inlines still send their management forms.
+            **{
+                f"{prefix}-{key}": value
+                for prefix in ("applications", "ledger_entries", "invoices")
+                for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+            },
+        },
+    )
+    return response, Customer.objects.get(pk=customer.pk).name == "Alpha Renamed"
+
+
+def add_contract(client, month):
+    response = client.post(
+        reverse("admin:accounts_application_contract", args=[month.beta_app.pk]),
+        {"monthly_fee": "20000.00", "first_day": "2026-10-01", "token": uuid.uuid4().hex},
+    )
+    return response, DedicatedContract.objects.exists()
+
+
+def issue_invoice(client, month):
+    response = client.post(reverse("admin:invoices_invoice_issue", args=[month.held.pk]))
+    return response, Invoice.objects.get(pk=month.held.pk).status == "issued"
+
+
+def rerate_invoice(client, month):
+    before = Invoice.objects.get(pk=month.held.pk).rated_at
+    response = client.post(reverse("admin:invoices_invoice_rerate", args=[month.held.pk]))
+    return response, Invoice.objects.get(pk=month.held.pk).rated_at != before
+
+
+def credit_invoice(client, month):
+    response = client.post(
+        reverse("admin:invoices_invoice_credit", args=[month.issued.pk]),
+        {"mode": "whole", "reason": "mistake", "token": uuid.uuid4().hex},
+    )
+    return response, CreditNote.objects.exists()
+
+
+def start_run(client, month):
+    response = client.post(
+        reverse("admin:invoices_billingrun_add"), {"period": "2026-10", "confirmed": "True"}
+    )
+    return response, BillingRun.objects.exists()
+
+
+def issue_by_bulk_action(client, month):
+    response = client.post(
+        reverse("admin:invoices_invoice_changelist"),
+        {"action": "issue_selected", "_selected_action": [month.held.pk]},
+    )
+    return response, Invoice.objects.get(pk=month.held.pk).status == "issued"
+
+
+ALLOWED = {
+    "clerk": {record_deposit, record_adjustment, import_usage, edit_customer},
+    "manager": {
+        record_deposit,
+        record_adjustment,
+        import_usage,
+        edit_customer,
+        add_price,
+        add_contract,
+        issue_invoice,
+        rerate_invoice,
+        credit_invoice,
+        start_run,
+        issue_by_bulk_action,
+    },
+    "auditor": set(),
+}
+OPERATIONS = sorted(ALLOWED["manager"], key=lambda op: op.__name__)
+
+
+class RolledBack(Exception):
+    pass
+
+
+@pytest.mark.parametrize("role", ["clerk", "manager", "auditor"])
+def test_role_can_or_cannot(client, users, month, role):
+    """Every operation against the same October, each one rolled back afterwards."""
+    as_user(client, users[role])
+    for operation in OPERATIONS:
+        name = operation.__name__
+        try:
+            with transaction.atomic():
+                response, changed = operation(client, month)
+                if operation in ALLOWED[role]:
+                    assert response.status_code == 302, (name, response.content[:2000])
+                    assert changed, name
+                else:
+                    # An action not offered to the role is "no action selected": back to the list.
+                    expected = 302 if operation is issue_by_bulk_action else 403
+                    assert response.status_code == expected, name
+                    assert not changed, name
+                raise RolledBack
+        except RolledBack:
+            pass
+
+
+@pytest.mark.parametrize(
+    ("role", "visible", "hidden"),
+    [
+        ("clerk", ["Record deposit", "Manual adjustment"], ["Start billing run"]),
+        ("manager", ["Record deposit", "Start billing run"], []),
+        ("auditor", [], ["Record deposit", "Manual adjustment", "Start billing run"]),
+    ],
+)
+def test_buttons_follow_the_role(client, users, month, role, visible, hidden):
+    as_user(client, users[role])
+    page = client.get(reverse("admin:accounts_customer_change", args=[month.alpha.pk]))
+    index = client.get(reverse("admin:index"))
+    body = page.content.decode() + index.content.decode()
+    for text in visible:
+        assert text in body
+    for text in hidden:
+        assert text not in body
+
+
+def test_auditor_reads_everything_but_sees_no_save_button(client, auditor, month):
+    as_user(client, auditor)
+    page = client.get(reverse("admin:plans_planprice_change", args=[PlanPrice.objects.first().pk]))
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    invoice = client.get(reverse("admin:invoices_invoice_change", args=[month.held.pk]))
+    body = invoice.content.decode()
+    assert "Issue as it is" not in body and "Re-rate" not in body
+    assert "Download PDF" in body
+
+
+def test_staff_without_a_finance_role_sees_nothing(client, month):
+    from tests.factories import StaffFactory
+
+    as_user(client, StaffFactory(username="intern"))
+    assert client.get(reverse("admin:invoices_invoice_changelist")).status_code == 403
+    assert client.get(reverse("admin:audit")).status_code == 403
+    assert (
+        client.post(
+            reverse("admin:accounts_customer_deposit", args=[month.alpha.pk]),
+            {"amount": "1.00", "bank_reference": "x", "token": uuid.uuid4().hex},
+        ).status_code
+        == 403
+    )
+    assert LedgerEntry.objects.filter(amount=Decimal("1.00")).count() == 0
