@@ -14,6 +14,7 @@ Conventions (the same in JSON and CSV):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -461,21 +462,28 @@ def _plain(value: Any) -> Any:
 
 
 def _text(value: str | None) -> str:
-    return safe_text(value or "")
+    return safe_text(value) if value else ""
 
 
-def _fmt(formatter: Callable[[Any], str | None]) -> Callable[[Any], str]:
-    def apply(value: Any) -> str:
+def _cached(formatter: Callable[[Any], str | None]) -> Callable[[Any], str]:
+    """`formatter` with None as "", memoised: a month's rows repeat the same few issue times,
+    periods, dates and amounts, and formatting them is most of the CSV's cost."""
+
+    @functools.lru_cache(maxsize=4096)
+    def write(value: Any) -> str:
         return formatter(value) or ""
+
+    def apply(value: Any) -> str:
+        return "" if value is None else write(value)
 
     return apply
 
 
 _amount, _timestamp, _date, _period = (
-    _fmt(amount_text),
-    _fmt(timestamp_text),
-    _fmt(date_text),
-    _fmt(period_text),
+    _cached(amount_text),
+    _cached(timestamp_text),
+    _cached(date_text),
+    _cached(period_text),
 )
 
 
@@ -535,6 +543,9 @@ INVOICE_LINE_COLUMNS = _columns(
     ("explanation", "explanation", _text),
 )
 
+# The invoice's own columns come first, then the line's (from `line_id`).
+INVOICE_DOCUMENT_COLUMNS = [column.name for column in INVOICE_LINE_COLUMNS].index("line_id")
+
 CREDIT_NOTE_LINE_COLUMNS = _columns(
     ("credit_note_id", "credit_note_id"),
     ("credit_note_number", "credit_note__number"),
@@ -558,6 +569,9 @@ CREDIT_NOTE_LINE_COLUMNS = _columns(
     ("description", "description", _text),
     ("amount", "amount", _amount),
 )
+
+# The credit note's own columns come first, then the line's (from `line_id`).
+CREDIT_NOTE_DOCUMENT_COLUMNS = [column.name for column in CREDIT_NOTE_LINE_COLUMNS].index("line_id")
 
 LEDGER_ENTRY_COLUMNS = _columns(
     ("id", "id"),
@@ -597,13 +611,32 @@ def csv_header(columns: list[Column]) -> list[str]:
     return [column.name for column in columns]
 
 
-def csv_rows(queryset: QuerySet, columns: list[Column]) -> Iterator[list]:
+def csv_rows(
+    queryset: QuerySet,
+    columns: list[Column],
+    *,
+    document_key: str | None = None,
+    document_columns: int = 0,
+) -> Iterator[list]:
     """Rows of `queryset` in column order, read in chunks (a server-side cursor on
-    PostgreSQL), so the export's memory does not grow with the number of rows."""
+    PostgreSQL), so the export's memory does not grow with the number of rows.
+
+    For line exports, the first `document_columns` columns describe the document the line
+    belongs to; they are formatted once per document (`document_key` changes) and reused.
+    """
     sources = list(dict.fromkeys(column.source for column in columns if column.source))
+    if document_key and document_key not in sources:
+        sources.append(document_key)
     position = {source: index for index, source in enumerate(sources)}
     plan = [
         (position[column.source] if column.source else None, column.write) for column in columns
     ]
+    head_plan, line_plan = plan[:document_columns], plan[document_columns:]
+    key_index = position[document_key] if document_key else None
+    last_key: Any = object()
+    head: list = []
     for row in queryset.values_list(*sources).iterator(chunk_size=CHUNK_SIZE):
-        yield [write(None if index is None else row[index]) for index, write in plan]
+        if key_index is not None and row[key_index] != last_key:
+            last_key = row[key_index]
+            head = [write(None if index is None else row[index]) for index, write in head_plan]
+        yield head + [write(None if index is None else row[index]) for index, write in line_plan]

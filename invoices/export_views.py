@@ -48,8 +48,10 @@ from invoices.export_filters import (
     LedgerEntryExportFilter,
 )
 from invoices.export_serializers import (
+    CREDIT_NOTE_DOCUMENT_COLUMNS,
     CREDIT_NOTE_LINE_COLUMNS,
     CUSTOMER_COLUMNS,
+    INVOICE_DOCUMENT_COLUMNS,
     INVOICE_LINE_COLUMNS,
     JOURNAL_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
@@ -188,6 +190,10 @@ class AccountingListView(AccountingView, ListAPIView):
     pagination_class = ExportCursorPagination
     csv_columns: list[Column] = []
     csv_name = ""
+    # Line exports: the column holding the document id, and how many leading columns
+    # describe the document (formatted once per document).
+    csv_document_key: str | None = None
+    csv_document_columns = 0
 
     def csv_queryset(self, documents):
         """The rows of the CSV for the filtered documents, in document order."""
@@ -200,7 +206,12 @@ class AccountingListView(AccountingView, ListAPIView):
             suffix = f"-{period}" if period else ""
             return csv_response(
                 header=csv_header(self.csv_columns),
-                rows=csv_rows(self.csv_queryset(documents), self.csv_columns),
+                rows=csv_rows(
+                    self.csv_queryset(documents),
+                    self.csv_columns,
+                    document_key=self.csv_document_key,
+                    document_columns=self.csv_document_columns,
+                ),
                 filename=f"{self.csv_name}{suffix}.csv",
             )
         page = self.paginate_queryset(self.json_queryset(documents))
@@ -437,6 +448,8 @@ class InvoiceExportView(AccountingListView):
     filterset_class = InvoiceExportFilter
     csv_columns = INVOICE_LINE_COLUMNS
     csv_name = "invoices"
+    csv_document_key = "invoice_id"
+    csv_document_columns = INVOICE_DOCUMENT_COLUMNS
 
     def get_queryset(self):
         return export_invoices()
@@ -472,6 +485,8 @@ class CreditNoteExportView(AccountingListView):
     filterset_class = CreditNoteExportFilter
     csv_columns = CREDIT_NOTE_LINE_COLUMNS
     csv_name = "credit-notes"
+    csv_document_key = "credit_note_id"
+    csv_document_columns = CREDIT_NOTE_DOCUMENT_COLUMNS
 
     def get_queryset(self):
         return export_credit_notes()
