@@ -4,25 +4,88 @@ after the transaction that raised them commits."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import Customer, CustomerEvent
+
+# Inside `deliveries_batched()` committed events wait here and go to the broker together.
+_batch = threading.local()
+BATCH_SIZE = 100
 
 
 def record_customer_event(
     *, customer: Customer, kind: str, dedupe_key: str, payload: dict, now: dt.datetime
 ) -> tuple[CustomerEvent, bool]:
-    event, created = CustomerEvent.objects.get_or_create(
+    """Record the event unless its dedupe key exists; returns (event, created). One INSERT ...
+    ON CONFLICT DO NOTHING statement (the billing run raises one per invoice)."""
+    meta = CustomerEvent._meta
+    field = meta.get_field
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} (customer_id, kind, dedupe_key, payload, created_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            [
+                customer.pk,
+                kind,
+                dedupe_key,
+                field("payload").get_db_prep_save(payload, connection),
+                field("created_at").get_db_prep_save(now, connection),
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return CustomerEvent.objects.get(dedupe_key=dedupe_key), False
+    event = CustomerEvent(
+        pk=row[0],
+        customer=customer,
+        kind=kind,
         dedupe_key=dedupe_key,
-        defaults={"customer": customer, "kind": kind, "payload": payload, "created_at": now},
+        payload=payload,
+        created_at=now,
     )
-    if created:
-        transaction.on_commit(lambda: _deliver(event.pk))
-    return event, created
+    event_id = event.pk
+    transaction.on_commit(lambda: _enqueue(event_id))
+    return event, True
+
+
+@contextmanager
+def deliveries_batched() -> Iterator[None]:
+    """Collect the deliveries of events committed inside the block and hand them to the broker
+    in messages of up to BATCH_SIZE events instead of one message each. Events a killed process
+    never handed over are picked up by `accounts.tasks.deliver_pending_events`."""
+    previous = getattr(_batch, "pending", None)
+    pending: list[int] = []
+    _batch.pending = pending
+    try:
+        yield
+    finally:
+        _batch.pending = previous
+        if pending:
+            _deliver_many(list(pending))
+
+
+def _enqueue(event_id: int) -> None:
+    pending = getattr(_batch, "pending", None)
+    if pending is None:
+        _deliver(event_id)
+        return
+    pending.append(event_id)
+    if len(pending) >= BATCH_SIZE:
+        _deliver_many(list(pending))
+        pending.clear()
 
 
 def _deliver(event_id: int) -> None:
     from accounts.tasks import deliver_customer_event
 
     deliver_customer_event.delay(event_id)
+
+
+def _deliver_many(event_ids: list[int]) -> None:
+    from accounts.tasks import deliver_customer_events
+
+    deliver_customer_events.delay(event_ids)

@@ -197,6 +197,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoices.tasks.enforce_arrears",
         "schedule": crontab(minute=10, hour=0),
     },
+    # Safety net for customer events whose delivery never reached the broker.
+    "pending-customer-events": {
+        "task": "accounts.tasks.deliver_pending_events",
+        "schedule": crontab(minute="*/30"),
+    },
 }
 BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "200"))
 

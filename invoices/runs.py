@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from accounts.events import deliveries_batched
 from accounts.models import Application, Customer, DailyUsage
 from billingsite.clock import Period
 from invoices.models import BillingRun, BillingRunError, Invoice
@@ -206,6 +207,11 @@ def billing_run_chunk_process(
             run=run, customer_id__in=customer_ids, resolved_at__isnull=True
         ).values_list("customer_id", flat=True)
     )
+    invoiced = set(
+        Invoice.objects.filter(customer_id__in=customer_ids, period=period.start).values_list(
+            "customer_id", flat=True
+        )
+    )
     try:
         prepared = accounts_rate(customer_ids=customer_ids, period=period)
     except Exception as exc:  # a chunk-wide read failed: every account fails with it, retriable
@@ -215,28 +221,58 @@ def billing_run_chunk_process(
             for customer_id in customer_ids
         }
     outcomes: Counter[str] = Counter()
-    for customer_id in customer_ids:
-        try:
-            outcome = bill_account(
-                customer_id=customer_id,
-                period=period,
-                now=now,
-                prepared=prepared[customer_id],
-                billing_run=run,
-                unresolved_error=customer_id in open_errors,
-            )
-        except Exception as exc:
-            logger.warning(
-                "billing run %s: customer %s failed: %s", run_id, customer_id, exc, exc_info=True
-            )
-            _record_failure(
-                run=run, customer_id=customer_id, exc=exc, already_open=customer_id in open_errors
-            )
-            open_errors.add(customer_id)
-            outcome = FAILED
-        outcomes[outcome] += 1
+    with deliveries_batched():
+        for customer_id in customer_ids:
+            outcomes[
+                _bill_one(
+                    run=run,
+                    customer_id=customer_id,
+                    period=period,
+                    now=now,
+                    prepared=prepared[customer_id],
+                    open_errors=open_errors,
+                    invoice_absent=customer_id not in invoiced,
+                )
+            ] += 1
     _chunk_finished(run)
     return dict(outcomes)
+
+
+def _bill_one(
+    *,
+    run: BillingRun,
+    customer_id: int,
+    period: Period,
+    now: dt.datetime,
+    prepared: PreparedAccount,
+    open_errors: set[int],
+    invoice_absent: bool,
+) -> str:
+    arguments = {
+        "customer_id": customer_id,
+        "period": period,
+        "now": now,
+        "prepared": prepared,
+        "billing_run": run,
+        "unresolved_error": customer_id in open_errors,
+    }
+    try:
+        try:
+            return bill_account(**arguments, invoice_absent=invoice_absent)
+        except IntegrityError:
+            if not invoice_absent:
+                raise
+            # Another worker invoiced the account after the chunk's read: look again.
+            return bill_account(**arguments)
+    except Exception as exc:
+        logger.warning(
+            "billing run %s: customer %s failed: %s", run.pk, customer_id, exc, exc_info=True
+        )
+        _record_failure(
+            run=run, customer_id=customer_id, exc=exc, already_open=customer_id in open_errors
+        )
+        open_errors.add(customer_id)
+        return FAILED
 
 
 @dataclass(frozen=True)

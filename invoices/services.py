@@ -368,6 +368,7 @@ def bill_account(
     prepared: PreparedAccount,
     billing_run: BillingRun | None = None,
     unresolved_error: bool = False,
+    invoice_absent: bool = False,
 ) -> str:
     """Bill one account from an already rated `prepared`, in its own transaction under the
     customer's row lock. Returns the outcome; raises on failure (nothing is written then).
@@ -375,10 +376,12 @@ def bill_account(
     Counters of `billing_run` are bumped in the same transaction, so they always match what was
     committed, also when a chunk is redelivered after a crash: an account this run already
     billed or held is not counted twice. `unresolved_error`: this run has an open error row for
-    the account, which a success resolves."""
+    the account, which a success resolves. `invoice_absent`: the caller's batched read found no
+    invoice for the period, so it is not read again; if another worker wrote one meanwhile, the
+    unique (customer, period) constraint raises IntegrityError and nothing is written."""
     with transaction.atomic():
         customer = lock_customer(customer=customer_id)
-        existing = _existing_invoice(customer=customer, period=period)
+        existing = None if invoice_absent else _existing_invoice(customer=customer, period=period)
         # What this run already counted for the account (a redelivered chunk, a retry).
         counted_before = None
         if (

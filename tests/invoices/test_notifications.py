@@ -286,3 +286,68 @@ def test_suspension_webhook_names_the_applications_to_shut_down(price_book):
     assert document["app_keys"] == sorted([app.app_key, other.app_key])
     assert document["data"] == {"balance": "-10.00"}
     assert Decimal(document["data"]["balance"]) == Decimal("-10.00")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_committed_in_a_batch_go_to_the_broker_together(price_book, monkeypatch):
+    from django.db import transaction
+
+    import accounts.events
+    from accounts.events import deliveries_batched, record_customer_event
+
+    singles, batches = [], []
+    monkeypatch.setattr(accounts.events, "_deliver", singles.append)
+    monkeypatch.setattr(accounts.events, "_deliver_many", batches.append)
+    monkeypatch.setattr(accounts.events, "BATCH_SIZE", 2)
+    customer, _ = premium_customer(balance="")
+
+    def raise_event(key: str) -> None:
+        with transaction.atomic():
+            record_customer_event(
+                customer=customer, kind="suspended", dedupe_key=key, payload={}, now=BILLING_MOMENT
+            )
+
+    with deliveries_batched():
+        for key in ("a", "b", "c"):
+            raise_event(key)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            record_customer_event(
+                customer=customer,
+                kind="suspended",
+                dedupe_key="rolled-back",
+                payload={},
+                now=BILLING_MOMENT,
+            )
+            raise RuntimeError("rolled back: its event must never be delivered")
+    raise_event("d")
+    raise_event("a")  # already recorded: nothing new to deliver
+
+    ids = dict(CustomerEvent.objects.values_list("dedupe_key", "id"))
+    assert batches == [[ids["a"], ids["b"]], [ids["c"]]]
+    assert singles == [ids["d"]]
+    assert "rolled-back" not in ids
+
+
+def test_sweep_delivers_events_whose_email_never_went_out(price_book):
+    from freezegun import freeze_time
+
+    from accounts.tasks import deliver_pending_events
+
+    customer, _ = premium_customer(balance="")
+    old = CustomerEvent.objects.create(
+        customer=customer, kind="suspended", dedupe_key="old", payload={}, created_at=BILLING_MOMENT
+    )
+    CustomerEvent.objects.create(
+        customer=customer,
+        kind="reactivated",
+        dedupe_key="fresh",
+        payload={"balance": "0.00"},
+        created_at=BILLING_MOMENT + dt.timedelta(minutes=50),
+    )
+    with freeze_time(BILLING_MOMENT + dt.timedelta(hours=1)):
+        assert deliver_pending_events.delay().get() == 1
+
+    old.refresh_from_db()
+    assert old.email_sent_at is not None
+    assert [m.subject for m in mail.outbox] == ["Your service is suspended"]
+    assert CustomerEvent.objects.get(dedupe_key="fresh").email_sent_at is None
