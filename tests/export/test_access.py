@@ -1,7 +1,10 @@
 """Only Accounting tokens read the export; every other role is refused; each token has its own
 throttle budget."""
 
+import re
+
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -107,3 +110,32 @@ def test_throttle_is_per_token():
         assert first.get(url, {"format": "csv"}).status_code == 429
         # Another token still has its own budget.
         assert second.get(url).status_code == 200
+
+
+@pytest.mark.django_db
+def test_accounting_token_can_do_nothing_else(accounting):
+    """The Accounting role reads the export and nothing else: every other operation the API
+    publishes (quotes, usage ingest, provisioning, deposits...) refuses its token before
+    looking at the request, and it cannot use the admin."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    others = [
+        (method, re.sub(r"\{[^}]+\}", "1", path))
+        for path, operations in schema["paths"].items()
+        if not path.startswith("/api/v1/accounting/")
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+    assert any(path == "/api/v1/quotes/" for _, path in others)
+    assert any(path == "/api/v1/usage/" for _, path in others)
+    for method, path in others:
+        response = getattr(accounting, method)(path, {}, format="json")
+        assert response.status_code == 403, (method, path, response.status_code)
+
+    staff_user = get_user_model().objects.get(groups__name=roles.ACCOUNTING)
+    admin = APIClient()
+    admin.force_login(staff_user)
+    response = admin.get("/admin/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")

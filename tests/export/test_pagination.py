@@ -7,7 +7,7 @@ import pytest
 
 from billingsite.clock import BILLING_TZ, Period
 from tests.export.conftest import json_body
-from tests.export.factories import ISSUED_AT, credit_note, issued_invoice, ledger_entry
+from tests.export.factories import ISSUED_AT, Line, credit_note, issued_invoice, ledger_entry
 from tests.factories import CustomerFactory
 
 
@@ -116,3 +116,29 @@ def test_page_size_default_and_cap(accounting):
     capped = json_body(accounting.get("/api/v1/accounting/ledger-entries/", {"page_size": 5000}))
     assert len(capped["results"]) == 101
     assert capped["next"] is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("resource", ["invoices", "credit-notes", "ledger-entries", "customers"])
+def test_a_page_costs_the_same_queries_however_many_rows(accounting, resource):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for_one_page() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = accounting.get(f"/api/v1/accounting/{resource}/", {"page_size": 1000})
+            assert response.status_code == 200
+        return len(queries)
+
+    def add(count):
+        for _ in range(count):
+            invoice = issued_invoice(lines=[Line("dau_fee", "6000.00"), Line("storage", "1000.00")])
+            credit_note(invoice=invoice, amounts={2: "100.00"})
+            ledger_entry(
+                customer=invoice.customer, kind="deposit", amount="50.00", created_at=ISSUED_AT
+            )
+
+    add(2)
+    few = queries_for_one_page()
+    add(20)
+    assert queries_for_one_page() == few
