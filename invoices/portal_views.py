@@ -71,7 +71,7 @@ def customer_view(view):
     def wrapper(request, *args, **kwargs):
         customer = portal_customer_of(request.user)
         if customer is None:
-            return render(request, "portal/no_customer.html", status=403)
+            return render(request, "portal/no_customer.html", {"issuer": issuer()}, status=403)
         request.portal_customer = customer
         return view(request, customer, *args, **kwargs)
 

@@ -72,7 +72,7 @@ _ZH_PHRASES = [
     (re.compile(rf"peak DAU ({_NUM}) on ({_DATE})"), r"峰值日活 \1（\2）"),
     (re.compile(rf"peak DAU ({_NUM})"), r"峰值日活 \1"),
     (re.compile(r"(\w+) plan has no monthly fee"), lambda m: f"{_zh_plan(m[1])}无月费"),
-    (re.compile(rf"\(up to ({_NUM}) DAU\)"), r"（\1 日活以内）"),
+    (re.compile(rf" ?\(up to ({_NUM}) DAU\)"), r"（\1 日活以内）"),
     (re.compile(r"; pro rata (\d+) of (\d+) days: "), r"；按天折算 \1/\2 天："),
     (re.compile(r"included in the (\w+) plan"), lambda m: f"{_zh_plan(m[1])}已包含"),
     (re.compile(r"dedicated-service contract"), "专属服务合同"),

@@ -4,6 +4,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
+from accounts.models import DailyUsage
 from billingsite.clock import BILLING_TZ, Period
 from tests.factories import (
     ApplicationFactory,
@@ -17,7 +18,14 @@ from tests.factories import (
 from tests.portal.factories import issued_invoice
 
 OCTOBER = Period(2026, 10)
+_REPORTED = {"delivered_messages": 1000, "updated_at": dt.datetime(2026, 11, 1, tzinfo=BILLING_TZ)}
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # PBKDF2 costs ~0.6 s per user on this machine; these tests are about access, not hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -47,9 +55,16 @@ def acme(price_book):
     live = ApplicationFactory(customer=customer, app_key="acme-live", name="Acme Live", plan="free")
     plan_change(live, "ultimate", dt.date(2026, 10, 16))
     addon_change(live, "chatroom_keepalive", 1, dt.date(2026, 10, 16))
-    for day in range(1, 32):
-        usage(chat, dt.date(2026, 10, day), 20_000 + (5_000 if day == 17 else 0))
-        usage(live, dt.date(2026, 10, day), 5_000 if day == 20 else 1_200)
+    DailyUsage.objects.bulk_create(
+        [
+            DailyUsage(application=app, day=dt.date(2026, 10, day), dau=dau, **_REPORTED)
+            for day in range(1, 32)
+            for app, dau in (
+                (chat, 25_000 if day == 17 else 20_000),
+                (live, 5_000 if day == 20 else 1_200),
+            )
+        ]
+    )
     deposit(customer, "50000.00", key="acme-deposit-1")
     return customer
 

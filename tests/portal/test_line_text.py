@@ -1,0 +1,171 @@
+"""How lines read in Chinese, the money filter, and grouping by application."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.template import Context, Template
+from django.utils import translation
+from moneyed import Money
+
+from invoices.rating import (
+    AddOnSegment,
+    ApplicationInput,
+    ContractSegment,
+    PlanSegment,
+    rate_application,
+)
+from invoices.templatetags.invoice_text import (
+    by_application,
+    explanation_in_chinese,
+    line_explanation_text,
+    line_title_text,
+)
+from plans.selectors import price_book_for_period
+from tests.portal.conftest import OCTOBER
+
+
+@pytest.mark.parametrize(
+    ("english", "chinese"),
+    [
+        (
+            "peak DAU 8,000 on 2026-10-05: 6,000.00 (up to 10,000 DAU)",
+            "峰值日活 8,000（2026-10-05）：6,000.00（10,000 日活以内）",
+        ),
+        (
+            "peak DAU 25,000 on 2026-10-03: 8,000.00 + 2 x 4,500.00 = 17,000.00",
+            "峰值日活 25,000（2026-10-03）：8,000.00 + 2 x 4,500.00 = 17,000.00",
+        ),
+        (
+            "no usage reported: billed at peak DAU 0: 6,000.00 (up to 10,000 DAU); pro rata "
+            "15 of 30 days: 6,000.00 x 15/30 = 3,000.00",
+            "未上报用量，按峰值日活 0 计费：6,000.00（10,000 日活以内）；按天折算 15/30 天："
+            "6,000.00 x 15/30 = 3,000.00",
+        ),
+        (
+            "peak DAU 1,200 on 2026-10-01: Free plan has no monthly fee",
+            "峰值日活 1,200（2026-10-01）：免费版无月费",
+        ),
+        ("included in the Ultimate plan", "至尊版已包含"),
+        (
+            "2 x 1,200.00 (pack of 1,000 words) = 2,400.00",
+            "2 x 1,200.00（每包 1,000 个词） = 2,400.00",
+        ),
+        (
+            "3 x 400.00 (+6,000/min on /message/private/publish.json) = 1,200.00",
+            "3 x 400.00（/message/private/publish.json 每分钟 +6,000 次） = 1,200.00",
+        ),
+        (
+            "dedicated-service contract DS-7: 50,000.00 / month; peak 2,500,000 delivered "
+            "messages in a day",
+            "专属服务合同 DS-7：50,000.00 / 月；单日最高下发消息 2,500,000 条",
+        ),
+        # Unknown wording stays as it is: a figure is never lost.
+        ("finance note: waived 10.00", "finance note：waived 10.00"),
+    ],
+)
+def test_explanations_in_chinese(english, chinese):
+    assert explanation_in_chinese(english) == chinese
+
+
+@pytest.mark.django_db
+def test_every_engine_explanation_reads_in_chinese(price_book):
+    """Every kind of line the rating engine writes translates to Chinese with its figures."""
+    book = price_book_for_period(period=OCTOBER)
+    start = OCTOBER.start
+    app = ApplicationInput(
+        app_key="k",
+        app_name="K",
+        period_start=start,
+        days_in_month=31,
+        plan_segments=(
+            PlanSegment("premium", start, dt.date(2026, 10, 15), 25_000, dt.date(2026, 10, 9)),
+            PlanSegment("ultimate", dt.date(2026, 10, 16), OCTOBER.end, None, None),
+        ),
+        addon_segments=(
+            AddOnSegment("chatroom_keepalive", 1, start, OCTOBER.end),
+            AddOnSegment("sensitive_words", 2, start, OCTOBER.end),
+            AddOnSegment("api_push", 1, start, OCTOBER.end),
+            AddOnSegment("private_storage_extension", 2, start, OCTOBER.end),
+            AddOnSegment("chatroom_storage_extension", 3, start, OCTOBER.end),
+        ),
+    )
+    rated = rate_application(book=book, app=app)
+    with translation.override("zh-hans"):
+        for line in rated.lines:
+            explanation = line_explanation_text(line)
+            title = line_title_text(line)
+            # Nothing of the English wording is left, only figures, dates, codes and paths.
+            for word in ("peak", "plan", "included", "pro rata", "enabled", "extended", "pack"):
+                assert word not in explanation, (line.code, explanation)
+            assert any("\u4e00" <= ch <= "\u9fff" for ch in title), title
+            for figure in (f"{line.amount:,.2f}",):
+                if line.amount and line.days != line.days_in_month:
+                    assert figure in explanation
+    with translation.override("en"):
+        assert [line_explanation_text(line) for line in rated.lines] == [
+            line.explanation for line in rated.lines
+        ]
+
+
+@pytest.mark.django_db
+def test_contract_and_api_titles_in_chinese(price_book):
+    book = price_book_for_period(period=OCTOBER)
+    app = ApplicationInput(
+        app_key="k",
+        app_name="K",
+        period_start=OCTOBER.start,
+        days_in_month=31,
+        plan_segments=(PlanSegment("premium", OCTOBER.start, OCTOBER.end, 100, OCTOBER.start),),
+        addon_segments=(AddOnSegment("api_group_publish", 1, OCTOBER.start, OCTOBER.end),),
+        contracts=(ContractSegment(Decimal("50000"), dt.date(2026, 10, 11), OCTOBER.end, "DS-1"),),
+        peak_daily_messages=3_000_000,
+        peak_messages_day=dt.date(2026, 10, 12),
+    )
+    lines = rate_application(book=book, app=app).lines
+    with translation.override("zh-hans"):
+        titles = [line_title_text(line) for line in lines]
+        explanations = [line_explanation_text(line) for line in lines]
+    assert titles == ["专属服务（高消息量合同）", "API 调用频率提升 /message/group/publish.json"]
+    assert explanations[0] == (
+        "专属服务合同 DS-1：50,000.00 / 月；单日最高下发消息 3,000,000 条；按天折算 21/31 天："
+        "50,000.00 x 21/31 = 33,870.97"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (Money(Decimal("6000"), "CNY"), "¥6,000.00"),
+        (Decimal("-1250.5"), "-¥1,250.50"),
+        (Decimal("0.005"), "¥0.01"),
+        (1234567, "¥1,234,567.00"),
+        ("99.999", "¥100.00"),
+        (None, ""),
+        ("not a number", ""),
+    ],
+)
+def test_cny_filter(value, shown):
+    template = Template("{% load billing_format %}{{ value|cny }}")
+    assert template.render(Context({"value": value})) == shown
+
+
+def test_cny_filter_refuses_other_currencies():
+    from billingsite.money import CurrencyError
+
+    template = Template("{% load billing_format %}{{ value|cny }}")
+    with pytest.raises(CurrencyError):
+        template.render(Context({"value": Money(Decimal("1"), "USD")}))
+
+
+@pytest.mark.django_db
+def test_by_application_groups_in_line_order_with_subtotals(acme_invoice):
+    groups = by_application(acme_invoice.lines.order_by("position"))
+    assert [(g.app_key, g.subtotal) for g in groups] == [
+        ("acme-chat", Decimal("16000.00")),
+        ("acme-live", Decimal("4129.03")),
+    ]
+    assert [len(g.lines) for g in groups] == [3, 3]
+    assert groups[1].plan_names == "Free → Ultimate"
+    with translation.override("zh-hans"):
+        assert groups[1].plan_names == "免费版 → 至尊版"
