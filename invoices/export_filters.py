@@ -24,7 +24,7 @@ from drf_spectacular.utils import extend_schema_field
 from accounts.models import Customer, LedgerEntry
 from billingsite.clock import Period, start_of_day
 from invoices.models import CreditNote, Invoice
-from invoices.reports import CUSTOMER_STATUSES, customers_changed_since, period_bounds
+from invoices.reports import CUSTOMER_STATUSES, period_bounds
 
 PERIOD_PATTERN = r"^2\d{3}-(0[1-9]|1[0-2])$"
 # Dates and times outside these years are refused: nothing is billed there, and extreme values
@@ -211,14 +211,12 @@ class CustomerExportFilter(django_filters.FilterSet):
         help_text="One or more statuses (repeat the parameter).",
     )
     updated_since = UpdatedSinceFilter(
-        method="filter_updated_since",
-        help_text="Customers created or whose details changed at or after this time.",
+        field_name="updated_at",
+        lookup_expr="gte",
+        help_text="Customers created, edited or whose status changed at or after this time.",
     )
 
     class Meta:
-        # `status` is an annotation of `export_customers()`, not a column.
+        # `status` and `updated_at` are annotations of `export_customers()`, not columns.
         model = Customer
         fields: list[str] = []
-
-    def filter_updated_since(self, queryset, name, value: dt.datetime):
-        return customers_changed_since(queryset, value)

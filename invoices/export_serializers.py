@@ -287,7 +287,8 @@ class CustomerExportSerializer(serializers.ModelSerializer):
     balance = AmountField(help_text="Prepaid balance: the sum of the customer's ledger.")
     created_at = ShanghaiDateTimeField(read_only=True)
     updated_at = ShanghaiDateTimeField(
-        read_only=True, help_text="Last change of the customer's details."
+        read_only=True,
+        help_text="Last change of the customer's details or status (or its creation).",
     )
 
     class Meta:

@@ -53,11 +53,9 @@ from django.db.models import (
     Case,
     Count,
     DecimalField,
-    Exists,
     F,
     Max,
     OuterRef,
-    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -137,13 +135,6 @@ def export_customers() -> QuerySet[Customer]:
             default=Value("active"),
         ),
     )
-
-
-def customers_changed_since(queryset: QuerySet[Customer], since: dt.datetime) -> QuerySet:
-    """Customers created or edited at or after `since`."""
-    history_model = Customer.history.model
-    edited = history_model.objects.filter(id=OuterRef("pk"), history_date__gte=since)
-    return queryset.filter(Exists(edited) | Q(created_at__gte=since))
 
 
 def period_bounds(period: Period) -> tuple[dt.datetime, dt.datetime]:
