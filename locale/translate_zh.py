@@ -231,7 +231,10 @@ def main() -> int:
             missing.append(msgid)
             out.append(block)
             continue
-        new = [*comments, *[line for line in body if not line.startswith("msgstr")]]
+        kept = [
+            line for key, lines in sections.items() if key.startswith("msgid") for line in lines
+        ]
+        new = [*comments, *kept]
         new = [line for line in new if line != "#, fuzzy"]
         new.append(
             f"msgstr[0] {_quote(table[msgid])}" if plural else f"msgstr {_quote(table[msgid])}"
