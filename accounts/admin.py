@@ -11,8 +11,9 @@ import datetime as dt
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
+from django.db.models import DecimalField, OuterRef, Subquery, Sum, TextField, Value
 from django.db.models.functions import Coalesce
+from django.forms import Textarea
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -91,27 +92,53 @@ class ReadOnlyTabularInline(admin.TabularInline):
 
 class ApplicationInline(ReadOnlyTabularInline):
     model = Application
-    fields = ["app_key", "name", "data_center", "status", "created_on"]
+    fields = ["app_link", "name", "data_center", "status", "created"]
     readonly_fields = fields
     verbose_name_plural = "Applications"
+    show_change_link = False
+
+    @admin.display(description="App key")
+    def app_link(self, application):
+        url = reverse("admin:accounts_application_change", args=[application.pk])
+        return format_html('<a href="{}">{}</a>', url, application.app_key)
+
+    @admin.display(description="Created on")
+    def created(self, application):
+        return application.created_on.isoformat()
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
 
 
 class LedgerEntryInline(ReadOnlyTabularInline):
     model = LedgerEntry
-    fields = ["created_at", "kind", "signed_amount", "reference", "reason", "created_by"]
+    fields = ["when", "kind", "signed_amount", "reference", "reason", "recorded_by"]
     readonly_fields = fields
     ordering = ["-created_at", "-id"]
     verbose_name_plural = "Ledger (newest first)"
     show_change_link = False
 
+    @admin.display(description="When")
+    def when(self, entry):
+        return _when(entry.created_at)
+
     @admin.display(description="Amount")
     def signed_amount(self, entry):
-        return format_cny(entry.amount)
+        return format_html(
+            '<span class="billing-amount {}">{}</span>',
+            "billing-bad" if entry.amount.amount < 0 else "",
+            format_cny(entry.amount),
+        )
+
+    @admin.display(description="Recorded by")
+    def recorded_by(self, entry):
+        return entry.created_by.get_username() if entry.created_by else "system"
 
 
 class InvoiceInline(ReadOnlyTabularInline):
     model = Invoice
-    fields = ["document", "period_label", "status", "invoice_total", "issue_date", "hold_reason"]
+    fields = ["document", "period_label", "status", "invoice_total", "issued_on", "hold_reason"]
     readonly_fields = fields
     verbose_name_plural = "Invoices"
     show_change_link = False
@@ -128,6 +155,10 @@ class InvoiceInline(ReadOnlyTabularInline):
     @admin.display(description="Total")
     def invoice_total(self, invoice):
         return format_cny(invoice.total)
+
+    @admin.display(description="Issued on")
+    def issued_on(self, invoice):
+        return invoice.issue_date.isoformat() if invoice.issue_date else "—"
 
 
 class ArrearsFilter(admin.SimpleListFilter):
@@ -167,9 +198,6 @@ class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
     inlines = [ApplicationInline, LedgerEntryInline, InvoiceInline]
     change_form_template = "admin/accounts/customer/change_form.html"
     fieldsets = [
-        ("Account", {"fields": ["external_id", "name", "billing_email"]}),
-        ("Invoice details", {"fields": ["address", "tax_id"]}),
-        ("Contact", {"fields": ["contact_name", "contact_phone"]}),
         (
             "Balance",
             {
@@ -184,7 +212,11 @@ class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
                 "of this month's fees so far; days left at that run-rate.",
             },
         ),
+        ("Account", {"fields": ["external_id", "name", "billing_email"]}),
+        ("Invoice details", {"fields": ["address", "tax_id"]}),
+        ("Contact", {"fields": ["contact_name", "contact_phone"]}),
     ]
+    formfield_overrides = {TextField: {"widget": Textarea(attrs={"rows": 3, "cols": 60})}}
     financial_fields = [
         "balance_now",
         "arrears_state",
@@ -212,6 +244,7 @@ class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
 
     # The list's run-rate columns are rated for the whole page at once (see changelist_view).
     def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Customers", **(extra_context or {})}
         response = super().changelist_view(request, extra_context)
         changelist = getattr(response, "context_data", {}).get("cl")
         if changelist is not None:
@@ -225,7 +258,11 @@ class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
 
     @admin.display(description="Balance", ordering="ledger_total")
     def balance_display(self, customer):
-        return format_cny(customer.ledger_total)
+        return format_html(
+            '<span class="billing-amount {}">{}</span>',
+            "billing-bad" if customer.ledger_total < 0 else "",
+            format_cny(customer.ledger_total),
+        )
 
     @staticmethod
     def _list_figures(customer):
@@ -259,9 +296,10 @@ class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
         if customer.suspended_at is not None:
             return mark_safe('<span class="billing-bad">suspended</span>')
         return format_html(
-            '<span class="billing-warn">since {}, suspension on {}</span>',
-            customer.arrears_since.isoformat(),
+            '<span class="billing-warn">suspension on {}</span><br>'
+            '<span class="billing-muted">in arrears since {}</span>',
             suspension_date(arrears_since=customer.arrears_since).isoformat(),
+            customer.arrears_since.isoformat(),
         )
 
     # Detail page figures: invoices.selectors.customer_financials, once per request.
@@ -355,6 +393,7 @@ class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_record_deposit"] = request.user.has_perm("accounts.add_ledgerentry")
+        context["show_save_and_add_another"] = False
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def add_view(self, request, form_url="", extra_context=None):
@@ -476,7 +515,7 @@ class ApplicationAdmin(admin.ModelAdmin):
     list_per_page = 50
     change_form_template = "admin/accounts/application/change_form.html"
     fieldsets = [
-        (None, {"fields": ["app_key", "name", "customer", "data_center", "created_on", "status"]}),
+        (None, {"fields": ["app_key", "name", "customer", "data_center", "created", "status"]}),
         ("Plan history", {"fields": ["plan_history_table"]}),
         ("Add-ons", {"fields": ["addons_table"]}),
         ("Dedicated-service contracts", {"fields": ["contracts_table"]}),
@@ -486,7 +525,7 @@ class ApplicationAdmin(admin.ModelAdmin):
         "app_key",
         "customer",
         "data_center",
-        "created_on",
+        "created",
         "status",
         "plan_history_table",
         "addons_table",
@@ -500,6 +539,13 @@ class ApplicationAdmin(admin.ModelAdmin):
     @admin.display(description="Plan today")
     def current_plan(self, application):
         return application.plan_name or "—"
+
+    @admin.display(description="Created on")
+    def created(self, application):
+        return application.created_on.isoformat()
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Applications", **(extra_context or {})})
 
     @admin.display(description="Plans")
     def plan_history_table(self, application):
@@ -547,6 +593,7 @@ class ApplicationAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         user = request.user
         context.update(
+            show_save_and_add_another=False,
             can_add_contract=user.has_perm("plans.add_dedicatedcontract"),
             can_change_plan=user.has_perm("plans.add_planchange"),
             can_set_addon=user.has_perm("plans.add_addonchange"),
@@ -633,7 +680,9 @@ class ApplicationAdmin(admin.ModelAdmin):
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/billing/usage_month.html", context)
 
-    def _plans_form_view(self, request, application_id, *, perm, build_form, call, title, submit):
+    def _plans_form_view(
+        self, request, application_id, *, perm, build_form, call, title, submit, intro=""
+    ):
         require_perm(request, perm)
         application = get_object_or_404(
             Application.objects.select_related("customer"), pk=application_id
@@ -659,6 +708,7 @@ class ApplicationAdmin(admin.ModelAdmin):
             obj=application,
             title=f"{title}: {application.app_key} ({application.customer.name})",
             submit_label=submit,
+            intro=intro,
             extra={"next_url": next_url},
         )
 
@@ -690,6 +740,9 @@ class ApplicationAdmin(admin.ModelAdmin):
             call=call,
             title="Add a dedicated-service contract",
             submit="Add contract",
+            intro="From its first day the contract's monthly fee prices the application instead "
+            "of the DAU table (pro rata for part of a month). Contracts of one application never "
+            "overlap, and months already invoiced cannot change. Re-rate a held invoice after.",
         )
 
     def plan_view(self, request, application_id):
@@ -720,6 +773,8 @@ class ApplicationAdmin(admin.ModelAdmin):
             call=call,
             title="Change plan",
             submit="Change plan",
+            intro="An upgrade needs a balance of at least the new plan's minimum deposit and "
+            "takes effect on the date; a downgrade takes effect on the 1st of the next month.",
         )
 
     def addon_view(self, request, application_id):

@@ -4,6 +4,7 @@ refusals the admin shows as errors on these forms."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
@@ -15,6 +16,8 @@ from accounts.models import Application, Customer
 # A CSV of a month of usage for thousands of applications stays well below this.
 MAX_USAGE_CSV_BYTES = 20 * 1024 * 1024
 MAX_AMOUNT = Decimal("999999999999.99")
+# The browser's date picker; it posts ISO dates whatever the reader's locale shows.
+DATE_INPUT = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
 class TokenField(forms.CharField):
@@ -36,8 +39,22 @@ class TokenField(forms.CharField):
         return value
 
 
+class CnyAmountField(forms.DecimalField):
+    """A CNY amount as finance types it: "6000.00" or "6,000.00" (grouping commas are
+    accepted only in their right places, so "60,00" is still refused, not read as 6000)."""
+
+    GROUPED = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d*)?$")
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            value = value.strip().removeprefix("¥").strip()
+            if self.GROUPED.match(value):
+                value = value.replace(",", "")
+        return super().to_python(value)
+
+
 def money_field(*, label: str, help_text: str = "", allow_negative: bool = False):
-    return forms.DecimalField(
+    return CnyAmountField(
         label=label,
         max_digits=14,
         decimal_places=2,
@@ -138,13 +155,13 @@ class ApplicationCreateForm(forms.ModelForm):
 class ContractForm(forms.Form):
     monthly_fee = money_field(label="Monthly fee (CNY)", help_text="The negotiated fee a month.")
     first_day = forms.DateField(
-        help_text="First day the contract prices the application (YYYY-MM-DD).",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The first day the contract fee replaces the DAU table.",
+        widget=DATE_INPUT,
     )
     last_day = forms.DateField(
         required=False,
-        help_text="Last day it applies; leave empty for an open-ended contract.",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The last day it applies; leave empty for an open-ended contract.",
+        widget=DATE_INPUT,
     )
     reference = forms.CharField(max_length=100, required=False, help_text="Contract number.")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
@@ -162,7 +179,7 @@ class PlanChangeForm(forms.Form):
     plan_code = forms.ChoiceField(label="New plan")
     effective_date = forms.DateField(
         help_text="Upgrades take effect on this day; downgrades on the 1st of the next month.",
-        widget=forms.DateInput(attrs={"type": "date"}),
+        widget=DATE_INPUT,
     )
     token = TokenField()
 
@@ -178,7 +195,7 @@ class AddOnForm(forms.Form):
         max_value=100_000,
         help_text="0 ends the add-on; on/off services use 1.",
     )
-    effective_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    effective_date = forms.DateField(widget=DATE_INPUT)
     token = TokenField()
 
     def __init__(self, *args, addon_choices: list[tuple[str, str]], **kwargs):

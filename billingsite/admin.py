@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -25,6 +26,9 @@ from django.utils import timezone
 
 class FinanceAdminConfig(AdminConfig):
     default_site = "billingsite.admin.FinanceAdminSite"
+
+
+AUDIT_PAGE_SIZE = 50
 
 
 class FinanceAdminSite(admin.AdminSite):
@@ -59,12 +63,17 @@ class FinanceAdminSite(admin.AdminSite):
         kinds = [kind for kind in allowed if not wanted or kind.code == wanted]
         username = request.GET.get("user", "").strip()
         entries = audit_trail(kinds=[kind.code for kind in kinds], username=username or None)
+        page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("p"))
+        query = request.GET.copy()
+        query.pop("p", None)
         context = {
             **self.each_context(request),
             "title": "Audit trail",
             "subtitle": "Who changed a price, recorded a deposit, issued or credited an "
             "invoice, and when",
-            "entries": entries,
+            "entries": page.object_list,
+            "page": page,
+            "query": query.urlencode(),
             "kinds": allowed,
             "selected_kind": wanted,
             "selected_user": username,

@@ -220,7 +220,9 @@ class InvoiceAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
     # List columns.
     @admin.display(description="Invoice", ordering="number")
     def document(self, invoice):
-        return invoice.number or mark_safe('<span class="billing-muted">Draft</span>')
+        if invoice.number:
+            return format_html('<span class="billing-nowrap">{}</span>', invoice.number)
+        return mark_safe('<span class="billing-muted">not issued</span>')
 
     @admin.display(description="Customer", ordering="customer_name")
     def customer_link(self, invoice):
@@ -234,21 +236,22 @@ class InvoiceAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, invoice):
         return format_html(
-            '<span class="billing-status billing-status-{}">{}</span>',
+            '<span class="billing-status billing-status-{} billing-nowrap">{}</span>',
             invoice.status,
             invoice.get_status_display(),
         )
 
     @admin.display(description="Total", ordering="total")
     def total_display(self, invoice):
-        return format_cny(invoice.total)
+        return format_html('<span class="billing-amount">{}</span>', format_cny(invoice.total))
 
     @admin.display(description="Hold reason")
     def hold_reason_short(self, invoice):
         if invoice.status != Invoice.Status.HELD:
             return ""
-        reason = invoice.hold_reason or ""
-        return reason if len(reason) <= 90 else reason[:87] + "…"
+        # The first reason, shortened; the invoice page and the review queue show them all.
+        reason = (invoice.hold_reason or "").split("\n")[0]
+        return reason if len(reason) <= 60 else reason[:57] + "…"
 
     # The detail page.
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -475,6 +478,7 @@ class InvoiceAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
+            "title": "Invoices",
             **(extra_context or {}),
             "held_count": Invoice.objects.filter(status=Invoice.Status.HELD).count(),
         }

@@ -14,6 +14,8 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
+from django.db.models import TextField
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -55,6 +57,19 @@ class DatedPriceForm(forms.ModelForm):
         if "valid_from" in self.fields:
             self.fields["valid_from"].help_text = "The 1st of a month; it prices whole months."
 
+    def clean_valid_from(self):
+        valid_from = self.cleaned_data["valid_from"]
+        if (
+            valid_from is not None
+            and valid_from <= _today()
+            and not price_row_locked(self.instance)
+        ):
+            raise forms.ValidationError(
+                "A price change starts on the 1st of a future month; prices in force (and the "
+                "months they billed) are never rewritten."
+            )
+        return valid_from
+
     def clean(self):
         cleaned = super().clean()
         for name, value in list(cleaned.items()):
@@ -65,7 +80,6 @@ class DatedPriceForm(forms.ModelForm):
 
 
 class PriceInlineMixin:
-    form = DatedPriceForm
     extra = 0
     can_delete = False
     show_change_link = True
@@ -74,30 +88,140 @@ class PriceInlineMixin:
         return False
 
 
-class PlanPriceInline(PriceInlineMixin, admin.TabularInline):
+class PricesInForceInline(PriceInlineMixin):
+    """Rows valid on or before today: shown as text, never edited (they may have billed)."""
+
+    classes = ["billing-prices-in-force"]
+
+    @admin.display(description="Valid from")
+    def valid_from_day(self, price):
+        return price.valid_from.isoformat()
+
+    @staticmethod
+    def _cny(value):
+        return format_html('<span class="billing-amount">{}</span>', format_cny(value))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(valid_from__lte=_today())
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class FuturePricesInline(PriceInlineMixin):
+    """Rows from a future 1st of the month, and new rows: a change of price is added here."""
+
+    form = DatedPriceForm
+    extra = 1
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(valid_from__gt=_today())
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        # A plain plan list: adding or editing a plan from inside a price row is not wanted.
+        if formfield is not None and isinstance(formfield.widget, RelatedFieldWidgetWrapper):
+            formfield.widget = formfield.widget.widget
+        return formfield
+
+    def get_formset(self, request, obj=None, **kwargs):
+        kwargs.setdefault(
+            "widgets",
+            {
+                # A plain date box: the admin's "Today" shortcut is never a valid answer here.
+                "valid_from": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+                "note": forms.Textarea(attrs={"rows": 2, "cols": 28}),
+                "included_dau": forms.NumberInput(attrs={"style": "width: 7em"}),
+                "dau_block_size": forms.NumberInput(attrs={"style": "width: 7em"}),
+            },
+        )
+        return super().get_formset(request, obj, **kwargs)
+
+
+PLAN_PRICE_FIELDS = [
+    "valid_from",
+    "minimum_deposit",
+    "dau_base_fee",
+    "included_dau",
+    "dau_block_size",
+    "dau_block_price",
+    "note",
+]
+
+
+class PlanPricesInForceInline(PricesInForceInline, admin.TabularInline):
     model = PlanPrice
-    fields = [
-        "valid_from",
-        "minimum_deposit",
-        "dau_base_fee",
+    fields = readonly_fields = [
+        "valid_from_day",
+        "deposit",
+        "base_fee",
         "included_dau",
         "dau_block_size",
-        "dau_block_price",
+        "block_price",
         "note",
     ]
+
+    @admin.display(description="Minimum deposit")
+    def deposit(self, price):
+        return self._cny(price.minimum_deposit)
+
+    @admin.display(description="DAU base fee")
+    def base_fee(self, price):
+        return self._cny(price.dau_base_fee)
+
+    @admin.display(description="Per block above the included DAU")
+    def block_price(self, price):
+        return self._cny(price.dau_block_price)
+
     ordering = ["-valid_from"]
-    verbose_name_plural = "Prices (a change of price is a new row with a later valid-from)"
+    verbose_name_plural = "Prices in force and past (read-only: they may have billed a month)"
 
 
-class AddOnPriceInline(PriceInlineMixin, admin.TabularInline):
+class PlanPriceInline(FuturePricesInline, admin.TabularInline):
+    model = PlanPrice
+    fields = PLAN_PRICE_FIELDS
+    ordering = ["valid_from"]
+    verbose_name = "price from a future month"
+    verbose_name_plural = (
+        "Price changes: add a row from the 1st of a future month (the price in force stays "
+        "until then)"
+    )
+
+
+ADDON_PRICE_FIELDS = ["plan", "valid_from", "availability", "unit_price"]
+
+
+class AddOnPricesInForceInline(PricesInForceInline, admin.TabularInline):
     model = AddOnPrice
-    fields = ["plan", "valid_from", "availability", "unit_price"]
+    fields = readonly_fields = ["plan", "valid_from_day", "availability", "price"]
+
+    @admin.display(description="Unit price a month")
+    def price(self, price):
+        return self._cny(price.unit_price)
+
     ordering = ["plan__rank", "-valid_from"]
-    verbose_name_plural = "Prices per plan (a change of price is a new row)"
+    verbose_name_plural = "Prices in force and past, per plan (read-only)"
+
+
+class AddOnPriceInline(FuturePricesInline, admin.TabularInline):
+    model = AddOnPrice
+    fields = ADDON_PRICE_FIELDS
+    ordering = ["plan__rank", "valid_from"]
+    verbose_name = "price from a future month"
+    verbose_name_plural = "Price changes: add a row per plan from the 1st of a future month"
 
 
 class PriceHistoryMixin(HistoryViewOnlyMixin):
     """The row's History page lists who saved what, when; nothing can be reverted."""
+
+    formfield_overrides = {TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 70})}}
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["show_save_and_add_another"] = False
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request, obj, form, change):
         obj._history_user = request.user
@@ -119,7 +243,7 @@ class PlanAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
         "daily_message_limit",
         "supports_ultragroups",
     ]
-    inlines = [PlanPriceInline]
+    inlines = [PlanPricesInForceInline, PlanPriceInline]
     fields = [
         "code",
         "name",
@@ -165,7 +289,7 @@ class AddOnAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     list_display = ["name", "code", "category", "unit_description", "is_switch"]
     list_filter = ["category"]
     search_fields = ["code", "name"]
-    inlines = [AddOnPriceInline]
+    inlines = [AddOnPricesInForceInline, AddOnPriceInline]
     fields = [
         "code",
         "name",

@@ -101,6 +101,15 @@ def test_deposit_form_records_once_even_when_sent_twice(client, clerk, month):
     )
 
 
+def test_deposit_amount_may_have_grouping_commas(client, clerk):
+    customer = CustomerFactory()
+    as_user(client, clerk).post(
+        deposit_url(customer),
+        {"amount": "¥12,345.60", "bank_reference": "R", "token": uuid.uuid4().hex},
+    )
+    assert ledger_balance(customer=customer) == Decimal("12345.60")
+
+
 def test_two_deposits_of_the_same_amount_from_two_pages_are_two_deposits(client, clerk, month):
     as_user(client, clerk)
     for reference in ("BANK-A", "BANK-B"):
@@ -119,6 +128,8 @@ def test_two_deposits_of_the_same_amount_from_two_pages_are_two_deposits(client,
         ({"amount": "0"}, "amount", "greater than or equal to 0.01"),
         ({"amount": "-50.00"}, "amount", "greater than or equal to 0.01"),
         ({"amount": "abc"}, "amount", "Enter a number."),
+        ({"amount": "60,00"}, "amount", "Enter a number."),
+        ({"amount": "6,0000.00"}, "amount", "Enter a number."),
         ({"amount": "NaN"}, "amount", "Enter a number."),
         ({"amount": "10.001"}, "amount", "no more than 2 decimal places"),
         ({"amount": "1000000000000.00"}, "amount", "less than or equal to"),

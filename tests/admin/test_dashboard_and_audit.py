@@ -106,5 +106,9 @@ def test_audit_trail_records_who_did_what(client, clerk, manager, auditor, month
     deposits = client.get(reverse("admin:audit") + "?kind=deposit").context["entries"]
     assert {e.kind for e in deposits} == {"deposit"}
     assert len(deposits) == 3  # two fixture deposits (system) and the clerk's
-    body = client.get(reverse("admin:audit")).content.decode()
-    assert "BOC-77" in body and "wrong plan" in body
+    assert "BOC-77" in client.get(reverse("admin:audit") + "?kind=deposit").content.decode()
+    assert "wrong plan" in client.get(reverse("admin:audit") + "?kind=credit").content.decode()
+    # Everything, 50 a page (the price book load alone has more than 50 rows).
+    everything = client.get(reverse("admin:audit"))
+    assert len(everything.context["entries"]) == 50
+    assert everything.context["page"].has_next()

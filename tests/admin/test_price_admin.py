@@ -1,6 +1,7 @@
 """The price book in the back-office: a change of price is a new dated row; rows in force are
 read-only; every save is in the history with who and when; bad input is a form error."""
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from tests.admin.conftest import as_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("price_book")]
 
+TODAY = dt.date(2026, 11, 2)
 PREMIUM_PRICE = {
     "minimum_deposit_0": "6000.00",
     "minimum_deposit_1": "CNY",
@@ -28,26 +30,35 @@ PREMIUM_PRICE = {
 
 def plan_form(plan: Plan, *, new_rows: list[dict]) -> dict:
     """The plan's change form: the existing price rows as they are, plus new rows."""
-    existing = list(plan.prices.order_by("-valid_from"))
+    in_force = list(plan.prices.filter(valid_from__lte=TODAY).order_by("-valid_from"))
+    future = list(plan.prices.filter(valid_from__gt=TODAY).order_by("valid_from"))
     data = {
         "name": plan.name,
         "activation": plan.activation,
         "rank": plan.rank,
         "daily_message_limit": plan.daily_message_limit,
         "notes": plan.notes,
-        "prices-TOTAL_FORMS": len(existing) + len(new_rows),
-        "prices-INITIAL_FORMS": len(existing),
+        # The read-only inline of prices in force, then the editable one ("prices-2").
+        "prices-TOTAL_FORMS": len(in_force),
+        "prices-INITIAL_FORMS": len(in_force),
         "prices-MIN_NUM_FORMS": 0,
         "prices-MAX_NUM_FORMS": 1000,
+        "prices-2-TOTAL_FORMS": len(future) + len(new_rows),
+        "prices-2-INITIAL_FORMS": len(future),
+        "prices-2-MIN_NUM_FORMS": 0,
+        "prices-2-MAX_NUM_FORMS": 1000,
     }
     if plan.supports_ultragroups:
         data["supports_ultragroups"] = "on"
-    for index, price in enumerate(existing):
+    for index, price in enumerate(in_force):
         data[f"prices-{index}-id"] = price.pk
         data[f"prices-{index}-plan"] = plan.pk
-    for offset, row in enumerate(new_rows, start=len(existing)):
-        data.update({f"prices-{offset}-{key}": value for key, value in row.items()})
-        data[f"prices-{offset}-plan"] = plan.pk
+    for index, price in enumerate(future):
+        data[f"prices-2-{index}-id"] = price.pk
+        data[f"prices-2-{index}-plan"] = plan.pk
+    for offset, row in enumerate(new_rows, start=len(future)):
+        data.update({f"prices-2-{offset}-{key}": value for key, value in row.items()})
+        data[f"prices-2-{offset}-plan"] = plan.pk
     return data
 
 
@@ -78,7 +89,11 @@ def test_manager_adds_a_dated_price_through_the_plan_page(client, manager, froze
 def form_errors_of_inline(response):
     if response.status_code != 200:
         return response.status_code
-    return [f.errors for f in response.context["inline_admin_formsets"][0].formset.forms]
+    return [
+        form.errors
+        for inline in response.context["inline_admin_formsets"]
+        for form in inline.formset.forms
+    ]
 
 
 def test_a_price_in_force_cannot_be_edited(client, manager, frozen_now):
@@ -86,7 +101,13 @@ def test_a_price_in_force_cannot_be_edited(client, manager, frozen_now):
     price = premium.prices.get()
     as_user(client, manager)
     data = plan_form(premium, new_rows=[])
-    data.update({"prices-0-dau_base_fee_0": "1.00", "prices-0-dau_base_fee_1": "CNY"})
+    data.update(
+        {
+            "prices-0-valid_from": "2025-01-01",
+            "prices-0-dau_base_fee_0": "1.00",
+            "prices-0-dau_base_fee_1": "CNY",
+        }
+    )
     response = client.post(reverse("admin:plans_plan_change", args=[premium.pk]), data)
     assert response.status_code == 302
     # The standalone page shows it read-only and ignores a post.
@@ -130,7 +151,8 @@ def test_a_future_price_can_be_corrected_and_the_change_is_audited(client, manag
     ("changes", "field", "message"),
     [
         ({"valid_from": "2027-01-15"}, "valid_from", "first day of a month"),
-        ({"valid_from": "2025-01-01"}, "__all__", "already exists"),
+        ({"valid_from": "2027-02-01"}, "__all__", "already exists"),
+        ({"valid_from": "2026-11-01"}, "valid_from", "1st of a future month"),
         ({"valid_from": "next year"}, "valid_from", "Enter a valid date."),
         ({"dau_base_fee_0": "-1.00"}, "dau_base_fee", "cannot be negative"),
         ({"dau_block_price_0": "abc"}, "dau_block_price", "Enter a number."),
@@ -140,12 +162,15 @@ def test_a_future_price_can_be_corrected_and_the_change_is_audited(client, manag
 )
 def test_bad_price_input_is_a_form_error(client, manager, frozen_now, changes, field, message):
     premium = Plan.objects.get(code="premium")
+    existing = premium.prices.get()
+    existing.pk, existing.valid_from = None, dt.date(2027, 2, 1)
+    existing.save()
     data = {"plan": premium.pk, "valid_from": "2027-01-01", **PREMIUM_PRICE, **changes}
     response = as_user(client, manager).post(reverse("admin:plans_planprice_add"), data)
     assert response.status_code == 200
     errors = {k: list(v) for k, v in response.context["adminform"].form.errors.items()}
     assert any(message in text for text in errors.get(field, [])), errors
-    assert PlanPrice.objects.count() == 3
+    assert PlanPrice.objects.count() == 4
 
 
 def test_addon_price_included_must_be_zero(client, manager, frozen_now):
