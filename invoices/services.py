@@ -20,13 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 from moneyed import Money
 
 from accounts.events import record_customer_event
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
-from accounts.services import ledger_record, lock_customer
+from accounts.services import ledger_record, lock_customer, update_arrears
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
 from invoices.models import (
@@ -219,20 +219,63 @@ def _invoice_debit_key(invoice: Invoice) -> str:
     return f"invoice-debit:{invoice.customer_id}:{invoice.period:%Y-%m}"
 
 
+def _invoice_debit(
+    *, customer: Customer, invoice: Invoice, amount: Decimal, now: dt.datetime, created_by
+) -> None:
+    """Debit an invoice being issued, once (key per customer and period).
+
+    The same entry as `accounts.services.ledger_record(kind="invoice_debit", ...)`, written in
+    the transaction that already holds the customer's row lock with one INSERT ... ON CONFLICT
+    DO NOTHING instead of ledger_record's re-lock, key lookup and two savepoints (the month-end
+    run issues thousands); then `accounts.services.update_arrears`, the ledger's own arrears
+    rule, exactly as ledger_record does after its insert. When the key already exists,
+    ledger_record decides: it returns the first entry or raises IdempotencyConflict."""
+    fields = {
+        "customer_id": customer.pk,
+        "kind": LedgerEntry.Kind.INVOICE_DEBIT.value,
+        "amount_currency": CURRENCY,
+        "amount": amount,
+        "idempotency_key": _invoice_debit_key(invoice),
+        "reference": invoice.number,
+        "reason": f"Invoice {invoice.number} for {invoice.period:%Y-%m}",
+        "created_by_id": getattr(created_by, "pk", None),
+        "created_at": now,
+    }
+    meta = LedgerEntry._meta
+    columns = [meta.get_field(name).column for name in fields]
+    values = [
+        meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            values,
+        )
+        inserted = cursor.fetchone() is not None
+    if inserted:
+        update_arrears(customer=customer, now=now)
+        return
+    ledger_record(
+        customer=customer,
+        kind=LedgerEntry.Kind.INVOICE_DEBIT,
+        amount=amount,
+        idempotency_key=fields["idempotency_key"],
+        reference=fields["reference"],
+        reason=fields["reason"],
+        now=now,
+        created_by=created_by,
+    )
+
+
 def _after_issue(*, invoice: Invoice, customer: Customer, now: dt.datetime, issued_by) -> None:
     """Debit the ledger (may start arrears) and tell the customer. Inside the issuing
     transaction, under the customer lock."""
     total = as_decimal(invoice.total)
     if total > 0:
-        ledger_record(
-            customer=customer,
-            kind=LedgerEntry.Kind.INVOICE_DEBIT,
-            amount=-total,
-            idempotency_key=_invoice_debit_key(invoice),
-            reference=invoice.number,
-            reason=f"Invoice {invoice.number} for {invoice.period:%Y-%m}",
-            now=now,
-            created_by=issued_by,
+        _invoice_debit(
+            customer=customer, invoice=invoice, amount=-total, now=now, created_by=issued_by
         )
     record_customer_event(
         customer=customer,

@@ -137,14 +137,14 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     import invoices.runs as runs
     import invoices.services as services
 
-    real_bill_account, real_ledger_record = runs.bill_account, services.ledger_record
+    real_bill_account, real_debit = runs.bill_account, services._invoice_debit
     calls = {"n": 0}
 
     def debit_dies_on_the_fourth(**kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             raise WorkerDied  # half-way through the 4th account's transaction
-        return real_ledger_record(**kwargs)
+        return real_debit(**kwargs)
 
     def dies_after_the_fourth(**kwargs):
         outcome = real_bill_account(**kwargs)
@@ -154,7 +154,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
         return outcome
 
     if dies == "inside_the_fourth_transaction":
-        monkeypatch.setattr(services, "ledger_record", debit_dies_on_the_fourth)
+        monkeypatch.setattr(services, "_invoice_debit", debit_dies_on_the_fourth)
         committed = 3
     else:
         monkeypatch.setattr(runs, "bill_account", dies_after_the_fourth)
@@ -187,18 +187,18 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     price_book, monkeypatch, django_capture_on_commit_callbacks, small_chunks
 ):
     customers = build_accounts(5)
-    import accounts.services
+    import invoices.services
 
-    real_ledger_record = accounts.services.ledger_record
+    real_debit = invoices.services._invoice_debit
     calls = {"n": 0}
 
     def debit_fails_after_two(**kwargs):
         calls["n"] += 1
         if calls["n"] > 2:
             raise ConnectionError("ledger unavailable")
-        return real_ledger_record(**kwargs)
+        return real_debit(**kwargs)
 
-    monkeypatch.setattr("invoices.services.ledger_record", debit_fails_after_two)
+    monkeypatch.setattr("invoices.services._invoice_debit", debit_fails_after_two)
     with django_capture_on_commit_callbacks(execute=True):
         first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     first.refresh_from_db()
@@ -211,7 +211,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     assert errors.count() == 3
     assert all("ConnectionError: ledger unavailable" in e.error for e in errors)
 
-    monkeypatch.setattr("invoices.services.ledger_record", real_ledger_record)
+    monkeypatch.setattr("invoices.services._invoice_debit", real_debit)
     with django_capture_on_commit_callbacks(execute=True):
         second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     second.refresh_from_db()

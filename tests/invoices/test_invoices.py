@@ -345,3 +345,49 @@ def test_billing_queries_per_account_do_not_grow_with_apps_addons_or_days(price_
     assert len(small_queries) == len(large_queries)
     per_account = len(large_queries) / 4
     assert per_account < 30, per_account
+
+
+def test_debit_key_already_used_goes_through_the_ledger_rules(price_book):
+    """The debit's key is per customer and period. If it was somehow used already, the ledger
+    service decides: the same entry is reused, a different one refuses the whole issue."""
+    from accounts.services import IdempotencyConflict, ledger_record
+
+    same, _ = premium_customer(dau=8000)
+    different, _ = premium_customer(dau=8000)
+    for customer, amount in ((same, "-6000.00"), (different, "-1.00")):
+        ledger_record(
+            customer=customer,
+            kind=LedgerEntry.Kind.INVOICE_DEBIT,
+            amount=Decimal(amount),
+            idempotency_key=f"invoice-debit:{customer.pk}:2026-10",
+            now=BILLING_MOMENT,
+        )
+
+    assert bill_customer(customer=same, period=OCTOBER, now=BILLING_MOMENT) == "issued"
+    assert LedgerEntry.objects.filter(customer=same, kind="invoice_debit").count() == 1
+    assert ledger_balance(customer=same) == Decimal("14000.00")
+
+    with pytest.raises(IdempotencyConflict):
+        bill_customer(customer=different, period=OCTOBER, now=BILLING_MOMENT)
+    assert not Invoice.objects.filter(customer=different).exists()
+    assert ledger_balance(customer=different) == Decimal("19999.00")
+
+
+def test_debit_records_who_issued_and_starts_arrears_like_the_ledger_service(price_book):
+    from tests.factories import StaffFactory
+
+    customer, _ = premium_customer(dau=8000, balance="100.00")
+    clerk = StaffFactory()
+    draft = invoice_rate(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
+    invoice_issue(invoice=draft, now=BILLING_MOMENT, issued_by=clerk)
+
+    debit = LedgerEntry.objects.get(customer=customer, kind="invoice_debit")
+    assert (debit.created_by, debit.created_at, debit.reason) == (
+        clerk,
+        BILLING_MOMENT,
+        "Invoice INV-2026-000001 for 2026-10",
+    )
+    customer.refresh_from_db()
+    assert customer.arrears_since == dt.date(2026, 11, 2)
+    event = CustomerEvent.objects.get(customer=customer, kind=CustomerEvent.Kind.ARREARS_STARTED)
+    assert event.payload["balance"] == "-5900.00"

@@ -184,15 +184,15 @@ KILLER = textwrap.dedent(
     from invoices.runs import billing_run_chunk_process
 
     run_id, period, now, ids = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    real_ledger_record, calls = services.ledger_record, [0]
+    real_debit, calls = services._invoice_debit, [0]
 
     def dies_on_the_third_debit(**kwargs):
         calls[0] += 1
         if calls[0] == 3:
             os._exit(9)  # killed inside the 3rd account's transaction, locks held
-        return real_ledger_record(**kwargs)
+        return real_debit(**kwargs)
 
-    services.ledger_record = dies_on_the_third_debit
+    services._invoice_debit = dies_on_the_third_debit
     billing_run_chunk_process(
         run_id=run_id,
         customer_ids=[int(i) for i in ids.split(",")],
