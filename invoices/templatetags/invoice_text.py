@@ -80,6 +80,7 @@ _ZH_PHRASES = [
     (re.compile(rf"; peak ({_NUM}) delivered messages in a day"), r"；单日最高下发消息 \1 条"),
     (re.compile(r" \(([^()]+)\)"), lambda m: f"（{_zh_unit(m[1])}）"),
     (re.compile(r": "), "："),
+    (re.compile(r"） = "), "）= "),
 ]
 
 

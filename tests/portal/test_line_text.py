@@ -49,11 +49,11 @@ from tests.portal.conftest import OCTOBER
         ("included in the Ultimate plan", "至尊版已包含"),
         (
             "2 x 1,200.00 (pack of 1,000 words) = 2,400.00",
-            "2 x 1,200.00（每包 1,000 个词） = 2,400.00",
+            "2 x 1,200.00（每包 1,000 个词）= 2,400.00",
         ),
         (
             "3 x 400.00 (+6,000/min on /message/private/publish.json) = 1,200.00",
-            "3 x 400.00（/message/private/publish.json 每分钟 +6,000 次） = 1,200.00",
+            "3 x 400.00（/message/private/publish.json 每分钟 +6,000 次）= 1,200.00",
         ),
         (
             "dedicated-service contract DS-7: 50,000.00 / month; peak 2,500,000 delivered "
