@@ -202,12 +202,24 @@ def _lock_applications(app_keys: set[str]) -> dict[str, tuple[int, dt.date, int]
     ingests touching the same application: the second one reads the rows the first wrote, so
     no revision is lost. It does not block inserts referencing the application.
     """
-    rows = (
-        Application.objects.filter(app_key__in=app_keys)
-        .order_by("id")
-        .select_for_update(no_key=True)
-        .values_list("app_key", "id", "created_on", "customer_id")
-    )
+    if not app_keys:
+        return {}
+    if connection.vendor == "postgresql":
+        # One array parameter instead of 10,000 placeholders: several times faster.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT app_key, id, created_on, customer_id FROM {Application._meta.db_table} "
+                "WHERE app_key = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
+                [list(app_keys)],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = (
+            Application.objects.filter(app_key__in=app_keys)
+            .order_by("id")
+            .select_for_update(no_key=True)
+            .values_list("app_key", "id", "created_on", "customer_id")
+        )
     return {key: (app_id, created_on, customer_id) for key, app_id, created_on, customer_id in rows}
 
 
@@ -216,15 +228,17 @@ def _stored_rows(pairs: list[tuple[int, dt.date]]) -> dict[tuple[int, dt.date], 
     if not pairs:
         return {}
     if connection.vendor == "postgresql":
+        # Days go in as text and come back as the pair's position: no per-row date objects
+        # cross the driver, which is most of the cost at 10,000 rows.
         table = DailyUsage._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT u.application_id, u.day, u.id, u.dau, u.delivered_messages "
-                f"FROM {table} u JOIN unnest(%s::bigint[], %s::date[]) AS k(app_id, day) "
+                f"SELECT k.n, u.id, u.dau, u.delivered_messages FROM unnest(%s::bigint[], "
+                f"%s::text[]::date[]) WITH ORDINALITY AS k(app_id, day, n) JOIN {table} u "
                 f"ON u.application_id = k.app_id AND u.day = k.day",
-                [[p[0] for p in pairs], [p[1] for p in pairs]],
+                [[p[0] for p in pairs], [p[1].isoformat() for p in pairs]],
             )
-            return {(a, d): (i, u, m) for a, d, i, u, m in cursor.fetchall()}
+            return {pairs[n - 1]: (i, u, m) for n, i, u, m in cursor.fetchall()}
     wanted = set(pairs)
     app_ids = {p[0] for p in pairs}
     days = [p[1] for p in pairs]
@@ -362,12 +376,12 @@ def _write_postgresql(new_rows, changed, *, now, user_id, source) -> None:
             cursor.execute(
                 f"INSERT INTO {usage_table} (application_id, day, dau, delivered_messages, "
                 f"updated_at) SELECT t.app_id, t.day, t.dau, t.messages, %s FROM "
-                f"unnest(%s::bigint[], %s::date[], %s::integer[], %s::bigint[]) "
+                f"unnest(%s::bigint[], %s::text[]::date[], %s::integer[], %s::bigint[]) "
                 f"AS t(app_id, day, dau, messages)",
                 [
                     now,
                     [r[2] for r in new_rows],
-                    [r[4] for r in new_rows],
+                    [r[4].isoformat() for r in new_rows],
                     [r[5] for r in new_rows],
                     [r[6] for r in new_rows],
                 ],
