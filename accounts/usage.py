@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from django.db import connection, transaction
 
 from accounts.models import Application, DailyUsage, UsageRevision
+from accounts.services import IDENTIFIER_PATTERN
 from billingsite.clock import billing_date
 from invoices.models import Invoice
 
@@ -195,6 +196,16 @@ def _check_rows(rows, *, today: dt.date, max_rows: int):
     return parsed, unparsed_keys, errors
 
 
+# PostgreSQL arrays travel as one comma-joined text parameter: the driver then quotes one
+# string instead of adapting 10,000 values one by one (a third of the request time).
+ARRAY = "string_to_array(%s, ',')"
+
+
+def _joined(values) -> str:
+    """Comma-joined ints, dates (ISO) or identifier strings, none of which contain a comma."""
+    return ",".join(map(str, values))
+
+
 def _lock_applications(app_keys: set[str]) -> dict[str, tuple[int, dt.date, int]]:
     """app_key -> (id, created_on, customer_id), locking those rows until commit.
 
@@ -204,13 +215,15 @@ def _lock_applications(app_keys: set[str]) -> dict[str, tuple[int, dt.date, int]
     """
     if not app_keys:
         return {}
-    if connection.vendor == "postgresql":
-        # One array parameter instead of 10,000 placeholders: several times faster.
+    plain = [key for key in app_keys if IDENTIFIER_PATTERN.match(key)]
+    if connection.vendor == "postgresql" and len(plain) == len(app_keys):
+        # One text parameter instead of 10,000 placeholders: several times faster. (Keys with
+        # other characters, which the API never creates, take the ORM path below.)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT app_key, id, created_on, customer_id FROM {Application._meta.db_table} "
-                "WHERE app_key = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE",
-                [list(app_keys)],
+                f"WHERE app_key = ANY({ARRAY}) ORDER BY id FOR NO KEY UPDATE",
+                [_joined(plain)],
             )
             rows = cursor.fetchall()
     else:
@@ -228,15 +241,14 @@ def _stored_rows(pairs: list[tuple[int, dt.date]]) -> dict[tuple[int, dt.date], 
     if not pairs:
         return {}
     if connection.vendor == "postgresql":
-        # Days go in as text and come back as the pair's position: no per-row date objects
-        # cross the driver, which is most of the cost at 10,000 rows.
+        # The pairs come back as their position: no per-row date objects cross the driver.
         table = DailyUsage._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT k.n, u.id, u.dau, u.delivered_messages FROM unnest(%s::bigint[], "
-                f"%s::text[]::date[]) WITH ORDINALITY AS k(app_id, day, n) JOIN {table} u "
+                f"SELECT k.n, u.id, u.dau, u.delivered_messages FROM unnest({ARRAY}::bigint[], "
+                f"{ARRAY}::date[]) WITH ORDINALITY AS k(app_id, day, n) JOIN {table} u "
                 f"ON u.application_id = k.app_id AND u.day = k.day",
-                [[p[0] for p in pairs], [p[1].isoformat() for p in pairs]],
+                [_joined(p[0] for p in pairs), _joined(p[1] for p in pairs)],
             )
             return {pairs[n - 1]: (i, u, m) for n, i, u, m in cursor.fetchall()}
     wanted = set(pairs)
@@ -375,41 +387,41 @@ def _write_postgresql(new_rows, changed, *, now, user_id, source) -> None:
         if new_rows:
             cursor.execute(
                 f"INSERT INTO {usage_table} (application_id, day, dau, delivered_messages, "
-                f"updated_at) SELECT t.app_id, t.day, t.dau, t.messages, %s FROM "
-                f"unnest(%s::bigint[], %s::text[]::date[], %s::integer[], %s::bigint[]) "
+                f"updated_at) SELECT t.app_id, t.day, t.dau, t.messages, %s FROM unnest("
+                f"{ARRAY}::bigint[], {ARRAY}::date[], {ARRAY}::integer[], {ARRAY}::bigint[]) "
                 f"AS t(app_id, day, dau, messages)",
                 [
                     now,
-                    [r[2] for r in new_rows],
-                    [r[4].isoformat() for r in new_rows],
-                    [r[5] for r in new_rows],
-                    [r[6] for r in new_rows],
+                    _joined(r[2] for r in new_rows),
+                    _joined(r[4] for r in new_rows),
+                    _joined(r[5] for r in new_rows),
+                    _joined(r[6] for r in new_rows),
                 ],
             )
         if changed:
-            ids = [c[1] for c in changed]
-            new_dau = [c[0][5] for c in changed]
-            new_messages = [c[0][6] for c in changed]
+            ids = _joined(c[1] for c in changed)
+            new_dau = _joined(c[0][5] for c in changed)
+            new_messages = _joined(c[0][6] for c in changed)
             cursor.execute(
                 f"UPDATE {usage_table} AS u SET dau = t.dau, delivered_messages = t.messages, "
-                f"updated_at = %s FROM unnest(%s::bigint[], %s::integer[], %s::bigint[]) "
-                f"AS t(id, dau, messages) WHERE u.id = t.id",
+                f"updated_at = %s FROM unnest({ARRAY}::bigint[], {ARRAY}::integer[], "
+                f"{ARRAY}::bigint[]) AS t(id, dau, messages) WHERE u.id = t.id",
                 [now, ids, new_dau, new_messages],
             )
             cursor.execute(
                 f"INSERT INTO {revision_table} (usage_id, old_dau, old_delivered_messages, "
                 f"new_dau, new_delivered_messages, changed_by_id, changed_at, source) "
                 f"SELECT t.usage_id, t.old_dau, t.old_messages, t.new_dau, t.new_messages, "
-                f"%s, %s, %s FROM unnest(%s::bigint[], %s::integer[], %s::bigint[], "
-                f"%s::integer[], %s::bigint[]) "
+                f"%s, %s, %s FROM unnest({ARRAY}::bigint[], {ARRAY}::integer[], "
+                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) "
                 f"AS t(usage_id, old_dau, old_messages, new_dau, new_messages)",
                 [
                     user_id,
                     now,
                     source,
                     ids,
-                    [c[2] for c in changed],
-                    [c[3] for c in changed],
+                    _joined(c[2] for c in changed),
+                    _joined(c[3] for c in changed),
                     new_dau,
                     new_messages,
                 ],

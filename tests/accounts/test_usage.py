@@ -329,7 +329,7 @@ def test_endpoint_lists_bad_rows(app, client_for):
 
 @pytest.mark.django_db
 @freeze_time(NOW)
-@pytest.mark.parametrize("body", [b"[{", b"not json", b"[\"\xc3\x28\"]", b""])
+@pytest.mark.parametrize("body", [b"[{", b"not json", b'["\xc3\x28"]', b""])
 def test_endpoint_refuses_malformed_json(app, client_for, body):
     response = client_for(roles.INGEST).post(URL, body, content_type="application/json")
     assert response.status_code == 400
@@ -384,3 +384,12 @@ def test_anonymous_usage_is_refused(app, client):
     response = client.post(URL, [row(app, "2026-10-01", 1)], content_type="application/json")
     assert response.status_code in (401, 403)
     assert DailyUsage.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_key_with_a_comma_is_unknown_not_split(app):
+    ApplicationFactory(app_key="app-two", created_on=dt.date(2026, 9, 1))
+    assert_refused(
+        [row("app-one,app-two", "2026-10-01", 1)],
+        [(0, "app_key", "unknown app_key 'app-one,app-two'")],
+    )
