@@ -68,7 +68,7 @@ class CustomerSerializer(serializers.Serializer):
     tax_id = serializers.CharField()
     contact_name = serializers.CharField()
     contact_phone = serializers.CharField()
-    status = serializers.ChoiceField(choices=["active", "suspended"])
+    status = serializers.ChoiceField(choices=Application.Status.choices)
     balance = serializers.CharField(help_text="Sum of the prepaid ledger, CNY.")
     in_arrears_since = serializers.DateField(allow_null=True)
     suspension_date = serializers.DateField(
@@ -156,7 +156,7 @@ class ApplicationSerializer(serializers.Serializer):
     name = serializers.CharField()
     customer = serializers.CharField()
     data_center = serializers.CharField()
-    status = serializers.ChoiceField(choices=Application.Status.values)
+    status = serializers.ChoiceField(choices=Application.Status.choices)
     created_on = serializers.DateField()
     current_plan = PlanRowSerializer(allow_null=True)
     plan_history = PlanRowSerializer(many=True)

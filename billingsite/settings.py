@@ -161,6 +161,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Customers' and applications' service status (other documents have their own statuses).
+    "ENUM_NAME_OVERRIDES": {"ServiceStatusEnum": "accounts.models.Application.Status"},
 }
 
 # --- Celery --------------------------------------------------------------------------------
