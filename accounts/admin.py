@@ -48,6 +48,7 @@ from accounts.models import (
 from billingsite.admin import (
     HistoryViewOnlyMixin,
     ReadOnlyAdminMixin,
+    TitledChangeViewMixin,
     add_service_error,
     new_form_token,
     render_form_page,
@@ -183,7 +184,8 @@ class ArrearsFilter(admin.SimpleListFilter):
 
 
 @admin.register(Customer)
-class CustomerAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
+class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin):
+    change_title = "Customer"
     list_display = [
         "name",
         "external_id",
@@ -507,7 +509,8 @@ def _current_plan_subquery(today: dt.date):
 
 
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
+class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
+    change_title = "Application"
     list_display = ["app_key", "name", "customer", "current_plan", "status", "data_center"]
     list_filter = ["status", "data_center"]
     search_fields = ["app_key", "name", "customer__name", "customer__external_id"]

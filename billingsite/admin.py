@@ -238,6 +238,17 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class TitledChangeViewMixin:
+    """A plain title on the object page ("Invoice" rather than Django's "View invoice")."""
+
+    change_title: str | None = None
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if self.change_title:
+            extra_context = {"title": self.change_title, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
 class HistoryViewOnlyMixin:
     """simple-history's "revert" would rewrite a row in place (a price, an invoice): the
     history pages are for reading only."""

@@ -32,6 +32,7 @@ from accounts.selectors import ledger_balance, ledger_balances
 from billingsite.admin import (
     HistoryViewOnlyMixin,
     ReadOnlyAdminMixin,
+    TitledChangeViewMixin,
     add_service_error,
     error_message,
     new_form_token,
@@ -162,7 +163,8 @@ class CustomerFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(HistoryViewOnlyMixin, SimpleHistoryAdmin):
+class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin):
+    change_title = "Invoice"
     list_display = [
         "document",
         "customer_link",
@@ -590,7 +592,10 @@ class CreditNoteLineInline(admin.TabularInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(HistoryViewOnlyMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class CreditNoteAdmin(
+    TitledChangeViewMixin, HistoryViewOnlyMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin
+):
+    change_title = "Credit note"
     list_display = [
         "number",
         "invoice_link",
@@ -670,7 +675,8 @@ class CreditNoteAdmin(HistoryViewOnlyMixin, ReadOnlyAdminMixin, SimpleHistoryAdm
 
 
 @admin.register(BillingRun)
-class BillingRunAdmin(admin.ModelAdmin):
+class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
+    change_title = "Billing run"
     list_display = [
         "run_label",
         "status",

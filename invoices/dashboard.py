@@ -5,12 +5,14 @@ rating engine through the same selectors the customer's estimate uses."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db.models import Count, Sum
+from django.core.cache import cache
+from django.db.models import Count, Max, Sum
 from moneyed import Money
 
 from accounts.models import Application, Customer, LedgerEntry
@@ -27,56 +29,128 @@ ZERO = Decimal("0.00")
 FINANCIALS_BATCH = 500
 
 
-def financials_for_customers(
-    *, customers: Sequence[Customer], today: dt.date
-) -> dict[int, CustomerFinancials | RatingError]:
-    """`invoices.selectors.customer_financials` for many customers in a fixed number of
-    queries per batch (the customer list and the dashboard). The same inputs, the same rating
-    engine and the same arithmetic; a customer whose applications cannot be rated gets the
-    RatingError instead of failing the page."""
-    from accounts.services import suspension_date
-
-    period = Period.containing(today)
+def run_rates(*, customer_ids: Sequence[int], period: Period) -> dict[int, Decimal | RatingError]:
+    """Each customer's fees for `period` from the usage stored now (the estimate
+    `invoices.selectors.estimate_current_month` gives one customer), batched: a fixed number of
+    queries per FINANCIALS_BATCH customers. A customer whose applications cannot be rated gets
+    the RatingError instead of failing the page."""
     book = price_book_for_period(period=period)
-    result: dict[int, CustomerFinancials | RatingError] = {}
-    for start in range(0, len(customers), FINANCIALS_BATCH):
-        batch = customers[start : start + FINANCIALS_BATCH]
-        ids = [customer.pk for customer in batch]
+    rates: dict[int, Decimal | RatingError] = {}
+    for start in range(0, len(customer_ids), FINANCIALS_BATCH):
+        ids = list(customer_ids[start : start + FINANCIALS_BATCH])
         applications = list(
-            Application.objects.filter(customer_id__in=ids).only(
-                "id", "app_key", "name", "customer_id"
-            )
+            Application.objects.filter(customer_id__in=ids)
+            .only("id", "app_key", "name", "customer_id")
+            .order_by("app_key")
         )
         inputs = application_inputs(applications=applications, period=period)
         inputs_by_customer = defaultdict(list)
         for application in applications:
             if application.id in inputs:
                 inputs_by_customer[application.customer_id].append(inputs[application.id])
-        balances = ledger_balances(customer_ids=ids)
-        for customer in batch:
+        for customer_id in ids:
             try:
-                rated = rate_account(book=book, applications=inputs_by_customer[customer.pk])
+                rated = rate_account(book=book, applications=inputs_by_customer[customer_id])
             except RatingError as exc:
-                result[customer.pk] = exc
-                continue
-            balance = balances.get(customer.pk, ZERO)
-            run_rate = rated.total
-            days_left = None
-            if run_rate > 0:
-                per_day = run_rate / period.days
-                days_left = max(0, int((balance / per_day).to_integral_value(rounding=ROUND_FLOOR)))
-            result[customer.pk] = CustomerFinancials(
-                balance=balance,
-                monthly_run_rate=run_rate,
-                recommended_balance=round_money(run_rate * RECOMMENDED_MONTHS),
-                days_left=days_left,
-                arrears_since=customer.arrears_since,
-                suspension_date=suspension_date(arrears_since=customer.arrears_since)
-                if customer.arrears_since
-                else None,
-                suspended=customer.suspended_at is not None,
+                rates[customer_id] = exc
+            else:
+                rates[customer_id] = rated.total
+    return rates
+
+
+def _financials(
+    customer: Customer, *, balance: Decimal, run_rate: Decimal, period: Period
+) -> CustomerFinancials:
+    """The arithmetic of `invoices.selectors.customer_financials` (a test holds them equal)."""
+    from accounts.services import suspension_date
+
+    days_left = None
+    if run_rate > 0:
+        per_day = run_rate / period.days
+        days_left = max(0, int((balance / per_day).to_integral_value(rounding=ROUND_FLOOR)))
+    return CustomerFinancials(
+        balance=balance,
+        monthly_run_rate=run_rate,
+        recommended_balance=round_money(run_rate * RECOMMENDED_MONTHS),
+        days_left=days_left,
+        arrears_since=customer.arrears_since,
+        suspension_date=suspension_date(arrears_since=customer.arrears_since)
+        if customer.arrears_since
+        else None,
+        suspended=customer.suspended_at is not None,
+    )
+
+
+def financials_for_customers(
+    *, customers: Sequence[Customer], today: dt.date
+) -> dict[int, CustomerFinancials | RatingError]:
+    """`invoices.selectors.customer_financials` for a page of customers, batched."""
+    period = Period.containing(today)
+    ids = [customer.pk for customer in customers]
+    rates = run_rates(customer_ids=ids, period=period)
+    balances = ledger_balances(customer_ids=ids)
+    result: dict[int, CustomerFinancials | RatingError] = {}
+    for customer in customers:
+        rate = rates[customer.pk]
+        result[customer.pk] = (
+            rate
+            if isinstance(rate, RatingError)
+            else _financials(
+                customer, balance=balances.get(customer.pk, ZERO), run_rate=rate, period=period
             )
+        )
     return result
+
+
+# The dashboard rates every account: cached, keyed by a fingerprint of everything the run-rates
+# depend on (so any plan, add-on, contract, price or usage change gives a new key). Balances
+# and arrears are always read live.
+RUN_RATES_CACHE_SECONDS = 600
+
+
+def _rating_inputs_fingerprint(period: Period) -> str:
+    from accounts.models import DailyUsage
+    from plans.models import AddOnChange, AddOnPrice, DedicatedContract, PlanChange, PlanPrice
+
+    parts: list = [str(period)]
+    for model in (PlanChange, AddOnChange):
+        parts += model.objects.aggregate(
+            n=Count("id"), last=Max("id"), cancelled=Count("cancelled_at")
+        ).values()
+    for model in (PlanPrice, AddOnPrice, DedicatedContract):
+        parts += model.history.aggregate(n=Count("history_id"), last=Max("history_id")).values()
+    parts += Application.objects.aggregate(n=Count("id"), last=Max("id")).values()
+    parts += (
+        DailyUsage.objects.filter(day__gte=period.start, day__lte=period.end)
+        .aggregate(
+            n=Count("id"),
+            last=Max("updated_at"),
+            dau=Sum("dau"),
+            messages=Sum("delivered_messages"),
+        )
+        .values()
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def current_run_rates(*, today: dt.date) -> dict[int, Decimal]:
+    """Every account's fees this month so far (accounts that cannot be rated left out)."""
+    period = Period.containing(today)
+    key = f"billing:dashboard:run-rates:{_rating_inputs_fingerprint(period)}"
+    rates = cache.get(key)
+    if rates is None:
+        customer_ids = list(
+            Application.objects.order_by("customer_id")
+            .values_list("customer_id", flat=True)
+            .distinct()
+        )
+        rates = {
+            customer_id: rate
+            for customer_id, rate in run_rates(customer_ids=customer_ids, period=period).items()
+            if not isinstance(rate, RatingError)
+        }
+        cache.set(key, rates, RUN_RATES_CACHE_SECONDS)
+    return rates
 
 
 @dataclass(frozen=True)
@@ -186,25 +260,33 @@ def customers_in_arrears(*, limit: int | None = None) -> list[ArrearsRow]:
 def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
     """Customers whose balance is below three months of their current monthly fees, the
     fewest days of balance left first."""
-    customers = list(Customer.objects.filter(applications__isnull=False).distinct())
-    rows: list[LowBalanceRow] = []
-    financials = financials_for_customers(customers=customers, today=today)
-    by_id = {customer.pk: customer for customer in customers}
-    for customer_id, figures in financials.items():
-        if isinstance(figures, RatingError):
-            continue
-        if figures.recommended_balance > 0 and figures.balance < figures.recommended_balance:
-            rows.append(
-                LowBalanceRow(
-                    customer=by_id[customer_id],
-                    balance=figures.balance,
-                    recommended_balance=figures.recommended_balance,
-                    shortfall=figures.recommended_balance - figures.balance,
-                    days_left=figures.days_left,
-                )
+    period = Period.containing(today)
+    rates = current_run_rates(today=today)
+    charged = [customer_id for customer_id, rate in rates.items() if rate > 0]
+    balances = ledger_balances(customer_ids=charged)
+    low: dict[int, tuple[Decimal, Decimal]] = {}
+    for customer_id in charged:
+        balance = balances.get(customer_id, ZERO)
+        if balance < round_money(rates[customer_id] * RECOMMENDED_MONTHS):
+            low[customer_id] = (balance, rates[customer_id])
+    rows = []
+    for customer in Customer.objects.filter(pk__in=list(low)):
+        balance, rate = low[customer.pk]
+        figures = _financials(customer, balance=balance, run_rate=rate, period=period)
+        rows.append(
+            LowBalanceRow(
+                customer=customer,
+                balance=figures.balance,
+                recommended_balance=figures.recommended_balance,
+                shortfall=figures.recommended_balance - figures.balance,
+                days_left=figures.days_left,
             )
+        )
     rows.sort(
-        key=lambda row: (row.days_left if row.days_left is not None else 10**9, row.customer.name)
+        key=lambda row: (
+            row.days_left if row.days_left is not None else 10**9,
+            row.customer.name,
+        )
     )
     return rows
 

@@ -20,6 +20,17 @@ BILLING_DAY = "2026-11-02 10:00:00+08:00"
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache():
+    # The dashboard caches run-rates by a fingerprint of the data; SQLite reuses ids after a
+    # test's rollback, so two tests could share a fingerprint.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     # The default PBKDF2 costs ~0.3 s per user; these tests are about permissions, not hashes.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

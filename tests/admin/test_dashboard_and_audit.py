@@ -112,3 +112,27 @@ def test_audit_trail_records_who_did_what(client, clerk, manager, auditor, month
     everything = client.get(reverse("admin:audit"))
     assert len(everything.context["entries"]) == 50
     assert everything.context["page"].has_next()
+
+
+def test_cached_run_rates_follow_new_usage_and_deposits(month):
+    today = dt.date(2026, 11, 2)
+    before = {row.customer.name: row for row in month_at_a_glance(today=today).low_balance}
+    assert before["Alpha Ltd"].recommended_balance == Decimal("18000.00")
+    # A November peak of 25,000 DAU: Premium 6,000 + 2 x 3,000 = 12,000 a month.
+    from tests.factories import usage
+
+    usage(month.alpha_app, dt.date(2026, 11, 1), dau=25000)
+    deposit_key = "more"
+    from accounts.services import record_deposit
+
+    record_deposit(
+        customer=month.beta,
+        amount=Decimal("9000.00"),
+        reference="R",
+        idempotency_key=deposit_key,
+        now=NOW,
+    )
+    after = {row.customer.name: row for row in month_at_a_glance(today=today).low_balance}
+    assert after["Alpha Ltd"].recommended_balance == Decimal("36000.00")
+    assert after["Alpha Ltd"].days_left == 35  # 14,000 / (12,000 / 30)
+    assert "Beta Ltd" not in after  # 19,000 >= 18,000

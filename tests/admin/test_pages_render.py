@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from plans.models import AddOn, Plan
 from tests.admin.conftest import as_user
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +22,8 @@ def pages(month):
         reverse("admin:accounts_ledgerentry_changelist"),
         reverse("admin:accounts_customerevent_changelist"),
         reverse("admin:plans_plan_changelist"),
-        reverse("admin:plans_plan_change", args=[1]),
+        reverse("admin:plans_plan_change", args=[Plan.objects.get(code="premium").pk]),
+        reverse("admin:plans_addon_change", args=[AddOn.objects.get(code="desktop_pc").pk]),
         reverse("admin:plans_addon_changelist"),
         reverse("admin:plans_planprice_changelist"),
         reverse("admin:plans_addonprice_changelist"),
