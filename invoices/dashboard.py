@@ -349,8 +349,12 @@ def _audit_value(value) -> str:
 _HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 
 
-def _history_entries(model, *, kind, url_name, username, limit, describe) -> list[AuditEntry]:
-    records = model.history.select_related("history_user").order_by("-history_date", "-history_id")
+def _history_entries(
+    model, *, kind, url_name, username, limit, describe, subject, related=()
+) -> list[AuditEntry]:
+    records = model.history.select_related("history_user", *related).order_by(
+        "-history_date", "-history_id"
+    )
     if username:
         records = records.filter(history_user__username=username)
     entries = []
@@ -376,7 +380,7 @@ def _history_entries(model, *, kind, url_name, username, limit, describe) -> lis
                 at=record.history_date,
                 kind=kind,
                 username=_username(record.history_user),
-                subject=f"{record.instance} ({action})",
+                subject=f"{subject(record)} ({action})",
                 detail=detail,
                 url_name=url_name,
                 object_id=record.id,
@@ -394,26 +398,27 @@ def audit_trail(
     kinds = set(kinds)
     entries: list[AuditEntry] = []
     if "price" in kinds:
-        for model, url_name, describe in (
+        for model, url_name, related, subject, describe in (
             (
                 PlanPrice,
                 "admin:plans_planprice_change",
+                ["plan"],
+                lambda r: f"{r.plan.name} price from {r.valid_from}",
                 lambda r: (
-                    f"from {r.valid_from}: base {r.dau_base_fee}, "
-                    f"+{r.dau_block_price} per {r.dau_block_size:,} DAU, "
-                    f"minimum deposit {r.minimum_deposit}"
+                    f"base {format_cny(r.dau_base_fee)}, +{format_cny(r.dau_block_price)} per "
+                    f"{r.dau_block_size:,} DAU above {r.included_dau:,}, minimum deposit "
+                    f"{format_cny(r.minimum_deposit)}"
                 ),
             ),
             (
                 AddOnPrice,
                 "admin:plans_addonprice_change",
-                lambda r: (
-                    f"from {r.valid_from}: {r.get_availability_display()} "
-                    f"{format_cny(r.unit_price)}"
-                ),
+                ["addon", "plan"],
+                lambda r: f"{r.addon.name} on {r.plan.name} from {r.valid_from}",
+                lambda r: f"{r.get_availability_display()} {format_cny(r.unit_price)}",
             ),
-            (Plan, "admin:plans_plan_change", lambda r: r.name),
-            (AddOn, "admin:plans_addon_change", lambda r: r.name),
+            (Plan, "admin:plans_plan_change", [], lambda r: f"Plan {r.name}", lambda r: r.code),
+            (AddOn, "admin:plans_addon_change", [], lambda r: f"Add-on {r.name}", lambda r: r.code),
         ):
             entries += _history_entries(
                 model,
@@ -422,6 +427,8 @@ def audit_trail(
                 username=username,
                 limit=limit,
                 describe=describe,
+                subject=subject,
+                related=related,
             )
     ledger_kinds = [
         kind
@@ -489,6 +496,8 @@ def audit_trail(
             url_name="admin:plans_dedicatedcontract_change",
             username=username,
             limit=limit,
+            related=["application"],
+            subject=lambda r: f"Contract {r.reference or r.id} for {r.application.app_key}",
             describe=lambda r: (
                 f"{format_cny(r.monthly_fee)} / month from {r.first_day}"
                 + (f" to {r.last_day}" if r.last_day else "")
