@@ -742,9 +742,11 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             raise PermissionDenied
         today = billing_date(timezone.now())
         if request.method != "POST":
-            form = BillingRunStartForm(initial={"period": str(Period.containing(today).previous())})
+            form = BillingRunStartForm(
+                initial={"period": str(Period.containing(today).previous())}, today=today
+            )
             return self._start_page(request, form)
-        form = BillingRunStartForm(request.POST)
+        form = BillingRunStartForm(request.POST, today=today)
         if not form.is_valid():
             return self._start_page(request, form)
         period = form.cleaned_data["period"]
@@ -756,7 +758,9 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             except service_errors() as exc:
                 add_service_error(form, exc)
                 return self._start_page(request, form)
-            confirm = BillingRunStartForm(initial={"period": str(period), "confirmed": True})
+            confirm = BillingRunStartForm(
+                initial={"period": str(period), "confirmed": True}, today=today
+            )
             return self._start_page(request, confirm, confirm_period=period, candidates=candidates)
         try:
             run = runs.billing_run_start(period=period, now=timezone.now(), created_by=request.user)

@@ -83,8 +83,16 @@ class BillingRunStartForm(forms.Form):
     # Set by the confirmation page: the first post only shows how many accounts it will bill.
     confirmed = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
+    def __init__(self, *args, today, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.today = today
+
     def clean_period(self):
         try:
-            return Period.parse(self.cleaned_data["period"].strip())
+            period = Period.parse(self.cleaned_data["period"].strip())
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        if period >= Period.containing(self.today):
+            # A month is billed once it is over (settled at 24:00 on its last day).
+            raise ValidationError(f"{period} has not ended yet; bill a past month.")
+        return period
