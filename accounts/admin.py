@@ -903,14 +903,15 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     Filter by who recorded it: the audit of deposits."""
 
     list_display = [
-        "created_at",
-        "customer",
+        "when",
+        "customer_name",
         "kind",
         "amount_display",
         "reference",
-        "reason",
-        "created_by",
+        "reason_short",
+        "recorded_by",
     ]
+    list_display_links = ["when"]
     list_filter = ["kind", ("created_by", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["customer", "created_by"]
     search_fields = ["customer__name", "customer__external_id", "reference", "reason"]
@@ -927,9 +928,34 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "idempotency_key",
     ]
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(
+            request, {"title": "Ledger: every deposit, debit, credit and adjustment"}
+        )
+
+    @admin.display(description="When", ordering="created_at")
+    def when(self, entry):
+        return format_html('<span class="billing-nowrap">{}</span>', _when(entry.created_at))
+
+    @admin.display(description="Customer", ordering="customer__name")
+    def customer_name(self, entry):
+        return entry.customer.name
+
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, entry):
-        return format_cny(entry.amount)
+        return format_html(
+            '<span class="billing-amount {}">{}</span>',
+            "billing-bad" if entry.amount.amount < 0 else "",
+            format_cny(entry.amount),
+        )
+
+    @admin.display(description="Reason")
+    def reason_short(self, entry):
+        return entry.reason if len(entry.reason) <= 60 else entry.reason[:57] + "…"
+
+    @admin.display(description="Recorded by", ordering="created_by__username")
+    def recorded_by(self, entry):
+        return entry.created_by.get_username() if entry.created_by else "system"
 
 
 class WebhookDeliveryInline(ReadOnlyTabularInline):

@@ -36,6 +36,8 @@ class FinanceAdminSite(admin.AdminSite):
     site_title = "IM billing"
     index_title = "The month at a glance"
     index_template = "admin/finance_index.html"
+    # Finance pages are wide tables; the index and the breadcrumbs are the navigation.
+    enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
         from billingsite.clock import billing_date

@@ -91,6 +91,9 @@ def test_credit_notes_are_read_only(client, manager, month):
     assert client.post(delete_url, {"post": "yes"}).status_code == 403
     note.refresh_from_db()
     assert note.reason == "test"
+    pdf = client.get(reverse("admin:invoices_creditnote_pdf", args=[note.pk]))
+    assert pdf["Content-Type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    assert 'filename="CN-2026-000001.pdf"' in pdf["Content-Disposition"]
 
 
 def test_manager_clears_a_held_invoice_contract_rerate_issue_credit(client, manager, month):
