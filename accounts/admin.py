@@ -396,6 +396,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["can_record_deposit"] = request.user.has_perm("accounts.add_ledgerentry")
         context["show_save_and_add_another"] = False
+        context["can_add_application"] = request.user.has_perm("accounts.add_application")
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def add_view(self, request, form_url="", extra_context=None):

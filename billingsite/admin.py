@@ -43,8 +43,12 @@ class FinanceAdminSite(admin.AdminSite):
         from billingsite.clock import billing_date
         from invoices.dashboard import month_at_a_glance
 
+        # The figures name customers and amounts: only for those who may read both.
+        may_read = request.user.has_perms(["invoices.view_invoice", "accounts.view_customer"])
         context = {
-            "dashboard": month_at_a_glance(today=billing_date(timezone.now())),
+            "dashboard": month_at_a_glance(today=billing_date(timezone.now()))
+            if may_read
+            else None,
             "perms_for_links": _link_permissions(request.user),
         }
         context.update(extra_context or {})

@@ -212,6 +212,9 @@ def test_staff_without_a_finance_role_sees_nothing(client, month):
     from tests.factories import StaffFactory
 
     as_user(client, StaffFactory(username="intern"))
+    index = client.get(reverse("admin:index"))
+    assert index.status_code == 200 and index.context["dashboard"] is None
+    assert "Alpha" not in index.content.decode() and "¥" not in index.content.decode()
     assert client.get(reverse("admin:invoices_invoice_changelist")).status_code == 403
     assert client.get(reverse("admin:audit")).status_code == 403
     assert (
