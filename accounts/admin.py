@@ -122,7 +122,7 @@ class LedgerEntryInline(ReadOnlyTabularInline):
 
     @admin.display(description="When")
     def when(self, entry):
-        return _when(entry.created_at)
+        return format_html('<span class="billing-nowrap">{}</span>', _when(entry.created_at))
 
     @admin.display(description="Amount")
     def signed_amount(self, entry):
