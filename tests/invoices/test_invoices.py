@@ -391,3 +391,35 @@ def test_debit_records_who_issued_and_starts_arrears_like_the_ledger_service(pri
     assert customer.arrears_since == dt.date(2026, 11, 2)
     event = CustomerEvent.objects.get(customer=customer, kind=CustomerEvent.Kind.ARREARS_STARTED)
     assert event.payload["balance"] == "-5900.00"
+
+
+def test_invoices_written_by_the_run_have_their_history_row(price_book):
+    customer, _ = premium_customer(dau=8000)
+    bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
+    invoice = Invoice.objects.get(customer=customer)
+
+    [created] = invoice.history.all()
+    assert created.history_type == "+"
+    assert created.history_user is None
+    assert (created.number, created.status, created.total) == (
+        invoice.number,
+        "issued",
+        invoice.total,
+    )
+    assert (created.customer_id, created.period, created.issued_at) == (
+        customer.pk,
+        invoice.period,
+        BILLING_MOMENT,
+    )
+    assert invoice.created_at == invoice.updated_at == created.history_date
+
+    # Finance's re-rate and issue go through the ORM: one more row each.
+    other, app = premium_customer(dau=8000)
+    usage(app, dt.date(2026, 10, 21), 1, delivered_messages=2_500_000)
+    bill_customer(customer=other, period=OCTOBER, now=BILLING_MOMENT)
+    held = Invoice.objects.get(customer=other)
+    invoice_issue(invoice=held, now=BILLING_MOMENT)
+    assert list(held.history.order_by("history_id").values_list("history_type", "status")) == [
+        ("+", "held"),
+        ("~", "issued"),
+    ]
