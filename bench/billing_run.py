@@ -40,7 +40,7 @@ SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 PERIOD = (2026, 10)
 BILLING_MOMENT = dt.datetime(2026, 11, 2, 0, 0, tzinfo=SHANGHAI)
 CHUNK_TASK = "invoices.tasks.billing_run_chunk"
-DELIVERY_TASK = "accounts.tasks.deliver_customer_event"
+DELIVERY_TASKS = ("accounts.tasks.deliver_customer_events", "accounts.tasks.deliver_customer_event")
 
 
 def db_url_with_name(url: str, name: str) -> str:
@@ -77,7 +77,7 @@ def worker_main(queue: str, tag: str) -> None:
     from billingsite.celery import app
 
     store = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    statements = {"n": 0, "at_start": 0}
+    statements = {"n": 0, "at_start": 0, "cpu_at_start": 0.0}
 
     def count(execute, sql, params, many, context):
         statements["n"] += 1
@@ -89,11 +89,14 @@ def worker_main(queue: str, tag: str) -> None:
     @task_prerun.connect(weak=False)
     def started(task=None, **kwargs):
         statements["at_start"] = statements["n"]
+        statements["cpu_at_start"] = time.process_time()
 
     @task_postrun.connect(weak=False)
     def finished(task=None, retval=None, **kwargs):
         used = statements["n"] - statements["at_start"]
+        cpu_microseconds = int((time.process_time() - statements["cpu_at_start"]) * 1_000_000)
         store.incrby(f"{tag}:statements:{task.name}", used)
+        store.incrby(f"{tag}:cpu_us:{task.name}", cpu_microseconds)
         store.incrby(f"{tag}:tasks:{task.name}", 1)
         if task.name == CHUNK_TASK and isinstance(retval, dict):
             store.incrby(f"{tag}:accounts", sum(retval.values()))
@@ -398,8 +401,10 @@ def scenario(*, url: str, template: str, workers: int, broker: str) -> dict:
         drained_seconds = time.monotonic() - started
         chunk_statements = int(store.get(f"{tag}:statements:{CHUNK_TASK}") or 0)
         accounts = int(store.get(f"{tag}:accounts") or 0)
-        delivery_statements = int(store.get(f"{tag}:statements:{DELIVERY_TASK}") or 0)
-        deliveries = int(store.get(f"{tag}:tasks:{DELIVERY_TASK}") or 0)
+        chunk_cpu = int(store.get(f"{tag}:cpu_us:{CHUNK_TASK}") or 0) / 1000
+        delivery_statements = sum(
+            int(store.get(f"{tag}:statements:{name}") or 0) for name in DELIVERY_TASKS
+        )
         memory = [vm_hwm_mb(p.pid) for p in procs]
         return {
             "workers": workers,
@@ -409,7 +414,8 @@ def scenario(*, url: str, template: str, workers: int, broker: str) -> dict:
             "statements_per_account": chunk_statements / max(accounts, 1),
             "events": events,
             "notification_seconds": drained_seconds - billed_seconds,
-            "statements_per_delivery": delivery_statements / max(deliveries, 1),
+            "statements_per_delivery": delivery_statements / max(events, 1),
+            "worker_cpu_ms_per_account": chunk_cpu / max(accounts, 1),
             "peak_memory_mb": memory,
         }
     finally:
@@ -490,7 +496,8 @@ def main() -> None:
         print(
             f"{workers} worker(s): {run.accounts_done:,} accounts in {result['seconds']:.1f}s = "
             f"{result['accounts_per_second']:.0f} accounts/s; "
-            f"{result['statements_per_account']:.1f} SQL statements per account; "
+            f"{result['statements_per_account']:.1f} SQL statements and "
+            f"{result['worker_cpu_ms_per_account']:.2f} ms worker CPU per account; "
             f"issued {run.invoices_issued:,}, held {run.invoices_held}, failed "
             f"{run.accounts_failed}; peak memory per worker: {memory}"
         )

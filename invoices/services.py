@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import PositiveIntegerField, Sum
 from django.utils import timezone
 from moneyed import Money
@@ -149,35 +149,59 @@ def _hold_reason(rated: RatedAccount) -> str:
 # models' own metadata (columns cannot drift from the models) and values prepared by the
 # models' fields. Reads and rare writes stay on the ORM.
 
-HISTORY_TRACKED = None  # set lazily: the HistoricalInvoice fields copied from the invoice
-
 
 @functools.cache
-def _insert_sql(model, names: tuple[str, ...], rows: int) -> str:
+def _insert_sql(model, names: tuple[str, ...], returning: bool) -> str:
     meta = model._meta
     quote = connection.ops.quote_name
     columns = ", ".join(quote(meta.get_field(name).column) for name in names)
-    row = "(" + ", ".join(["%s"] * len(names)) + ")"
-    return (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)} "
-        f"RETURNING {quote(meta.pk.column)}"
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
     )
+    return f"{sql} RETURNING {quote(meta.pk.column)}" if returning else sql
 
 
-def _insert(model, rows: list[dict]) -> list[int]:
-    """INSERT rows (dicts of attname -> value, same keys) in one statement; their ids."""
+def _params(model, names: tuple[str, ...], row: dict, db) -> list:
+    if db.vendor == "postgresql":
+        # The values are plain Python (str, int, Decimal, date, aware datetime, None), which
+        # the driver adapts as the fields would.
+        return [row[name] for name in names]
+    get_field = model._meta.get_field
+    return [get_field(name).get_db_prep_save(row[name], db) for name in names]
+
+
+def _insert_one(model, row: dict) -> int:
+    """INSERT one row (attname -> value); its id."""
+    db = connections[DEFAULT_DB_ALIAS]
+    names = tuple(row)
+    with db.cursor() as cursor:
+        cursor.execute(_insert_sql(model, names, True), _params(model, names, row, db))
+        return cursor.fetchone()[0]
+
+
+def _insert_many(model, rows: list[dict]) -> None:
+    """INSERT rows with the same keys; one round trip on PostgreSQL (the driver pipelines
+    executemany), and one short statement the driver parses once."""
     if not rows:
-        return []
+        return
+    db = connections[DEFAULT_DB_ALIAS]
     names = tuple(rows[0])
-    fields = [model._meta.get_field(name) for name in names]
-    params = [
-        field.get_db_prep_save(row[name], connection)
-        for row in rows
-        for name, field in zip(names, fields, strict=True)
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, names, len(rows)), params)
-        return [row[0] for row in cursor.fetchall()]
+    with db.cursor() as cursor:
+        cursor.executemany(
+            _insert_sql(model, names, False), [_params(model, names, row, db) for row in rows]
+        )
+
+
+@functools.cache
+def _invoice_history() -> tuple[type, tuple[str, ...]]:
+    """The HistoricalInvoice model and the invoice fields it copies."""
+    model = Invoice.history.model
+    tracked = tuple(
+        field.attname
+        for field in model._meta.concrete_fields
+        if not field.name.startswith("history_")
+    )
+    return model, tracked
 
 
 @functools.cache
@@ -249,17 +273,6 @@ def _line_rows(invoice_id: int, prepared: PreparedAccount) -> list[dict]:
     ]
 
 
-def _history_tracked() -> list[str]:
-    global HISTORY_TRACKED
-    if HISTORY_TRACKED is None:
-        HISTORY_TRACKED = [
-            field.attname
-            for field in Invoice.history.model._meta.concrete_fields
-            if not field.name.startswith("history_")
-        ]
-    return HISTORY_TRACKED
-
-
 def _invoice_write(
     *,
     customer: Customer,
@@ -283,7 +296,7 @@ def _invoice_write(
     fields = {
         "customer_id": customer.pk,
         "period": period.start,
-        "status": Invoice.Status.HELD if rated.hold_reasons else Invoice.Status.DRAFT,
+        "status": (Invoice.Status.HELD if rated.hold_reasons else Invoice.Status.DRAFT).value,
         "number": None,
         "hold_reason": _hold_reason(rated),
         "customer_name": customer.name,
@@ -300,7 +313,7 @@ def _invoice_write(
     }
     if number is not None:
         fields.update(
-            status=Invoice.Status.ISSUED,
+            status=Invoice.Status.ISSUED.value,
             number=number,
             issued_at=now,
             issue_date=billing_date(now),
@@ -317,22 +330,19 @@ def _invoice_write(
     elif system:
         wall = timezone.now()
         fields.update(created_at=wall, updated_at=wall)
-        [invoice_id] = _insert(Invoice, [fields])
-        invoice = Invoice(id=invoice_id, **fields)
-        history = {name: getattr(invoice, name) for name in _history_tracked()}
+        fields["id"] = _insert_one(Invoice, fields)
+        history_model, tracked = _invoice_history()
+        history = {name: fields[name] for name in tracked}
         history.update(
-            total=rated.total,
-            history_date=wall,
-            history_change_reason=None,
-            history_type="+",
-            history_user_id=None,
+            history_date=wall, history_change_reason=None, history_type="+", history_user_id=None
         )
-        _insert(Invoice.history.model, [history])
+        _insert_many(history_model, [history])
+        invoice = Invoice(**fields)
     else:
         orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
         orm_fields["total"] = Money(rated.total, CURRENCY)
         invoice = Invoice.objects.create(**orm_fields)
-    _insert(InvoiceLine, _line_rows(invoice.pk, prepared))
+    _insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
     return invoice
 
 
@@ -378,12 +388,10 @@ def _invoice_debit(
         "created_by_id": getattr(created_by, "pk", None),
         "created_at": now,
     }
-    meta = LedgerEntry._meta
-    values = [
-        meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_debit_sql(tuple(fields)), values)
+    db = connections[DEFAULT_DB_ALIAS]
+    names = tuple(fields)
+    with db.cursor() as cursor:
+        cursor.execute(_debit_sql(names), _params(LedgerEntry, names, fields, db))
         inserted = cursor.fetchone() is not None
     if not inserted:
         ledger_record(
