@@ -338,6 +338,7 @@ def _invoice_write(
         )
         _insert_many(history_model, [history])
         invoice = Invoice(**fields)
+        invoice._state.adding, invoice._state.db = False, connection.alias
     else:
         orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
         orm_fields["total"] = Money(rated.total, CURRENCY)
