@@ -179,17 +179,32 @@ def _insert_one(model, row: dict) -> int:
         return cursor.fetchone()[0]
 
 
+@functools.cache
+def _unnest_insert_sql(model, names: tuple[str, ...]) -> str:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in names]
+    columns = ", ".join(quote(field.column) for field in fields)
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
+
+
 def _insert_many(model, rows: list[dict]) -> None:
-    """INSERT rows with the same keys; one round trip on PostgreSQL (the driver pipelines
-    executemany), and one short statement the driver parses once."""
+    """INSERT rows with the same keys in one round trip. Several rows on PostgreSQL: one array
+    per column (unnest), the same short statement whatever the number of rows, which the
+    driver parses once."""
     if not rows:
         return
     db = connections[DEFAULT_DB_ALIAS]
     names = tuple(rows[0])
     with db.cursor() as cursor:
-        cursor.executemany(
-            _insert_sql(model, names, False), [_params(model, names, row, db) for row in rows]
-        )
+        if db.vendor == "postgresql" and len(rows) > 1:
+            columns = [[row[name] for row in rows] for name in names]
+            cursor.execute(_unnest_insert_sql(model, names), columns)
+        else:
+            cursor.executemany(
+                _insert_sql(model, names, False), [_params(model, names, row, db) for row in rows]
+            )
 
 
 @functools.cache
