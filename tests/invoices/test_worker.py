@@ -39,15 +39,12 @@ BASE_DIR = Path(settings.BASE_DIR)
 WAIT_SECONDS = 90
 
 
-def test_database_url() -> str:
+def worker_database_url() -> str:
     db = connection.settings_dict
     credentials = quote(db["USER"] or "")
     if db.get("PASSWORD"):
         credentials += ":" + quote(db["PASSWORD"])
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture
@@ -73,7 +70,7 @@ def subprocess_env(queue: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         {
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": worker_database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "CELERY_TASK_DEFAULT_QUEUE": queue,
             "CELERY_TASK_ALWAYS_EAGER": "0",
