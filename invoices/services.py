@@ -146,8 +146,9 @@ def _hold_reason(rated: RatedAccount) -> str:
 # The run writes an invoice, its lines, a history row, a debit and an event per account, for
 # thousands of accounts. Building each statement through the ORM costs several times what the
 # database spends on it, so these write the same rows with SQL built once per shape from the
-# models' own metadata (columns cannot drift from the models) and values prepared by the
-# models' fields. Reads and rare writes stay on the ORM.
+# models' own metadata (columns cannot drift from the models); values are plain Python that
+# the PostgreSQL driver adapts, or prepared by the models' fields elsewhere. Reads and writes
+# made by people (re-rate, issue, credit notes) stay on the ORM.
 
 
 @functools.cache
