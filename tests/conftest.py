@@ -31,3 +31,10 @@ postgres_only = pytest.mark.skipif(
     "postgres" not in os.environ.get("DATABASE_URL", ""),
     reason="needs PostgreSQL: runs in .ci/run with DATABASE_URL set",
 )
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    # Password hashing costs ~0.6 s a user with the production hasher; tests only need it to work.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
