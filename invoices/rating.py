@@ -336,6 +336,32 @@ def _contract_line(app: ApplicationInput, contract: ContractSegment, plan: PlanT
     )
 
 
+def _plan_on(day: dt.date, plans: list[PlanTerms], segments: list[PlanSegment]) -> PlanTerms:
+    for plan, segment in zip(plans, segments, strict=True):
+        if segment.first_day <= day <= segment.last_day:
+            return plan
+    return plans[-1]
+
+
+def _uncovered(
+    segment: PlanSegment, contracts: list[ContractSegment]
+) -> list[tuple[dt.date, dt.date]]:
+    """The day ranges of `segment` that no contract covers."""
+    ranges = [(segment.first_day, segment.last_day)]
+    for contract in contracts:
+        remaining = []
+        for first_day, last_day in ranges:
+            if contract.last_day < first_day or contract.first_day > last_day:
+                remaining.append((first_day, last_day))
+                continue
+            if first_day < contract.first_day:
+                remaining.append((first_day, contract.first_day - dt.timedelta(days=1)))
+            if contract.last_day < last_day:
+                remaining.append((contract.last_day + dt.timedelta(days=1), last_day))
+        ranges = remaining
+    return ranges
+
+
 def _validate(app: ApplicationInput) -> None:
     period_end = app.period_start + dt.timedelta(days=app.days_in_month - 1)
     spans = [(s.first_day, s.last_day) for s in app.plan_segments]
@@ -352,8 +378,9 @@ def _validate(app: ApplicationInput) -> None:
 def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplication:
     """Price one application for one period.
 
-    Plan segments give DAU-fee lines (or, where a dedicated contract covers the application,
-    one contract line instead); each add-on is priced per plan segment it overlaps, by that
+    Plan segments give DAU-fee lines, except on days a dedicated contract covers: those are
+    billed by the contract's line instead (a partly covered segment is billed by the table for
+    its uncovered days, at the segment's peak DAU); each add-on is priced per plan segment it overlaps, by that
     segment's plan; included add-ons are 0.00 lines. An application whose peak daily messages
     exceed its plan's limit without a contract gets a hold reason.
     """
@@ -369,19 +396,31 @@ def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplicat
     )
     has_paid_plan = any(plan.dau_base_fee > 0 or plan.dau_block_price > 0 for plan in plans)
     hold_reason = None
-    if app.contracts and plans:
-        for contract in sorted(app.contracts, key=lambda c: c.first_day):
-            lines.append(_contract_line(app, contract, plans[-1]))
+    contracts = sorted(app.contracts, key=lambda c: c.first_day) if plans else []
+    for contract in contracts:
+        lines.append(_contract_line(app, contract, _plan_on(contract.first_day, plans, segments)))
+    if contracts:
         has_paid_plan = True
-    else:
-        for plan, segment in zip(plans, segments, strict=True):
-            lines.append(_dau_line(app, plan, segment))
-        if high_volume:
-            day = f" on {app.peak_messages_day.isoformat()}" if app.peak_messages_day else ""
-            hold_reason = (
-                f"{app.app_key}: high-volume application ({app.peak_daily_messages:,} delivered "
-                f"messages{day}, limit {limit:,} a day) has no dedicated-service contract"
+    uncovered_days = 0
+    for plan, segment in zip(plans, segments, strict=True):
+        # A contract replaces the DAU table only on the days it covers; the other days of the
+        # segment are priced by the table, so a contract from the 16th never leaves days 1-15
+        # unbilled.
+        for first_day, last_day in _uncovered(segment, contracts):
+            uncovered_days += _days(first_day, last_day)
+            piece = PlanSegment(
+                segment.plan_code, first_day, last_day, segment.peak_dau, segment.peak_day
             )
+            lines.append(_dau_line(app, plan, piece))
+    if high_volume and uncovered_days:
+        day = f" on {app.peak_messages_day.isoformat()}" if app.peak_messages_day else ""
+        cover = "has no dedicated-service contract"
+        if contracts:
+            cover = f"has {uncovered_days} day(s) not covered by its dedicated-service contract"
+        hold_reason = (
+            f"{app.app_key}: high-volume application ({app.peak_daily_messages:,} delivered "
+            f"messages{day}, limit {limit:,} a day) {cover}"
+        )
     for addon_segment in sorted(app.addon_segments, key=lambda a: (a.addon_code, a.first_day)):
         for plan, segment in zip(plans, segments, strict=True):
             overlap = _overlap(

@@ -630,15 +630,46 @@ def test_dedicated_contract_replaces_the_dau_fee():
     )
 
 
-def test_dedicated_contract_from_the_16th_is_pro_rata():
+def test_dedicated_contract_from_the_16th_is_pro_rata_and_the_table_bills_days_before_it():
     contract = ContractSegment(Decimal("50000.00"), d("2026-11-16"), NOV.end)
     rated = rate_application(
         book=BOOK, app=app_input("ultimate", 50000, period=NOV, contracts=(contract,))
     )
-    assert amounts(rated) == [("dedicated_service", Decimal("25000.00"))]
+    # Days 1-15 are not covered: the DAU table bills them (8,000 + 4 x 4,500 = 26,000 x 15/30).
+    assert amounts(rated) == [
+        ("dedicated_service", Decimal("25000.00")),
+        ("ultimate", Decimal("13000.00")),
+    ]
+    assert rated.total == Decimal("38000.00")
     assert rated.lines[0].explanation.endswith(
         "pro rata 15 of 30 days: 50,000.00 x 15/30 = 25,000.00"
     )
+    assert (rated.lines[1].first_day, rated.lines[1].last_day) == (NOV.start, d("2026-11-15"))
+
+
+def test_contract_in_the_middle_leaves_table_days_on_both_sides():
+    contract = ContractSegment(Decimal("31000.00"), d("2026-10-11"), d("2026-10-20"))
+    rated = rate_application(book=BOOK, app=app_input("premium", 8000, contracts=(contract,)))
+    assert amounts(rated) == [
+        ("dedicated_service", Decimal("10000.00")),
+        ("premium", Decimal("1935.48")),
+        ("premium", Decimal("2129.03")),
+    ]
+    assert rated.total == Decimal("14064.51")
+
+
+def test_high_volume_with_a_contract_covering_part_of_the_month_is_held():
+    contract = ContractSegment(Decimal("50000.00"), d("2026-10-16"), OCT.end)
+    app = app_input(
+        "premium",
+        8000,
+        contracts=(contract,),
+        peak_daily_messages=3_000_000,
+        peak_messages_day=d("2026-10-20"),
+    )
+    rated = rate_application(book=BOOK, app=app)
+    assert rated.hold_reason is not None
+    assert "15 day(s) not covered by its dedicated-service contract" in rated.hold_reason
 
 
 @pytest.mark.parametrize(

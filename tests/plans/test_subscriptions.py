@@ -640,8 +640,12 @@ def test_contract_is_dated_and_priced_instead_of_the_table():
     )
     usage(application, OCT_20, dau=5000, delivered_messages=3_000_000)
     rated = rate_customer_period(customer=application.customer, period=Period(2026, 10))
-    assert [line.code for line in rated.lines] == ["dedicated_service"]
-    assert rated.total == Decimal("25806.45")  # 50,000 x 16/31
+    assert [line.code for line in rated.lines] == ["dedicated_service", "premium"]
+    # 50,000 x 16/31 for the contract days; the table bills October 1-15: 6,000 x 15/31.
+    assert [line.amount for line in rated.lines] == [Decimal("25806.45"), Decimal("2903.23")]
+    assert rated.total == Decimal("28709.68")
+    # High volume on the 20th, but days 1-15 had no contract: finance reviews the month.
+    assert len(rated.hold_reasons) == 1
 
 
 @pytest.mark.django_db
