@@ -19,8 +19,12 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_price_book
 	$(PY) manage.py demo_setup
+	$(PY) manage.py load_demo_data
+	$(PY) manage.py bill --inline
 	$(PY) manage.py serve
 
+# Two processes by default (the CI machine has two cores); PYTEST_ARGS="-n 0" runs serially.
+PYTEST_ARGS ?= -n 2
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -23,7 +23,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--period", required=True, help="the month to bill, e.g. 2026-10")
+        parser.add_argument(
+            "--period", help="the month to bill, e.g. 2026-10 (default: the previous month)"
+        )
         parser.add_argument(
             "--dry-run", action="store_true", help="print what would be billed; write nothing"
         )
@@ -37,7 +39,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait")
 
-    def handle(self, *args, period: str, dry_run: bool, inline: bool, no_wait: bool, **options):
+    def handle(
+        self, *args, period: str | None, dry_run: bool, inline: bool, no_wait: bool, **options
+    ):
+        if period is None:
+            period = str(Period.containing(timezone.localdate(timezone.now())).previous())
         try:
             billed_period = Period.parse(period)
         except ValueError as exc:

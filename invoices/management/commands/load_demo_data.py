@@ -10,14 +10,16 @@ Idempotent: customers that already exist are left as they are.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from accounts.models import Customer
+from accounts.models import Customer, CustomerUser
 from accounts.services import application_create, customer_create, record_deposit
 from accounts.usage import usage_ingest
 from billingsite.clock import BILLING_TZ, Period, billing_date
@@ -201,12 +203,32 @@ class Command(BaseCommand):
                 continue
             self._load(demo, month, today)
             created += 1
+        self._customer_logins()
         self.stdout.write(
             self.style.SUCCESS(
                 f"demo data: {created} customers loaded with history for {month}. Bill it with "
                 f"`manage.py bill --period {month} --dry-run`, then without --dry-run "
                 "(add --inline if no Celery worker is running)."
             )
+        )
+
+    def _customer_logins(self) -> None:
+        """One invoice-page login per demo customer, named after its external id."""
+        password = os.environ.get("DEMO_PASSWORD", "billing-demo")
+        user_model = get_user_model()
+        for demo in DEMO:
+            customer = Customer.objects.get(external_id=demo.external_id)
+            user, created = user_model.objects.get_or_create(
+                username=demo.external_id, defaults={"email": customer.billing_email}
+            )
+            if created:
+                user.set_password(password)
+                user.save()
+                CustomerUser.objects.create(user=user, customer=customer)
+        names = ", ".join(demo.external_id for demo in DEMO)
+        self.stdout.write(
+            f"customer invoice-page logins (password '{password}'): {names} "
+            "-> http://127.0.0.1:8000/login/"
         )
 
     def _load(self, demo: DemoCustomer, month: Period, today: dt.date) -> None:
