@@ -9,7 +9,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
@@ -21,7 +21,7 @@ from billingsite.clock import Period
 from billingsite.money import format_cny, round_money
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.rating import RatingError, rate_account
-from invoices.selectors import RECOMMENDED_MONTHS, CustomerFinancials
+from invoices.selectors import RECOMMENDED_MONTHS, CustomerFinancials, financials_from
 from plans.selectors import application_inputs, price_book_for_period
 
 ZERO = Decimal("0.00")
@@ -58,29 +58,6 @@ def run_rates(*, customer_ids: Sequence[int], period: Period) -> dict[int, Decim
     return rates
 
 
-def _financials(
-    customer: Customer, *, balance: Decimal, run_rate: Decimal, period: Period
-) -> CustomerFinancials:
-    """The arithmetic of `invoices.selectors.customer_financials` (a test holds them equal)."""
-    from accounts.services import suspension_date
-
-    days_left = None
-    if run_rate > 0:
-        per_day = run_rate / period.days
-        days_left = max(0, int((balance / per_day).to_integral_value(rounding=ROUND_FLOOR)))
-    return CustomerFinancials(
-        balance=balance,
-        monthly_run_rate=run_rate,
-        recommended_balance=round_money(run_rate * RECOMMENDED_MONTHS),
-        days_left=days_left,
-        arrears_since=customer.arrears_since,
-        suspension_date=suspension_date(arrears_since=customer.arrears_since)
-        if customer.arrears_since
-        else None,
-        suspended=customer.suspended_at is not None,
-    )
-
-
 def financials_for_customers(
     *, customers: Sequence[Customer], today: dt.date
 ) -> dict[int, CustomerFinancials | RatingError]:
@@ -95,7 +72,7 @@ def financials_for_customers(
         result[customer.pk] = (
             rate
             if isinstance(rate, RatingError)
-            else _financials(
+            else financials_from(
                 customer, balance=balances.get(customer.pk, ZERO), run_rate=rate, period=period
             )
         )
@@ -272,7 +249,7 @@ def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
     rows = []
     for customer in Customer.objects.filter(pk__in=list(low)):
         balance, rate = low[customer.pk]
-        figures = _financials(customer, balance=balance, run_rate=rate, period=period)
+        figures = financials_from(customer, balance=balance, run_rate=rate, period=period)
         rows.append(
             LowBalanceRow(
                 customer=customer,

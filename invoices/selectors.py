@@ -43,12 +43,12 @@ class CustomerFinancials:
     suspended: bool
 
 
-def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinancials:
+def financials_from(
+    customer: Customer, *, balance: Decimal, run_rate: Decimal, period: Period
+) -> CustomerFinancials:
+    """Balance, run-rate and arrears arithmetic, for one customer or a batch of them."""
     from accounts.services import suspension_date
 
-    balance = ledger_balance(customer=customer)
-    run_rate = estimate_current_month(customer=customer, today=today).total
-    period = Period.containing(today)
     days_left = None
     if run_rate > 0:
         per_day = run_rate / period.days
@@ -63,4 +63,13 @@ def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinanc
         if customer.arrears_since
         else None,
         suspended=customer.suspended_at is not None,
+    )
+
+
+def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinancials:
+    return financials_from(
+        customer,
+        balance=ledger_balance(customer=customer),
+        run_rate=estimate_current_month(customer=customer, today=today).total,
+        period=Period.containing(today),
     )
