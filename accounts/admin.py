@@ -22,7 +22,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
+from moneyed import Money
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.admin_forms import (
@@ -76,19 +77,10 @@ def _safe_next(request, fallback: str) -> str:
 # --- customers ------------------------------------------------------------------------------
 
 
-class ReadOnlyTabularInline(admin.TabularInline):
+class ReadOnlyTabularInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ApplicationInline(ReadOnlyTabularInline):
@@ -112,6 +104,21 @@ def _when(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
 
 
+def _signed_amount_html(*, amount: Money) -> SafeString:
+    """A ledger amount as the inline and the ledger list both show it: red when it lowers the
+    balance, so the two pages read the same."""
+    return format_html(
+        '<span class="billing-amount {}">{}</span>',
+        "billing-bad" if amount.amount < 0 else "",
+        format_cny(amount),
+    )
+
+
+def _recorded_by(*, entry: LedgerEntry) -> str:
+    """Who recorded a ledger entry; entries written by services without a user are "system"."""
+    return entry.created_by.get_username() if entry.created_by else "system"
+
+
 class LedgerEntryInline(ReadOnlyTabularInline):
     model = LedgerEntry
     fields = ["when", "kind", "signed_amount", "reference", "reason", "recorded_by"]
@@ -126,15 +133,11 @@ class LedgerEntryInline(ReadOnlyTabularInline):
 
     @admin.display(description="Amount")
     def signed_amount(self, entry):
-        return format_html(
-            '<span class="billing-amount {}">{}</span>',
-            "billing-bad" if entry.amount.amount < 0 else "",
-            format_cny(entry.amount),
-        )
+        return _signed_amount_html(amount=entry.amount)
 
     @admin.display(description="Recorded by")
     def recorded_by(self, entry):
-        return entry.created_by.get_username() if entry.created_by else "system"
+        return _recorded_by(entry=entry)
 
 
 class InvoiceInline(ReadOnlyTabularInline):
@@ -944,11 +947,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, entry):
-        return format_html(
-            '<span class="billing-amount {}">{}</span>',
-            "billing-bad" if entry.amount.amount < 0 else "",
-            format_cny(entry.amount),
-        )
+        return _signed_amount_html(amount=entry.amount)
 
     @admin.display(description="Reason")
     def reason_short(self, entry):
@@ -956,7 +955,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Recorded by", ordering="created_by__username")
     def recorded_by(self, entry):
-        return entry.created_by.get_username() if entry.created_by else "system"
+        return _recorded_by(entry=entry)
 
 
 class WebhookDeliveryInline(ReadOnlyTabularInline):

@@ -632,6 +632,32 @@ def _addon_change_payload(application: Application, change) -> dict:
     }
 
 
+def _addon_set_response(
+    *,
+    request,
+    application: Application,
+    addon_code: str,
+    data: dict,
+    success_status: int,
+) -> Response:
+    """Set an add-on's quantity from a date and answer with the change or the refusal.
+
+    POST (add, code in the body) and PATCH (change, code in the URL) are the same service
+    call; they differ only in where the code comes from and in the success status."""
+    try:
+        change = addon_set(
+            application=application,
+            addon_code=addon_code,
+            quantity=data["quantity"],
+            effective_date=data["effective_date"],
+            now=timezone.now(),
+            created_by=request.user,
+        )
+    except SubscriptionError as exc:
+        return subscription_refusal(exc)
+    return Response(_addon_change_payload(application, change), status=success_status)
+
+
 ADDON_REFUSALS = {
     400: ERROR_400,
     403: ERROR_403,
@@ -673,18 +699,13 @@ class AddOnListView(ConsoleView):
         if not serializer.is_valid():
             return invalid(serializer)
         data = serializer.validated_data
-        try:
-            change = addon_set(
-                application=application,
-                addon_code=data["addon"],
-                quantity=data["quantity"],
-                effective_date=data["effective_date"],
-                now=timezone.now(),
-                created_by=request.user,
-            )
-        except SubscriptionError as exc:
-            return subscription_refusal(exc)
-        return Response(_addon_change_payload(application, change), status=status.HTTP_201_CREATED)
+        return _addon_set_response(
+            request=request,
+            application=application,
+            addon_code=data["addon"],
+            data=data,
+            success_status=status.HTTP_201_CREATED,
+        )
 
 
 class AddOnDetailView(ConsoleView):
@@ -714,18 +735,13 @@ class AddOnDetailView(ConsoleView):
                 f"application {application.app_key} has no {addon!r} add-on to change",
                 "addon",
             )
-        try:
-            change = addon_set(
-                application=application,
-                addon_code=addon,
-                quantity=data["quantity"],
-                effective_date=data["effective_date"],
-                now=timezone.now(),
-                created_by=request.user,
-            )
-        except SubscriptionError as exc:
-            return subscription_refusal(exc)
-        return Response(_addon_change_payload(application, change))
+        return _addon_set_response(
+            request=request,
+            application=application,
+            addon_code=addon,
+            data=data,
+            success_status=status.HTTP_200_OK,
+        )
 
     @extend_schema(
         operation_id="application_addon_end",

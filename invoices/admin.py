@@ -566,21 +566,12 @@ class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdm
 # --- credit notes -----------------------------------------------------------------------------
 
 
-class CreditNoteLineInline(admin.TabularInline):
+class CreditNoteLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CreditNoteLine
     fields = ["invoice_line_app", "description", "amount_display"]
     readonly_fields = fields
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Application")
     def invoice_line_app(self, line):

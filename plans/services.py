@@ -136,6 +136,16 @@ def _check_month_open(application: Application, day: dt.date, *, field: str) -> 
         )
 
 
+def _lock_open_application(*, application: Application, day: dt.date, field: str) -> Application:
+    """Lock the application, then refuse a decision dated `day` before it existed or in an
+    invoiced month: the same checks, in the same order, that adding, changing and ending an
+    add-on and adding a contract each make before writing."""
+    app = _lock_application(application)
+    _check_not_before_creation(app, day, field=field)
+    _check_month_open(app, day, field=field)
+    return app
+
+
 def _book(day: dt.date, cache: dict[Period, PriceBook]) -> PriceBook:
     period = Period.containing(day)
     if period not in cache:
@@ -380,9 +390,7 @@ def addon_set(
             field="quantity",
         )
     with transaction.atomic():
-        app = _lock_application(application)
-        _check_not_before_creation(app, day, field="effective_date")
-        _check_month_open(app, day, field="effective_date")
+        app = _lock_open_application(application=application, day=day, field="effective_date")
         books: dict[Period, PriceBook] = {}
         plan_change = _in_effect(_live_plan_changes(app), day)
         if plan_change is None or not _offers(_book(day, books), addon.code, plan_change.plan.code):
@@ -438,9 +446,7 @@ def addon_end(
     day = _require_date(effective_date, field="effective_date")
     addon = _addon(addon_code)
     with transaction.atomic():
-        app = _lock_application(application)
-        _check_not_before_creation(app, day, field="effective_date")
-        _check_month_open(app, day, field="effective_date")
+        app = _lock_open_application(application=application, day=day, field="effective_date")
         rows = _live_addon_changes(app, addon)
         earlier = [r for r in rows if r.effective_date < day]
         later = [r for r in rows if r.effective_date >= day]
@@ -501,9 +507,7 @@ def contract_add(
             field="last_day",
         )
     with transaction.atomic():
-        app = _lock_application(application)
-        _check_not_before_creation(app, first, field="first_day")
-        _check_month_open(app, first, field="first_day")
+        app = _lock_open_application(application=application, day=first, field="first_day")
         overlapping = DedicatedContract.objects.filter(application=app)
         if last is not None:
             overlapping = overlapping.filter(first_day__lte=last)
