@@ -31,16 +31,23 @@ def _suspension_due(*, arrears_since: dt.date, today: dt.date) -> bool:
     return suspension_date(arrears_since=arrears_since) <= today
 
 
+def _lock_in_open_arrears(*, customer: Customer) -> tuple[Customer, dt.date | None]:
+    """Lock the customer and return it with the day its arrears began, or None when it is not
+    in arrears or already suspended. Warning and suspending both re-read this under the lock:
+    a deposit or another run may have changed it since the customer was selected."""
+    locked = lock_customer(customer=customer)
+    if locked.suspended_at is not None:
+        return locked, None
+    return locked, locked.arrears_since
+
+
 def customer_suspend(*, customer: Customer, now: dt.datetime) -> bool:
     """Suspend the customer's applications if its arrears are past the grace period. Returns
     whether it did (False: deposit arrived meanwhile, or already suspended)."""
     today = billing_date(now)
     with transaction.atomic():
-        locked = lock_customer(customer=customer)
-        since = locked.arrears_since
-        if since is None or locked.suspended_at is not None:
-            return False
-        if not _suspension_due(arrears_since=since, today=today):
+        locked, since = _lock_in_open_arrears(customer=customer)
+        if since is None or not _suspension_due(arrears_since=since, today=today):
             return False
         locked.suspended_at = now
         locked.save(update_fields=["suspended_at"])
@@ -63,11 +70,8 @@ def customer_warn(*, customer: Customer, now: dt.datetime) -> bool:
     """Tell the customer its service stops in two days (once per arrears episode)."""
     today = billing_date(now)
     with transaction.atomic():
-        locked = lock_customer(customer=customer)
-        since = locked.arrears_since
-        if since is None or locked.suspended_at is not None:
-            return False
-        if not _warning_due(arrears_since=since, today=today):
+        locked, since = _lock_in_open_arrears(customer=customer)
+        if since is None or not _warning_due(arrears_since=since, today=today):
             return False
         _event, created = record_customer_event(
             customer=locked,

@@ -355,6 +355,17 @@ def _split_rows(
     return rows
 
 
+def _revenue_by_document(
+    rows: Iterable[dict], *, document_key: str
+) -> Iterator[tuple[dict, list[tuple[Account, Decimal]]]]:
+    """Per document, from per-category rows ordered by `document_key`: its first row (for the
+    document's own fields) and its revenue accounts and amounts in the journal's category
+    order. Invoices and credit notes split into revenue the same way, on opposite sides."""
+    for _, group in itertools.groupby(rows, key=lambda row: row[document_key]):
+        parts = sorted(group, key=lambda row: CATEGORY_ORDER.get(row["category"], 99))
+        yield parts[0], [(REVENUE_ACCOUNTS[p["category"]], p["amount"]) for p in parts]
+
+
 def _invoice_postings(period: Period) -> Iterator[JournalRow]:
     rows = (
         InvoiceLine.objects.filter(
@@ -374,13 +385,11 @@ def _invoice_postings(period: Period) -> Iterator[JournalRow]:
         .order_by("invoice__issue_date", "invoice__number", "invoice_id", "category")
         .iterator(chunk_size=CHUNK_SIZE)
     )
-    for _, group in itertools.groupby(rows, key=lambda row: row["invoice_id"]):
-        parts = sorted(group, key=lambda row: CATEGORY_ORDER.get(row["category"], 99))
-        first = parts[0]
+    for first, parts in _revenue_by_document(rows, document_key="invoice_id"):
         yield from _split_rows(
             total_account=PREPAID_BALANCE,
             total_side="debit",
-            parts=[(REVENUE_ACCOUNTS[p["category"]], p["amount"]) for p in parts],
+            parts=parts,
             date=first["invoice__issue_date"],
             document_type=DocumentType.INVOICE,
             document_number=first["invoice__number"],
@@ -410,13 +419,11 @@ def _credit_note_postings(period: Period) -> Iterator[JournalRow]:
         .order_by("credit_note__issue_date", "credit_note__number", "credit_note_id", "category")
         .iterator(chunk_size=CHUNK_SIZE)
     )
-    for _, group in itertools.groupby(rows, key=lambda row: row["credit_note_id"]):
-        parts = sorted(group, key=lambda row: CATEGORY_ORDER.get(row["category"], 99))
-        first = parts[0]
+    for first, parts in _revenue_by_document(rows, document_key="credit_note_id"):
         yield from _split_rows(
             total_account=PREPAID_BALANCE,
             total_side="credit",
-            parts=[(REVENUE_ACCOUNTS[p["category"]], p["amount"]) for p in parts],
+            parts=parts,
             date=first["credit_note__issue_date"],
             document_type=DocumentType.CREDIT_NOTE,
             document_number=first["credit_note__number"],

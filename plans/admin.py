@@ -15,7 +15,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
-from django.db.models import TextField
+from django.db.models import QuerySet, TextField
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -233,6 +233,16 @@ class PriceHistoryMixin(HistoryViewOnlyMixin):
         super().save_formset(request, form, formset, change)
 
 
+def _price_history_html(*, history: QuerySet, url_name: str, addon: bool = False) -> str:
+    """The latest 50 saved price rows, newest first: the plan and add-on pages show their
+    price changes with the same template (`addon` picks the add-on row wording)."""
+    records = history.order_by("-history_date")[:50]
+    context = {"records": records, "url_name": url_name}
+    if addon:
+        context["addon"] = True
+    return render_to_string("admin/billing/_price_history.html", context)
+
+
 @admin.register(Plan)
 class PlanAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     list_display = [
@@ -273,14 +283,9 @@ class PlanAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     def price_changes(self, plan):
         if plan.pk is None:
             return "—"
-        records = (
-            PlanPrice.history.filter(plan_id=plan.pk)
-            .select_related("history_user")
-            .order_by("-history_date")[:50]
-        )
-        return render_to_string(
-            "admin/billing/_price_history.html",
-            {"records": records, "url_name": "admin:plans_planprice_history"},
+        return _price_history_html(
+            history=PlanPrice.history.filter(plan_id=plan.pk).select_related("history_user"),
+            url_name="admin:plans_planprice_history",
         )
 
 
@@ -308,14 +313,12 @@ class AddOnAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     def price_changes(self, addon):
         if addon.pk is None:
             return "—"
-        records = (
-            AddOnPrice.history.filter(addon_id=addon.pk)
-            .select_related("history_user", "plan")
-            .order_by("-history_date")[:50]
-        )
-        return render_to_string(
-            "admin/billing/_price_history.html",
-            {"records": records, "url_name": "admin:plans_addonprice_history", "addon": True},
+        return _price_history_html(
+            history=AddOnPrice.history.filter(addon_id=addon.pk).select_related(
+                "history_user", "plan"
+            ),
+            url_name="admin:plans_addonprice_history",
+            addon=True,
         )
 
 
