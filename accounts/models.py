@@ -96,6 +96,7 @@ class DailyUsage(models.Model):
             ),
         ]
         ordering = ["application_id", "day"]
+        verbose_name_plural = "daily usage"
 
     def __str__(self) -> str:
         return f"{self.application_id} {self.day}: dau={self.dau}"

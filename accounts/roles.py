@@ -43,6 +43,8 @@ ALL_MODELS = {
         "billingrunerror",
         "numbersequence",
     ],
+    # The month-end and arrears schedule, so finance can see when jobs fire.
+    "django_celery_beat": ["periodictask", "crontabschedule"],
 }
 
 
@@ -102,8 +104,24 @@ def sync_roles(apps=None) -> None:
     permission_model = registry.get_model("auth", "Permission")
     for role, wanted in ROLE_PERMISSIONS.items():
         group, _ = group_model.objects.get_or_create(name=role)
+        # A permission whose app is not migrated yet is skipped; a later migration re-syncs.
         permissions = [
-            permission_model.objects.get(content_type__app_label=app, codename=codename)
+            permission
             for app, codename in sorted(wanted)
+            for permission in permission_model.objects.filter(
+                content_type__app_label=app, codename=codename
+            )
         ]
         group.permissions.set(permissions)
+
+
+def sync_roles_migration(apps, schema_editor) -> None:
+    """RunPython step: create the permissions now (Django normally does it after all
+    migrations), then sync the groups."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = None
+    sync_roles(apps)

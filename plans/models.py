@@ -96,6 +96,7 @@ class AddOn(models.Model):
 
     class Meta:
         ordering = ["sort_order", "code"]
+        verbose_name = "add-on"
 
     def __str__(self) -> str:
         return self.name
@@ -120,6 +121,7 @@ class AddOnPrice(models.Model):
 
     class Meta:
         ordering = ["addon__sort_order", "plan__rank", "-valid_from"]
+        verbose_name = "add-on price"
         constraints = [
             models.UniqueConstraint(
                 fields=["addon", "plan", "valid_from"], name="addon_price_once_per_date"
@@ -189,6 +191,7 @@ class AddOnChange(models.Model):
 
     class Meta:
         ordering = ["application_id", "addon_id", "effective_date", "id"]
+        verbose_name = "add-on change"
         constraints = [
             models.UniqueConstraint(
                 fields=["application", "addon", "effective_date"],

@@ -1,6 +1,10 @@
 import os
 
 import pytest
+
+# DRF's throttles keep `time.time` as a class attribute; imported for the first time inside a
+# freezegun block they would keep freezegun's fake for the whole run (order-dependent failures).
+import rest_framework.throttling  # noqa: F401,E402
 from django.db import connection
 
 from plans.price_book import load_price_book

@@ -18,6 +18,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
@@ -27,6 +28,12 @@ class UserFactory(factory.django.DjangoModelFactory):
     def groups(self, create, extracted, **kwargs):
         for name in extracted or ():
             self.groups.add(Group.objects.get(name=name))
+
+    @factory.post_generation
+    def _store_password(self, create, extracted, **kwargs):
+        # set_password only hashes; this stores the hash (declared last, so it runs last).
+        if create:
+            self.save(update_fields=["password"])
 
 
 class StaffFactory(UserFactory):

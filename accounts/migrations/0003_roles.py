@@ -1,16 +1,10 @@
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 
 def make_roles(apps, schema_editor):
-    # Permissions are normally created after all migrations; the groups need them now.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-    from accounts.roles import sync_roles
+    from accounts.roles import sync_roles_migration
 
-    sync_roles(apps)
+    sync_roles_migration(apps, schema_editor)
 
 
 class Migration(migrations.Migration):
