@@ -47,9 +47,14 @@ def record_customer_event(
         payload=payload,
         created_at=now,
     )
-    event_id = event.pk
-    transaction.on_commit(lambda: _enqueue(event_id))
+    deliver_after_commit(event.pk)
     return event, True
+
+
+def deliver_after_commit(event_id: int) -> None:
+    """Queue the delivery of an event recorded in the current transaction once it commits
+    (for events inserted by other statements than `record_customer_event`)."""
+    transaction.on_commit(lambda: _enqueue(event_id))
 
 
 @contextmanager

@@ -157,23 +157,39 @@ def record_adjustment(
     )
 
 
+def arrears_started_event(
+    *, customer_id: int, today: dt.date, balance: Decimal | None
+) -> tuple[str, dict]:
+    """Dedupe key and payload of the arrears-started event (`balance` None: left out, for a
+    writer that fills it in later)."""
+    payload = {
+        "balance": None if balance is None else f"{balance:.2f}",
+        "arrears_since": today.isoformat(),
+        "suspension_date": suspension_date(arrears_since=today).isoformat(),
+    }
+    return f"arrears_started:{customer_id}:{today.isoformat()}", payload
+
+
 def update_arrears(*, customer: Customer, now: dt.datetime) -> None:
     """Start arrears when the balance is below zero; end them (and lift a suspension) when it
-    is back at zero or above. The caller holds the customer's row lock."""
+    is back at zero or above. The caller holds the customer's row lock.
+
+    The customer's history gets a row for each change (the fields themselves are not tracked,
+    but the accounting export's `updated_at` of a customer, whose status they decide, is its
+    latest history row)."""
     balance = ledger_balance(customer=customer)
     today = billing_date(now)
     if balance < 0 and customer.arrears_since is None:
         customer.arrears_since = today
         customer.save(update_fields=["arrears_since"])
+        dedupe_key, payload = arrears_started_event(
+            customer_id=customer.pk, today=today, balance=balance
+        )
         record_customer_event(
             customer=customer,
             kind=CustomerEvent.Kind.ARREARS_STARTED,
-            dedupe_key=f"arrears_started:{customer.pk}:{today.isoformat()}",
-            payload={
-                "balance": f"{balance:.2f}",
-                "arrears_since": today.isoformat(),
-                "suspension_date": suspension_date(arrears_since=today).isoformat(),
-            },
+            dedupe_key=dedupe_key,
+            payload=payload,
             now=now,
         )
     elif balance >= 0 and customer.arrears_since is not None:

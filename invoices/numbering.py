@@ -21,29 +21,30 @@ def format_number(*, series: str, year: int, number: int) -> str:
     return f"{series}-{year:04d}-{number:0{NUMBER_DIGITS}d}"
 
 
+def number_bump_sql(*, rows_from: str = "") -> str:
+    """The statement that takes the next number: an upsert whose first run in a year creates
+    the row and whose later runs bump it, returning the new last number. The bump row-locks the
+    sequence until the transaction ends (SQLite: its writers take turns), so concurrent issuers
+    queue and a rollback gives the number back. Parameters: series, year. `rows_from`: a FROM
+    clause the new row depends on (a statement that must run first, such as a row lock)."""
+    connection = transaction.get_connection()
+    quote = connection.ops.quote_name
+    table = quote(NumberSequence._meta.db_table)
+    last = quote(NumberSequence._meta.get_field("last_number").column)
+    source = f" FROM {rows_from}" if rows_from else ""
+    return (
+        f"INSERT INTO {table} (series, year, {last}) SELECT %s, %s, 1{source} "
+        f"ON CONFLICT (series, year) DO UPDATE SET {last} = {table}.{last} + 1 "
+        f"RETURNING {last}"
+    )
+
+
 def number_allocate(*, series: str, year: int) -> str:
     """The next number of `series` in `year`. Must run inside the issuing transaction."""
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("numbers are allocated inside the issuing transaction")
-    table = connection.ops.quote_name(NumberSequence._meta.db_table)
-    # SELECT ... FOR UPDATE and UPDATE in plain SQL: issuing runs thousands of times a run.
-    locked = f"SELECT id, last_number FROM {table} WHERE series = %s AND year = %s"
-    if connection.features.has_select_for_update:
-        locked += " FOR UPDATE"  # SQLite has no row locks: its writers take turns anyway
     with connection.cursor() as cursor:
-        cursor.execute(locked, [series, year])
-        row = cursor.fetchone()
-        if row is None:
-            # First number of the year. ON CONFLICT DO NOTHING: when two transactions race to
-            # create the row, one inserts it and the other waits for it, then locks it below.
-            NumberSequence.objects.bulk_create(
-                [NumberSequence(series=series, year=year, last_number=0)], ignore_conflicts=True
-            )
-            cursor.execute(locked, [series, year])
-            row = cursor.fetchone()
-        sequence_id, last_number = row
-        cursor.execute(
-            f"UPDATE {table} SET last_number = %s WHERE id = %s", [last_number + 1, sequence_id]
-        )
-    return format_number(series=series, year=year, number=last_number + 1)
+        cursor.execute(number_bump_sql(), [series, year])
+        (number,) = cursor.fetchone()
+    return format_number(series=series, year=year, number=number)

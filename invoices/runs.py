@@ -33,8 +33,8 @@ from invoices.services import (
     PreparedAccount,
     accounts_rate,
     bill_account,
-    billing_run_bump,
 )
+from invoices.statements import billing_run_bump
 from plans.models import DedicatedContract, Plan, PlanChange
 from plans.selectors import price_book_for_period
 

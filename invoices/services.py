@@ -15,23 +15,27 @@ Invariants kept here:
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import PositiveIntegerField, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from moneyed import Money
 
-from accounts.events import record_customer_event
+from accounts.events import deliver_after_commit, record_customer_event
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
-from accounts.selectors import ledger_balance
-from accounts.services import ledger_record, lock_customer, update_arrears
+from accounts.services import (
+    arrears_started_event,
+    ledger_record,
+    lock_customer,
+    update_arrears,
+)
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
+from invoices import statements
 from invoices.models import (
     BillingRun,
     BillingRunError,
@@ -142,123 +146,6 @@ def _hold_reason(rated: RatedAccount) -> str:
     return "\n".join(rated.hold_reasons)
 
 
-# --- Statements of the hot path ---------------------------------------------------------------
-# The run writes an invoice, its lines, a history row, a debit and an event per account, for
-# thousands of accounts. Building each statement through the ORM costs several times what the
-# database spends on it, so these write the same rows with SQL built once per shape from the
-# models' own metadata (columns cannot drift from the models); values are plain Python that
-# the PostgreSQL driver adapts, or prepared by the models' fields elsewhere. Reads and writes
-# made by people (re-rate, issue, credit notes) stay on the ORM.
-
-
-@functools.cache
-def _insert_sql(model, names: tuple[str, ...], returning: bool) -> str:
-    meta = model._meta
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
-    )
-    return f"{sql} RETURNING {quote(meta.pk.column)}" if returning else sql
-
-
-def _params(model, names: tuple[str, ...], row: dict, db) -> list:
-    if db.vendor == "postgresql":
-        # The values are plain Python (str, int, Decimal, date, aware datetime, None), which
-        # the driver adapts as the fields would.
-        return [row[name] for name in names]
-    get_field = model._meta.get_field
-    return [get_field(name).get_db_prep_save(row[name], db) for name in names]
-
-
-def _insert_one(model, row: dict) -> int:
-    """INSERT one row (attname -> value); its id."""
-    db = connections[DEFAULT_DB_ALIAS]
-    names = tuple(row)
-    with db.cursor() as cursor:
-        cursor.execute(_insert_sql(model, names, True), _params(model, names, row, db))
-        return cursor.fetchone()[0]
-
-
-@functools.cache
-def _unnest_insert_sql(model, names: tuple[str, ...]) -> str:
-    meta = model._meta
-    quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in names]
-    columns = ", ".join(quote(field.column) for field in fields)
-    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
-    return f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT * FROM unnest({arrays})"
-
-
-def _insert_many(model, rows: list[dict]) -> None:
-    """INSERT rows with the same keys in one round trip. Several rows on PostgreSQL: one array
-    per column (unnest), the same short statement whatever the number of rows, which the
-    driver parses once."""
-    if not rows:
-        return
-    db = connections[DEFAULT_DB_ALIAS]
-    names = tuple(rows[0])
-    with db.cursor() as cursor:
-        if db.vendor == "postgresql" and len(rows) > 1:
-            columns = [[row[name] for row in rows] for name in names]
-            cursor.execute(_unnest_insert_sql(model, names), columns)
-        else:
-            cursor.executemany(
-                _insert_sql(model, names, False), [_params(model, names, row, db) for row in rows]
-            )
-
-
-@functools.cache
-def _invoice_history() -> tuple[type, tuple[str, ...]]:
-    """The HistoricalInvoice model and the invoice fields it copies."""
-    model = Invoice.history.model
-    tracked = tuple(
-        field.attname
-        for field in model._meta.concrete_fields
-        if not field.name.startswith("history_")
-    )
-    return model, tracked
-
-
-@functools.cache
-def _customer_lock_sql() -> tuple[str, list[str]]:
-    meta = Customer._meta
-    quote = connection.ops.quote_name
-    fields = meta.concrete_fields
-    columns = ", ".join(quote(field.column) for field in fields)
-    sql = (
-        f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s "
-        "FOR UPDATE"
-    )
-    return sql, [field.attname for field in fields]
-
-
-def _lock_customer(customer_id: int) -> Customer:
-    """`accounts.services.lock_customer`: the same SELECT ... FOR UPDATE of the customer row,
-    without the ORM's query building on PostgreSQL (whose driver returns Python values)."""
-    if connection.vendor != "postgresql":
-        return lock_customer(customer=customer_id)
-    sql, names = _customer_lock_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [customer_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
-    return Customer.from_db(connection.alias, names, row)
-
-
-def _ledger_balance(customer_id: int) -> Decimal:
-    if connection.vendor != "postgresql":
-        return ledger_balance(customer=customer_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COALESCE(SUM(amount), 0) FROM {LedgerEntry._meta.db_table} "
-            "WHERE customer_id = %s",
-            [customer_id],
-        )
-        return cursor.fetchone()[0].quantize(Decimal("0.01"))
-
-
 def _line_rows(invoice_id: int, prepared: PreparedAccount) -> list[dict]:
     return [
         {
@@ -289,6 +176,57 @@ def _line_rows(invoice_id: int, prepared: PreparedAccount) -> list[dict]:
     ]
 
 
+def _invoice_row(
+    *,
+    customer: Customer,
+    period: Period,
+    rated: RatedAccount,
+    now: dt.datetime,
+    billing_run: BillingRun | None,
+    number: str | None,
+    issued_by,
+) -> dict:
+    """What an invoice holds (attname -> value): the frozen customer details and the rated
+    total; issued when `number` is given, else held (with its reasons) or draft."""
+    row = {
+        "customer_id": customer.pk,
+        "period": period.start,
+        "status": (Invoice.Status.HELD if rated.hold_reasons else Invoice.Status.DRAFT).value,
+        "number": None,
+        "hold_reason": _hold_reason(rated),
+        "customer_name": customer.name,
+        "customer_address": customer.address,
+        "customer_tax_id": customer.tax_id,
+        "customer_email": customer.billing_email,
+        "total_currency": CURRENCY,
+        "total": rated.total,
+        "rated_at": now,
+        "issued_at": None,
+        "issue_date": None,
+        "issued_by_id": None,
+        "billing_run_id": billing_run.pk if billing_run is not None else None,
+    }
+    if number is not None:
+        row.update(
+            status=Invoice.Status.ISSUED.value,
+            number=number,
+            issued_at=now,
+            issue_date=billing_date(now),
+            issued_by_id=getattr(issued_by, "pk", None),
+        )
+    return row
+
+
+def _history_row(invoice_row: dict, *, at: dt.datetime) -> dict:
+    """The history row simple-history writes for a new invoice saved by no user."""
+    _, tracked = statements.invoice_history()
+    history = {name: invoice_row[name] for name in tracked}
+    history.update(
+        history_date=at, history_change_reason=None, history_type="+", history_user_id=None
+    )
+    return history
+
+
 def _invoice_write(
     *,
     customer: Customer,
@@ -309,32 +247,15 @@ def _invoice_write(
     user of the request."""
     rated = prepared.rated
     assert rated is not None
-    fields = {
-        "customer_id": customer.pk,
-        "period": period.start,
-        "status": (Invoice.Status.HELD if rated.hold_reasons else Invoice.Status.DRAFT).value,
-        "number": None,
-        "hold_reason": _hold_reason(rated),
-        "customer_name": customer.name,
-        "customer_address": customer.address,
-        "customer_tax_id": customer.tax_id,
-        "customer_email": customer.billing_email,
-        "total_currency": CURRENCY,
-        "total": rated.total,
-        "rated_at": now,
-        "issued_at": None,
-        "issue_date": None,
-        "issued_by_id": None,
-        "billing_run_id": billing_run.pk if billing_run is not None else None,
-    }
-    if number is not None:
-        fields.update(
-            status=Invoice.Status.ISSUED.value,
-            number=number,
-            issued_at=now,
-            issue_date=billing_date(now),
-            issued_by_id=getattr(issued_by, "pk", None),
-        )
+    fields = _invoice_row(
+        customer=customer,
+        period=period,
+        rated=rated,
+        now=now,
+        billing_run=billing_run,
+        number=number,
+        issued_by=issued_by,
+    )
     if existing is not None:
         # Only drafts and held invoices are replaced; the caller checked under the lock.
         InvoiceLine.objects.filter(invoice=existing).delete()
@@ -346,39 +267,42 @@ def _invoice_write(
     elif system:
         wall = timezone.now()
         fields.update(created_at=wall, updated_at=wall)
-        fields["id"] = _insert_one(Invoice, fields)
-        history_model, tracked = _invoice_history()
-        history = {name: fields[name] for name in tracked}
-        history.update(
-            history_date=wall, history_change_reason=None, history_type="+", history_user_id=None
-        )
-        _insert_many(history_model, [history])
+        fields["id"] = statements.insert_one(Invoice, fields)
+        history_model, _ = statements.invoice_history()
+        statements.insert_many(history_model, [_history_row(fields, at=wall)])
         invoice = Invoice(**fields)
         invoice._state.adding, invoice._state.db = False, connection.alias
     else:
         orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
         orm_fields["total"] = Money(rated.total, CURRENCY)
         invoice = Invoice.objects.create(**orm_fields)
-    _insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
+    statements.insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
     return invoice
 
 
-def _invoice_debit_key(invoice: Invoice) -> str:
-    # One debit per customer and period, whatever retries or re-runs happen: an issued invoice
-    # is never deleted, so no second invoice can ever exist for the same pair.
-    return f"invoice-debit:{invoice.customer_id}:{invoice.period:%Y-%m}"
-
-
-@functools.cache
-def _debit_sql(names: tuple[str, ...]) -> str:
-    meta = LedgerEntry._meta
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
-    return (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) "
-        f"VALUES ({', '.join(['%s'] * len(names))}) "
-        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-    )
+def _debit_row(
+    *,
+    customer_id: int,
+    number: str,
+    period_start: dt.date,
+    amount: Decimal,
+    now: dt.datetime,
+    created_by,
+) -> dict:
+    """The ledger entry that debits an issued invoice. One per customer and period, whatever
+    retries or re-runs happen: an issued invoice is never deleted, so no second invoice can
+    ever exist for the same pair."""
+    return {
+        "customer_id": customer_id,
+        "kind": LedgerEntry.Kind.INVOICE_DEBIT.value,
+        "amount_currency": CURRENCY,
+        "amount": amount,
+        "idempotency_key": f"invoice-debit:{customer_id}:{period_start:%Y-%m}",
+        "reference": number,
+        "reason": f"Invoice {number} for {period_start:%Y-%m}",
+        "created_by_id": getattr(created_by, "pk", None),
+        "created_at": now,
+    }
 
 
 def _invoice_debit(
@@ -394,37 +318,47 @@ def _invoice_debit(
     balance changes the arrears state (the only case in which it does anything). When the key
     already exists, ledger_record decides: it returns the first entry or raises
     IdempotencyConflict."""
-    fields = {
-        "customer_id": customer.pk,
-        "kind": LedgerEntry.Kind.INVOICE_DEBIT.value,
-        "amount_currency": CURRENCY,
-        "amount": amount,
-        "idempotency_key": _invoice_debit_key(invoice),
-        "reference": invoice.number,
-        "reason": f"Invoice {invoice.number} for {invoice.period:%Y-%m}",
-        "created_by_id": getattr(created_by, "pk", None),
-        "created_at": now,
-    }
-    db = connections[DEFAULT_DB_ALIAS]
-    names = tuple(fields)
-    with db.cursor() as cursor:
-        cursor.execute(_debit_sql(names), _params(LedgerEntry, names, fields, db))
-        inserted = cursor.fetchone() is not None
-    if not inserted:
+    row = _debit_row(
+        customer_id=customer.pk,
+        number=invoice.number,
+        period_start=invoice.period,
+        amount=amount,
+        now=now,
+        created_by=created_by,
+    )
+    if not statements.debit_insert(row):
         ledger_record(
             customer=customer,
             kind=LedgerEntry.Kind.INVOICE_DEBIT,
             amount=amount,
-            idempotency_key=fields["idempotency_key"],
-            reference=fields["reference"],
-            reason=fields["reason"],
+            idempotency_key=row["idempotency_key"],
+            reference=row["reference"],
+            reason=row["reason"],
             now=now,
             created_by=created_by,
         )
         return
-    in_arrears = customer.arrears_since is not None
-    if (_ledger_balance(customer.pk) < 0) != in_arrears:
+    _arrears_follow(customer=customer, balance=statements.ledger_balance_now(customer.pk), now=now)
+
+
+def _arrears_follow(*, customer: Customer, balance: Decimal, now: dt.datetime) -> None:
+    """After a debit: `update_arrears` when the new balance changes the arrears state (the only
+    case in which it does anything)."""
+    if (balance < 0) != (customer.arrears_since is not None):
         update_arrears(customer=customer, now=now)
+
+
+def _issued_event(
+    *, invoice_id: int, number: str, period_start: dt.date, total: Decimal, issue_date: dt.date
+) -> tuple[str, dict]:
+    """Dedupe key and payload of the invoice-issued event."""
+    return f"invoice_issued:{invoice_id}", {
+        "invoice_id": invoice_id,
+        "invoice_number": number,
+        "period": f"{period_start:%Y-%m}",
+        "total": format_amount(total),
+        "issue_date": issue_date.isoformat(),
+    }
 
 
 def _after_issue(*, invoice: Invoice, customer: Customer, now: dt.datetime, issued_by) -> None:
@@ -435,17 +369,18 @@ def _after_issue(*, invoice: Invoice, customer: Customer, now: dt.datetime, issu
         _invoice_debit(
             customer=customer, invoice=invoice, amount=-total, now=now, created_by=issued_by
         )
+    dedupe_key, payload = _issued_event(
+        invoice_id=invoice.pk,
+        number=invoice.number,
+        period_start=invoice.period,
+        total=total,
+        issue_date=invoice.issue_date,
+    )
     record_customer_event(
         customer=customer,
         kind=CustomerEvent.Kind.INVOICE_ISSUED,
-        dedupe_key=f"invoice_issued:{invoice.pk}",
-        payload={
-            "invoice_id": invoice.pk,
-            "invoice_number": invoice.number,
-            "period": f"{invoice.period:%Y-%m}",
-            "total": format_amount(invoice.total),
-            "issue_date": invoice.issue_date.isoformat(),
-        },
+        dedupe_key=dedupe_key,
+        payload=payload,
         now=now,
     )
 
@@ -554,29 +489,6 @@ def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invo
 # --- The run's per-account step ---------------------------------------------------------------
 
 
-def billing_run_bump(run_id: int, **deltas: int) -> None:
-    """Add to a run's counters in the database (`SET n = n + delta`, what an F() update
-    compiles to), so parallel workers never lose an update. Precompiled: the run bumps once
-    per account."""
-    names = tuple(sorted(name for name, delta in deltas.items() if delta))
-    if not names:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_bump_sql(names), [deltas[name] for name in names] + [run_id])
-
-
-@functools.cache
-def _bump_sql(names: tuple[str, ...]) -> str:
-    meta = BillingRun._meta
-    quote = connection.ops.quote_name
-    for name in names:
-        field = meta.get_field(name)
-        if not isinstance(field, PositiveIntegerField):
-            raise ValueError(f"{name} is not a counter of BillingRun")
-    assignments = ", ".join(f"{quote(name)} = {quote(name)} + %s" for name in names)
-    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
-
-
 def bill_account(
     *,
     customer_id: int,
@@ -596,8 +508,27 @@ def bill_account(
     the account, which a success resolves. `invoice_absent`: the caller's batched read found no
     invoice for the period, so it is not read again; if another worker wrote one meanwhile, the
     unique (customer, period) constraint raises IntegrityError and nothing is written."""
+    if (
+        invoice_absent
+        and not unresolved_error
+        and connection.vendor == "postgresql"
+        and prepared.error is None
+        and prepared.billable
+        and not prepared.rated.hold_reasons
+        and prepared.rated.lines
+    ):
+        # The common case of a month-end run, in three statements (see _issue_for_run).
+        with transaction.atomic():
+            _issue_for_run(
+                customer_id=customer_id,
+                period=period,
+                now=now,
+                prepared=prepared,
+                billing_run=billing_run,
+            )
+        return ISSUED
     with transaction.atomic():
-        customer = _lock_customer(customer_id)
+        customer = statements.lock_customer_row(customer_id)
         existing = None if invoice_absent else _existing_invoice(customer=customer, period=period)
         # What this run already counted for the account (a redelivered chunk, a retry).
         counted_before = None
@@ -646,15 +577,127 @@ def bill_account(
                 BillingRunError.objects.filter(
                     run=billing_run, customer_id=customer_id, resolved_at__isnull=True
                 ).update(resolved_at=now)
-                billing_run_bump(
+                statements.billing_run_bump(
                     billing_run.pk, accounts_failed=-1, **{OUTCOME_COUNTER[outcome]: 1}
                 )
             elif counted_before is None:
-                billing_run_bump(billing_run.pk, accounts_done=1, **{OUTCOME_COUNTER[outcome]: 1})
+                statements.billing_run_bump(
+                    billing_run.pk, accounts_done=1, **{OUTCOME_COUNTER[outcome]: 1}
+                )
             elif counted_before == HELD and outcome not in (HELD, ALREADY_BILLED):
                 # Held earlier in this run, billed or skipped now: move it between counters.
-                billing_run_bump(billing_run.pk, invoices_held=-1, **{OUTCOME_COUNTER[outcome]: 1})
+                statements.billing_run_bump(
+                    billing_run.pk, invoices_held=-1, **{OUTCOME_COUNTER[outcome]: 1}
+                )
     return outcome
+
+
+def _issue_for_run(
+    *,
+    customer_id: int,
+    period: Period,
+    now: dt.datetime,
+    prepared: PreparedAccount,
+    billing_run: BillingRun | None,
+) -> None:
+    """PostgreSQL: issue a rated account's invoice for the run in two prepared statements
+    instead of about a dozen: lock the customer row, take the number and reserve the invoice id
+    (`statements.lock_customer_for_issue`), then write the invoice, its history row, lines,
+    debit, event, an arrears start and the run's counters (`statements.issue_in_one_statement`).
+    The rows are built here by the same functions as on the general path (`_invoice_write` +
+    `_after_issue` + `update_arrears`), which SQLite, held invoices and finance's actions use.
+
+    The caller saw no invoice for the period in its batched read; if one appeared since, the
+    unique (customer, period) constraint raises IntegrityError and nothing is written. A debit
+    key that already exists raises IntegrityError too, and the caller takes the general path,
+    where `ledger_record` decides."""
+    today = billing_date(now)
+    customer, invoice_id, number = statements.lock_customer_for_issue(
+        customer_id, series=INVOICE_SERIES, year=today.year
+    )
+    rated = prepared.rated
+    wall = timezone.now()
+    invoice = {
+        "id": invoice_id,
+        **_invoice_row(
+            customer=customer,
+            period=period,
+            rated=rated,
+            now=now,
+            billing_run=billing_run,
+            number=number,
+            issued_by=None,
+        ),
+        "created_at": wall,
+        "updated_at": wall,
+    }
+    debit = _debit_row(
+        customer_id=customer_id,
+        number=number,
+        period_start=period.start,
+        amount=-rated.total,
+        now=now,
+        created_by=None,
+    )
+    dedupe_key, payload = _issued_event(
+        invoice_id=invoice_id,
+        number=number,
+        period_start=period.start,
+        total=rated.total,
+        issue_date=today,
+    )
+    arrears_key, arrears_payload = arrears_started_event(
+        customer_id=customer_id, today=today, balance=None
+    )
+    written = statements.issue_in_one_statement(
+        invoice=invoice,
+        history=_history_row(invoice, at=wall),
+        lines=_line_rows(invoice_id, prepared),
+        debit=debit,
+        event=_event_row(customer_id, CustomerEvent.Kind.INVOICE_ISSUED, dedupe_key, payload, now),
+        arrears=statements.ArrearsStart(
+            today=today,
+            customer_history=_customer_history_row(customer, at=wall),
+            event=_event_row(
+                customer_id, CustomerEvent.Kind.ARREARS_STARTED, arrears_key, arrears_payload, now
+            ),
+        ),
+        run_id=billing_run.pk if billing_run is not None else None,
+        bump=("accounts_done", OUTCOME_COUNTER[ISSUED]),
+    )
+    if rated.total != 0 and not written.debited:
+        raise IntegrityError(f"ledger key {debit['idempotency_key']} is already used")
+    for event_id in (written.event_id, written.arrears_event_id):
+        if event_id is not None:
+            deliver_after_commit(event_id)
+    if written.arrears_started:
+        customer.arrears_since = today
+    # Anything else update_arrears would change (arrears running on a balance at or above
+    # zero, which a debit cannot cause) it changes on the general path.
+    _arrears_follow(customer=customer, balance=written.balance, now=now)
+
+
+def _event_row(customer_id: int, kind: str, dedupe_key: str, payload: dict, now) -> dict:
+    return {
+        "customer_id": customer_id,
+        "kind": str(kind),
+        "dedupe_key": dedupe_key,
+        "payload": payload,
+        "created_at": now,
+    }
+
+
+def _customer_history_row(customer: Customer, *, at: dt.datetime) -> dict:
+    """The history row simple-history writes when the run saves a customer (no user)."""
+    history_model = Customer.history.model
+    tracked = [
+        field.attname
+        for field in history_model._meta.concrete_fields
+        if not field.name.startswith("history_")
+    ]
+    row = {name: getattr(customer, name) for name in tracked}
+    row.update(history_date=at, history_change_reason=None, history_type="~", history_user_id=None)
+    return row
 
 
 def bill_customer(

@@ -137,7 +137,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     import invoices.runs as runs
     import invoices.services as services
 
-    real_bill_account, real_debit = runs.bill_account, services._invoice_debit
+    real_bill_account, real_debit = runs.bill_account, services._debit_row
     calls = {"n": 0}
 
     def debit_dies_on_the_fourth(**kwargs):
@@ -154,7 +154,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
         return outcome
 
     if dies == "inside_the_fourth_transaction":
-        monkeypatch.setattr(services, "_invoice_debit", debit_dies_on_the_fourth)
+        monkeypatch.setattr(services, "_debit_row", debit_dies_on_the_fourth)
         committed = 3
     else:
         monkeypatch.setattr(runs, "bill_account", dies_after_the_fourth)
@@ -189,7 +189,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     customers = build_accounts(5)
     import invoices.services
 
-    real_debit = invoices.services._invoice_debit
+    real_debit = invoices.services._debit_row
     calls = {"n": 0}
 
     def debit_fails_after_two(**kwargs):
@@ -198,7 +198,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
             raise ConnectionError("ledger unavailable")
         return real_debit(**kwargs)
 
-    monkeypatch.setattr("invoices.services._invoice_debit", debit_fails_after_two)
+    monkeypatch.setattr("invoices.services._debit_row", debit_fails_after_two)
     with django_capture_on_commit_callbacks(execute=True):
         first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     first.refresh_from_db()
@@ -211,7 +211,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     assert errors.count() == 3
     assert all("ConnectionError: ledger unavailable" in e.error for e in errors)
 
-    monkeypatch.setattr("invoices.services._invoice_debit", real_debit)
+    monkeypatch.setattr("invoices.services._debit_row", real_debit)
     with django_capture_on_commit_callbacks(execute=True):
         second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     second.refresh_from_db()

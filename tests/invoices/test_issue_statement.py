@@ -1,0 +1,176 @@
+"""The run's two-statement issue on PostgreSQL writes exactly the rows of the general path.
+
+`bill_account` issues a run invoice either in two prepared statements (PostgreSQL, no invoice
+seen by the chunk's read) or through the general path (`_invoice_write` + `_after_issue` +
+`update_arrears`, used on SQLite, for held invoices and by finance). Both are run here on the
+same account, each in a transaction that is rolled back, and every row they leave is compared.
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.forms.models import model_to_dict
+
+from accounts.models import Customer, CustomerEvent, LedgerEntry
+from accounts.selectors import ledger_balance
+from invoices.models import Invoice, InvoiceLine, NumberSequence
+from invoices.services import ISSUED, accounts_rate, bill_account
+from tests.conftest import postgres_only
+from tests.factories import ApplicationFactory, addon_change, deposit
+from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, october_usage, premium_customer
+
+pytestmark = [pytest.mark.django_db, postgres_only]
+
+WALL_CLOCK = {"id", "created_at", "updated_at", "history_id", "history_date"}
+
+
+def _rows(queryset, *, drop=()):
+    return [
+        {key: value for key, value in row.items() if key not in WALL_CLOCK | set(drop)}
+        for row in queryset.values()
+    ]
+
+
+def _state(customer: Customer) -> dict:
+    invoice = Invoice.objects.get(customer=customer, period=OCTOBER.start)
+
+    def named(dedupe_key: str) -> str:
+        # Each path takes its own invoice id (sequences do not roll back).
+        issued = f"invoice_issued:{invoice.pk}"
+        return "invoice_issued:<invoice id>" if dedupe_key == issued else dedupe_key
+
+    events = []
+    for event in CustomerEvent.objects.filter(customer=customer).order_by("kind"):
+        payload = dict(event.payload)
+        if payload.get("invoice_id") == invoice.pk:
+            payload["invoice_id"] = "<invoice id>"
+        events.append((event.kind, named(event.dedupe_key), payload, event.created_at))
+    customer.refresh_from_db()
+    return {
+        "invoice": _rows(Invoice.objects.filter(pk=invoice.pk)),
+        "lines": _rows(InvoiceLine.objects.filter(invoice=invoice), drop={"invoice_id"}),
+        "invoice history": _rows(Invoice.history.filter(id=invoice.pk)),
+        "ledger": _rows(LedgerEntry.objects.filter(customer=customer).order_by("created_at")),
+        "balance": ledger_balance(customer=customer),
+        "events": events,
+        "customer": model_to_dict(customer),
+        "customer history": _rows(Customer.history.filter(id=customer.pk).order_by("history_id")),
+        "sequence": NumberSequence.objects.get(series="INV", year=2026).last_number,
+    }
+
+
+def _bill_and_roll_back(customer: Customer, *, general_path: bool, queries: list) -> dict:
+    from django.db import connection
+
+    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
+    with transaction.atomic():
+        count_before = len(connection.queries)
+        outcome = bill_account(
+            customer_id=customer.pk,
+            period=OCTOBER,
+            now=BILLING_MOMENT,
+            prepared=prepared,
+            # The general path reads the invoice again; the run's path trusts the chunk's read.
+            invoice_absent=not general_path,
+        )
+        queries.append(len(connection.queries) - count_before)
+        assert outcome == ISSUED
+        state = _state(customer)
+        transaction.set_rollback(True)
+    assert not Invoice.objects.filter(customer=customer).exists()
+    return state
+
+
+@pytest.mark.parametrize(
+    ("balance", "in_arrears_before", "arrears_after"),
+    [
+        ("100000.00", False, False),  # the bill leaves the balance above zero
+        ("100.00", False, True),  # the debit starts arrears on the billing day
+        ("", True, True),  # arrears already running (a refund took the balance below zero)
+    ],
+)
+def test_the_run_statements_write_the_same_rows_as_the_general_path(
+    price_book, settings, balance, in_arrears_before, arrears_after
+):
+    settings.DEBUG = True  # connection.queries
+    customer, premium = premium_customer(dau=8000, balance=balance)
+    ultimate = ApplicationFactory(
+        customer=customer, plan="ultimate", created_on=dt.date(2026, 9, 1)
+    )
+    october_usage(ultimate, {9: 24_000, 10: 31_000})
+    addon_change(ultimate, "private_storage_extension", 3, dt.date(2026, 10, 12))
+    addon_change(premium, "desktop_pc", 1, dt.date(2026, 9, 1))
+    addon_change(premium, "message_callback", 1, dt.date(2026, 9, 1))
+    if in_arrears_before:
+        deposit(customer, "50.00")
+        LedgerEntry.objects.create(
+            customer=customer,
+            kind=LedgerEntry.Kind.REFUND,
+            amount=Decimal("-80.00"),
+            idempotency_key="refund-1",
+            reason="refund",
+            created_at=BILLING_MOMENT - dt.timedelta(days=3),
+        )
+        Customer.objects.filter(pk=customer.pk).update(arrears_since=dt.date(2026, 10, 30))
+        customer.refresh_from_db()
+
+    queries: list[int] = []
+    run_path = _bill_and_roll_back(customer, general_path=False, queries=queries)
+    general_path = _bill_and_roll_back(customer, general_path=True, queries=queries)
+
+    assert run_path == general_path
+    assert len(run_path["lines"]) >= 4
+    assert run_path["invoice"][0]["status"] == "issued"
+    assert run_path["invoice"][0]["number"] == "INV-2026-000001"
+    assert run_path["balance"] == general_path["balance"] < Decimal("100000.00")
+    assert (run_path["customer"]["arrears_since"] is not None) is arrears_after
+    kinds = [kind for kind, *_ in run_path["events"]]
+    started_now = arrears_after and not in_arrears_before
+    assert ("arrears_started" in kinds) is started_now
+    if started_now:
+        [(_, key, payload, _)] = [e for e in run_path["events"] if e[0] == "arrears_started"]
+        assert key == f"arrears_started:{customer.pk}:2026-11-02"
+        assert payload == {
+            "balance": f"{run_path['balance']:.2f}",
+            "arrears_since": "2026-11-02",
+            "suspension_date": "2026-11-09",
+        }
+    # Two statements on the run's path whatever the account holds, against a dozen or more.
+    assert queries[0] == 2
+    assert queries[1] > 8
+
+
+def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, monkeypatch):
+    customer, _ = premium_customer(dau=8000)
+    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
+    import invoices.statements as statements
+
+    def broken(**kwargs):
+        raise ConnectionError("connection lost")
+
+    monkeypatch.setattr(statements, "issue_in_one_statement", broken)
+    with pytest.raises(ConnectionError):
+        bill_account(
+            customer_id=customer.pk,
+            period=OCTOBER,
+            now=BILLING_MOMENT,
+            prepared=prepared,
+            invoice_absent=True,
+        )
+    assert not Invoice.objects.exists()
+    assert not NumberSequence.objects.filter(last_number__gt=0).exists()
+    monkeypatch.undo()
+
+    assert (
+        bill_account(
+            customer_id=customer.pk,
+            period=OCTOBER,
+            now=BILLING_MOMENT,
+            prepared=prepared,
+            invoice_absent=True,
+        )
+        == ISSUED
+    )
+    assert Invoice.objects.get(customer=customer).number == "INV-2026-000001"
