@@ -689,12 +689,7 @@ def _event_row(customer_id: int, kind: str, dedupe_key: str, payload: dict, now)
 
 def _customer_history_row(customer: Customer, *, at: dt.datetime) -> dict:
     """The history row simple-history writes when the run saves a customer (no user)."""
-    history_model = Customer.history.model
-    tracked = [
-        field.attname
-        for field in history_model._meta.concrete_fields
-        if not field.name.startswith("history_")
-    ]
+    _, tracked = statements.customer_history()
     row = {name: getattr(customer, name) for name in tracked}
     row.update(history_date=at, history_change_reason=None, history_type="~", history_user_id=None)
     return row

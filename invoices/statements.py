@@ -98,15 +98,25 @@ def insert_many(model: type[Model], rows: list[dict]) -> None:
 
 
 @functools.cache
-def invoice_history() -> tuple[type[Model], tuple[str, ...]]:
-    """The HistoricalInvoice model and the invoice fields it copies."""
-    model = Invoice.history.model
+def _history(model: type[Model]) -> tuple[type[Model], tuple[str, ...]]:
+    # Looked up once: each `Model.history` access builds a new manager class.
+    history_model = model.history.model
     tracked = tuple(
         field.attname
-        for field in model._meta.concrete_fields
+        for field in history_model._meta.concrete_fields
         if not field.name.startswith("history_")
     )
-    return model, tracked
+    return history_model, tracked
+
+
+def invoice_history() -> tuple[type[Model], tuple[str, ...]]:
+    """The HistoricalInvoice model and the invoice fields it copies."""
+    return _history(Invoice)
+
+
+def customer_history() -> tuple[type[Model], tuple[str, ...]]:
+    """The HistoricalCustomer model and the customer fields it copies."""
+    return _history(Customer)
 
 
 def _customer_columns() -> tuple[str, list[str]]:
@@ -324,7 +334,7 @@ def _issue_sql(
     customer_history_names: tuple[str, ...],
 ) -> str:
     invoice_history_model, _ = invoice_history()
-    customer_history_model = Customer.history.model
+    customer_history_model, _ = customer_history()
     customer_table = _quote(Customer._meta.db_table)
     ledger = _quote(LedgerEntry._meta.db_table)
     balance_after = "(SELECT before FROM balance) + %(debit_amount)s"
@@ -396,6 +406,7 @@ def issue_in_one_statement(
     the lock was granted. The sub-statements do not depend on one another's rows (ids are
     known), and foreign keys are checked at commit."""
     invoice_history_model, _ = invoice_history()
+    customer_history_model, _ = customer_history()
     sql = _issue_sql(
         tuple(invoice),
         tuple(history),
@@ -414,7 +425,7 @@ def issue_in_one_statement(
         "debit": _as_json(LedgerEntry, [debit]),
         "debit_amount": debit["amount"],
         "today": arrears.today,
-        "customer_history": _as_json(Customer.history.model, [arrears.customer_history]),
+        "customer_history": _as_json(customer_history_model, [arrears.customer_history]),
         "arrears_event": _as_json(CustomerEvent, [arrears.event]),
         "run_id": run_id,
     }
