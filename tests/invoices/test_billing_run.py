@@ -23,7 +23,7 @@ from invoices.runs import (
 )
 from invoices.services import bill_customer
 from plans.models import AddOnChange
-from tests.conftest import postgres_only
+from tests.conftest import is_postgres, postgres_only
 from tests.factories import ApplicationFactory, CustomerFactory, addon_change, usage
 from tests.invoices.test_invoices import (
     BILLING_MOMENT,
@@ -179,6 +179,56 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     run.refresh_from_db()
     assert (run.status, run.accounts_done, run.invoices_issued) == ("finished", 5, 5)
     assert run.accounts_already_billed == 0  # billed by this very run: not counted twice
+    assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, monkeypatch):
+    """Accounts commit asynchronously on PostgreSQL; the chunk's closing commit is synchronous
+    and comes before any event is handed to the broker."""
+    import accounts.events
+    import invoices.runs as runs
+
+    customers = build_accounts(3)
+    run = BillingRun.objects.create(
+        period=OCTOBER.start,
+        status=BillingRun.Status.RUNNING,
+        created_at=BILLING_MOMENT,
+        started_at=BILLING_MOMENT,
+        accounts_total=3,
+        chunks_total=1,
+    )
+
+    def synchronous_commit() -> str:
+        if not is_postgres():
+            return "sqlite"
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    seen = {"accounts": [], "deliveries": []}
+    real_bill_account = runs.bill_account
+
+    def bill_account(**kwargs):
+        seen["accounts"].append(synchronous_commit())
+        return real_bill_account(**kwargs)
+
+    def deliver_many(event_ids):
+        done = BillingRun.objects.get(pk=run.pk).chunks_done
+        seen["deliveries"].append((len(event_ids), done, synchronous_commit()))
+
+    monkeypatch.setattr(runs, "bill_account", bill_account)
+    monkeypatch.setattr(accounts.events, "_deliver_many", deliver_many)
+    monkeypatch.setattr(accounts.events, "BATCH_SIZE", 2)
+    billing_run_chunk_process(
+        run_id=run.pk, customer_ids=[c.pk for c in customers], period=OCTOBER, now=BILLING_MOMENT
+    )
+
+    # Three invoice-issued events in two messages, both after the chunk was counted done.
+    durable = "on" if is_postgres() else "sqlite"
+    assert seen["deliveries"] == [(2, 1, durable), (1, 1, durable)]
+    assert seen["accounts"] == ["off" if is_postgres() else "sqlite"] * 3
+    assert synchronous_commit() == durable
     assert_billed_exactly_once(customers)
 
 
