@@ -82,58 +82,49 @@ class HistoryRow:
     quantity: int = 1
 
 
-def _rows_from_changes(changes: list, *, code, name, quantity=lambda c: 1) -> list[HistoryRow]:
+def _rows_from_changes(changes: list[tuple[dt.date, str, str, int]]) -> list[HistoryRow]:
+    """(effective_date, code, name, quantity) oldest first -> rows, each ending the day before
+    the next one starts."""
     rows: list[HistoryRow] = []
-    for index, change in enumerate(changes):
-        following = changes[index + 1].effective_date if index + 1 < len(changes) else None
+    for index, (effective_date, code, name, quantity) in enumerate(changes):
+        following = changes[index + 1][0] if index + 1 < len(changes) else None
         last_day = following - dt.timedelta(days=1) if following else None
-        rows.append(
-            HistoryRow(
-                code(change), name(change), change.effective_date, last_day, quantity(change)
-            )
-        )
+        rows.append(HistoryRow(code, name, effective_date, last_day, quantity))
     return rows
 
 
 def plan_history(*, application_ids: Iterable[int]) -> dict[int, list[HistoryRow]]:
     """Each application's plans, oldest first, from its live (not cancelled) plan changes."""
-    by_app: dict[int, list[PlanChange]] = defaultdict(list)
+    by_app: dict[int, list[tuple]] = defaultdict(list)
     changes = (
         PlanChange.objects.filter(
             application_id__in=list(application_ids), cancelled_at__isnull=True
         )
-        .select_related("plan")
         .order_by("application_id", "effective_date", "id")
+        .values_list("application_id", "effective_date", "plan__code", "plan__name")
     )
-    for change in changes:
-        by_app[change.application_id].append(change)
-    return {
-        app_id: _rows_from_changes(rows, code=lambda c: c.plan.code, name=lambda c: c.plan.name)
-        for app_id, rows in by_app.items()
-    }
+    for app_id, effective_date, code, name in changes:
+        by_app[app_id].append((effective_date, code, name, 1))
+    return {app_id: _rows_from_changes(rows) for app_id, rows in by_app.items()}
 
 
 def addon_history(*, application_ids: Iterable[int]) -> dict[int, list[HistoryRow]]:
     """Each application's add-on rows with quantity >= 1, per add-on, oldest first."""
-    by_app_addon: dict[tuple[int, int], list[AddOnChange]] = defaultdict(list)
+    by_app_addon: dict[tuple[int, int], list[tuple]] = defaultdict(list)
     changes = (
         AddOnChange.objects.filter(
             application_id__in=list(application_ids), cancelled_at__isnull=True
         )
-        .select_related("addon")
         .order_by("application_id", "addon_id", "effective_date", "id")
+        .values_list(
+            "application_id", "addon_id", "effective_date", "addon__code", "addon__name", "quantity"
+        )
     )
-    for change in changes:
-        by_app_addon[(change.application_id, change.addon_id)].append(change)
+    for app_id, addon_id, effective_date, code, name, quantity in changes:
+        by_app_addon[(app_id, addon_id)].append((effective_date, code, name, quantity))
     result: dict[int, list[HistoryRow]] = defaultdict(list)
     for (app_id, _addon_id), rows in by_app_addon.items():
-        history = _rows_from_changes(
-            rows,
-            code=lambda c: c.addon.code,
-            name=lambda c: c.addon.name,
-            quantity=lambda c: c.quantity,
-        )
-        result[app_id].extend(row for row in history if row.quantity > 0)
+        result[app_id].extend(row for row in _rows_from_changes(rows) if row.quantity > 0)
     return dict(result)
 
 
