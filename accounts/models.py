@@ -83,7 +83,10 @@ class DailyUsage(models.Model):
     Replaced only while its month is not invoiced; every replacement leaves a UsageRevision.
     """
 
-    application = models.ForeignKey(Application, on_delete=models.PROTECT, related_name="usage")
+    # Indexed by the unique (application, day) constraint, whose first column it is.
+    application = models.ForeignKey(
+        Application, on_delete=models.PROTECT, related_name="usage", db_index=False
+    )
     day = models.DateField()
     dau = models.PositiveIntegerField()
     delivered_messages = models.PositiveBigIntegerField()
@@ -133,7 +136,10 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Manual adjustment"
 
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="ledger_entries")
+    # Indexed by the (customer, created_at) index, whose first column it is.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
     kind = models.CharField(max_length=24, choices=Kind.choices)
     amount = MoneyField(**MONEY)
     # A retried form post, API call or billing task carries the same key and is recorded once.

@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "200"))
+# PostgreSQL: the run's two per-account statements are prepared once per session. Turn off
+# behind a pooler in transaction mode that does not keep prepared statements (PgBouncer before
+# 1.21); they are then sent with their parameters inlined like Django's other queries.
+BILLING_RUN_PREPARED_STATEMENTS = env_bool("BILLING_RUN_PREPARED_STATEMENTS", True)
 
 # --- Notifications -------------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

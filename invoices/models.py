@@ -95,8 +95,9 @@ class Invoice(models.Model):
 
     ISSUED_STATES = (Status.ISSUED, Status.PARTIALLY_CREDITED, Status.CREDITED)
 
+    # Indexed by the unique (customer, period) constraint, whose first column it is.
     customer = models.ForeignKey(
-        "accounts.Customer", on_delete=models.PROTECT, related_name="invoices"
+        "accounts.Customer", on_delete=models.PROTECT, related_name="invoices", db_index=False
     )
     # First day of the billed month (Asia/Shanghai).
     period = models.DateField()
@@ -167,7 +168,10 @@ class InvoiceLine(models.Model):
         DESKTOP = "desktop", "Desktop client"
         DEDICATED_SERVICE = "dedicated_service", "Dedicated service"
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    # Indexed by the unique (invoice, position) constraint, whose first column it is.
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.CASCADE, related_name="lines", db_index=False
+    )
     position = models.PositiveIntegerField()
     application = models.ForeignKey(
         "accounts.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

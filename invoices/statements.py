@@ -17,8 +17,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.backends.utils import CursorWrapper
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model, PositiveIntegerField
 
 from accounts.models import Customer, CustomerEvent, LedgerEntry
@@ -209,18 +210,29 @@ def billing_run_bump(run_id: int, **deltas: int) -> None:
 # --- PostgreSQL: a run invoice issued in two statements ------------------------------------------
 
 
-class _PreparedCursorWrapper(CursorWrapper):
-    # Django's wrapper (execute wrappers, debug log) around a server-side-binding cursor that
-    # prepares its statement: a statement run for every account is planned once per session.
+class _Preparing:
+    # On Django's cursor wrappers (execute wrappers, query log) around a server-side-binding
+    # cursor: its statements are prepared, so one run for every account is planned once.
     def _execute(self, sql, params, *ignored_wrapper_args):
         with self.db.wrap_database_errors:
             return self.cursor.execute(sql, params, prepare=True)
 
 
+class _PreparingCursorWrapper(_Preparing, CursorWrapper):
+    pass
+
+
+class _PreparingCursorDebugWrapper(_Preparing, CursorDebugWrapper):
+    pass
+
+
 def _prepared_cursor() -> CursorWrapper:
     """PostgreSQL: a cursor whose statements are sent with their parameters apart and prepared
     on the server once per session (Django's own cursors bind on the client and never prepare,
-    see the `prepare_threshold` and `server_side_binding` database options)."""
+    see the `prepare_threshold` and `server_side_binding` database options). A plain cursor
+    when BILLING_RUN_PREPARED_STATEMENTS is off."""
+    if not settings.BILLING_RUN_PREPARED_STATEMENTS:
+        return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     connection.ensure_connection()
@@ -231,7 +243,8 @@ def _prepared_cursor() -> CursorWrapper:
         # ignores prepare=True too. With a threshold no statement reaches, only the statements
         # of these cursors are prepared.
         raw.prepare_threshold = 2**31
-    return _PreparedCursorWrapper(ServerBindingCursor(raw), connection)
+    wrapper = _PreparingCursorDebugWrapper if connection.queries_logged else _PreparingCursorWrapper
+    return wrapper(ServerBindingCursor(raw), connection)
 
 
 @functools.cache
