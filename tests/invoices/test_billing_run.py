@@ -62,6 +62,18 @@ def assert_billed_exactly_once(customers) -> None:
     )
 
 
+def one_chunk_run(*, accounts: int) -> BillingRun:
+    """A run for October started at the billing moment, its one chunk not processed yet."""
+    return BillingRun.objects.create(
+        period=OCTOBER.start,
+        status=BillingRun.Status.RUNNING,
+        created_at=BILLING_MOMENT,
+        started_at=BILLING_MOMENT,
+        accounts_total=accounts,
+        chunks_total=1,
+    )
+
+
 @pytest.fixture
 def small_chunks(settings):
     settings.BILLING_RUN_CHUNK_SIZE = 2
@@ -126,14 +138,7 @@ class WorkerDied(BaseException):
 def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monkeypatch, dies):
     customers = build_accounts(5)
     ids = [c.pk for c in customers]
-    run = BillingRun.objects.create(
-        period=OCTOBER.start,
-        status=BillingRun.Status.RUNNING,
-        created_at=BILLING_MOMENT,
-        started_at=BILLING_MOMENT,
-        accounts_total=5,
-        chunks_total=1,
-    )
+    run = one_chunk_run(accounts=5)
     import invoices.runs as runs
     import invoices.services as services
 
@@ -190,14 +195,7 @@ def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, mon
     import invoices.runs as runs
 
     customers = build_accounts(3)
-    run = BillingRun.objects.create(
-        period=OCTOBER.start,
-        status=BillingRun.Status.RUNNING,
-        created_at=BILLING_MOMENT,
-        started_at=BILLING_MOMENT,
-        accounts_total=3,
-        chunks_total=1,
-    )
+    run = one_chunk_run(accounts=3)
 
     def synchronous_commit() -> str:
         if not is_postgres():
