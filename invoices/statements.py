@@ -223,7 +223,11 @@ class _PreparingCursorWrapper(_Preparing, CursorWrapper):
 
 
 class _PreparingCursorDebugWrapper(_Preparing, CursorDebugWrapper):
-    pass
+    def execute(self, sql, params=None):
+        # The query log shows the statement as written: the driver keeps no inlined text of a
+        # prepared statement to show instead.
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
 
 
 def _prepared_cursor() -> CursorWrapper:

@@ -76,11 +76,7 @@ def _bill_and_roll_back(customer: Customer, *, general_path: bool, queries: list
             invoice_absent=not general_path,
         )
         queries.append(
-            sum(
-                1
-                for query in connection.queries[count_before:]
-                if "SAVEPOINT" not in (query["sql"] or "")
-            )
+            sum(1 for query in connection.queries[count_before:] if "SAVEPOINT" not in query["sql"])
         )
         assert outcome == ISSUED
         state = _state(customer)
