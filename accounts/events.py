@@ -62,8 +62,10 @@ def deliveries_batched() -> Iterator[None]:
     """Collect the deliveries of events committed inside the block and hand them to the broker
     when the block ends, in messages of up to BATCH_SIZE events instead of one message each.
     Nothing reaches the broker before the block ends, so a caller that commits asynchronously
-    inside it makes its commits durable before it ends (see `invoices.runs`). Events a killed
-    process never handed over are picked up by `accounts.tasks.deliver_pending_events`."""
+    inside it makes its commits durable before it ends (see `invoices.runs`). A block that
+    ends with an exception hands nothing over (its commits may not be durable):
+    `accounts.tasks.deliver_pending_events` delivers those events, as it does the events of a
+    killed process."""
     previous = getattr(_batch, "pending", None)
     pending: list[int] = []
     _batch.pending = pending
@@ -71,8 +73,8 @@ def deliveries_batched() -> Iterator[None]:
         yield
     finally:
         _batch.pending = previous
-        for start in range(0, len(pending), BATCH_SIZE):
-            _deliver_many(pending[start : start + BATCH_SIZE])
+    for start in range(0, len(pending), BATCH_SIZE):
+        _deliver_many(pending[start : start + BATCH_SIZE])
 
 
 def _enqueue(event_id: int) -> None:

@@ -231,6 +231,35 @@ def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, mon
 
 
 @pytest.mark.django_db
+def test_a_chunk_that_dies_before_its_durable_commit_tells_nobody(price_book, monkeypatch):
+    import accounts.events
+    import invoices.runs as runs
+
+    customers = build_accounts(2)
+    run = one_chunk_run(accounts=2)
+    handed_over = []
+    monkeypatch.setattr(accounts.events, "_deliver_many", handed_over.append)
+
+    def dies(run):
+        raise WorkerDied
+
+    monkeypatch.setattr(runs, "_chunk_finished", dies)
+    with pytest.raises(WorkerDied):
+        billing_run_chunk_process(
+            run_id=run.pk,
+            customer_ids=[c.pk for c in customers],
+            period=OCTOBER,
+            now=BILLING_MOMENT,
+        )
+
+    # Both accounts committed, but their events wait for the sweep, not the broker.
+    assert handed_over == []
+    assert (
+        CustomerEvent.objects.filter(kind="invoice_issued", email_sent_at__isnull=True).count() == 2
+    )
+
+
+@pytest.mark.django_db
 def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes(
     price_book, monkeypatch, django_capture_on_commit_callbacks, small_chunks
 ):
