@@ -65,16 +65,11 @@ def insert_one(model: type[Model], row: dict) -> int:
 
 
 @functools.cache
-def _unnest_select(model: type[Model], names: tuple[str, ...]) -> str:
-    fields = [model._meta.get_field(name) for name in names]
-    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
-    return f"SELECT * FROM unnest({arrays})"
-
-
-@functools.cache
 def _unnest_insert_sql(model: type[Model], names: tuple[str, ...]) -> str:
     table = _quote(model._meta.db_table)
-    return f"INSERT INTO {table} ({_columns(model, names)}) {_unnest_select(model, names)}"
+    fields = [model._meta.get_field(name) for name in names]
+    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    return f"INSERT INTO {table} ({_columns(model, names)}) SELECT * FROM unnest({arrays})"
 
 
 def _unnest_params(rows: list[dict], names: tuple[str, ...]) -> list[list]:
@@ -180,21 +175,13 @@ def debit_insert(row: dict) -> bool:
 
 
 @functools.cache
-def _bump_assignments(names: tuple[str, ...]) -> str:
+def _bump_sql(names: tuple[str, ...]) -> str:
     meta = BillingRun._meta
     for name in names:
         if not isinstance(meta.get_field(name), PositiveIntegerField):
             raise ValueError(f"{name} is not a counter of BillingRun")
-    return ", ".join(f"{_quote(name)} = {_quote(name)} + %s" for name in names)
-
-
-@functools.cache
-def _bump_sql(names: tuple[str, ...]) -> str:
-    meta = BillingRun._meta
-    return (
-        f"UPDATE {_quote(meta.db_table)} SET {_bump_assignments(names)} "
-        f"WHERE {_quote(meta.pk.column)} = %s"
-    )
+    assignments = ", ".join(f"{_quote(name)} = {_quote(name)} + %s" for name in names)
+    return f"UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {_quote(meta.pk.column)} = %s"
 
 
 def billing_run_bump(run_id: int, **deltas: int) -> None:
