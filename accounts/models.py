@@ -69,6 +69,11 @@ class Application(models.Model):
     created_on = models.DateField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Bumped in the transaction of every usage write that adds or changes a day of this
+    # application, under its row lock; never goes down. The month-end run reads it before the
+    # usage it rates and compares it under lock before issuing, so usage that arrives in
+    # between is rated again, never billed stale.
+    usage_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["app_key"]

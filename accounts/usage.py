@@ -21,6 +21,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from django.db import connection, transaction
+from django.db.models import F
 
 from accounts.models import Application, DailyUsage, UsageRevision
 from accounts.services import IDENTIFIER_PATTERN
@@ -373,10 +374,20 @@ def usage_ingest(
             raise UsageBilledMonthError(conflicts)
 
         user_id = getattr(changed_by, "pk", None)
+        touched_apps = sorted({r[2] for r in touched})
         if connection.vendor == "postgresql":
             _write_postgresql(new_rows, changed, now=now, user_id=user_id, source=source)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {Application._meta.db_table} SET usage_version = usage_version + 1 "
+                    f"WHERE id = ANY({ARRAY}::bigint[])",
+                    [_joined(touched_apps)],
+                )
         else:
             _write_orm(new_rows, changed, now=now, user_id=user_id, source=source)
+            Application.objects.filter(id__in=touched_apps).update(
+                usage_version=F("usage_version") + 1
+            )
     return IngestResult(created=len(new_rows), updated=len(changed), unchanged=unchanged)
 
 

@@ -234,6 +234,7 @@ def build_template(*, url: str, customers: int, apps: int, seed: int) -> dict:
                         created_on,
                         "active",
                         created_at,
+                        app_id % 5,  # usage versions as if the platform had sent corrections
                     )
                 )
                 plan = rng.choices(["free", "premium", "ultimate"], weights=[25, 45, 30])[0]
@@ -268,7 +269,7 @@ def build_template(*, url: str, customers: int, apps: int, seed: int) -> dict:
         copies = [
             (
                 "COPY accounts_application (id, customer_id, app_key, name, data_center, "
-                "created_on, status, created_at) FROM STDIN",
+                "created_on, status, created_at, usage_version) FROM STDIN",
                 apps_rows,
             ),
             (

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -34,7 +34,7 @@ from invoices.services import (
     ZERO,
     PreparedAccount,
     accounts_rate,
-    bill_account,
+    bill_account_rerating,
 )
 from invoices.statements import billing_run_bump
 from plans.models import DedicatedContract, Plan, PlanChange
@@ -275,22 +275,16 @@ def _bill_one(
     open_errors: set[int],
     invoice_absent: bool,
 ) -> str:
-    arguments = {
-        "customer_id": customer_id,
-        "period": period,
-        "now": now,
-        "prepared": prepared,
-        "billing_run": run,
-        "unresolved_error": customer_id in open_errors,
-    }
     try:
-        try:
-            return bill_account(**arguments, invoice_absent=invoice_absent)
-        except IntegrityError:
-            if not invoice_absent:
-                raise
-            # Another worker invoiced the account after the chunk's read: look again.
-            return bill_account(**arguments)
+        return bill_account_rerating(
+            customer_id=customer_id,
+            period=period,
+            now=now,
+            prepared=prepared,
+            billing_run=run,
+            unresolved_error=customer_id in open_errors,
+            invoice_absent=invoice_absent,
+        )
     except Exception as exc:
         logger.warning(
             "billing run %s: customer %s failed: %s", run.pk, customer_id, exc, exc_info=True

@@ -78,6 +78,19 @@ class InvoiceError(ValueError):
         self.field = field
 
 
+class UsageChangedError(Exception):
+    """Usage of the account was written after it was rated: rate it again. Nothing was
+    written."""
+
+
+def _check_usage_unchanged(prepared: PreparedAccount, under_lock: tuple[int, int]) -> None:
+    if prepared.usage_version is not None and under_lock != prepared.usage_version:
+        raise UsageChangedError(
+            f"customer {prepared.customer_id}: usage changed after it was rated "
+            f"(applications and usage versions {prepared.usage_version} -> {under_lock})"
+        )
+
+
 # --- Rating (reads only) ----------------------------------------------------------------------
 
 
@@ -92,6 +105,9 @@ class PreparedAccount:
     rated: RatedAccount | None
     application_ids: dict[str, int]
     error: Exception | None = None
+    # (applications, sum of their usage_version) read before the usage that was rated; the
+    # write compares it under lock (None: not checked).
+    usage_version: tuple[int, int] | None = None
 
     @property
     def billable(self) -> bool:
@@ -111,26 +127,36 @@ def accounts_rate(
     customer_ids = list(customer_ids)
     if book is None:
         book = price_book_for_period(period=period)
+    # The applications (with their usage versions) are read before their usage: usage written
+    # after this read bumps a version, which the write then sees under lock.
     applications = list(
         Application.objects.filter(customer_id__in=customer_ids)
-        .only("id", "customer_id", "app_key", "name")
+        .only("id", "customer_id", "app_key", "name", "usage_version")
         .order_by("id")
     )
     inputs = application_inputs(applications=applications, period=period)
     by_customer: dict[int, list] = defaultdict(list)
     app_ids: dict[int, dict[str, int]] = defaultdict(dict)
+    versions: dict[int, tuple[int, int]] = {}
     for app in applications:
         app_ids[app.customer_id][app.app_key] = app.id
+        count, total = versions.get(app.customer_id, (0, 0))
+        versions[app.customer_id] = (count + 1, total + app.usage_version)
         if app.id in inputs:
             by_customer[app.customer_id].append(inputs[app.id])
     prepared: dict[int, PreparedAccount] = {}
     for customer_id in customer_ids:
+        usage_version = versions.get(customer_id, (0, 0))
         try:
             rated = rate_account(book=book, applications=by_customer.get(customer_id, []))
         except RatingError as exc:
-            prepared[customer_id] = PreparedAccount(customer_id, None, {}, error=exc)
+            prepared[customer_id] = PreparedAccount(
+                customer_id, None, {}, error=exc, usage_version=usage_version
+            )
             continue
-        prepared[customer_id] = PreparedAccount(customer_id, rated, app_ids.get(customer_id, {}))
+        prepared[customer_id] = PreparedAccount(
+            customer_id, rated, app_ids.get(customer_id, {}), usage_version=usage_version
+        )
     return prepared
 
 
@@ -538,6 +564,8 @@ def bill_account(
             and existing.billing_run_id == billing_run.pk
         ):
             counted_before = ISSUED if existing.is_issued else HELD
+        if existing is None or not existing.is_issued:
+            _check_usage_unchanged(prepared, statements.lock_usage_versions(customer_id))
         if existing is not None and existing.is_issued:
             outcome = ALREADY_BILLED
         elif prepared.error is not None:
@@ -612,9 +640,10 @@ def _issue_for_run(
     key that already exists raises IntegrityError too, and the caller takes the general path,
     where `ledger_record` decides."""
     today = billing_date(now)
-    customer, invoice_id, number = statements.lock_customer_for_issue(
+    customer, invoice_id, number, usage_version = statements.lock_customer_for_issue(
         customer_id, series=INVOICE_SERIES, year=today.year
     )
+    _check_usage_unchanged(prepared, usage_version)
     rated = prepared.rated
     wall = timezone.now()
     invoice = {
@@ -702,9 +731,37 @@ def bill_customer(
 
     Skipped: no paid plan, no contract and no high-volume application in the period, so no
     invoice (a free account gets no 0.00 invoice every month)."""
-    prepared = account_rate(customer=customer, period=period)
-    return bill_account(
-        customer_id=customer.pk, period=period, now=now, prepared=prepared, billing_run=billing_run
+    return bill_account_rerating(
+        customer_id=customer.pk,
+        period=period,
+        now=now,
+        prepared=account_rate(customer=customer, period=period),
+        billing_run=billing_run,
+    )
+
+
+USAGE_CHANGE_ATTEMPTS = 3
+
+
+def bill_account_rerating(*, invoice_absent: bool = False, **arguments) -> str:
+    """`bill_account`, rating the account again from what is stored when its usage changed
+    after `prepared` was rated (up to USAGE_CHANGE_ATTEMPTS times, then UsageChangedError), and
+    looking for the invoice again when the caller's read saw none but one exists now."""
+    for _attempt in range(USAGE_CHANGE_ATTEMPTS):
+        try:
+            return bill_account(**arguments, invoice_absent=invoice_absent)
+        except IntegrityError:
+            if not invoice_absent:
+                raise
+            # Another worker invoiced the account after the caller's read: look again.
+            invoice_absent = False
+        except UsageChangedError:
+            arguments["prepared"] = account_rate(
+                customer=arguments["customer_id"], period=arguments["period"]
+            )
+    raise UsageChangedError(
+        f"customer {arguments['customer_id']}: usage kept changing while it was billed; "
+        "retry the account"
     )
 
 

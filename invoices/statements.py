@@ -22,7 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model, PositiveIntegerField
 
-from accounts.models import Customer, CustomerEvent, LedgerEntry
+from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.services import lock_customer
 from invoices.models import BillingRun, Invoice, InvoiceLine
@@ -238,28 +238,51 @@ def _prepared_cursor() -> CursorWrapper:
     return wrapper(ServerBindingCursor(raw), connection)
 
 
+def _usage_versions_sql(customer: str, *, lock: bool) -> str:
+    """The customer's applications (locked FOR SHARE on PostgreSQL: a usage write waits for
+    the issuing transaction, and the issue for a usage write under way) as (applications, sum
+    of their usage versions). `customer`: SQL giving the customer's id."""
+    table = _quote(Application._meta.db_table)
+    share = " FOR SHARE" if lock else ""
+    return (
+        f"SELECT count(*) AS applications, COALESCE(sum(usage_version), 0) AS usage_versions "
+        f"FROM (SELECT usage_version FROM {table} WHERE customer_id = {customer}{share}) AS apps"
+    )
+
+
+def lock_usage_versions(customer_id: int) -> tuple[int, int]:
+    """After the customer's row lock: its applications' usage versions, under lock."""
+    sql = _usage_versions_sql("%s", lock=connection.features.has_select_for_update)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [customer_id])
+        applications, versions = cursor.fetchone()
+    return int(applications), int(versions)
+
+
 @functools.cache
 def _lock_for_issue_sql() -> tuple[str, list[str]]:
     meta = Customer._meta
     columns, names = _customer_columns()
     invoice_table = Invoice._meta.db_table
+    # Each step reads the one before it, which fixes the order of the locks: the customer,
+    # then its applications, then the number sequence (the order of every other writer).
     sql = (
         f"WITH locked AS (SELECT {columns} FROM {_quote(meta.db_table)} "
         f"WHERE {_quote(meta.pk.column)} = %s FOR UPDATE), "
-        f"next_number AS ({number_bump_sql(rows_from='locked')}) "
+        f"versions AS ({_usage_versions_sql('(SELECT id FROM locked)', lock=True)}), "
+        f"next_number AS ({number_bump_sql(rows_from='locked, versions')}) "
         f"SELECT locked.*, nextval(pg_get_serial_sequence('{invoice_table}', 'id')), "
-        "next_number.* FROM locked, next_number"
+        "next_number.*, versions.* FROM locked, next_number, versions"
     )
     return sql, names
 
 
 def lock_customer_for_issue(
     customer_id: int, *, series: str, year: int
-) -> tuple[Customer, int, str]:
-    """Lock the customer row, then take the next number of `series` and reserve the id of the
-    invoice about to be written, in one statement: (customer, invoice id, number). The number
-    is taken after the lock (its row is read from the locked row), in the same order as every
-    other issuing transaction, so two of them never wait for each other crosswise."""
+) -> tuple[Customer, int, str, tuple[int, int]]:
+    """PostgreSQL: lock the customer row and its applications, take the next number of
+    `series` and reserve the id of the invoice about to be written, in one statement:
+    (customer, invoice id, number, (applications, sum of usage versions))."""
     sql, names = _lock_for_issue_sql()
     with _prepared_cursor() as cursor:
         cursor.execute(sql, [customer_id, series, year])
@@ -267,8 +290,9 @@ def lock_customer_for_issue(
     if row is None:
         raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
     customer = Customer.from_db(connection.alias, names, row[: len(names)])
-    invoice_id, last_number = row[len(names) :]
-    return customer, invoice_id, format_number(series=series, year=year, number=last_number)
+    invoice_id, last_number, applications, versions = row[len(names) :]
+    number = format_number(series=series, year=year, number=last_number)
+    return customer, invoice_id, number, (int(applications), int(versions))
 
 
 def _json_value(value):

@@ -96,6 +96,27 @@ def test_a_different_value_replaces_the_row_and_keeps_a_revision(app):
 
 
 @pytest.mark.django_db
+def test_only_writes_that_add_or_change_a_day_bump_the_usage_version(app):
+    other = ApplicationFactory(customer=app.customer, plan="premium", created_on=app.created_on)
+
+    def versions():
+        app.refresh_from_db()
+        other.refresh_from_db()
+        return app.usage_version, other.usage_version
+
+    assert versions() == (0, 0)
+    usage_ingest(rows=[row(app, "2026-10-01", 800), row(app, "2026-10-02", 900)], now=NOW)
+    assert versions() == (1, 0)  # one request, one bump, whatever the number of rows
+    usage_ingest(rows=[row(app, "2026-10-01", 800)], now=LATER)
+    assert versions() == (1, 0)  # nothing new
+    usage_ingest(rows=[row(app, "2026-10-02", 901), row(other, "2026-10-02", 5)], now=LATER)
+    assert versions() == (2, 1)
+    with pytest.raises(UsageValidationError):
+        usage_ingest(rows=[row(app, "2026-10-03", 5), row("nope", "2026-10-03", 5)], now=LATER)
+    assert versions() == (2, 1)  # refused: nothing written, nothing bumped
+
+
+@pytest.mark.django_db
 def test_peak_dau_and_its_day_reach_the_invoice_explanation(app):
     usage_ingest(
         rows=[

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from accounts.models import CustomerEvent, LedgerEntry
+from accounts.models import Application, CustomerEvent, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balance
 from billingsite.clock import Period
 from invoices.models import BillingRun, BillingRunError, Invoice, InvoiceLine, NumberSequence
@@ -142,7 +142,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     import invoices.runs as runs
     import invoices.services as services
 
-    real_bill_account, real_debit = runs.bill_account, services._debit_row
+    real_bill_account, real_debit = runs.bill_account_rerating, services._debit_row
     calls = {"n": 0}
 
     def debit_dies_on_the_fourth(**kwargs):
@@ -162,7 +162,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
         monkeypatch.setattr(services, "_debit_row", debit_dies_on_the_fourth)
         committed = 3
     else:
-        monkeypatch.setattr(runs, "bill_account", dies_after_the_fourth)
+        monkeypatch.setattr(runs, "bill_account_rerating", dies_after_the_fourth)
         committed = 4
     with pytest.raises(WorkerDied):
         billing_run_chunk_process(
@@ -205,7 +205,7 @@ def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, mon
             return cursor.fetchone()[0]
 
     seen = {"accounts": [], "deliveries": []}
-    real_bill_account = runs.bill_account
+    real_bill_account = runs.bill_account_rerating
 
     def bill_account(**kwargs):
         seen["accounts"].append(synchronous_commit())
@@ -215,7 +215,7 @@ def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, mon
         done = BillingRun.objects.get(pk=run.pk).chunks_done
         seen["deliveries"].append((len(event_ids), done, synchronous_commit()))
 
-    monkeypatch.setattr(runs, "bill_account", bill_account)
+    monkeypatch.setattr(runs, "bill_account_rerating", bill_account)
     monkeypatch.setattr(accounts.events, "_deliver_many", deliver_many)
     monkeypatch.setattr(accounts.events, "BATCH_SIZE", 2)
     billing_run_chunk_process(
@@ -257,6 +257,72 @@ def test_a_chunk_that_dies_before_its_durable_commit_tells_nobody(price_book, mo
     assert (
         CustomerEvent.objects.filter(kind="invoice_issued", email_sent_at__isnull=True).count() == 2
     )
+
+
+@pytest.mark.django_db
+def test_usage_written_after_the_chunks_read_is_rated_again_before_issue(price_book, monkeypatch):
+    """The platform corrects a day while the run is between reading a chunk and issuing: the
+    invoice bills the corrected usage, not what the chunk read."""
+    import invoices.runs as runs
+    from accounts.usage import usage_ingest
+
+    customer, app = premium_customer(dau=5000)  # 6,000.00: up to 10,000 DAU
+    real_accounts_rate = runs.accounts_rate
+
+    def read_then_usage_arrives(**kwargs):
+        prepared = real_accounts_rate(**kwargs)
+        usage_ingest(
+            rows=[
+                {
+                    "app_key": app.app_key,
+                    "date": "2026-10-17",
+                    "dau": 25_000,
+                    "delivered_messages": 1000,
+                }
+            ],
+            now=BILLING_MOMENT - dt.timedelta(minutes=1),
+        )
+        return prepared
+
+    monkeypatch.setattr(runs, "accounts_rate", read_then_usage_arrives)
+    run = one_chunk_run(accounts=1)
+    outcome = billing_run_chunk_process(
+        run_id=run.pk, customer_ids=[customer.pk], period=OCTOBER, now=BILLING_MOMENT
+    )
+
+    assert outcome == {"issued": 1}
+    invoice = Invoice.objects.get(customer=customer)
+    [line] = invoice.lines.all()
+    assert (line.peak_dau, line.peak_day) == (25_000, dt.date(2026, 10, 17))
+    assert invoice.total.amount == line.amount.amount > Decimal("6000.00")
+    assert invoice.number == "INV-2026-000001"  # the stale attempt gave its number back
+    assert ledger_balance(customer=customer) == Decimal("20000.00") - invoice.total.amount
+    run.refresh_from_db()
+    assert (run.invoices_issued, run.accounts_failed) == (1, 0)
+
+
+@pytest.mark.django_db
+def test_usage_that_keeps_changing_fails_the_account_until_a_retry(price_book, monkeypatch):
+    import invoices.services as services
+
+    customer, app = premium_customer(dau=5000)
+    stale = services.account_rate(customer=customer, period=OCTOBER)
+    Application.objects.filter(pk=app.pk).update(usage_version=7)
+    monkeypatch.setattr(services, "account_rate", lambda **kwargs: stale)
+    run = one_chunk_run(accounts=1)
+    monkeypatch.setattr("invoices.runs.accounts_rate", lambda **kwargs: {customer.pk: stale})
+    assert billing_run_chunk_process(
+        run_id=run.pk, customer_ids=[customer.pk], period=OCTOBER, now=BILLING_MOMENT
+    ) == {"failed": 1}
+    assert "usage kept changing" in BillingRunError.objects.get(run=run).error
+    assert not Invoice.objects.exists()
+    monkeypatch.undo()
+
+    assert billing_run_chunk_process(
+        run_id=run.pk, customer_ids=[customer.pk], period=OCTOBER, now=BILLING_MOMENT
+    ) == {"issued": 1}
+    assert BillingRunError.objects.get(run=run).resolved_at == BILLING_MOMENT
+    assert Invoice.objects.get(customer=customer).number == "INV-2026-000001"
 
 
 @pytest.mark.django_db
@@ -438,6 +504,76 @@ def test_two_concurrent_runs_on_postgresql_bill_each_account_once(price_book, se
         assert run.status == BillingRun.Status.FINISHED
         assert run.accounts_failed == 0
         assert run.invoices_issued + run.accounts_already_billed == run.accounts_total
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(price_book):
+    """The issuing transaction holds the customer's applications FOR SHARE: a usage write for
+    them waits until the invoice is committed, then finds the month invoiced and is refused
+    (the correction goes through a credit note) instead of changing usage that was billed."""
+    from django.db import transaction
+
+    import invoices.services as services
+    from accounts.usage import UsageBilledMonthError, usage_ingest
+
+    customer, app = premium_customer(dau=5000)
+    prepared = services.account_rate(customer=customer, period=OCTOBER)
+    issuing_holds_its_locks = threading.Event()
+    ingest_may_go = threading.Event()
+    seen: dict[str, object] = {}
+    real_issue = services.statements.issue_in_one_statement
+
+    def issue_then_pause(**kwargs):
+        written = real_issue(**kwargs)
+        issuing_holds_its_locks.set()
+        ingest_may_go.wait(5)
+        return written
+
+    def ingest() -> None:
+        try:
+            issuing_holds_its_locks.wait(5)
+            ingest_may_go.set()
+            try:
+                usage_ingest(
+                    rows=[
+                        {
+                            "app_key": app.app_key,
+                            "date": "2026-10-17",
+                            "dau": 25_000,
+                            "delivered_messages": 1000,
+                        }
+                    ],
+                    now=BILLING_MOMENT,
+                )
+                seen["ingest"] = "stored"
+            except UsageBilledMonthError as exc:
+                seen["ingest"] = exc.conflicts[0]["invoice"]
+        finally:
+            connection.close()
+
+    services.statements.issue_in_one_statement = issue_then_pause
+    try:
+        thread = threading.Thread(target=ingest)
+        thread.start()
+        with transaction.atomic():
+            outcome = services.bill_account(
+                customer_id=customer.pk,
+                period=OCTOBER,
+                now=BILLING_MOMENT,
+                prepared=prepared,
+                invoice_absent=True,
+            )
+            ingest_may_go.wait(5)
+            thread.join(0.5)
+            seen["ingest_finished_before_commit"] = not thread.is_alive()
+        thread.join(10)
+    finally:
+        services.statements.issue_in_one_statement = real_issue
+
+    assert outcome == "issued"
+    assert seen == {"ingest_finished_before_commit": False, "ingest": "INV-2026-000001"}
+    assert DailyUsage.objects.get(application=app, day=dt.date(2026, 10, 17)).dau == 5000
 
 
 @postgres_only
