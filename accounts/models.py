@@ -70,9 +70,10 @@ class Application(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     # Bumped in the transaction of every usage write that adds or changes a day of this
-    # application, under its row lock; never goes down. The month-end run reads it before the
-    # usage it rates and compares it under lock before issuing, so usage that arrives in
-    # between is rated again, never billed stale.
+    # application in a month that is over (the only months a run can be billing), under its
+    # row lock; never goes down. The month-end run reads it before the usage it rates and
+    # compares it under lock before issuing, so usage that arrives in between is rated again,
+    # never billed stale.
     usage_version = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:

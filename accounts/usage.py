@@ -374,20 +374,26 @@ def usage_ingest(
             raise UsageBilledMonthError(conflicts)
 
         user_id = getattr(changed_by, "pk", None)
-        touched_apps = sorted({r[2] for r in touched})
+        # Only a month that is over can be billed while this request runs, so only writes to
+        # one bump the version the month-end run checks (the daily pushes of the current
+        # month, nearly all of the traffic, leave it alone).
+        month_start = today.replace(day=1)
+        touched_apps = sorted({r[2] for r in touched if r[4] < month_start})
         if connection.vendor == "postgresql":
             _write_postgresql(new_rows, changed, now=now, user_id=user_id, source=source)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {Application._meta.db_table} SET usage_version = usage_version + 1 "
-                    f"WHERE id = ANY({ARRAY}::bigint[])",
-                    [_joined(touched_apps)],
-                )
+            if touched_apps:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"UPDATE {Application._meta.db_table} "
+                        f"SET usage_version = usage_version + 1 WHERE id = ANY({ARRAY}::bigint[])",
+                        [_joined(touched_apps)],
+                    )
         else:
             _write_orm(new_rows, changed, now=now, user_id=user_id, source=source)
-            Application.objects.filter(id__in=touched_apps).update(
-                usage_version=F("usage_version") + 1
-            )
+            if touched_apps:
+                Application.objects.filter(id__in=touched_apps).update(
+                    usage_version=F("usage_version") + 1
+                )
     return IngestResult(created=len(new_rows), updated=len(changed), unchanged=unchanged)
 
 

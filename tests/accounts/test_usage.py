@@ -96,7 +96,7 @@ def test_a_different_value_replaces_the_row_and_keeps_a_revision(app):
 
 
 @pytest.mark.django_db
-def test_only_writes_that_add_or_change_a_day_bump_the_usage_version(app):
+def test_only_writes_that_add_or_change_a_day_of_a_past_month_bump_the_usage_version(app):
     other = ApplicationFactory(customer=app.customer, plan="premium", created_on=app.created_on)
 
     def versions():
@@ -105,14 +105,25 @@ def test_only_writes_that_add_or_change_a_day_bump_the_usage_version(app):
         return app.usage_version, other.usage_version
 
     assert versions() == (0, 0)
+    # NOW is in October: the platform's daily push of the month under way bumps nothing.
     usage_ingest(rows=[row(app, "2026-10-01", 800), row(app, "2026-10-02", 900)], now=NOW)
-    assert versions() == (1, 0)  # one request, one bump, whatever the number of rows
-    usage_ingest(rows=[row(app, "2026-10-01", 800)], now=LATER)
+    assert versions() == (0, 0)
+    # September is over (a run may be billing it): one request, one bump, whatever its rows.
+    usage_ingest(rows=[row(app, "2026-09-01", 800), row(app, "2026-09-02", 900)], now=NOW)
+    assert versions() == (1, 0)
+    usage_ingest(rows=[row(app, "2026-09-01", 800)], now=LATER)
     assert versions() == (1, 0)  # nothing new
-    usage_ingest(rows=[row(app, "2026-10-02", 901), row(other, "2026-10-02", 5)], now=LATER)
+    usage_ingest(
+        rows=[
+            row(app, "2026-09-02", 901),
+            row(other, "2026-09-02", 5),
+            row(other, "2026-10-03", 5),
+        ],
+        now=LATER,
+    )
     assert versions() == (2, 1)
     with pytest.raises(UsageValidationError):
-        usage_ingest(rows=[row(app, "2026-10-03", 5), row("nope", "2026-10-03", 5)], now=LATER)
+        usage_ingest(rows=[row(app, "2026-09-03", 5), row("nope", "2026-09-03", 5)], now=LATER)
     assert versions() == (2, 1)  # refused: nothing written, nothing bumped
 
 
