@@ -10,7 +10,8 @@ value changed (updates plus one revision each).
         .venv/bin/python bench/usage_ingest.py
 
 The database named in DATABASE_URL is DROPPED and recreated: give it a database of its own.
-Options: --apps, --days, --batch, --clients (concurrent HTTP clients, default 1), --port.
+Options: --apps, --days, --batch, --clients (concurrent HTTP clients, default 1), --port,
+--month past|current (a month that is over, the default, or this month up to today).
 """
 
 from __future__ import annotations
@@ -190,6 +191,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=31)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument(
+        "--month",
+        choices=["past", "current"],
+        default="past",
+        help="past: a month that is over (a backfill; every write bumps the applications' "
+        "usage version); current: this month up to today (the daily pushes; no bump)",
+    )
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
 
@@ -208,12 +216,16 @@ def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
 
-    # A past month with `--days` days, so no row is in the future.
+    # A past month with `--days` days, or this month up to today: no row is in the future.
     today = dt.date.today()
-    first_day = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    while (first_day + dt.timedelta(days=args.days - 1)) >= today:
-        first_day = (first_day - dt.timedelta(days=1)).replace(day=1)
-    days = [first_day + dt.timedelta(days=n) for n in range(args.days)]
+    if args.month == "current":
+        first_day = today.replace(day=1)
+        days = [first_day + dt.timedelta(days=n) for n in range(min(args.days, today.day))]
+    else:
+        first_day = (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+        while (first_day + dt.timedelta(days=args.days - 1)) >= today:
+            first_day = (first_day - dt.timedelta(days=1)).replace(day=1)
+        days = [first_day + dt.timedelta(days=n) for n in range(args.days)]
 
     print(f"database {url}: recreating, migrating, loading the price book ...", flush=True)
     recreate_database(url)
