@@ -533,7 +533,10 @@ def bill_account(
     billed or held is not counted twice. `unresolved_error`: this run has an open error row for
     the account, which a success resolves. `invoice_absent`: the caller's batched read found no
     invoice for the period, so it is not read again; if another worker wrote one meanwhile, the
-    unique (customer, period) constraint raises IntegrityError and nothing is written."""
+    unique (customer, period) constraint raises IntegrityError and nothing is written. When the
+    customer's applications have other usage versions under lock than `prepared` was rated
+    with, UsageChangedError is raised and nothing is written (`bill_account_rerating` rates
+    again)."""
     if (
         invoice_absent
         and not unresolved_error
@@ -543,7 +546,7 @@ def bill_account(
         and not prepared.rated.hold_reasons
         and prepared.rated.lines
     ):
-        # The common case of a month-end run, in three statements (see _issue_for_run).
+        # The common case of a month-end run, in two statements (see _issue_for_run).
         with transaction.atomic():
             _issue_for_run(
                 customer_id=customer_id,
