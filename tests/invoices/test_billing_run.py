@@ -62,6 +62,14 @@ def assert_billed_exactly_once(customers) -> None:
     )
 
 
+def late_correction(app, *, now) -> None:
+    """The platform corrects 17 October of `app` to 25,000 DAU."""
+    from accounts.usage import usage_ingest
+
+    row = {"app_key": app.app_key, "date": "2026-10-17", "dau": 25_000, "delivered_messages": 1000}
+    usage_ingest(rows=[row], now=now)
+
+
 def one_chunk_run(*, accounts: int) -> BillingRun:
     """A run for October started at the billing moment, its one chunk not processed yet."""
     return BillingRun.objects.create(
@@ -264,24 +272,13 @@ def test_usage_written_after_the_chunks_read_is_rated_again_before_issue(price_b
     """The platform corrects a day while the run is between reading a chunk and issuing: the
     invoice bills the corrected usage, not what the chunk read."""
     import invoices.runs as runs
-    from accounts.usage import usage_ingest
 
     customer, app = premium_customer(dau=5000)  # 6,000.00: up to 10,000 DAU
     real_accounts_rate = runs.accounts_rate
 
     def read_then_usage_arrives(**kwargs):
         prepared = real_accounts_rate(**kwargs)
-        usage_ingest(
-            rows=[
-                {
-                    "app_key": app.app_key,
-                    "date": "2026-10-17",
-                    "dau": 25_000,
-                    "delivered_messages": 1000,
-                }
-            ],
-            now=BILLING_MOMENT - dt.timedelta(minutes=1),
-        )
+        late_correction(app, now=BILLING_MOMENT - dt.timedelta(minutes=1))
         return prepared
 
     monkeypatch.setattr(runs, "accounts_rate", read_then_usage_arrives)
@@ -515,7 +512,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
     from django.db import transaction
 
     import invoices.services as services
-    from accounts.usage import UsageBilledMonthError, usage_ingest
+    from accounts.usage import UsageBilledMonthError
 
     customer, app = premium_customer(dau=5000)
     prepared = services.account_rate(customer=customer, period=OCTOBER)
@@ -535,17 +532,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
             issuing_holds_its_locks.wait(5)
             ingest_may_go.set()
             try:
-                usage_ingest(
-                    rows=[
-                        {
-                            "app_key": app.app_key,
-                            "date": "2026-10-17",
-                            "dau": 25_000,
-                            "delivered_messages": 1000,
-                        }
-                    ],
-                    now=BILLING_MOMENT,
-                )
+                late_correction(app, now=BILLING_MOMENT)
                 seen["ingest"] = "stored"
             except UsageBilledMonthError as exc:
                 seen["ingest"] = exc.conflicts[0]["invoice"]
