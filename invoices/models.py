@@ -112,6 +112,10 @@ class Invoice(models.Model):
     customer_email = models.EmailField(blank=True)
     total = MoneyField(**MONEY, default=0)
     rated_at = models.DateTimeField()
+    # Sum of the customer's applications' usage versions, read before the usage the lines were
+    # rated from (None: rated before versions existed). Issuing a draft or held invoice checks
+    # it under lock, so usage corrected after the review is rated again before it is billed.
+    rated_usage_version = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     issued_at = models.DateTimeField(null=True, blank=True)
     issue_date = models.DateField(null=True, blank=True)
     issued_by = models.ForeignKey(

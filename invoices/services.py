@@ -211,6 +211,7 @@ def _invoice_row(
     billing_run: BillingRun | None,
     number: str | None,
     issued_by,
+    usage_version: tuple[int, int] | None,
 ) -> dict:
     """What an invoice holds (attname -> value): the frozen customer details and the rated
     total; issued when `number` is given, else held (with its reasons) or draft."""
@@ -227,6 +228,7 @@ def _invoice_row(
         "total_currency": CURRENCY,
         "total": rated.total,
         "rated_at": now,
+        "rated_usage_version": usage_version[1] if usage_version is not None else None,
         "issued_at": None,
         "issue_date": None,
         "issued_by_id": None,
@@ -281,6 +283,7 @@ def _invoice_write(
         billing_run=billing_run,
         number=number,
         issued_by=issued_by,
+        usage_version=prepared.usage_version,
     )
     if existing is not None:
         # Only drafts and held invoices are replaced; the caller checked under the lock.
@@ -494,7 +497,8 @@ def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> Invoice:
 
 def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invoice:
     """Issue a draft or held invoice as it is: number it, freeze it, debit the balance and tell
-    the customer. A held invoice keeps its hold reason as the record of why it was reviewed."""
+    the customer. A held invoice keeps its hold reason as the record of why it was reviewed.
+    Refused when usage was written after the invoice was rated (re-rate it first)."""
     with transaction.atomic():
         customer = lock_customer(customer=invoice.customer_id)
         current = Invoice.objects.select_for_update().filter(pk=invoice.pk).first()
@@ -502,6 +506,14 @@ def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invo
             raise InvoiceError("this invoice no longer exists (it was re-rated away)", "invoice")
         if current.is_issued:
             raise _already_issued_error(current)
+        if current.rated_usage_version is not None:
+            _, usage_version = statements.lock_usage_versions(customer.pk)
+            if usage_version != current.rated_usage_version:
+                raise InvoiceError(
+                    "usage of this customer's applications changed after this invoice was "
+                    "rated: re-rate it, review it and issue it again",
+                    field="invoice",
+                )
         current.number = number_allocate(series=INVOICE_SERIES, year=billing_date(now).year)
         current.status = Invoice.Status.ISSUED
         current.issued_at = now
@@ -659,6 +671,7 @@ def _issue_for_run(
             billing_run=billing_run,
             number=number,
             issued_by=None,
+            usage_version=prepared.usage_version,
         ),
         "created_at": wall,
         "updated_at": wall,

@@ -266,6 +266,36 @@ def test_finance_can_issue_a_held_invoice_as_it_is(price_book):
     assert ledger_balance(customer=customer) == Decimal("14000.00")
 
 
+def test_a_held_invoice_whose_usage_was_corrected_is_rated_again_before_it_is_issued(
+    price_book,
+):
+    from accounts.usage import usage_ingest
+
+    customer, app = premium_customer(dau=8000)
+    usage(app, dt.date(2026, 10, 21), 100, delivered_messages=5_000_000)
+    bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
+    held = Invoice.objects.get(customer=customer)
+    # The month is not invoiced yet (held), so the platform's correction is accepted.
+    correction = {"app_key": app.app_key, "date": "2026-10-17", "dau": 25_000}
+    usage_ingest(rows=[{**correction, "delivered_messages": 1000}], now=BILLING_MOMENT)
+
+    with pytest.raises(InvoiceError, match="changed after this invoice was rated"):
+        invoice_issue(invoice=held, now=BILLING_MOMENT)
+    held.refresh_from_db()
+    assert (held.status, held.number, held.total.amount) == ("held", None, Decimal("6000.00"))
+    assert not NumberSequence.objects.filter(last_number__gt=0).exists()
+
+    rerated = invoice_rerate(invoice=held, now=BILLING_MOMENT)
+    issued = invoice_issue(invoice=rerated, now=BILLING_MOMENT)
+    [line] = issued.lines.all()
+    assert (issued.number, line.peak_dau, line.peak_day) == (
+        "INV-2026-000001",
+        25_000,
+        dt.date(2026, 10, 17),
+    )
+    assert issued.total.amount > Decimal("6000.00")
+
+
 def test_draft_is_replaced_when_rerated_and_removed_when_nothing_is_billable(price_book):
     customer, app = premium_customer(dau=8000)
     draft = invoice_rate(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
