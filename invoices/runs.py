@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from accounts.events import deliveries_batched
 from accounts.models import Application, Customer, DailyUsage
-from billingsite.clock import Period
+from billingsite.clock import Period, billing_date
 from invoices.models import BillingRun, BillingRunError, Invoice
 from invoices.services import (
     FAILED,
@@ -32,6 +32,7 @@ from invoices.services import (
     ISSUED,
     SKIPPED,
     ZERO,
+    InvoiceError,
     PreparedAccount,
     accounts_rate,
     bill_account_rerating,
@@ -117,6 +118,9 @@ def billing_run_start(*, period: Period, now: dt.datetime, created_by=None) -> B
     """Create the run for `period` and queue its chunks (after commit, so a worker never sees
     a chunk before its run). Several runs for one period are safe: accounts billed by one are
     "already billed" for the other."""
+    if period.end >= billing_date(now):
+        # Usage of a month under way still arrives and is not versioned for the run's check.
+        raise InvoiceError(f"{period} is not over yet: only past months are billed", "period")
     customer_ids = list(billing_run_candidates(period=period).values_list("id", flat=True))
     chunks = _chunks(customer_ids, settings.BILLING_RUN_CHUNK_SIZE)
     with transaction.atomic():

@@ -114,6 +114,18 @@ def test_run_bills_every_account_in_chunks_and_counts_outcomes(
 
 
 @pytest.mark.django_db
+def test_a_run_for_a_month_under_way_is_refused(price_book):
+    from invoices.services import InvoiceError
+
+    build_accounts(1)
+    with pytest.raises(InvoiceError, match="2026-11 is not over yet"):
+        billing_run_start(period=Period(2026, 11), now=BILLING_MOMENT)
+    with pytest.raises(InvoiceError, match="2026-10 is not over yet"):
+        billing_run_start(period=OCTOBER, now=dt.datetime(2026, 10, 31, 23, 59, tzinfo=SHANGHAI))
+    assert not BillingRun.objects.exists()
+
+
+@pytest.mark.django_db
 def test_running_twice_bills_once(price_book, small_chunks, django_capture_on_commit_callbacks):
     customers = build_accounts(3)
     with django_capture_on_commit_callbacks(execute=True):
