@@ -245,12 +245,12 @@ def _invoice_row(
     return row
 
 
-def _history_row(invoice_row: dict, *, at: dt.datetime) -> dict:
-    """The history row simple-history writes for a new invoice saved by no user."""
-    _, tracked = statements.invoice_history()
-    history = {name: invoice_row[name] for name in tracked}
+def _history_row(tracked: tuple[str, ...], values: dict, *, change: str, at) -> dict:
+    """The history row simple-history writes for a row saved by no user: the tracked fields'
+    `values`, and `change` "+" (created) or "~" (changed)."""
+    history = {name: values[name] for name in tracked}
     history.update(
-        history_date=at, history_change_reason=None, history_type="+", history_user_id=None
+        history_date=at, history_change_reason=None, history_type=change, history_user_id=None
     )
     return history
 
@@ -297,8 +297,8 @@ def _invoice_write(
         wall = timezone.now()
         fields.update(created_at=wall, updated_at=wall)
         fields["id"] = statements.insert_one(Invoice, fields)
-        history_model, _ = statements.invoice_history()
-        statements.insert_many(history_model, [_history_row(fields, at=wall)])
+        history_model, tracked = statements.invoice_history()
+        statements.insert_many(history_model, [_history_row(tracked, fields, change="+", at=wall)])
         invoice = Invoice(**fields)
         invoice._state.adding, invoice._state.db = False, connection.alias
     else:
@@ -696,13 +696,15 @@ def _issue_for_run(
     )
     written = statements.issue_in_one_statement(
         invoice=invoice,
-        history=_history_row(invoice, at=wall),
+        history=_history_row(statements.invoice_history()[1], invoice, change="+", at=wall),
         lines=_line_rows(invoice_id, prepared),
         debit=debit,
         event=_event_row(customer_id, CustomerEvent.Kind.INVOICE_ISSUED, dedupe_key, payload, now),
         arrears=statements.ArrearsStart(
             today=today,
-            customer_history=_customer_history_row(customer, at=wall),
+            customer_history=_history_row(
+                statements.customer_history()[1], vars(customer), change="~", at=wall
+            ),
             event=_event_row(
                 customer_id, CustomerEvent.Kind.ARREARS_STARTED, arrears_key, arrears_payload, now
             ),
@@ -732,14 +734,6 @@ def _event_row(customer_id: int, kind: str, dedupe_key: str, payload: dict, now)
     }
 
 
-def _customer_history_row(customer: Customer, *, at: dt.datetime) -> dict:
-    """The history row simple-history writes when the run saves a customer (no user)."""
-    _, tracked = statements.customer_history()
-    row = {name: getattr(customer, name) for name in tracked}
-    row.update(history_date=at, history_change_reason=None, history_type="~", history_user_id=None)
-    return row
-
-
 def bill_customer(
     *, customer: Customer, period: Period, now: dt.datetime, billing_run: BillingRun | None = None
 ) -> str:
@@ -759,25 +753,39 @@ def bill_customer(
 USAGE_CHANGE_ATTEMPTS = 3
 
 
-def bill_account_rerating(*, invoice_absent: bool = False, **arguments) -> str:
+def bill_account_rerating(
+    *,
+    customer_id: int,
+    period: Period,
+    now: dt.datetime,
+    prepared: PreparedAccount,
+    billing_run: BillingRun | None = None,
+    unresolved_error: bool = False,
+    invoice_absent: bool = False,
+) -> str:
     """`bill_account`, rating the account again from what is stored when its usage changed
     after `prepared` was rated (up to USAGE_CHANGE_ATTEMPTS times, then UsageChangedError), and
     looking for the invoice again when the caller's read saw none but one exists now."""
     for _attempt in range(USAGE_CHANGE_ATTEMPTS):
         try:
-            return bill_account(**arguments, invoice_absent=invoice_absent)
+            return bill_account(
+                customer_id=customer_id,
+                period=period,
+                now=now,
+                prepared=prepared,
+                billing_run=billing_run,
+                unresolved_error=unresolved_error,
+                invoice_absent=invoice_absent,
+            )
         except IntegrityError:
             if not invoice_absent:
                 raise
             # Another worker invoiced the account after the caller's read: look again.
             invoice_absent = False
         except UsageChangedError:
-            arguments["prepared"] = account_rate(
-                customer=arguments["customer_id"], period=arguments["period"]
-            )
+            prepared = account_rate(customer=customer_id, period=period)
     raise UsageChangedError(
-        f"customer {arguments['customer_id']}: usage kept changing while it was billed; "
-        "retry the account"
+        f"customer {customer_id}: usage kept changing while it was billed; retry the account"
     )
 
 
