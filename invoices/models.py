@@ -196,7 +196,13 @@ class InvoiceLine(models.Model):
     days_in_month = models.PositiveSmallIntegerField()
     peak_dau = models.PositiveIntegerField(null=True, blank=True)
     peak_day = models.DateField(null=True, blank=True)
+    # `description` and `explanation` in English, as frozen for exports and PDFs.
     explanation = models.TextField()
+    # The same text as data, for every language: {"title": message, "explanation": [message,
+    # ...], "plan": {"en": name, "zh-hans": name}}, each message {"id", "params"} from
+    # invoices/rating_text.py. NULL on lines frozen before lines carried messages: those read
+    # in English in every language.
+    messages = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["invoice_id", "position"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from billingsite.money import round_money
+from invoices.rating_text import Message, names, render
 
 ZERO = Decimal("0.00")
 
@@ -32,6 +33,7 @@ class PlanTerms:
     daily_message_limit: int
     supports_ultragroups: bool
     rank: int = 0
+    name_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class AddOnTerms:
     name: str
     category: str
     unit_description: str
+    name_zh: str = ""
+    unit_description_zh: str = ""
 
 
 PRICED, INCLUDED, UNAVAILABLE = "priced", "included", "unavailable"
@@ -140,6 +144,32 @@ class PricedLine:
     explanation: str
     peak_dau: int | None = None
     peak_day: dt.date | None = None
+    # `description` and `explanation` are these messages rendered in English.
+    title: Message | None = None
+    explanation_parts: tuple[Message, ...] = ()
+    plan_name_zh: str = ""
+
+    @property
+    def messages(self) -> dict | None:
+        """The line's words as data, as `InvoiceLine.messages` freezes them."""
+        if self.title is None:
+            return None
+        return {
+            "title": self.title.as_json(),
+            "explanation": [part.as_json() for part in self.explanation_parts],
+            "plan": names(self.plan_name, self.plan_name_zh),
+        }
+
+
+def priced_line(*, title: Message, explanation_parts: list[Message], **fields) -> PricedLine:
+    """A line whose English `description` and `explanation` are rendered from its messages."""
+    return PricedLine(
+        description=render([title]),
+        explanation=render(explanation_parts),
+        title=title,
+        explanation_parts=tuple(explanation_parts),
+        **fields,
+    )
 
 
 @dataclass(frozen=True)
@@ -201,13 +231,24 @@ def _days(first_day: dt.date, last_day: dt.date) -> int:
     return (last_day - first_day).days + 1
 
 
-def _proration_text(monthly: Decimal, days: int, days_in_month: int, amount: Decimal) -> str:
+def _proration(monthly: Decimal, days: int, days_in_month: int, amount: Decimal) -> list[Message]:
     if days == days_in_month:
-        return ""
-    return (
-        f"; pro rata {days} of {days_in_month} days: "
-        f"{money_text(monthly)} x {days}/{days_in_month} = {money_text(amount)}"
-    )
+        return []
+    return [
+        Message(
+            "prorata",
+            {
+                "days": days,
+                "days_in_month": days_in_month,
+                "monthly": money_text(monthly),
+                "amount": money_text(amount),
+            },
+        )
+    ]
+
+
+def _plan_names(plan: PlanTerms) -> dict[str, str]:
+    return names(plan.name, plan.name_zh)
 
 
 def _overlap(a_first, a_last, b_first, b_last) -> tuple[dt.date, dt.date] | None:
@@ -224,30 +265,51 @@ def _dau_line(app: ApplicationInput, plan: PlanTerms, segment: PlanSegment) -> P
     monthly = monthly_dau_fee(plan=plan, peak_dau=peak)
     amount = prorate(monthly=monthly, days=days, days_in_month=app.days_in_month)
     if segment.peak_dau is None:
-        peak_text = "no usage reported: billed at peak DAU 0"
+        parts = [Message("no_usage")]
+    elif segment.peak_day:
+        parts = [
+            Message(
+                "peak_dau_on_day",
+                {"peak_dau": f"{segment.peak_dau:,}", "day": segment.peak_day.isoformat()},
+            )
+        ]
     else:
-        on_day = f" on {segment.peak_day.isoformat()}" if segment.peak_day else ""
-        peak_text = f"peak DAU {segment.peak_dau:,}{on_day}"
+        parts = [Message("peak_dau", {"peak_dau": f"{segment.peak_dau:,}"})]
     if plan.dau_base_fee == 0 and plan.dau_block_price == 0:
-        explanation = f"{peak_text}: {plan.name} plan has no monthly fee"
+        parts.append(Message("no_monthly_fee", {"plan": _plan_names(plan)}))
     else:
-        arithmetic = (
-            f"{money_text(plan.dau_base_fee)} + {blocks} x {money_text(plan.dau_block_price)}"
-        )
         if blocks == 0:
-            arithmetic = f"{money_text(plan.dau_base_fee)} (up to {plan.included_dau:,} DAU)"
-        explanation = f"{peak_text}: {arithmetic}"
-        if blocks:
-            explanation += f" = {money_text(monthly)}"
-        explanation += _proration_text(monthly, days, app.days_in_month, amount)
-    return PricedLine(
+            parts.append(
+                Message(
+                    "base_fee_only",
+                    {
+                        "base_fee": money_text(plan.dau_base_fee),
+                        "included_dau": f"{plan.included_dau:,}",
+                    },
+                )
+            )
+        else:
+            parts.append(
+                Message(
+                    "base_fee_and_blocks",
+                    {
+                        "base_fee": money_text(plan.dau_base_fee),
+                        "blocks": blocks,
+                        "block_price": money_text(plan.dau_block_price),
+                        "monthly": money_text(monthly),
+                    },
+                )
+            )
+        parts += _proration(monthly, days, app.days_in_month, amount)
+    return priced_line(
         app_key=app.app_key,
         app_name=app.app_name,
         code=plan.code,
         category="dau_fee",
         plan_code=plan.code,
         plan_name=plan.name,
-        description=f"{plan.name} plan, monthly fee by peak DAU",
+        title=Message("plan_fee_title", {"plan": _plan_names(plan)}),
+        plan_name_zh=plan.name_zh,
         quantity=1,
         unit_price=round_money(monthly),
         amount=amount,
@@ -255,7 +317,7 @@ def _dau_line(app: ApplicationInput, plan: PlanTerms, segment: PlanSegment) -> P
         last_day=segment.last_day,
         days=days,
         days_in_month=app.days_in_month,
-        explanation=explanation,
+        explanation_parts=parts,
         peak_dau=segment.peak_dau,
         peak_day=segment.peak_day,
     )
@@ -279,23 +341,30 @@ def _addon_line(
     quantity = addon_segment.quantity
     if price.availability == INCLUDED:
         unit_price, amount = ZERO, ZERO
-        explanation = f"included in the {plan.name} plan"
+        parts = [Message("included", {"plan": _plan_names(plan)})]
     else:
         unit_price = round_money(price.unit_price)
         monthly = price.unit_price * quantity
         amount = prorate(monthly=monthly, days=days, days_in_month=app.days_in_month)
-        explanation = f"{quantity} x {money_text(unit_price)} ({addon.unit_description})"
+        params: dict = {
+            "quantity": quantity,
+            "unit_price": money_text(unit_price),
+            "unit": names(addon.unit_description, addon.unit_description_zh),
+        }
         if quantity > 1:
-            explanation += f" = {money_text(monthly)}"
-        explanation += _proration_text(monthly, days, app.days_in_month, amount)
-    return PricedLine(
+            parts = [Message("addon_quantity_total", {**params, "monthly": money_text(monthly)})]
+        else:
+            parts = [Message("addon_quantity", params)]
+        parts += _proration(monthly, days, app.days_in_month, amount)
+    return priced_line(
         app_key=app.app_key,
         app_name=app.app_name,
         code=addon.code,
         category=addon.category,
         plan_code=plan.code,
         plan_name=plan.name,
-        description=addon.name,
+        title=Message("addon_title", {"addon": names(addon.name, addon.name_zh)}),
+        plan_name_zh=plan.name_zh,
         quantity=quantity,
         unit_price=unit_price,
         amount=amount,
@@ -303,28 +372,30 @@ def _addon_line(
         last_day=last_day,
         days=days,
         days_in_month=app.days_in_month,
-        explanation=explanation,
+        explanation_parts=parts,
     )
 
 
 def _contract_line(app: ApplicationInput, contract: ContractSegment, plan: PlanTerms) -> PricedLine:
     days = _days(contract.first_day, contract.last_day)
     amount = prorate(monthly=contract.monthly_fee, days=days, days_in_month=app.days_in_month)
-    reference = f" {contract.reference}" if contract.reference else ""
-    explanation = (
-        f"dedicated-service contract{reference}: {money_text(contract.monthly_fee)} / month"
-    )
+    fee = {"monthly_fee": money_text(contract.monthly_fee)}
+    if contract.reference:
+        parts = [Message("contract_with_reference", {**fee, "reference": contract.reference})]
+    else:
+        parts = [Message("contract", fee)]
     if app.peak_daily_messages is not None:
-        explanation += f"; peak {app.peak_daily_messages:,} delivered messages in a day"
-    explanation += _proration_text(contract.monthly_fee, days, app.days_in_month, amount)
-    return PricedLine(
+        parts.append(Message("peak_messages", {"messages": f"{app.peak_daily_messages:,}"}))
+    parts += _proration(contract.monthly_fee, days, app.days_in_month, amount)
+    return priced_line(
         app_key=app.app_key,
         app_name=app.app_name,
         code="dedicated_service",
         category="dedicated_service",
         plan_code=plan.code,
         plan_name=plan.name,
-        description="Dedicated service (high-volume contract)",
+        title=Message("contract_title"),
+        plan_name_zh=plan.name_zh,
         quantity=1,
         unit_price=round_money(contract.monthly_fee),
         amount=amount,
@@ -332,7 +403,7 @@ def _contract_line(app: ApplicationInput, contract: ContractSegment, plan: PlanT
         last_day=contract.last_day,
         days=days,
         days_in_month=app.days_in_month,
-        explanation=explanation,
+        explanation_parts=parts,
     )
 
 

@@ -197,6 +197,7 @@ def _line_rows(invoice_id: int, prepared: PreparedAccount) -> list[dict]:
             "peak_dau": line.peak_dau,
             "peak_day": line.peak_day,
             "explanation": line.explanation,
+            "messages": line.messages,
         }
         for position, line in enumerate(prepared.rated.lines, start=1)
     ]

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model, PositiveIntegerField
+from psycopg.types.json import Jsonb
 
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
@@ -46,11 +47,16 @@ def _insert_sql(model: type[Model], names: tuple[str, ...], returning: bool) -> 
     return f"{sql} RETURNING {_quote(meta.pk.column)}" if returning else sql
 
 
+def _pg_value(value):
+    # A JSON column's value (a dict or list) goes as jsonb; everything else is plain Python
+    # (str, int, Decimal, date, aware datetime, None), which the driver adapts as the fields
+    # would.
+    return Jsonb(value) if isinstance(value, dict | list) else value
+
+
 def _params(model: type[Model], names: tuple[str, ...], row: dict, db) -> list:
     if db.vendor == "postgresql":
-        # The values are plain Python (str, int, Decimal, date, aware datetime, None), which
-        # the driver adapts as the fields would.
-        return [row[name] for name in names]
+        return [_pg_value(row[name]) for name in names]
     get_field = model._meta.get_field
     return [get_field(name).get_db_prep_save(row[name], db) for name in names]
 
@@ -73,7 +79,7 @@ def _unnest_insert_sql(model: type[Model], names: tuple[str, ...]) -> str:
 
 
 def _unnest_params(rows: list[dict], names: tuple[str, ...]) -> list[list]:
-    return [[row[name] for row in rows] for name in names]
+    return [[_pg_value(row[name]) for row in rows] for name in names]
 
 
 def insert_many(model: type[Model], rows: list[dict]) -> None:

@@ -257,6 +257,7 @@ class PlanAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     fields = [
         "code",
         "name",
+        "name_zh",
         "activation",
         "rank",
         "supports_ultragroups",
@@ -298,8 +299,10 @@ class AddOnAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     fields = [
         "code",
         "name",
+        "name_zh",
         "category",
         "unit_description",
+        "unit_description_zh",
         "is_switch",
         "sort_order",
         "notes",

@@ -27,6 +27,8 @@ class Plan(models.Model):
     # Stable code used by the API, the data file and invoices; never renamed.
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=100)
+    # The name customers read in Simplified Chinese (blank: the English name).
+    name_zh = models.CharField("name (Chinese)", max_length=100, blank=True)
     activation = models.CharField(max_length=16, choices=Activation.choices)
     # Higher rank = bigger plan; moving to a lower rank is a downgrade (takes effect next month).
     rank = models.PositiveSmallIntegerField(default=0)
@@ -84,9 +86,12 @@ class AddOn(models.Model):
 
     code = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    # The name customers read in Simplified Chinese (blank: the English name).
+    name_zh = models.CharField("name (Chinese)", max_length=200, blank=True)
     category = models.CharField(max_length=24, choices=Category.choices)
     # What one unit of quantity buys, e.g. "half-year extended" or "+100 calls/s".
     unit_description = models.CharField(max_length=200, blank=True)
+    unit_description_zh = models.CharField("unit description (Chinese)", max_length=200, blank=True)
     # True for on/off services (quantity is always 1).
     is_switch = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)

@@ -74,6 +74,7 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             {"code": spec["code"]},
             {
                 "name": spec["name"],
+                "name_zh": spec.get("name_zh", ""),
                 "activation": spec["activation"],
                 "rank": spec["rank"],
                 "supports_ultragroups": spec["supports_ultragroups"],
@@ -107,6 +108,8 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
                 "name": spec["name"],
                 "category": spec["category"],
                 "unit_description": spec["unit_description"],
+                "name_zh": spec.get("name_zh", ""),
+                "unit_description_zh": spec.get("unit_description_zh", ""),
                 "is_switch": spec["is_switch"],
                 "sort_order": spec["sort_order"],
                 "notes": spec["notes"],

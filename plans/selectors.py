@@ -55,10 +55,18 @@ def price_book_for_period(*, period: Period) -> PriceBook:
             daily_message_limit=plan.daily_message_limit,
             supports_ultragroups=plan.supports_ultragroups,
             rank=plan.rank,
+            name_zh=plan.name_zh,
         )
     addons = {addon.id: addon for addon in AddOn.objects.all()}
     addon_terms = {
-        addon.code: AddOnTerms(addon.code, addon.name, addon.category, addon.unit_description)
+        addon.code: AddOnTerms(
+            addon.code,
+            addon.name,
+            addon.category,
+            addon.unit_description,
+            name_zh=addon.name_zh,
+            unit_description_zh=addon.unit_description_zh,
+        )
         for addon in addons.values()
     }
     addon_prices: dict[tuple[str, str], AddOnPriceTerms] = {}

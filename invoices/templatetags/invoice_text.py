@@ -1,141 +1,62 @@
 """How invoice lines read on the customer pages and in the PDFs.
 
 Works on frozen `InvoiceLine` rows and on the rating engine's `PricedLine` (the estimate) alike:
-both carry the same attribute names. English shows the frozen description and explanation as
-they were written at rating time. Chinese shows a translation of that same frozen text: item
-names by their stable code, explanations phrase by phrase; anything it does not recognise
-stays in the original English, so a figure is never lost in translation.
+both carry `description`, `explanation` (English) and `messages` (the same words as message ids
+with parameters, `invoices/rating_text.py`). English shows the frozen English text; another
+language renders the frozen messages through gettext, so the Chinese is edited in the `.po`
+file like every other text, and names of plans and add-ons come from the price book. Lines
+frozen before they carried messages read in English in every language.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django import template
 from django.utils import translation
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from billingsite.money import as_decimal
+from invoices.rating_text import CHINESE, ENGLISH, names, render
 
 register = template.Library()
 
 ZERO = Decimal("0.00")
 
-PLAN_NAMES = {
-    "free": gettext_lazy("Free"),
-    "premium": gettext_lazy("Premium"),
-    "ultimate": gettext_lazy("Ultimate"),
-}
 
-# Stable add-on codes of the price book (PRICING.md); names in the book are data and may be
-# edited, so Chinese names hang off the code, never off the English text.
-ADDON_NAMES = {
-    "chatroom_keepalive": gettext_lazy("Chat room keep-alive"),
-    "chatroom_global_mute": gettext_lazy("Chat room global mute"),
-    "chatroom_message_priority": gettext_lazy(
-        "Chat room message priority (up to 20 low-priority message types)"
-    ),
-    "chatroom_whitelist": gettext_lazy("Chat room user and message whitelist"),
-    "chatroom_broadcast": gettext_lazy("Chat room broadcast messages"),
-    "message_callback": gettext_lazy("Message callback"),
-    "push_template": gettext_lazy("Push content template setting"),
-    "desktop_pc": gettext_lazy("Desktop (PC) client"),
-    "private_storage": gettext_lazy("1-to-1 and group message cloud storage, 6 months"),
-    "private_storage_extension": gettext_lazy("Extend 1-to-1 and group message cloud storage"),
-    "chatroom_storage": gettext_lazy("Chat room message cloud storage, 2 months"),
-    "chatroom_storage_extension": gettext_lazy("Extend chat room message cloud storage"),
-    "ultragroup_storage_extension": gettext_lazy("Extend ultragroup message cloud storage"),
-    "sensitive_words": gettext_lazy("Extra sensitive words (50 included)"),
-}
-
-_ZH_PLAN = {"Free": "免费版", "Premium": "尊享版", "Ultimate": "至尊版"}
-
-_ZH_UNITS = [
-    (re.compile(r"^enabled$"), "已开通"),
-    (re.compile(r"^half-years? extended$"), "每延长半年"),
-    (re.compile(r"^months? extended$"), "每延长 1 个月"),
-    (re.compile(r"^pack of ([\d,]+) words$"), r"每包 \1 个词"),
-    (re.compile(r"^\+([\d,]+)/s on (\S+)$"), r"\2 每秒 +\1 次"),
-    (re.compile(r"^\+([\d,]+)/min on (\S+)$"), r"\2 每分钟 +\1 次"),
-    (re.compile(r"^\+([\d,]+)/day on (\S+)$"), r"\2 每天 +\1 次"),
-]
-
-_NUM = r"[\d,]+(?:\.\d+)?"
-_DATE = r"\d{4}-\d{2}-\d{2}"
-
-# Phrases of invoices/rating.py's explanations, in the order they must be replaced.
-_ZH_PHRASES = [
-    (re.compile(r"no usage reported: billed at peak DAU 0"), "未上报用量，按峰值日活 0 计费"),
-    (re.compile(rf"peak DAU ({_NUM}) on ({_DATE})"), r"峰值日活 \1（\2）"),
-    (re.compile(rf"peak DAU ({_NUM})"), r"峰值日活 \1"),
-    (re.compile(r"(\w+) plan has no monthly fee"), lambda m: f"{_zh_plan(m[1])}无月费"),
-    (re.compile(rf" ?\(up to ({_NUM}) DAU\)"), r"（\1 日活以内）"),
-    (re.compile(r"; pro rata (\d+) of (\d+) days: "), r"；按天折算 \1/\2 天："),
-    (re.compile(r"included in the (\w+) plan"), lambda m: f"{_zh_plan(m[1])}已包含"),
-    (re.compile(r"dedicated-service contract"), "专属服务合同"),
-    (re.compile(r" / month"), " / 月"),
-    (re.compile(rf"; peak ({_NUM}) delivered messages in a day"), r"；单日最高下发消息 \1 条"),
-    (re.compile(r" \(([^()]+)\)"), lambda m: f"（{_zh_unit(m[1])}）"),
-    (re.compile(r": "), "："),
-    (re.compile(r"） = "), "）= "),
-]
+def _language() -> str:
+    return CHINESE if (translation.get_language() or "").lower().startswith("zh") else ENGLISH
 
 
-def _zh_plan(name: str) -> str:
-    return _ZH_PLAN.get(name, name)
-
-
-def _zh_unit(text: str) -> str:
-    for pattern, replacement in _ZH_UNITS:
-        if pattern.match(text):
-            return pattern.sub(replacement, text)
-    return text
-
-
-def explanation_in_chinese(text: str) -> str:
-    """The rating engine's English explanation, phrase by phrase in Chinese; figures, dates
-    and anything unrecognised are kept exactly."""
-    for pattern, replacement in _ZH_PHRASES:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def _is_chinese(language: str | None) -> bool:
-    return (language or "").lower().startswith("zh")
-
-
-def plan_name(code: str, frozen_name: str) -> str:
-    if _is_chinese(translation.get_language()) and code in PLAN_NAMES:
-        return str(PLAN_NAMES[code])
-    return frozen_name
+def _render(line, key: str, english: str) -> str:
+    messages = line.messages
+    language = _language()
+    if language == ENGLISH or not messages:
+        return english
+    parts = [messages["title"]] if key == "title" else messages["explanation"]
+    return render(parts, language=language, translate=gettext)
 
 
 def line_title_text(line) -> str:
     """The item name of a line in the active language."""
-    if not _is_chinese(translation.get_language()):
-        return line.description
-    if line.category == "dau_fee":
-        return _("%(plan)s plan, monthly fee by peak DAU") % {
-            "plan": plan_name(line.plan_code, line.plan_name)
-        }
-    if line.category == "dedicated_service":
-        return _("Dedicated service (high-volume contract)")
-    if line.code in ADDON_NAMES:
-        return str(ADDON_NAMES[line.code])
-    if line.code.startswith("api_") and " /" in line.description:
-        return _("API rate limit %(endpoint)s") % {
-            "endpoint": line.description[line.description.index(" /") + 1 :]
-        }
-    return line.description
+    return _render(line, "title", line.description)
 
 
 def line_explanation_text(line) -> str:
-    if not _is_chinese(translation.get_language()):
-        return line.explanation
-    return explanation_in_chinese(line.explanation)
+    return _render(line, "explanation", line.explanation)
+
+
+def line_plan_names(line) -> dict[str, str]:
+    """The line's plan name in both languages (the English one only for lines frozen before
+    lines carried messages)."""
+    return (line.messages or {}).get("plan") or names(line.plan_name)
+
+
+def name_in_language(localized: dict[str, str], language: str | None = None) -> str:
+    language = language or _language()
+    key = CHINESE if language.lower().startswith("zh") else ENGLISH
+    return localized.get(key) or localized[ENGLISH]
 
 
 # Labels customers read; the models' choice labels are finance's wording and not translated.
@@ -173,7 +94,7 @@ def line_title(line) -> str:
 @register.filter
 def credit_line_title(credit_line) -> str:
     """A credit note line: its own frozen description, or the credited item in Chinese."""
-    if not _is_chinese(translation.get_language()):
+    if _language() == ENGLISH:
         return credit_line.description
     return line_title_text(credit_line.invoice_line)
 
@@ -197,9 +118,9 @@ def line_explanation_in(line, language: str) -> str:
 
 
 @register.simple_tag
-def plan_name_in(code: str, frozen_name: str, language: str) -> str:
-    with translation.override(language):
-        return plan_name(code, frozen_name)
+def name_in(localized: dict[str, str], language: str) -> str:
+    """A plan's name (as `ApplicationGroup.plans` holds it) in a given language."""
+    return name_in_language(localized, language)
 
 
 @dataclass
@@ -209,7 +130,8 @@ class ApplicationGroup:
     app_key: str
     app_name: str
     lines: list = field(default_factory=list)
-    plan_codes: list[tuple[str, str]] = field(default_factory=list)
+    # The application's plans in line order, each `{"en": name, "zh-hans": name}`.
+    plans: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def subtotal(self) -> Decimal:
@@ -217,7 +139,7 @@ class ApplicationGroup:
 
     @property
     def plan_names(self) -> str:
-        return " → ".join(plan_name(code, name) for code, name in self.plan_codes)
+        return " → ".join(name_in_language(plan) for plan in self.plans)
 
 
 @register.filter
@@ -229,10 +151,10 @@ def by_application(lines) -> list[ApplicationGroup]:
         if group is None:
             group = groups[line.app_key] = ApplicationGroup(line.app_key, line.app_name)
         group.lines.append(line)
-        if line.category == "dau_fee" and (line.plan_code, line.plan_name) not in group.plan_codes:
-            group.plan_codes.append((line.plan_code, line.plan_name))
+        plan = line_plan_names(line)
+        if line.category == "dau_fee" and plan not in group.plans:
+            group.plans.append(plan)
     for group in groups.values():
-        if not group.plan_codes and group.lines:
-            first = group.lines[0]
-            group.plan_codes.append((first.plan_code, first.plan_name))
+        if not group.plans and group.lines:
+            group.plans.append(line_plan_names(group.lines[0]))
     return list(groups.values())

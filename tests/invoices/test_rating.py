@@ -55,12 +55,18 @@ def book_from_json(data: dict = BOOK_DATA) -> PriceBook:
             daily_message_limit=spec["daily_message_limit"],
             supports_ultragroups=spec["supports_ultragroups"],
             rank=spec["rank"],
+            name_zh=spec["name_zh"],
         )
         for spec in data["plans"]
     }
     addons = {
         spec["code"]: AddOnTerms(
-            spec["code"], spec["name"], spec["category"], spec["unit_description"]
+            spec["code"],
+            spec["name"],
+            spec["category"],
+            spec["unit_description"],
+            name_zh=spec["name_zh"],
+            unit_description_zh=spec["unit_description_zh"],
         )
         for spec in data["addons"]
     }

@@ -93,6 +93,7 @@ def issued_invoice(
             peak_dau=line.peak_dau,
             peak_day=line.peak_day,
             explanation=line.explanation,
+            messages=line.messages,
         )
         for position, line in enumerate(lines, start=1)
     )

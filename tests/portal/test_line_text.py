@@ -1,11 +1,13 @@
 """How lines read in Chinese, the money filter, and grouping by application."""
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
 from django.template import Context, Template
 from django.utils import translation
+from django.utils.translation import gettext
 from moneyed import Money
 
 from invoices.rating import (
@@ -15,57 +17,149 @@ from invoices.rating import (
     PlanSegment,
     rate_application,
 )
+from invoices.rating_text import CATALOGUE, Message, render
 from invoices.templatetags.invoice_text import (
     by_application,
-    explanation_in_chinese,
     line_explanation_text,
+    line_plan_names,
     line_title_text,
 )
 from plans.selectors import price_book_for_period
 from tests.portal.conftest import OCTOBER
 
+PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
+
 
 @pytest.mark.parametrize(
-    ("english", "chinese"),
+    ("parts", "english", "chinese"),
     [
         (
+            [
+                Message("peak_dau_on_day", {"peak_dau": "8,000", "day": "2026-10-05"}),
+                Message("base_fee_only", {"base_fee": "6,000.00", "included_dau": "10,000"}),
+            ],
             "peak DAU 8,000 on 2026-10-05: 6,000.00 (up to 10,000 DAU)",
             "峰值日活 8,000（2026-10-05）：6,000.00（10,000 日活以内）",
         ),
         (
-            "peak DAU 25,000 on 2026-10-03: 8,000.00 + 2 x 4,500.00 = 17,000.00",
-            "峰值日活 25,000（2026-10-03）：8,000.00 + 2 x 4,500.00 = 17,000.00",
+            [
+                Message("peak_dau", {"peak_dau": "25,000"}),
+                Message(
+                    "base_fee_and_blocks",
+                    {
+                        "base_fee": "8,000.00",
+                        "blocks": 2,
+                        "block_price": "4,500.00",
+                        "monthly": "17,000.00",
+                    },
+                ),
+            ],
+            "peak DAU 25,000: 8,000.00 + 2 x 4,500.00 = 17,000.00",
+            "峰值日活 25,000：8,000.00 + 2 x 4,500.00 = 17,000.00",
         ),
         (
+            [
+                Message("no_usage"),
+                Message("base_fee_only", {"base_fee": "6,000.00", "included_dau": "10,000"}),
+                Message(
+                    "prorata",
+                    {"days": 15, "days_in_month": 30, "monthly": "6,000.00", "amount": "3,000.00"},
+                ),
+            ],
             "no usage reported: billed at peak DAU 0: 6,000.00 (up to 10,000 DAU); pro rata "
             "15 of 30 days: 6,000.00 x 15/30 = 3,000.00",
             "未上报用量，按峰值日活 0 计费：6,000.00（10,000 日活以内）；按天折算 15/30 天："
             "6,000.00 x 15/30 = 3,000.00",
         ),
         (
+            [
+                Message("peak_dau_on_day", {"peak_dau": "1,200", "day": "2026-10-01"}),
+                Message("no_monthly_fee", {"plan": {"en": "Free", "zh-hans": "免费版"}}),
+            ],
             "peak DAU 1,200 on 2026-10-01: Free plan has no monthly fee",
             "峰值日活 1,200（2026-10-01）：免费版无月费",
         ),
-        ("included in the Ultimate plan", "至尊版已包含"),
         (
+            [Message("included", {"plan": {"en": "Ultimate", "zh-hans": "至尊版"}})],
+            "included in the Ultimate plan",
+            "至尊版已包含",
+        ),
+        (
+            [
+                Message(
+                    "addon_quantity_total",
+                    {
+                        "quantity": 2,
+                        "unit_price": "1,200.00",
+                        "unit": {"en": "pack of 1,000 words", "zh-hans": "每包 1,000 个词"},
+                        "monthly": "2,400.00",
+                    },
+                )
+            ],
             "2 x 1,200.00 (pack of 1,000 words) = 2,400.00",
             "2 x 1,200.00（每包 1,000 个词）= 2,400.00",
         ),
         (
-            "3 x 400.00 (+6,000/min on /message/private/publish.json) = 1,200.00",
-            "3 x 400.00（/message/private/publish.json 每分钟 +6,000 次）= 1,200.00",
-        ),
-        (
+            [
+                Message(
+                    "contract_with_reference", {"reference": "DS-7", "monthly_fee": "50,000.00"}
+                ),
+                Message("peak_messages", {"messages": "2,500,000"}),
+            ],
             "dedicated-service contract DS-7: 50,000.00 / month; peak 2,500,000 delivered "
             "messages in a day",
             "专属服务合同 DS-7：50,000.00 / 月；单日最高下发消息 2,500,000 条",
         ),
-        # Unknown wording stays as it is: a figure is never lost.
-        ("finance note: waived 10.00", "finance note：waived 10.00"),
+        (
+            [Message("contract", {"monthly_fee": "50,000.00"})],
+            "dedicated-service contract: 50,000.00 / month",
+            "专属服务合同：50,000.00 / 月",
+        ),
+        (
+            [Message("plan_fee_title", {"plan": PREMIUM})],
+            "Premium plan, monthly fee by peak DAU",
+            "尊享版套餐，按峰值日活计算的月费",
+        ),
+        # A name without its Chinese reads in English; an id this code no longer knows, as
+        # nothing (a page never fails on an old line).
+        (
+            [Message("included", {"plan": {"en": "Gold", "zh-hans": ""}})],
+            "included in the Gold plan",
+            "Gold已包含",
+        ),
+        ([Message("retired_message_id", {"x": 1})], "", ""),
     ],
 )
-def test_explanations_in_chinese(english, chinese):
-    assert explanation_in_chinese(english) == chinese
+def test_messages_render_in_english_and_chinese(parts, english, chinese):
+    assert render(parts) == english
+    frozen = [part.as_json() for part in parts]
+    with translation.override("zh-hans"):
+        assert render(frozen, language="zh-hans", translate=gettext) == chinese
+
+
+def test_every_message_has_its_chinese_in_the_catalogue():
+    """A message added to the engine without its translation would show English to Chinese
+    readers: the compiled catalogue must hold each one, with the same placeholders."""
+    with translation.override("zh-hans"):
+        for message_id, (_separator, english) in CATALOGUE.items():
+            if english == "{addon}":
+                continue
+            chinese = gettext(english)
+            assert chinese != english or "+" in english, message_id
+            assert sorted(re.findall(r"{(\w+)}", chinese)) == sorted(
+                re.findall(r"{(\w+)}", english)
+            ), message_id
+
+
+@pytest.mark.django_db
+def test_a_line_frozen_before_messages_reads_in_english(acme_invoice):
+    line = acme_invoice.lines.order_by("position").first()
+    # As loaded from a row written before the column existed (issued lines cannot be updated).
+    line.messages = None
+    with translation.override("zh-hans"):
+        assert line_title_text(line) == line.description
+        assert line_explanation_text(line) == line.explanation
+        assert line_plan_names(line) == {"en": line.plan_name, "zh-hans": line.plan_name}
 
 
 @pytest.mark.django_db

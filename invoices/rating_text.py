@@ -1,0 +1,122 @@
+"""The words of the rating engine's lines: message ids with parameters, not prose.
+
+Pure (no Django), like the engine. A line's title and explanation are `Message`s: an id from
+`CATALOGUE` and its parameters, already formatted (figures, dates, money) since they read the
+same in every language; names of plans and add-ons are `{"en": ..., "zh-hans": ...}` from the
+price book. The engine renders the English here (it is frozen on the invoice for exports and
+PDFs); the pages render the same frozen ids in the reader's language through gettext
+(`invoices/templatetags/invoice_text.py`), whose catalogue is the `.po` file: a wording change
+is one edit here and one in the `.po`, never a parser to keep in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENGLISH = "en"
+CHINESE = "zh-hans"
+
+
+def gettext_noop(message: str) -> str:
+    """Marks a message for `manage.py makemessages` (it extracts this name) without Django."""
+    return message
+
+
+# The text that joins a part to the one before it.
+COLON, SEMICOLON = "colon", "semicolon"
+SEPARATORS: dict[str, str] = {
+    COLON: gettext_noop(": "),
+    SEMICOLON: gettext_noop("; "),
+}
+
+# Message id -> (the separator before it when it is not the first part, its English text).
+# The ids are frozen on invoices: never reuse one for another meaning; add a new id instead.
+CATALOGUE: dict[str, tuple[str, str]] = {
+    # Titles
+    "plan_fee_title": (COLON, gettext_noop("{plan} plan, monthly fee by peak DAU")),
+    "contract_title": (COLON, gettext_noop("Dedicated service (high-volume contract)")),
+    # An add-on's own name, from the price book in both languages.
+    "addon_title": (COLON, "{addon}"),
+    # The DAU fee
+    "no_usage": (COLON, gettext_noop("no usage reported: billed at peak DAU 0")),
+    "peak_dau": (COLON, gettext_noop("peak DAU {peak_dau}")),
+    "peak_dau_on_day": (COLON, gettext_noop("peak DAU {peak_dau} on {day}")),
+    "no_monthly_fee": (COLON, gettext_noop("{plan} plan has no monthly fee")),
+    "base_fee_only": (COLON, gettext_noop("{base_fee} (up to {included_dau} DAU)")),
+    "base_fee_and_blocks": (
+        COLON,
+        gettext_noop("{base_fee} + {blocks} x {block_price} = {monthly}"),
+    ),
+    # Add-ons
+    "included": (COLON, gettext_noop("included in the {plan} plan")),
+    "addon_quantity": (COLON, gettext_noop("{quantity} x {unit_price} ({unit})")),
+    "addon_quantity_total": (
+        COLON,
+        gettext_noop("{quantity} x {unit_price} ({unit}) = {monthly}"),
+    ),
+    # Dedicated-service contracts
+    "contract": (COLON, gettext_noop("dedicated-service contract: {monthly_fee} / month")),
+    "contract_with_reference": (
+        COLON,
+        gettext_noop("dedicated-service contract {reference}: {monthly_fee} / month"),
+    ),
+    "peak_messages": (SEMICOLON, gettext_noop("peak {messages} delivered messages in a day")),
+    # Any line billed for part of the month
+    "prorata": (
+        SEMICOLON,
+        gettext_noop(
+            "pro rata {days} of {days_in_month} days: {monthly} x {days}/{days_in_month} = {amount}"
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "params": dict(self.params)}
+
+
+def names(english: str, chinese: str = "") -> dict[str, str]:
+    """A price-book name in both languages (Chinese falls back to the English when unset)."""
+    return {ENGLISH: english, CHINESE: chinese or english}
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _param(value: Any, language: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(language) or value.get(ENGLISH, "")
+    return value
+
+
+def render(
+    parts: Iterable[Message | Mapping[str, Any]],
+    *,
+    language: str = ENGLISH,
+    translate: Callable[[str], str] = _identity,
+) -> str:
+    """Parts joined by their separators in `language`; `translate` is gettext on the pages.
+
+    Accepts `Message`s (the engine) and their JSON (frozen on an invoice line). An id this
+    code no longer knows renders as nothing rather than failing a customer's page.
+    """
+    text = ""
+    for part in parts:
+        message_id, params = (
+            (part.id, part.params) if isinstance(part, Message) else (part["id"], part["params"])
+        )
+        if message_id not in CATALOGUE:
+            continue
+        separator, template = CATALOGUE[message_id]
+        values = {name: _param(value, language) for name, value in params.items()}
+        piece = translate(template).format(**values)
+        text += (translate(SEPARATORS[separator]) if text else "") + piece
+    return text
