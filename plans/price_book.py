@@ -99,7 +99,13 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             report,
             force,
         )
+    addons: dict[str, AddOn] = {}
     for spec in book["addons"]:
+        requires = spec.get("requires")
+        if requires is not None and requires not in addons:
+            raise ValueError(
+                f"add-on {spec['code']} requires {requires!r}, which must be listed before it"
+            )
         addon = _sync(
             AddOn,
             {"code": spec["code"]},
@@ -108,6 +114,8 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
                 "category": spec["category"],
                 "unit_description": spec["unit_description"],
                 "is_switch": spec["is_switch"],
+                "max_quantity": spec["max_quantity"],
+                "requires": addons.get(requires),
                 "sort_order": spec["sort_order"],
                 "notes": spec["notes"],
             },
@@ -115,6 +123,7 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             report,
             force,
         )
+        addons[addon.code] = addon
         for plan_code, price in spec["prices"].items():
             if price in ("included", "unavailable"):
                 wanted = {"availability": price, "unit_price": _cny("0")}
