@@ -117,7 +117,7 @@ class CustomerFinancials:
     # A whole month at today's plans and add-ons; the recommended balance is three of them.
     monthly_fees: Decimal
     recommended_balance: Decimal
-    # Days the balance lasts at the run-rate; None when nothing is being charged.
+    # Days the balance lasts at the whole-month fees; None when nothing is being charged.
     days_left: int | None
     arrears_since: dt.date | None
     suspension_date: dt.date | None
@@ -136,8 +136,10 @@ def financials_from(
     from accounts.services import suspension_date
 
     days_left = None
-    if run_rate > 0:
-        per_day = run_rate / period.days
+    # What the subscriptions in effect cost a day, not this month's average: an application
+    # started yesterday burns the balance at its full rate.
+    if monthly_fees > 0:
+        per_day = monthly_fees / period.days
         days_left = max(0, int((balance / per_day).to_integral_value(rounding=ROUND_FLOOR)))
     return CustomerFinancials(
         balance=balance,
