@@ -213,8 +213,9 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                     "recommended_balance",
                     "days_left",
                 ],
-                "description": "The balance is the sum of the ledger. Recommended: three months "
-                "of this month's fees so far; days left at that run-rate.",
+                "description": "The balance is the sum of the ledger. Run-rate: this month's "
+                "fees so far. Recommended: three whole months of fees at today's plans and "
+                "add-ons; days left at those fees.",
             },
         ),
         ("Account", {"fields": ["external_id", "name", "billing_email"]}),

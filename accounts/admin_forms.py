@@ -12,6 +12,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.models import Application, Customer
+from plans.models import ADDON_QUANTITY_CEILING
 
 # A CSV of a month of usage for thousands of applications stays well below this.
 MAX_USAGE_CSV_BYTES = 20 * 1024 * 1024
@@ -192,8 +193,9 @@ class AddOnForm(forms.Form):
     addon_code = forms.ChoiceField(label="Add-on")
     quantity = forms.IntegerField(
         min_value=0,
-        max_value=100_000,
-        help_text="0 ends the add-on; on/off services use 1.",
+        max_value=ADDON_QUANTITY_CEILING,
+        help_text="0 ends the add-on; on/off services use 1; at most the add-on's maximum "
+        "quantity in the price book.",
     )
     effective_date = forms.DateField(widget=DATE_INPUT)
     token = TokenField()

@@ -75,7 +75,7 @@ class CustomerSerializer(serializers.Serializer):
         allow_null=True, help_text="First day without service if the arrears are not restored."
     )
     recommended_balance = serializers.CharField(
-        help_text="Three months of the current monthly fees."
+        help_text="Three whole months of fees at today's plans and add-ons."
     )
     monthly_run_rate = serializers.CharField(help_text="This month's estimated bill.")
 

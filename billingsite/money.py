@@ -28,8 +28,12 @@ def cny(amount: Decimal | int | str) -> Money:
     return Money(round_money(Decimal(amount)), CURRENCY)
 
 
+# The vendor's price sheet says RMB: the same currency as CNY, under its everyday name.
+CURRENCY_NAMES = (CURRENCY, "RMB")
+
+
 def ensure_cny(currency: str | None) -> None:
-    if currency not in (None, "", CURRENCY):
+    if currency not in (None, "", *CURRENCY_NAMES):
         raise CurrencyError(CurrencyError.message)
 
 

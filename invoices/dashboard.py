@@ -18,10 +18,15 @@ from moneyed import Money
 from accounts.models import Application, Customer, LedgerEntry
 from accounts.selectors import ledger_balances
 from billingsite.clock import Period
-from billingsite.money import format_cny, round_money
+from billingsite.money import format_cny
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.rating import RatingError, rate_account
-from invoices.selectors import RECOMMENDED_MONTHS, CustomerFinancials, financials_from
+from invoices.selectors import (
+    CustomerFinancials,
+    financials_from,
+    recommended_balance,
+    whole_month_fees,
+)
 from plans.selectors import application_inputs, price_book_for_period
 
 ZERO = Decimal("0.00")
@@ -29,13 +34,23 @@ ZERO = Decimal("0.00")
 FINANCIALS_BATCH = 500
 
 
-def run_rates(*, customer_ids: Sequence[int], period: Period) -> dict[int, Decimal | RatingError]:
-    """Each customer's fees for `period` from the usage stored now (the estimate
-    `invoices.selectors.estimate_current_month` gives one customer), batched: a fixed number of
+@dataclass(frozen=True)
+class RunRate:
+    """One customer's fees: this month so far (the estimate) and a whole month at today's
+    plans and add-ons (what the recommended balance is made of)."""
+
+    this_month: Decimal
+    whole_month: Decimal
+
+
+def run_rates(*, customer_ids: Sequence[int], today: dt.date) -> dict[int, RunRate | RatingError]:
+    """Each customer's fees for the month of `today` from the usage stored now (what
+    `invoices.selectors.customer_financials` gives one customer), batched: a fixed number of
     queries per FINANCIALS_BATCH customers. A customer whose applications cannot be rated gets
     the RatingError instead of failing the page."""
+    period = Period.containing(today)
     book = price_book_for_period(period=period)
-    rates: dict[int, Decimal | RatingError] = {}
+    rates: dict[int, RunRate | RatingError] = {}
     for start in range(0, len(customer_ids), FINANCIALS_BATCH):
         ids = list(customer_ids[start : start + FINANCIALS_BATCH])
         applications = list(
@@ -49,12 +64,14 @@ def run_rates(*, customer_ids: Sequence[int], period: Period) -> dict[int, Decim
             if application.id in inputs:
                 inputs_by_customer[application.customer_id].append(inputs[application.id])
         for customer_id in ids:
+            customer_inputs = inputs_by_customer[customer_id]
             try:
-                rated = rate_account(book=book, applications=inputs_by_customer[customer_id])
+                rates[customer_id] = RunRate(
+                    this_month=rate_account(book=book, applications=customer_inputs).total,
+                    whole_month=whole_month_fees(book=book, inputs=customer_inputs, today=today),
+                )
             except RatingError as exc:
                 rates[customer_id] = exc
-            else:
-                rates[customer_id] = rated.total
     return rates
 
 
@@ -64,7 +81,7 @@ def financials_for_customers(
     """`invoices.selectors.customer_financials` for a page of customers, batched."""
     period = Period.containing(today)
     ids = [customer.pk for customer in customers]
-    rates = run_rates(customer_ids=ids, period=period)
+    rates = run_rates(customer_ids=ids, today=today)
     balances = ledger_balances(customer_ids=ids)
     result: dict[int, CustomerFinancials | RatingError] = {}
     for customer in customers:
@@ -73,7 +90,11 @@ def financials_for_customers(
             rate
             if isinstance(rate, RatingError)
             else financials_from(
-                customer, balance=balances.get(customer.pk, ZERO), run_rate=rate, period=period
+                customer,
+                balance=balances.get(customer.pk, ZERO),
+                run_rate=rate.this_month,
+                monthly_fees=rate.whole_month,
+                period=period,
             )
         )
     return result
@@ -110,10 +131,11 @@ def _rating_inputs_fingerprint(period: Period) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
-def current_run_rates(*, today: dt.date) -> dict[int, Decimal]:
-    """Every account's fees this month so far (accounts that cannot be rated left out)."""
+def current_run_rates(*, today: dt.date) -> dict[int, RunRate]:
+    """Every account's fees this month (accounts that cannot be rated left out)."""
     period = Period.containing(today)
-    key = f"billing:dashboard:run-rates:{_rating_inputs_fingerprint(period)}"
+    # Whole-month fees depend on the day (what is in effect today), so the day is in the key.
+    key = f"billing:dashboard:run-rates:{today.isoformat()}:{_rating_inputs_fingerprint(period)}"
     rates = cache.get(key)
     if rates is None:
         customer_ids = list(
@@ -123,7 +145,7 @@ def current_run_rates(*, today: dt.date) -> dict[int, Decimal]:
         )
         rates = {
             customer_id: rate
-            for customer_id, rate in run_rates(customer_ids=customer_ids, period=period).items()
+            for customer_id, rate in run_rates(customer_ids=customer_ids, today=today).items()
             if not isinstance(rate, RatingError)
         }
         cache.set(key, rates, RUN_RATES_CACHE_SECONDS)
@@ -239,17 +261,23 @@ def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
     fewest days of balance left first."""
     period = Period.containing(today)
     rates = current_run_rates(today=today)
-    charged = [customer_id for customer_id, rate in rates.items() if rate > 0]
+    charged = [customer_id for customer_id, rate in rates.items() if rate.whole_month > 0]
     balances = ledger_balances(customer_ids=charged)
-    low: dict[int, tuple[Decimal, Decimal]] = {}
+    low: dict[int, Decimal] = {}
     for customer_id in charged:
         balance = balances.get(customer_id, ZERO)
-        if balance < round_money(rates[customer_id] * RECOMMENDED_MONTHS):
-            low[customer_id] = (balance, rates[customer_id])
+        if balance < recommended_balance(monthly_fees=rates[customer_id].whole_month):
+            low[customer_id] = balance
     rows = []
     for customer in Customer.objects.filter(pk__in=list(low)):
-        balance, rate = low[customer.pk]
-        figures = financials_from(customer, balance=balance, run_rate=rate, period=period)
+        rate = rates[customer.pk]
+        figures = financials_from(
+            customer,
+            balance=low[customer.pk],
+            run_rate=rate.this_month,
+            monthly_fees=rate.whole_month,
+            period=period,
+        )
         rows.append(
             LowBalanceRow(
                 customer=customer,

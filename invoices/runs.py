@@ -182,7 +182,9 @@ def _finished_at(run: BillingRun) -> dt.datetime:
 def _record_failure(
     *, run: BillingRun, customer_id: int, exc: BaseException, already_open: bool
 ) -> None:
-    text = f"{type(exc).__name__}: {exc}"[:5000]
+    # Errors written for finance read as they are; anything else keeps its type for support.
+    text = str(exc) if getattr(exc, "finance_message", False) else f"{type(exc).__name__}: {exc}"
+    text = text[:5000]
     with transaction.atomic():
         if already_open:
             BillingRunError.objects.filter(

@@ -36,6 +36,7 @@ from accounts.services import (
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
 from invoices import statements
+from invoices.limits import InvoiceTooLarge, invoice_size_problem
 from invoices.models import (
     BillingRun,
     BillingRunError,
@@ -152,6 +153,12 @@ def accounts_rate(
         except RatingError as exc:
             prepared[customer_id] = PreparedAccount(
                 customer_id, None, {}, error=exc, usage_version=usage_version
+            )
+            continue
+        too_large = invoice_size_problem(rated=rated)
+        if too_large is not None:
+            prepared[customer_id] = PreparedAccount(
+                customer_id, None, {}, error=InvoiceTooLarge(too_large), usage_version=usage_version
             )
             continue
         prepared[customer_id] = PreparedAccount(

@@ -292,7 +292,7 @@ class PlanAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
 
 @admin.register(AddOn)
 class AddOnAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
-    list_display = ["name", "code", "category", "unit_description", "is_switch"]
+    list_display = ["name", "code", "category", "unit_description", "is_switch", "max_quantity"]
     list_filter = ["category"]
     search_fields = ["code", "name"]
     inlines = [AddOnPricesInForceInline, AddOnPriceInline]
@@ -304,6 +304,8 @@ class AddOnAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
         "unit_description",
         "unit_description_zh",
         "is_switch",
+        "max_quantity",
+        "requires",
         "sort_order",
         "notes",
         "price_changes",

@@ -1,9 +1,14 @@
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
+
+# Finance may raise an add-on's maximum up to here and no further (invoices.limits shows why
+# every invoice line and total still fits its money column).
+ADDON_QUANTITY_CEILING = 100_000
 
 MONEY = {
     "max_digits": 14,
@@ -94,6 +99,24 @@ class AddOn(models.Model):
     unit_description_zh = models.CharField("unit description (Chinese)", max_length=200, blank=True)
     # True for on/off services (quantity is always 1).
     is_switch = models.BooleanField(default=True)
+    # The most units one application may have: keeps every order inside what an invoice can
+    # hold (see invoices.limits for the arithmetic behind ADDON_QUANTITY_CEILING).
+    max_quantity = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(ADDON_QUANTITY_CEILING)],
+        help_text=f"Most units one application may have (1 for on/off services; at most "
+        f"{ADDON_QUANTITY_CEILING:,}).",
+    )
+    # An extension of another add-on (chat room storage extension -> chat room storage): it
+    # can only start while that one is active and ends when that one ends.
+    requires = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="extensions",
+        help_text="The add-on this one extends; it needs that one active.",
+    )
     sort_order = models.PositiveIntegerField(default=0)
     notes = models.TextField(blank=True)
 
@@ -102,9 +125,20 @@ class AddOn(models.Model):
     class Meta:
         ordering = ["sort_order", "code"]
         verbose_name = "add-on"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(is_switch=False) | Q(max_quantity=1), name="addon_switch_max_one"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.is_switch and self.max_quantity != 1:
+            raise ValidationError({"max_quantity": "An on/off service has a maximum of 1."})
+        if self.requires_id is not None and self.requires_id == self.pk:
+            raise ValidationError({"requires": "An add-on cannot extend itself."})
 
 
 class AddOnPrice(models.Model):

@@ -100,7 +100,13 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             report,
             force,
         )
+    addons: dict[str, AddOn] = {}
     for spec in book["addons"]:
+        requires = spec.get("requires")
+        if requires is not None and requires not in addons:
+            raise ValueError(
+                f"add-on {spec['code']} requires {requires!r}, which must be listed before it"
+            )
         addon = _sync(
             AddOn,
             {"code": spec["code"]},
@@ -111,6 +117,8 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
                 "name_zh": spec.get("name_zh", ""),
                 "unit_description_zh": spec.get("unit_description_zh", ""),
                 "is_switch": spec["is_switch"],
+                "max_quantity": spec["max_quantity"],
+                "requires": addons.get(requires),
                 "sort_order": spec["sort_order"],
                 "notes": spec["notes"],
             },
@@ -118,6 +126,7 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             report,
             force,
         )
+        addons[addon.code] = addon
         for plan_code, price in spec["prices"].items():
             if price in ("included", "unavailable"):
                 wanted = {"availability": price, "unit_price": _cny("0")}

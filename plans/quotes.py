@@ -24,6 +24,7 @@ from invoices.rating import (
     RatingError,
     rate_application,
 )
+from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.models import AddOn, Plan
 from plans.selectors import price_book_for_period
 
@@ -68,18 +69,21 @@ def _plan_terms(*, book: PriceBook, plan_code: str, period: Period) -> PlanTerms
 
 def _addon_errors(*, book: PriceBook, plan: PlanTerms, addons: dict[str, int]) -> dict:
     errors: dict[str, list[str]] = {}
-    # On/off services (is_switch) are either on or off: one unit is all there is to buy.
-    switches = set(
-        AddOn.objects.filter(code__in=list(addons), is_switch=True).values_list("code", flat=True)
-    )
+    known = {
+        addon.code: addon
+        for addon in AddOn.objects.filter(code__in=list(addons)).select_related("requires")
+    }
     for code, quantity in addons.items():
-        if code not in book.addons:
+        addon = known.get(code)
+        if code not in book.addons or addon is None:
             errors[code] = [f"unknown add-on code {code!r}"]
         elif book.addon_price(code, plan.code).availability == UNAVAILABLE:
             name = book.addons[code].name
             errors[code] = [f"{name} ({code}) is not available on the {plan.name} plan"]
-        elif code in switches and quantity != 1:
-            errors[code] = [f"{code} is an on/off service: its quantity must be 1"]
+        elif problem := addon_quantity_problem(addon=addon, quantity=quantity):
+            errors[code] = [problem.message]
+        elif addon.requires is not None and addon.requires.code not in addons:
+            errors[code] = [missing_base_message(addon=addon, base=addon.requires)]
     return errors
 
 
@@ -138,9 +142,6 @@ def quote_build(
     for name, value in (("peak_dau", peak_dau), ("peak_daily_messages", peak_daily_messages)):
         if value is not None and (isinstance(value, bool) or value < 0):
             errors[name] = ["must be a whole number of at least 0"]
-    for code, quantity in addons.items():
-        if isinstance(quantity, bool) or quantity < 1:
-            errors.setdefault("addons", {})[code] = ["quantity must be at least 1"]
 
     book = price_book_for_period(period=period)
     try:
@@ -150,7 +151,7 @@ def quote_build(
         raise QuoteError(errors) from None
     addon_errors = _addon_errors(book=book, plan=plan, addons=addons)
     if addon_errors:
-        errors["addons"] = {**addon_errors, **errors.get("addons", {})}
+        errors["addons"] = addon_errors
     if errors:
         raise QuoteError(errors)
 

@@ -12,7 +12,6 @@ from billingsite.clock import Period
 
 # Beyond these a request is a typo, not a sales question (and would only make huge numbers).
 MAX_PEAK_DAU = 1_000_000_000
-MAX_ADDON_QUANTITY = 10_000
 MAX_DAILY_MESSAGES = 1_000_000_000_000
 PERIOD_PATTERN = re.compile(r"^\d{4}-\d{2}$")
 
@@ -59,22 +58,22 @@ class QuoteRequestSerializer(serializers.Serializer):
     addons = serializers.DictField(
         child=StrictIntegerField(
             min_value=1,
-            max_value=MAX_ADDON_QUANTITY,
             error_messages={
                 "min_value": "Quantity must be at least 1; leave the add-on out instead."
             },
         ),
         required=False,
         default=dict,
-        help_text="Add-on code -> quantity (1 for on/off services), active on the same days "
-        "as the plan.",
+        help_text="Add-on code -> quantity (1 for on/off services, at most the add-on's "
+        "max_quantity in the price book), active on the same days as the plan.",
     )
     currency = serializers.CharField(
         required=False,
         allow_null=True,
         allow_blank=True,
         max_length=8,
-        help_text="Optional; only CNY is quoted (anything else: contract pricing).",
+        help_text="Optional; only CNY (or RMB, the same currency) is quoted (anything else: "
+        "contract pricing). The answer says CNY.",
     )
     period = PeriodField(
         required=False,

@@ -33,12 +33,15 @@ from billingsite.clock import Period
 from billingsite.money import CURRENCY
 from invoices.models import Invoice
 from invoices.rating import UNAVAILABLE, PriceBook
+from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
 from plans.selectors import price_book_for_period
 
 UPGRADE, DOWNGRADE, UNCHANGED = "upgrade", "downgrade", "unchanged"
 # Marks the add-on rows a plan change ended, so cancelling that plan change restores them.
 AUTO_END_NOTE = "ended by plan change {change_id}: "
+# Marks the extension rows that ended because the add-on they extend ended.
+BASE_END_PREFIX = "ended with "
 
 
 class SubscriptionError(ValueError):
@@ -193,7 +196,7 @@ def _cancel(rows: list, *, now: dt.datetime) -> None:
 
 
 def _is_auto_end(row: AddOnChange) -> bool:
-    return row.quantity == 0 and row.note.startswith("ended by plan change ")
+    return row.quantity == 0 and row.note.startswith(("ended by plan change ", BASE_END_PREFIX))
 
 
 def _end_unavailable_addons(
@@ -240,6 +243,58 @@ def _end_unavailable_addons(
                 rows = sorted([*rows, ended], key=lambda r: (r.effective_date, r.pk))
                 affected.add(addon.code)
     return sorted(affected)
+
+
+def _check_base_active(app: Application, *, addon: AddOn, day: dt.date) -> None:
+    """An extension starts only on a day the add-on it extends is active."""
+    base = addon.requires
+    base_row = _in_effect(_live_addon_changes(app, base), day)
+    if base_row is None or base_row.quantity == 0:
+        raise SubscriptionError(
+            missing_base_message(addon=addon, base=base)
+            + f" (application {app.app_key} does not have it on {day.isoformat()})",
+            code="addon_requires_base",
+            field="addon",
+            details={"date": day, "requires": base.code},
+        )
+
+
+def _end_extensions_without_base(
+    *, application: Application, base: AddOn, since: dt.date, now: dt.datetime, created_by
+) -> list[str]:
+    """Make sure no extension of `base` is live from `since` on where `base` is not: a pending
+    start there is cancelled, an active extension gets a quantity-0 row on the day `base`
+    ends. Returns the affected add-on codes."""
+    base_rows = _live_addon_changes(application, base)
+    affected: list[str] = []
+    for extension in AddOn.objects.filter(requires=base).order_by("code"):
+        rows = _live_addon_changes(application, extension)
+        days = sorted(
+            {since} | {r.effective_date for r in [*base_rows, *rows] if r.effective_date >= since}
+        )
+        for day in days:
+            base_row = _in_effect(base_rows, day)
+            if base_row is not None and base_row.quantity > 0:
+                continue
+            starting = [r for r in rows if r.effective_date == day and r.quantity > 0]
+            if starting:
+                _cancel(starting, now=now)
+                rows = [r for r in rows if r not in starting]
+                affected.append(extension.code)
+            current = _in_effect(rows, day)
+            if current is not None and current.quantity > 0:
+                ended = AddOnChange.objects.create(
+                    application=application,
+                    addon=extension,
+                    quantity=0,
+                    effective_date=day,
+                    created_at=now,
+                    created_by=created_by,
+                    note=f"{BASE_END_PREFIX}{base.code}",
+                )
+                rows = sorted([*rows, ended], key=lambda r: (r.effective_date, r.pk))
+                affected.append(extension.code)
+    return sorted(set(affected))
 
 
 # --- plans ---------------------------------------------------------------------------------
@@ -375,19 +430,15 @@ def addon_set(
     Refused when the plan in effect that day does not offer it. If a later pending plan change
     lacks it, it ends on that change's day. Repeating a recorded decision changes nothing.
     """
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
-        raise SubscriptionError(
-            "quantity must be a whole number of at least 1",
-            code="invalid_quantity",
-            field="quantity",
-        )
     day = _require_date(effective_date, field="effective_date")
     addon = _addon(addon_code)
-    if addon.is_switch and quantity != 1:
+    problem = addon_quantity_problem(addon=addon, quantity=quantity)
+    if problem is not None:
         raise SubscriptionError(
-            f"{addon.name} is an on/off service: its quantity is 1",
-            code="invalid_quantity",
+            problem.message,
+            code=problem.code,
             field="quantity",
+            details={"max_quantity": addon.max_quantity},
         )
     with transaction.atomic():
         app = _lock_open_application(application=application, day=day, field="effective_date")
@@ -402,6 +453,8 @@ def addon_set(
                 field="addon",
                 details={"date": day, "plan": plan_change.plan.code if plan_change else None},
             )
+        if addon.requires_id is not None:
+            _check_base_active(app, addon=addon, day=day)
         rows = _live_addon_changes(app, addon)
         recorded = next((r for r in rows if r.effective_date == day), None)
         later = [r for r in rows if r.effective_date > day]
@@ -427,6 +480,10 @@ def addon_set(
         _end_unavailable_addons(
             application=app, since=day, now=now, created_by=created_by, books=books
         )
+        if addon.requires_id is not None:
+            _end_extensions_without_base(
+                application=app, base=addon.requires, since=day, now=now, created_by=created_by
+            )
     return change
 
 
@@ -463,7 +520,7 @@ def addon_end(
         if recorded is not None and recorded.quantity == 0 and len(later) == 1:
             return recorded
         _cancel(later, now=now)
-        return AddOnChange.objects.create(
+        ended = AddOnChange.objects.create(
             application=app,
             addon=addon,
             quantity=0,
@@ -472,6 +529,10 @@ def addon_end(
             created_by=created_by,
             note="ended",
         )
+        _end_extensions_without_base(
+            application=app, base=addon, since=day, now=now, created_by=created_by
+        )
+        return ended
 
 
 # --- dedicated-service contracts -----------------------------------------------------------

@@ -313,7 +313,11 @@ BASE = {"plan": "premium", "peak_dau": 8000, "period": "2026-10"}
         ({"addons": {"sensitive_words": "2"}}, ["addons", "sensitive_words"], NOT_AN_INTEGER),
         ({"addons": {"sensitive_words": True}}, ["addons", "sensitive_words"], NOT_AN_INTEGER),
         ({"addons": {"sensitive_words": None}}, ["addons", "sensitive_words"], "may not be null"),
-        ({"addons": {"sensitive_words": 10**6}}, ["addons", "sensitive_words"], "less than"),
+        (
+            {"addons": {"sensitive_words": 10**6}},
+            ["addons", "sensitive_words"],
+            "at most 1,000 per application",
+        ),
         ({"addons": ["chatroom_keepalive"]}, ["addons"], "Expected a dictionary"),
         ({"addons": None}, ["addons"], "may not be null"),
         # DAU.
@@ -402,7 +406,9 @@ def test_every_problem_is_reported_at_once(client):
                 "available on the Premium plan"
             ],
             "nope": ["unknown add-on code 'nope'"],
-            "desktop_pc": ["desktop_pc is an on/off service: its quantity must be 1"],
+            "desktop_pc": [
+                "Desktop (PC) client (desktop_pc) is an on/off service: its quantity is 1"
+            ],
         },
     }
 
