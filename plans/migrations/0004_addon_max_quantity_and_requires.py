@@ -31,7 +31,7 @@ def set_defaults(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("plans", "0002_verbose_names"),
+        ("plans", "0003_names_in_chinese"),
     ]
 
     operations = [
