@@ -3,7 +3,8 @@
 One DailyUsage row per application and Asia/Shanghai day. Resending a row with the same
 values changes nothing; a different value for a month that is not invoiced replaces the row
 and leaves a UsageRevision (who, when, old, new); any change in an invoiced month is refused,
-because billed months are corrected by credit notes, never by rewriting usage.
+because billed months are corrected by credit notes, never by rewriting usage (which months
+are frozen is plans.change_policy's: an issued invoice's; a held one is only made stale).
 
 Speed matters (the platform pushes every application every day): a request of 10,000 rows is
 validated in plain Python and written with a fixed number of statements, whatever its size:

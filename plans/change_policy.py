@@ -139,10 +139,14 @@ def change_effective_date(
         .first()
     )
     if frozen is not None:
-        invoice = frozen.number or f"{frozen.get_status_display().lower()} invoice"
+        has = (
+            f"is already invoiced ({frozen.number})"
+            if frozen.number
+            else f"already has a {frozen.status} invoice"
+        )
         raise SubscriptionError(
-            f"{requested.isoformat()} falls in or before {frozen.period:%Y-%m}, which is already "
-            f"invoiced ({invoice}); changes must start after the last invoiced month",
+            f"{requested.isoformat()} falls in or before {frozen.period:%Y-%m}, which {has}; "
+            "changes must start after the last invoiced month",
             code="month_invoiced",
             field=field,
             details={"date": requested, "invoice": frozen.number, "status": frozen.status},
