@@ -344,7 +344,9 @@ def usage_ingest(
             return IngestResult(created=0, updated=0, unchanged=unchanged)
 
         touched = [r for r in new_rows] + [c[0] for c in changed]
-        invoiced = frozen_usage_months({(r[3], r[4].replace(day=1)) for r in touched})
+        invoiced = frozen_usage_months(
+            customer_months={(r[3], r[4].replace(day=1)) for r in touched}
+        )
         if invoiced:
             conflicts = [
                 {

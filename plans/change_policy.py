@@ -160,7 +160,7 @@ def change_effective_date(
 
 
 def frozen_usage_months(
-    customer_months: set[tuple[int, dt.date]],
+    *, customer_months: set[tuple[int, dt.date]]
 ) -> dict[tuple[int, dt.date], str]:
     """(customer_id, period start) -> invoice number, for the months whose usage is frozen.
 

@@ -208,9 +208,18 @@ def test_a_change_takes_effect_no_earlier_than_its_rule_allows(
     assert response.json()["effective_date"] == effective
 
 
-@pytest.mark.parametrize("status", ["draft", "held", "issued", "partially_credited", "credited"])
+REQUESTS = [plan("free"), plan("ultimate"), addon_start, addon_quantity(1), addon_end]
+
+
 @pytest.mark.parametrize(
-    "request_for", [plan("free"), plan("ultimate"), addon_start, addon_quantity(1), addon_end]
+    ("status", "request_for"),
+    [
+        *(("held", request_for) for request_for in REQUESTS),
+        *(
+            (status, plan("free"))
+            for status in ("draft", "issued", "partially_credited", "credited")
+        ),
+    ],
 )
 def test_a_change_dated_in_a_month_with_an_invoice_in_any_state_is_409(
     console, app, status, request_for
@@ -224,9 +233,14 @@ def test_a_change_dated_in_a_month_with_an_invoice_in_any_state_is_409(
     assert "2026-10" in body["message"]
 
 
-@pytest.mark.parametrize("asked", ["2027-11-18", "9999-12-15", "9999-12-31"])
 @pytest.mark.parametrize(
-    "request_for", [plan("free"), plan("ultimate"), addon_start, addon_quantity(1), addon_end]
+    ("request_for", "asked"),
+    [
+        *((request_for, "9999-12-15") for request_for in REQUESTS),
+        (plan("free"), "9999-12-31"),
+        (plan("ultimate"), "2027-11-18"),
+        (addon_end, "2027-11-18"),
+    ],
 )
 def test_a_date_more_than_366_days_ahead_is_400(console, app, asked, request_for):
     method, url, data = request_for(asked)
