@@ -296,6 +296,9 @@ def test_usage_for_a_held_month_is_accepted_for_an_issued_one_409(app, status, h
     if http_status == 200:
         assert response.json() == {"created": 1, "updated": 0, "unchanged": 0}
         assert DailyUsage.objects.get(application=app).dau == 900
+        # A past month's usage moved: issuing the draft or held invoice re-rates it first.
+        app.refresh_from_db()
+        assert app.usage_version == 1
     else:
         assert response.json()["code"] == "month_invoiced"
         assert not DailyUsage.objects.exists()
