@@ -179,7 +179,8 @@ class ContractForm(forms.Form):
 class PlanChangeForm(forms.Form):
     plan_code = forms.ChoiceField(label="New plan")
     effective_date = forms.DateField(
-        help_text="Upgrades take effect on this day; downgrades on the 1st of the next month.",
+        help_text="Upgrades take effect on this day (today at the earliest); downgrades on "
+        "the 1st of the next month.",
         widget=DATE_INPUT,
     )
     token = TokenField()
@@ -197,7 +198,11 @@ class AddOnForm(forms.Form):
         help_text="0 ends the add-on; on/off services use 1; at most the add-on's maximum "
         "quantity in the price book.",
     )
-    effective_date = forms.DateField(widget=DATE_INPUT)
+    effective_date = forms.DateField(
+        help_text="A start or more: today at the earliest; less or an end: tomorrow at the "
+        "earliest (today is billed).",
+        widget=DATE_INPUT,
+    )
     token = TokenField()
 
     def __init__(self, *args, addon_choices: list[tuple[str, str]], **kwargs):

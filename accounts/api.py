@@ -541,9 +541,13 @@ class PlanChangeView(ConsoleView):
     @extend_schema(
         operation_id="application_plan_change",
         summary="Activate, upgrade or downgrade the application's plan",
-        description="An upgrade needs a balance of at least the plan's minimum deposit and "
-        "takes effect on `effective_date`; a downgrade takes effect on the 1st of the next "
-        "month. Add-ons the new plan lacks end on the day it takes effect (`ended_addons`). "
+        description="Nothing takes effect before today (Asia/Shanghai): an earlier date of "
+        "this month is moved to today. An upgrade needs a balance of at least the plan's "
+        "minimum deposit and takes effect on `effective_date`; a downgrade takes effect on the "
+        "1st of a month, never before the 1st of the month after the request. Add-ons the new "
+        "plan lacks end on the day it takes effect (`ended_addons`). A date in a month that "
+        "has an invoice (draft, held or issued) is refused with 409, one more than 366 days "
+        "ahead with 400 (`date_too_far`). "
         "201 when a change was recorded, 200 when the decision was already in force.",
         request=s.PlanChangeRequestSerializer,
         responses={
@@ -555,7 +559,9 @@ class PlanChangeView(ConsoleView):
             ),
             403: ERROR_403,
             404: ERROR_404,
-            409: OpenApiResponse(s.ErrorSerializer, description="The month is already invoiced."),
+            409: OpenApiResponse(
+                s.ErrorSerializer, description="The month already has an invoice."
+            ),
         },
         examples=[
             OpenApiExample(
@@ -662,7 +668,7 @@ ADDON_REFUSALS = {
     400: ERROR_400,
     403: ERROR_403,
     404: ERROR_404,
-    409: OpenApiResponse(s.ErrorSerializer, description="The month is already invoiced."),
+    409: OpenApiResponse(s.ErrorSerializer, description="The month already has an invoice."),
 }
 
 
@@ -671,7 +677,8 @@ class AddOnListView(ConsoleView):
         operation_id="application_addon_set",
         summary="Add an add-on (or set its quantity) from a date",
         description="Refused when the plan the application has on that date does not offer it "
-        "(nothing on Free; ultragroup storage only on plans with ultragroups).",
+        "(nothing on Free; ultragroup storage only on plans with ultragroups). Starts today at "
+        "the earliest; a lower quantity tomorrow at the earliest (today is used and billed).",
         request=s.AddOnRequestSerializer,
         responses={201: s.AddOnChangeSerializer, **ADDON_REFUSALS},
         examples=[
@@ -746,7 +753,8 @@ class AddOnDetailView(ConsoleView):
     @extend_schema(
         operation_id="application_addon_end",
         summary="End an add-on from a date",
-        description="`effective_date` is the first day it is no longer billed.",
+        description="`effective_date` is the first day it is no longer billed: tomorrow at "
+        "the earliest (today is used and billed); the answer has the real date.",
         parameters=[
             OpenApiParameter(
                 "effective_date", OpenApiTypes.DATE, OpenApiParameter.QUERY, required=True

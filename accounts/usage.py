@@ -3,7 +3,8 @@
 One DailyUsage row per application and Asia/Shanghai day. Resending a row with the same
 values changes nothing; a different value for a month that is not invoiced replaces the row
 and leaves a UsageRevision (who, when, old, new); any change in an invoiced month is refused,
-because billed months are corrected by credit notes, never by rewriting usage.
+because billed months are corrected by credit notes, never by rewriting usage (which months
+are frozen is plans.change_policy's: an issued invoice's; a held one is only made stale).
 
 Speed matters (the platform pushes every application every day): a request of 10,000 rows is
 validated in plain Python and written with a fixed number of statements, whatever its size:
@@ -26,7 +27,7 @@ from django.db.models import F
 from accounts.models import Application, DailyUsage, UsageRevision
 from accounts.services import IDENTIFIER_PATTERN
 from billingsite.clock import billing_date
-from invoices.models import Invoice
+from plans.change_policy import frozen_usage_months
 
 MAX_ROWS_PER_REQUEST = 10_000
 # An admin CSV import may carry a month of data for many applications at once.
@@ -264,22 +265,6 @@ def _stored_rows(pairs: list[tuple[int, dt.date]]) -> dict[tuple[int, dt.date], 
     return found
 
 
-def _invoiced_months(customer_months: set[tuple[int, dt.date]]) -> dict[tuple[int, dt.date], str]:
-    """(customer_id, period start) -> invoice number, for the months already invoiced."""
-    if not customer_months:
-        return {}
-    rows = Invoice.objects.filter(
-        customer_id__in={c for c, _ in customer_months},
-        period__in={p for _, p in customer_months},
-        status__in=Invoice.ISSUED_STATES,
-    ).values_list("customer_id", "period", "number")
-    return {
-        (customer_id, period): number
-        for customer_id, period, number in rows
-        if (customer_id, period) in customer_months
-    }
-
-
 def usage_ingest(
     *,
     rows: list[dict],
@@ -359,7 +344,9 @@ def usage_ingest(
             return IngestResult(created=0, updated=0, unchanged=unchanged)
 
         touched = [r for r in new_rows] + [c[0] for c in changed]
-        invoiced = _invoiced_months({(r[3], r[4].replace(day=1)) for r in touched})
+        invoiced = frozen_usage_months(
+            customer_months={(r[3], r[4].replace(day=1)) for r in touched}
+        )
         if invoiced:
             conflicts = [
                 {

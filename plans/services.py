@@ -6,11 +6,12 @@ pending, or are overridden). The plan and add-on history the rating engine sees 
 live rows, so any past month is re-rated exactly as it was decided.
 
 Invariants kept here:
-- no decision starts before the application existed or inside a month already invoiced;
+- every decision's date goes through plans.change_policy: nothing before today, before the
+  application existed, in a month already invoiced or more than a year ahead; downgrades on
+  the 1st after the request, add-on reductions from tomorrow;
 - an upgrade (to a higher-ranked plan) needs a ledger balance of at least the new plan's
-  minimum deposit in the price book of the month it takes effect, and takes effect on the day
-  asked; a downgrade takes effect on the 1st of a month, so a month is never split to dodge a
-  DAU peak;
+  minimum deposit in the price book of the month it takes effect; a downgrade takes effect on
+  the 1st of a month, so a month is never split to dodge a DAU peak;
 - no add-on is ever live on a day whose plan does not offer it: a plan change that would leave
   one active ends it that same day, and reports it.
 Every refusal raises SubscriptionError before anything is written.
@@ -31,9 +32,9 @@ from accounts.selectors import ledger_balance
 from accounts.services import LedgerError, _money_amount, lock_customer
 from billingsite.clock import Period
 from billingsite.money import CURRENCY
-from invoices.models import Invoice
 from invoices.rating import UNAVAILABLE, PriceBook
 from plans.addon_rules import addon_quantity_problem, missing_base_message
+from plans.change_policy import Change, change_effective_date, first_possible_day
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
 from plans.selectors import price_book_for_period
 
@@ -106,47 +107,16 @@ def _lock_application(application: Application) -> Application:
     )
 
 
-def _check_not_before_creation(application: Application, day: dt.date, *, field: str) -> None:
-    if day < application.created_on:
-        raise SubscriptionError(
-            f"{day.isoformat()} is before application {application.app_key} existed "
-            f"(created {application.created_on.isoformat()})",
-            code="before_application_created",
-            field=field,
-            details={"date": day, "created_on": application.created_on},
-        )
-
-
-def _check_month_open(application: Application, day: dt.date, *, field: str) -> None:
-    """Refuse decisions from `day` on when that month or a later one is invoiced: issued
-    invoices never change, so their months' history must not change either."""
-    invoiced = (
-        Invoice.objects.filter(
-            customer_id=application.customer_id,
-            status__in=Invoice.ISSUED_STATES,
-            period__gte=Period.containing(day).start,
-        )
-        .order_by("period")
-        .first()
-    )
-    if invoiced is not None:
-        raise SubscriptionError(
-            f"{day.isoformat()} falls in or before {invoiced.period:%Y-%m}, which is already "
-            f"invoiced ({invoiced.number}); changes must start after the last invoiced month",
-            code="month_invoiced",
-            field=field,
-            details={"date": day, "invoice": invoiced.number},
-        )
-
-
-def _lock_open_application(*, application: Application, day: dt.date, field: str) -> Application:
-    """Lock the application, then refuse a decision dated `day` before it existed or in an
-    invoiced month: the same checks, in the same order, that adding, changing and ending an
-    add-on and adding a contract each make before writing."""
+def _lock_open_application(
+    *, application: Application, change: Change, requested: dt.date, now: dt.datetime, field: str
+) -> tuple[Application, dt.date]:
+    """Lock the application, then ask the change policy when a `change` asked for `requested`
+    takes effect (or refuse it) before anything is written."""
     app = _lock_application(application)
-    _check_not_before_creation(app, day, field=field)
-    _check_month_open(app, day, field=field)
-    return app
+    effective = change_effective_date(
+        change=change, application=app, requested=requested, now=now, field=field
+    )
+    return app, effective
 
 
 def _book(day: dt.date, cache: dict[Period, PriceBook]) -> PriceBook:
@@ -300,10 +270,6 @@ def _end_extensions_without_base(
 # --- plans ---------------------------------------------------------------------------------
 
 
-def _first_of_next_month(day: dt.date) -> dt.date:
-    return Period.containing(day).next().start
-
-
 def plan_change_request(
     *,
     application: Application,
@@ -312,13 +278,15 @@ def plan_change_request(
     now: dt.datetime,
     created_by=None,
 ) -> PlanChangeResult:
-    """Move an application to `plan_code` from `effective_date`.
+    """Move an application to `plan_code` from `effective_date` (when it takes effect, and
+    which dates are refused, is plans.change_policy's).
 
-    Upgrade (higher rank than the plan in effect that day): needs balance >= the plan's
-    minimum deposit; effective that day. Downgrade: effective on the 1st of the next month (or
-    on `effective_date` itself when it is a 1st). The plan already in effect: cancels pending
-    changes after that day. Live changes at or after the real effective date are cancelled;
-    add-ons the new plan lacks end that day. Repeating a recorded decision changes nothing.
+    Compared with the plan in effect on the first day the change could take effect: an upgrade
+    needs balance >= the plan's minimum deposit and takes effect that day; a downgrade on a
+    1st, never before the 1st of the month after the request; the plan already in effect
+    cancels pending changes after that day. Live changes at or after the real effective date
+    are cancelled; add-ons the new plan lacks end that day. Repeating a recorded decision
+    changes nothing.
     """
     requested = _require_date(effective_date, field="effective_date")
     plan = Plan.objects.filter(code=plan_code).first() if isinstance(plan_code, str) else None
@@ -326,17 +294,17 @@ def plan_change_request(
         raise SubscriptionError(f"unknown plan {plan_code!r}", code="unknown_plan", field="plan")
     with transaction.atomic():
         app = _lock_application(application)
-        _check_not_before_creation(app, requested, field="effective_date")
         changes = _live_plan_changes(app)
-        current = _in_effect(changes, requested)
+        current = _in_effect(changes, first_possible_day(requested=requested, now=now))
         if current is not None and current.plan_id == plan.pk:
-            kind, effective = UNCHANGED, requested
+            kind, change_kind = UNCHANGED, Change.PLAN_KEEP
         elif current is not None and plan.rank < current.plan.rank:
-            kind = DOWNGRADE
-            effective = requested if requested.day == 1 else _first_of_next_month(requested)
+            kind, change_kind = DOWNGRADE, Change.PLAN_DOWNGRADE
         else:
-            kind, effective = UPGRADE, requested
-        _check_month_open(app, effective, field="effective_date")
+            kind, change_kind = UPGRADE, Change.PLAN_UPGRADE
+        effective = change_effective_date(
+            change=change_kind, application=app, requested=requested, now=now
+        )
         books: dict[Period, PriceBook] = {}
         book = _book(effective, books)
         if plan.code not in book.plans:
@@ -425,12 +393,19 @@ def addon_set(
     now: dt.datetime,
     created_by=None,
 ) -> AddOnChange:
-    """Start an add-on or change its quantity from `effective_date`.
+    """Start an add-on or change its quantity from `effective_date` (a reduction from
+    tomorrow at the earliest, see plans.change_policy).
 
     Refused when the plan in effect that day does not offer it. If a later pending plan change
     lacks it, it ends on that change's day. Repeating a recorded decision changes nothing.
     """
-    day = _require_date(effective_date, field="effective_date")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise SubscriptionError(
+            "quantity must be a whole number of at least 1",
+            code="invalid_quantity",
+            field="quantity",
+        )
+    requested = _require_date(effective_date, field="effective_date")
     addon = _addon(addon_code)
     problem = addon_quantity_problem(addon=addon, quantity=quantity)
     if problem is not None:
@@ -441,7 +416,16 @@ def addon_set(
             details={"max_quantity": addon.max_quantity},
         )
     with transaction.atomic():
-        app = _lock_open_application(application=application, day=day, field="effective_date")
+        app = _lock_application(application)
+        rows = _live_addon_changes(app, addon)
+        in_effect = _in_effect(rows, first_possible_day(requested=requested, now=now))
+        reducing = in_effect is not None and quantity < in_effect.quantity
+        day = change_effective_date(
+            change=Change.ADDON_REDUCE if reducing else Change.ADDON_START,
+            application=app,
+            requested=requested,
+            now=now,
+        )
         books: dict[Period, PriceBook] = {}
         plan_change = _in_effect(_live_plan_changes(app), day)
         if plan_change is None or not _offers(_book(day, books), addon.code, plan_change.plan.code):
@@ -455,7 +439,6 @@ def addon_set(
             )
         if addon.requires_id is not None:
             _check_base_active(app, addon=addon, day=day)
-        rows = _live_addon_changes(app, addon)
         recorded = next((r for r in rows if r.effective_date == day), None)
         later = [r for r in rows if r.effective_date > day]
         if (
@@ -495,15 +478,22 @@ def addon_end(
     now: dt.datetime,
     created_by=None,
 ) -> AddOnChange:
-    """End an add-on: from `effective_date` on it is not billed (the day before is its last).
+    """End an add-on: from `effective_date` on it is not billed (the day before is its last);
+    never before tomorrow, since today is used (plans.change_policy).
 
     Pending changes of it at or after that day are cancelled. Refused when it is neither
     active the day before nor pending.
     """
-    day = _require_date(effective_date, field="effective_date")
+    requested = _require_date(effective_date, field="effective_date")
     addon = _addon(addon_code)
     with transaction.atomic():
-        app = _lock_open_application(application=application, day=day, field="effective_date")
+        app, day = _lock_open_application(
+            application=application,
+            change=Change.ADDON_REDUCE,
+            requested=requested,
+            now=now,
+            field="effective_date",
+        )
         rows = _live_addon_changes(app, addon)
         earlier = [r for r in rows if r.effective_date < day]
         later = [r for r in rows if r.effective_date >= day]
@@ -568,7 +558,13 @@ def contract_add(
             field="last_day",
         )
     with transaction.atomic():
-        app = _lock_open_application(application=application, day=first, field="first_day")
+        app, first = _lock_open_application(
+            application=application,
+            change=Change.CONTRACT,
+            requested=first,
+            now=now,
+            field="first_day",
+        )
         overlapping = DedicatedContract.objects.filter(application=app)
         if last is not None:
             overlapping = overlapping.filter(first_day__lte=last)

@@ -241,26 +241,26 @@ def test_read_application_with_history_and_addons(console, app):
     deposit(app.customer, "8000.00")
     console.post(
         "/api/v1/applications/lanting-chat/plan-changes/",
-        {"plan": "ultimate", "effective_date": "2026-10-10"},
+        {"plan": "ultimate", "effective_date": "2026-10-16"},
         format="json",
     )
     console.post(
         "/api/v1/applications/lanting-chat/addons/",
-        {"addon": "desktop_pc", "quantity": 1, "effective_date": "2026-10-12"},
+        {"addon": "desktop_pc", "quantity": 1, "effective_date": "2026-10-16"},
         format="json",
     )
     body = console.get("/api/v1/applications/lanting-chat/").json()
     assert body["current_plan"]["plan"] == "ultimate"
     assert [(r["plan"], r["first_day"], r["last_day"]) for r in body["plan_history"]] == [
-        ("free", "2026-09-01", "2026-10-09"),
-        ("ultimate", "2026-10-10", None),
+        ("free", "2026-09-01", "2026-10-15"),
+        ("ultimate", "2026-10-16", None),
     ]
     assert body["addons"] == [
         {
             "addon": "desktop_pc",
             "name": "Desktop (PC) client",
             "quantity": 1,
-            "first_day": "2026-10-12",
+            "first_day": "2026-10-16",
             "last_day": None,
         }
     ]

@@ -192,6 +192,67 @@ def test_addon_set_and_end(client, manager, month):
     assert AddOnChange.objects.count() == 2
 
 
+# The admin forms go through plans.change_policy like the console (today: 2026-11-02).
+FROZEN_MONTH_FORMS = [
+    ("plan", {"plan_code": "free", "effective_date": "2026-10-01"}, "held invoice"),
+    ("plan", {"plan_code": "free", "effective_date": "9999-12-15"}, "more than 366 days"),
+    ("plan", {"plan_code": "ultimate", "effective_date": "2027-11-04"}, "more than 366 days"),
+    (
+        "addon",
+        {"addon_code": "desktop_pc", "quantity": "1", "effective_date": "2026-10-05"},
+        "held invoice",
+    ),
+    (
+        "addon",
+        {"addon_code": "desktop_pc", "quantity": "0", "effective_date": "9999-12-15"},
+        "more than 366 days",
+    ),
+]
+
+
+@pytest.mark.parametrize(("form", "post", "message"), FROZEN_MONTH_FORMS)
+def test_plan_and_addon_forms_refuse_a_held_month_and_far_dates(
+    client, manager, month, form, post, message
+):
+    before = (PlanChange.objects.count(), AddOnChange.objects.count())
+    response = as_user(client, manager).post(
+        app_url(month.beta_app, form), {**post, "token": uuid.uuid4().hex}
+    )
+    assert response.status_code == 200
+    errors = form_errors(response)
+    assert any(message in text for text in errors.get("effective_date", [])), errors
+    assert (PlanChange.objects.count(), AddOnChange.objects.count()) == before
+
+
+def test_admin_downgrade_and_addon_end_dated_in_the_past_take_effect_as_late_as_the_rules_say(
+    client, manager, month
+):
+    as_user(client, manager)
+    addon_change(month.alpha_app, "sensitive_words", 2, dt.date(2026, 11, 1))
+    downgrade = client.post(
+        app_url(month.alpha_app, "plan"),
+        {"plan_code": "free", "effective_date": "2026-11-01", "token": uuid.uuid4().hex},
+    )
+    assert downgrade.status_code == 302
+    end = client.post(
+        app_url(month.alpha_app, "addon"),
+        {
+            "addon_code": "sensitive_words",
+            "quantity": "0",
+            "effective_date": "2026-11-01",
+            "token": uuid.uuid4().hex,
+        },
+    )
+    assert end.status_code == 302
+    live = PlanChange.objects.filter(application=month.alpha_app, cancelled_at__isnull=True)
+    assert [(c.plan.code, c.effective_date) for c in live.order_by("effective_date")] == [
+        ("premium", dt.date(2026, 1, 1)),
+        ("free", dt.date(2026, 12, 1)),
+    ]
+    ended = AddOnChange.objects.get(application=month.alpha_app, quantity=0, note="ended")
+    assert ended.effective_date == dt.date(2026, 11, 3)
+
+
 def csv_file(text: str, name: str = "usage.csv"):
     return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
 

@@ -23,6 +23,8 @@ from plans.services import (
 from tests.factories import ApplicationFactory, deposit, usage
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+# History that starts on the 1st is decided on the 1st: nothing takes effect before today.
+ON_OCT_1 = dt.datetime(2026, 10, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 OCT_1, OCT_16, OCT_20, NOV_1 = (
     dt.date(2026, 10, 1),
     dt.date(2026, 10, 16),
@@ -325,7 +327,7 @@ def test_changes_inside_an_invoiced_month_are_refused():
     )
     # October is open.
     assert plan_change_request(
-        application=application, plan_code="premium", effective_date=OCT_1, now=NOW
+        application=application, plan_code="premium", effective_date=OCT_1, now=ON_OCT_1
     ).created
 
 
@@ -427,7 +429,7 @@ def test_quantity_changes_and_ending_are_dated_rows():
         addon_code="ultragroup_storage_extension",
         quantity=2,
         effective_date=OCT_1,
-        now=NOW,
+        now=ON_OCT_1,
     )
     addon_set(
         application=application,
@@ -499,7 +501,8 @@ def test_ending_an_addon_that_is_not_active_is_refused():
         addon_code="sensitive_words",
         effective_date=OCT_16,
     )
-    assert "2026-10-16" in error.message
+    # Today is used, so an end asked for today is judged from tomorrow.
+    assert "2026-10-17" in error.message
 
 
 @pytest.mark.django_db
@@ -525,10 +528,14 @@ def test_downgrade_ends_addons_the_new_plan_lacks_on_the_same_day():
         addon_code="ultragroup_storage_extension",
         quantity=2,
         effective_date=OCT_1,
-        now=NOW,
+        now=ON_OCT_1,
     )
     addon_set(
-        application=application, addon_code="desktop_pc", quantity=1, effective_date=OCT_1, now=NOW
+        application=application,
+        addon_code="desktop_pc",
+        quantity=1,
+        effective_date=OCT_1,
+        now=ON_OCT_1,
     )
     result = plan_change_request(
         application=application, plan_code="premium", effective_date=OCT_16, now=NOW
@@ -548,14 +555,14 @@ def test_downgrade_to_free_ends_every_addon_and_cancelling_it_restores_them():
         addon_code="chatroom_keepalive",
         quantity=1,
         effective_date=OCT_1,
-        now=NOW,
+        now=ON_OCT_1,
     )
     addon_set(
         application=application,
         addon_code="sensitive_words",
         quantity=2,
         effective_date=OCT_1,
-        now=NOW,
+        now=ON_OCT_1,
     )
     # A pending start on a day the new plan will not offer it is cancelled too.
     addon_set(
@@ -607,7 +614,7 @@ def test_upgrade_keeps_addons_ultimate_includes():
         addon_code="chatroom_keepalive",
         quantity=1,
         effective_date=OCT_1,
-        now=NOW,
+        now=ON_OCT_1,
     )
     result = plan_change_request(
         application=application, plan_code="ultimate", effective_date=OCT_16, now=NOW
