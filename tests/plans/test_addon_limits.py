@@ -73,7 +73,8 @@ def test_the_maximum_itself_is_accepted_and_priced():
         addon_code="sensitive_words",
         quantity=1_000,
         effective_date=dt.date(2026, 10, 1),
-        now=NOW,
+        # Asked on the 1st: nothing takes effect before the day it is asked (change_policy).
+        now=dt.datetime(2026, 10, 1, 10, 0, tzinfo=SHANGHAI),
     )
     assert change.quantity == 1_000
     from invoices.selectors import rate_customer_period
