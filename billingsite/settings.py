@@ -154,6 +154,8 @@ REST_FRAMEWORK = {
     },
     "COERCE_DECIMAL_TO_STRING": True,
 }
+# /api/schema/ and /api/docs/ for anyone (development) or for a staff login only (production).
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)
 SPECTACULAR_SETTINGS = {
     "TITLE": "IM billing back-office API",
     "DESCRIPTION": "Quotes, usage ingest, provisioning and accounting export. Amounts are CNY "
