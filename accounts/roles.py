@@ -89,6 +89,8 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("invoices", "add_creditnote"),
         ("invoices", "add_billingrun"),
         ("invoices", "change_billingrun"),
+        # Enable, disable, edit or run the beat schedule (month-end billing): managers only.
+        ("django_celery_beat", "change_periodictask"),
     },
     INGEST: set(),
     CONSOLE: set(),
