@@ -445,7 +445,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                             created_by=request.user,
                         )
                     else:
-                        entry, proposal = services.adjustment_submit(
+                        submission = services.adjustment_submit(
                             customer=customer,
                             amount=data["amount"],
                             reason=data["reason"],
@@ -453,16 +453,16 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                             submitted_by=request.user,
                             now=timezone.now(),
                         )
-                        created = True
+                        entry, created = submission.entry, submission.created
                 except service_errors() as exc:
                     add_service_error(form, exc, field_map={"reference": "bank_reference"})
                 else:
                     label = "Deposit" if kind == "deposit" else "Adjustment"
-                    if kind == "adjustment" and entry is None:
+                    if entry is None:
                         messages.warning(
                             request,
-                            f"Adjustment of {format_cny(proposal.amount)} proposed: it reaches "
-                            "the balance once a finance manager approves it.",
+                            f"Adjustment of {format_cny(submission.request.amount)} proposed: "
+                            "it reaches the balance once a finance manager approves it.",
                         )
                     elif created:
                         messages.success(

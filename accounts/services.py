@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -202,6 +203,16 @@ def _audited_save(request: AdjustmentRequest, *, user, now: dt.datetime, **kwarg
     request.save(**kwargs)
 
 
+@dataclass(frozen=True)
+class AdjustmentSubmission:
+    # The posted entry; None while the adjustment waits for approval.
+    entry: LedgerEntry | None
+    # The approval record; None when the adjustment needed no approval.
+    request: AdjustmentRequest | None
+    # False: this idempotency key was submitted before, nothing new was written.
+    created: bool
+
+
 def adjustment_submit(
     *,
     customer: Customer,
@@ -210,13 +221,13 @@ def adjustment_submit(
     idempotency_key: str,
     submitted_by,
     now: dt.datetime,
-) -> tuple[LedgerEntry | None, AdjustmentRequest | None]:
-    """A manual adjustment as finance enters it. Returns (entry, request):
+) -> AdjustmentSubmission:
+    """A manual adjustment as finance enters it:
 
-    - no approval needed: posted at once, (entry, None);
-    - approval needed, from someone who may not approve: proposed, (None, request);
+    - no approval needed: posted at once (no request);
+    - approval needed, from someone who may not approve: proposed, no entry yet;
     - approval needed, from a manager: proposed and approved by them in one step (a manager
-      may credit a customer on his own authority, as with credit notes), (entry, request).
+      may credit a customer on his own authority, as with credit notes).
 
     The same idempotency key again returns what the first submission did."""
     value = _money_amount(amount)
@@ -228,7 +239,7 @@ def adjustment_submit(
     if not idempotency_key:
         raise LedgerError("an idempotency key is required", field="idempotency_key")
     if not adjustment_needs_approval(amount=value):
-        entry, _created = record_adjustment(
+        entry, created = record_adjustment(
             customer=customer,
             amount=value,
             reason=reason,
@@ -236,7 +247,8 @@ def adjustment_submit(
             now=now,
             created_by=submitted_by,
         )
-        return entry, None
+        return AdjustmentSubmission(entry=entry, request=None, created=created)
+    created = False
     with transaction.atomic():
         request = (
             AdjustmentRequest.objects.select_for_update()
@@ -255,6 +267,7 @@ def adjustment_submit(
                         proposed_at=now,
                     )
                     _audited_save(request, user=submitted_by, now=now)
+                    created = True
             except IntegrityError:
                 # The same form posted twice at once: the other post proposed it.
                 request = AdjustmentRequest.objects.get(idempotency_key=idempotency_key)
@@ -268,8 +281,9 @@ def adjustment_submit(
             and submitted_by is not None
             and submitted_by.has_perm(APPROVE_ADJUSTMENTS)
         ):
-            return _post_approved(request=request, approved_by=submitted_by, now=now), request
-    return request.ledger_entry, request
+            entry = _post_approved(request=request, approved_by=submitted_by, now=now)
+            return AdjustmentSubmission(entry=entry, request=request, created=created)
+    return AdjustmentSubmission(entry=request.ledger_entry, request=request, created=created)
 
 
 def adjustment_approve(*, request: AdjustmentRequest, approved_by, now: dt.datetime) -> LedgerEntry:

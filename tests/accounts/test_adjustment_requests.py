@@ -43,7 +43,7 @@ def manager():
 
 
 def propose(customer, user, amount=MILLION, key="adj-1"):
-    return adjustment_submit(
+    submission = adjustment_submit(
         customer=customer,
         amount=amount,
         reason="Goodwill credit for the outage",
@@ -51,6 +51,7 @@ def propose(customer, user, amount=MILLION, key="adj-1"):
         submitted_by=user,
         now=NOW,
     )
+    return submission.entry, submission.request
 
 
 def adjustments(customer) -> list[Decimal]:
@@ -181,12 +182,27 @@ def test_the_approval_limit_is_a_setting(customer, clerk, settings):
 
 
 def test_a_double_submit_proposes_once(customer, clerk):
-    _entry, first = propose(customer, clerk)
-    _entry, second = propose(customer, clerk)
-    assert first.pk == second.pk
+    first = adjustment_submit(
+        customer=customer,
+        amount=MILLION,
+        reason="x",
+        idempotency_key="k",
+        submitted_by=clerk,
+        now=NOW,
+    )
+    second = adjustment_submit(
+        customer=customer,
+        amount=MILLION,
+        reason="x",
+        idempotency_key="k",
+        submitted_by=clerk,
+        now=NOW,
+    )
+    assert (first.created, second.created) == (True, False)
+    assert first.request.pk == second.request.pk and second.entry is None
     assert AdjustmentRequest.objects.count() == 1
     with pytest.raises(IdempotencyConflict):
-        propose(customer, clerk, amount=Decimal("5.00"))
+        propose(customer, clerk, amount=Decimal("5.00"), key="k")
 
 
 def test_a_direct_positive_adjustment_is_refused(customer):

@@ -114,3 +114,13 @@ def test_the_audit_page_shows_who_proposed_and_who_approved(client, clerk, manag
         ("manager", "status: proposed → approved"),
         ("clerk", "proposed: Goodwill credit"),
     ]
+
+
+def test_a_proposal_sent_twice_is_proposed_once(client, clerk, month):
+    as_user(client, clerk)
+    form = {"amount": "500.00", "reason": "Goodwill credit", "token": uuid.uuid4().hex}
+    url = reverse("admin:accounts_customer_adjust", args=[month.alpha.pk])
+    assert client.post(url, form).status_code == 302
+    assert client.post(url, form).status_code == 302
+    assert AdjustmentRequest.objects.count() == 1
+    assert not adjustment_entries(month.alpha).exists()
