@@ -18,6 +18,7 @@ from accounts.services import (
     adjustment_submit,
     record_adjustment,
 )
+from tests.conftest import postgres_only
 from tests.factories import NOW, CustomerFactory, StaffFactory, deposit
 
 pytestmark = pytest.mark.django_db
@@ -232,3 +233,39 @@ def test_the_audit_trail_names_the_proposer_and_the_approver(customer, clerk, ma
             "proposed: Goodwill credit for the outage",
         ),
     ]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_managers_approving_at_once_post_one_entry():
+    import threading
+
+    from django.db import connection
+
+    # An earlier transactional test's flush empties auth_group; the roles come back idempotently.
+    roles.sync_roles()
+    customer = CustomerFactory(name="Alpha Ltd")
+    clerk = StaffFactory(username="clerk", groups=[roles.FINANCE_CLERK])
+    managers = [
+        StaffFactory(username=f"manager{n}", groups=[roles.FINANCE_MANAGER]) for n in range(2)
+    ]
+    _entry, proposal = propose(customer, clerk)
+    barrier = threading.Barrier(2)
+    entries = []
+
+    def approve(manager) -> None:
+        try:
+            barrier.wait(timeout=10)
+            mine = AdjustmentRequest.objects.get(pk=proposal.pk)
+            entries.append(adjustment_approve(request=mine, approved_by=manager, now=NOW))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(manager,)) for manager in managers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(entries) == 2 and entries[0].pk == entries[1].pk
+    assert adjustments(customer) == [MILLION]
+    assert ledger_balance(customer=customer) == MILLION
