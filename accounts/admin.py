@@ -37,6 +37,7 @@ from accounts.admin_forms import (
     UsageImportForm,
 )
 from accounts.models import (
+    AdjustmentRequest,
     Application,
     Customer,
     CustomerEvent,
@@ -445,19 +446,26 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                             created_by=request.user,
                         )
                     else:
-                        entry, created = services.record_adjustment(
+                        submission = services.adjustment_submit(
                             customer=customer,
                             amount=data["amount"],
                             reason=data["reason"],
                             idempotency_key=key,
+                            submitted_by=request.user,
                             now=timezone.now(),
-                            created_by=request.user,
                         )
+                        entry, created = submission.entry, submission.created
                 except service_errors() as exc:
                     add_service_error(form, exc, field_map={"reference": "bank_reference"})
                 else:
                     label = "Deposit" if kind == "deposit" else "Adjustment"
-                    if created:
+                    if entry is None:
+                        messages.warning(
+                            request,
+                            f"Adjustment of {format_cny(submission.request.amount)} proposed: "
+                            "it reaches the balance once a finance manager approves it.",
+                        )
+                    elif created:
                         messages.success(
                             request, f"{label} of {format_cny(entry.amount)} recorded."
                         )
@@ -957,6 +965,93 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="Recorded by", ordering="created_by__username")
     def recorded_by(self, entry):
         return _recorded_by(entry=entry)
+
+
+@admin.register(AdjustmentRequest)
+class AdjustmentRequestAdmin(HistoryViewOnlyMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    """Adjustments waiting for a finance manager (proposed by a clerk through the customer's
+    "Manual adjustment" page). Approve or reject with the list's actions; the services refuse
+    an approval by the proposer, and approving twice posts one ledger entry."""
+
+    list_display = [
+        "proposed",
+        "customer_name",
+        "amount_display",
+        "reason_short",
+        "status",
+        "proposed_by",
+        "decided_by",
+        "decided",
+        "ledger_entry",
+    ]
+    list_display_links = ["proposed"]
+    list_filter = ["status"]
+    list_select_related = ["customer", "proposed_by", "decided_by", "ledger_entry"]
+    search_fields = ["customer__name", "customer__external_id", "reason"]
+    ordering = ["-proposed_at", "-id"]
+    actions = ["approve_selected", "reject_selected"]
+    fields = [
+        "customer",
+        "amount",
+        "reason",
+        "status",
+        "proposed_by",
+        "proposed_at",
+        "decided_by",
+        "decided_at",
+        "ledger_entry",
+    ]
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("accounts.approve_adjustmentrequest")
+
+    @admin.action(description="Approve selected adjustments", permissions=["approve"])
+    def approve_selected(self, request, queryset):
+        from accounts.services import adjustment_approve
+
+        self._decide(request, queryset, decide=adjustment_approve, user_arg="approved_by")
+
+    @admin.action(description="Reject selected adjustments", permissions=["approve"])
+    def reject_selected(self, request, queryset):
+        from accounts.services import adjustment_reject
+
+        self._decide(request, queryset, decide=adjustment_reject, user_arg="rejected_by")
+
+    def _decide(self, request, queryset, *, decide, user_arg):
+        done = 0
+        for proposal in queryset.select_related("customer"):
+            try:
+                decide(request=proposal, now=timezone.now(), **{user_arg: request.user})
+            except service_errors() as exc:
+                messages.error(
+                    request,
+                    f"{proposal.customer.name} {format_cny(proposal.amount)}: {exc}",
+                )
+            else:
+                done += 1
+        if done:
+            verb = "approved" if user_arg == "approved_by" else "rejected"
+            messages.success(request, f"{done} adjustment(s) {verb}.")
+
+    @admin.display(description="Proposed", ordering="proposed_at")
+    def proposed(self, proposal):
+        return format_html('<span class="billing-nowrap">{}</span>', _when(proposal.proposed_at))
+
+    @admin.display(description="Decided", ordering="decided_at")
+    def decided(self, proposal):
+        return _when(proposal.decided_at)
+
+    @admin.display(description="Customer", ordering="customer__name")
+    def customer_name(self, proposal):
+        return proposal.customer.name
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_display(self, proposal):
+        return _signed_amount_html(amount=proposal.amount)
+
+    @admin.display(description="Reason")
+    def reason_short(self, proposal):
+        return proposal.reason if len(proposal.reason) <= 60 else proposal.reason[:57] + "…"
 
 
 class WebhookDeliveryInline(ReadOnlyTabularInline):

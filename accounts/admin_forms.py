@@ -85,7 +85,8 @@ class DepositForm(forms.Form):
 class AdjustmentForm(forms.Form):
     amount = money_field(
         label="Amount (CNY)",
-        help_text="Positive gives the customer money, negative takes it away.",
+        help_text="Positive gives the customer money (above the approval limit it waits for a "
+        "finance manager's approval), negative takes it away.",
         allow_negative=True,
     )
     reason = forms.CharField(

@@ -4,13 +4,21 @@ after the transaction that raised them commits."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection, transaction
+from kombu.exceptions import KombuError
 
 from accounts.models import Customer, CustomerEvent
+
+logger = logging.getLogger(__name__)
+
+# What publishing raises when the broker is down: kombu wraps the transport's connection
+# errors in OperationalError (a KombuError); a bare socket error may still get through.
+BROKER_ERRORS = (KombuError, OSError)
 
 # Inside `deliveries_batched()` committed events wait here and go to the broker together.
 _batch = threading.local()
@@ -88,10 +96,23 @@ def _enqueue(event_id: int) -> None:
 def _deliver(event_id: int) -> None:
     from accounts.tasks import deliver_customer_event
 
-    deliver_customer_event.delay(event_id)
+    _hand_to_broker(deliver_customer_event, event_id, event_ids=[event_id])
 
 
 def _deliver_many(event_ids: list[int]) -> None:
     from accounts.tasks import deliver_customer_events
 
-    deliver_customer_events.delay(event_ids)
+    _hand_to_broker(deliver_customer_events, event_ids, event_ids=event_ids)
+
+
+def _hand_to_broker(task, *args, event_ids: list[int]) -> None:
+    """The one place where committed events are handed to the broker. It runs after the write
+    that raised them has committed (a deposit, an invoice), so a broker outage must not turn
+    that committed write into an error for its caller: the events stay pending (no e-mail
+    sent) and `accounts.tasks.deliver_pending_events` delivers them later."""
+    try:
+        task.delay(*args)
+    except BROKER_ERRORS:
+        logger.exception(
+            "broker unavailable: customer events %s left for the pending-events sweep", event_ids
+        )

@@ -224,3 +224,72 @@ class WebhookDelivery(models.Model):
     class Meta:
         ordering = ["-attempted_at"]
         verbose_name_plural = "webhook deliveries"
+
+
+class AdjustmentRequest(models.Model):
+    """A manual adjustment that needs a manager's approval before it reaches the ledger (a
+    positive one gives the customer money: economically a credit note). The proposer and the
+    approver are two people; approving posts one ledger entry, however often it is sent.
+
+    The history rows are the audit trail: the creating row's user is the proposer, the row
+    that changes the status is the manager's decision."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Waiting for approval"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="adjustment_requests"
+    )
+    amount = MoneyField(**MONEY)
+    reason = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
+    # The proposing form's token: a double submit proposes once.
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    proposed_at = models.DateTimeField()
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    ledger_entry = models.OneToOneField(
+        LedgerEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="adjustment_request",
+    )
+
+    # The decision's row already names its user and time; the status change is its content.
+    history = HistoricalRecords(excluded_fields=["decided_by", "decided_at", "ledger_entry"])
+
+    class Meta:
+        ordering = ["-proposed_at", "-id"]
+        permissions = [("approve_adjustmentrequest", "Can approve or reject adjustment requests")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(amount=0), name="adjustment_request_amount_not_zero"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_currency="CNY"), name="adjustment_request_cny_only"
+            ),
+            models.CheckConstraint(condition=~Q(reason=""), name="adjustment_request_has_reason"),
+            models.CheckConstraint(
+                condition=~Q(status="approved") | Q(ledger_entry__isnull=False),
+                name="adjustment_request_approved_has_entry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Adjustment {self.amount} for {self.customer_id} ({self.status})"

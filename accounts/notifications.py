@@ -9,7 +9,9 @@ Webhook contract (for the receiver):
   receiver refuse replays older than a few minutes (`webhook_verify`).
 - `X-Billing-Event` (kind) and `X-Billing-Event-Id`: the same id on every retry of one event,
   so the receiver can deduplicate.
-- Any 2xx is success; anything else (or no answer) is retried with exponential backoff.
+- Any 2xx is success; anything else (or no answer) is retried with exponential backoff. A
+  redirect (3xx) is a failure too: it is never followed, since following it would re-send
+  the event as a body-less GET and record the redirect target's answer as a delivery.
 Nothing is sent unless both BILLING_WEBHOOK_URL and BILLING_WEBHOOK_SECRET are set.
 """
 
@@ -103,6 +105,17 @@ def webhook_retry_countdown(retries: int) -> int:
     return min(30 * 2**retries, 3600)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows 301/302/303 by re-sending a POST as a GET without its body; returning
+    None makes the 3xx surface as an HTTPError with its own status instead."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_webhook_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def webhook_deliver(
     *, event: CustomerEvent, now: dt.datetime, timeout: float = 10.0
 ) -> WebhookDelivery | None:
@@ -129,7 +142,7 @@ def webhook_deliver(
     )
     status_code, error = None, ""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with _webhook_opener.open(request, timeout=timeout) as response:
             status_code = response.status
     except urllib.error.HTTPError as exc:
         status_code, error = exc.code, f"HTTP {exc.code}: {exc.reason}"

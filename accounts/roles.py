@@ -22,6 +22,7 @@ ALL_MODELS = {
         "dailyusage",
         "usagerevision",
         "ledgerentry",
+        "adjustmentrequest",
         "customerevent",
         "webhookdelivery",
     ],
@@ -56,7 +57,8 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
     AUDITOR: _view_all(),
     FINANCE_CLERK: _view_all()
     | {
-        ("accounts", "add_ledgerentry"),  # record deposits and adjustments
+        # Record deposits and negative adjustments; propose positive ones (for approval).
+        ("accounts", "add_ledgerentry"),
         ("accounts", "add_dailyusage"),  # import usage
         ("accounts", "change_dailyusage"),
         ("accounts", "add_customer"),
@@ -89,6 +91,10 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("invoices", "add_creditnote"),
         ("invoices", "add_billingrun"),
         ("invoices", "change_billingrun"),
+        # A positive manual adjustment is economically a credit note: a clerk proposes it.
+        ("accounts", "approve_adjustmentrequest"),
+        # Enable, disable, edit or run the beat schedule (month-end billing): managers only.
+        ("django_celery_beat", "change_periodictask"),
     },
     INGEST: set(),
     CONSOLE: set(),

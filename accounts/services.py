@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from moneyed import Money
 
 from accounts.events import record_customer_event
-from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
+from accounts.models import (
+    AdjustmentRequest,
+    Application,
+    Customer,
+    CustomerEvent,
+    LedgerEntry,
+)
 from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
@@ -146,6 +154,15 @@ def record_adjustment(
     now: dt.datetime,
     created_by=None,
 ) -> tuple[LedgerEntry, bool]:
+    """An adjustment that needs no approval (see `adjustment_needs_approval`); any other is
+    refused: it goes through `adjustment_submit` and a manager's `adjustment_approve`."""
+    if not (reason or "").strip():
+        # Bad input is named before the approval rule.
+        raise LedgerError("a manual adjustment needs a reason", field="reason")
+    if adjustment_needs_approval(amount=_money_amount(amount)):
+        raise AdjustmentApprovalRequired(
+            "an adjustment of this amount needs a finance manager's approval: propose it"
+        )
     return ledger_record(
         customer=customer,
         kind=LedgerEntry.Kind.ADJUSTMENT,
@@ -155,6 +172,184 @@ def record_adjustment(
         now=now,
         created_by=created_by,
     )
+
+
+# --- Manual adjustments that need approval --------------------------------------------------
+
+APPROVE_ADJUSTMENTS = "accounts.approve_adjustmentrequest"
+
+
+class AdjustmentApprovalRequired(LedgerError):
+    """A direct adjustment above the approval threshold was refused."""
+
+
+class AdjustmentDecisionError(LedgerError):
+    """An approval or rejection was refused (wrong person, or already decided otherwise)."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message, field=field)
+
+
+def adjustment_needs_approval(*, amount: Decimal) -> bool:
+    """The one rule: an adjustment above BILLING_ADJUSTMENT_APPROVAL_ABOVE (default 0.00: every
+    positive one) waits for a finance manager. Taking money away (negative) never waits."""
+    return amount > settings.BILLING_ADJUSTMENT_APPROVAL_ABOVE
+
+
+def _audited_save(request: AdjustmentRequest, *, user, now: dt.datetime, **kwargs) -> None:
+    # simple-history's row names who did it and when, also outside an admin request.
+    request._history_user = user
+    request._history_date = now
+    request.save(**kwargs)
+
+
+@dataclass(frozen=True)
+class AdjustmentSubmission:
+    # The posted entry; None while the adjustment waits for approval.
+    entry: LedgerEntry | None
+    # The approval record; None when the adjustment needed no approval.
+    request: AdjustmentRequest | None
+    # False: this idempotency key was submitted before, nothing new was written.
+    created: bool
+
+
+def adjustment_submit(
+    *,
+    customer: Customer,
+    amount: Decimal | Money,
+    reason: str,
+    idempotency_key: str,
+    submitted_by,
+    now: dt.datetime,
+) -> AdjustmentSubmission:
+    """A manual adjustment as finance enters it:
+
+    - no approval needed: posted at once (no request);
+    - approval needed, from someone who may not approve: proposed, no entry yet;
+    - approval needed, from a manager: proposed and approved by them in one step (a manager
+      may credit a customer on his own authority, as with credit notes).
+
+    The same idempotency key again returns what the first submission did."""
+    value = _money_amount(amount)
+    reason = (reason or "").strip()
+    if value == 0:
+        raise LedgerError("amount cannot be zero")
+    if not reason:
+        raise LedgerError("a manual adjustment needs a reason", field="reason")
+    if not idempotency_key:
+        raise LedgerError("an idempotency key is required", field="idempotency_key")
+    if not adjustment_needs_approval(amount=value):
+        entry, created = record_adjustment(
+            customer=customer,
+            amount=value,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            now=now,
+            created_by=submitted_by,
+        )
+        return AdjustmentSubmission(entry=entry, request=None, created=created)
+    created = False
+    with transaction.atomic():
+        request = (
+            AdjustmentRequest.objects.select_for_update()
+            .filter(idempotency_key=idempotency_key)
+            .first()
+        )
+        if request is None:
+            try:
+                with transaction.atomic():
+                    request = AdjustmentRequest(
+                        customer=customer,
+                        amount=Money(value, CURRENCY),
+                        reason=reason,
+                        idempotency_key=idempotency_key,
+                        proposed_by=submitted_by,
+                        proposed_at=now,
+                    )
+                    _audited_save(request, user=submitted_by, now=now)
+                    created = True
+            except IntegrityError:
+                # The same form posted twice at once: the other post proposed it.
+                request = AdjustmentRequest.objects.get(idempotency_key=idempotency_key)
+        if (request.customer_id, request.amount.amount) != (customer.pk, value):
+            raise IdempotencyConflict(
+                "this idempotency key was already used for a different adjustment",
+                field="idempotency_key",
+            )
+        if (
+            request.status == AdjustmentRequest.Status.PROPOSED
+            and submitted_by is not None
+            and submitted_by.has_perm(APPROVE_ADJUSTMENTS)
+        ):
+            entry = _post_approved(request=request, approved_by=submitted_by, now=now)
+            return AdjustmentSubmission(entry=entry, request=request, created=created)
+    return AdjustmentSubmission(entry=request.ledger_entry, request=request, created=created)
+
+
+def adjustment_approve(*, request: AdjustmentRequest, approved_by, now: dt.datetime) -> LedgerEntry:
+    """A finance manager approves someone else's proposal: the ledger entry is posted once
+    (approving again returns it). A rejected request stays rejected."""
+    if approved_by is None or not approved_by.has_perm(APPROVE_ADJUSTMENTS):
+        raise AdjustmentDecisionError("only a finance manager may approve an adjustment")
+    with transaction.atomic():
+        locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status == AdjustmentRequest.Status.APPROVED:
+            return locked.ledger_entry
+        if locked.status == AdjustmentRequest.Status.REJECTED:
+            raise AdjustmentDecisionError("this adjustment was rejected; propose it again")
+        if locked.proposed_by_id == approved_by.pk:
+            raise AdjustmentDecisionError(
+                "you proposed this adjustment: another finance manager must approve it"
+            )
+        entry = _post_approved(request=locked, approved_by=approved_by, now=now)
+    request.refresh_from_db()
+    return entry
+
+
+def _post_approved(*, request: AdjustmentRequest, approved_by, now: dt.datetime) -> LedgerEntry:
+    """Post the locked, proposed request's entry and record the decision. The key is the
+    request's, so the entry exists once whatever retries or races happen."""
+    entry, _created = ledger_record(
+        customer=request.customer,
+        kind=LedgerEntry.Kind.ADJUSTMENT,
+        amount=request.amount.amount,
+        reason=request.reason,
+        idempotency_key=f"adjustment-request:{request.pk}",
+        now=now,
+        created_by=approved_by,
+    )
+    request.status = AdjustmentRequest.Status.APPROVED
+    request.decided_by = approved_by
+    request.decided_at = now
+    request.ledger_entry = entry
+    _audited_save(
+        request,
+        user=approved_by,
+        now=now,
+        update_fields=["status", "decided_by", "decided_at", "ledger_entry"],
+    )
+    return entry
+
+
+def adjustment_reject(*, request: AdjustmentRequest, rejected_by, now: dt.datetime) -> None:
+    """A finance manager rejects a proposal: nothing reaches the ledger. Rejecting again is a
+    no-op; an approved adjustment cannot be rejected (its entry is posted: correct it with a
+    new adjustment)."""
+    if rejected_by is None or not rejected_by.has_perm(APPROVE_ADJUSTMENTS):
+        raise AdjustmentDecisionError("only a finance manager may reject an adjustment")
+    with transaction.atomic():
+        locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status == AdjustmentRequest.Status.REJECTED:
+            return
+        if locked.status == AdjustmentRequest.Status.APPROVED:
+            raise AdjustmentDecisionError("this adjustment is approved and posted already")
+        locked.status = AdjustmentRequest.Status.REJECTED
+        locked.decided_by = rejected_by
+        locked.decided_at = now
+        _audited_save(
+            locked, user=rejected_by, now=now, update_fields=["status", "decided_by", "decided_at"]
+        )
+    request.refresh_from_db()
 
 
 def arrears_started_event(

@@ -27,6 +27,40 @@ from django.utils import timezone
 class FinanceAdminConfig(AdminConfig):
     default_site = "billingsite.admin.FinanceAdminSite"
 
+    def ready(self):
+        super().ready()  # autodiscovers, so django-celery-beat's own admin is registered now
+        _register_periodic_task_admin()
+
+
+def _register_periodic_task_admin() -> None:
+    """Replace django-celery-beat's PeriodicTaskAdmin: its enable/disable/toggle/run actions
+    declare no permission, so anyone who may see the schedule (an auditor) could switch off
+    month-end billing. Here each needs `change_periodictask` (Finance manager, superusers)."""
+    from django_celery_beat.admin import PeriodicTaskAdmin
+    from django_celery_beat.models import PeriodicTask
+
+    class FinancePeriodicTaskAdmin(PeriodicTaskAdmin):
+        @admin.action(description="Enable selected tasks", permissions=["change"])
+        def enable_tasks(self, request, queryset):
+            return super().enable_tasks(request, queryset)
+
+        @admin.action(description="Disable selected tasks", permissions=["change"])
+        def disable_tasks(self, request, queryset):
+            return super().disable_tasks(request, queryset)
+
+        @admin.action(description="Toggle activity of selected tasks", permissions=["change"])
+        def toggle_tasks(self, request, queryset):
+            return super().toggle_tasks(request, queryset)
+
+        @admin.action(description="Run selected tasks", permissions=["change"])
+        def run_tasks(self, request, queryset):
+            return super().run_tasks(request, queryset)
+
+    site = admin.site
+    if site.is_registered(PeriodicTask):
+        site.unregister(PeriodicTask)
+    site.register(PeriodicTask, FinancePeriodicTaskAdmin)
+
 
 AUDIT_PAGE_SIZE = 50
 

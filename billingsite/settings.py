@@ -6,6 +6,7 @@ filesystem Celery broker, so a new user needs nothing but Python.
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -154,6 +155,8 @@ REST_FRAMEWORK = {
     },
     "COERCE_DECIMAL_TO_STRING": True,
 }
+# /api/schema/ and /api/docs/ for anyone (development) or for a staff login only (production).
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)
 SPECTACULAR_SETTINGS = {
     "TITLE": "IM billing back-office API",
     "DESCRIPTION": "Quotes, usage ingest, provisioning and accounting export. Amounts are CNY "
@@ -207,6 +210,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/30"),
     },
 }
+# A manual adjustment above this many CNY waits for a Finance manager's approval; 0: every
+# positive one (it gives the customer money, like a credit note). Negative ones never wait.
+BILLING_ADJUSTMENT_APPROVAL_ABOVE = Decimal(
+    os.environ.get("BILLING_ADJUSTMENT_APPROVAL_ABOVE", "0")
+)
 BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "200"))
 # PostgreSQL: the run's two per-account statements are prepared once per session. Turn off
 # behind a pooler in transaction mode that does not keep prepared statements (PgBouncer before

@@ -1,11 +1,32 @@
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+
+def api_docs_view(view):
+    """The schema and the docs map every endpoint: unless API_DOCS_PUBLIC opens them (the
+    default when DEBUG is on), only a staff login reads them; others go to the admin login.
+    The setting is read per request so a deployment (or a test) can flip it."""
+    for_staff = staff_member_required(view)
+
+    def serve(request, *args, **kwargs):
+        if settings.API_DOCS_PUBLIC:
+            return view(request, *args, **kwargs)
+        return for_staff(request, *args, **kwargs)
+
+    return serve
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/schema/", api_docs_view(SpectacularAPIView.as_view()), name="schema"),
+    path(
+        "api/docs/",
+        api_docs_view(SpectacularSwaggerView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     path("api/v1/", include("plans.api_urls")),
     path("api/v1/", include("accounts.api_urls")),
     path("api/v1/", include("invoices.api_urls")),

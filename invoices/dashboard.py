@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 from moneyed import Money
 
-from accounts.models import Application, Customer, LedgerEntry
+from accounts.models import AdjustmentRequest, Application, Customer, LedgerEntry
 from accounts.selectors import ledger_balances
 from billingsite.clock import Period
 from billingsite.money import format_cny
@@ -316,6 +316,8 @@ AUDIT_KINDS = (
     AuditKind("price", "Price book change", "plans.view_planprice"),
     AuditKind("deposit", "Deposit recorded", "accounts.view_ledgerentry"),
     AuditKind("adjustment", "Manual adjustment", "accounts.view_ledgerentry"),
+    # Who proposed an adjustment that needs approval, and who approved or rejected it.
+    AuditKind("adjustment_request", "Adjustment approval", "accounts.view_adjustmentrequest"),
     AuditKind("issue", "Invoice issued", "invoices.view_invoice"),
     AuditKind("credit", "Credit note", "invoices.view_creditnote"),
     AuditKind("contract", "Dedicated-service contract", "plans.view_dedicatedcontract"),
@@ -462,6 +464,17 @@ def audit_trail(
                     object_id=entry.pk,
                 )
             )
+    if "adjustment_request" in kinds:
+        entries += _history_entries(
+            AdjustmentRequest,
+            kind="adjustment_request",
+            url_name="admin:accounts_adjustmentrequest_change",
+            username=username,
+            limit=limit,
+            related=["customer"],
+            subject=lambda r: f"{r.customer.name}: {format_cny(r.amount)} adjustment",
+            describe=lambda r: f"proposed: {r.reason}",
+        )
     if "issue" in kinds:
         invoices = Invoice.objects.filter(issued_at__isnull=False).select_related("issued_by")
         if username:

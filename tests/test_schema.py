@@ -9,6 +9,7 @@ import yaml
 from drf_spectacular.validation import validate_schema
 
 from plans.api import WORKED_EXAMPLES
+from tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +65,38 @@ def test_swagger_docs_render(client):
     html = response.content.decode()
     assert "swagger-ui" in html.lower()
     assert "/api/schema/" in html
+
+
+DOCS_URLS = ["/api/schema/", "/api/docs/"]
+
+
+@pytest.mark.parametrize("url", DOCS_URLS)
+def test_closed_docs_send_anonymous_readers_to_the_admin_login(client, settings, url):
+    settings.API_DOCS_PUBLIC = False
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={url}"
+
+
+@pytest.mark.parametrize("url", DOCS_URLS)
+def test_closed_docs_refuse_a_login_that_is_not_staff(client, settings, url):
+    settings.API_DOCS_PUBLIC = False
+    client.force_login(UserFactory(is_staff=False))
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.parametrize("url", DOCS_URLS)
+def test_closed_docs_serve_staff(client, settings, url):
+    settings.API_DOCS_PUBLIC = False
+    client.force_login(StaffFactory())
+    response = client.get(url)
+    assert response.status_code == 200
+    assert b"openapi" in response.content or b"swagger-ui" in response.content
+
+
+@pytest.mark.parametrize("url", DOCS_URLS)
+def test_the_setting_opens_the_docs_to_anyone(client, settings, url):
+    settings.API_DOCS_PUBLIC = True
+    assert client.get(url).status_code == 200

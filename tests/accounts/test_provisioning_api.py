@@ -523,6 +523,58 @@ def test_deposit_refusals(finance, customer, body, key, code):
         assert "non-RMB settlement: contract pricing" in response_body["message"]
 
 
+def test_a_deposit_committed_while_the_broker_is_down_answers_201_and_the_sweep_tells(
+    finance, app, django_capture_on_commit_callbacks, monkeypatch
+):
+    from django.core import mail
+    from kombu.exceptions import OperationalError
+
+    from accounts.models import CustomerEvent
+    from accounts.services import record_adjustment
+    from accounts.tasks import deliver_pending_events
+    from billingsite.celery import app as celery_app
+
+    customer = app.customer
+    record_adjustment(
+        customer=customer,
+        amount=Decimal("-500.00"),
+        reason="test: balance below zero",
+        idempotency_key="test-negative",
+        now=NOW,
+    )
+    Customer.objects.filter(pk=customer.pk).update(suspended_at=NOW)
+    Application.objects.filter(pk=app.pk).update(status=Application.Status.SUSPENDED)
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    # A real publish (not eager) that fails where kombu talks to the broker.
+    monkeypatch.setattr(celery_app.amqp, "send_task_message", broker_down)
+    celery_app.conf.task_always_eager = False
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as handed_off:
+            response = send_deposit(finance, {"amount": "1000.00", "reference": "ICBC 7"})
+    finally:
+        celery_app.conf.task_always_eager = True
+
+    assert response.status_code == 201, response.content
+    assert response.json()["balance_after"] == "500.00"
+    assert len(handed_off) == 1  # the reactivation event's hand-off ran, and failed
+    assert LedgerEntry.objects.filter(customer=customer, kind="deposit").count() == 1
+    assert Application.objects.get(pk=app.pk).status == Application.Status.ACTIVE
+    reactivated = CustomerEvent.objects.get(customer=customer, kind="reactivated")
+    assert reactivated.email_sent_at is None  # pending: left for the sweep
+    assert mail.outbox == []
+
+    # The broker is back; the beat sweep picks the event up once it is overdue.
+    monkeypatch.undo()
+    with freeze_time(NOW + dt.timedelta(minutes=16)):
+        deliver_pending_events.delay()
+    reactivated.refresh_from_db()
+    assert reactivated.email_sent_at is not None
+    assert "Your service is active again" in [message.subject for message in mail.outbox]
+
+
 def test_deposit_for_an_unknown_customer_is_404(finance):
     refused(
         lambda: finance.post(

@@ -2,7 +2,8 @@
 HTTP status and by the database afterwards.
 
 Finance clerk: sees everything, records deposits and adjustments, imports usage.
-Finance manager: also edits prices, adds contracts, issues, credits and starts billing runs.
+Finance manager: also edits prices, adds contracts, issues, credits, starts billing runs and
+switches or runs the periodic tasks (month-end billing).
 Auditor: reads everything, changes nothing.
 """
 
@@ -225,3 +226,87 @@ def test_staff_without_a_finance_role_sees_nothing(client, month):
         == 403
     )
     assert LedgerEntry.objects.filter(amount=Decimal("1.00")).count() == 0
+
+
+# --- the beat schedule (django-celery-beat's "Periodic tasks") --------------------------------
+
+
+@pytest.fixture
+def month_end_task(db):
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    crontab = CrontabSchedule.objects.create(
+        minute="0", hour="0", day_of_month="2", timezone="Asia/Shanghai"
+    )
+    return PeriodicTask.objects.create(
+        name="month-end-billing",
+        task="accounts.tasks.deliver_pending_events",  # a cheap task stands in for the run
+        crontab=crontab,
+        enabled=True,
+    )
+
+
+@pytest.fixture
+def task_runs(monkeypatch):
+    import accounts.tasks  # noqa: F401 (registers the task)
+    from billingsite.celery import app
+
+    runs = []
+    task = app.tasks["accounts.tasks.deliver_pending_events"]
+    monkeypatch.setattr(task, "apply_async", lambda *args, **kwargs: runs.append(kwargs))
+    return runs
+
+
+def periodic_task_action(client, task, action):
+    return client.post(
+        reverse("admin:django_celery_beat_periodictask_changelist"),
+        {"action": action, "_selected_action": [task.pk]},
+    )
+
+
+@pytest.mark.parametrize("role", ["clerk", "auditor"])
+@pytest.mark.parametrize("action", ["disable_tasks", "toggle_tasks", "run_tasks"])
+def test_only_managers_switch_or_run_periodic_tasks(
+    client, users, month_end_task, task_runs, role, action
+):
+    as_user(client, users[role])
+    listing = client.get(reverse("admin:django_celery_beat_periodictask_changelist"))
+    assert listing.status_code == 200  # they see the schedule
+    assert action not in listing.content.decode()
+
+    response = periodic_task_action(client, month_end_task, action)
+
+    # No action is offered to the role, so the post is not an action: the list again.
+    assert response.status_code == 200
+    month_end_task.refresh_from_db()
+    assert month_end_task.enabled is True
+    assert task_runs == []
+
+
+def test_others_cannot_enable_a_disabled_periodic_task(client, users, month_end_task):
+    month_end_task.enabled = False
+    month_end_task.save()
+    for role in ("clerk", "auditor"):
+        as_user(client, users[role])
+        periodic_task_action(client, month_end_task, "enable_tasks")
+        month_end_task.refresh_from_db()
+        assert month_end_task.enabled is False, role
+
+
+def test_a_manager_disables_enables_and_runs_periodic_tasks(
+    client, manager, month_end_task, task_runs
+):
+    as_user(client, manager)
+    periodic_task_action(client, month_end_task, "disable_tasks")
+    month_end_task.refresh_from_db()
+    assert month_end_task.enabled is False
+
+    periodic_task_action(client, month_end_task, "enable_tasks")
+    month_end_task.refresh_from_db()
+    assert month_end_task.enabled is True
+
+    response = periodic_task_action(client, month_end_task, "run_tasks")
+    assert response.status_code == 302
+    assert task_runs == [
+        {"args": [], "kwargs": {}, "headers": {"periodic_task_name": "month-end-billing"}}
+    ]

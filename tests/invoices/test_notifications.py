@@ -11,6 +11,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+import accounts.notifications
 from accounts.models import CustomerEvent, WebhookDelivery
 from accounts.notifications import (
     EVENT_ID_HEADER,
@@ -46,6 +47,15 @@ class Receiver:
                     receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 )
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", receiver.url + "/moved")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802
+                # Where a followed redirect would land: a page that answers any GET with 200.
+                receiver.requests.append({"method": "GET", "path": self.path})
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -188,6 +198,34 @@ def test_failed_webhooks_are_retried_with_backoff_and_every_attempt_recorded(
         webhook_settings(again.url)
         deliver_customer_event.delay(event.pk)
     assert again.requests == []
+
+
+def test_a_redirect_is_a_failed_delivery_retried_not_followed(
+    price_book, django_capture_on_commit_callbacks, webhook_settings, monkeypatch, eager_retries
+):
+    countdowns = []
+    real_countdown = accounts.notifications.webhook_retry_countdown
+
+    def recording_countdown(retries):
+        countdowns.append(real_countdown(retries))
+        return countdowns[-1]
+
+    monkeypatch.setattr(accounts.notifications, "webhook_retry_countdown", recording_countdown)
+    event = issued_event(django_capture_on_commit_callbacks, execute=False)
+
+    with Receiver([302, 204]) as receiver:
+        webhook_settings(receiver.url)
+        deliver_customer_event.delay(event.pk)
+
+    deliveries = list(WebhookDelivery.objects.filter(event=event).order_by("attempt"))
+    assert [(d.attempt, d.status_code, d.succeeded) for d in deliveries] == [
+        (1, 302, False),
+        (2, 204, True),
+    ]
+    assert deliveries[0].error.startswith("HTTP 302")
+    assert countdowns == [30]
+    # Two signed POSTs with the body; the redirect target was never fetched.
+    assert [request.get("method", "POST") for request in receiver.requests] == ["POST", "POST"]
 
 
 def test_delivery_gives_up_after_the_last_retry(
