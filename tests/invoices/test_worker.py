@@ -235,7 +235,8 @@ def test_worker_killed_mid_transaction_then_rerun_bills_each_account_once(
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.INVOICE_DEBIT).count() == 2
     assert NumberSequence.objects.get(series="INV", year=2026).last_number == 2
     crashed.refresh_from_db()
-    assert (crashed.status, crashed.invoices_issued) == (BillingRun.Status.RUNNING, 2)
+    # Its counters are derived when a chunk finishes, and this one never did.
+    assert (crashed.status, crashed.invoices_issued) == (BillingRun.Status.RUNNING, 0)
 
     worker = start_worker()
     rerun = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
