@@ -708,7 +708,9 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
         from invoices.runs import billing_run_is_stalled
 
         if billing_run_is_stalled(run=run, now=timezone.now()):
-            return format_html('<span class="billing-bad" data-testid="run-stalled">Stalled</span>')
+            return format_html(
+                '<span class="billing-bad" data-testid="run-stalled">{}</span>', "Stalled"
+            )
         return run.get_status_display()
 
     def get_urls(self):
