@@ -180,15 +180,19 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # Broadcast (remote control) messages; kombu would otherwise write ./control/.
         "control_folder": str(_broker_dir / "control"),
     }
-# Redis (and other brokers without acknowledgements of their own) give a message that was
-# delivered but never acknowledged to a worker again after this many seconds: a billing chunk
-# whose whole worker was killed (kill -9, a lost machine) is billed again this long after it
-# started. It must exceed the longest chunk (200 accounts take seconds) and the longest
-# countdown a task waits for inside a worker: deliveries wait at most half of it per hop
-# (`accounts.tasks`).
-CELERY_BROKER_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_BROKER_VISIBILITY_TIMEOUT", "300"))
+# Redis gives a message that was delivered but never acknowledged to a worker again after
+# this many seconds: a billing chunk whose whole worker was killed (kill -9, a lost machine) is
+# billed again by a restarted worker about this long after it was taken (kombu's default is an
+# hour). Every task must finish well within it (a chunk of 200 accounts takes seconds), and a
+# task waits at most half of it inside a worker (longer delivery backoffs hop: accounts.tasks).
+CELERY_BROKER_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_BROKER_VISIBILITY_TIMEOUT", "180"))
 if not CELERY_BROKER_URL.startswith("filesystem://"):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
+        # Workers look for such messages every 10 s (kombu's default scans every 10th look).
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -223,7 +227,7 @@ CELERY_BEAT_SCHEDULE = {
 BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "200"))
 # A running run with no chunk finished for this many seconds shows as stalled (dashboard, runs
 # list); a finance manager can resume it or close it as interrupted. Ten minutes: a chunk takes
-# seconds, and a lost chunk comes back after the broker's visibility timeout (5 minutes).
+# seconds, and a lost chunk comes back after the broker's visibility timeout (3 minutes).
 BILLING_RUN_STALL_AFTER = int(os.environ.get("BILLING_RUN_STALL_AFTER", "600"))
 # PostgreSQL: the run's two per-account statements are prepared once per session. Turn off
 # behind a pooler in transaction mode that does not keep prepared statements (PgBouncer before

@@ -566,12 +566,14 @@ def _bill_one(
                 invoice_absent=invoice_absent,
             )
         except CONNECTION_LOST:
-            if _connection_alive():
-                raise
-            # Its transaction died with the connection: bill the account again on a new one
-            # (asking again whether it was invoiced: the commit may have made it).
-            logger.warning("billing run %s: database connection lost, reconnecting", run.pk)
-            connection.close()
+            # The transaction died with its connection (or the database gave up on it: a
+            # deadlock, a restart): bill the account once more, on a new connection if need be,
+            # asking again whether it was invoiced (the commit may have made it).
+            logger.warning(
+                "billing run %s: customer %s: database error, once more", run.pk, customer_id
+            )
+            if not _connection_alive():
+                connection.close()
             return bill_account_rerating(
                 customer_id=customer_id,
                 period=period,
