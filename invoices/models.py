@@ -55,7 +55,7 @@ class BillingRun(models.Model):
     # progress for BILLING_RUN_STALL_AFTER is stalled (`invoices.runs.billing_run_is_stalled`).
     progress_at = models.DateTimeField(null=True, blank=True)
     # Counters are derived from what the run wrote (its invoices, open errors and chunks) by
-    # `invoices.runs.billing_run_tally`, under the run's row lock; never added to.
+    # `invoices.runs._tally` at each chunk's end, under the run's row lock; never added to.
     accounts_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)

@@ -372,15 +372,6 @@ def _record_failure(
             )
 
 
-def billing_run_tally(*, run: BillingRun, now: dt.datetime) -> BillingRun:
-    """Set the run's counters again from what it wrote (finance reads them; nothing adds)."""
-    with transaction.atomic():
-        BillingRun.objects.select_for_update().filter(pk=run.pk).first()
-        _tally(run_id=run.pk, at=now)
-    run.refresh_from_db()
-    return run
-
-
 def _tally(*, run_id: int, at: dt.datetime) -> None:
     """Counters of the run derived from what it wrote, SET (not added) under the run's row lock
     held by the caller: its invoices (issued, held or re-rated to a draft), its open errors,
