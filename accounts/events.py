@@ -73,7 +73,8 @@ def deliveries_batched() -> Iterator[None]:
     inside it makes its commits durable before it ends (see `invoices.runs`). A block that
     ends with an exception hands nothing over (its commits may not be durable):
     `accounts.tasks.deliver_pending_events` delivers those events, as it does the events of a
-    killed process."""
+    killed process. A hand-over that fails (broker down; an eager delivery that raises) never
+    fails the caller, whose work is committed: the sweep delivers those events too."""
     previous = getattr(_batch, "pending", None)
     pending: list[int] = []
     _batch.pending = pending
@@ -82,7 +83,11 @@ def deliveries_batched() -> Iterator[None]:
     finally:
         _batch.pending = previous
     for start in range(0, len(pending), BATCH_SIZE):
-        _deliver_many(pending[start : start + BATCH_SIZE])
+        batch = pending[start : start + BATCH_SIZE]
+        try:
+            _deliver_many(batch)
+        except Exception:
+            logger.exception("handing %s customer events to the broker failed", len(batch))
 
 
 def _enqueue(event_id: int) -> None:

@@ -1,7 +1,9 @@
 import datetime as dt
 import logging
+import time
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -28,12 +30,29 @@ def _deliver_now(event_id: int):
     }
 
 
+def broker_wait_limit() -> int:
+    """The longest countdown a task may wait for inside a worker. A broker with a visibility
+    timeout (Redis) gives a message not acknowledged by then to another worker, so a longer
+    wait would run twice (and each copy retry again): longer backoffs wait in hops."""
+    return max(1, settings.CELERY_BROKER_VISIBILITY_TIMEOUT // 2)
+
+
 @shared_task(bind=True, name="accounts.tasks.deliver_customer_event", max_retries=None)
-def deliver_customer_event(self, event_id: int) -> dict:
+def deliver_customer_event(self, event_id: int, not_before: float | None = None) -> dict:
     """E-mail and webhook delivery of a CustomerEvent, retried with exponential backoff until
-    both went out (each webhook attempt is a WebhookDelivery row)."""
+    both went out (each webhook attempt is a WebhookDelivery row). `not_before` (Unix time):
+    a backoff longer than `broker_wait_limit`, waited for in hops."""
     from accounts.notifications import webhook_retry_countdown
 
+    remaining = (not_before or 0) - time.time()
+    if remaining > 1 and not self.request.is_eager:
+        self.apply_async(
+            (event_id,),
+            {"not_before": not_before},
+            countdown=min(remaining, broker_wait_limit()),
+            retries=self.request.retries,
+        )
+        return {"event": event_id, "waiting": round(remaining)}
     result, outcome = _deliver_now(event_id)
     if result is not None and result.retry:
         if self.request.retries >= WEBHOOK_MAX_RETRIES:
@@ -41,7 +60,15 @@ def deliver_customer_event(self, event_id: int) -> dict:
                 "customer event %s: giving up after %s retries", event_id, WEBHOOK_MAX_RETRIES
             )
             return {**outcome, "gave_up": True}
-        raise self.retry(countdown=webhook_retry_countdown(self.request.retries))
+        countdown = webhook_retry_countdown(self.request.retries)
+        limit = broker_wait_limit()
+        if countdown <= limit:
+            raise self.retry(args=(event_id,), kwargs={}, countdown=countdown)
+        raise self.retry(
+            args=(event_id,),
+            kwargs={"not_before": time.time() + countdown},
+            countdown=limit,
+        )
     return outcome
 
 
@@ -63,7 +90,9 @@ def deliver_customer_events(event_ids: list[int]) -> dict:
             retry = result is not None and result.retry
         if retry:
             deliver_customer_event.apply_async(
-                (event_id,), countdown=webhook_retry_countdown(0), retries=1
+                (event_id,),
+                countdown=min(webhook_retry_countdown(0), broker_wait_limit()),
+                retries=1,
             )
             retried += 1
         else:

@@ -80,7 +80,7 @@ class FinanceAdminSite(admin.AdminSite):
         # The figures name customers and amounts: only for those who may read both.
         may_read = request.user.has_perms(["invoices.view_invoice", "accounts.view_customer"])
         context = {
-            "dashboard": month_at_a_glance(today=billing_date(timezone.now()))
+            "dashboard": month_at_a_glance(today=billing_date(timezone.now()), now=timezone.now())
             if may_read
             else None,
             "perms_for_links": _link_permissions(request.user),

@@ -183,14 +183,31 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # Broadcast (remote control) messages; kombu would otherwise write ./control/.
         "control_folder": str(_broker_dir / "control"),
     }
+# Redis gives a message that was delivered but never acknowledged to a worker again after
+# this many seconds: a billing chunk whose whole worker was killed (kill -9, a lost machine) is
+# billed again by a restarted worker about this long after it was taken (kombu's default is an
+# hour). Every task must finish well within it (a chunk of 200 accounts takes seconds), and a
+# task waits at most half of it inside a worker (longer delivery backoffs hop: accounts.tasks).
+CELERY_BROKER_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_BROKER_VISIBILITY_TIMEOUT", "180"))
+if not CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
+        # Workers look for such messages every 10 s (kombu's default scans every 10th look).
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+    }
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_ENABLE_UTC = False
+# A task is acknowledged when it returns, and given back to the broker when the pool process
+# running it dies; the visibility timeout covers a worker that dies whole.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A worker that loses the broker stops the acks_late tasks it runs: they are delivered again.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # One queue name per deployment (or per test worker) keeps separate setups on one broker apart.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -216,6 +233,10 @@ BILLING_ADJUSTMENT_APPROVAL_ABOVE = Decimal(
     os.environ.get("BILLING_ADJUSTMENT_APPROVAL_ABOVE", "0")
 )
 BILLING_RUN_CHUNK_SIZE = int(os.environ.get("BILLING_RUN_CHUNK_SIZE", "200"))
+# A running run with no chunk finished for this many seconds shows as stalled (dashboard, runs
+# list); a finance manager can resume it or close it as interrupted. Ten minutes: a chunk takes
+# seconds, and a lost chunk comes back after the broker's visibility timeout (3 minutes).
+BILLING_RUN_STALL_AFTER = int(os.environ.get("BILLING_RUN_STALL_AFTER", "600"))
 # PostgreSQL: the run's two per-account statements are prepared once per session. Turn off
 # behind a pooler in transaction mode that does not keep prepared statements (PgBouncer before
 # 1.21); they are then sent with their parameters inlined like Django's other queries.

@@ -670,7 +670,7 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     change_title = "Billing run"
     list_display = [
         "run_label",
-        "status",
+        "run_status",
         "progress",
         "invoices_issued",
         "invoices_held",
@@ -703,27 +703,55 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     def progress(self, run):
         return f"{run.accounts_done} / {run.accounts_total}"
 
+    @admin.display(description="Status", ordering="status")
+    def run_status(self, run):
+        from invoices.runs import billing_run_is_stalled
+
+        if billing_run_is_stalled(run=run, now=timezone.now()):
+            return format_html(
+                '<span class="billing-bad" data-testid="run-stalled">{}</span>', "Stalled"
+            )
+        return run.get_status_display()
+
     def get_urls(self):
         return [
             path(
                 "<int:run_id>/retry/",
                 self.admin_site.admin_view(self.retry_view),
                 name="invoices_billingrun_retry",
-            )
+            ),
+            path(
+                "<int:run_id>/resume/",
+                self.admin_site.admin_view(self.resume_view),
+                name="invoices_billingrun_resume",
+            ),
+            path(
+                "<int:run_id>/close-interrupted/",
+                self.admin_site.admin_view(self.close_interrupted_view),
+                name="invoices_billingrun_close_interrupted",
+            ),
         ] + super().get_urls()
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
+            from invoices.runs import billing_run_is_stalled
+
             errors = BillingRunError.objects.filter(run=obj).select_related("customer")
+            may_change = request.user.has_perm("invoices.change_billingrun")
+            stalled = billing_run_is_stalled(run=obj, now=timezone.now())
             context.update(
                 run=obj,
                 run_errors=errors.order_by("resolved_at", "-occurred_at"),
                 unresolved_errors=errors.filter(resolved_at__isnull=True).count(),
-                can_retry=request.user.has_perm("invoices.change_billingrun"),
+                can_retry=may_change,
+                stalled=stalled,
+                can_resume=may_change and (stalled or obj.status == BillingRun.Status.INTERRUPTED),
+                can_close=may_change and stalled,
                 percent_done=int(100 * obj.accounts_done / obj.accounts_total)
                 if obj.accounts_total
                 else (100 if obj.status == BillingRun.Status.FINISHED else 0),
-                in_progress=obj.status in (BillingRun.Status.PENDING, BillingRun.Status.RUNNING),
+                in_progress=not stalled
+                and obj.status in (BillingRun.Status.PENDING, BillingRun.Status.RUNNING),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -777,21 +805,45 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             extra={"confirm_period": confirm_period, "candidates": candidates},
         )
 
-    def retry_view(self, request, run_id):
+    def _run_action(self, request, run_id, action, done: str):
+        """POST only, finance managers only (the change permission of runs)."""
         refused = require_post(request)
         if refused:
             return refused
         require_perm(request, "invoices.change_billingrun")
         run = get_object_or_404(BillingRun, pk=run_id)
-        from invoices.runs import billing_run_retry_failed
-
         try:
-            billing_run_retry_failed(run=run, now=timezone.now())
+            action(run=run, now=timezone.now())
         except service_errors() as exc:
             messages.error(request, error_message(exc))
         else:
-            messages.success(request, "The failed accounts are being billed again.")
+            self.log_change(request, run, done)
+            messages.success(request, done)
         return HttpResponseRedirect(reverse("admin:invoices_billingrun_change", args=[run.pk]))
+
+    def retry_view(self, request, run_id):
+        from invoices.runs import billing_run_retry_failed
+
+        return self._run_action(
+            request, run_id, billing_run_retry_failed, "The failed accounts are being billed again."
+        )
+
+    def resume_view(self, request, run_id):
+        from invoices.runs import billing_run_resume
+
+        return self._run_action(
+            request,
+            run_id,
+            billing_run_resume,
+            "The run was resumed: what is left is being billed.",
+        )
+
+    def close_interrupted_view(self, request, run_id):
+        from invoices.runs import billing_run_close_interrupted
+
+        return self._run_action(
+            request, run_id, billing_run_close_interrupted, "The run was closed as interrupted."
+        )
 
 
 @admin.register(NumberSequence)

@@ -193,13 +193,21 @@ class Dashboard:
     low_balance_count: int
     low_balance: list[LowBalanceRow]
     latest_run: BillingRun | None
+    # Running runs without progress for BILLING_RUN_STALL_AFTER (finance resumes or closes them).
+    stalled_runs: list[BillingRun]
 
     @property
     def net_billed(self) -> Decimal:
         return self.billed_total - self.credited_total
 
 
-def month_at_a_glance(*, today: dt.date, list_limit: int = 10) -> Dashboard:
+def month_at_a_glance(
+    *, today: dt.date, list_limit: int = 10, now: dt.datetime | None = None
+) -> Dashboard:
+    """The index page's figures. `now` (the wall clock) decides which runs are stalled; without
+    it none is shown as stalled."""
+    from invoices.runs import billing_runs_stalled
+
     last_period = Period.containing(today).previous()
     issued = Invoice.objects.filter(
         period=last_period.start, status__in=Invoice.ISSUED_STATES
@@ -231,6 +239,9 @@ def month_at_a_glance(*, today: dt.date, list_limit: int = 10) -> Dashboard:
         arrears=customers_in_arrears(limit=list_limit),
         **_low_balance(today=today, limit=list_limit),
         latest_run=BillingRun.objects.order_by("-created_at", "-id").first(),
+        stalled_runs=list(billing_runs_stalled(now=now).order_by("created_at", "id"))
+        if now is not None
+        else [],
     )
 
 

@@ -39,6 +39,8 @@ class BillingRun(models.Model):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
+        # Closed by finance before every chunk finished; "resume" bills what is left.
+        INTERRUPTED = "interrupted", "Interrupted"
 
     # First day of the billed month (Asia/Shanghai).
     period = models.DateField()
@@ -49,7 +51,11 @@ class BillingRun(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Counters are bumped with F() by the chunk tasks, so parallel workers never lose an update.
+    # Last time a chunk finished (or the run started or was resumed): a running run without
+    # progress for BILLING_RUN_STALL_AFTER is stalled (`invoices.runs.billing_run_is_stalled`).
+    progress_at = models.DateTimeField(null=True, blank=True)
+    # Counters are derived from what the run wrote (its invoices, open errors and chunks) by
+    # `invoices.runs._tally` at each chunk's end, under the run's row lock; never added to.
     accounts_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
@@ -66,6 +72,31 @@ class BillingRun(models.Model):
 
     def __str__(self) -> str:
         return f"Billing run {self.period:%Y-%m} #{self.pk}"
+
+
+class BillingRunChunk(models.Model):
+    """One Celery task's share of a run. "Resume" queues the chunks not finished; the outcomes
+    that write no row (nothing to bill, invoiced by another run) are kept here by customer, so
+    a chunk billed twice counts its accounts once."""
+
+    # Indexed by the unique (run, number) constraint, whose first column it is.
+    run = models.ForeignKey(
+        BillingRun, on_delete=models.CASCADE, related_name="chunks", db_index=False
+    )
+    number = models.PositiveIntegerField()
+    customer_ids = models.JSONField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    skipped_ids = models.JSONField(default=list, blank=True)
+    already_billed_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="one_chunk_number_per_run")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run} chunk {self.number}"
 
 
 class BillingRunError(models.Model):

@@ -58,15 +58,6 @@ SKIPPED = "skipped"
 ALREADY_BILLED = "already_billed"
 FAILED = "failed"
 
-# BillingRun counter bumped for each outcome.
-OUTCOME_COUNTER = {
-    ISSUED: "invoices_issued",
-    HELD: "invoices_held",
-    SKIPPED: "accounts_skipped",
-    ALREADY_BILLED: "accounts_already_billed",
-    FAILED: "accounts_failed",
-}
-
 
 class InvoiceError(ValueError):
     """A request about an invoice or credit note was refused; nothing was written.
@@ -548,15 +539,14 @@ def bill_account(
     """Bill one account from an already rated `prepared`, in its own transaction under the
     customer's row lock. Returns the outcome; raises on failure (nothing is written then).
 
-    Counters of `billing_run` are bumped in the same transaction, so they always match what was
-    committed, also when a chunk is redelivered after a crash: an account this run already
-    billed or held is not counted twice. `unresolved_error`: this run has an open error row for
-    the account, which a success resolves. `invoice_absent`: the caller's batched read found no
-    invoice for the period, so it is not read again; if another worker wrote one meanwhile, the
-    unique (customer, period) constraint raises IntegrityError and nothing is written. When the
-    customer's applications have other usage versions under lock than `prepared` was rated
-    with, UsageChangedError is raised and nothing is written (`bill_account_rerating` rates
-    again)."""
+    Nothing counts here: the run derives its counters from the rows it wrote. An account whose
+    issued invoice this very run wrote (a redelivered chunk) is "issued", not "already billed".
+    `unresolved_error`: this run has an open error row for the account, which a success
+    resolves. `invoice_absent`: the caller's batched read found no invoice for the period, so
+    it is not read again; if another worker wrote one meanwhile, the unique (customer, period)
+    constraint raises IntegrityError and nothing is written. When the customer's applications
+    have other usage versions under lock than `prepared` was rated with, UsageChangedError is
+    raised and nothing is written (`bill_account_rerating` rates again)."""
     if (
         invoice_absent
         and not unresolved_error
@@ -579,18 +569,13 @@ def bill_account(
     with transaction.atomic():
         customer = statements.lock_customer_row(customer_id)
         existing = None if invoice_absent else _existing_invoice(customer=customer, period=period)
-        # What this run already counted for the account (a redelivered chunk, a retry).
-        counted_before = None
-        if (
-            billing_run is not None
-            and existing is not None
-            and existing.billing_run_id == billing_run.pk
-        ):
-            counted_before = ISSUED if existing.is_issued else HELD
         if existing is None or not existing.is_issued:
             _check_usage_unchanged(prepared, statements.lock_usage_versions(customer_id))
         if existing is not None and existing.is_issued:
-            outcome = ALREADY_BILLED
+            issued_by_this_run = (
+                billing_run is not None and existing.billing_run_id == billing_run.pk
+            )
+            outcome = ISSUED if issued_by_this_run else ALREADY_BILLED
         elif prepared.error is not None:
             raise prepared.error
         elif not prepared.billable:
@@ -623,23 +608,10 @@ def bill_account(
             )
             _after_issue(invoice=invoice, customer=customer, now=now, issued_by=None)
             outcome = ISSUED
-        if billing_run is not None:
-            if unresolved_error:
-                BillingRunError.objects.filter(
-                    run=billing_run, customer_id=customer_id, resolved_at__isnull=True
-                ).update(resolved_at=now)
-                statements.billing_run_bump(
-                    billing_run.pk, accounts_failed=-1, **{OUTCOME_COUNTER[outcome]: 1}
-                )
-            elif counted_before is None:
-                statements.billing_run_bump(
-                    billing_run.pk, accounts_done=1, **{OUTCOME_COUNTER[outcome]: 1}
-                )
-            elif counted_before == HELD and outcome not in (HELD, ALREADY_BILLED):
-                # Held earlier in this run, billed or skipped now: move it between counters.
-                statements.billing_run_bump(
-                    billing_run.pk, invoices_held=-1, **{OUTCOME_COUNTER[outcome]: 1}
-                )
+        if billing_run is not None and unresolved_error:
+            BillingRunError.objects.filter(
+                run=billing_run, customer_id=customer_id, resolved_at__isnull=True
+            ).update(resolved_at=now)
     return outcome
 
 
@@ -654,7 +626,7 @@ def _issue_for_run(
     """PostgreSQL: issue a rated account's invoice for the run in two prepared statements
     instead of about a dozen: lock the customer row, take the number and reserve the invoice id
     (`statements.lock_customer_for_issue`), then write the invoice, its history row, lines,
-    debit, event, an arrears start and the run's counters (`statements.issue_in_one_statement`).
+    debit, event and an arrears start (`statements.issue_in_one_statement`).
     The rows are built here by the same functions as on the general path (`_invoice_write` +
     `_after_issue` + `update_arrears`), which SQLite, held invoices and finance's actions use.
 
@@ -717,8 +689,6 @@ def _issue_for_run(
                 customer_id, CustomerEvent.Kind.ARREARS_STARTED, arrears_key, arrears_payload, now
             ),
         ),
-        run_id=billing_run.pk if billing_run is not None else None,
-        bump=("accounts_done", OUTCOME_COUNTER[ISSUED]),
     )
     if rated.total != 0 and not written.debited:
         raise IntegrityError(f"ledger key {debit['idempotency_key']} is already used")

@@ -20,13 +20,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import Model, PositiveIntegerField
+from django.db.models import Model
 from psycopg.types.json import Jsonb
 
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.services import lock_customer
-from invoices.models import BillingRun, Invoice, InvoiceLine
+from invoices.models import Invoice, InvoiceLine
 from invoices.numbering import format_number, number_bump_sql
 
 
@@ -178,26 +178,6 @@ def debit_insert(row: dict) -> bool:
     with db.cursor() as cursor:
         cursor.execute(_debit_sql(names), _params(LedgerEntry, names, row, db))
         return cursor.fetchone() is not None
-
-
-@functools.cache
-def _bump_sql(names: tuple[str, ...]) -> str:
-    meta = BillingRun._meta
-    for name in names:
-        if not isinstance(meta.get_field(name), PositiveIntegerField):
-            raise ValueError(f"{name} is not a counter of BillingRun")
-    assignments = ", ".join(f"{_quote(name)} = {_quote(name)} + %s" for name in names)
-    return f"UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {_quote(meta.pk.column)} = %s"
-
-
-def billing_run_bump(run_id: int, **deltas: int) -> None:
-    """Add to a run's counters in the database (`SET n = n + delta`, what an F() update
-    compiles to), so parallel workers never lose an update."""
-    names = tuple(sorted(name for name, delta in deltas.items() if delta))
-    if not names:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_bump_sql(names), [deltas[name] for name in names] + [run_id])
 
 
 # --- PostgreSQL: a run invoice issued in two statements ------------------------------------------
@@ -364,7 +344,6 @@ def _issue_sql(
     line_names: tuple[str, ...],
     debit_names: tuple[str, ...],
     event_names: tuple[str, ...],
-    bump_names: tuple[str, ...],
     customer_history_names: tuple[str, ...],
 ) -> str:
     invoice_history_model, _ = invoice_history()
@@ -405,13 +384,6 @@ def _issue_sql(
         + " WHERE EXISTS (SELECT FROM arrears) "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id)",
     ]
-    if bump_names:
-        table = _quote(BillingRun._meta.db_table)
-        assignments = ", ".join(f"{_quote(name)} = {_quote(name)} + 1" for name in bump_names)
-        parts.append(
-            f"run_bump AS (UPDATE {table} SET {assignments} "
-            f"WHERE {_quote(BillingRun._meta.pk.column)} = %(run_id)s)"
-        )
     return (
         "WITH "
         + ",\n".join(parts)
@@ -428,14 +400,12 @@ def issue_in_one_statement(
     debit: dict,
     event: dict,
     arrears: ArrearsStart,
-    run_id: int | None,
-    bump: tuple[str, ...],
 ) -> IssueWritten:
     """PostgreSQL: in one prepared statement, write an issued invoice (its id and number
     already taken by `lock_customer_for_issue`), its history row, its lines, its ledger debit
     (ON CONFLICT DO NOTHING on the key; not written for a 0.00 invoice), its event (ON CONFLICT
-    DO NOTHING on the dedupe key), start arrears if the debit takes the balance below zero, and
-    add one to the run's `bump` counters. The caller holds the customer's row lock, taken by an
+    DO NOTHING on the dedupe key), and start arrears if the debit takes the balance below zero
+    (the run derives its counters from these rows afterwards). The caller holds the customer's row lock, taken by an
     earlier statement, so this statement's snapshot sees every ledger entry committed before
     the lock was granted. The sub-statements do not depend on one another's rows (ids are
     known), and foreign keys are checked at commit."""
@@ -447,7 +417,6 @@ def issue_in_one_statement(
         tuple(lines[0]),
         tuple(debit),
         tuple(event),
-        bump if run_id is not None else (),
         tuple(arrears.customer_history),
     )
     params = {
@@ -461,7 +430,6 @@ def issue_in_one_statement(
         "today": arrears.today,
         "customer_history": _as_json(customer_history_model, [arrears.customer_history]),
         "arrears_event": _as_json(CustomerEvent, [arrears.event]),
-        "run_id": run_id,
     }
     with _prepared_cursor() as cursor:
         cursor.execute(sql, params)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from billingsite.clock import Period, billing_date
@@ -17,18 +18,32 @@ def _moment(now: str | None) -> dt.datetime:
 
 @shared_task(name="invoices.tasks.start_monthly_billing")
 def start_monthly_billing(now: str | None = None) -> int:
-    """Beat, 00:00 on the 2nd (Asia/Shanghai): bill the previous month. Returns the run id."""
-    from invoices.runs import billing_run_start
+    """Beat, 00:00 on the 2nd (Asia/Shanghai): bill the previous month (resuming its stalled
+    run rather than starting a second one). Returns the run id."""
+    from invoices.runs import billing_run_for_period
 
     moment = _moment(now)
     period = Period.containing(billing_date(moment)).previous()
-    return billing_run_start(period=period, now=moment).pk
+    run, _how = billing_run_for_period(period=period, now=moment)
+    return run.pk
 
 
-# acks_late (settings): a chunk whose worker dies is delivered again; bill_account makes the
-# second delivery harmless.
-@shared_task(name="invoices.tasks.billing_run_chunk")
-def billing_run_chunk(run_id: int, customer_ids: list[int], period: str, now: str) -> dict:
+# Acknowledged when it returns (after the chunk's durable commit), given back to the broker
+# when its worker process dies, and restored by the broker after the visibility timeout
+# (settings) when the whole worker died: billing a chunk again is harmless. A lost database
+# connection is retried on a new one.
+@shared_task(
+    name="invoices.tasks.billing_run_chunk",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(InterfaceError, OperationalError),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=10,
+)
+def billing_run_chunk(
+    run_id: int, customer_ids: list[int], period: str, now: str, chunk_number: int | None = None
+) -> dict:
     from invoices.runs import billing_run_chunk_process
 
     return billing_run_chunk_process(
@@ -36,6 +51,7 @@ def billing_run_chunk(run_id: int, customer_ids: list[int], period: str, now: st
         customer_ids=list(customer_ids),
         period=Period.parse(period),
         now=dt.datetime.fromisoformat(now),
+        chunk_number=chunk_number,
     )
 
 

@@ -145,3 +145,107 @@ def test_october_fixture_is_consistent(month):
     # Guard for the other tests: the held account is a candidate no more once issued.
     assert list(billing_run_candidates(period=Period(2026, 10))) == [month.beta]
     october_usage  # noqa: B018 - re-exported helper
+
+
+# --- Stalled runs: resume or close as interrupted (finance managers only) ---------------------
+
+
+@pytest.fixture
+def stalled_run(september_accounts):
+    """The September run started at midnight; none of its chunks ever ran (its worker was lost
+    with them). The admin's clock is 10:00: no progress for ten hours."""
+    from invoices.runs import billing_run_start
+
+    return billing_run_start(period=Period(2026, 9), now=NOW, dispatch=False)
+
+
+def run_page(client, run) -> str:
+    return client.get(reverse("admin:invoices_billingrun_change", args=[run.pk])).content.decode()
+
+
+def test_a_stalled_run_shows_in_the_list_the_run_page_and_the_dashboard(
+    client, auditor, stalled_run
+):
+    as_user(client, auditor)
+    listing = client.get(reverse("admin:invoices_billingrun_changelist")).content.decode()
+    assert 'data-testid="run-stalled">Stalled<' in listing
+    page = run_page(client, stalled_run)
+    assert "stalled: no progress since 2026-11-02 00:00:00" in page
+    assert '<meta http-equiv="refresh"' not in page
+    # Auditors see it, but only managers act on it.
+    assert "run-resume" not in page and "run-close" not in page
+    index = client.get(reverse("admin:index")).content.decode()
+    assert 'data-testid="latest-run-stalled"' in index
+    assert (
+        f'Run <a href="{reverse("admin:invoices_billingrun_change", args=[stalled_run.pk])}">2026-09 #{stalled_run.pk}</a> is stalled'
+        in index
+    )
+
+
+def test_manager_resumes_a_stalled_run(
+    client, manager, stalled_run, september_accounts, django_capture_on_commit_callbacks
+):
+    as_user(client, manager)
+    assert 'data-testid="run-resume"' in run_page(client, stalled_run)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:invoices_billingrun_resume", args=[stalled_run.pk]))
+    assert response.status_code == 302
+    stalled_run.refresh_from_db()
+    assert (stalled_run.status, stalled_run.accounts_done, stalled_run.invoices_issued) == (
+        "finished",
+        3,
+        3,
+    )
+    for customer in september_accounts:
+        assert ledger_balance(customer=customer) == Decimal("4000.00")
+    assert BillingRun.objects.count() == 1
+
+
+def test_manager_closes_a_stalled_run_as_interrupted_then_resumes_it(
+    client, manager, stalled_run, django_capture_on_commit_callbacks
+):
+    as_user(client, manager)
+    assert 'data-testid="run-close"' in run_page(client, stalled_run)
+    client.post(reverse("admin:invoices_billingrun_close_interrupted", args=[stalled_run.pk]))
+    stalled_run.refresh_from_db()
+    assert (stalled_run.status, stalled_run.accounts_done) == ("interrupted", 0)
+    assert not Invoice.objects.exists()
+    page = run_page(client, stalled_run)
+    assert "Interrupted" in page and "run-resume" in page and "run-close" not in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:invoices_billingrun_resume", args=[stalled_run.pk]))
+    stalled_run.refresh_from_db()
+    assert (stalled_run.status, stalled_run.invoices_issued) == ("finished", 3)
+
+
+@pytest.mark.parametrize("role", ["clerk", "auditor"])
+def test_clerk_and_auditor_can_neither_resume_nor_close(client, request, role, stalled_run):
+    as_user(client, request.getfixturevalue(role))
+    for name in ("resume", "close_interrupted"):
+        response = client.post(reverse(f"admin:invoices_billingrun_{name}", args=[stalled_run.pk]))
+        assert response.status_code == 403
+    stalled_run.refresh_from_db()
+    assert (stalled_run.status, stalled_run.chunks_done) == ("running", 0)
+    assert not Invoice.objects.exists()
+
+
+def test_a_run_making_progress_is_neither_resumed_nor_closed(client, manager, stalled_run):
+    from django.utils import timezone
+
+    BillingRun.objects.filter(pk=stalled_run.pk).update(progress_at=timezone.now())
+    as_user(client, manager)
+    page = run_page(client, stalled_run)
+    assert "run-resume" not in page and "run-close" not in page
+    for name in ("resume", "close_interrupted"):
+        response = client.post(
+            reverse(f"admin:invoices_billingrun_{name}", args=[stalled_run.pk]), follow=True
+        )
+        assert response.status_code == 200
+        assert "not stalled" in response.content.decode()
+    stalled_run.refresh_from_db()
+    assert (stalled_run.status, stalled_run.chunks_done) == ("running", 0)
+    assert (
+        client.get(reverse("admin:invoices_billingrun_resume", args=[stalled_run.pk])).status_code
+        == 405
+    )

@@ -194,13 +194,15 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     assert LedgerEntry.objects.filter(kind="invoice_debit").count() == committed
     assert NumberSequence.objects.get(series="INV", year=2026).last_number == committed
     run.refresh_from_db()
-    assert (run.status, run.chunks_done, run.invoices_issued) == ("running", 0, committed)
+    # Counters are derived when a chunk finishes: this one never did.
+    assert (run.status, run.chunks_done, run.invoices_issued) == ("running", 0, 0)
 
     # The broker delivers the chunk again (acks_late): the rest is billed, nothing twice.
     outcome = billing_run_chunk_process(
         run_id=run.pk, customer_ids=ids, period=OCTOBER, now=BILLING_MOMENT
     )
-    assert outcome == {"already_billed": committed, "issued": 5 - committed}
+    # Invoices this very run issued are its own "issued", never "already billed".
+    assert outcome == {"issued": 5}
     run.refresh_from_db()
     assert (run.status, run.accounts_done, run.invoices_issued) == ("finished", 5, 5)
     assert run.accounts_already_billed == 0  # billed by this very run: not counted twice
@@ -260,7 +262,7 @@ def test_a_chunk_that_dies_before_its_durable_commit_tells_nobody(price_book, mo
     handed_over = []
     monkeypatch.setattr(accounts.events, "_deliver_many", handed_over.append)
 
-    def dies(run):
+    def dies(**kwargs):
         raise WorkerDied
 
     monkeypatch.setattr(runs, "_chunk_finished", dies)
@@ -690,3 +692,326 @@ def test_demo_data_bills_issued_held_and_arrears(price_book, django_capture_on_c
     assert ledger_balance(customer=beacon) == Decimal("-6500.00")
     assert beacon.arrears_since == dt.date(2026, 11, 2)
     assert not Invoice.objects.filter(customer__external_id="demo-foxtrot").exists()
+
+
+# --- A run always finishes, and a stuck run can be recovered ----------------------------------
+
+
+class SmtpDown:
+    """An e-mail backend whose server never answers."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("SMTP server down")
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("down", ["webhook receiver", "smtp server"])
+def test_bill_inline_bills_every_account_when_deliveries_fail(price_book, settings, down):
+    """Deliveries never break billing: here they even run in-process (eager tasks) and raise
+    `Retry`; every chunk is still billed, and the events wait for the worker or the sweep."""
+    from freezegun import freeze_time
+
+    settings.BILLING_RUN_CHUNK_SIZE = 2
+    if down == "webhook receiver":
+        settings.BILLING_WEBHOOK_URL = f"http://127.0.0.1:{closed_port()}/hook"
+        settings.BILLING_WEBHOOK_SECRET = "s3cret"
+    else:
+        settings.EMAIL_BACKEND = "tests.invoices.test_billing_run.SmtpDown"
+    customers = build_accounts(5)
+
+    with freeze_time(BILLING_MOMENT):
+        call_command("bill", "--period", "2026-10", "--inline", stdout=StringIO())
+
+    run = BillingRun.objects.get()
+    assert (run.status, run.chunks_done, run.chunks_total) == ("finished", 3, 3)
+    assert (run.accounts_done, run.invoices_issued, run.accounts_failed) == (5, 5, 0)
+    assert_billed_exactly_once(customers)
+    if down == "smtp server":
+        # Never e-mailed: the sweep (`deliver_pending_events`) picks them up.
+        assert CustomerEvent.objects.filter(email_sent_at__isnull=True).count() == 5
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("killed", ["inside an account", "before a chunk's read"])
+def test_bill_inline_survives_its_database_connection_being_killed(
+    price_book, settings, monkeypatch, killed
+):
+    import psycopg
+    from freezegun import freeze_time
+
+    import invoices.runs as runs
+    from tests.invoices.test_worker import worker_database_url
+
+    settings.BILLING_RUN_CHUNK_SIZE = 2
+    customers = build_accounts(5)
+    calls = {"n": 0}
+
+    def kill_my_connection() -> None:
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(worker_database_url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    if killed == "inside an account":
+        real = runs.bill_account_rerating
+
+        def then_bill(**kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:  # the first account of the second chunk
+                kill_my_connection()
+            return real(**kwargs)
+
+        monkeypatch.setattr(runs, "bill_account_rerating", then_bill)
+    else:
+        real = runs.accounts_rate
+
+        def then_bill(**kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:  # the second chunk's rating read
+                kill_my_connection()
+            return real(**kwargs)
+
+        monkeypatch.setattr(runs, "accounts_rate", then_bill)
+
+    with freeze_time(BILLING_MOMENT):
+        call_command("bill", "--period", "2026-10", "--inline", stdout=StringIO())
+
+    assert calls["n"] > 3
+    run = BillingRun.objects.get()
+    assert (run.status, run.chunks_done, run.accounts_done, run.invoices_issued) == (
+        "finished",
+        3,
+        5,
+        5,
+    )
+    assert run.accounts_failed == 0
+    assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db
+def test_counters_come_from_what_was_written_never_added_twice(
+    price_book, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A held account billed by a redelivered chunk that fails it once, then by "retry failed":
+    it is one held invoice, counted once (the old increments ended at 3/2 accounts, 2 held)."""
+    import invoices.runs as runs
+
+    issued_customer = build_accounts(1)[0]
+    held_customer, held_app = premium_customer(dau=5000)
+    usage(held_app, dt.date(2026, 10, 29), 1, delivered_messages=2_500_000)
+    ids = [issued_customer.pk, held_customer.pk]
+    run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT, dispatch=False)
+    assert run.chunks_total == 1
+
+    def process() -> dict:
+        return billing_run_chunk_process(
+            run_id=run.pk, customer_ids=ids, period=OCTOBER, now=BILLING_MOMENT, chunk_number=1
+        )
+
+    assert process() == {"issued": 1, "held": 1}
+    real = runs.bill_account_rerating
+
+    def held_account_fails(**kwargs):
+        if kwargs["customer_id"] == held_customer.pk:
+            raise RuntimeError("rating service hiccup")
+        return real(**kwargs)
+
+    monkeypatch.setattr(runs, "bill_account_rerating", held_account_fails)
+    assert process() == {"issued": 1, "failed": 1}  # the broker delivered the chunk again
+    monkeypatch.undo()
+    run.refresh_from_db()
+    assert (run.accounts_done, run.invoices_issued, run.invoices_held, run.accounts_failed) == (
+        3,  # the held invoice and the open error: finance sees both until the retry
+        1,
+        1,
+        1,
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run_retry_failed(run=run, now=BILLING_MOMENT)
+    run.refresh_from_db()
+    assert run.status == BillingRun.Status.FINISHED
+    assert (run.accounts_done, run.accounts_total) == (2, 2)
+    assert (run.invoices_issued, run.invoices_held, run.accounts_failed) == (1, 1, 0)
+    assert (run.accounts_skipped, run.accounts_already_billed) == (0, 0)
+    assert (run.chunks_done, run.chunks_total) == (2, 2)
+
+
+@pytest.mark.django_db
+def test_skipped_and_already_billed_accounts_are_counted_once_per_run(price_book):
+    """Outcomes that write no row are kept per chunk by customer: delivered twice, counted
+    once."""
+    billed_before = build_accounts(1)[0]
+    nothing_to_bill = CustomerFactory()  # no application: rated, nothing to bill
+    run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT, dispatch=False)
+    ids = [billed_before.pk, nothing_to_bill.pk]
+    bill_customer(customer=billed_before, period=OCTOBER, now=BILLING_MOMENT)  # finance, by hand
+    for _delivery in range(2):
+        outcome = billing_run_chunk_process(
+            run_id=run.pk, customer_ids=ids, period=OCTOBER, now=BILLING_MOMENT, chunk_number=1
+        )
+        assert outcome == {"already_billed": 1, "skipped": 1}
+    run.refresh_from_db()
+    assert (run.accounts_already_billed, run.accounts_skipped, run.accounts_done) == (1, 1, 2)
+    assert run.status == BillingRun.Status.FINISHED
+
+
+STALL_AFTER = dt.timedelta(seconds=600)
+
+
+@pytest.mark.django_db
+def test_a_run_without_progress_for_the_threshold_is_stalled(price_book, settings):
+    from invoices.runs import billing_run_is_stalled, billing_runs_stalled
+
+    settings.BILLING_RUN_STALL_AFTER = 600
+    build_accounts(1)
+    run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT, dispatch=False)
+    just_before = BILLING_MOMENT + STALL_AFTER
+    after = just_before + dt.timedelta(seconds=1)
+
+    assert not billing_run_is_stalled(run=run, now=just_before)
+    assert list(billing_runs_stalled(now=just_before)) == []
+    assert billing_run_is_stalled(run=run, now=after)
+    assert list(billing_runs_stalled(now=after)) == [run]
+
+    BillingRun.objects.filter(pk=run.pk).update(status=BillingRun.Status.FINISHED)
+    run.refresh_from_db()
+    assert not billing_run_is_stalled(run=run, now=after + STALL_AFTER)
+    assert list(billing_runs_stalled(now=after + STALL_AFTER)) == []
+
+
+def lost_second_chunk_run(customers) -> BillingRun:
+    """A run of two chunks whose first one was billed and whose second one was lost."""
+    run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT, dispatch=False)
+    first = run.chunks.get(number=1)
+    billing_run_chunk_process(
+        run_id=run.pk,
+        customer_ids=first.customer_ids,
+        period=OCTOBER,
+        now=BILLING_MOMENT,
+        chunk_number=1,
+    )
+    run.refresh_from_db()
+    assert (run.status, run.chunks_done, run.invoices_issued) == ("running", 1, 2)
+    return run
+
+
+@pytest.mark.django_db
+def test_resume_bills_what_is_left_of_a_stalled_run(
+    price_book, small_chunks, django_capture_on_commit_callbacks
+):
+    from freezegun import freeze_time
+
+    from invoices.runs import billing_run_resume
+    from invoices.services import InvoiceError
+
+    customers = build_accounts(4)
+    with freeze_time(BILLING_MOMENT):
+        run = lost_second_chunk_run(customers)
+    with pytest.raises(InvoiceError, match="not stalled"):
+        billing_run_resume(run=run, now=BILLING_MOMENT + dt.timedelta(minutes=5))
+
+    later = BILLING_MOMENT + dt.timedelta(minutes=30)
+    with freeze_time(later), django_capture_on_commit_callbacks(execute=True):
+        billing_run_resume(run=run, now=later)
+
+    run.refresh_from_db()
+    assert (run.status, run.chunks_done, run.chunks_total) == ("finished", 2, 2)
+    assert (run.accounts_done, run.invoices_issued, run.accounts_already_billed) == (4, 4, 0)
+    assert_billed_exactly_once(customers)
+    # Billed at the run's moment, whenever resumed.
+    assert set(Invoice.objects.values_list("issue_date", flat=True)) == {dt.date(2026, 11, 2)}
+
+
+@pytest.mark.django_db
+def test_close_as_interrupted_then_resume(
+    price_book, small_chunks, django_capture_on_commit_callbacks
+):
+    from freezegun import freeze_time
+
+    from invoices.runs import billing_run_close_interrupted, billing_run_resume
+    from invoices.services import InvoiceError
+
+    customers = build_accounts(4)
+    with freeze_time(BILLING_MOMENT):
+        run = lost_second_chunk_run(customers)
+    with pytest.raises(InvoiceError, match="not stalled"):
+        billing_run_close_interrupted(run=run, now=BILLING_MOMENT + dt.timedelta(minutes=5))
+
+    later = BILLING_MOMENT + dt.timedelta(minutes=30)
+    billing_run_close_interrupted(run=run, now=later)
+    run.refresh_from_db()
+    assert (run.status, run.finished_at, run.invoices_issued) == ("interrupted", later, 2)
+
+    # The lost chunk turns up after all: an interrupted run bills nothing more.
+    second = run.chunks.get(number=2)
+    outcome = billing_run_chunk_process(
+        run_id=run.pk,
+        customer_ids=second.customer_ids,
+        period=OCTOBER,
+        now=BILLING_MOMENT,
+        chunk_number=2,
+    )
+    assert outcome == {"interrupted": 2}
+    assert Invoice.objects.count() == 2
+
+    with freeze_time(later), django_capture_on_commit_callbacks(execute=True):
+        billing_run_resume(run=run, now=later)
+    run.refresh_from_db()
+    assert (run.status, run.accounts_done, run.invoices_issued) == ("finished", 4, 4)
+    assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("inline", [False, True])
+def test_bill_command_resumes_the_months_stalled_run_instead_of_a_second_one(
+    price_book, small_chunks, django_capture_on_commit_callbacks, inline
+):
+    from freezegun import freeze_time
+
+    customers = build_accounts(4)
+    with freeze_time(BILLING_MOMENT):
+        run = lost_second_chunk_run(customers)
+    out = StringIO()
+    with (
+        freeze_time(BILLING_MOMENT + dt.timedelta(hours=1)),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        # Queued chunks run when the command's transaction commits: it does not wait here.
+        args = ["bill", "--period", "2026-10", "--inline" if inline else "--no-wait"]
+        call_command(*args, stdout=out)
+
+    assert f"billing run #{run.pk} for 2026-10 resumed" in out.getvalue()
+    if inline:
+        assert "4 issued, 0 held, 0 skipped, 0 already billed, 0 failed" in out.getvalue()
+    assert list(BillingRun.objects.values_list("pk", "status")) == [(run.pk, "finished")]
+    assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db
+def test_monthly_task_resumes_a_stalled_run(
+    price_book, small_chunks, django_capture_on_commit_callbacks
+):
+    from freezegun import freeze_time
+
+    from invoices.tasks import start_monthly_billing
+
+    customers = build_accounts(4)
+    with freeze_time(BILLING_MOMENT):
+        run = lost_second_chunk_run(customers)
+    later = BILLING_MOMENT + dt.timedelta(hours=1)
+    with freeze_time(later), django_capture_on_commit_callbacks(execute=True):
+        assert start_monthly_billing.delay(later.isoformat()).get() == run.pk
+    assert BillingRun.objects.get().status == BillingRun.Status.FINISHED
+    assert_billed_exactly_once(customers)

@@ -389,3 +389,49 @@ def test_sweep_delivers_events_whose_email_never_went_out(price_book):
     assert old.email_sent_at is not None
     assert [m.subject for m in mail.outbox] == ["Your service is suspended"]
     assert CustomerEvent.objects.get(dedupe_key="fresh").email_sent_at is None
+
+
+class RetryScheduled(Exception):
+    pass
+
+
+def test_a_backoff_longer_than_half_the_visibility_timeout_waits_in_hops(
+    price_book, django_capture_on_commit_callbacks, webhook_settings, monkeypatch, settings
+):
+    """Redis gives a message not acknowledged within its visibility timeout to another worker:
+    a retry waiting longer inside a worker would run twice. The wait is cut in hops of at most
+    half the timeout, each a new message, and the attempt count does not move."""
+    import time
+
+    settings.CELERY_BROKER_VISIBILITY_TIMEOUT = 180
+    event = issued_event(django_capture_on_commit_callbacks, execute=False)
+    retries, hops = [], []
+
+    def record_retry(*args, **kwargs):
+        retries.append(kwargs)
+        raise RetryScheduled
+
+    monkeypatch.setattr(deliver_customer_event, "retry", record_retry)
+    monkeypatch.setattr(
+        deliver_customer_event, "apply_async", lambda *args, **kwargs: hops.append((args, kwargs))
+    )
+    # The 6th attempt fails: the next one is due in 30 s * 2**5 = 960 s.
+    deliver_customer_event.push_request(retries=5, is_eager=False)
+    try:
+        with Receiver([502]) as receiver:
+            webhook_settings(receiver.url)
+            with pytest.raises(RetryScheduled):
+                deliver_customer_event.run(event.pk)
+            [retry] = retries
+            assert retry["countdown"] == 90 and retry["args"] == (event.pk,)
+            assert 950 < retry["kwargs"]["not_before"] - time.time() <= 960
+
+            # Woken up after the first hop: 870 s early, so only another hop.
+            result = deliver_customer_event.run(event.pk, not_before=time.time() + 870)
+            assert len(receiver.requests) == 1
+    finally:
+        deliver_customer_event.pop_request()
+    assert result == {"event": event.pk, "waiting": 870}
+    [(args, kwargs)] = hops
+    assert args[0] == (event.pk,) and kwargs["countdown"] == 90 and kwargs["retries"] == 5
+    assert WebhookDelivery.objects.filter(event=event).count() == 1

@@ -235,7 +235,8 @@ def test_worker_killed_mid_transaction_then_rerun_bills_each_account_once(
     assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.INVOICE_DEBIT).count() == 2
     assert NumberSequence.objects.get(series="INV", year=2026).last_number == 2
     crashed.refresh_from_db()
-    assert (crashed.status, crashed.invoices_issued) == (BillingRun.Status.RUNNING, 2)
+    # Its counters are derived when a chunk finishes, and this one never did.
+    assert (crashed.status, crashed.invoices_issued) == (BillingRun.Status.RUNNING, 0)
 
     worker = start_worker()
     rerun = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
@@ -243,4 +244,108 @@ def test_worker_killed_mid_transaction_then_rerun_bills_each_account_once(
     wait_for(lambda: run_finished(rerun.pk), what="the re-run", workers=[worker])
     rerun.refresh_from_db()
     assert (rerun.invoices_issued, rerun.accounts_failed) == (3, 0)
+    assert_billed_exactly_once(customers)
+
+
+# Seconds the broker waits before it gives an unacknowledged chunk to another worker, in the
+# kill -9 test (production: settings.CELERY_BROKER_VISIBILITY_TIMEOUT, 180).
+TEST_VISIBILITY_TIMEOUT = 5
+
+
+def test_whole_worker_killed_mid_run_then_restarted_bills_every_account_once(
+    price_book, queue, settings
+):
+    """kill -9 of a worker's whole process group (main process and pool child) in the middle
+    of a chunk: the broker gives the unacknowledged chunk to the restarted worker after the
+    visibility timeout, and the run finishes with every account billed once, counted once.
+    About 25 s: mostly the visibility timeout and the workers' 10 s look for lost messages."""
+    import psycopg
+
+    settings.BILLING_RUN_CHUNK_SIZE = 2
+    customers = build_accounts(6)
+    env = {
+        **subprocess_env(queue),
+        "CELERY_BROKER_VISIBILITY_TIMEOUT": str(TEST_VISIBILITY_TIMEOUT),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "billingsite",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--queues",
+        queue,
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    workers: list[subprocess.Popen] = []
+
+    def start(name: str) -> subprocess.Popen:
+        worker = subprocess.Popen(
+            [*command, "--hostname", f"{queue}-{name}@%h"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, killed whole below
+        )
+        workers.append(worker)
+        return worker
+
+    # The second chunk's first account is locked here: the worker stops inside that chunk.
+    locker = psycopg.connect(worker_database_url())
+    try:
+        locker.execute(
+            "SELECT id FROM accounts_customer WHERE id = %s FOR UPDATE", [customers[2].pk]
+        )
+        first = start("first")
+        run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+        assert run.chunks_total == 3
+
+        def waiting_on_the_lock() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return cursor.fetchone()[0] > 0
+
+        wait_for(
+            lambda: Invoice.objects.count() == 2 and waiting_on_the_lock(),
+            what="the worker inside the second chunk",
+            workers=[first],
+        )
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        locker.rollback()
+        assert BillingRun.objects.get(pk=run.pk).status == BillingRun.Status.RUNNING
+
+        started = time.monotonic()
+        second = start("second")
+        wait_for(lambda: run_finished(run.pk), what="the restarted worker", workers=[second])
+        assert time.monotonic() - started < 5 * 60
+    finally:
+        locker.close()
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+
+    run.refresh_from_db()
+    assert (run.accounts_total, run.accounts_done, run.invoices_issued) == (6, 6, 6)
+    assert (run.accounts_failed, run.accounts_already_billed) == (0, 0)
+    assert (run.chunks_done, run.chunks_total) == (3, 3)
     assert_billed_exactly_once(customers)

@@ -1,4 +1,7 @@
-"""`manage.py bill --period 2026-10 [--dry-run] [--inline] [--no-wait]`"""
+"""`manage.py bill --period 2026-10 [--dry-run] [--inline] [--no-wait]`
+
+A month whose run is stalled or was closed as interrupted is resumed, not billed by a second
+run; one whose run is making progress is waited for."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from django.utils import timezone
 from billingsite.clock import Period
 from billingsite.money import format_cny
 from invoices.models import BillingRun
-from invoices.runs import billing_run_preview, billing_run_start
+from invoices.runs import billing_run_bill_inline, billing_run_for_period, billing_run_preview
+from invoices.services import InvoiceError
 
 NO_PROGRESS_HINT_SECONDS = 15
 
@@ -54,21 +58,26 @@ class Command(BaseCommand):
         now = timezone.now()
         if billed_period.start >= Period.containing(timezone.localdate(now)).start:
             raise CommandError(f"{billed_period} is not over yet: only past months are billed")
-        if inline:
-            from billingsite.celery import app
-
-            previous = app.conf.task_always_eager
-            app.conf.task_always_eager = True
-            try:
-                run = billing_run_start(period=billed_period, now=now)
-            finally:
-                app.conf.task_always_eager = previous
-        else:
-            run = billing_run_start(period=billed_period, now=now)
+        try:
+            # In-process: the chunks are billed here, not by a worker; the customers' deliveries
+            # still go through the broker (the worker or the sweep sends them).
+            run, how = billing_run_for_period(period=billed_period, now=now, dispatch=not inline)
+        except InvoiceError as exc:
+            raise CommandError(exc.message) from exc
+        verb = {"started": "", "resumed": " resumed", "running": " already running"}[how]
         self.stdout.write(
-            f"billing run #{run.pk} for {billed_period}: {run.accounts_total} accounts in "
+            f"billing run #{run.pk} for {billed_period}{verb}: {run.accounts_total} accounts in "
             f"{run.chunks_total} chunks"
         )
+        if inline:
+            run = billing_run_bill_inline(run=run)
+            if run.status == BillingRun.Status.RUNNING:
+                self._summary(run)
+                raise CommandError(
+                    f"billing run #{run.pk}: {run.chunks_total - run.chunks_done} chunks could "
+                    "not be billed (is the database reachable?); run the command again to "
+                    "bill what is left"
+                )
         if no_wait:
             return
         run = self._wait(run, options["timeout"])
