@@ -9,8 +9,6 @@ A token of any other role gets 403.
 
 from __future__ import annotations
 
-import json
-
 from django.db.models import Sum
 from django.http import Http404
 from django.utils import timezone
@@ -23,7 +21,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -47,6 +44,7 @@ from accounts.usage import (
 from billingsite.api import role_permission
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, format_amount
+from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, estimate_current_month
 from plans.selectors import addon_history, plan_history
@@ -117,7 +115,7 @@ def _application(app_key: str) -> Application:
 
 
 class ApiView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     def handle_exception(self, exc):
         # Every refusal names its rule in `code`, including a body that is not JSON and a
@@ -785,6 +783,12 @@ def _addon_subscribed(application: Application, addon_code: str) -> bool:
 # --- usage ---------------------------------------------------------------------------------
 
 
+def _content_length(request) -> int | None:
+    """The body size the client declared; None when the header is not a byte count."""
+    text = (request.META.get("CONTENT_LENGTH") or "0").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 class UsageIngestView(ApiView):
     permission_classes = [IngestPermission]
 
@@ -862,7 +866,18 @@ class UsageIngestView(ApiView):
     def post(self, request):
         # Parsed here, not by DRF's stream parser: one json.loads of the body is the fastest
         # path for 10,000 rows, and the row checks are the service's, in bulk.
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = _content_length(request)
+        if length is None:
+            return Response(
+                {
+                    "code": "invalid_content_length",
+                    "message": "the Content-Length header must be a whole number of bytes",
+                    "errors": [
+                        {"index": None, "field": None, "message": "invalid Content-Length"}
+                    ],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         if length > MAX_USAGE_BODY_BYTES:
             return refusal(
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -870,8 +885,8 @@ class UsageIngestView(ApiView):
                 f"the body is larger than {MAX_USAGE_BODY_BYTES:,} bytes; send at most 10,000 rows",
             )
         try:
-            rows = json.loads(request._request.read(length) if length else b"")
-        except (ValueError, UnicodeDecodeError) as exc:
+            rows = json_loads_bounded(request._request.read(length) if length else b"")
+        except ValueError as exc:
             return Response(
                 {
                     "code": "malformed_json",
