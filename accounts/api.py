@@ -872,9 +872,7 @@ class UsageIngestView(ApiView):
                 {
                     "code": "invalid_content_length",
                     "message": "the Content-Length header must be a whole number of bytes",
-                    "errors": [
-                        {"index": None, "field": None, "message": "invalid Content-Length"}
-                    ],
+                    "errors": [{"index": None, "field": None, "message": "invalid Content-Length"}],
                 },
                 status=status.HTTP_400_BAD_REQUEST,
             )

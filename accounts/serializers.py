@@ -49,8 +49,8 @@ class InsufficientDepositSerializer(serializers.Serializer):
 class CustomerCreateSerializer(serializers.Serializer):
     external_id = serializers.CharField(max_length=64)
     name = serializers.CharField(max_length=200)
-    billing_email = serializers.EmailField()
-    address = serializers.CharField(required=False, allow_blank=True, default="")
+    billing_email = serializers.EmailField(max_length=254)
+    address = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
     tax_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     contact_name = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=200

@@ -5,6 +5,7 @@ answer the same 4xx.)"""
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import pytest
 from freezegun import freeze_time
@@ -185,3 +186,102 @@ def test_usage_with_a_content_length_that_is_not_a_number_is_a_400(app, client_f
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_content_length"
     assert DailyUsage.objects.count() == 0
+
+
+# --- free-text lengths ---------------------------------------------------------------------
+
+
+def test_a_one_megabyte_address_is_refused_by_the_api(app, client_for):
+    body = {
+        "external_id": "console-2",
+        "name": "Big Address Ltd",
+        "billing_email": "a@example.com",
+        "address": "x" * 1_000_000,
+    }
+    response = client_for(roles.CONSOLE).post("/api/v1/customers/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == "address"
+    assert not Customer.objects.filter(external_id="console-2").exists()
+    body["address"] = "x" * 500
+    assert client_for(roles.CONSOLE).post("/api/v1/customers/", body, format="json").status_code
+    assert Customer.objects.get(external_id="console-2").address == "x" * 500
+
+
+@pytest.mark.parametrize(
+    ("field", "length"),
+    [("name", 201), ("billing_email", 255), ("tax_id", 65), ("contact_name", 201)],
+)
+def test_long_customer_fields_are_refused_by_the_api(app, client_for, field, length):
+    body = {"external_id": "console-2", "name": "Ltd", "billing_email": "a@example.com"}
+    body[field] = "a" * (length - len("@example.com")) + "@example.com"
+    response = client_for(roles.CONSOLE).post("/api/v1/customers/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert Customer.objects.count() == 1
+
+
+def test_the_customer_service_refuses_a_long_address():
+    from accounts.services import AccountError, customer_create
+
+    with pytest.raises(AccountError, match="address is longer than 500 characters"):
+        customer_create(
+            external_id="c-2", name="Ltd", billing_email="a@example.com", address="x" * 501, now=NOW
+        )
+    assert not Customer.objects.filter(external_id="c-2").exists()
+
+
+def test_a_long_application_name_or_deposit_reference_is_refused_by_the_api(app, client_for):
+    response = client_for(roles.CONSOLE).post(
+        "/api/v1/applications/",
+        {"app_key": "k2", "name": "n" * 201, "customer": "console-1", "data_center": "singapore"},
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["field"] == "name"
+    response = client_for(roles.FINANCE_CLERK).post(
+        "/api/v1/customers/console-1/deposits/",
+        {"amount": "10.00", "reference": "r" * 201},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
+    assert response.status_code == 400 and response.json()["field"] == "reference"
+    assert app.customer.ledger_entries.count() == 0
+
+
+def test_the_ledger_refuses_a_long_reason_or_reference(app):
+    from accounts.services import LedgerError, ledger_record
+
+    for reason, reference in (("r" * 1001, ""), ("ok", "x" * 201)):
+        with pytest.raises(LedgerError):
+            ledger_record(
+                customer=app.customer,
+                kind="adjustment",
+                amount=Decimal("1.00"),
+                idempotency_key=f"k-{len(reason)}",
+                now=NOW,
+                reason=reason,
+                reference=reference,
+            )
+    assert app.customer.ledger_entries.count() == 0
+
+
+def test_the_admin_customer_form_caps_the_address(app, client):
+    from django.contrib.auth import get_user_model
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(admin)
+    customer = app.customer
+    response = client.post(
+        f"/admin/accounts/customer/{customer.pk}/change/",
+        {
+            "name": customer.name,
+            "billing_email": customer.billing_email,
+            "address": "x" * 501,
+            "tax_id": "",
+            "contact_name": "",
+            "contact_phone": "",
+        },
+    )
+    assert response.status_code == 200
+    assert "address" in response.context["adminform"].form.errors
+    customer.refresh_from_db()
+    assert customer.address != "x" * 501
