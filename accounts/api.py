@@ -133,6 +133,27 @@ class ConsoleView(ApiView):
     permission_classes = [ConsolePermission]
 
 
+# Path parameters as the services accept them; the examples are the documented customer and
+# application, so the docs' "try it out" (and schemathesis) reach real rows.
+EXTERNAL_ID = OpenApiParameter(
+    "external_id",
+    s.IDENTIFIER_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("Customer", value="console-10042")],
+)
+APP_KEY = OpenApiParameter(
+    "app_key",
+    s.IDENTIFIER_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("Application", value="k5f8w2qz9m")],
+)
+ADDON_CODE = OpenApiParameter(
+    "addon",
+    s.CODE_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("Add-on", value="sensitive_words")],
+)
+
 ERROR_400 = OpenApiResponse(s.ErrorSerializer, description="Invalid input; `code` names the rule.")
 ERROR_403 = OpenApiResponse(description="The token's role may not call this endpoint.")
 ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="Unknown customer or application.")
@@ -214,6 +235,7 @@ class CustomerListView(ConsoleView):
 class CustomerDetailView(ConsoleView):
     @extend_schema(
         operation_id="customer_read",
+        parameters=[EXTERNAL_ID],
         summary="A customer with its balance and arrears state",
         responses={200: s.CustomerSerializer, 403: ERROR_403, 404: ERROR_404},
         examples=[OpenApiExample("Customer", response_only=True, value=CUSTOMER_EXAMPLE)],
@@ -256,13 +278,14 @@ class CustomerDepositView(ApiView):
         "one deposit and answers the same body (with `Idempotent-Replayed: true`); the same key "
         "with a different body is refused with 422.",
         parameters=[
+            EXTERNAL_ID,
             OpenApiParameter(
                 "Idempotency-Key",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 required=True,
                 description="Unique per deposit the client means to make (1-150 characters).",
-            )
+            ),
         ],
         request=s.DepositRequestSerializer,
         responses={
@@ -357,6 +380,7 @@ class CustomerDepositView(ApiView):
 class CustomerEstimateView(ConsoleView):
     @extend_schema(
         operation_id="customer_estimate",
+        parameters=[EXTERNAL_ID],
         summary="This month's bill so far",
         description="Priced by the one rating engine from today's plans and add-ons and the "
         "usage received to date (peak DAU so far). An estimate: the month-end run bills the "
@@ -382,6 +406,7 @@ class CustomerEstimateView(ConsoleView):
 class CustomerInvoicesView(ConsoleView):
     @extend_schema(
         operation_id="customer_invoices",
+        parameters=[EXTERNAL_ID],
         summary="The customer's issued invoices, with lines",
         responses={200: s.InvoiceSerializer(many=True), 403: ERROR_403, 404: ERROR_404},
     )
@@ -528,6 +553,7 @@ class ApplicationListView(ConsoleView):
 class ApplicationDetailView(ConsoleView):
     @extend_schema(
         operation_id="application_read",
+        parameters=[APP_KEY],
         summary="An application: status, current plan, plan history, add-ons",
         responses={200: s.ApplicationSerializer, 403: ERROR_403, 404: ERROR_404},
     )
@@ -538,6 +564,7 @@ class ApplicationDetailView(ConsoleView):
 class PlanChangeView(ConsoleView):
     @extend_schema(
         operation_id="application_plan_change",
+        parameters=[APP_KEY],
         summary="Activate, upgrade or downgrade the application's plan",
         description="An upgrade needs a balance of at least the plan's minimum deposit and "
         "takes effect on `effective_date`; a downgrade takes effect on the 1st of the next "
@@ -667,6 +694,7 @@ ADDON_REFUSALS = {
 class AddOnListView(ConsoleView):
     @extend_schema(
         operation_id="application_addon_set",
+        parameters=[APP_KEY],
         summary="Add an add-on (or set its quantity) from a date",
         description="Refused when the plan the application has on that date does not offer it "
         "(nothing on Free; ultragroup storage only on plans with ultragroups).",
@@ -709,6 +737,7 @@ class AddOnListView(ConsoleView):
 class AddOnDetailView(ConsoleView):
     @extend_schema(
         operation_id="application_addon_update",
+        parameters=[APP_KEY, ADDON_CODE],
         summary="Change an add-on's quantity from a date",
         request=s.AddOnUpdateSerializer,
         responses={200: s.AddOnChangeSerializer, **ADDON_REFUSALS},
@@ -746,9 +775,11 @@ class AddOnDetailView(ConsoleView):
         summary="End an add-on from a date",
         description="`effective_date` is the first day it is no longer billed.",
         parameters=[
+            APP_KEY,
+            ADDON_CODE,
             OpenApiParameter(
                 "effective_date", OpenApiTypes.DATE, OpenApiParameter.QUERY, required=True
-            )
+            ),
         ],
         request=None,
         responses={200: s.AddOnChangeSerializer, **ADDON_REFUSALS},
