@@ -6,7 +6,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import Application
+from accounts.models import Application, Customer
 from accounts.services import IDENTIFIER_PATTERN
 from accounts.usage import MAX_DAU, MAX_MESSAGES
 from billingsite.money import format_amount
@@ -91,7 +91,12 @@ class CustomerCreateSerializer(serializers.Serializer):
     external_id = IdentifierField()
     name = serializers.CharField(max_length=200)
     billing_email = serializers.EmailField(max_length=254)
-    address = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    address = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=Customer._meta.get_field("address").max_length,
+    )
     tax_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     contact_name = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=200
