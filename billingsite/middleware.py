@@ -2,8 +2,9 @@
 
 A NUL (`%00`) is never part of an identifier, invoice number or parameter of ours, and
 PostgreSQL cannot even compare text with one (the lookup would fail with a 500). So a path
-with a NUL names nothing (404) and a query parameter with one is bad input (400). API callers
-get the API's JSON refusal shape; pages get the site's 404/400 pages.
+with a NUL names nothing (404): API callers get the API's JSON refusal shape, pages the site's
+404 page. A page's query parameter with a NUL is a 400; API query parameters are validated by
+their endpoints (DRF and form fields refuse NUL), which answer in their documented shapes.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ class RefuseNulCharactersMiddleware:
             if is_api:
                 return _refusal(404, "not_found", "no such resource (the path has a NUL)", None)
             raise Http404("the path contains a NUL character")
-        for name, values in request.GET.lists():
-            if "\x00" in name or any("\x00" in value for value in values):
-                message = f"query parameter {name!r} contains a NUL character"
-                if is_api:
-                    return _refusal(400, "nul_character", message, name)
-                raise BadRequest(message)
+        if not is_api:
+            for name, values in request.GET.lists():
+                if "\x00" in name or any("\x00" in value for value in values):
+                    raise BadRequest(f"query parameter {name!r} contains a NUL character")
         return self.get_response(request)

@@ -155,15 +155,15 @@ def test_a_nul_in_a_posted_api_path_changes_nothing(app, client_for):
     assert app.plan_changes.count() == 1
 
 
-def test_a_nul_in_a_query_parameter_is_a_json_400(app, client_for):
+def test_a_nul_in_an_api_query_parameter_is_a_400_in_the_endpoints_shape(app, client_for):
     response = client_for(roles.CONSOLE).delete(
         "/api/v1/applications/lanting-chat/addons/sensitive_words/?effective_date=2026%00"
     )
     assert response.status_code == 400
-    assert response.json()["code"] == "nul_character"
     assert response.json()["field"] == "effective_date"
     accounting = client_for(roles.ACCOUNTING).get("/api/v1/accounting/customers/?customer=a%00")
     assert accounting.status_code == 400
+    assert "customer" in accounting.json()
 
 
 @pytest.mark.parametrize("path", ["/invoices/INV%00/", "/invoices/INV%00/pdf/", "/%00"])
