@@ -155,7 +155,10 @@ ADDON_CODE = OpenApiParameter(
 )
 
 ERROR_400 = OpenApiResponse(s.ErrorSerializer, description="Invalid input; `code` names the rule.")
-ERROR_403 = OpenApiResponse(description="The token's role may not call this endpoint.")
+ERROR_401 = OpenApiResponse(s.DetailSerializer, description="No token, or an unknown one.")
+ERROR_403 = OpenApiResponse(
+    s.DetailSerializer, description="The token's role may not call this endpoint."
+)
 ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="Unknown customer or application.")
 ERROR_409 = OpenApiResponse(s.ErrorSerializer, description="Duplicate identifier or conflict.")
 
@@ -187,6 +190,7 @@ class CustomerListView(ConsoleView):
         responses={
             201: s.CustomerSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: ERROR_403,
             409: ERROR_409,
         },
@@ -237,7 +241,7 @@ class CustomerDetailView(ConsoleView):
         operation_id="customer_read",
         parameters=[EXTERNAL_ID],
         summary="A customer with its balance and arrears state",
-        responses={200: s.CustomerSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.CustomerSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
         examples=[OpenApiExample("Customer", response_only=True, value=CUSTOMER_EXAMPLE)],
     )
     def get(self, request, external_id: str):
@@ -291,6 +295,7 @@ class CustomerDepositView(ApiView):
         responses={
             201: s.DepositSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
             422: OpenApiResponse(s.ErrorSerializer, description="Key reused for another body."),
@@ -385,7 +390,7 @@ class CustomerEstimateView(ConsoleView):
         description="Priced by the one rating engine from today's plans and add-ons and the "
         "usage received to date (peak DAU so far). An estimate: the month-end run bills the "
         "real peak.",
-        responses={200: s.EstimateSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.EstimateSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
@@ -408,7 +413,12 @@ class CustomerInvoicesView(ConsoleView):
         operation_id="customer_invoices",
         parameters=[EXTERNAL_ID],
         summary="The customer's issued invoices, with lines",
-        responses={200: s.InvoiceSerializer(many=True), 403: ERROR_403, 404: ERROR_404},
+        responses={
+            200: s.InvoiceSerializer(many=True),
+            401: ERROR_401,
+            403: ERROR_403,
+            404: ERROR_404,
+        },
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
@@ -504,6 +514,7 @@ class ApplicationListView(ConsoleView):
         responses={
             201: s.ApplicationSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
             409: ERROR_409,
@@ -555,7 +566,7 @@ class ApplicationDetailView(ConsoleView):
         operation_id="application_read",
         parameters=[APP_KEY],
         summary="An application: status, current plan, plan history, add-ons",
-        responses={200: s.ApplicationSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.ApplicationSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
     )
     def get(self, request, app_key: str):
         return Response(application_payload(_application(app_key)))
@@ -578,6 +589,7 @@ class PlanChangeView(ConsoleView):
             402: OpenApiResponse(
                 s.InsufficientDepositSerializer, description="Balance below the minimum deposit."
             ),
+            401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
             409: OpenApiResponse(s.ErrorSerializer, description="The month is already invoiced."),
@@ -685,6 +697,7 @@ def _addon_set_response(
 
 ADDON_REFUSALS = {
     400: ERROR_400,
+    401: ERROR_401,
     403: ERROR_403,
     404: ERROR_404,
     409: OpenApiResponse(s.ErrorSerializer, description="The month is already invoiced."),
@@ -834,6 +847,7 @@ class UsageIngestView(ApiView):
         responses={
             200: s.IngestResultSerializer,
             400: OpenApiResponse(s.UsageErrorSerializer, description="Bad rows, each listed."),
+            401: ERROR_401,
             403: ERROR_403,
             409: OpenApiResponse(s.UsageErrorSerializer, description="Invoiced month."),
         },

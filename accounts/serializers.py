@@ -69,6 +69,12 @@ class AmountField(serializers.DecimalField):
 # --- errors --------------------------------------------------------------------------------
 
 
+class DetailSerializer(serializers.Serializer):
+    """DRF's refusal before the view runs: no or unknown token (401), wrong role (403)."""
+
+    detail = serializers.CharField()
+
+
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="The rule that refused the request.")
     message = serializers.CharField()

@@ -89,6 +89,10 @@ def test_schema_declares_what_the_provisioning_api_accepts(schema):
     parameters = {parameter["name"]: parameter for parameter in path["parameters"]}
     assert parameters["app_key"]["schema"]["pattern"] == IDENTIFIER_PATTERN.pattern
     assert parameters["addon"]["schema"]["pattern"] == "^[-a-zA-Z0-9_]+$"
+    read = schema["paths"]["/api/v1/customers/{external_id}/"]["get"]["responses"]
+    for refused in ("401", "403"):
+        body = read[refused]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/Detail"}
 
 
 def test_an_api_url_that_matches_no_endpoint_is_a_json_404(client):
