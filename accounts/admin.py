@@ -11,7 +11,7 @@ import datetime as dt
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, TextField, Value
+from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.forms import Textarea
 from django.http import HttpResponseRedirect
@@ -223,7 +223,6 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         ("Invoice details", {"fields": ["address", "tax_id"]}),
         ("Contact", {"fields": ["contact_name", "contact_phone"]}),
     ]
-    formfield_overrides = {TextField: {"widget": Textarea(attrs={"rows": 3, "cols": 60})}}
     financial_fields = [
         "balance_now",
         "arrears_state",
@@ -231,6 +230,12 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         "recommended_balance",
         "days_left",
     ]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        # A few lines on the invoice: a text box (the model caps its length).
+        if db_field.name == "address":
+            kwargs["widget"] = Textarea(attrs={"rows": 3, "cols": 60})
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
         # The console's id is the account's key in other systems: fixed once created.

@@ -12,6 +12,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.models import Application, Customer
+from accounts.services import MAX_REASON_LENGTH
 from plans.models import ADDON_QUANTITY_CEILING
 
 # A CSV of a month of usage for thousands of applications stays well below this.
@@ -90,6 +91,7 @@ class AdjustmentForm(forms.Form):
         allow_negative=True,
     )
     reason = forms.CharField(
+        max_length=MAX_REASON_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Required: why the balance is corrected. The customer may see it.",
     )

@@ -9,8 +9,6 @@ A token of any other role gets 403.
 
 from __future__ import annotations
 
-import json
-
 from django.db.models import Sum
 from django.http import Http404
 from django.utils import timezone
@@ -23,7 +21,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -47,6 +44,7 @@ from accounts.usage import (
 from billingsite.api import role_permission
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, format_amount
+from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, estimate_current_month
 from plans.selectors import addon_history, plan_history
@@ -117,7 +115,7 @@ def _application(app_key: str) -> Application:
 
 
 class ApiView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     def handle_exception(self, exc):
         # Every refusal names its rule in `code`, including a body that is not JSON and a
@@ -135,8 +133,32 @@ class ConsoleView(ApiView):
     permission_classes = [ConsolePermission]
 
 
+# Path parameters as the services accept them; the examples are the documented customer and
+# application, so the docs' "try it out" (and schemathesis) reach real rows.
+EXTERNAL_ID = OpenApiParameter(
+    "external_id",
+    s.IDENTIFIER_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("Customer", value="console-10042")],
+)
+APP_KEY = OpenApiParameter(
+    "app_key",
+    s.IDENTIFIER_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("Application", value="k5f8w2qz9m")],
+)
+ADDON_CODE = OpenApiParameter(
+    "addon",
+    s.CODE_SCHEMA,
+    OpenApiParameter.PATH,
+    examples=[OpenApiExample("Add-on", value="sensitive_words")],
+)
+
 ERROR_400 = OpenApiResponse(s.ErrorSerializer, description="Invalid input; `code` names the rule.")
-ERROR_403 = OpenApiResponse(description="The token's role may not call this endpoint.")
+ERROR_401 = OpenApiResponse(s.DetailSerializer, description="No token, or an unknown one.")
+ERROR_403 = OpenApiResponse(
+    s.DetailSerializer, description="The token's role may not call this endpoint."
+)
 ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="Unknown customer or application.")
 ERROR_409 = OpenApiResponse(s.ErrorSerializer, description="Duplicate identifier or conflict.")
 
@@ -168,6 +190,7 @@ class CustomerListView(ConsoleView):
         responses={
             201: s.CustomerSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: ERROR_403,
             409: ERROR_409,
         },
@@ -216,8 +239,9 @@ class CustomerListView(ConsoleView):
 class CustomerDetailView(ConsoleView):
     @extend_schema(
         operation_id="customer_read",
+        parameters=[EXTERNAL_ID],
         summary="A customer with its balance and arrears state",
-        responses={200: s.CustomerSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.CustomerSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
         examples=[OpenApiExample("Customer", response_only=True, value=CUSTOMER_EXAMPLE)],
     )
     def get(self, request, external_id: str):
@@ -258,18 +282,20 @@ class CustomerDepositView(ApiView):
         "one deposit and answers the same body (with `Idempotent-Replayed: true`); the same key "
         "with a different body is refused with 422.",
         parameters=[
+            EXTERNAL_ID,
             OpenApiParameter(
                 "Idempotency-Key",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 required=True,
                 description="Unique per deposit the client means to make (1-150 characters).",
-            )
+            ),
         ],
         request=s.DepositRequestSerializer,
         responses={
             201: s.DepositSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
             422: OpenApiResponse(s.ErrorSerializer, description="Key reused for another body."),
@@ -359,11 +385,12 @@ class CustomerDepositView(ApiView):
 class CustomerEstimateView(ConsoleView):
     @extend_schema(
         operation_id="customer_estimate",
+        parameters=[EXTERNAL_ID],
         summary="This month's bill so far",
         description="Priced by the one rating engine from today's plans and add-ons and the "
         "usage received to date (peak DAU so far). An estimate: the month-end run bills the "
         "real peak.",
-        responses={200: s.EstimateSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.EstimateSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
@@ -384,8 +411,14 @@ class CustomerEstimateView(ConsoleView):
 class CustomerInvoicesView(ConsoleView):
     @extend_schema(
         operation_id="customer_invoices",
+        parameters=[EXTERNAL_ID],
         summary="The customer's issued invoices, with lines",
-        responses={200: s.InvoiceSerializer(many=True), 403: ERROR_403, 404: ERROR_404},
+        responses={
+            200: s.InvoiceSerializer(many=True),
+            401: ERROR_401,
+            403: ERROR_403,
+            404: ERROR_404,
+        },
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
@@ -481,6 +514,7 @@ class ApplicationListView(ConsoleView):
         responses={
             201: s.ApplicationSerializer,
             400: ERROR_400,
+            401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
             409: ERROR_409,
@@ -530,8 +564,9 @@ class ApplicationListView(ConsoleView):
 class ApplicationDetailView(ConsoleView):
     @extend_schema(
         operation_id="application_read",
+        parameters=[APP_KEY],
         summary="An application: status, current plan, plan history, add-ons",
-        responses={200: s.ApplicationSerializer, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.ApplicationSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
     )
     def get(self, request, app_key: str):
         return Response(application_payload(_application(app_key)))
@@ -540,6 +575,7 @@ class ApplicationDetailView(ConsoleView):
 class PlanChangeView(ConsoleView):
     @extend_schema(
         operation_id="application_plan_change",
+        parameters=[APP_KEY],
         summary="Activate, upgrade or downgrade the application's plan",
         description="Nothing takes effect before today (Asia/Shanghai): an earlier date of "
         "this month is moved to today. An upgrade needs a balance of at least the plan's "
@@ -557,6 +593,7 @@ class PlanChangeView(ConsoleView):
             402: OpenApiResponse(
                 s.InsufficientDepositSerializer, description="Balance below the minimum deposit."
             ),
+            401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
             409: OpenApiResponse(
@@ -666,6 +703,7 @@ def _addon_set_response(
 
 ADDON_REFUSALS = {
     400: ERROR_400,
+    401: ERROR_401,
     403: ERROR_403,
     404: ERROR_404,
     409: OpenApiResponse(s.ErrorSerializer, description="The month already has an invoice."),
@@ -675,6 +713,7 @@ ADDON_REFUSALS = {
 class AddOnListView(ConsoleView):
     @extend_schema(
         operation_id="application_addon_set",
+        parameters=[APP_KEY],
         summary="Add an add-on (or set its quantity) from a date",
         description="Refused when the plan the application has on that date does not offer it "
         "(nothing on Free; ultragroup storage only on plans with ultragroups). Starts today at "
@@ -718,6 +757,7 @@ class AddOnListView(ConsoleView):
 class AddOnDetailView(ConsoleView):
     @extend_schema(
         operation_id="application_addon_update",
+        parameters=[APP_KEY, ADDON_CODE],
         summary="Change an add-on's quantity from a date",
         request=s.AddOnUpdateSerializer,
         responses={200: s.AddOnChangeSerializer, **ADDON_REFUSALS},
@@ -756,9 +796,11 @@ class AddOnDetailView(ConsoleView):
         description="`effective_date` is the first day it is no longer billed: tomorrow at "
         "the earliest (today is used and billed); the answer has the real date.",
         parameters=[
+            APP_KEY,
+            ADDON_CODE,
             OpenApiParameter(
                 "effective_date", OpenApiTypes.DATE, OpenApiParameter.QUERY, required=True
-            )
+            ),
         ],
         request=None,
         responses={200: s.AddOnChangeSerializer, **ADDON_REFUSALS},
@@ -793,6 +835,12 @@ def _addon_subscribed(application: Application, addon_code: str) -> bool:
 # --- usage ---------------------------------------------------------------------------------
 
 
+def _content_length(request) -> int | None:
+    """The body size the client declared; None when the header is not a byte count."""
+    text = (request.META.get("CONTENT_LENGTH") or "0").strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 class UsageIngestView(ApiView):
     permission_classes = [IngestPermission]
 
@@ -807,6 +855,7 @@ class UsageIngestView(ApiView):
         responses={
             200: s.IngestResultSerializer,
             400: OpenApiResponse(s.UsageErrorSerializer, description="Bad rows, each listed."),
+            401: ERROR_401,
             403: ERROR_403,
             409: OpenApiResponse(s.UsageErrorSerializer, description="Invoiced month."),
         },
@@ -870,7 +919,16 @@ class UsageIngestView(ApiView):
     def post(self, request):
         # Parsed here, not by DRF's stream parser: one json.loads of the body is the fastest
         # path for 10,000 rows, and the row checks are the service's, in bulk.
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = _content_length(request)
+        if length is None:
+            return Response(
+                {
+                    "code": "invalid_content_length",
+                    "message": "the Content-Length header must be a whole number of bytes",
+                    "errors": [{"index": None, "field": None, "message": "invalid Content-Length"}],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         if length > MAX_USAGE_BODY_BYTES:
             return refusal(
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -878,8 +936,8 @@ class UsageIngestView(ApiView):
                 f"the body is larger than {MAX_USAGE_BODY_BYTES:,} bytes; send at most 10,000 rows",
             )
         try:
-            rows = json.loads(request._request.read(length) if length else b"")
-        except (ValueError, UnicodeDecodeError) as exc:
+            rows = json_loads_bounded(request._request.read(length) if length else b"")
+        except ValueError as exc:
             return Response(
                 {
                     "code": "malformed_json",

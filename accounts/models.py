@@ -19,7 +19,8 @@ class Customer(models.Model):
     external_id = models.CharField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     billing_email = models.EmailField()
-    address = models.TextField(blank=True)
+    # Frozen onto every invoice and printed on its PDF: an address, not a document.
+    address = models.CharField(max_length=500, blank=True)
     tax_id = models.CharField(max_length=64, blank=True)
     contact_name = models.CharField(max_length=200, blank=True)
     contact_phone = models.CharField(max_length=64, blank=True)

@@ -3,10 +3,51 @@ rules lives in the services; these only check types and shape the JSON."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import Application
+from accounts.models import Application, Customer
+from accounts.services import IDENTIFIER_PATTERN
+from accounts.usage import MAX_DAU, MAX_MESSAGES
 from billingsite.money import format_amount
+
+# What the services accept for an external_id / app_key, and for a plan or add-on code (codes
+# are price-book data, not a fixed list: a slug).
+IDENTIFIER_SCHEMA = {
+    "type": "string",
+    "pattern": IDENTIFIER_PATTERN.pattern,
+    "minLength": 1,
+    "maxLength": 64,
+}
+CODE_SCHEMA = {"type": "string", "pattern": r"^[-a-zA-Z0-9_]+$", "minLength": 1, "maxLength": 64}
+
+
+@extend_schema_field(IDENTIFIER_SCHEMA)
+class IdentifierField(serializers.CharField):
+    """An external_id or app_key. Checked by the services (the API's message names the rule);
+    the schema publishes the pattern."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=64, **kwargs)
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$", "example": "2026-10"}
+)
+class PeriodTextField(serializers.CharField):
+    """A billing month in answers, YYYY-MM."""
+
+
+@extend_schema_field({**CODE_SCHEMA, "maxLength": 32})
+class PlanCodeField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=32, **kwargs)
+
+
+@extend_schema_field(CODE_SCHEMA)
+class AddOnCodeField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=64, **kwargs)
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -28,6 +69,12 @@ class AmountField(serializers.DecimalField):
 # --- errors --------------------------------------------------------------------------------
 
 
+class DetailSerializer(serializers.Serializer):
+    """DRF's refusal before the view runs: no or unknown token (401), wrong role (403)."""
+
+    detail = serializers.CharField()
+
+
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="The rule that refused the request.")
     message = serializers.CharField()
@@ -47,10 +94,15 @@ class InsufficientDepositSerializer(serializers.Serializer):
 
 
 class CustomerCreateSerializer(serializers.Serializer):
-    external_id = serializers.CharField(max_length=64)
+    external_id = IdentifierField()
     name = serializers.CharField(max_length=200)
-    billing_email = serializers.EmailField()
-    address = serializers.CharField(required=False, allow_blank=True, default="")
+    billing_email = serializers.EmailField(max_length=254)
+    address = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=Customer._meta.get_field("address").max_length,
+    )
     tax_id = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
     contact_name = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=200
@@ -123,9 +175,9 @@ class DepositSerializer(serializers.Serializer):
 
 
 class ApplicationCreateSerializer(serializers.Serializer):
-    app_key = serializers.CharField(max_length=64)
+    app_key = IdentifierField()
     name = serializers.CharField(max_length=200)
-    customer = serializers.CharField(max_length=64, help_text="The customer's external_id.")
+    customer = IdentifierField(help_text="The customer's external_id.")
     data_center = serializers.ChoiceField(choices=Application.DataCenter.values)
 
 
@@ -166,7 +218,7 @@ class ApplicationSerializer(serializers.Serializer):
 
 
 class PlanChangeRequestSerializer(serializers.Serializer):
-    plan = serializers.CharField(max_length=32)
+    plan = PlanCodeField(help_text="Plan code, e.g. premium.")
     effective_date = serializers.DateField()
 
 
@@ -185,7 +237,7 @@ class PlanChangeSerializer(serializers.Serializer):
 
 
 class AddOnRequestSerializer(serializers.Serializer):
-    addon = serializers.CharField(max_length=64)
+    addon = AddOnCodeField(help_text="Add-on code, e.g. sensitive_words.")
     quantity = StrictIntegerField()
     effective_date = serializers.DateField()
 
@@ -248,7 +300,7 @@ def line_payload(line) -> dict:
 
 class EstimateSerializer(serializers.Serializer):
     customer = serializers.CharField()
-    period = serializers.CharField(help_text="YYYY-MM")
+    period = PeriodTextField(help_text="YYYY-MM")
     as_of = serializers.DateField()
     total = serializers.CharField()
     hold_reasons = serializers.ListField(child=serializers.CharField())
@@ -264,7 +316,7 @@ class CreditNoteRowSerializer(serializers.Serializer):
 
 class InvoiceSerializer(serializers.Serializer):
     number = serializers.CharField()
-    period = serializers.CharField(help_text="YYYY-MM")
+    period = PeriodTextField(help_text="YYYY-MM")
     status = serializers.CharField()
     issue_date = serializers.DateField()
     total = serializers.CharField()
@@ -278,10 +330,10 @@ class InvoiceSerializer(serializers.Serializer):
 class UsageRowSerializer(serializers.Serializer):
     """Documentation only: the ingest validates rows in bulk without DRF for speed."""
 
-    app_key = serializers.CharField()
+    app_key = IdentifierField()
     date = serializers.DateField(help_text="Asia/Shanghai day, not in the future.")
-    dau = serializers.IntegerField(min_value=0)
-    delivered_messages = serializers.IntegerField(min_value=0)
+    dau = serializers.IntegerField(min_value=0, max_value=MAX_DAU)
+    delivered_messages = serializers.IntegerField(min_value=0, max_value=MAX_MESSAGES)
 
 
 class IngestResultSerializer(serializers.Serializer):

@@ -63,6 +63,10 @@ def lock_customer(*, customer: Customer | int) -> Customer:
     return Customer.objects.select_for_update().get(pk=customer_id)
 
 
+# Reasons of adjustments and credit notes are shown to the customer: a sentence or two.
+MAX_REASON_LENGTH = 1000
+
+
 def ledger_record(
     *,
     customer: Customer,
@@ -88,6 +92,12 @@ def ledger_record(
         raise LedgerError("a deposit must be a positive amount")
     if kind == LedgerEntry.Kind.ADJUSTMENT and not reason.strip():
         raise LedgerError("a manual adjustment needs a reason", field="reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise LedgerError(
+            f"the reason is longer than {MAX_REASON_LENGTH:,} characters", field="reason"
+        )
+    if len(reference) > LedgerEntry._meta.get_field("reference").max_length:
+        raise LedgerError("the reference is longer than 200 characters", field="reference")
     if not idempotency_key:
         raise LedgerError("an idempotency key is required", field="idempotency_key")
     with transaction.atomic():
@@ -475,11 +485,13 @@ def customer_create(
         raise AccountError(
             "billing_email is not a valid e-mail address", field="billing_email"
         ) from None
-    for value, field, limit in (
-        (tax_id, "tax_id", 64),
-        (contact_name, "contact_name", 200),
-        (contact_phone, "contact_phone", 64),
+    for value, field in (
+        (address, "address"),
+        (tax_id, "tax_id"),
+        (contact_name, "contact_name"),
+        (contact_phone, "contact_phone"),
     ):
+        limit = Customer._meta.get_field(field).max_length
         if len(value or "") > limit:
             raise AccountError(f"{field} is longer than {limit} characters", field=field)
     if Customer.objects.filter(external_id=external_id).exists():

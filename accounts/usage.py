@@ -142,6 +142,13 @@ def _check_rows(rows, *, today: dt.date, max_rows: int):
         if type(app_key) is not str or not app_key:
             errors.append({"index": index, "field": "app_key", "message": "app_key is required"})
             ok = False
+        elif not IDENTIFIER_PATTERN.match(app_key):
+            # No application has such a key; it is not looked up (a NUL would break the query).
+            errors.append(
+                {"index": index, "field": "app_key", "message": f"unknown app_key {app_key!r}"}
+            )
+            ok = False
+            app_key = None
         day = None
         if type(day_text) is not str or len(day_text) != 10:
             day_ok = False

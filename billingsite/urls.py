@@ -33,3 +33,5 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include(("invoices.portal_urls", "portal"), namespace="portal")),
 ]
+
+handler404 = "billingsite.api.not_found"

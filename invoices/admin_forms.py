@@ -9,6 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.admin_forms import TokenField
+from accounts.services import MAX_REASON_LENGTH
 from billingsite.clock import Period
 from billingsite.money import format_cny
 
@@ -26,6 +27,7 @@ class CreditNoteForm(forms.Form):
         initial=LINES,
     )
     reason = forms.CharField(
+        max_length=MAX_REASON_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Printed on the credit note; say what was wrong.",
     )

@@ -28,6 +28,7 @@ from moneyed import Money
 from accounts.events import deliver_after_commit, record_customer_event
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.services import (
+    MAX_REASON_LENGTH,
     arrears_started_event,
     ledger_record,
     lock_customer,
@@ -827,6 +828,8 @@ def credit_note_create(
     reason = (reason or "").strip()
     if not reason:
         raise InvoiceError("a credit note needs a reason", "reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvoiceError(f"the reason is longer than {MAX_REASON_LENGTH:,} characters", "reason")
     if not idempotency_key:
         raise InvoiceError("an idempotency key is required", "idempotency_key")
     amounts: dict[int, Decimal] | None = None

@@ -99,6 +99,10 @@ class PricesInForceInline(PriceInlineMixin):
 
     @staticmethod
     def _cny(value):
+        # None only on a row a hand-edited post added to this read-only inline: that row is
+        # never saved, but the page that shows the post's other errors still renders it.
+        if value is None:
+            return "—"
         return format_html('<span class="billing-amount">{}</span>', format_cny(value))
 
     def get_queryset(self, request):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billingsite.api import IsStaff
 from billingsite.money import CURRENCY
+from billingsite.parsers import BoundedJSONParser
 from plans.quotes import Quote, QuoteError, quote_build
 from plans.serializers import QuoteRequestSerializer, QuoteResponseSerializer
 
@@ -303,7 +303,7 @@ class QuoteView(APIView):
     """POST /api/v1/quotes/: price a hypothetical application with the one rating engine."""
 
     permission_classes = [IsStaff]
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
 
     @extend_schema(
         operation_id="quote_create",

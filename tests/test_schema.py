@@ -100,3 +100,39 @@ def test_closed_docs_serve_staff(client, settings, url):
 def test_the_setting_opens_the_docs_to_anyone(client, settings, url):
     settings.API_DOCS_PUBLIC = True
     assert client.get(url).status_code == 200
+
+
+def test_schema_declares_what_the_provisioning_api_accepts(schema):
+    from accounts.services import IDENTIFIER_PATTERN
+
+    components = schema["components"]["schemas"]
+    customer = components["CustomerCreateRequest"]["properties"]
+    assert customer["external_id"]["pattern"] == IDENTIFIER_PATTERN.pattern
+    assert customer["external_id"]["maxLength"] == 64
+    assert customer["address"]["maxLength"] == 500
+    assert customer["billing_email"]["maxLength"] == 254
+    application = components["ApplicationCreateRequest"]["properties"]
+    assert application["app_key"]["pattern"] == IDENTIFIER_PATTERN.pattern
+    assert application["customer"]["pattern"] == IDENTIFIER_PATTERN.pattern
+    assert application["data_center"] == {"$ref": "#/components/schemas/DataCenterEnum"}
+    assert components["DataCenterEnum"]["enum"] == ["singapore", "north_america"]
+    assert components["PlanChangeRequestRequest"]["properties"]["plan"]["maxLength"] == 32
+    usage = components["UsageRowRequest"]["properties"]
+    assert usage["app_key"]["pattern"] == IDENTIFIER_PATTERN.pattern
+    assert usage["dau"]["maximum"] == 2_147_483_647
+    assert components["Estimate"]["properties"]["period"]["pattern"].startswith("^\\d{4}-")
+    path = schema["paths"]["/api/v1/applications/{app_key}/addons/{addon}/"]["patch"]
+    parameters = {parameter["name"]: parameter for parameter in path["parameters"]}
+    assert parameters["app_key"]["schema"]["pattern"] == IDENTIFIER_PATTERN.pattern
+    assert parameters["addon"]["schema"]["pattern"] == "^[-a-zA-Z0-9_]+$"
+    read = schema["paths"]["/api/v1/customers/{external_id}/"]["get"]["responses"]
+    for refused in ("401", "403"):
+        body = read[refused]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/Detail"}
+
+
+def test_an_api_url_that_matches_no_endpoint_is_a_json_404(client):
+    response = client.get("/api/v1/customers/a/b/c/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert client.get("/no-such-page/").status_code == 404

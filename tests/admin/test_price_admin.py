@@ -206,3 +206,27 @@ def test_price_rows_are_never_deleted(client, manager, frozen_now):
     )
     assert response.status_code == 403
     assert PlanPrice.objects.filter(pk=price.pk).exists()
+
+
+def test_a_tampered_read_only_price_formset_is_not_a_server_error(client, manager, frozen_now):
+    """A post that adds rows to the read-only inline of prices in force (its management form
+    edited by hand) shows the page again or ignores them; it never fails rendering a price
+    that does not exist."""
+    premium = Plan.objects.get(code="premium")
+    data = plan_form(premium, new_rows=[{"valid_from": "2026-12-15", **PREMIUM_PRICE}])
+    data["prices-TOTAL_FORMS"] = data["prices-INITIAL_FORMS"] + 1
+    data.update({f"prices-1-{key}": value for key, value in PREMIUM_PRICE.items()})
+    response = as_user(client, manager).post(
+        reverse("admin:plans_plan_change", args=[premium.pk]), data
+    )
+    assert response.status_code == 200
+    assert "first day of a month" in str(form_errors_of_inline(response))
+    assert premium.prices.count() == 1
+    # Without another error the post saves the plan and ignores the added row.
+    data = plan_form(premium, new_rows=[])
+    data["prices-TOTAL_FORMS"] = data["prices-INITIAL_FORMS"] + 1
+    data.update({f"prices-1-{key}": value for key, value in PREMIUM_PRICE.items()})
+    data["prices-1-valid_from"] = "2025-01-01"
+    response = client.post(reverse("admin:plans_plan_change", args=[premium.pk]), data)
+    assert response.status_code == 302
+    assert premium.prices.count() == 1

@@ -235,3 +235,13 @@ def test_credit_note_that_restores_the_balance_ends_arrears_and_reactivates(pric
     assert (customer.arrears_since, customer.suspended_at) == (None, None)
     assert set(customer.applications.values_list("status", flat=True)) == {"active"}
     assert CustomerEvent.objects.filter(kind=CustomerEvent.Kind.REACTIVATED).count() == 1
+
+
+def test_a_reason_longer_than_1000_characters_is_refused(price_book):
+    invoice = issued_invoice()
+    with pytest.raises(InvoiceError, match="longer than 1,000 characters"):
+        credit_note_create(
+            invoice=invoice, line_amounts=None, reason="r" * 1001, now=LATER, idempotency_key="cn"
+        )
+    assert CreditNote.objects.count() == 0
+    assert ledger_balance(customer=invoice.customer) == Decimal("20000.00") - Decimal("8400.00")
