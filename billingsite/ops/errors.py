@@ -6,7 +6,7 @@ The JSON bodies have the API's refusal shape, {"code", "message"}; the 500 page 
 
 from __future__ import annotations
 
-from django.http import HttpResponseServerError, JsonResponse
+from django.http import HttpResponseBadRequest, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template import loader
 
