@@ -8,5 +8,5 @@ app = Celery("billingsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-# Worker log lines carry the task (and a run chunk's run id); see billingsite/ops/tasks_context.
-import billingsite.ops.task_context  # noqa: E402,F401
+# JSON logs with each task's context in worker and beat; see billingsite/ops/celery_signals.
+import billingsite.ops.celery_signals  # noqa: E402,F401

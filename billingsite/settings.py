@@ -148,7 +148,7 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        else "billingsite.ops.static.GzipManifestStaticFilesStorage"
     },
 }
 

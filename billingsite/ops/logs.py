@@ -1,5 +1,6 @@
 """JSON log lines: one object per line with the current request's or task's context."""
 
+import datetime as dt
 import logging
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
@@ -15,6 +16,10 @@ class JsonFormatter(_BaseJsonFormatter):
         )
         kwargs.setdefault("timestamp", False)
         super().__init__(*args, **kwargs)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # UTC, ISO 8601: the same in every process whatever its local time zone.
+        return dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
 
     def add_fields(self, log_record: dict, record: logging.LogRecord, message_dict: dict) -> None:
         super().add_fields(log_record, record, message_dict)
