@@ -31,12 +31,11 @@ def _user_fields(request) -> dict[str, object]:
     if user is None or not user.is_authenticated:
         return {}
     fields: dict[str, object] = {"user": user.get_username()}
-    link = user._state.fields_cache.get("customer_link")
-    if link is not None:
+    # The portal's views put the login's customer on the request.
+    customer = getattr(request, "portal_customer", None)
+    if customer is not None:
         fields["role"] = "customer"
-        customer = link._state.fields_cache.get("customer")
-        if customer is not None:
-            fields["customer"] = customer.external_id
+        fields["customer"] = customer.external_id
     elif user.is_superuser:
         fields["role"] = "superuser"
     else:
@@ -75,9 +74,9 @@ class RequestObservabilityMiddleware:
         match = getattr(request, "resolver_match", None)
         external_id = match.kwargs.get("external_id") if match else None
         try:
-            bind_log_context(customer=external_id, **_user_fields(request))
+            bind_log_context(**{"customer": external_id, **_user_fields(request)})
         except Exception:  # noqa: BLE001 - a log field is never worth failing a response for
-            pass
+            logger.warning("request log fields unavailable", exc_info=True)
         if request.path in _QUIET_PATHS:
             return
         level = logging.ERROR if status >= 500 else logging.INFO
