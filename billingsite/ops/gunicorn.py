@@ -33,6 +33,9 @@ keepalive = 5
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
 max_requests_jitter = max_requests // 10
 # The TLS proxy in front (docs/deploying.md) is trusted for X-Forwarded-*.
+# gunicorn's control socket (gunicornc) lives at one path per user: several masters on a host
+# (two deployments, a test next to a service) would fight over it. Signals do the same job.
+control_socket_disable = True
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # One line per request comes from billingsite.ops.middleware (with the request id and user);
 # gunicorn's own lines go through Django's LOGGING (JSON in production).
