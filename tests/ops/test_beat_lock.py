@@ -19,7 +19,8 @@ def scheduled(monkeypatch):
     return calls
 
 
-@pytest.mark.django_db
+# django-celery-beat closes the connection on start: no wrapping test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_a_second_beat_schedules_nothing_until_the_first_one_is_gone(scheduled):
     first = LockedDatabaseScheduler(app=app)
     second = LockedDatabaseScheduler(app=app)
@@ -38,7 +39,8 @@ def test_a_second_beat_schedules_nothing_until_the_first_one_is_gone(scheduled):
     assert scheduled == [first, first, second]
 
 
-@pytest.mark.django_db
+# django-celery-beat closes the connection on start: no wrapping test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_an_expired_lease_of_a_dead_beat_is_taken_over(scheduled):
     dead = LockedDatabaseScheduler(app=app)
     dead.tick()
