@@ -37,6 +37,10 @@ def _metrics_allowed(request) -> bool:
     if token:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         return hmac.compare_digest(given.encode(), token.encode())
+    # Behind the TLS proxy every request comes from 127.0.0.1: a forwarded request is never
+    # trusted by address, only a direct scrape of the web process is.
+    if "HTTP_X_FORWARDED_FOR" in request.META:
+        return False
     return request.META.get("REMOTE_ADDR") in settings.METRICS_ALLOWED_IPS
 
 

@@ -98,6 +98,9 @@ def test_metrics_without_a_token_answer_only_allowed_addresses(client, db, setti
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+    # Through the proxy on the same host: the address says nothing about the client.
+    proxied = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    assert proxied.status_code == 403
 
 
 def test_http_requests_are_counted_by_route_and_status(client, db):
