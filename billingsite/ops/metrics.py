@@ -64,7 +64,7 @@ class BillingCollector:
     def collect(self):
         from django.apps import apps
         from django.conf import settings
-        from django.db.models import Exists, OuterRef, Q
+        from django.db.models import Count, Exists, OuterRef, Q
 
         BillingRun = apps.get_model("invoices", "BillingRun")
         Customer = apps.get_model("accounts", "Customer")
@@ -73,7 +73,7 @@ class BillingCollector:
 
         runs = GaugeMetricFamily("billing_runs", "Billing runs by status.", labels=["status"])
         by_status = dict(
-            BillingRun.objects.order_by().values_list("status").annotate(n=models_count())
+            BillingRun.objects.order_by().values_list("status").annotate(n=Count("id"))
         )
         for status in BillingRun.Status.values:
             runs.add_metric([status], by_status.get(status, 0))
@@ -112,8 +112,8 @@ class BillingCollector:
             "billing_customers", "Customers in arrears and suspended.", labels=["state"]
         )
         counts = Customer.objects.aggregate(
-            in_arrears=models_count(filter=Q(arrears_since__isnull=False)),
-            suspended=models_count(filter=Q(suspended_at__isnull=False)),
+            in_arrears=Count("id", filter=Q(arrears_since__isnull=False)),
+            suspended=Count("id", filter=Q(suspended_at__isnull=False)),
         )
         for state, value in counts.items():
             customers.add_metric([state], value)
@@ -160,12 +160,6 @@ class BillingCollector:
             "Customer events not fully delivered yet (e-mail, or webhook when configured).",
             value=CustomerEvent.objects.filter(backlog_query).count(),
         )
-
-
-def models_count(**kwargs):
-    from django.db.models import Count
-
-    return Count("id", **kwargs)
 
 
 def render_metrics(*, now: dt.datetime) -> bytes:
