@@ -44,6 +44,7 @@ from accounts.usage import (
 from billingsite.api import role_permission
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, format_amount
+from billingsite.ops import metrics
 from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, estimate_current_month
@@ -949,6 +950,7 @@ class UsageIngestView(ApiView):
         try:
             result = usage_ingest(rows=rows, now=timezone.now(), changed_by=request.user)
         except UsageValidationError as exc:
+            metrics.count_usage_rows(refused=len(rows) if isinstance(rows, list) else 1)
             return Response(
                 {
                     "code": "invalid_rows",
@@ -958,8 +960,10 @@ class UsageIngestView(ApiView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         except UsageBilledMonthError as exc:
+            metrics.count_usage_rows(refused=len(rows))
             return Response(
                 {"code": "month_invoiced", "message": str(exc), "conflicts": exc.conflicts},
                 status=status.HTTP_409_CONFLICT,
             )
+        metrics.count_usage_rows(**result.as_dict())
         return Response(result.as_dict())

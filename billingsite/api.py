@@ -29,17 +29,3 @@ class IsStaff(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
-
-
-def not_found(request, exception=None):
-    """handler404: an /api/ URL that matches no endpoint (e.g. an id with a "/") answers in
-    the API's JSON refusal shape; pages keep the site's 404 page."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-
-    if request.path_info.startswith("/api/"):
-        return JsonResponse(
-            {"code": "not_found", "message": "no such API endpoint or resource", "field": None},
-            status=404,
-        )
-    return page_not_found(request, exception)

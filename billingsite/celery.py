@@ -7,3 +7,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billingsite.settings")
 app = Celery("billingsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# JSON logs with each task's context in worker and beat; see billingsite/ops/celery_signals.
+import billingsite.ops.celery_signals  # noqa: E402,F401

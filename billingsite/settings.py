@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
+from billingsite.ops.config import init_sentry, logging_config, parse_cache_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("BILLING_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "simple_history",
     "axes",
@@ -59,7 +62,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: times every response and binds the request id the log lines carry.
+    "billingsite.ops.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Right after SecurityMiddleware (its documented place): serves hashed static files with
+    # far-future cache headers from the production server, no separate file server needed.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "billingsite.middleware.RefuseNulCharactersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -97,6 +105,8 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'billing.sqlite3'}"),
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        # A kept connection that the database or a pooler closed is replaced, not a 500.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -131,7 +141,25 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+# Whitenoise warns about a missing root before the first `collectstatic`.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Production (DEBUG=0) serves what `collectstatic` wrote: gzip-compressed files with the
+    # content hash in their names, so they can be cached for a year. Development and tests keep
+    # Django's plain storage (no collectstatic needed before `runserver` or pytest).
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "billingsite.ops.static.GzipManifestStaticFilesStorage"
+    },
+}
+
+# --- Cache ---------------------------------------------------------------------------------
+# API throttles, the dashboard's run-rate cache and the beat lock live here. Production points
+# CACHE_URL at Redis so every web process and host shares them; the default stays server-less.
+CACHES = {"default": parse_cache_url(os.environ.get("CACHE_URL", "locmem://"))}
 
 LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:invoice-list"
@@ -166,6 +194,11 @@ SPECTACULAR_SETTINGS = {
     "strings with two decimals; dates are ISO 8601 in Asia/Shanghai.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc come from drf-spectacular-sidecar's static files: the docs page
+    # makes no request to a CDN (often unreachable from mainland China, and never needed).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Customers' and applications' service status (other documents have their own statuses).
     "ENUM_NAME_OVERRIDES": {"ServiceStatusEnum": "accounts.models.Application.Status"},
@@ -213,7 +246,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # One queue name per deployment (or per test worker) keeps separate setups on one broker apart.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "celery")
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's database scheduler behind a lock in the shared cache: a second beat
+# started by mistake waits and schedules nothing (see billingsite/ops/beat.py).
+CELERY_BEAT_SCHEDULER = "billingsite.ops.beat:LockedDatabaseScheduler"
 # The vendor bills "at 24:00 on the 1st", i.e. 00:00 on the 2nd, for the previous month.
 CELERY_BEAT_SCHEDULE = {
     "month-end-billing": {
@@ -272,11 +307,21 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Probes and the metrics scrape come over plain HTTP from inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_HTTPONLY = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# Production logs one JSON object per line (request id, user, role, customer, run and chunk
+# ids); development keeps plain text. LOG_FORMAT overrides either way.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=os.environ.get("LOG_LEVEL", "INFO"))
+
+# --- Operations ----------------------------------------------------------------------------
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>", or any request when
+# no token is set and the client address is in METRICS_ALLOWED_IPS (default: this host only).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+# /readyz fails when beat has not been seen for this long.
+BEAT_STALE_AFTER_SECONDS = int(os.environ.get("BEAT_STALE_AFTER_SECONDS", "300"))
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+init_sentry(dsn=SENTRY_DSN, environment=os.environ.get("SENTRY_ENVIRONMENT", "production"))

@@ -2,7 +2,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from billingsite.ops import views as ops_views
 
 
 def api_docs_view(view):
@@ -20,12 +22,20 @@ def api_docs_view(view):
 
 
 urlpatterns = [
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", api_docs_view(SpectacularAPIView.as_view()), name="schema"),
     path(
         "api/docs/",
         api_docs_view(SpectacularSwaggerView.as_view(url_name="schema")),
         name="api-docs",
+    ),
+    path(
+        "api/redoc/",
+        api_docs_view(SpectacularRedocView.as_view(url_name="schema")),
+        name="api-redoc",
     ),
     path("api/v1/", include("plans.api_urls")),
     path("api/v1/", include("accounts.api_urls")),
@@ -34,4 +44,8 @@ urlpatterns = [
     path("", include(("invoices.portal_urls", "portal"), namespace="portal")),
 ]
 
-handler404 = "billingsite.api.not_found"
+# Branded pages for the portal, JSON for /api/ (see billingsite/ops/errors.py).
+handler400 = "billingsite.ops.errors.bad_request"
+handler403 = "billingsite.ops.errors.permission_denied"
+handler404 = "billingsite.ops.errors.page_not_found"
+handler500 = "billingsite.ops.errors.server_error"

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
@@ -31,7 +32,11 @@ class Command(BaseCommand):
                 "2",
             ],
         ]
-        children = [subprocess.Popen(command) for command in commands]
+        # One cache for the web server and the worker's beat, still without a server, so
+        # /readyz sees beat's heartbeat (production shares Redis through CACHE_URL).
+        env = dict(os.environ)
+        env.setdefault("CACHE_URL", f"file://{settings.VAR_DIR / 'cache'}")
+        children = [subprocess.Popen(command, env=env) for command in commands]
         self.stdout.write(f"serving on http://{addr}/ (admin: /admin/, API docs: /api/docs/)")
 
         def stop(*_):

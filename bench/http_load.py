@@ -1,0 +1,645 @@
+"""Benchmark: the production web server under concurrent clients, with a year of history.
+
+Builds on PostgreSQL (COPY) 10,000 customers with one Premium application each, twelve issued
+invoices per customer (November 2025 to October 2026: 120,000 invoices, 240,000 lines), their
+ledger (a deposit and twelve debits) and this month's daily usage so far. Then starts the
+Procfile's `web` (gunicorn, DEBUG=0) and runs N client threads for a fixed time, each picking
+endpoints in turn: the portal's invoice list and an invoice's page (a random one of its
+customer's twelve), the portal's estimate of this month, the estimate API, a quote and a
+one-row usage push. Prints requests/s and p50/p95/p99 per endpoint, and errors.
+
+Before the load it counts the SQL queries of each portal page for a customer with one invoice
+and for one with twelve (through the test client, same settings): they must be equal.
+
+    .venv/bin/python bench/http_load.py [--clients 32] [--seconds 30] [--customers 10000]
+
+Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/billing_7_bench_http;
+DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS for gunicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/billing_7_bench_http"
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+MONTHS = 12
+PORTAL_USERS = 500
+
+
+def month_starts(today: dt.date) -> list[dt.date]:
+    first = today.replace(day=1)
+    months = []
+    for _ in range(MONTHS):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+        months.append(first)
+    return sorted(months)
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    name = urlparse(url).path.lstrip("/")
+    if "bench" not in name:
+        sys.exit(f"refusing to drop {name!r}: the benchmark database name must contain 'bench'")
+    admin = urlparse(url)._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def build(*, customers: int, today: dt.date) -> dict:
+    from django.core.management import call_command
+    from django.db import connection
+
+    started = time.monotonic()
+    call_command("migrate", verbosity=0)
+    from plans.models import Plan
+    from plans.price_book import load_price_book
+
+    load_price_book()
+    premium = Plan.objects.get(code="premium").pk
+    months = month_starts(today)
+    opened = dt.datetime.combine(months[0], dt.time(9), SHANGHAI)
+    connection.ensure_connection()
+    raw = connection.connection
+    rng = random.Random(7)
+    with raw.cursor() as cur:
+        with cur.copy(
+            "COPY accounts_customer (id, external_id, name, billing_email, address, tax_id, "
+            "contact_name, contact_phone, created_at) FROM STDIN"
+        ) as copy:
+            for n in range(1, customers + 1):
+                copy.write_row(
+                    (
+                        n,
+                        f"bench-{n:05d}",
+                        f"Bench Customer {n}",
+                        f"billing{n}@bench.test",
+                        f"{n} Bench Road",
+                        f"9131{n:014d}",
+                        "",
+                        "",
+                        opened,
+                    )
+                )
+        with cur.copy(
+            "COPY accounts_application (id, customer_id, app_key, name, data_center, "
+            "created_on, status, created_at, usage_version) FROM STDIN"
+        ) as copy:
+            for n in range(1, customers + 1):
+                copy.write_row(
+                    (
+                        n,
+                        n,
+                        f"bench-app-{n:05d}",
+                        f"App {n}",
+                        "singapore",
+                        months[0],
+                        "active",
+                        opened,
+                        0,
+                    )
+                )
+        with cur.copy(
+            "COPY plans_planchange (application_id, plan_id, effective_date, created_at, note) "
+            "FROM STDIN"
+        ) as copy:
+            for n in range(1, customers + 1):
+                copy.write_row((n, premium, months[0], opened, ""))
+        invoice_id = 0
+        numbers = {}
+        with cur.copy(
+            "COPY invoices_invoice (id, customer_id, period, status, number, hold_reason, "
+            "customer_name, customer_address, customer_tax_id, customer_email, total_currency, "
+            "total, rated_at, rated_usage_version, issued_at, issue_date, created_at, updated_at) "
+            "FROM STDIN"
+        ) as copy:
+            for period in months:
+                issued = dt.datetime.combine(
+                    (period + dt.timedelta(days=32)).replace(day=2), dt.time(0, 5), SHANGHAI
+                )
+                for n in range(1, customers + 1):
+                    invoice_id += 1
+                    year = issued.year
+                    numbers[year] = numbers.get(year, 0) + 1
+                    copy.write_row(
+                        (
+                            invoice_id,
+                            n,
+                            period,
+                            "issued",
+                            f"INV-{year}-{numbers[year]:06d}",
+                            "",
+                            f"Bench Customer {n}",
+                            f"{n} Bench Road",
+                            f"9131{n:014d}",
+                            f"billing{n}@bench.test",
+                            "CNY",
+                            "6000.00",
+                            issued,
+                            0,
+                            issued,
+                            issued.date(),
+                            issued,
+                            issued,
+                        )
+                    )
+        with cur.copy(
+            "COPY invoices_invoiceline (invoice_id, position, application_id, app_key, app_name, "
+            "code, category, plan_code, plan_name, description, quantity, unit_price_currency, "
+            "unit_price, amount_currency, amount, first_day, last_day, days, days_in_month, "
+            "peak_dau, peak_day, explanation) FROM STDIN"
+        ) as copy:
+            invoice_id = 0
+            for period in months:
+                last = (period + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+                for n in range(1, customers + 1):
+                    invoice_id += 1
+                    peak = rng.randint(1000, 10000)
+                    copy.write_row(
+                        (
+                            invoice_id,
+                            1,
+                            n,
+                            f"bench-app-{n:05d}",
+                            f"App {n}",
+                            "premium",
+                            "dau_fee",
+                            "premium",
+                            "Premium",
+                            "Premium: DAU fee",
+                            1,
+                            "CNY",
+                            "6000.00",
+                            "CNY",
+                            "6000.00",
+                            period,
+                            last,
+                            last.day,
+                            last.day,
+                            peak,
+                            period + dt.timedelta(days=14),
+                            f"Peak DAU {peak:,} on {period + dt.timedelta(days=14)}: up to 10,000 "
+                            "DAU included",
+                        )
+                    )
+                    copy.write_row(
+                        (
+                            invoice_id,
+                            2,
+                            n,
+                            f"bench-app-{n:05d}",
+                            f"App {n}",
+                            "message_callback",
+                            "value_added",
+                            "premium",
+                            "Premium",
+                            "Message callback",
+                            1,
+                            "CNY",
+                            "0.00",
+                            "CNY",
+                            "0.00",
+                            period,
+                            last,
+                            last.day,
+                            last.day,
+                            None,
+                            None,
+                            "Included in Premium",
+                        )
+                    )
+        with cur.copy(
+            "COPY accounts_ledgerentry (customer_id, kind, amount_currency, amount, "
+            "idempotency_key, reference, reason, created_at) FROM STDIN"
+        ) as copy:
+            for n in range(1, customers + 1):
+                copy.write_row(
+                    (n, "deposit", "CNY", "100000.00", f"bench-deposit:{n}", "wire", "", opened)
+                )
+            numbers = {}
+            for period in months:
+                issued = dt.datetime.combine(
+                    (period + dt.timedelta(days=32)).replace(day=2), dt.time(0, 5), SHANGHAI
+                )
+                for n in range(1, customers + 1):
+                    numbers[issued.year] = numbers.get(issued.year, 0) + 1
+                    copy.write_row(
+                        (
+                            n,
+                            "invoice_debit",
+                            "CNY",
+                            "-6000.00",
+                            f"invoice-debit:{n}:{period:%Y-%m}",
+                            f"INV-{issued.year}-{numbers[issued.year]:06d}",
+                            "",
+                            issued,
+                        )
+                    )
+        this_month = today.replace(day=1)
+        days = [this_month + dt.timedelta(days=d) for d in range((today - this_month).days)]
+        with cur.copy(
+            "COPY accounts_dailyusage (application_id, day, dau, delivered_messages, updated_at) "
+            "FROM STDIN"
+        ) as copy:
+            for n in range(1, customers + 1):
+                for day in days:
+                    copy.write_row(
+                        (
+                            n,
+                            day,
+                            rng.randint(500, 9000),
+                            50_000,
+                            dt.datetime.combine(day, dt.time(23), SHANGHAI),
+                        )
+                    )
+        for table in ("accounts_customer", "accounts_application", "invoices_invoice"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        for year, last_number in numbers.items():
+            cur.execute(
+                "INSERT INTO invoices_numbersequence (series, year, last_number) VALUES "
+                "('INV', %s, %s) ON CONFLICT DO NOTHING",
+                [year, last_number],
+            )
+    raw.commit()
+    with raw.cursor() as cur:
+        cur.execute("ANALYZE")
+    raw.commit()
+    return {
+        "customers": customers,
+        "invoices": invoice_id,
+        "lines": invoice_id * 2,
+        "build_seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def make_logins(*, customers: int) -> dict:
+    """Portal sessions for a sample of customers, a staff token (quote, estimate API) and an
+    Ingest token. Sessions are written directly: the load measures pages, not logins."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.auth.models import Group, User
+    from django.contrib.sessions.backends.db import SessionStore
+    from rest_framework.authtoken.models import Token
+
+    from accounts import roles
+    from accounts.models import CustomerUser
+
+    sessions = []
+    sample = random.Random(3).sample(range(1, customers + 1), min(PORTAL_USERS, customers))
+    for n in sample:
+        user = User.objects.create_user(username=f"bench-user-{n}", password=None)
+        CustomerUser.objects.create(user=user, customer_id=n)
+        store = SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.create()
+        sessions.append((n, store.session_key))
+    manager = User.objects.create_user(username="bench-manager", is_staff=True)
+    manager.groups.add(Group.objects.get(name=roles.FINANCE_MANAGER))
+    ingest = User.objects.create_user(username="bench-ingest")
+    ingest.groups.add(Group.objects.get(name=roles.INGEST))
+    console = User.objects.create_user(username="bench-console")
+    console.groups.add(Group.objects.get(name=roles.CONSOLE))
+    return {
+        "sessions": sessions,
+        "manager": Token.objects.create(user=manager).key,
+        "ingest": Token.objects.create(user=ingest).key,
+        "console": Token.objects.create(user=console).key,
+    }
+
+
+def short_history_customer():
+    """A customer like the others (one Premium application) with one invoice instead of 12."""
+    from accounts.models import Application, Customer, LedgerEntry
+    from invoices.models import Invoice
+    from plans.models import PlanChange
+
+    customer = Customer.objects.filter(external_id="bench-short").first()
+    if customer is not None:
+        return customer
+    model = Invoice.objects.filter(customer_id=1).order_by("-period").first()
+    lines = list(model.lines.all())
+    customer = Customer.objects.create(
+        external_id="bench-short", name="Short History Ltd", billing_email="short@bench.test"
+    )
+    app = Application.objects.create(
+        customer=customer,
+        app_key="bench-short-app",
+        name="Short App",
+        data_center="singapore",
+        created_on=model.period,
+    )
+    PlanChange.objects.create(
+        application=app,
+        plan_id=PlanChange.objects.filter(application_id=1).first().plan_id,
+        effective_date=model.period,
+        created_at=model.issued_at,
+    )
+    invoice = model
+    invoice.pk = None
+    invoice.customer = customer
+    invoice.number = f"{model.number[:9]}999999"
+    invoice.customer_name = customer.name
+    invoice.save()
+    for line in lines:
+        line.pk = None
+        line.invoice = invoice
+        line.application = app
+    invoice.lines.model.objects.bulk_create(lines)
+    LedgerEntry.objects.create(
+        customer=customer,
+        kind="deposit",
+        amount=100000,
+        idempotency_key="bench-short-deposit",
+        created_at=model.issued_at,
+    )
+    LedgerEntry.objects.create(
+        customer=customer,
+        kind="invoice_debit",
+        amount=-6000,
+        reference=invoice.number,
+        idempotency_key=f"invoice-debit:{customer.pk}:{model.period:%Y-%m}",
+        created_at=model.issued_at,
+    )
+    return customer
+
+
+def portal_query_counts() -> dict[str, dict[str, int]]:
+    """SQL queries of each portal page for a customer with 12 invoices and one with 1."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import CustomerUser
+    from invoices.models import Invoice
+
+    short = User.objects.create_user(username="bench-short-history")
+    CustomerUser.objects.create(user=short, customer=short_history_customer())
+    long_user = User.objects.filter(username__startswith="bench-user-").first()
+    counts: dict[str, dict[str, int]] = {}
+    client = Client()
+    for label, user in (("long", long_user), ("short", short)):
+        client.force_login(user)
+        customer_id = user.customer_link.customer_id
+        number = Invoice.objects.filter(customer_id=customer_id).order_by("-period")[0].number
+        pages = {
+            "/invoices/": "/invoices/",
+            "/invoices/<number>/": f"/invoices/{number}/",
+            "/this-month/": "/this-month/",
+            "/balance/": "/balance/",
+        }
+        for key, page in pages.items():
+            with CaptureQueriesContext(connection) as queries:
+                status = client.get(page, secure=True).status_code
+            assert status == 200, (page, status)
+            counts.setdefault(key, {})[label] = len(queries)
+    return counts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def load(*, url: str, logins: dict, clients: int, seconds: float, today: dt.date) -> dict:
+    import requests
+
+    months = month_starts(today)
+    results: dict[str, list[float]] = {}
+    errors: dict[str, list[str]] = {}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+
+    def client(index: int) -> None:
+        rng = random.Random(index)
+        session = requests.Session()
+        customer, session_key = logins["sessions"][index % len(logins["sessions"])]
+        cookies = {"sessionid": session_key}
+        staff = {"Authorization": f"Token {logins['manager']}"}
+        console = {"Authorization": f"Token {logins['console']}"}
+        ingest = {"Authorization": f"Token {logins['ingest']}"}
+        endpoints = itertools.cycle(
+            [
+                "portal invoice list",
+                "portal invoice detail",
+                "portal estimate",
+                "estimate API",
+                "quote",
+                "usage push",
+            ]
+        )
+        # Each client starts at a different endpoint so all are loaded at every moment.
+        for _ in range(index % 6):
+            next(endpoints)
+        while time.monotonic() < stop_at:
+            name = next(endpoints)
+            started = time.perf_counter()
+            try:
+                if name == "portal invoice list":
+                    r = session.get(f"{url}/invoices/", cookies=cookies)
+                elif name == "portal invoice detail":
+                    month = rng.randrange(MONTHS)
+                    r = session.get(
+                        f"{url}/invoices/{logins['numbers'][(customer, months[month])]}/",
+                        cookies=cookies,
+                    )
+                elif name == "portal estimate":
+                    r = session.get(f"{url}/this-month/", cookies=cookies)
+                elif name == "estimate API":
+                    r = session.get(
+                        f"{url}/api/v1/customers/bench-{customer:05d}/estimate/", headers=console
+                    )
+                elif name == "quote":
+                    r = session.post(
+                        f"{url}/api/v1/quotes/",
+                        headers=staff,
+                        json={
+                            "plan": "premium",
+                            "peak_dau": rng.randint(1000, 90000),
+                            "addons": {"chatroom_keepalive": 1},
+                        },
+                    )
+                else:
+                    app = rng.randint(1, len(logins["apps"]))
+                    r = session.post(
+                        f"{url}/api/v1/usage/",
+                        headers=ingest,
+                        json=[
+                            {
+                                "app_key": f"bench-app-{app:05d}",
+                                "date": yesterday,
+                                "dau": rng.randint(500, 9000),
+                                "delivered_messages": 50_000,
+                            }
+                        ],
+                    )
+                ok = r.status_code == 200
+                error = None if ok else f"{r.status_code} {r.text[:120]}"
+            except Exception as exc:  # noqa: BLE001 - counted as an error
+                ok, error = False, repr(exc)
+            elapsed = time.perf_counter() - started
+            with lock:
+                if ok:
+                    results.setdefault(name, []).append(elapsed)
+                else:
+                    errors.setdefault(name, []).append(error)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - began
+    report = {}
+    for name, values in sorted(results.items()):
+        values.sort()
+        report[name] = {
+            "requests": len(values),
+            "per_second": len(values) / wall,
+            "p50": percentile(values, 0.50) * 1000,
+            "p95": percentile(values, 0.95) * 1000,
+            "p99": percentile(values, 0.99) * 1000,
+            "errors": len(errors.get(name, [])),
+        }
+    return {"wall": wall, "endpoints": report, "errors": errors}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--reuse", action="store_true", help="keep the database of a last run")
+    args = parser.parse_args()
+
+    url = os.environ.get("DATABASE_URL", DEFAULT_DB)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billingsite.settings")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+    os.environ["DEBUG"] = "0"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["SECURE_SSL_REDIRECT"] = "0"
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    today = dt.datetime.now(SHANGHAI).date()
+    if not args.reuse:
+        recreate_database(url)
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from invoices.models import Invoice
+
+    if not args.reuse:
+        built = build(customers=args.customers, today=today)
+        print(f"built: {built}", flush=True)
+    from django.contrib.auth.models import User
+
+    User.objects.filter(username__startswith="bench-").delete()
+    logins = make_logins(customers=args.customers)
+    logins["apps"] = range(args.customers)
+    sampled = [n for n, _ in logins["sessions"]]
+    logins["numbers"] = {
+        (customer_id, period): number
+        for customer_id, period, number in Invoice.objects.filter(
+            customer_id__in=sampled
+        ).values_list("customer_id", "period", "number")
+    }
+    counts = portal_query_counts()
+    print("SQL queries per portal page (customer with 12 invoices / with 1):")
+    for page, by in counts.items():
+        print(f"  {page:22s} {by['long']:3d} / {by['short']:3d}")
+    connection.close()
+
+    port = free_port()
+    env = dict(os.environ, BIND=f"127.0.0.1:{port}")
+    web = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:billingsite.ops.gunicorn",
+            "billingsite.wsgi",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        import requests
+
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        workers = env.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1)))
+        threads = env.get("WEB_THREADS", "4")
+        # Warm every worker (imports, connections, the price book) before measuring.
+        load(url=base, logins=logins, clients=8, seconds=5, today=today)
+        result = load(
+            url=base, logins=logins, clients=args.clients, seconds=args.seconds, today=today
+        )
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=30)
+    print(
+        f"\n{args.clients} clients for {result['wall']:.0f} s, gunicorn {workers} workers x "
+        f"{threads} threads, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'endpoint':24s} {'requests':>8s} {'req/s':>7s} {'p50 ms':>7s} {'p95 ms':>7s} "
+        f"{'p99 ms':>7s} {'errors':>6s}"
+    )
+    total = 0
+    for name, row in result["endpoints"].items():
+        total += row["requests"]
+        print(
+            f"{name:24s} {row['requests']:8d} {row['per_second']:7.1f} {row['p50']:7.1f} "
+            f"{row['p95']:7.1f} {row['p99']:7.1f} {row['errors']:6d}"
+        )
+    print(f"{'all':24s} {total:8d} {total / result['wall']:7.1f}")
+    for name, messages in result["errors"].items():
+        print(f"errors of {name}: {len(messages)}, first: {messages[0]}")
+    print(
+        "median of medians (ms):",
+        round(statistics.median(r["p50"] for r in result["endpoints"].values()), 1),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""gunicorn configuration of the `web` process (Procfile): `gunicorn -c python:billingsite.ops.gunicorn
+billingsite.wsgi`.
+
+gunicorn rather than granian: the application is synchronous Django whose time is spent in
+PostgreSQL, so a pre-fork server with threads is all it needs; gunicorn is pure Python (no
+binary wheel to trust on every platform), the most used WSGI server with Django, and its
+child_exit hook is what prometheus-client's multi-process mode needs.
+
+Every setting can be changed from the environment (the same names gunicorn documents).
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Must be set before prometheus_client is imported anywhere, in this master process or in the
+# workers forked from it: their counters then go to files /metrics adds up.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    str(Path(tempfile.gettempdir()) / f"billing-prometheus-{os.getpid()}"),
+)
+
+# Web requests reuse their thread's database connection for a minute instead of connecting
+# for each request (a third of a quote's time on PostgreSQL). Behind a transaction pooler set
+# DB_CONN_MAX_AGE=0 (docs/deploying.md).
+os.environ.setdefault("DB_CONN_MAX_AGE", "60")
+
+bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+# Processes x threads = concurrent requests, and at most that many database connections.
+workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so a slow leak never becomes an outage.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
+max_requests_jitter = max_requests // 10
+# The TLS proxy in front (docs/deploying.md) is trusted for X-Forwarded-*.
+# gunicorn's control socket (gunicornc) lives at one path per user: several masters on a host
+# (two deployments, a test next to a service) would fight over it. Signals do the same job.
+control_socket_disable = True
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# One line per request comes from billingsite.ops.middleware (with the request id and user);
+# gunicorn's own lines go through Django's LOGGING (JSON in production).
+accesslog = None
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "billingsite.ops.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "text" if os.environ.get("LOG_FORMAT") == "text" else "json",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}
+
+
+def on_starting(server):
+    # Counters of a previous run of this master would be added to the new ones.
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

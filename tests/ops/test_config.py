@@ -1,0 +1,32 @@
+import pytest
+
+from billingsite.ops.config import logging_config, parse_cache_url
+
+
+def test_cache_url_redis_is_shared_with_a_prefix():
+    assert parse_cache_url("redis://:pw@redis.internal:6379/1?key_prefix=billing-prod") == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://:pw@redis.internal:6379/1",
+        "KEY_PREFIX": "billing-prod",
+        "OPTIONS": {},
+    }
+
+
+def test_cache_url_default_needs_no_server():
+    assert parse_cache_url("locmem://") == {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache"
+    }
+    assert parse_cache_url("file:///var/cache/billing")["LOCATION"] == "/var/cache/billing"
+
+
+def test_cache_url_with_an_unknown_scheme_is_refused():
+    with pytest.raises(ValueError, match="memcached"):
+        parse_cache_url("memcached://x")
+
+
+def test_log_format_is_json_or_text():
+    assert logging_config(log_format="json", level="INFO")["formatters"]["default"] == {
+        "()": "billingsite.ops.logs.JsonFormatter"
+    }
+    with pytest.raises(ValueError):
+        logging_config(log_format="xml", level="INFO")

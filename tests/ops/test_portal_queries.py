@@ -1,0 +1,50 @@
+"""The portal's SQL queries per page do not grow with a customer's history (bench/http_load.py
+measures the same on 120,000 invoices)."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from freezegun import freeze_time
+
+from billingsite.clock import Period
+from invoices.selectors import rate_customer_period
+from tests.factories import ApplicationFactory, CustomerFactory, CustomerUserFactory, deposit, usage
+from tests.portal.factories import issued_invoice
+
+OCTOBER = Period(2026, 10)
+PAGES = ("/invoices/", "/invoices/{number}/", "/this-month/", "/balance/")
+# Session, user, customer link, then each page's own reads (a page of invoices, one invoice
+# with its lines and debit, the estimate's rating inputs, the ledger page and balance).
+EXPECTED = {"/invoices/": 8, "/invoices/{number}/": 9, "/this-month/": 15, "/balance/": 18}
+
+
+def customer_with_history(months: int):
+    customer = CustomerFactory()
+    app = ApplicationFactory(customer=customer, plan="premium")
+    usage(app, OCTOBER.start, 8_000)
+    deposit(customer, "100000.00")
+    lines = list(rate_customer_period(customer=customer, period=OCTOBER).lines)
+    period = OCTOBER
+    invoices = []
+    for _ in range(months):
+        invoices.append(issued_invoice(customer=customer, period=period, lines=lines))
+        period = period.previous()
+    return CustomerUserFactory(customer=customer).user, invoices[0].number
+
+
+def queries_per_page(client, user, number) -> dict[str, int]:
+    client.force_login(user)
+    counts = {}
+    for page in PAGES:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(page.format(number=number))
+        assert response.status_code == 200, page
+        counts[page] = len(queries)
+    return counts
+
+
+@freeze_time("2026-11-10T10:00:00+08:00")
+def test_portal_pages_cost_the_same_queries_for_one_invoice_or_a_year(client, price_book):
+    one = queries_per_page(client, *customer_with_history(1))
+    year = queries_per_page(client, *customer_with_history(12))
+    assert year == one
+    assert one == EXPECTED
