@@ -108,6 +108,17 @@ class BillingCollector:
         yield accounts
         yield duration
 
+        # The stall rule lives with the runs (invoices.runs); imported here, at scrape time,
+        # because the kernel imports no app at module level.
+        from invoices.runs import billing_runs_stalled
+
+        yield GaugeMetricFamily(
+            "billing_runs_stalled",
+            "Running runs without progress for BILLING_RUN_STALL_AFTER seconds: resume or close "
+            "them from the admin (or `manage.py bill --period P` resumes).",
+            value=billing_runs_stalled(now=self.now).count(),
+        )
+
         customers = GaugeMetricFamily(
             "billing_customers", "Customers in arrears and suspended.", labels=["state"]
         )

@@ -70,6 +70,7 @@ def test_metrics_show_the_billing_figures(client, billing_state, settings):
     assert metric(text, "billing_runs", status="finished") == 1
     assert metric(text, "billing_runs", status="failed") == 1
     assert metric(text, "billing_runs", status="running") == 0
+    assert metric(text, "billing_runs_stalled") == 0
     for outcome, value in {"total": 10, "issued": 7, "held": 1, "skipped": 1, "failed": 1}.items():
         assert (
             metric(text, "billing_run_accounts", run=run, period="2026-10", outcome=outcome)
@@ -137,3 +138,20 @@ def test_usage_rows_are_counted_accepted_and_refused(price_book):
     assert rows("created") == before["created"] + 1
     assert rows("unchanged") == before["unchanged"] + 1
     assert rows("refused") == before["refused"] + 2
+
+
+def test_metrics_count_a_run_without_progress_as_stalled(client, db, settings):
+    settings.BILLING_RUN_STALL_AFTER = 600
+    for period, minutes_ago in ((dt.date(2026, 9, 1), 11), (dt.date(2026, 10, 1), 9)):
+        BillingRun.objects.create(
+            period=period,
+            status=BillingRun.Status.RUNNING,
+            created_at=NOW,
+            started_at=NOW - dt.timedelta(minutes=minutes_ago),
+            progress_at=NOW - dt.timedelta(minutes=minutes_ago),
+        )
+    with freeze_time(NOW):
+        text = client.get("/metrics").content.decode()
+    # 11 minutes without progress is past the 600 s threshold; 9 minutes is not.
+    assert metric(text, "billing_runs", status="running") == 2
+    assert metric(text, "billing_runs_stalled") == 1
