@@ -285,26 +285,36 @@ def _invoice_write(
         issued_by=issued_by,
         usage_version=prepared.usage_version,
     )
+    # Lines go in while the invoice is a draft or held: the database takes no line into an
+    # issued invoice (only the run's one-statement issue writes both at once).
     if existing is not None:
         # Only drafts and held invoices are replaced; the caller checked under the lock.
         InvoiceLine.objects.filter(invoice=existing).delete()
+        statements.insert_many(InvoiceLine, _line_rows(existing.pk, prepared))
         for name, value in fields.items():
             setattr(existing, name, value)
         existing.total = Money(rated.total, CURRENCY)
         existing.save()
-        invoice = existing
-    elif system:
+        return existing
+    if system:
         wall = timezone.now()
         fields.update(created_at=wall, updated_at=wall)
-        fields["id"] = statements.insert_one(Invoice, fields)
+        issued_status = fields["status"] if number is not None else None
+        written = {**fields, "status": Invoice.Status.DRAFT.value} if issued_status else fields
+        fields["id"] = statements.insert_one(Invoice, written)
         history_model, tracked = statements.invoice_history()
         statements.insert_many(history_model, [_history_row(tracked, fields, change="+", at=wall)])
+        statements.insert_many(InvoiceLine, _line_rows(fields["id"], prepared))
+        if issued_status:
+            Invoice.objects.filter(pk=fields["id"]).update(status=issued_status)
         invoice = Invoice(**fields)
         invoice._state.adding, invoice._state.db = False, connection.alias
-    else:
-        orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
-        orm_fields["total"] = Money(rated.total, CURRENCY)
-        invoice = Invoice.objects.create(**orm_fields)
+        return invoice
+    if number is not None:
+        raise ValueError("an invoice is issued from people's actions by invoice_issue")
+    orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
+    orm_fields["total"] = Money(rated.total, CURRENCY)
+    invoice = Invoice.objects.create(**orm_fields)
     statements.insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
     return invoice
 

@@ -65,10 +65,12 @@ def issued_invoice(
     customer = customer or CustomerFactory()
     issued = status in Invoice.ISSUED_STATES
     total = sum((Decimal(line.amount) for line in lines), Decimal("0.00"))
+    # Written as a draft with its lines, then issued: the database adds no line to an issued
+    # invoice.
     invoice = Invoice.objects.create(
         customer=customer,
         period=period.start,
-        status=status,
+        status=Invoice.Status.DRAFT if issued else status,
         number=(number or next_number("INV", issued_at.year)) if issued else None,
         hold_reason="high volume without a contract" if status == Invoice.Status.HELD else "",
         customer_name=customer.name,
@@ -105,7 +107,7 @@ def issued_invoice(
         for position, line in enumerate(lines, start=1)
     )
     # Stamp updated_at (auto_now) with the issue time so outputs are reproducible.
-    Invoice.objects.filter(pk=invoice.pk).update(updated_at=issued_at)
+    Invoice.objects.filter(pk=invoice.pk).update(status=status, updated_at=issued_at)
     invoice.refresh_from_db()
     return invoice
 
