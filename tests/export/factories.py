@@ -51,6 +51,17 @@ class Line:
 PLAN_NAMES = {"free": "Free", "premium": "Premium", "ultimate": "Ultimate"}
 
 
+def customer_created(*, at: dt.datetime, **fields) -> Customer:
+    """A customer created at `at` (its created_at and its history row). History rows are
+    append-only, so their date is given when they are written."""
+    customer = CustomerFactory.build(**fields)
+    customer._history_date = at
+    customer.save()
+    Customer.objects.filter(pk=customer.pk).update(created_at=at)
+    customer.refresh_from_db()
+    return customer
+
+
 def issued_invoice(
     *,
     customer: Customer | None = None,
