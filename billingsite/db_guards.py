@@ -1,9 +1,15 @@
 """Database triggers that keep append-only and issued documents unchangeable.
 
-The application never updates or deletes these rows; the triggers make sure nothing else does
-either (a shell, a bug, an admin action). PostgreSQL refuses updates and deletes. SQLite, the
-development default, refuses updates only: Django's test flush empties SQLite tables with
-DELETE, which a delete trigger would block; the models refuse deletes there.
+The application never writes these rows in the refused ways; the triggers make sure nothing
+else does either (a shell, a bug, an admin action). PostgreSQL refuses the inserts, updates,
+deletes and TRUNCATEs. SQLite, the development default, refuses inserts and updates only:
+Django's test flush empties SQLite tables with DELETE, which a delete trigger would block; the
+models refuse deletes there.
+
+TRUNCATE has one way through, a transaction-local setting (ALLOW_TRUNCATE_SETTING) that only
+the test suite's flush sets. A superuser-only exception would not do: CI and many deployments
+connect as a superuser or the tables' owner, who may disable any trigger anyway; the setting
+makes truncating a deliberate, named act, never an accident.
 """
 
 from django.db import migrations
