@@ -176,9 +176,12 @@ def test_a_draft_line_is_never_moved_into_an_issued_invoice(price_book):
     draft = invoice_rate(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
     draft_line = draft.lines.first()
 
-    refused(lambda: InvoiceLine.objects.filter(pk=draft_line.pk).update(invoice=invoice))
+    refused(
+        lambda: InvoiceLine.objects.filter(pk=draft_line.pk).update(invoice=invoice, position=9)
+    )
     refused_sql(
-        "UPDATE invoices_invoiceline SET invoice_id = %s WHERE id = %s", [invoice.pk, draft_line.pk]
+        "UPDATE invoices_invoiceline SET invoice_id = %s, position = 9 WHERE id = %s",
+        [invoice.pk, draft_line.pk],
     )
 
     assert invoice.lines.count() == 2
@@ -238,8 +241,13 @@ def test_a_draft_is_never_credited_without_being_issued(price_book):
     customer, _ = premium_customer()
     draft = invoice_rate(customer=customer, period=OCTOBER, now=BILLING_MOMENT)
 
-    refused(lambda: Invoice.objects.filter(pk=draft.pk).update(status="credited"))
-    refused_sql("UPDATE invoices_invoice SET status = 'credited' WHERE id = %s", [draft.pk])
+    numbered = {"number": "INV-2026-999999", "issued_at": LATER}
+    refused(lambda: Invoice.objects.filter(pk=draft.pk).update(status="credited", **numbered))
+    refused_sql(
+        "UPDATE invoices_invoice SET status = 'credited', number = %s, issued_at = %s "
+        "WHERE id = %s",
+        [numbered["number"], LATER, draft.pk],
+    )
 
     assert Invoice.objects.get(pk=draft.pk).status == "draft"
 
