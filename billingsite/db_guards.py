@@ -105,9 +105,8 @@ def row_guard(
             when = when.replace("{billing_today}", BILLING_TODAY.get(vendor, ""))
             if vendor == "postgresql":
                 reads_rows = "SELECT" in when.upper()
-                body = f"IF {when} THEN {_refusal(message)} END IF;" if reads_rows else ""
-                if not reads_rows:
-                    body = _refusal(message)
+                refusal = _refusal(message)
+                body = f"IF {when} THEN {refusal} END IF;" if reads_rows else refusal
                 returned = "OLD" if event == "delete" else "NEW"
                 schema_editor.execute(
                     f"CREATE OR REPLACE FUNCTION {trigger}() RETURNS trigger AS $$ "
