@@ -32,30 +32,28 @@ LINE_INVOICE_STATUS = "(SELECT status FROM invoices_invoice WHERE id = NEW.invoi
 
 # PostgreSQL: the month-end run writes an issued invoice and its lines in one statement
 # (invoices.statements.issue_in_one_statement); every other writer adds lines while the invoice
-# is a draft. So a line may join an issued invoice only when the statement that inserts the
-# line inserted the invoice: both rows carry the same xmin and cmin (transaction and command),
-# and the invoice's insert trigger noted its id in a transaction-local setting (an UPDATE of
-# the invoice in that statement would give it the same xmin and cmin, but no note). Checked
-# once per statement over its new rows, after the statement: its sub-statements run in no
-# fixed order, and one check per statement costs less than one per line.
+# is a draft. So lines may join an issued invoice only when the command inserting them wrote
+# the invoice and every line it has: all carry that command's xmin and cmin (transaction and
+# command id), which no later statement can give an invoice issued before. (An UPDATE of the
+# invoice in the same statement would give the invoice row that xmin and cmin, but not its
+# earlier lines; an issued invoice always has lines.) Checked once per statement over its new
+# rows, after the statement: its sub-statements run in no fixed order, and one check per
+# statement costs less than one per line.
 PG_LINES_CLOSED = f"""
-CREATE OR REPLACE FUNCTION invoices_issued_invoice_born() RETURNS trigger AS $$
-BEGIN
-  PERFORM set_config('billing.invoice_born_issued', NEW.id::text, true);
-  RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER invoices_issued_invoice_born BEFORE INSERT ON invoices_invoice
-  FOR EACH ROW WHEN (NEW.status IN {ISSUED}) EXECUTE FUNCTION invoices_issued_invoice_born();
 CREATE OR REPLACE FUNCTION invoices_issued_lines_closed() RETURNS trigger AS $$
 BEGIN
   IF EXISTS (
+    WITH written AS (
+      SELECT line.xmin AS xid, line.cmin AS cid FROM invoices_invoiceline line
+      WHERE line.id = (SELECT id FROM new_lines LIMIT 1)
+    )
     SELECT FROM (SELECT DISTINCT invoice_id FROM new_lines) added
     JOIN invoices_invoice invoice ON invoice.id = added.invoice_id
-    CROSS JOIN (SELECT line.xmin AS xid, line.cmin AS cid FROM invoices_invoiceline line
-                WHERE line.id = (SELECT id FROM new_lines LIMIT 1)) written
+    CROSS JOIN written
     WHERE invoice.status IN {ISSUED}
-      AND NOT (invoice.xmin = written.xid AND invoice.cmin = written.cid
-               AND invoice.id::text = current_setting('billing.invoice_born_issued', true))
+      AND (NOT (invoice.xmin = written.xid AND invoice.cmin = written.cid)
+           OR EXISTS (SELECT FROM invoices_invoiceline line WHERE line.invoice_id = invoice.id
+                      AND NOT (line.xmin = written.xid AND line.cmin = written.cid)))
   ) THEN
     RAISE EXCEPTION 'issued invoices get no new lines: issue a credit note'
       USING ERRCODE = 'integrity_constraint_violation';
@@ -89,10 +87,6 @@ def lines_open(apps, schema_editor):
             "DROP TRIGGER IF EXISTS invoices_issued_lines_closed ON invoices_invoiceline;"
         )
         schema_editor.execute("DROP FUNCTION IF EXISTS invoices_issued_lines_closed();")
-        schema_editor.execute(
-            "DROP TRIGGER IF EXISTS invoices_issued_invoice_born ON invoices_invoice;"
-        )
-        schema_editor.execute("DROP FUNCTION IF EXISTS invoices_issued_invoice_born();")
     elif vendor == "sqlite":
         schema_editor.execute("DROP TRIGGER IF EXISTS invoices_issued_lines_closed;")
 
