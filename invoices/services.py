@@ -267,8 +267,8 @@ def _invoice_write(
     issued_by=None,
     system: bool = False,
 ) -> Invoice:
-    """Create or replace the draft/held invoice with freshly rated lines. With `number` the
-    invoice is written directly as issued (one insert, no draft step).
+    """Create or replace the draft/held invoice with freshly rated lines. With `number` (the
+    run only, `system`) the invoice is issued once its lines are written.
 
     `system`: written by the run, not by a person: the new invoice and its history row go
     through precompiled inserts. Otherwise the ORM writes them, so the history row records the
@@ -311,7 +311,7 @@ def _invoice_write(
         invoice._state.adding, invoice._state.db = False, connection.alias
         return invoice
     if number is not None:
-        raise ValueError("an invoice is issued from people's actions by invoice_issue")
+        raise ValueError("only the run writes an invoice as issued; people use invoice_issue")
     orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
     orm_fields["total"] = Money(rated.total, CURRENCY)
     invoice = Invoice.objects.create(**orm_fields)
