@@ -171,6 +171,13 @@ class LedgerEntry(models.Model):
                 condition=~Q(kind="deposit") | Q(amount__gt=0), name="ledger_deposit_positive"
             ),
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_not_zero"),
+            # The sign is what the kind means: a positive debit would raise the balance.
+            models.CheckConstraint(
+                condition=Q(kind__in=["deposit", "credit_note_credit"], amount__gt=0)
+                | Q(kind__in=["invoice_debit", "refund"], amount__lt=0)
+                | Q(kind="adjustment"),
+                name="ledger_sign_matches_kind",
+            ),
             models.CheckConstraint(condition=Q(amount_currency="CNY"), name="ledger_cny_only"),
         ]
 

@@ -84,11 +84,13 @@ def build_month(*, customers, year: int, month: int, first_number: int, lines_pe
     batch = 2000
     for start in range(0, len(customers), batch):
         chunk = customers[start : start + batch]
+        # Drafts first, issued once their lines are in: the database adds no line to an issued
+        # invoice.
         invoices = Invoice.objects.bulk_create(
             Invoice(
                 customer=customer,
                 period=period.start,
-                status=Invoice.Status.ISSUED,
+                status=Invoice.Status.DRAFT,
                 number=f"INV-{issued_at.year}-{first_number + start + offset:06d}",
                 customer_name=customer.name,
                 customer_address=customer.address,
@@ -132,6 +134,9 @@ def build_month(*, customers, year: int, month: int, first_number: int, lines_pe
                 for position, (category, code, plan, amount) in enumerate(lines, start=1)
             ),
             batch_size=5000,
+        )
+        Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices]).update(
+            status=Invoice.Status.ISSUED
         )
     return len(customers) * lines_per_invoice
 

@@ -1,9 +1,15 @@
 """Database triggers that keep append-only and issued documents unchangeable.
 
-The application never updates or deletes these rows; the triggers make sure nothing else does
-either (a shell, a bug, an admin action). PostgreSQL refuses updates and deletes. SQLite, the
-development default, refuses updates only: Django's test flush empties SQLite tables with
-DELETE, which a delete trigger would block; the models refuse deletes there.
+The application never writes these rows in the refused ways; the triggers make sure nothing
+else does either (a shell, a bug, an admin action). PostgreSQL refuses the inserts, updates,
+deletes and TRUNCATEs. SQLite, the development default, refuses inserts and updates only:
+Django's test flush empties SQLite tables with DELETE, which a delete trigger would block; the
+models refuse deletes there.
+
+TRUNCATE has one way through, a transaction-local setting (ALLOW_TRUNCATE_SETTING) that only
+the test suite's flush sets. A superuser-only exception would not do: CI and many deployments
+connect as a superuser or the tables' owner, who may disable any trigger anyway; the setting
+makes truncating a deliberate, named act, never an accident.
 """
 
 from django.db import migrations
@@ -58,3 +64,128 @@ def guard(
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {name};")
 
     return migrations.RunPython(install, remove)
+
+
+# Asia/Shanghai keeps no daylight saving time: SQLite's fixed +8 hours is its clock.
+BILLING_TODAY = {
+    "postgresql": "(CURRENT_TIMESTAMP AT TIME ZONE 'Asia/Shanghai')::date",
+    "sqlite": "date('now', '+8 hours')",
+}
+
+
+def _refusal(message: str) -> str:
+    return f"RAISE EXCEPTION '{message}' USING ERRCODE = 'integrity_constraint_violation';"
+
+
+def row_guard(
+    *,
+    table: str,
+    name: str,
+    message: str,
+    insert_when: str | None = None,
+    update_when: str | None = None,
+    delete_when: str | None = None,
+) -> migrations.RunPython:
+    """A RunPython that refuses the row writes for which a condition over NEW/OLD holds: one
+    BEFORE ... FOR EACH ROW trigger per event, named `<name>_<event>`.
+
+    Conditions are SQL valid in both dialects. On PostgreSQL a condition without a subquery is
+    the trigger's WHEN clause, evaluated without calling the function (cheap on hot paths); one
+    reading other rows runs inside the function (WHEN takes no subquery). SQLite gets no delete
+    triggers: Django's test flush empties its tables with DELETE. `{billing_today}` in a
+    condition is the database's today on the billing clock (Asia/Shanghai).
+    """
+    events = {"insert": insert_when, "update": update_when, "delete": delete_when}
+    events = {event: when for event, when in events.items() if when}
+
+    def install(apps, schema_editor):
+        vendor = schema_editor.connection.vendor
+        for event, when in events.items():
+            trigger = f"{name}_{event}"
+            when = when.replace("{billing_today}", BILLING_TODAY.get(vendor, ""))
+            if vendor == "postgresql":
+                reads_rows = "SELECT" in when.upper()
+                refusal = _refusal(message)
+                body = f"IF {when} THEN {refusal} END IF;" if reads_rows else refusal
+                returned = "OLD" if event == "delete" else "NEW"
+                schema_editor.execute(
+                    f"CREATE OR REPLACE FUNCTION {trigger}() RETURNS trigger AS $$ "
+                    f"BEGIN {body} RETURN {returned}; END $$ LANGUAGE plpgsql;"
+                )
+                condition = "" if reads_rows else f"WHEN ({when}) "
+                schema_editor.execute(
+                    f"CREATE TRIGGER {trigger} BEFORE {event.upper()} ON {table} "
+                    f"FOR EACH ROW {condition}EXECUTE FUNCTION {trigger}();"
+                )
+            elif vendor == "sqlite" and event != "delete":
+                schema_editor.execute(
+                    f"CREATE TRIGGER {trigger} BEFORE {event.upper()} ON {table} FOR EACH ROW "
+                    f"WHEN {when} BEGIN SELECT RAISE(ABORT, '{message}'); END;"
+                )
+
+    def remove(apps, schema_editor):
+        vendor = schema_editor.connection.vendor
+        for event in events:
+            trigger = f"{name}_{event}"
+            if vendor == "postgresql":
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {table};")
+                schema_editor.execute(f"DROP FUNCTION IF EXISTS {trigger}();")
+            elif vendor == "sqlite":
+                schema_editor.execute(f"DROP TRIGGER IF EXISTS {trigger};")
+
+    return migrations.RunPython(install, remove)
+
+
+# The one way past the TRUNCATE guard: `SET LOCAL billing.allow_truncate = 'on'` in the
+# truncating transaction. Only the test suite's flush (tests/conftest.py) says it.
+ALLOW_TRUNCATE_SETTING = "billing.allow_truncate"
+
+
+def truncate_guard(*, tables: list[str], name: str) -> migrations.RunPython:
+    """PostgreSQL: refuse TRUNCATE of `tables` (row triggers never see it). SQLite has no
+    TRUNCATE."""
+
+    def install(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        schema_editor.execute(
+            f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$ BEGIN "
+            f"IF current_setting('{ALLOW_TRUNCATE_SETTING}', true) IS DISTINCT FROM 'on' THEN "
+            "RAISE EXCEPTION USING ERRCODE = 'integrity_constraint_violation', MESSAGE = "
+            "'TRUNCATE of ' || TG_TABLE_NAME || ' refused: these rows are never removed';"
+            " END IF; RETURN NULL; END $$ LANGUAGE plpgsql;"
+        )
+        for table in tables:
+            schema_editor.execute(
+                f"CREATE TRIGGER {name} BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {name}();"
+            )
+
+    def remove(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        for table in tables:
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {name} ON {table};")
+        schema_editor.execute(f"DROP FUNCTION IF EXISTS {name}();")
+
+    return migrations.RunPython(install, remove)
+
+
+def rebuilt_on_sqlite(*, operations: list, guards: list[migrations.RunPython]) -> list:
+    """`operations` with `guards` (row guards of the table they change) installed again on
+    SQLite after them, both ways: SQLite rebuilds a table for a changed column or a new CHECK
+    constraint and the rebuild silently drops the table's triggers."""
+
+    def reinstall(apps, schema_editor):
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        for operation in guards:
+            operation.reverse_code(apps, schema_editor)
+            operation.code(apps, schema_editor)
+
+    noop = migrations.RunPython.noop
+    return [
+        migrations.RunPython(noop, reinstall),
+        *operations,
+        migrations.RunPython(reinstall, noop),
+    ]

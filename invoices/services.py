@@ -267,8 +267,8 @@ def _invoice_write(
     issued_by=None,
     system: bool = False,
 ) -> Invoice:
-    """Create or replace the draft/held invoice with freshly rated lines. With `number` the
-    invoice is written directly as issued (one insert, no draft step).
+    """Create or replace the draft/held invoice with freshly rated lines. With `number` (the
+    run only, `system`) the invoice is issued once its lines are written.
 
     `system`: written by the run, not by a person: the new invoice and its history row go
     through precompiled inserts. Otherwise the ORM writes them, so the history row records the
@@ -285,26 +285,36 @@ def _invoice_write(
         issued_by=issued_by,
         usage_version=prepared.usage_version,
     )
+    # Lines go in while the invoice is a draft or held: the database takes no line into an
+    # issued invoice (only the run's one-statement issue writes both at once).
     if existing is not None:
         # Only drafts and held invoices are replaced; the caller checked under the lock.
         InvoiceLine.objects.filter(invoice=existing).delete()
+        statements.insert_many(InvoiceLine, _line_rows(existing.pk, prepared))
         for name, value in fields.items():
             setattr(existing, name, value)
         existing.total = Money(rated.total, CURRENCY)
         existing.save()
-        invoice = existing
-    elif system:
+        return existing
+    if system:
         wall = timezone.now()
         fields.update(created_at=wall, updated_at=wall)
-        fields["id"] = statements.insert_one(Invoice, fields)
+        issued_status = fields["status"] if number is not None else None
+        written = {**fields, "status": Invoice.Status.DRAFT.value} if issued_status else fields
+        fields["id"] = statements.insert_one(Invoice, written)
         history_model, tracked = statements.invoice_history()
         statements.insert_many(history_model, [_history_row(tracked, fields, change="+", at=wall)])
+        statements.insert_many(InvoiceLine, _line_rows(fields["id"], prepared))
+        if issued_status:
+            Invoice.objects.filter(pk=fields["id"]).update(status=issued_status)
         invoice = Invoice(**fields)
         invoice._state.adding, invoice._state.db = False, connection.alias
-    else:
-        orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
-        orm_fields["total"] = Money(rated.total, CURRENCY)
-        invoice = Invoice.objects.create(**orm_fields)
+        return invoice
+    if number is not None:
+        raise ValueError("only the run writes an invoice as issued; people use invoice_issue")
+    orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
+    orm_fields["total"] = Money(rated.total, CURRENCY)
+    invoice = Invoice.objects.create(**orm_fields)
     statements.insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
     return invoice
 

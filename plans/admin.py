@@ -34,6 +34,7 @@ from plans.models import (
     PlanChange,
     PlanPrice,
 )
+from plans.selectors import price_in_force
 
 
 def _today() -> dt.date:
@@ -41,9 +42,7 @@ def _today() -> dt.date:
 
 
 def price_row_locked(price) -> bool:
-    """A saved price row that already applies (valid_from <= today) may have billed a month:
-    it stays as it is; a new price is a new row."""
-    return price is not None and price.pk is not None and price.valid_from <= _today()
+    return price_in_force(price=price, today=_today())
 
 
 class DatedPriceForm(forms.ModelForm):

@@ -13,9 +13,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.db import transaction
+from django.utils import timezone
 from moneyed import Money
 
+from billingsite.clock import billing_date
 from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
+from plans.selectors import price_in_force
 
 DEFAULT_BOOK = Path(__file__).with_name("price_book.json")
 
@@ -37,7 +40,9 @@ def _cny(text: str) -> Money:
     return Money(Decimal(text), "CNY")
 
 
-def _sync(model, lookup: dict, wanted: dict, label: str, report: LoadReport, force: bool):
+def _sync(
+    model, lookup: dict, wanted: dict, label: str, report: LoadReport, force: bool, today: dt.date
+):
     row = model.objects.filter(**lookup).first()
     if row is None:
         row = model.objects.create(**lookup, **wanted)
@@ -50,6 +55,11 @@ def _sync(model, lookup: dict, wanted: dict, label: str, report: LoadReport, for
     ]
     if not diffs:
         report.unchanged.append(label)
+    elif force and model in (PlanPrice, AddOnPrice) and price_in_force(price=row, today=today):
+        report.differences.append(
+            f"{label}: {'; '.join(diffs)} (in force since {row.valid_from}: never reset, a "
+            "new price is a new row from a future month)"
+        )
     elif force:
         for name, value in wanted.items():
             setattr(row, name, value)
@@ -61,7 +71,12 @@ def _sync(model, lookup: dict, wanted: dict, label: str, report: LoadReport, for
 
 
 @transaction.atomic
-def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadReport:
+def load_price_book(
+    *, path: Path = DEFAULT_BOOK, force: bool = False, now: dt.datetime | None = None
+) -> LoadReport:
+    """`force` resets rows that differ from the file, except prices already in force on
+    `now`'s day (default: now), which are reported."""
+    today = billing_date(now or timezone.now())
     book = json.loads(Path(path).read_text(encoding="utf-8"))
     if book.get("currency") != "CNY":
         raise ValueError("the price book must be in CNY")
@@ -84,6 +99,7 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             f"plan {spec['code']}",
             report,
             force,
+            today,
         )
         plans[plan.code] = plan
         _sync(
@@ -99,6 +115,7 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             f"plan price {spec['code']} from {valid_from}",
             report,
             force,
+            today,
         )
     addons: dict[str, AddOn] = {}
     for spec in book["addons"]:
@@ -125,6 +142,7 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
             f"add-on {spec['code']}",
             report,
             force,
+            today,
         )
         addons[addon.code] = addon
         for plan_code, price in spec["prices"].items():
@@ -139,5 +157,6 @@ def load_price_book(*, path: Path = DEFAULT_BOOK, force: bool = False) -> LoadRe
                 f"add-on price {spec['code']} on {plan_code} from {valid_from}",
                 report,
                 force,
+                today,
             )
     return report

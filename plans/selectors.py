@@ -34,6 +34,12 @@ from plans.models import (
 )
 
 
+def price_in_force(*, price: PlanPrice | AddOnPrice | None, today: dt.date) -> bool:
+    """A saved dated price whose month has started (valid_from <= today) may have billed a
+    month: it is never changed (the database refuses it too); a new price is a new row."""
+    return price is not None and price.pk is not None and price.valid_from <= today
+
+
 def price_book_for_period(*, period: Period) -> PriceBook:
     """The prices valid on the period's first day; they bill the whole period."""
     plans = {plan.id: plan for plan in Plan.objects.all()}

@@ -37,6 +37,25 @@ postgres_only = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _flush_may_truncate_guarded_tables():
+    """The flush between transactional tests TRUNCATEs every table on PostgreSQL, which the
+    guards of billingsite/db_guards.py refuse unless the truncating transaction says it means
+    it. Only this flush says it."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    from billingsite.db_guards import ALLOW_TRUNCATE_SETTING
+
+    flush = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        return flush(self, [f"SET LOCAL {ALLOW_TRUNCATE_SETTING} = 'on'", *sql_list])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "execute_sql_flush", execute_sql_flush)
+        yield
+
+
 def pytest_configure(config):
     from django.conf import settings
 

@@ -146,7 +146,12 @@ def test_read_customer_with_balance_and_arrears(console, customer, app):
     assert body["balance"] == "10000.00" and body["status"] == "active"
     assert body["in_arrears_since"] is None and body["recommended_balance"] == "0.00"
 
-    PlanChange.objects.filter(application=app).update(plan=_plan("premium"))
+    # On Premium instead: decisions are never edited, the Free one is cancelled.
+    free = PlanChange.objects.get(application=app)
+    PlanChange.objects.filter(pk=free.pk).update(cancelled_at=NOW)
+    PlanChange.objects.create(
+        application=app, plan=_plan("premium"), effective_date=free.effective_date, created_at=NOW
+    )
     LedgerEntry.objects.create(
         customer=customer,
         kind="invoice_debit",

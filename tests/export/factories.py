@@ -51,6 +51,17 @@ class Line:
 PLAN_NAMES = {"free": "Free", "premium": "Premium", "ultimate": "Ultimate"}
 
 
+def customer_created(*, at: dt.datetime, **fields) -> Customer:
+    """A customer created at `at` (its created_at and its history row). History rows are
+    append-only, so their date is given when they are written."""
+    customer = CustomerFactory.build(**fields)
+    customer._history_date = at
+    customer.save()
+    Customer.objects.filter(pk=customer.pk).update(created_at=at)
+    customer.refresh_from_db()
+    return customer
+
+
 def issued_invoice(
     *,
     customer: Customer | None = None,
@@ -65,10 +76,12 @@ def issued_invoice(
     customer = customer or CustomerFactory()
     issued = status in Invoice.ISSUED_STATES
     total = sum((Decimal(line.amount) for line in lines), Decimal("0.00"))
+    # Written as a draft with its lines, then issued: the database adds no line to an issued
+    # invoice.
     invoice = Invoice.objects.create(
         customer=customer,
         period=period.start,
-        status=status,
+        status=Invoice.Status.DRAFT if issued else status,
         number=(number or next_number("INV", issued_at.year)) if issued else None,
         hold_reason="high volume without a contract" if status == Invoice.Status.HELD else "",
         customer_name=customer.name,
@@ -105,7 +118,7 @@ def issued_invoice(
         for position, line in enumerate(lines, start=1)
     )
     # Stamp updated_at (auto_now) with the issue time so outputs are reproducible.
-    Invoice.objects.filter(pk=invoice.pk).update(updated_at=issued_at)
+    Invoice.objects.filter(pk=invoice.pk).update(status=status, updated_at=issued_at)
     invoice.refresh_from_db()
     return invoice
 

@@ -12,10 +12,10 @@ from tests.export.factories import (
     ISSUED_AT,
     Line,
     credit_note,
+    customer_created,
     issued_invoice,
     ledger_entry,
 )
-from tests.factories import CustomerFactory
 
 URL = "/api/v1/accounting/{}/"
 
@@ -39,8 +39,8 @@ def csv_numbers(client, resource: str, column: str, **query) -> list[str]:
 
 @pytest.fixture
 def documents(db):
-    alpha = CustomerFactory(external_id="alpha", name="Alpha Ltd")
-    beta = CustomerFactory(external_id="beta", name="Beta Ltd")
+    alpha = customer_created(at=shanghai(2026, 1, 5), external_id="alpha", name="Alpha Ltd")
+    beta = customer_created(at=shanghai(2026, 2, 5), external_id="beta", name="Beta Ltd")
     september = issued_invoice(
         customer=alpha,
         period=Period(2026, 9),
@@ -64,8 +64,14 @@ def documents(db):
         number="CN-2026-000002",
     )
     # Never exported.
-    issued_invoice(customer=CustomerFactory(external_id="gamma"), status=Invoice.Status.DRAFT)
-    issued_invoice(customer=CustomerFactory(external_id="delta"), status=Invoice.Status.HELD)
+    issued_invoice(
+        customer=customer_created(at=shanghai(2026, 1, 1), external_id="gamma"),
+        status=Invoice.Status.DRAFT,
+    )
+    issued_invoice(
+        customer=customer_created(at=shanghai(2026, 1, 1), external_id="delta"),
+        status=Invoice.Status.HELD,
+    )
     return {
         "alpha": alpha,
         "beta": beta,
@@ -204,18 +210,12 @@ def test_ledger_entry_filters(accounting, documents):
 
 
 def test_customer_filters(accounting, documents):
-    alpha, beta = documents["alpha"], documents["beta"]
-    # Fix creation and edit times (both are set by the database clock otherwise).
-    for customer, created in ((alpha, shanghai(2026, 1, 5)), (beta, shanghai(2026, 2, 5))):
-        Customer.objects.filter(pk=customer.pk).update(created_at=created)
-        Customer.history.filter(id=customer.pk).update(history_date=created)
-    Customer.objects.exclude(pk__in=[alpha.pk, beta.pk]).update(created_at=shanghai(2026, 1, 1))
-    Customer.history.exclude(id__in=[alpha.pk, beta.pk]).update(history_date=shanghai(2026, 1, 1))
+    beta = documents["beta"]
     # Beta's address changes in March (a history record), then it falls into arrears.
     beta.refresh_from_db()
     beta.address = "2 Nanjing Road, Shanghai"
+    beta._history_date = shanghai(2026, 3, 1)
     beta.save()
-    Customer.history.filter(id=beta.pk, history_type="~").update(history_date=shanghai(2026, 3, 1))
     Customer.objects.filter(pk=beta.pk).update(arrears_since=dt.date(2026, 11, 2))
     gamma = Customer.objects.get(external_id="gamma")
     Customer.objects.filter(pk=gamma.pk).update(

@@ -32,7 +32,7 @@ def shanghai(*args) -> dt.datetime:
 
 
 def customer(external_id: str, name: str, created: dt.datetime, **fields) -> Customer:
-    record = Customer.objects.create(
+    record = Customer(
         external_id=external_id,
         name=name,
         billing_email=f"billing@{external_id}.example.com",
@@ -40,8 +40,10 @@ def customer(external_id: str, name: str, created: dt.datetime, **fields) -> Cus
         tax_id=f"9131000{external_id.upper()}",
         **fields,
     )
+    # History rows are append-only: their date is given when they are written.
+    record._history_date = created
+    record.save()
     Customer.objects.filter(pk=record.pk).update(created_at=created)
-    Customer.history.filter(id=record.pk).update(history_date=created)
     record.refresh_from_db()
     return record
 

@@ -55,10 +55,12 @@ def issued_invoice(
     issued_at = issued_at or issue_moment(period)
     is_issued = status in Invoice.ISSUED_STATES
     total = sum((line.amount for line in lines), Decimal("0.00"))
+    # Written as a draft with its lines, then issued: the database adds no line to an issued
+    # invoice.
     invoice = Invoice.objects.create(
         customer=customer,
         period=period.start,
-        status=status,
+        status=Invoice.Status.DRAFT if is_issued else status,
         number=(number or next_number("INV", issued_at.year)) if is_issued else None,
         hold_reason="" if status != Invoice.Status.HELD else "high-volume application",
         customer_name=customer.name,
@@ -97,6 +99,9 @@ def issued_invoice(
         )
         for position, line in enumerate(lines, start=1)
     )
+    if is_issued:
+        Invoice.objects.filter(pk=invoice.pk).update(status=status)
+        invoice.status = status
     if is_issued and debit and total > 0:
         ledger_record(
             customer=customer,

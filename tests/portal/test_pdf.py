@@ -47,8 +47,11 @@ def test_invoice_pdf_is_rendered_from_frozen_data_not_todays_prices(acme, acme_i
     before = pdf_text(render_invoice_pdf(invoice=acme_invoice))
     acme.name = "Renamed Holdings"
     acme.save()
+    # A price in force never changes: the new one is a row that reprices the invoiced month.
     premium = PlanPrice.objects.get(plan__code="premium")
-    PlanPrice.objects.filter(pk=premium.pk).update(dau_base_fee=Money(Decimal("12000.00"), "CNY"))
+    premium.pk, premium.valid_from = None, acme_invoice.period
+    premium.dau_base_fee = Money(Decimal("12000.00"), "CNY")
+    premium.save()
 
     invoice = Invoice.objects.get(pk=acme_invoice.pk)
     after = pdf_text(render_invoice_pdf(invoice=invoice))
