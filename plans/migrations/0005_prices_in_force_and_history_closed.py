@@ -26,7 +26,7 @@ HISTORY_TABLES = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [("plans", "0002_verbose_names")]
+    dependencies = [("plans", "0004_addon_max_quantity_and_requires")]
 
     operations = [
         *(

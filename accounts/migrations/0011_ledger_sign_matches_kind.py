@@ -14,7 +14,7 @@ ledger_append_only = importlib.import_module(
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0008_application_fillfactor")]
+    dependencies = [("accounts", "0010_customer_address_max_length")]
 
     operations = [
         *rebuilt_on_sqlite(

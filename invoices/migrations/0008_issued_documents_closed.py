@@ -92,7 +92,7 @@ def lines_open(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("invoices", "0005_invoice_rated_usage_version")]
+    dependencies = [("invoices", "0007_billing_run_chunks_and_progress")]
 
     operations = [
         row_guard(
