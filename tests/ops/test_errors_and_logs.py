@@ -14,7 +14,11 @@ from tests.factories import CustomerUserFactory, StaffFactory
 def test_unknown_api_address_is_a_json_404(client, db):
     response = client.get("/api/v1/no-such-thing/")
     assert response.status_code == 404
-    assert response.json() == {"code": "not_found", "message": "Not found."}
+    assert response.json() == {
+        "code": "not_found",
+        "message": "no such API endpoint or resource",
+        "field": None,
+    }
 
 
 def test_unknown_portal_address_is_the_branded_404_page(client, db):

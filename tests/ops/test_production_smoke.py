@@ -299,7 +299,11 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
         assert refused.status_code == 400
         missing = requests.get(f"{stack.url}/api/v1/no-such-thing/")
         assert missing.status_code == 404
-        assert missing.json() == {"code": "not_found", "message": "Not found."}
+        assert missing.json() == {
+            "code": "not_found",
+            "message": "no such API endpoint or resource",
+            "field": None,
+        }
 
         # Last month's run, started in the admin, billed by the worker.
         session = admin_session(stack, "manager", "smoke-password")
@@ -398,7 +402,13 @@ def check_api_docs_offline(stack: Stack) -> None:
         try:
             page = browser.new_page()
             page.route("**/*", only_local)
+            # With DEBUG=0 the docs are for staff (API_DOCS_PUBLIC is off): the admin login
+            # comes first and leads back to them.
             page.goto(f"{stack.url}/api/docs/")
+            assert "/admin/login/" in page.url
+            page.fill("#id_username", "manager")
+            page.fill("#id_password", "smoke-password")
+            page.click("input[type=submit]")
             page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
             assert "IM billing back-office API" in page.inner_text(".swagger-ui .info .title")
             page.wait_for_selector(".opblock-summary-path", timeout=20_000)
