@@ -14,6 +14,7 @@ from accounts import roles
 from accounts.models import Application, DailyUsage
 from billingsite.clock import BILLING_TZ, Period
 from invoices.models import Invoice
+from invoices.rating import PricedLine
 from invoices.runs import billing_run_start
 from plans.models import AddOnChange, DedicatedContract, PlanChange
 from plans.services import SubscriptionError, contract_add
@@ -25,6 +26,7 @@ from tests.factories import (
     deposit,
     usage,
 )
+from tests.portal.factories import credit_note, issued_invoice
 
 pytestmark = [pytest.mark.usefixtures("price_book"), pytest.mark.django_db]
 
@@ -85,17 +87,34 @@ def refused(send, status: int, code: str, field: str | None = "effective_date") 
 
 
 def invoice(customer, period: dt.date, status: str) -> Invoice:
+    """An invoice of the customer for the month in `status`; a credited one gets there the
+    only way the database allows: an issued invoice and a credit note over its line."""
+    credited = status in (Invoice.Status.PARTIALLY_CREDITED, Invoice.Status.CREDITED)
     issued = status in Invoice.ISSUED_STATES
-    return Invoice.objects.create(
+    month = Period(period.year, period.month)
+    line = PricedLine(
+        app_key="x", app_name="X", code="premium", category="dau_fee", plan_code="premium",
+        plan_name="Premium", description="Premium plan, monthly fee by peak DAU", quantity=1,
+        unit_price=Decimal("100.00"), amount=Decimal("100.00"), first_day=month.start,
+        last_day=month.end, days=month.days, days_in_month=month.days, explanation="",
+    )  # fmt: skip
+    bill = issued_invoice(
         customer=customer,
-        period=period,
-        status=status,
+        period=month,
+        lines=[line],
         number="INV-2026-000077" if issued else None,
-        customer_name=customer.name,
-        rated_at=at("2026-11-02", 0),
-        issued_at=at("2026-11-02", 0) if issued else None,
-        issue_date=dt.date(2026, 11, 2) if issued else None,
+        issued_at=at("2026-11-02", 0),
+        status=Invoice.Status.ISSUED if credited else status,
+        debit=False,
     )
+    if credited:
+        full = status == Invoice.Status.CREDITED
+        credit_note(
+            invoice=bill, amounts={bill.lines.get().pk: Decimal("100.00" if full else "40.00")}
+        )
+    bill.refresh_from_db()
+    assert bill.status == status
+    return bill
 
 
 # --- the attack of the issue -----------------------------------------------------------------
