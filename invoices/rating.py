@@ -147,7 +147,8 @@ class PricedLine:
     # `description` and `explanation` are these messages rendered in English.
     title: Message | None = None
     explanation_parts: tuple[Message, ...] = ()
-    plan_name_zh: str = ""
+    # Placeholder -> name in each language ("plan" always; "addon" and "unit" on add-ons).
+    names: dict[str, dict[str, str]] | None = None
 
     @property
     def messages(self) -> dict | None:
@@ -157,17 +158,24 @@ class PricedLine:
         return {
             "title": self.title.as_json(),
             "explanation": [part.as_json() for part in self.explanation_parts],
-            "plan": names(self.plan_name, self.plan_name_zh),
+            "names": self.names,
         }
 
 
-def priced_line(*, title: Message, explanation_parts: list[Message], **fields) -> PricedLine:
+def priced_line(
+    *,
+    title: Message,
+    explanation_parts: list[Message],
+    line_names: dict[str, dict[str, str]],
+    **fields,
+) -> PricedLine:
     """A line whose English `description` and `explanation` are rendered from its messages."""
     return PricedLine(
-        description=render([title]),
-        explanation=render(explanation_parts),
+        description=render((title,), names=line_names),
+        explanation=render(explanation_parts, names=line_names),
         title=title,
         explanation_parts=tuple(explanation_parts),
+        names=line_names,
         **fields,
     )
 
@@ -247,8 +255,8 @@ def _proration(monthly: Decimal, days: int, days_in_month: int, amount: Decimal)
     ]
 
 
-def _plan_names(plan: PlanTerms) -> dict[str, str]:
-    return names(plan.name, plan.name_zh)
+def _plan_names(plan: PlanTerms) -> dict[str, dict[str, str]]:
+    return {"plan": names(plan.name, plan.name_zh)}
 
 
 def _overlap(a_first, a_last, b_first, b_last) -> tuple[dt.date, dt.date] | None:
@@ -276,7 +284,7 @@ def _dau_line(app: ApplicationInput, plan: PlanTerms, segment: PlanSegment) -> P
     else:
         parts = [Message("peak_dau", {"peak_dau": f"{segment.peak_dau:,}"})]
     if plan.dau_base_fee == 0 and plan.dau_block_price == 0:
-        parts.append(Message("no_monthly_fee", {"plan": _plan_names(plan)}))
+        parts.append(Message("no_monthly_fee"))
     else:
         if blocks == 0:
             parts.append(
@@ -308,8 +316,8 @@ def _dau_line(app: ApplicationInput, plan: PlanTerms, segment: PlanSegment) -> P
         category="dau_fee",
         plan_code=plan.code,
         plan_name=plan.name,
-        title=Message("plan_fee_title", {"plan": _plan_names(plan)}),
-        plan_name_zh=plan.name_zh,
+        title=Message("plan_fee_title"),
+        line_names=_plan_names(plan),
         quantity=1,
         unit_price=round_money(monthly),
         amount=amount,
@@ -341,7 +349,7 @@ def _addon_line(
     quantity = addon_segment.quantity
     if price.availability == INCLUDED:
         unit_price, amount = ZERO, ZERO
-        parts = [Message("included", {"plan": _plan_names(plan)})]
+        parts = [Message("included")]
     else:
         unit_price = round_money(price.unit_price)
         monthly = price.unit_price * quantity
@@ -349,7 +357,6 @@ def _addon_line(
         params: dict = {
             "quantity": quantity,
             "unit_price": money_text(unit_price),
-            "unit": names(addon.unit_description, addon.unit_description_zh),
         }
         if quantity > 1:
             parts = [Message("addon_quantity_total", {**params, "monthly": money_text(monthly)})]
@@ -363,8 +370,12 @@ def _addon_line(
         category=addon.category,
         plan_code=plan.code,
         plan_name=plan.name,
-        title=Message("addon_title", {"addon": names(addon.name, addon.name_zh)}),
-        plan_name_zh=plan.name_zh,
+        title=Message("addon_title"),
+        line_names={
+            **_plan_names(plan),
+            "addon": names(addon.name, addon.name_zh),
+            "unit": names(addon.unit_description, addon.unit_description_zh),
+        },
         quantity=quantity,
         unit_price=unit_price,
         amount=amount,
@@ -395,7 +406,7 @@ def _contract_line(app: ApplicationInput, contract: ContractSegment, plan: PlanT
         plan_code=plan.code,
         plan_name=plan.name,
         title=Message("contract_title"),
-        plan_name_zh=plan.name_zh,
+        line_names=_plan_names(plan),
         quantity=1,
         unit_price=round_money(contract.monthly_fee),
         amount=amount,

@@ -2,8 +2,8 @@
 
 Pure (no Django), like the engine. A line's title and explanation are `Message`s: an id from
 `CATALOGUE` and its parameters, already formatted (figures, dates, money) since they read the
-same in every language; names of plans and add-ons are `{"en": ..., "zh-hans": ...}` from the
-price book. The engine renders the English here (it is frozen on the invoice for exports and
+same in every language; names of plans, add-ons and units are the line's `names`,
+`{"en": ..., "zh-hans": ...}` from the price book. The engine renders the English here (it is frozen on the invoice for exports and
 PDFs); the pages render the same frozen ids in the reader's language through gettext
 (`invoices/templatetags/invoice_text.py`), whose catalogue is the `.po` file: a wording change
 is one edit here and one in the `.po`, never a parser to keep in step.
@@ -12,8 +12,7 @@ is one edit here and one in the `.po`, never a parser to keep in step.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 ENGLISH = "en"
 CHINESE = "zh-hans"
@@ -73,13 +72,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     id: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    # Language-neutral values (figures, dates, money as text); names come from the line's
+    # `names` (`render`), so a plan name is frozen once per line, not once per message.
+    params: dict[str, Any] = {}
 
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "params": dict(self.params)}
+    def as_json(self) -> list:
+        return [self.id, self.params] if self.params else [self.id]
 
 
 def names(english: str, chinese: str = "") -> dict[str, str]:
@@ -87,36 +87,38 @@ def names(english: str, chinese: str = "") -> dict[str, str]:
     return {ENGLISH: english, CHINESE: chinese or english}
 
 
-def _identity(text: str) -> str:
-    return text
-
-
-def _param(value: Any, language: str) -> Any:
-    if isinstance(value, Mapping):
-        return value.get(language) or value.get(ENGLISH, "")
-    return value
-
-
 def render(
-    parts: Iterable[Message | Mapping[str, Any]],
+    parts: Iterable[Message | list],
     *,
+    names: Mapping[str, Mapping[str, str]] | None = None,
     language: str = ENGLISH,
-    translate: Callable[[str], str] = _identity,
+    translate: Callable[[str], str] | None = None,
 ) -> str:
     """Parts joined by their separators in `language`; `translate` is gettext on the pages.
 
-    Accepts `Message`s (the engine) and their JSON (frozen on an invoice line). An id this
-    code no longer knows renders as nothing rather than failing a customer's page.
+    `parts` are `Message`s (the engine) or their JSON (frozen on an invoice line); `names`
+    maps a placeholder (plan, addon, unit) to its name in each language. An id this code no
+    longer knows renders as nothing rather than failing a customer's page.
     """
-    text = ""
+    values: dict[str, Any] = {
+        key: localized.get(language) or localized[ENGLISH]
+        for key, localized in (names or {}).items()
+    }
+    pieces: list[str] = []
     for part in parts:
-        message_id, params = (
-            (part.id, part.params) if isinstance(part, Message) else (part["id"], part["params"])
-        )
-        if message_id not in CATALOGUE:
+        entry = CATALOGUE.get(part[0])
+        if entry is None:
             continue
-        separator, template = CATALOGUE[message_id]
-        values = {name: _param(value, language) for name, value in params.items()}
-        piece = translate(template).format(**values)
-        text += (translate(SEPARATORS[separator]) if text else "") + piece
-    return text
+        separator, template = entry
+        if translate is not None:
+            template = translate(template)
+        if pieces:
+            pieces.append(
+                SEPARATORS[separator] if translate is None else translate(SEPARATORS[separator])
+            )
+        pieces.append(
+            template.format_map({**values, **part[1]})
+            if len(part) > 1
+            else template.format_map(values)
+        )
+    return "".join(pieces)

@@ -35,7 +35,7 @@ def _render(line, key: str, english: str) -> str:
     if language == ENGLISH or not messages:
         return english
     parts = [messages["title"]] if key == "title" else messages["explanation"]
-    return render(parts, language=language, translate=gettext)
+    return render(parts, names=messages["names"], language=language, translate=gettext)
 
 
 def line_title_text(line) -> str:
@@ -50,7 +50,9 @@ def line_explanation_text(line) -> str:
 def line_plan_names(line) -> dict[str, str]:
     """The line's plan name in both languages (the English one only for lines frozen before
     lines carried messages)."""
-    return (line.messages or {}).get("plan") or names(line.plan_name)
+    if line.messages:
+        return line.messages["names"]["plan"]
+    return names(line.plan_name)
 
 
 def name_in_language(localized: dict[str, str], language: str | None = None) -> str:

@@ -1,6 +1,7 @@
 """How lines read in Chinese, the money filter, and grouping by application."""
 
 import datetime as dt
+import json
 import re
 from decimal import Decimal
 
@@ -27,17 +28,18 @@ from invoices.templatetags.invoice_text import (
 from plans.selectors import price_book_for_period
 from tests.portal.conftest import OCTOBER
 
-PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
+PREMIUM = {"plan": {"en": "Premium", "zh-hans": "尊享版"}}
 
 
 @pytest.mark.parametrize(
-    ("parts", "english", "chinese"),
+    ("parts", "names", "english", "chinese"),
     [
         (
             [
                 Message("peak_dau_on_day", {"peak_dau": "8,000", "day": "2026-10-05"}),
                 Message("base_fee_only", {"base_fee": "6,000.00", "included_dau": "10,000"}),
             ],
+            PREMIUM,
             "peak DAU 8,000 on 2026-10-05: 6,000.00 (up to 10,000 DAU)",
             "峰值日活 8,000（2026-10-05）：6,000.00（10,000 日活以内）",
         ),
@@ -54,6 +56,7 @@ PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
                     },
                 ),
             ],
+            PREMIUM,
             "peak DAU 25,000: 8,000.00 + 2 x 4,500.00 = 17,000.00",
             "峰值日活 25,000：8,000.00 + 2 x 4,500.00 = 17,000.00",
         ),
@@ -66,6 +69,7 @@ PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
                     {"days": 15, "days_in_month": 30, "monthly": "6,000.00", "amount": "3,000.00"},
                 ),
             ],
+            PREMIUM,
             "no usage reported: billed at peak DAU 0: 6,000.00 (up to 10,000 DAU); pro rata "
             "15 of 30 days: 6,000.00 x 15/30 = 3,000.00",
             "未上报用量，按峰值日活 0 计费：6,000.00（10,000 日活以内）；按天折算 15/30 天："
@@ -74,13 +78,15 @@ PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
         (
             [
                 Message("peak_dau_on_day", {"peak_dau": "1,200", "day": "2026-10-01"}),
-                Message("no_monthly_fee", {"plan": {"en": "Free", "zh-hans": "免费版"}}),
+                Message("no_monthly_fee"),
             ],
+            {"plan": {"en": "Free", "zh-hans": "免费版"}},
             "peak DAU 1,200 on 2026-10-01: Free plan has no monthly fee",
             "峰值日活 1,200（2026-10-01）：免费版无月费",
         ),
         (
-            [Message("included", {"plan": {"en": "Ultimate", "zh-hans": "至尊版"}})],
+            [Message("included")],
+            {"plan": {"en": "Ultimate", "zh-hans": "至尊版"}},
             "included in the Ultimate plan",
             "至尊版已包含",
         ),
@@ -91,11 +97,11 @@ PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
                     {
                         "quantity": 2,
                         "unit_price": "1,200.00",
-                        "unit": {"en": "pack of 1,000 words", "zh-hans": "每包 1,000 个词"},
                         "monthly": "2,400.00",
                     },
                 )
             ],
+            {"unit": {"en": "pack of 1,000 words", "zh-hans": "每包 1,000 个词"}},
             "2 x 1,200.00 (pack of 1,000 words) = 2,400.00",
             "2 x 1,200.00（每包 1,000 个词）= 2,400.00",
         ),
@@ -106,35 +112,40 @@ PREMIUM = {"en": "Premium", "zh-hans": "尊享版"}
                 ),
                 Message("peak_messages", {"messages": "2,500,000"}),
             ],
+            PREMIUM,
             "dedicated-service contract DS-7: 50,000.00 / month; peak 2,500,000 delivered "
             "messages in a day",
             "专属服务合同 DS-7：50,000.00 / 月；单日最高下发消息 2,500,000 条",
         ),
         (
             [Message("contract", {"monthly_fee": "50,000.00"})],
+            PREMIUM,
             "dedicated-service contract: 50,000.00 / month",
             "专属服务合同：50,000.00 / 月",
         ),
         (
-            [Message("plan_fee_title", {"plan": PREMIUM})],
+            [Message("plan_fee_title")],
+            PREMIUM,
             "Premium plan, monthly fee by peak DAU",
             "尊享版套餐，按峰值日活计算的月费",
         ),
         # A name without its Chinese reads in English; an id this code no longer knows, as
         # nothing (a page never fails on an old line).
         (
-            [Message("included", {"plan": {"en": "Gold", "zh-hans": ""}})],
+            [Message("included")],
+            {"plan": {"en": "Gold", "zh-hans": ""}},
             "included in the Gold plan",
             "Gold已包含",
         ),
-        ([Message("retired_message_id", {"x": 1})], "", ""),
+        ([Message("retired_message_id", {"x": 1})], PREMIUM, "", ""),
     ],
 )
-def test_messages_render_in_english_and_chinese(parts, english, chinese):
-    assert render(parts) == english
-    frozen = [part.as_json() for part in parts]
+def test_messages_render_in_english_and_chinese(parts, names, english, chinese):
+    assert render(parts, names=names) == english
+    # As frozen on a line: through JSON and back.
+    frozen = json.loads(json.dumps([part.as_json() for part in parts]))
     with translation.override("zh-hans"):
-        assert render(frozen, language="zh-hans", translate=gettext) == chinese
+        assert render(frozen, names=names, language="zh-hans", translate=gettext) == chinese
 
 
 def test_every_message_has_its_chinese_in_the_catalogue():
