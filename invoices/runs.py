@@ -22,7 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from accounts.events import deliveries_batched
+from accounts.events import BROKER_ERRORS, deliveries_batched
 from accounts.models import Application, Customer, DailyUsage
 from billingsite.clock import Period, billing_date
 from invoices.models import BillingRun, BillingRunChunk, BillingRunError, Invoice
@@ -121,10 +121,16 @@ def _dispatch(
 ) -> None:
     from invoices.tasks import billing_run_chunk
 
-    for chunk in chunks:
-        billing_run_chunk.delay(
-            run_id, chunk.customer_ids, str(period), now.isoformat(), chunk.number
-        )
+    try:
+        for chunk in chunks:
+            billing_run_chunk.delay(
+                run_id, chunk.customer_ids, str(period), now.isoformat(), chunk.number
+            )
+    except BROKER_ERRORS:
+        # Runs after the run's rows committed: a broker outage must not turn the start into an
+        # error. The chunks not queued make no progress, so the run shows as stalled and
+        # finance resumes it (or `bill --period` does) once the broker is back.
+        logger.exception("billing run %s: broker unavailable, chunks not queued", run_id)
 
 
 def _chunk_rows(*, run: BillingRun, customer_ids: list[int], first_number: int) -> list:

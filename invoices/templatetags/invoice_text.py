@@ -35,7 +35,8 @@ def _render(line, key: str, english: str) -> str:
     if language == ENGLISH or not messages:
         return english
     parts = [messages["title"]] if key == "title" else messages["explanation"]
-    return render(parts, names=messages["names"], language=language, translate=gettext)
+    # An id this code no longer knows renders as nothing: the frozen English says it instead.
+    return render(parts, names=messages["names"], language=language, translate=gettext) or english
 
 
 def line_title_text(line) -> str:

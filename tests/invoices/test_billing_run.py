@@ -1015,3 +1015,43 @@ def test_monthly_task_resumes_a_stalled_run(
         assert start_monthly_billing.delay(later.isoformat()).get() == run.pk
     assert BillingRun.objects.get().status == BillingRun.Status.FINISHED
     assert_billed_exactly_once(customers)
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_at_the_start_leaves_a_run_that_resumes(
+    price_book, small_chunks, django_capture_on_commit_callbacks, monkeypatch, settings
+):
+    """The chunks are queued after the run's rows commit: a broker that is down then is logged,
+    not raised (no 500 in the admin); the run makes no progress, shows as stalled, and a resume
+    bills every account once."""
+    from kombu.exceptions import OperationalError
+
+    from billingsite.celery import app as celery_app
+    from invoices.runs import billing_run_is_stalled, billing_run_resume
+
+    customers = build_accounts(3)
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(celery_app.amqp, "send_task_message", broker_down)
+    celery_app.conf.task_always_eager = False
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            run = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
+    finally:
+        celery_app.conf.task_always_eager = True
+    monkeypatch.undo()
+
+    run.refresh_from_db()
+    assert run.status == BillingRun.Status.RUNNING
+    assert run.accounts_done == 0
+    assert not Invoice.objects.exists()
+    later = BILLING_MOMENT + dt.timedelta(seconds=settings.BILLING_RUN_STALL_AFTER + 60)
+    assert billing_run_is_stalled(run=run, now=later)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run_resume(run=run, now=later)
+    run.refresh_from_db()
+    assert run.status == BillingRun.Status.FINISHED
+    assert_billed_exactly_once(customers)

@@ -275,3 +275,12 @@ def test_by_application_groups_in_line_order_with_subtotals(acme_invoice):
     assert groups[1].plan_names == "Free → Ultimate"
     with translation.override("zh-hans"):
         assert groups[1].plan_names == "免费版 → 至尊版"
+
+
+@pytest.mark.django_db
+def test_a_line_with_a_message_id_this_code_no_longer_knows_reads_its_english(acme_invoice):
+    line = acme_invoice.lines.order_by("position").first()
+    line.messages = {**line.messages, "title": ["retired_title_id"], "explanation": [["gone"]]}
+    with translation.override("zh-hans"):
+        assert line_title_text(line) == line.description
+        assert line_explanation_text(line) == line.explanation
