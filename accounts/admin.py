@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -1083,3 +1085,16 @@ class CustomerUserAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "customer__name", "customer__external_id"]
     autocomplete_fields = ["customer"]
     raw_id_fields = ["user"]
+
+
+class StaffUserAdmin(DjangoUserAdmin):
+    """Users are deactivated, never deleted: what they did is frozen with their id (issued
+    invoices, decisions, history rows the database never lets change), so deleting one would
+    have the database refuse the cascade. Untick "Active" instead."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+admin.site.unregister(User)
+admin.site.register(User, StaffUserAdmin)
