@@ -350,6 +350,13 @@ def plan_change_request(
         ended = _end_unavailable_addons(
             application=app, since=effective, now=now, created_by=created_by, books=books
         )
+        # A cancelled plan change gives back what it had ended; an extension whose base the
+        # customer ended meanwhile must not come back without it.
+        for base in AddOn.objects.filter(extensions__isnull=False).distinct():
+            ended += _end_extensions_without_base(
+                application=app, base=base, since=effective, now=now, created_by=created_by
+            )
+        ended = sorted(set(ended))
     return PlanChangeResult(
         change=change,
         effective_date=effective,
@@ -463,6 +470,21 @@ def addon_set(
         _end_unavailable_addons(
             application=app, since=day, now=now, created_by=created_by, books=books
         )
+        # The base is back from `day` on: its extensions' ends that only followed its end go
+        # with it (an end the customer asked for has its own note and stays).
+        _cancel(
+            list(
+                AddOnChange.objects.filter(
+                    application=app,
+                    addon__requires=addon,
+                    cancelled_at__isnull=True,
+                    quantity=0,
+                    effective_date__gte=day,
+                    note=f"{BASE_END_PREFIX}{addon.code}",
+                )
+            ),
+            now=now,
+        )
         if addon.requires_id is not None:
             _end_extensions_without_base(
                 application=app, base=addon.requires, since=day, now=now, created_by=created_by
@@ -507,7 +529,15 @@ def addon_end(
                 details={"date": day},
             )
         recorded = next((r for r in later if r.effective_date == day), None)
-        if recorded is not None and recorded.quantity == 0 and len(later) == 1:
+        # The same end asked again changes nothing. An end the system wrote (a plan change, or
+        # the add-on this one extends, ending) is not the customer's: it goes with its cause,
+        # so the customer's own end is recorded beside it.
+        if (
+            recorded is not None
+            and recorded.quantity == 0
+            and len(later) == 1
+            and not _is_auto_end(recorded)
+        ):
             return recorded
         _cancel(later, now=now)
         ended = AddOnChange.objects.create(

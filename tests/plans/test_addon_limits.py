@@ -270,3 +270,59 @@ def test_quote_in_rmb_is_answered_in_cny(staff_client, currency):
     response = quote(staff_client, {"currency": currency})
     assert response.status_code == 200, response.content
     assert (response.json()["currency"], response.json()["total"]) == ("CNY", "6000.00")
+
+
+def _live(app) -> list[tuple[str, int, dt.date]]:
+    return sorted(
+        (row.addon.code, row.quantity, row.effective_date)
+        for row in AddOnChange.objects.filter(application=app, cancelled_at__isnull=True)
+    )
+
+
+def _storage_with_extension(app) -> None:
+    for code, quantity in (("chatroom_storage", 1), ("chatroom_storage_extension", 3)):
+        addon_set(
+            application=app, addon_code=code, quantity=quantity, effective_date=OCT_16, now=NOW
+        )
+
+
+def test_the_customers_own_end_survives_the_plan_change_that_had_ended_it_too():
+    """A downgrade ends storage (and its extension) on the 1st; the customer then ends storage
+    on that same day; keeping Premium after all cancels the downgrade's ends, not his."""
+    from plans.services import plan_change_request
+
+    app = premium_app()
+    _storage_with_extension(app)
+    nov_1 = dt.date(2026, 11, 1)
+    plan_change_request(application=app, plan_code="free", effective_date=nov_1, now=NOW)
+    addon_end(application=app, addon_code="chatroom_storage", effective_date=nov_1, now=NOW)
+    plan_change_request(
+        application=app, plan_code="premium", effective_date=dt.date(2026, 10, 17), now=NOW
+    )
+
+    assert _live(app) == [
+        ("chatroom_storage", 0, nov_1),
+        ("chatroom_storage", 1, OCT_16),
+        ("chatroom_storage_extension", 0, nov_1),
+        ("chatroom_storage_extension", 3, OCT_16),
+    ]
+
+
+def test_ordering_the_base_again_keeps_the_extension_its_end_had_ended():
+    app = premium_app()
+    _storage_with_extension(app)
+    addon_end(application=app, addon_code="chatroom_storage", effective_date=OCT_20, now=NOW)
+    assert ("chatroom_storage_extension", 0, OCT_20) in _live(app)
+
+    # The customer changes his mind before the 20th: storage goes on, and so does the extension.
+    addon_set(
+        application=app,
+        addon_code="chatroom_storage",
+        quantity=1,
+        effective_date=dt.date(2026, 10, 17),
+        now=NOW,
+    )
+    assert _live(app) == [
+        ("chatroom_storage", 1, OCT_16),
+        ("chatroom_storage_extension", 3, OCT_16),
+    ]
