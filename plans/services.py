@@ -193,26 +193,54 @@ def _end_unavailable_addons(
             plan_change = _in_effect(plan_changes, day)
             if plan_change is None or _offers(_book(day, books), addon.code, plan_change.plan.code):
                 continue
-            starting = [r for r in rows if r.effective_date == day and r.quantity > 0]
-            if starting:
-                _cancel(starting, now=now)
-                rows = [r for r in rows if r not in starting]
-                affected.add(addon.code)
-            current = _in_effect(rows, day)
-            if current is not None and current.quantity > 0:
-                ended = AddOnChange.objects.create(
-                    application=application,
-                    addon=addon,
-                    quantity=0,
-                    effective_date=day,
-                    created_at=now,
-                    created_by=created_by,
-                    note=AUTO_END_NOTE.format(change_id=plan_change.pk)
-                    + f"not available on the {plan_change.plan.name} plan",
-                )
-                rows = sorted([*rows, ended], key=lambda r: (r.effective_date, r.pk))
+            rows, changed = _stop_on(
+                application=application,
+                addon=addon,
+                rows=rows,
+                day=day,
+                note=AUTO_END_NOTE.format(change_id=plan_change.pk)
+                + f"not available on the {plan_change.plan.name} plan",
+                now=now,
+                created_by=created_by,
+            )
+            if changed:
                 affected.add(addon.code)
     return sorted(affected)
+
+
+def _stop_on(
+    *,
+    application: Application,
+    addon: AddOn,
+    rows: list[AddOnChange],
+    day: dt.date,
+    note: str,
+    now: dt.datetime,
+    created_by,
+) -> tuple[list[AddOnChange], bool]:
+    """The add-on is not live on `day`: a pending start that day is cancelled, an active
+    quantity gets a quantity-0 row (with `note`, its cause). Returns the live rows after it
+    and whether anything changed."""
+    changed = False
+    starting = [r for r in rows if r.effective_date == day and r.quantity > 0]
+    if starting:
+        _cancel(starting, now=now)
+        rows = [r for r in rows if r not in starting]
+        changed = True
+    current = _in_effect(rows, day)
+    if current is not None and current.quantity > 0:
+        ended = AddOnChange.objects.create(
+            application=application,
+            addon=addon,
+            quantity=0,
+            effective_date=day,
+            created_at=now,
+            created_by=created_by,
+            note=note,
+        )
+        rows = sorted([*rows, ended], key=lambda r: (r.effective_date, r.pk))
+        changed = True
+    return rows, changed
 
 
 def _check_base_active(app: Application, *, addon: AddOn, day: dt.date) -> None:
@@ -246,23 +274,16 @@ def _end_extensions_without_base(
             base_row = _in_effect(base_rows, day)
             if base_row is not None and base_row.quantity > 0:
                 continue
-            starting = [r for r in rows if r.effective_date == day and r.quantity > 0]
-            if starting:
-                _cancel(starting, now=now)
-                rows = [r for r in rows if r not in starting]
-                affected.append(extension.code)
-            current = _in_effect(rows, day)
-            if current is not None and current.quantity > 0:
-                ended = AddOnChange.objects.create(
-                    application=application,
-                    addon=extension,
-                    quantity=0,
-                    effective_date=day,
-                    created_at=now,
-                    created_by=created_by,
-                    note=f"{BASE_END_PREFIX}{base.code}",
-                )
-                rows = sorted([*rows, ended], key=lambda r: (r.effective_date, r.pk))
+            rows, changed = _stop_on(
+                application=application,
+                addon=extension,
+                rows=rows,
+                day=day,
+                note=f"{BASE_END_PREFIX}{base.code}",
+                now=now,
+                created_by=created_by,
+            )
+            if changed:
                 affected.append(extension.code)
     return sorted(set(affected))
 
