@@ -129,6 +129,7 @@ def worker_main(queue: str, tag: str) -> None:
 def build_template(*, url: str, customers: int, apps: int, seed: int) -> dict:
     """Migrate and fill the template database. Returns what was built."""
     import django
+    from bench_data import copy_customers  # bench/ is the script's folder
 
     django.setup()
     from django.core.management import call_command
@@ -180,24 +181,7 @@ def build_template(*, url: str, customers: int, apps: int, seed: int) -> dict:
         "high_volume": 0,
     }
     with raw.cursor() as cur:
-        with cur.copy(
-            "COPY accounts_customer (id, external_id, name, billing_email, address, tax_id, "
-            "contact_name, contact_phone, created_at) FROM STDIN"
-        ) as copy:
-            for n in range(1, customers + 1):
-                copy.write_row(
-                    (
-                        n,
-                        f"bench-{n:05d}",
-                        f"Bench Customer {n}",
-                        f"billing{n}@bench.test",
-                        f"{n} Bench Road",
-                        f"9131{n:014d}",
-                        "",
-                        "",
-                        created_at,
-                    )
-                )
+        copy_customers(cur, count=customers, created_at=created_at)
         with cur.copy(
             "COPY accounts_ledgerentry (customer_id, kind, amount_currency, amount, "
             "idempotency_key, reference, reason, created_at) FROM STDIN"
