@@ -6,7 +6,8 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.events.webhooks import event_deliver, webhook_retry_countdown
+from accounts.events import webhooks
+from accounts.events.webhooks import event_deliver
 from accounts.models import CustomerEvent
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def deliver_customer_event(self, event_id: int, not_before: float | None = None)
                 "customer event %s: giving up after %s retries", event_id, WEBHOOK_MAX_RETRIES
             )
             return {**outcome, "gave_up": True}
-        countdown = webhook_retry_countdown(self.request.retries)
+        countdown = webhooks.webhook_retry_countdown(self.request.retries)
         limit = broker_wait_limit()
         if countdown <= limit:
             raise self.retry(args=(event_id,), kwargs={}, countdown=countdown)
@@ -90,7 +91,7 @@ def deliver_customer_events(event_ids: list[int]) -> dict:
         if retry:
             deliver_customer_event.apply_async(
                 (event_id,),
-                countdown=min(webhook_retry_countdown(0), broker_wait_limit()),
+                countdown=min(webhooks.webhook_retry_countdown(0), broker_wait_limit()),
                 retries=1,
             )
             retried += 1

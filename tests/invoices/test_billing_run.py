@@ -50,7 +50,6 @@ from tests.invoices.test_invoices import (
     october_usage,
     premium_customer,
 )
-from tests.invoices.test_worker import worker_database_url
 
 
 def build_accounts(count: int, *, balance: str = "20000.00") -> list:
@@ -742,6 +741,8 @@ def test_bill_inline_bills_every_account_when_deliveries_fail(price_book, settin
 def test_bill_inline_survives_its_database_connection_being_killed(
     price_book, settings, monkeypatch, killed
 ):
+    # Circular at import time: test_worker imports this module's helpers.
+    from tests.invoices.test_worker import worker_database_url  # noqa: PLC0415
 
     settings.BILLING_RUN_CHUNK_SIZE = 2
     customers = build_accounts(5)
