@@ -407,8 +407,9 @@ def update_arrears(*, customer: Customer, now: dt.datetime) -> None:
     latest history row)."""
     balance = ledger_balance(customer=customer)
     today = billing_date(now)
-    if balance < 0 and customer.arrears_since is None:
-        customer.arrears_since = today
+    since = arrears_since_after(balance=balance, arrears_since=customer.arrears_since, today=today)
+    if since is not None and customer.arrears_since is None:
+        customer.arrears_since = since
         customer.save(update_fields=["arrears_since"])
         dedupe_key, payload = arrears_started_event(
             customer_id=customer.pk, today=today, balance=balance
@@ -420,7 +421,7 @@ def update_arrears(*, customer: Customer, now: dt.datetime) -> None:
             payload=payload,
             now=now,
         )
-    elif balance >= 0 and customer.arrears_since is not None:
+    elif since is None and customer.arrears_since is not None:
         was_suspended = customer.suspended_at is not None
         started = customer.arrears_since
         customer.arrears_since = None
@@ -435,6 +436,17 @@ def update_arrears(*, customer: Customer, now: dt.datetime) -> None:
                 payload={"balance": f"{balance:.2f}"},
                 now=now,
             )
+
+
+def arrears_since_after(
+    *, balance: Decimal, arrears_since: dt.date | None, today: dt.date
+) -> dt.date | None:
+    """The arrears start once the balance is `balance` (None: not in arrears). Below zero the
+    arrears run from the day they started, or start today; at zero or above they end. The one
+    rule `update_arrears` writes and the admin's confirmation pages announce."""
+    if balance >= 0:
+        return None
+    return arrears_since or today
 
 
 def suspension_date(*, arrears_since: dt.date) -> dt.date:

@@ -39,6 +39,7 @@ from accounts.admin.forms import (
     PlanChangeForm,
     UsageImportForm,
 )
+from accounts.balance_preview import balance_change_preview
 from accounts.models import (
     AdjustmentRequest,
     Application,
@@ -69,6 +70,7 @@ from billingsite.admin import (
     require_perm,
     service_errors,
 )
+from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
 from billingsite.clock import Period, billing_date
 from billingsite.money import format_cny
 from invoices.admin.dashboard import financials_for_customers, usage_month
@@ -446,9 +448,29 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         customer = get_object_or_404(Customer, pk=customer_id)
         if request.method == "POST":
             form = form_class(request.POST)
-            if form.is_valid():
+            if form.is_valid() and EDIT not in request.POST:
                 data = form.cleaned_data
                 key = f"admin-{kind}:{data['token']}"
+                now = timezone.now()
+                preview = balance_change_preview(
+                    customer=customer, amount=data["amount"], today=billing_date(now)
+                )
+                sent_before = (
+                    LedgerEntry.objects.filter(idempotency_key=key).exists()
+                    or AdjustmentRequest.objects.filter(idempotency_key=key).exists()
+                )
+                moved = is_confirmed(request) and balance_moved(
+                    request, balance=preview.balance_before
+                )
+                if not sent_before and (not is_confirmed(request) or moved):
+                    return self._ledger_confirm_page(
+                        request,
+                        customer=customer,
+                        kind=kind,
+                        data=data,
+                        preview=preview,
+                        moved=moved,
+                    )
                 try:
                     if kind == "deposit":
                         entry, created = account_services.record_deposit(
@@ -456,7 +478,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                             amount=data["amount"],
                             reference=data["bank_reference"],
                             idempotency_key=key,
-                            now=timezone.now(),
+                            now=now,
                             created_by=request.user,
                         )
                     else:
@@ -466,7 +488,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                             reason=data["reason"],
                             idempotency_key=key,
                             submitted_by=request.user,
-                            now=timezone.now(),
+                            now=now,
                         )
                         entry, created = submission.entry, submission.created
                 except service_errors() as exc:
@@ -504,6 +526,34 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
             title=f"{title}: {customer.name}",
             intro=f"Current balance: {format_cny(ledger_balance(customer=customer))}.",
             submit_label="Record deposit" if kind == "deposit" else "Record adjustment",
+        )
+
+    def _ledger_confirm_page(self, request, *, customer, kind, data, preview, moved):
+        amount = format_cny(data["amount"])
+        if kind == "deposit":
+            facts = [("Deposit", amount), ("Bank reference", data["bank_reference"])]
+            notes = []
+        else:
+            facts = [("Adjustment", amount), ("Reason", data["reason"])]
+            notes = []
+            if account_services.adjustment_needs_approval(
+                amount=data["amount"]
+            ) and not request.user.has_perm(account_services.APPROVE_ADJUSTMENTS):
+                notes.append(
+                    "This adjustment needs a finance manager's approval: confirming proposes "
+                    "it, and the balance changes only once it is approved."
+                )
+        label = "Record deposit" if kind == "deposit" else "Record adjustment"
+        return render_confirm_page(
+            request,
+            model_admin=self,
+            obj=customer,
+            title=f"Confirm: {label.lower()} of {amount} for {customer.name}",
+            preview=preview,
+            facts=facts,
+            notes=notes,
+            moved=moved,
+            submit_label=f"Confirm: {label.lower()}",
         )
 
     def deposit_view(self, request, customer_id):

@@ -28,6 +28,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
+from accounts.balance_preview import balance_change_preview
 from accounts.selectors import ledger_balance, ledger_balances
 from billingsite.admin import (
     HistoryViewOnlyMixin,
@@ -41,6 +42,7 @@ from billingsite.admin import (
     require_post,
     service_errors,
 )
+from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
 from billingsite.clock import Period, billing_date
 from billingsite.money import format_amount, format_cny
 from invoices.admin.dashboard import applications_needing_contract, held_invoices
@@ -392,14 +394,42 @@ class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdm
                 )
                 return HttpResponseRedirect(_invoice_url(invoice))
             form = CreditNoteForm(request.POST, **form_kwargs)
-            if form.is_valid():
+            if form.is_valid() and EDIT not in request.POST:
                 data = form.cleaned_data
+                now = timezone.now()
+                amount = sum((data["line_amounts"] or remaining).values(), start=Decimal("0.00"))
+                preview = balance_change_preview(
+                    customer=invoice.customer, amount=amount, today=billing_date(now)
+                )
+                moved = is_confirmed(request) and balance_moved(
+                    request, balance=preview.balance_before
+                )
+                if not is_confirmed(request) or moved:
+                    return render_confirm_page(
+                        request,
+                        model_admin=self,
+                        obj=invoice,
+                        title=f"Confirm: credit note of {format_cny(amount)} for {invoice.number}",
+                        preview=preview,
+                        facts=[
+                            ("Invoice", invoice.number),
+                            ("Customer", invoice.customer_name),
+                            ("Credit note", format_cny(amount)),
+                            ("Reason", data["reason"]),
+                        ],
+                        notes=[
+                            "The credit note gets the next number of its series and can never "
+                            "be changed; a mistake in it needs another credit note."
+                        ],
+                        moved=moved,
+                        submit_label="Confirm: issue credit note",
+                    )
                 try:
                     note = credit_note_create(
                         invoice=invoice,
                         line_amounts=data["line_amounts"],
                         reason=data["reason"],
-                        now=timezone.now(),
+                        now=now,
                         idempotency_key=f"admin-credit:{data['token']}",
                         created_by=request.user,
                     )

@@ -124,3 +124,18 @@ def form_errors(response) -> dict:
 
 
 ZERO = Decimal("0.00")
+
+
+def post_confirmed(client, url, data, **kwargs):
+    """Post a money form as a person does: the form, then "Confirm" on the page it shows
+    (which posts the same fields and token again). A form error, a refusal or a form sent
+    before comes back from the first post."""
+    first = client.post(url, data, **kwargs)
+    if first.status_code != 200 or first.context is None or "resend" not in first.context:
+        return first
+    fields: dict[str, list[str]] = {}
+    for name, value in first.context["resend"]:
+        fields.setdefault(name, []).append(value)
+    fields["_seen_balance"] = [first.context["seen_balance"]]
+    fields["_confirm"] = ["Confirm"]
+    return client.post(url, fields, **kwargs)

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from accounts.models import AdjustmentRequest, LedgerEntry
 from accounts.selectors import ledger_balance
-from tests.admin.conftest import as_user
+from tests.admin.conftest import as_user, post_confirmed
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,8 @@ REQUESTS_URL = "admin:accounts_adjustmentrequest_changelist"
 
 
 def propose(client, customer, amount="1000000.00"):
-    return client.post(
+    return post_confirmed(
+        client,
         reverse("admin:accounts_customer_adjust", args=[customer.pk]),
         {"amount": amount, "reason": "Goodwill credit", "token": uuid.uuid4().hex},
         follow=True,
@@ -120,7 +121,7 @@ def test_a_proposal_sent_twice_is_proposed_once(client, clerk, month):
     as_user(client, clerk)
     form = {"amount": "500.00", "reason": "Goodwill credit", "token": uuid.uuid4().hex}
     url = reverse("admin:accounts_customer_adjust", args=[month.alpha.pk])
-    assert client.post(url, form).status_code == 302
-    assert client.post(url, form).status_code == 302
+    assert post_confirmed(client, url, form).status_code == 302
+    assert post_confirmed(client, url, form).status_code == 302
     assert AdjustmentRequest.objects.count() == 1
     assert not adjustment_entries(month.alpha).exists()

@@ -12,7 +12,7 @@ from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment
 from invoices.admin.dashboard import financials_for_customers
 from invoices.selectors import customer_financials
-from tests.admin.conftest import as_user, form_errors
+from tests.admin.conftest import as_user, form_errors, post_confirmed
 from tests.factories import NOW, CustomerFactory
 
 pytestmark = pytest.mark.django_db
@@ -85,8 +85,8 @@ def test_deposit_form_records_once_even_when_sent_twice(client, clerk, month):
     page = client.get(deposit_url(month.alpha))
     token = page.context["form"].initial["token"]
     data = {"amount": "5000.00", "bank_reference": "ICBC 2026-11-02 0042", "token": token}
-    first = client.post(deposit_url(month.alpha), data, follow=True)
-    second = client.post(deposit_url(month.alpha), data, follow=True)
+    first = post_confirmed(client, deposit_url(month.alpha), data, follow=True)
+    second = post_confirmed(client, deposit_url(month.alpha), data, follow=True)
     entries = LedgerEntry.objects.filter(customer=month.alpha, kind="deposit")
     assert entries.count() == 2  # the fixture's deposit and this one
     entry = entries.latest("id")
@@ -103,7 +103,8 @@ def test_deposit_form_records_once_even_when_sent_twice(client, clerk, month):
 
 def test_deposit_amount_may_have_grouping_commas(client, clerk):
     customer = CustomerFactory()
-    as_user(client, clerk).post(
+    post_confirmed(
+        as_user(client, clerk),
         deposit_url(customer),
         {"amount": "¥12,345.60", "bank_reference": "R", "token": uuid.uuid4().hex},
     )
@@ -114,7 +115,8 @@ def test_two_deposits_of_the_same_amount_from_two_pages_are_two_deposits(client,
     as_user(client, clerk)
     for reference in ("BANK-A", "BANK-B"):
         token = client.get(deposit_url(month.alpha)).context["form"].initial["token"]
-        client.post(
+        post_confirmed(
+            client,
             deposit_url(month.alpha),
             {"amount": "100.00", "bank_reference": reference, "token": token},
         )
@@ -144,7 +146,7 @@ def test_bad_deposit_input_is_a_form_error_and_records_nothing(client, clerk, da
     customer = CustomerFactory()
     before = LedgerEntry.objects.count()
     post = {"amount": "100.00", "bank_reference": "REF", "token": uuid.uuid4().hex, **data}
-    response = as_user(client, clerk).post(deposit_url(customer), post)
+    response = post_confirmed(as_user(client, clerk), deposit_url(customer), post)
     assert response.status_code == 200
     errors = form_errors(response)
     assert any(message in text for text in errors[field]), errors
@@ -155,11 +157,11 @@ def test_bad_deposit_input_is_a_form_error_and_records_nothing(client, clerk, da
 def test_a_reused_token_with_another_amount_is_refused(client, clerk, month):
     as_user(client, clerk)
     token = uuid.uuid4().hex
-    client.post(
-        deposit_url(month.alpha), {"amount": "10.00", "bank_reference": "R", "token": token}
+    post_confirmed(
+        client, deposit_url(month.alpha), {"amount": "10.00", "bank_reference": "R", "token": token}
     )
-    response = client.post(
-        deposit_url(month.alpha), {"amount": "99.00", "bank_reference": "R", "token": token}
+    response = post_confirmed(
+        client, deposit_url(month.alpha), {"amount": "99.00", "bank_reference": "R", "token": token}
     )
     assert response.status_code == 200
     assert "already used for a different entry" in str(form_errors(response))
@@ -169,16 +171,19 @@ def test_a_reused_token_with_another_amount_is_refused(client, clerk, month):
 def test_manual_adjustment_needs_a_reason_and_can_be_negative(client, clerk, month):
     as_user(client, clerk)
     token = client.get(adjust_url(month.alpha)).context["form"].initial["token"]
-    refused = client.post(
-        adjust_url(month.alpha), {"amount": "-250.50", "reason": "  ", "token": token}
+    refused = post_confirmed(
+        client, adjust_url(month.alpha), {"amount": "-250.50", "reason": "  ", "token": token}
     )
     assert refused.status_code == 200
     assert form_errors(refused) == {"reason": ["This field is required."]}
-    zero = client.post(adjust_url(month.alpha), {"amount": "0.00", "reason": "x", "token": token})
+    zero = post_confirmed(
+        client, adjust_url(month.alpha), {"amount": "0.00", "reason": "x", "token": token}
+    )
     assert form_errors(zero) == {"amount": ["An adjustment of 0.00 changes nothing."]}
     assert ledger_balance(customer=month.alpha) == Decimal("14000.00")
 
-    done = client.post(
+    done = post_confirmed(
+        client,
         adjust_url(month.alpha),
         {"amount": "-250.50", "reason": "Bank fee charged on the transfer", "token": token},
     )

@@ -11,7 +11,7 @@ from accounts.services import record_adjustment, record_deposit
 from billingsite.clock import Period
 from invoices.admin.dashboard import audit_trail, month_at_a_glance
 from invoices.documents.services import credit_note_create
-from tests.admin.conftest import as_user
+from tests.admin.conftest import as_user, post_confirmed
 from tests.factories import NOW, CustomerFactory, usage
 
 pytestmark = pytest.mark.django_db
@@ -82,13 +82,15 @@ def test_index_page_shows_the_month(client, clerk, month, late_payer):
 
 def test_audit_trail_records_who_did_what(client, clerk, manager, auditor, month):
     as_user(client, clerk)
-    client.post(
+    post_confirmed(
+        client,
         reverse("admin:accounts_customer_deposit", args=[month.alpha.pk]),
         {"amount": "500.00", "bank_reference": "BOC-77", "token": uuid.uuid4().hex},
     )
     as_user(client, manager)
     client.post(reverse("admin:invoices_invoice_issue", args=[month.held.pk]))
-    client.post(
+    post_confirmed(
+        client,
         reverse("admin:invoices_invoice_credit", args=[month.issued.pk]),
         {"mode": "whole", "reason": "wrong plan", "token": uuid.uuid4().hex},
     )

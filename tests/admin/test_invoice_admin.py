@@ -14,7 +14,7 @@ from accounts.selectors import ledger_balance
 from invoices.documents.services import credit_note_create
 from invoices.models import CreditNote, Invoice
 from plans.models import DedicatedContract
-from tests.admin.conftest import as_user, form_errors
+from tests.admin.conftest import as_user, form_errors, post_confirmed
 from tests.factories import NOW
 
 pytestmark = pytest.mark.django_db
@@ -132,7 +132,8 @@ def test_manager_clears_a_held_invoice_contract_rerate_issue_credit(client, mana
     line = held.lines.get()
     credit_url = invoice_url(held, "credit")
     token = client.get(credit_url).context["form"].initial["token"]
-    credited = client.post(
+    credited = post_confirmed(
+        client,
         credit_url,
         {
             "mode": "lines",
@@ -191,8 +192,8 @@ def test_whole_invoice_credit_is_recorded_once_when_sent_twice(client, manager, 
     as_user(client, manager)
     url = invoice_url(month.issued, "credit")
     data = {"mode": "whole", "reason": "Billed by mistake", "token": uuid.uuid4().hex}
-    assert client.post(url, data).status_code == 302
-    second = client.post(url, data)
+    assert post_confirmed(client, url, data).status_code == 302
+    second = post_confirmed(client, url, data)
     # The invoice is fully credited now: the form says so, and nothing is credited twice.
     assert CreditNote.objects.count() == 1
     assert CreditNote.objects.get().total.amount == Decimal("6000.00")

@@ -21,7 +21,7 @@ from accounts.models import Customer, DailyUsage, LedgerEntry
 from billingsite.celery import app
 from invoices.models import BillingRun, CreditNote, Invoice
 from plans.models import DedicatedContract, PlanPrice
-from tests.admin.conftest import as_user
+from tests.admin.conftest import as_user, post_confirmed
 from tests.factories import StaffFactory
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,8 @@ pytestmark = pytest.mark.django_db
 
 def record_deposit(client, month):
     before = LedgerEntry.objects.count()
-    response = client.post(
+    response = post_confirmed(
+        client,
         reverse("admin:accounts_customer_deposit", args=[month.alpha.pk]),
         {"amount": "100.00", "bank_reference": "R-1", "token": uuid.uuid4().hex},
     )
@@ -38,7 +39,8 @@ def record_deposit(client, month):
 
 def record_adjustment(client, month):
     before = LedgerEntry.objects.count()
-    response = client.post(
+    response = post_confirmed(
+        client,
         reverse("admin:accounts_customer_adjust", args=[month.alpha.pk]),
         {"amount": "-1.00", "reason": "fee", "token": uuid.uuid4().hex},
     )
@@ -115,7 +117,8 @@ def rerate_invoice(client, month):
 
 
 def credit_invoice(client, month):
-    response = client.post(
+    response = post_confirmed(
+        client,
         reverse("admin:invoices_invoice_credit", args=[month.issued.pk]),
         {"mode": "whole", "reason": "mistake", "token": uuid.uuid4().hex},
     )
@@ -222,7 +225,8 @@ def test_staff_without_a_finance_role_sees_nothing(client, month):
     assert client.get(reverse("admin:invoices_invoice_changelist")).status_code == 403
     assert client.get(reverse("admin:audit")).status_code == 403
     assert (
-        client.post(
+        post_confirmed(
+            client,
             reverse("admin:accounts_customer_deposit", args=[month.alpha.pk]),
             {"amount": "1.00", "bank_reference": "x", "token": uuid.uuid4().hex},
         ).status_code

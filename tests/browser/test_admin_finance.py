@@ -81,6 +81,11 @@ def test_clerk_records_a_deposit(page, screenshot, last_period):
     page.fill("input[name=bank_reference]", "ICBC 20261102-0042")
     screenshot("admin-deposit-form")
     page.get_by_role("button", name="Record deposit").click()
+    # Nothing is written before the confirmation page is confirmed.
+    expect(page.locator("[data-consequence]")).to_contain_text("stays out of arrears")
+    screenshot("admin-deposit-confirm")
+    assert ledger_balance(customer=alpha) == Decimal("2000.00")
+    page.get_by_role("button", name="Confirm: record deposit").click()
 
     expect(page.locator(".messagelist")).to_contain_text("Deposit of ¥6,000.00 recorded.")
     expect(page.get_by_test_id("balance")).to_have_text("¥8,000.00")
@@ -148,6 +153,10 @@ def test_manager_clears_a_held_invoice_and_credits_a_line(page, screenshot, last
     page.fill("textarea[name=reason]", "Contract fee agreed from the 16th")
     screenshot("admin-credit-note-form")
     page.get_by_role("button", name="Issue credit note").click()
+    expect(page.locator("[data-consequence]")).to_contain_text("stays out of arrears")
+    screenshot("admin-credit-note-confirm")
+    assert not CreditNote.objects.exists()
+    page.get_by_role("button", name="Confirm: issue credit note").click()
 
     expect(page.locator(".messagelist")).to_contain_text(re.compile(r"Credit note CN-\d{4}-\d{6}"))
     expect(page.get_by_test_id("invoice-status")).to_have_text("Partly credited")

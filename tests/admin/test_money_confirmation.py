@@ -1,0 +1,206 @@
+"""Deposits, adjustments and credit notes show what they will do (the balance after, arrears and
+the suspension day) and write nothing until confirmed; the confirmation posts the same token,
+so confirming twice records once."""
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from accounts.balance_preview import balance_change_preview
+from accounts.models import AdjustmentRequest, Customer, CustomerEvent, LedgerEntry
+from accounts.selectors import ledger_balance
+from accounts.services import record_adjustment
+from invoices.models import CreditNote
+from tests.admin.conftest import as_user, post_confirmed
+from tests.factories import NOW
+
+pytestmark = pytest.mark.django_db
+
+BILLING_DAY = dt.date(2026, 11, 2)
+
+
+def counts():
+    return (
+        LedgerEntry.objects.count(),
+        AdjustmentRequest.objects.count(),
+        CreditNote.objects.count(),
+        CustomerEvent.objects.count(),
+    )
+
+
+def confirm(client, url, page, **override):
+    fields: dict[str, list[str]] = {}
+    for name, value in page.context["resend"]:
+        fields.setdefault(name, []).append(value)
+    return client.post(
+        url,
+        {**fields, "_seen_balance": page.context["seen_balance"], "_confirm": "x", **override},
+    )
+
+
+def adjust_url(customer):
+    return reverse("admin:accounts_customer_adjust", args=[customer.pk])
+
+
+def test_an_adjustment_into_arrears_says_the_suspension_day_and_writes_only_when_confirmed(
+    client, manager, month
+):
+    as_user(client, manager)
+    url = adjust_url(month.alpha)
+    form = {"amount": "-14500.00", "reason": "Refund sent by bank", "token": uuid.uuid4().hex}
+    before = counts()
+
+    page = client.post(url, form)
+
+    assert page.status_code == 200
+    assert counts() == before
+    body = page.content.decode()
+    assert "Nothing is written until you confirm." in body
+    assert "¥14,000.00" in body and "-¥500.00" in body and "-¥14,500.00" in body
+    assert (
+        "Alpha Ltd goes into arrears; its applications will be suspended on 2026-11-09 "
+        "unless the balance is back at zero or above before then." in body
+    )
+    assert page.context["preview"].suspension_on == dt.date(2026, 11, 9)
+
+    done = confirm(client, url, page)
+    again = confirm(client, url, page)
+
+    assert (done.status_code, again.status_code) == (302, 302)
+    entry = LedgerEntry.objects.get(customer=month.alpha, kind="adjustment")
+    assert (entry.amount.amount, entry.created_by) == (Decimal("-14500.00"), manager)
+    assert counts()[0] == before[0] + 1
+    assert ledger_balance(customer=month.alpha) == Decimal("-500.00")
+    assert Customer.objects.get(pk=month.alpha.pk).arrears_since == BILLING_DAY
+
+
+def test_a_deposit_out_of_arrears_calls_the_suspension_off(client, clerk, month):
+    record_adjustment(
+        customer=month.alpha,
+        amount=Decimal("-15000.00"),
+        reason="Bank fee",
+        idempotency_key="fee-1",
+        now=NOW,
+    )
+    month.alpha.refresh_from_db()
+    as_user(client, clerk)
+    url = reverse("admin:accounts_customer_deposit", args=[month.alpha.pk])
+    before = counts()
+
+    page = client.post(
+        url, {"amount": "1000.00", "bank_reference": "ICBC-9", "token": uuid.uuid4().hex}
+    )
+
+    assert counts() == before
+    assert page.context["preview"].balance_after == Decimal("0.00")
+    assert (
+        "Alpha Ltd is out of arrears; the suspension planned for 2026-11-09 is called off."
+        in page.content.decode()
+    )
+    assert confirm(client, url, page).status_code == 302
+    assert ledger_balance(customer=month.alpha) == Decimal("0.00")
+    assert Customer.objects.get(pk=month.alpha.pk).arrears_since is None
+
+
+def test_a_proposed_adjustment_says_it_waits_for_approval(client, clerk, month):
+    as_user(client, clerk)
+    page = client.post(
+        adjust_url(month.alpha),
+        {"amount": "500.00", "reason": "Goodwill", "token": uuid.uuid4().hex},
+    )
+    assert "needs a finance manager&#x27;s approval" in page.content.decode()
+    assert AdjustmentRequest.objects.count() == 0
+
+
+def test_a_balance_that_moved_before_confirming_is_shown_again(client, manager, month):
+    as_user(client, manager)
+    url = adjust_url(month.alpha)
+    page = client.post(url, {"amount": "-100.00", "reason": "Fee", "token": uuid.uuid4().hex})
+    record_adjustment(
+        customer=month.alpha,
+        amount=Decimal("-13950.00"),
+        reason="Another fee",
+        idempotency_key="fee-2",
+        now=NOW,
+    )
+    before = counts()
+
+    again = confirm(client, url, page)
+
+    assert again.status_code == 200 and counts() == before
+    body = again.content.decode()
+    assert "The balance changed since this page was shown" in body
+    assert "Alpha Ltd goes into arrears; its applications will be suspended on 2026-11-09" in body
+    assert confirm(client, url, again).status_code == 302
+    assert ledger_balance(customer=month.alpha) == Decimal("-50.00")
+
+
+def test_change_goes_back_to_the_form_with_the_values(client, clerk, month):
+    as_user(client, clerk)
+    url = reverse("admin:accounts_customer_deposit", args=[month.alpha.pk])
+    page = client.post(url, {"amount": "10.00", "bank_reference": "R", "token": uuid.uuid4().hex})
+    before = counts()
+    back = confirm(client, url, page, _edit="Change")
+    assert back.status_code == 200 and counts() == before
+    assert back.context["form"]["amount"].value() == "10.00"
+
+
+def test_a_credit_note_shows_its_consequence_and_issues_once(client, manager, month):
+    record_adjustment(
+        customer=month.alpha,
+        amount=Decimal("-16000.00"),
+        reason="Chargeback",
+        idempotency_key="cb-1",
+        now=NOW,
+    )
+    as_user(client, manager)
+    url = reverse("admin:invoices_invoice_credit", args=[month.issued.pk])
+    before = counts()
+
+    page = client.post(url, {"mode": "whole", "reason": "Wrong plan", "token": uuid.uuid4().hex})
+
+    assert page.status_code == 200 and counts() == before
+    body = page.content.decode()
+    assert "-¥2,000.00" in body and "¥4,000.00" in body and "¥6,000.00" in body
+    assert (
+        "Alpha Ltd is out of arrears; the suspension planned for 2026-11-09 is called off." in body
+    )
+    assert confirm(client, url, page).status_code == 302
+    assert confirm(client, url, page).status_code == 302
+    assert CreditNote.objects.get().total.amount == Decimal("6000.00")
+    assert ledger_balance(customer=month.alpha) == Decimal("4000.00")
+
+
+def test_preview_of_a_suspended_customer(month):
+    Customer.objects.filter(pk=month.beta.pk).update(
+        arrears_since=dt.date(2026, 10, 20), suspended_at=NOW
+    )
+    beta = Customer.objects.get(pk=month.beta.pk)
+    # Beta's balance: 10,000.00 (its October invoice is held, not debited).
+    still = balance_change_preview(customer=beta, amount=Decimal("-10001.00"), today=BILLING_DAY)
+    assert (still.balance_after, still.arrears_since, still.suspension_on) == (
+        Decimal("-1.00"),
+        dt.date(2026, 10, 20),
+        None,
+    )
+    assert "stays in arrears (since 2026-10-20); its applications stay suspended" in (
+        still.consequence
+    )
+    back = balance_change_preview(customer=beta, amount=Decimal("1.00"), today=BILLING_DAY)
+    assert (
+        back.consequence
+        == "Beta Ltd is out of arrears; its suspended applications are reactivated."
+    )
+
+
+def test_post_confirmed_helper_is_what_the_page_does(client, clerk, month):
+    as_user(client, clerk)
+    url = reverse("admin:accounts_customer_deposit", args=[month.alpha.pk])
+    response = post_confirmed(
+        client, url, {"amount": "1.00", "bank_reference": "R", "token": uuid.uuid4().hex}
+    )
+    assert response.status_code == 302
+    assert ledger_balance(customer=month.alpha) == Decimal("14001.00")
