@@ -793,12 +793,16 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             return self._start_page(request, form)
         period = form.cleaned_data["period"]
 
+        try:
+            candidates = runs.billing_run_candidates(period=period).count()
+        except service_errors() as exc:
+            add_service_error(form, exc)
+            return self._start_page(request, form)
+        if candidates == 0:
+            # Checked again on the confirming post: another run may have billed them meanwhile.
+            form = BillingRunStartForm(initial={"period": str(period)}, today=today)
+            return self._start_page(request, form, nothing_for=period)
         if not form.cleaned_data["confirmed"]:
-            try:
-                candidates = runs.billing_run_candidates(period=period).count()
-            except service_errors() as exc:
-                add_service_error(form, exc)
-                return self._start_page(request, form)
             confirm = BillingRunStartForm(
                 initial={"period": str(period), "confirmed": True}, today=today
             )
@@ -812,7 +816,7 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
         messages.success(request, f"Billing run for {period} started.")
         return HttpResponseRedirect(reverse("admin:invoices_billingrun_change", args=[run.pk]))
 
-    def _start_page(self, request, form, *, confirm_period=None, candidates=None):
+    def _start_page(self, request, form, *, confirm_period=None, candidates=None, nothing_for=None):
         return render_form_page(
             request,
             model_admin=self,
@@ -824,7 +828,11 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             if confirm_period
             else "Next: see how many accounts",
             template="admin/billing/run_start.html",
-            extra={"confirm_period": confirm_period, "candidates": candidates},
+            extra={
+                "confirm_period": confirm_period,
+                "candidates": candidates,
+                "nothing_for": nothing_for,
+            },
         )
 
     def _run_action(self, request, run_id, action, done: str):

@@ -294,6 +294,17 @@ def billing_run_close_interrupted(*, run: BillingRun, now: dt.datetime) -> Billi
     return run
 
 
+def billing_run_nothing_to_bill(*, period: Period) -> bool:
+    """No account to bill for `period` and no unfinished run of it to resume: a run started
+    now would only record an empty run (the admin and `manage.py bill` start none then; the
+    month-end beat still records its run, the trace that the month was closed)."""
+    unfinished = BillingRun.objects.filter(
+        period=period.start,
+        status__in=[BillingRun.Status.RUNNING, BillingRun.Status.INTERRUPTED],
+    )
+    return not unfinished.exists() and not billing_run_candidates(period=period).exists()
+
+
 def billing_run_for_period(
     *, period: Period, now: dt.datetime, created_by=None, dispatch: bool = True
 ) -> tuple[BillingRun, str]:

@@ -71,6 +71,35 @@ def test_start_shows_how_many_accounts_then_bills_them(
     assert "3 of 3 accounts" in page and "No account failed." in page
 
 
+def test_a_month_with_nothing_to_bill_offers_no_run(client, manager, price_book, frozen_now):
+    ApplicationFactory(customer=CustomerFactory(name="Free Only"), plan="free")
+    as_user(client, manager)
+    assert not billing_run_candidates(period=Period(2026, 9)).exists()
+
+    first = client.post(reverse(ADD), {"period": "2026-09"})
+    forced = client.post(reverse(ADD), {"period": "2026-09", "confirmed": "True"})
+
+    for response in (first, forced):
+        body = response.content.decode()
+        assert response.status_code == 200
+        assert "Nothing to bill for 2026-09" in body and "Yes, bill" not in body
+    assert not BillingRun.objects.exists()
+
+
+def test_a_month_billed_meanwhile_is_not_billed_by_the_confirmation(
+    client, manager, september_accounts, django_capture_on_commit_callbacks
+):
+    as_user(client, manager)
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run_start(period=Period(2026, 9), now=timezone.now())
+    assert BillingRun.objects.count() == 1
+
+    response = client.post(reverse(ADD), {"period": "2026-09", "confirmed": "True"})
+
+    assert "Nothing to bill for 2026-09" in response.content.decode()
+    assert BillingRun.objects.count() == 1
+
+
 @pytest.mark.parametrize("period", ["2026-13", "26-10", "", "october", "2026-11", "2027-01"])
 def test_bad_period_is_a_form_error(client, manager, price_book, frozen_now, period):
     response = as_user(client, manager).post(reverse(ADD), {"period": period, "confirmed": "True"})

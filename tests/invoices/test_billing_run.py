@@ -482,6 +482,14 @@ def test_bill_command_inline_bills_the_month(price_book):
     assert {c.pk for c in customers} == set(Invoice.objects.values_list("customer", flat=True))
 
 
+@pytest.mark.django_db
+def test_bill_command_with_nothing_to_bill_starts_no_run(price_book):
+    out = StringIO()
+    call_command("bill", "--period", "2026-10", "--inline", stdout=out)
+    assert "nothing to bill for 2026-10" in out.getvalue()
+    assert not BillingRun.objects.exists()
+
+
 def test_bill_command_refuses_bad_or_unfinished_periods(db):
     with pytest.raises(CommandError, match="2026-10"):
         call_command("bill", "--period", "October")

@@ -15,7 +15,12 @@ from billingsite.clock import Period
 from billingsite.money import format_cny
 from invoices.documents.services import InvoiceError
 from invoices.models import BillingRun
-from invoices.run.runs import billing_run_bill_inline, billing_run_for_period, billing_run_preview
+from invoices.run.runs import (
+    billing_run_bill_inline,
+    billing_run_for_period,
+    billing_run_nothing_to_bill,
+    billing_run_preview,
+)
 
 NO_PROGRESS_HINT_SECONDS = 15
 
@@ -58,6 +63,12 @@ class Command(BaseCommand):
         now = timezone.now()
         if billed_period.start >= Period.containing(timezone.localdate(now)).start:
             raise CommandError(f"{billed_period} is not over yet: only past months are billed")
+        if billing_run_nothing_to_bill(period=billed_period):
+            self.stdout.write(
+                f"nothing to bill for {billed_period}: every account with fees has its invoice "
+                "(or none has fees); no run started"
+            )
+            return
         try:
             # In-process: the chunks are billed here, not by a worker; the customers' deliveries
             # still go through the broker (the worker or the sweep sends them).
