@@ -175,7 +175,10 @@ class Invoice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.number or f"Draft {self.customer_name} {self.period:%Y-%m}"
+        if self.number:
+            return self.number
+        state = "Held" if self.status == self.Status.HELD else "Draft"
+        return f"{state} {self.customer_name} {self.period:%Y-%m}"
 
     @property
     def is_issued(self) -> bool:

@@ -785,6 +785,24 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
         )
 
     def contract_view(self, request, application_id):
+        # Opened from a held invoice (`?period=2026-10`): the contract starts with its month.
+        try:
+            held_period = Period.parse(request.GET.get("period", ""))
+        except ValueError:
+            held_period = None
+        for_invoice = (
+            f"Prefilled for the held invoice of {held_period}: the contract starts on "
+            f"{held_period.start.isoformat()}; leave the last day empty for an open-ended "
+            f"contract, or set {held_period.end.isoformat()} for that month only. "
+            if held_period
+            else ""
+        )
+
+        def build_form(data, initial=None):
+            if held_period and initial is not None:
+                initial = {**initial, "first_day": held_period.start}
+            return ContractForm(data, initial=initial)
+
         def call(application, data):
 
             contract = contract_add(
@@ -807,11 +825,12 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             request,
             application_id,
             perm="plans.add_dedicatedcontract",
-            build_form=lambda data, **kw: ContractForm(data, **kw),
+            build_form=build_form,
             call=call,
             title="Add a dedicated-service contract",
             submit="Add contract",
-            intro="From its first day the contract's monthly fee prices the application instead "
+            intro=for_invoice
+            + "From its first day the contract's monthly fee prices the application instead "
             "of the DAU table (pro rata for part of a month). Contracts of one application never "
             "overlap, and months already invoiced cannot change. Re-rate a held invoice after.",
         )

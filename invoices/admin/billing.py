@@ -69,7 +69,7 @@ from invoices.run.runs import (
     billing_run_resume,
     billing_run_retry_failed,
 )
-from plans.models import Plan
+from plans.models import DedicatedContract, Plan
 
 OPEN_STATES = (Invoice.Status.DRAFT, Invoice.Status.HELD)
 MONEY_OUTPUT = DecimalField(max_digits=14, decimal_places=2)
@@ -82,6 +82,22 @@ def _next_url(request, fallback: str) -> str:
     ):
         return target
     return fallback
+
+
+def _contracts_added_since_rating(*, invoice: Invoice) -> list[DedicatedContract]:
+    """Dedicated-service contracts covering the invoice's period added after it was rated: the
+    invoice does not price them until it is re-rated."""
+    period = Period.containing(invoice.period)
+    return list(
+        DedicatedContract.objects.filter(
+            application__customer_id=invoice.customer_id,
+            created_at__gt=invoice.rated_at,
+            first_day__lte=period.end,
+        )
+        .filter(Q(last_day__isnull=True) | Q(last_day__gte=period.start))
+        .select_related("application")
+        .order_by("application__app_key", "first_day")
+    )
 
 
 def _invoice_url(invoice) -> str:
@@ -275,6 +291,10 @@ class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdm
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context.update(self._detail_context(request, obj))
+            if not obj.is_issued:
+                # Not "Invoice": finance must see at once that nothing was issued yet.
+                state = "held for review" if obj.status == Invoice.Status.HELD else "draft"
+                context["title"] = f"Invoice {state}: {obj.customer_name}, {obj.period:%Y-%m}"
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _detail_context(self, request, invoice: Invoice) -> dict:
@@ -307,6 +327,9 @@ class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdm
             and self.has_credit_permission(request),
             "can_add_contract": user.has_perm("plans.add_dedicatedcontract"),
             "invoice_url": _invoice_url(invoice),
+            "contracts_since_rating": _contracts_added_since_rating(invoice=invoice)
+            if is_open
+            else [],
         }
 
     def get_urls(self):

@@ -2,6 +2,7 @@
 documents, the service buttons (re-rate, issue, credit note), PDF and CSV."""
 
 import csv
+import datetime as dt
 import io
 import uuid
 import zipfile
@@ -154,6 +155,46 @@ def test_manager_clears_a_held_invoice_contract_rerate_issue_credit(client, mana
     assert ledger_balance(customer=month.beta) == Decimal("-5000.00")
     body = client.get(invoice_url(held)).content.decode()
     assert "CN-2026-000001" in body and "Partly credited" in body
+
+
+def test_a_held_invoice_is_titled_held_and_its_contract_form_starts_with_its_month(
+    client, manager, month
+):
+    as_user(client, manager)
+    held = month.held
+    assert str(held) == "Held Beta Ltd 2026-10"
+    page = client.get(invoice_url(held))
+    assert page.context["title"] == "Invoice held for review: Beta Ltd, 2026-10"
+    body = page.content.decode()
+    assert "<title>Held Beta Ltd 2026-10 | Invoice held for review: Beta Ltd, 2026-10" in body
+    assert "Draft" not in body
+    contract_url = reverse("admin:accounts_application_contract", args=[month.beta_app.pk])
+    assert f"{contract_url}?period=2026-10&amp;next=" in body
+
+    form_page = client.get(contract_url, {"period": "2026-10", "next": invoice_url(held)})
+    assert form_page.context["form"].initial["first_day"] == dt.date(2026, 10, 1)
+    assert (
+        "Prefilled for the held invoice of 2026-10: the contract starts on 2026-10-01"
+        in form_page.content.decode()
+    )
+    assert 'value="2026-10-01"' in form_page.content.decode()
+
+    token = form_page.context["form"].initial["token"]
+    client.post(
+        contract_url,
+        {"monthly_fee": "20000.00", "first_day": "2026-10-01", "token": token},
+    )
+    offered = client.get(invoice_url(held)).content.decode()
+    assert 'data-testid="rerate-offer"' in offered
+    assert "¥20,000.00 a month for beta-app (from 2026-10-01) was added after" in offered
+    assert "Re-rate now with the contract" in offered
+
+    client.post(invoice_url(held, "rerate"))
+    held.refresh_from_db()
+    assert (held.status, held.total.amount) == ("draft", Decimal("20000.00"))
+    after = client.get(invoice_url(held))
+    assert after.context["title"] == "Invoice draft: Beta Ltd, 2026-10"
+    assert 'data-testid="rerate-offer"' not in after.content.decode()
 
 
 BAD_CREDIT_INPUT = [
