@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format install clean
 
+# Not an editable install: the project installs no package (manage.py runs the code from
+# here), only its dependencies; setuptools' editable install warns about folders named like it.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

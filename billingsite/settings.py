@@ -206,7 +206,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery --------------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, a real broker across processes with no server.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# The host part means nothing to the filesystem transport; without one kombu warns "No
+# hostname was supplied" on every connection.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 _broker_dir = VAR_DIR / "celery-broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for sub in ("in", "processed", "control"):

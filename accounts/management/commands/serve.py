@@ -7,6 +7,8 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from billingsite.devserver import browser_url, ready_banner, wait_until_up
+
 
 class Command(BaseCommand):
     help = "Run the web server and a Celery worker with beat; Ctrl-C stops them all."
@@ -36,8 +38,8 @@ class Command(BaseCommand):
         # /readyz sees beat's heartbeat (production shares Redis through CACHE_URL).
         env = dict(os.environ)
         env.setdefault("CACHE_URL", f"file://{settings.VAR_DIR / 'cache'}")
+        started = time.time()
         children = [subprocess.Popen(command, env=env) for command in commands]
-        self.stdout.write(f"serving on http://{addr}/ (admin: /admin/, API docs: /api/docs/)")
 
         def stop(*_):
             for child in children:
@@ -53,6 +55,11 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        # Last, below the children's start-up output: where to go and how to log in.
+        up = wait_until_up(
+            url=browser_url(addr), cache_url=env["CACHE_URL"], started=started, children=children
+        )
+        self.stdout.write(ready_banner(addr=addr, up=up))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         stop()
