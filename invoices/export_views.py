@@ -38,6 +38,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from accounts import roles
 from billingsite.api import role_permission
+from billingsite.api_errors import NOT_AUTHENTICATED, PERMISSION_DENIED, error_response
 from billingsite.clock import Period
 from billingsite.money import CURRENCY
 from invoices.export_filters import (
@@ -56,7 +57,6 @@ from invoices.export_serializers import (
     JOURNAL_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
     REVENUE_COLUMNS,
-    AccountingErrorSerializer,
     Column,
     CreditNoteExportSerializer,
     CustomerExportSerializer,
@@ -67,7 +67,7 @@ from invoices.export_serializers import (
     csv_header,
     csv_rows,
     journal_csv_rows,
-    journal_row_dict,
+    journal_json_rows,
     revenue_csv_rows,
 )
 from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
@@ -224,37 +224,51 @@ class AccountingListView(AccountingView, ListAPIView):
 # --- Schema helpers -----------------------------------------------------------------------
 
 ERRORS = {
-    (400, "application/json"): OpenApiResponse(
-        OpenApiTypes.OBJECT,
-        description="Invalid parameter: `{parameter: [messages]}`.",
+    (400, "application/json"): error_response(
+        "Invalid parameter (`invalid`; `errors`: each parameter with its messages).",
         examples=[
             OpenApiExample(
-                "Bad period", value={"period": ["period must look like 2026-10, got '2026-13'"]}
+                "Bad period",
+                value={
+                    "code": "invalid",
+                    "message": "the request has invalid fields",
+                    "field": "period",
+                    "errors": {"period": ["period must look like 2026-10, got '2026-13'"]},
+                },
             )
         ],
     ),
-    (401, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="No or unknown token."
-    ),
-    (403, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="The token's role is not Accounting."
-    ),
-    (406, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="Unknown `format` or `Accept`."
-    ),
-    (429, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="Too many requests for this token."
-    ),
+    (401, "application/json"): NOT_AUTHENTICATED,
+    (403, "application/json"): PERMISSION_DENIED,
+    (406, "application/json"): error_response("Unknown `format` or `Accept` (`not_acceptable`)."),
+    (429, "application/json"): error_response("Too many requests for this token (`throttled`)."),
 }
 
 
-def csv_doc(columns: list[str], example: str) -> OpenApiResponse:
+def csv_doc(columns: list[str], example: str, renamed: dict[str, str] | None = None):
+    """The CSV response of an export; `renamed`: CSV column -> the JSON field it holds."""
+    also = ""
+    if renamed:
+        also = " The same data as the JSON, with these columns named for CSV: " + ", ".join(
+            f"`{csv}` = JSON `{json}`" for csv, json in renamed.items()
+        )
+        also += "."
     return OpenApiResponse(
         OpenApiTypes.STR,
         description="CSV (UTF-8, header row, CRLF line ends), streamed. Columns, in this "
-        "order: " + ", ".join(f"`{c}`" for c in columns) + ".",
+        "order: " + ", ".join(f"`{c}`" for c in columns) + "." + also,
         examples=[OpenApiExample("CSV", value=example, media_type="text/csv")],
     )
+
+
+def csv_renamed(serializer_class) -> dict[str, str]:
+    """CSV column -> JSON field, for the columns whose names differ (lines: `lines[].`)."""
+    renamed = {csv: json for json, csv in getattr(serializer_class, "csv_names", {}).items()}
+    line_serializer = serializer_class._declared_fields.get("lines")
+    if line_serializer is not None:
+        line_names = getattr(line_serializer.child, "csv_names", {})
+        renamed.update({csv: f"lines[].{json}" for json, csv in line_names.items()})
+    return renamed
 
 
 def list_schema(*, summary: str, description: str, serializer, example: dict, columns, csv_example):
@@ -273,7 +287,9 @@ def list_schema(*, summary: str, description: str, serializer, example: dict, co
                     )
                 ],
             ),
-            (200, "text/csv"): csv_doc(csv_header(columns), csv_example),
+            (200, "text/csv"): csv_doc(
+                csv_header(columns), csv_example, renamed=csv_renamed(serializer)
+            ),
             **ERRORS,
         },
     )
@@ -780,5 +796,5 @@ class JournalView(ReportView):
         return json_stream_response(
             head={"period": str(period), "basis": "posting_date", "currency": CURRENCY},
             list_key="entries",
-            items=(journal_row_dict(row) for row in rows),
+            items=journal_json_rows(rows),
         )
