@@ -472,6 +472,8 @@ class Column:
     # None for a constant column (the writer gets None).
     source: str | None
     write: Callable[[Any], Any] = _plain
+    # The JSON field it holds (the same name unless the serializer's csv_names renames it).
+    key: str = ""
 
 
 def _csv_write(field: serializers.Field) -> Callable[[Any], Any]:
@@ -505,7 +507,7 @@ def _field_columns(serializer: serializers.Serializer, *, prefix: str = "") -> l
             source = None
         else:
             source = prefix + field.source.replace(".", "__")
-        columns.append(Column(csv_names.get(name, name), source, _csv_write(field)))
+        columns.append(Column(csv_names.get(name, name), source, _csv_write(field), key=name))
     return columns
 
 
@@ -536,12 +538,37 @@ CREDIT_NOTE_DOCUMENT_COLUMNS = csv_header(CREDIT_NOTE_LINE_COLUMNS).index("line_
 LEDGER_ENTRY_COLUMNS = csv_columns(LedgerEntryExportSerializer)
 CUSTOMER_COLUMNS = csv_columns(CustomerExportSerializer)
 
-_JOURNAL_COLUMNS = csv_columns(JournalRowSerializer)
-JOURNAL_COLUMNS = csv_header(_JOURNAL_COLUMNS)
+JOURNAL_ROW_COLUMNS = csv_columns(JournalRowSerializer)
+JOURNAL_COLUMNS = csv_header(JOURNAL_ROW_COLUMNS)
 
 # The summary as rows: one per category, one per plan, then a `total` row.
 _REVENUE_LINE_COLUMNS = csv_columns(RevenueLineSerializer)
 REVENUE_COLUMNS = ["dimension", *csv_header(_REVENUE_LINE_COLUMNS), "currency"]
+
+
+def example_csv_rows(
+    example: dict, columns: list[Column], *, document_columns: int = 0
+) -> list[list]:
+    """The CSV rows of a documented JSON example (values as the JSON has them), so the
+    schema's CSV example is the JSON example through the same columns."""
+
+    def cells(values: dict, part: list[Column]) -> list:
+        return ["" if values[c.key] is None else values[c.key] for c in part]
+
+    if not document_columns:
+        return [cells(example, columns)]
+    head = cells(example, columns[:document_columns])
+    return [head + cells(line, columns[document_columns:]) for line in example["lines"]]
+
+
+def revenue_example_csv_rows(example: dict) -> list[list]:
+    rows = [
+        [dimension, *(line[c.key] for c in _REVENUE_LINE_COLUMNS), example["currency"]]
+        for dimension, key in (("category", "by_category"), ("plan", "by_plan"))
+        for line in example[key]
+    ]
+    totals = [example["billed"], example["credited"], example["net"]]
+    return [*rows, ["total", "", "Total", *totals, example["currency"]]]
 
 
 def _attribute(row: Any, source: str | None) -> Any:
@@ -559,7 +586,7 @@ def object_csv_rows(objects: Iterable[Any], columns: list[Column]) -> Iterator[l
 
 
 def journal_csv_rows(rows: Iterable[JournalRow]) -> Iterator[list]:
-    return object_csv_rows(rows, _JOURNAL_COLUMNS)
+    return object_csv_rows(rows, JOURNAL_ROW_COLUMNS)
 
 
 def revenue_csv_rows(summary: RevenueSummary) -> Iterator[list]:

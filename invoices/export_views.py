@@ -55,6 +55,7 @@ from invoices.export_serializers import (
     INVOICE_DOCUMENT_COLUMNS,
     INVOICE_LINE_COLUMNS,
     JOURNAL_COLUMNS,
+    JOURNAL_ROW_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
     REVENUE_COLUMNS,
     Column,
@@ -66,14 +67,17 @@ from invoices.export_serializers import (
     RevenueSummarySerializer,
     csv_header,
     csv_rows,
+    example_csv_rows,
     journal_csv_rows,
     journal_json_rows,
     revenue_csv_rows,
+    revenue_example_csv_rows,
 )
 from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
 from invoices.renderers import (
     CSVRenderer,
     ExportContentNegotiation,
+    csv_chunks,
     csv_response,
     json_stream_response,
 )
@@ -261,6 +265,16 @@ def csv_doc(columns: list[str], example: str, renamed: dict[str, str] | None = N
     )
 
 
+def _csv_text(header: list[str], rows) -> str:
+    return b"".join(csv_chunks(header=header, rows=rows)).decode()
+
+
+def csv_example(example: dict, columns: list[Column], document_columns: int = 0) -> str:
+    """The schema's CSV example: the JSON example through the export's CSV columns."""
+    rows = example_csv_rows(example, columns, document_columns=document_columns)
+    return _csv_text(csv_header(columns), rows)
+
+
 def csv_renamed(serializer_class) -> dict[str, str]:
     """CSV column -> JSON field, for the columns whose names differ (lines: `lines[].`)."""
     renamed = {csv: json for json, csv in getattr(serializer_class, "csv_names", {}).items()}
@@ -357,15 +371,7 @@ INVOICE_EXAMPLE = {
         },
     ],
 }
-INVOICE_CSV_EXAMPLE = (
-    ",".join(c.name for c in INVOICE_LINE_COLUMNS)
-    + "\r\n41,INV-2026-000041,partially_credited,2026-10,7,cust-00007,Lantern Games Ltd,"
-    '"1 Century Avenue, Shanghai",91310000000000007,billing@lantern.example.com,2026-11-02,'
-    "2026-11-02T00:00:00+08:00,CNY,9600.00,1200.00,2026-11-20T10:15:00+08:00,301,1,"
-    "lanternchat,Lantern Chat,dau_fee,dau_fee,premium,Premium,Premium DAU fee,1,6000.00,"
-    "6000.00,2026-10-01,2026-10-31,31,31,5000,2026-10-17,"
-    '"peak DAU 5,000 on 2026-10-17 <= 10,000: base fee 6,000.00"\r\n'
-)
+INVOICE_CSV_EXAMPLE = csv_example(INVOICE_EXAMPLE, INVOICE_LINE_COLUMNS, INVOICE_DOCUMENT_COLUMNS)
 
 CREDIT_NOTE_EXAMPLE = {
     "id": 3,
@@ -394,12 +400,8 @@ CREDIT_NOTE_EXAMPLE = {
         }
     ],
 }
-CREDIT_NOTE_CSV_EXAMPLE = (
-    ",".join(c.name for c in CREDIT_NOTE_LINE_COLUMNS)
-    + "\r\n3,CN-2026-000003,41,INV-2026-000041,2026-10,7,cust-00007,Lantern Games Ltd,"
-    "Sensitive-word packs cancelled on 2026-10-01,2026-11-20,2026-11-20T10:15:00+08:00,CNY,"
-    "1200.00,5,302,2,lanternchat,sensitive_words,sensitive_words,"
-    "Sensitive words: 2 extra packs,1200.00\r\n"
+CREDIT_NOTE_CSV_EXAMPLE = csv_example(
+    CREDIT_NOTE_EXAMPLE, CREDIT_NOTE_LINE_COLUMNS, CREDIT_NOTE_DOCUMENT_COLUMNS
 )
 
 LEDGER_EXAMPLE = {
@@ -415,11 +417,7 @@ LEDGER_EXAMPLE = {
     "reference": "ICBC 2026101500042",
     "reason": "",
 }
-LEDGER_CSV_EXAMPLE = (
-    ",".join(c.name for c in LEDGER_ENTRY_COLUMNS)
-    + "\r\n88,LE-00000088,7,cust-00007,deposit,2026-10-15,2026-10-15T09:30:00+08:00,CNY,"
-    "30000.00,ICBC 2026101500042,\r\n"
-)
+LEDGER_CSV_EXAMPLE = csv_example(LEDGER_EXAMPLE, LEDGER_ENTRY_COLUMNS)
 
 CUSTOMER_EXAMPLE = {
     "id": 7,
@@ -438,12 +436,7 @@ CUSTOMER_EXAMPLE = {
     "created_at": "2026-01-05T11:00:00+08:00",
     "updated_at": "2026-03-01T16:20:00+08:00",
 }
-CUSTOMER_CSV_EXAMPLE = (
-    ",".join(c.name for c in CUSTOMER_COLUMNS)
-    + "\r\n7,cust-00007,Lantern Games Ltd,billing@lantern.example.com,"
-    '"1 Century Avenue, Shanghai",91310000000000007,Li Wei,+86 21 5555 0100,active,,,CNY,'
-    "20400.00,2026-01-05T11:00:00+08:00,2026-03-01T16:20:00+08:00\r\n"
-)
+CUSTOMER_CSV_EXAMPLE = csv_example(CUSTOMER_EXAMPLE, CUSTOMER_COLUMNS)
 
 
 # --- Document lists -----------------------------------------------------------------------
@@ -660,11 +653,7 @@ REVENUE_EXAMPLE = {
         },
     ],
 }
-REVENUE_CSV_EXAMPLE = (
-    ",".join(REVENUE_COLUMNS) + "\r\ncategory,dau_fee,DAU fee,14000.00,0.00,14000.00,CNY\r\n"
-    "plan,premium,Premium,21600.00,1200.00,20400.00,CNY\r\n"
-    "total,,Total,25600.00,1200.00,24400.00,CNY\r\n"
-)
+REVENUE_CSV_EXAMPLE = _csv_text(REVENUE_COLUMNS, revenue_example_csv_rows(REVENUE_EXAMPLE))
 
 
 class RevenueSummaryView(ReportView):
@@ -746,14 +735,13 @@ JOURNAL_EXAMPLE = {
         },
     ],
 }
-JOURNAL_CSV_EXAMPLE = (
-    ",".join(JOURNAL_COLUMNS)
-    + "\r\n2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,2200,Customer prepaid balance,"
-    "9600.00,0.00,CNY,Invoice INV-2026-000041 for 2026-10\r\n"
-    "2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,4010,Revenue: DAU fees,0.00,6000.00,"
-    "CNY,Invoice INV-2026-000041 for 2026-10\r\n"
-    "2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,4040,Revenue: Sensitive words,0.00,"
-    "3600.00,CNY,Invoice INV-2026-000041 for 2026-10\r\n"
+JOURNAL_CSV_EXAMPLE = _csv_text(
+    JOURNAL_COLUMNS,
+    (
+        row
+        for entry in JOURNAL_EXAMPLE["entries"]
+        for row in example_csv_rows(entry, JOURNAL_ROW_COLUMNS)
+    ),
 )
 
 
