@@ -28,6 +28,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from billingsite.refusals import Refusal
 
@@ -81,6 +82,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every refusal of a DRF view, in the one shape.
     Anything else (a bug) returns None: Django's 500 handler answers, in the same shape."""
     if isinstance(exc, Refusal):
+        # A refusal changes nothing, also under ATOMIC_REQUESTS.
+        set_rollback()
         return Response(exc.body(), status=status_for(exc.code))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "not found")
