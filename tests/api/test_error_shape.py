@@ -3,6 +3,8 @@ and for the paths outside DRF, and the status of a domain refusal by its code.""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -91,8 +93,6 @@ def test_a_refusal_answers_the_status_of_its_rule(code, status):
 
 
 def test_a_refusal_with_details_keeps_them_beside_the_shape():
-    from decimal import Decimal
-
     refusal = InsufficientDeposit("too poor", required=Decimal("8000"), balance=Decimal("5"))
     response = exception_handler(refusal, {})
     assert response.status_code == STATUS_BY_CODE["insufficient_deposit"] == 402
