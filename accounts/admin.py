@@ -305,7 +305,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
     def arrears_display(self, customer):
         if customer.arrears_since is None:
             return "—"
-        from accounts.services import suspension_date
+        from accounts.arrears import suspension_date
 
         if customer.suspended_at is not None:
             return mark_safe('<span class="billing-bad">suspended</span>')

@@ -211,7 +211,12 @@ class CustomerEvent(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices)
     dedupe_key = models.CharField(max_length=200, unique=True)
     payload = models.JSONField(default=dict)
+    # The business moment the event belongs to (a run's events carry the run's billing moment,
+    # however late a resumed run writes them).
     created_at = models.DateTimeField()
+    # Wall-clock time the row was written: what the pending-events sweep measures age by.
+    # Empty on events written before it existed (the sweep falls back to created_at).
+    recorded_at = models.DateTimeField(null=True, blank=True)
     email_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

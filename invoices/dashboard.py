@@ -246,7 +246,7 @@ def month_at_a_glance(
 
 
 def customers_in_arrears(*, limit: int | None = None) -> list[ArrearsRow]:
-    from accounts.services import suspension_date
+    from accounts.arrears import suspension_date
 
     customers = Customer.objects.filter(arrears_since__isnull=False).order_by(
         "arrears_since", "name"

@@ -27,9 +27,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.arrears import suspension_date
 from accounts.models import Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balance
-from accounts.services import suspension_date
 from billingsite.clock import Period, billing_date
 from invoices.models import CreditNote, Invoice
 from invoices.pdf import (

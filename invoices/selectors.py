@@ -133,7 +133,7 @@ def financials_from(
     period: Period,
 ) -> CustomerFinancials:
     """Balance, run-rate and arrears arithmetic, for one customer or a batch of them."""
-    from accounts.services import suspension_date
+    from accounts.arrears import suspension_date
 
     days_left = None
     # What the subscriptions in effect cost a day, not this month's average: an application

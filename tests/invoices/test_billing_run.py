@@ -159,10 +159,10 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     customers = build_accounts(5)
     ids = [c.pk for c in customers]
     run = one_chunk_run(accounts=5)
+    import invoices.issuing as issuing
     import invoices.runs as runs
-    import invoices.services as services
 
-    real_bill_account, real_debit = runs.bill_account_rerating, services._debit_row
+    real_bill_account, real_debit = runs.bill_account_rerating, issuing.debit_row
     calls = {"n": 0}
 
     def debit_dies_on_the_fourth(**kwargs):
@@ -179,7 +179,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
         return outcome
 
     if dies == "inside_the_fourth_transaction":
-        monkeypatch.setattr(services, "_debit_row", debit_dies_on_the_fourth)
+        monkeypatch.setattr(issuing, "debit_row", debit_dies_on_the_fourth)
         committed = 3
     else:
         monkeypatch.setattr(runs, "bill_account_rerating", dies_after_the_fourth)
@@ -341,9 +341,9 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     price_book, monkeypatch, django_capture_on_commit_callbacks, small_chunks
 ):
     customers = build_accounts(5)
-    import invoices.services
+    import invoices.issuing
 
-    real_debit = invoices.services._debit_row
+    real_debit = invoices.issuing.debit_row
     calls = {"n": 0}
 
     def debit_fails_after_two(**kwargs):
@@ -352,7 +352,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
             raise ConnectionError("ledger unavailable")
         return real_debit(**kwargs)
 
-    monkeypatch.setattr("invoices.services._debit_row", debit_fails_after_two)
+    monkeypatch.setattr("invoices.issuing.debit_row", debit_fails_after_two)
     with django_capture_on_commit_callbacks(execute=True):
         first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     first.refresh_from_db()
@@ -365,7 +365,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     assert errors.count() == 3
     assert all("ConnectionError: ledger unavailable" in e.error for e in errors)
 
-    monkeypatch.setattr("invoices.services._debit_row", real_debit)
+    monkeypatch.setattr("invoices.issuing.debit_row", real_debit)
     with django_capture_on_commit_callbacks(execute=True):
         second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     second.refresh_from_db()
@@ -533,7 +533,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
     issuing_holds_its_locks = threading.Event()
     ingest_may_go = threading.Event()
     seen: dict[str, object] = {}
-    real_issue = services.statements.issue_in_one_statement
+    real_issue = services.statements.issue_insert
 
     def issue_then_pause(**kwargs):
         written = real_issue(**kwargs)
@@ -553,7 +553,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
         finally:
             connection.close()
 
-    services.statements.issue_in_one_statement = issue_then_pause
+    services.statements.issue_insert = issue_then_pause
     try:
         thread = threading.Thread(target=ingest)
         thread.start()
@@ -570,7 +570,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
             seen["ingest_finished_before_commit"] = not thread.is_alive()
         thread.join(10)
     finally:
-        services.statements.issue_in_one_statement = real_issue
+        services.statements.issue_insert = real_issue
 
     assert outcome == "issued"
     assert seen == {"ingest_finished_before_commit": False, "ingest": "INV-2026-000001"}

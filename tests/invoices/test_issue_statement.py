@@ -163,7 +163,7 @@ def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, m
             invoice_absent=True,
         )
 
-    monkeypatch.setattr(statements, "issue_in_one_statement", broken)
+    monkeypatch.setattr(statements, "issue_insert", broken)
     with pytest.raises(ConnectionError):
         bill()
     assert not Invoice.objects.exists()
