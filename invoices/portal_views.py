@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from accounts.arrears import suspension_date
+from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
 from accounts.models import Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balance
 from billingsite.clock import Period, billing_date
@@ -95,6 +95,11 @@ class ArrearsState:
     @property
     def amount_owed(self) -> Decimal:
         return -self.balance
+
+    @property
+    def grace_days(self) -> int:
+        """Days of arrears before suspension (the policy's, for the banner's words)."""
+        return ARREARS_GRACE_DAYS
 
     @property
     def last_day_to_pay(self) -> dt.date:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import time
 from decimal import Decimal
 
 from django.conf import settings
@@ -147,13 +148,17 @@ class _PreparedStatementsCursor(ServerBindingCursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _prepared_cursor():
-    """PostgreSQL: a cursor whose statements are prepared (Django's own cursors bind on the
-    client and never prepare), wrapped as Django wraps its cursors (execute wrappers, the
-    query log, database errors). A plain cursor when BILLING_RUN_PREPARED_STATEMENTS is off
-    (behind a pooler that cannot keep prepared statements)."""
+def _fetch_one_prepared(sql: str, params) -> tuple | None:
+    """PostgreSQL: run a statement prepared on the server once per session (Django's own
+    cursors bind on the client and never prepare) and return its one row. The cursor is
+    wrapped as Django wraps its own (execute wrappers, database errors); the query log gets
+    the statement as written (the driver keeps no inlined text of a prepared statement). A
+    plain cursor when BILLING_RUN_PREPARED_STATEMENTS is off (behind a pooler that cannot keep
+    prepared statements)."""
     if not settings.BILLING_RUN_PREPARED_STATEMENTS:
-        return connection.cursor()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
     connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:
@@ -161,10 +166,13 @@ def _prepared_cursor():
         # then ignores prepare=True too. With a threshold no statement reaches, only the
         # statements of these cursors are prepared.
         raw.prepare_threshold = 2**31
-    cursor = _PreparedStatementsCursor(raw)
+    started = time.monotonic()
+    with connection.make_cursor(_PreparedStatementsCursor(raw)) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
     if connection.queries_logged:
-        return connection.make_debug_cursor(cursor)
-    return connection.make_cursor(cursor)
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return row
 
 
 def _usage_versions_sql(customer: str, *, lock: bool) -> str:
@@ -212,9 +220,7 @@ def lock_customer_for_issue(
     `series` and reserve the id of the invoice about to be written, in one statement:
     (customer, invoice id, number, (applications, sum of usage versions))."""
     sql, names = _lock_for_issue_sql()
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, [customer_id, series, year])
-        row = cursor.fetchone()
+    row = _fetch_one_prepared(sql, [customer_id, series, year])
     if row is None:
         raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
     customer = Customer.from_db(connection.alias, names, row[: len(names)])
@@ -312,7 +318,5 @@ def issue_insert(rows) -> tuple[bool, int | None]:
     }
     if rows.debit is not None:
         params["debit"] = _as_json(LedgerEntry, [rows.debit])
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        debited, event_id = cursor.fetchone()
+    debited, event_id = _fetch_one_prepared(sql, params)
     return debited, event_id
