@@ -138,19 +138,13 @@ def debit_row(
 
 
 @functools.cache
-def _history_fields(model: type[Model]) -> tuple[type[Model], tuple[str, ...]]:
-    # Looked up once: each `Model.history` access builds a new manager class.
-    history_model = model.history.model
-    tracked = tuple(
+def _history_tracked(model: type[Model]) -> tuple[str, ...]:
+    """The attnames of `model` its history rows copy."""
+    return tuple(
         field.attname
-        for field in history_model._meta.concrete_fields
+        for field in statements.history_model(model)._meta.concrete_fields
         if not field.name.startswith("history_")
     )
-    return history_model, tracked
-
-
-def invoice_history_model() -> type[Model]:
-    return _history_fields(Invoice)[0]
 
 
 @dataclass(frozen=True)
@@ -192,8 +186,7 @@ def issue_rows(
     if new:
         issued.setdefault("created_at", wall)
     invoice_id = issued["id"]
-    _history_model, tracked = _history_fields(Invoice)
-    history = {name: issued[name] for name in tracked}
+    history = {name: issued[name] for name in _history_tracked(Invoice)}
     history.update(
         history_date=wall,
         history_change_reason=None,
@@ -300,7 +293,7 @@ def invoice_issue_write(
         # issued invoice (but in the statement that writes both).
         statements.insert_many(InvoiceLine, rows.lines)
         statements.update_one(Invoice, rows.invoice)
-        statements.insert_many(invoice_history_model(), [rows.history])
+        statements.insert_many(statements.history_model(Invoice), [rows.history])
         debited = (
             rows.debit is not None
             and statements.insert_ignoring_conflict(

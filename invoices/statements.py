@@ -31,6 +31,13 @@ from invoices.models import Invoice, InvoiceLine
 from invoices.numbering import format_number, number_bump_sql
 
 
+@functools.cache
+def history_model(model: type[Model]) -> type[Model]:
+    """simple-history's history model of `model`, looked up once (each `Model.history` access
+    builds a new manager class)."""
+    return model.history.model
+
+
 def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -231,28 +238,36 @@ def lock_customer_for_issue(
 
 def _json_value(value):
     # Exact text for what JSON has no type for; PostgreSQL parses it with the column's type.
-    if isinstance(value, Decimal):
+    if type(value) is Decimal:
         return str(value)
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} cannot be written as a column value")
 
 
+# One encoder for every row (json.dumps with options builds a new one per call). UTF-8 as it is
+# (the frozen Chinese names): a third of the bytes of \u escapes.
+_ENCODER = json.JSONEncoder(default=_json_value, separators=(",", ":"), ensure_ascii=False)
+
+
 @functools.cache
-def _column_of(model: type[Model]) -> dict[str, str]:
-    return {field.attname: field.column for field in model._meta.concrete_fields}
+def _renamed_columns(model: type[Model]) -> dict[str, str] | None:
+    """attname -> column where they differ; None when every column is named as its attname
+    (the rows then go out as they are)."""
+    renamed = {
+        field.attname: field.column
+        for field in model._meta.concrete_fields
+        if field.attname != field.column
+    }
+    return renamed or None
 
 
 def _as_json(model: type[Model], rows: list[dict]) -> str:
     """Rows (attname -> value) as a JSON array of column -> value, for jsonb_populate_record."""
-    column = _column_of(model)
-    return json.dumps(
-        [{column[name]: value for name, value in row.items()} for row in rows],
-        default=_json_value,
-        separators=(",", ":"),
-        # UTF-8 as it is (the frozen Chinese names): a third of the bytes of \u escapes.
-        ensure_ascii=False,
-    )
+    renamed = _renamed_columns(model)
+    if renamed is not None:
+        rows = [{renamed.get(name, name): value for name, value in row.items()} for row in rows]
+    return _ENCODER.encode(rows)
 
 
 def _insert_from_json_sql(model: type[Model], names: tuple[str, ...], rows: str) -> str:
@@ -275,10 +290,10 @@ def _issue_sql(
     event_names: tuple[str, ...],
     debit_names: tuple[str, ...] | None,
 ) -> str:
-    history_model = Invoice.history.model
+    invoice_history = history_model(Invoice)
     parts = [
         f"new_invoice AS ({_insert_from_json_sql(Invoice, invoice_names, '%(invoice)s')})",
-        f"new_history AS ({_insert_from_json_sql(history_model, history_names, '%(history)s')})",
+        f"new_history AS ({_insert_from_json_sql(invoice_history, history_names, '%(history)s')})",
         f"new_lines AS ({_insert_from_json_sql(InvoiceLine, line_names, '%(lines)s')})",
         f"new_event AS ({_insert_from_json_sql(CustomerEvent, event_names, '%(event)s')} "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id)",
@@ -302,7 +317,6 @@ def issue_insert(rows) -> tuple[bool, int | None]:
     The sub-statements do not depend on one another's rows (ids are known), and foreign keys
     are checked at commit. Each table's rows travel as one JSON parameter, so the statement
     text is the same for every account and is prepared once per connection."""
-    history_model = Invoice.history.model
     sql = _issue_sql(
         tuple(rows.invoice),
         tuple(rows.history),
@@ -312,7 +326,7 @@ def issue_insert(rows) -> tuple[bool, int | None]:
     )
     params = {
         "invoice": _as_json(Invoice, [rows.invoice]),
-        "history": _as_json(history_model, [rows.history]),
+        "history": _as_json(history_model(Invoice), [rows.history]),
         "lines": _as_json(InvoiceLine, rows.lines),
         "event": _as_json(CustomerEvent, [rows.event]),
     }
