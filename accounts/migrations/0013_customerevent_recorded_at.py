@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0011_ledger_sign_matches_kind")]
+    dependencies = [("accounts", "0012_ledger_deposit_method")]
 
     operations = [
         migrations.AddField(
