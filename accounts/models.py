@@ -27,7 +27,8 @@ class Customer(models.Model):
     # Asia/Shanghai day the ledger balance went below zero; None while it is >= 0.
     # Derived from the ledger by the services, never typed in by hand.
     arrears_since = models.DateField(null=True, blank=True)
-    # Set when service was shut down for arrears older than 7 days; cleared on reactivation.
+    # Set when service was shut down for arrears past the grace period
+    # (accounts.arrears.ARREARS_GRACE_DAYS); cleared on reactivation.
     suspended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -535,8 +535,8 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
     seen: dict[str, object] = {}
     real_issue = services.statements.issue_insert
 
-    def issue_then_pause(**kwargs):
-        written = real_issue(**kwargs)
+    def issue_then_pause(*args, **kwargs):
+        written = real_issue(*args, **kwargs)
         issuing_holds_its_locks.set()
         ingest_may_go.wait(5)
         return written
