@@ -24,7 +24,7 @@ from enum import Enum
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.events import record_customer_event
+from accounts.events import customer_event_row, record_customer_event, record_customer_events
 from accounts.locks import lock_customer, lock_customers
 from accounts.models import Application, Customer, CustomerEvent
 from accounts.selectors import ZERO, ledger_balance, ledger_balances
@@ -99,17 +99,21 @@ def _arrears_apply(*, customers: list[Customer], now: dt.datetime) -> None:
     Customer.history.bulk_history_create(
         starts, update=True, default_change_reason=None, default_date=timezone.now()
     )
+    events = []
     for customer in starts:
         dedupe_key, payload = arrears_started_event(
             customer_id=customer.pk, today=today, balance=balances.get(customer.pk, ZERO)
         )
-        record_customer_event(
-            customer=customer,
-            kind=CustomerEvent.Kind.ARREARS_STARTED,
-            dedupe_key=dedupe_key,
-            payload=payload,
-            now=now,
+        events.append(
+            customer_event_row(
+                customer_id=customer.pk,
+                kind=CustomerEvent.Kind.ARREARS_STARTED,
+                dedupe_key=dedupe_key,
+                payload=payload,
+                now=now,
+            )
         )
+    record_customer_events(events)
 
 
 def _arrears_end(*, customer: Customer, balance: Decimal, now: dt.datetime) -> None:

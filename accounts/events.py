@@ -73,6 +73,32 @@ def record_customer_event(
     return event, True
 
 
+def record_customer_events(rows: list[dict]) -> int:
+    """`record_customer_event` for many events (rows of `customer_event_row`) in one INSERT ...
+    ON CONFLICT DO NOTHING statement; each inserted one is delivered after commit. Returns how
+    many were inserted."""
+    if not rows:
+        return 0
+    meta = CustomerEvent._meta
+    names = list(rows[0])
+    fields = [meta.get_field(name) for name in names]
+    columns = ", ".join(field.column for field in fields)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(rows))
+    params = [
+        field.get_db_prep_save(row[field.attname], connection) for row in rows for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} ({columns}) VALUES {values} "
+            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            params,
+        )
+        inserted = [row[0] for row in cursor.fetchall()]
+    for event_id in inserted:
+        deliver_after_commit(event_id)
+    return len(inserted)
+
+
 def deliver_after_commit(event_id: int) -> None:
     """Queue the delivery of an event recorded in the current transaction once it commits
     (for events inserted by other statements than `record_customer_event`)."""
