@@ -3,7 +3,7 @@ confirmation pages for deposits, adjustments and credit notes show it, then post
 (and idempotency token) again to write.
 
 Reads only. The arrears and suspension dates come from the rules the write itself applies
-(`accounts.services.arrears_since_after`, `suspension_date`), so the page cannot announce a date
+(`accounts.arrears.arrears_change`, `suspension_date`), so the page cannot announce a date
 the ledger write would not keep."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
+from accounts.arrears import ArrearsChange, arrears_change, suspension_date
 from accounts.models import Customer
 from accounts.selectors import ledger_balance
-from accounts.services import arrears_since_after, suspension_date
 from billingsite.money import format_cny
 
 
@@ -45,7 +45,13 @@ def balance_change_preview(
     ledger on `today` (a billing date)."""
     before = ledger_balance(customer=customer)
     after = before + amount
-    since = arrears_since_after(balance=after, arrears_since=customer.arrears_since, today=today)
+    change = arrears_change(balance=after, arrears_since=customer.arrears_since)
+    if change == ArrearsChange.START:
+        since = today
+    elif change == ArrearsChange.END:
+        since = None
+    else:
+        since = customer.arrears_since
     suspended = customer.suspended_at is not None
     name = customer.name
     suspension_on = None
