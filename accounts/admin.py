@@ -517,13 +517,11 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
 
 
 def _current_plan_subquery(today: dt.date):
-    from plans.models import PlanChange
+    from plans.timeline import plan_changes_in_effect
 
     return Subquery(
-        PlanChange.objects.filter(
-            application=OuterRef("pk"), cancelled_at__isnull=True, effective_date__lte=today
-        )
-        .order_by("-effective_date", "-id")
+        plan_changes_in_effect(first_day=today, last_day=today)
+        .filter(application=OuterRef("pk"))
         .values("plan__name")[:1]
     )
 
@@ -573,7 +571,7 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     @admin.display(description="Plans")
     def plan_history_table(self, application):
         from plans.models import PlanChange
-        from plans.selectors import plan_history
+        from plans.timeline import plan_history
 
         rows = plan_history(application_ids=[application.pk]).get(application.pk, [])
         cancelled = PlanChange.objects.filter(
@@ -586,7 +584,7 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
 
     @admin.display(description="Add-ons")
     def addons_table(self, application):
-        from plans.selectors import addon_history
+        from plans.timeline import addon_history
 
         rows = addon_history(application_ids=[application.pk]).get(application.pk, [])
         rows = sorted(rows, key=lambda row: (row.code, row.first_day))

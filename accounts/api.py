@@ -48,7 +48,6 @@ from billingsite.ops import metrics
 from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, estimate_current_month
-from plans.selectors import addon_history, plan_history
 from plans.services import (
     InsufficientDeposit,
     SubscriptionError,
@@ -56,6 +55,7 @@ from plans.services import (
     addon_set,
     plan_change_request,
 )
+from plans.timeline import addon_history, plan_history, row_on, rows_on
 
 # A usage request of 10,000 rows is about 1 MB; anything far larger is refused unread.
 MAX_USAGE_BODY_BYTES = 16 * 1024 * 1024
@@ -477,10 +477,7 @@ def application_payload(application: Application) -> dict:
     plans = plan_history(application_ids=[application.pk]).get(application.pk, [])
     addons = addon_history(application_ids=[application.pk]).get(application.pk, [])
 
-    def covers(row) -> bool:
-        return row.first_day <= today and (row.last_day is None or today <= row.last_day)
-
-    current = next((row for row in plans if covers(row)), None)
+    current = row_on(plans, today)
     return {
         "app_key": application.app_key,
         "name": application.name,
@@ -490,7 +487,7 @@ def application_payload(application: Application) -> dict:
         "created_on": application.created_on,
         "current_plan": _row(current) if current else None,
         "plan_history": [_row(row) for row in plans],
-        "addons": [_row(row, addon=True) for row in addons if covers(row)],
+        "addons": [_row(row, addon=True) for row in rows_on(addons, today)],
         "addon_history": [
             _row(row, addon=True) for row in sorted(addons, key=lambda r: (r.first_day, r.code))
         ],

@@ -22,6 +22,7 @@ from invoices.rating import (
     rate_account,
 )
 from plans.selectors import application_inputs, price_book_for_period
+from plans.timeline import covers
 
 RECOMMENDED_MONTHS = 3
 
@@ -38,7 +39,7 @@ def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
 
 
 def _covers(segment, day: dt.date) -> bool:
-    return segment.first_day <= day <= segment.last_day
+    return covers(first_day=segment.first_day, last_day=segment.last_day, day=day)
 
 
 def whole_month_inputs(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, ensure_cny
 from invoices.rating import (
-    UNAVAILABLE,
     AddOnSegment,
     ApplicationInput,
     PlanSegment,
@@ -77,7 +76,7 @@ def _addon_errors(*, book: PriceBook, plan: PlanTerms, addons: dict[str, int]) -
         addon = known.get(code)
         if code not in book.addons or addon is None:
             errors[code] = [f"unknown add-on code {code!r}"]
-        elif book.addon_price(code, plan.code).availability == UNAVAILABLE:
+        elif not book.is_available(code, plan.code):
             name = book.addons[code].name
             errors[code] = [f"{name} ({code}) is not available on the {plan.name} plan"]
         elif problem := addon_quantity_problem(addon=addon, quantity=quantity):

@@ -11,7 +11,6 @@ from billingsite.clock import Period
 from invoices.models import Invoice
 from invoices.selectors import rate_customer_period
 from plans.models import AddOnChange, DedicatedContract, PlanChange, PlanPrice
-from plans.selectors import addon_history, plan_history
 from plans.services import (
     InsufficientDeposit,
     SubscriptionError,
@@ -20,6 +19,7 @@ from plans.services import (
     contract_add,
     plan_change_request,
 )
+from plans.timeline import addon_history, plan_history
 from tests.factories import ApplicationFactory, deposit, usage
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
