@@ -4,7 +4,7 @@ One DailyUsage row per application and Asia/Shanghai day. Resending a row with t
 values changes nothing; a different value for a month that is not invoiced replaces the row
 and leaves a UsageRevision (who, when, old, new); any change in an invoiced month is refused,
 because billed months are corrected by credit notes, never by rewriting usage (which months
-are frozen is plans.change_policy's: an issued invoice's; a held one is only made stale).
+are frozen is accounts.frozen_months': an issued invoice's; a held one is only made stale).
 
 Speed matters (the platform pushes every application every day): a request of 10,000 rows is
 validated in plain Python and written with a fixed number of statements, whatever its size:
@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from django.db import connection, transaction
 from django.db.models import F
 
+from accounts.frozen_months import Change, frozen_months
 from accounts.models import Application, DailyUsage, UsageRevision
 from accounts.services import IDENTIFIER_PATTERN
 from billingsite.clock import billing_date
-from plans.change_policy import frozen_usage_months
 
 MAX_ROWS_PER_REQUEST = 10_000
 # An admin CSV import may carry a month of data for many applications at once.
@@ -351,9 +351,13 @@ def usage_ingest(
             return IngestResult(created=0, updated=0, unchanged=unchanged)
 
         touched = [r for r in new_rows] + [c[0] for c in changed]
-        invoiced = frozen_usage_months(
-            customer_months={(r[3], r[4].replace(day=1)) for r in touched}
-        )
+        invoiced = {
+            key: month.number
+            for key, month in frozen_months(
+                change=Change.USAGE,
+                customer_months={(r[3], r[4].replace(day=1)) for r in touched},
+            ).items()
+        }
         if invoiced:
             conflicts = [
                 {

@@ -37,6 +37,7 @@ from accounts.services import (
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
 from invoices import statements
+from invoices.invoiced_months import invoice_kept, invoiced_month_forget, invoiced_month_keep
 from invoices.limits import InvoiceTooLarge, invoice_size_problem
 from invoices.models import (
     BillingRun,
@@ -295,6 +296,7 @@ def _invoice_write(
             setattr(existing, name, value)
         existing.total = Money(rated.total, CURRENCY)
         existing.save()
+        invoice_kept(existing)
         return existing
     if system:
         wall = timezone.now()
@@ -309,6 +311,7 @@ def _invoice_write(
             Invoice.objects.filter(pk=fields["id"]).update(status=issued_status)
         invoice = Invoice(**fields)
         invoice._state.adding, invoice._state.db = False, connection.alias
+        invoice_kept(invoice)
         return invoice
     if number is not None:
         raise ValueError("only the run writes an invoice as issued; people use invoice_issue")
@@ -316,6 +319,7 @@ def _invoice_write(
     orm_fields["total"] = Money(rated.total, CURRENCY)
     invoice = Invoice.objects.create(**orm_fields)
     statements.insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
+    invoice_kept(invoice)
     return invoice
 
 
@@ -460,6 +464,7 @@ def _rate_and_write(
                 )
             if existing is not None:
                 existing.delete()
+                invoiced_month_forget(customer_id=customer.pk, period=existing.period)
             return None
         return _invoice_write(
             customer=customer,
@@ -530,6 +535,7 @@ def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invo
         current.issue_date = billing_date(now)
         current.issued_by = issued_by
         current.save()
+        invoice_kept(current)
         _after_issue(invoice=current, customer=customer, now=now, issued_by=issued_by)
     return current
 
@@ -592,6 +598,7 @@ def bill_account(
         elif not prepared.billable:
             if existing is not None:
                 existing.delete()
+                invoiced_month_forget(customer_id=customer.pk, period=existing.period)
             outcome = SKIPPED
         elif prepared.rated.hold_reasons:
             _invoice_write(
@@ -703,6 +710,9 @@ def _issue_for_run(
     )
     if rated.total != 0 and not written.debited:
         raise IntegrityError(f"ledger key {debit['idempotency_key']} is already used")
+    invoiced_month_keep(
+        customer_id=customer_id, period=period.start, status=invoice["status"], number=number
+    )
     for event_id in (written.event_id, written.arrears_event_id):
         if event_id is not None:
             deliver_after_commit(event_id)
@@ -913,6 +923,7 @@ def credit_note_create(
             Invoice.Status.CREDITED if fully_credited else Invoice.Status.PARTIALLY_CREDITED
         )
         current.save(update_fields=["status", "updated_at"])
+        invoice_kept(current)
         ledger_record(
             customer=customer,
             kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,

@@ -8,6 +8,7 @@ from moneyed import Money
 
 from accounts.models import Customer
 from billingsite.clock import Period
+from invoices.invoiced_months import invoice_kept
 from invoices.models import Invoice
 from invoices.selectors import rate_customer_period
 from plans.models import AddOnChange, DedicatedContract, PlanChange, PlanPrice
@@ -294,7 +295,7 @@ def test_unknown_plan_is_refused():
 
 
 def issued_invoice(customer: Customer, period: dt.date) -> Invoice:
-    return Invoice.objects.create(
+    invoice = Invoice.objects.create(
         customer=customer,
         period=period,
         status=Invoice.Status.ISSUED,
@@ -304,6 +305,8 @@ def issued_invoice(customer: Customer, period: dt.date) -> Invoice:
         issued_at=NOW,
         issue_date=NOW.date(),
     )
+    invoice_kept(invoice)
+    return invoice
 
 
 @pytest.mark.django_db
