@@ -13,8 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, Subquery
 from django.forms import Textarea
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -49,6 +48,7 @@ from accounts.models import (
     UsageRevision,
     WebhookDelivery,
 )
+from accounts.selectors import ledger_balance, with_ledger_balance
 from billingsite.admin import (
     HistoryViewOnlyMixin,
     ReadOnlyAdminMixin,
@@ -244,17 +244,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         return ["external_id", *self.financial_fields]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                ledger_total=Coalesce(
-                    Sum("ledger_entries__amount"),
-                    Value(0),
-                    output_field=DecimalField(max_digits=14, decimal_places=2),
-                )
-            )
-        )
+        return with_ledger_balance(super().get_queryset(request), name="ledger_total")
 
     # The list's run-rate columns are rated for the whole page at once (see changelist_view).
     def changelist_view(self, request, extra_context=None):
@@ -487,7 +477,6 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
                     )
         else:
             form = form_class(initial={"token": new_form_token()})
-        from accounts.selectors import ledger_balance
 
         title = "Record a deposit" if kind == "deposit" else "Manual balance adjustment"
         return render_form_page(

@@ -9,7 +9,6 @@ A token of any other role gets 403.
 
 from __future__ import annotations
 
-from django.db.models import Sum
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -27,6 +26,7 @@ from rest_framework.views import APIView
 from accounts import roles
 from accounts import serializers as s
 from accounts.models import Application, Customer, LedgerEntry
+from accounts.selectors import ledger_balance
 from accounts.services import (
     AccountError,
     DuplicateError,
@@ -252,12 +252,8 @@ class CustomerDetailView(ConsoleView):
 
 
 def _balance_after(entry: LedgerEntry) -> str:
-    # The customer's rows are written under its row lock, so ids follow commit order and the
-    # balance up to this entry never changes: a replayed answer is byte-for-byte the same.
-    total = LedgerEntry.objects.filter(customer_id=entry.customer_id, id__lte=entry.id).aggregate(
-        total=Sum("amount")
-    )["total"]
-    return format_amount(total)
+    # The balance up to this entry never changes: a replayed answer is byte-for-byte the same.
+    return format_amount(ledger_balance(customer=entry.customer_id, through=entry))
 
 
 def deposit_payload(*, entry: LedgerEntry, customer: Customer, key: str) -> dict:
