@@ -14,7 +14,7 @@ disappear, so:
   happened, and a draft or held invoice is only made stale (issuing it re-rates).
 
 The months come from `InvoicedMonth`, the copy of the customer's invoices that
-`invoices.invoiced_months` keeps in every invoice write, so this module reads no invoice.
+`invoices.documents.invoiced_months` keeps in every invoice write, so this module reads no invoice.
 """
 
 from __future__ import annotations

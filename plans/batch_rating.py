@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from accounts.models import Application
 from billingsite.clock import Period
-from invoices.rating import ApplicationInput, PriceBook, RatedAccount, RatingError, rate_account
+from plans.rating.engine import ApplicationInput, PriceBook, RatedAccount, RatingError, rate_account
 from plans.selectors import application_inputs, price_book_for_period
 
 

@@ -12,9 +12,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
-from invoices.rating import (
+from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
+from plans.rating.engine import (
     AddOnPriceTerms,
     AddOnSegment,
     AddOnTerms,
@@ -24,7 +26,6 @@ from invoices.rating import (
     PlanTerms,
     PriceBook,
 )
-from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
 from plans.timeline import addon_history, clip, contracts_overlapping, plan_history
 
 
@@ -103,7 +104,6 @@ class UsagePeaks:
 def usage_by_application(
     *, application_ids: Iterable[int], first_day: dt.date, last_day: dt.date
 ) -> dict[int, UsagePeaks]:
-    from accounts.models import DailyUsage
 
     days: dict[int, list[tuple[dt.date, int, int]]] = defaultdict(list)
     rows = DailyUsage.objects.filter(

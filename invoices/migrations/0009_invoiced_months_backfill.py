@@ -1,5 +1,5 @@
 """Backfill accounts.InvoicedMonth from the invoices: one row per invoice with its period,
-status and number (from now on invoices.invoiced_months keeps it in every invoice write)."""
+status and number (from now on invoices.documents.invoiced_months keeps it in every invoice write)."""
 
 from django.db import migrations
 
@@ -28,7 +28,7 @@ def forget(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("invoices", "0008_issued_documents_closed"),
-        ("accounts", "0012_invoiced_month"),
+        ("accounts", "0013_invoiced_month"),
     ]
 
     operations = [migrations.RunPython(backfill, forget)]

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Customer, LedgerEntry
 from billingsite.clock import BILLING_TZ, Period
-from invoices.invoiced_months import invoice_kept
+from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from tests.factories import CustomerFactory
 

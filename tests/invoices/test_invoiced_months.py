@@ -15,10 +15,15 @@ from django.apps import apps as django_apps
 from accounts.frozen_months import Change, frozen_by, frozen_months
 from accounts.models import InvoicedMonth
 from billingsite.clock import Period
-from invoices.invoiced_months import invoiced_months_from_invoices, invoiced_months_stored
+from invoices.documents.invoiced_months import invoiced_months_from_invoices, invoiced_months_stored
+from invoices.documents.services import (
+    credit_note_create,
+    invoice_issue,
+    invoice_rate,
+    invoice_rerate,
+)
 from invoices.models import Invoice
-from invoices.runs import billing_run_bill_inline, billing_run_start
-from invoices.services import credit_note_create, invoice_issue, invoice_rate, invoice_rerate
+from invoices.run.runs import billing_run_bill_inline, billing_run_start
 from tests.factories import ApplicationFactory, CustomerFactory, contract, plan_change, usage
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, premium_customer
 

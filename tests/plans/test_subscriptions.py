@@ -8,7 +8,7 @@ from moneyed import Money
 
 from accounts.models import Customer
 from billingsite.clock import Period
-from invoices.invoiced_months import invoice_kept
+from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import Invoice
 from invoices.selectors import rate_customer_period
 from plans.models import AddOnChange, DedicatedContract, PlanChange, PlanPrice
