@@ -10,6 +10,9 @@ transaction, under the customer's row lock that every invoice writer and every c
 from __future__ import annotations
 
 import datetime as dt
+import functools
+
+from django.db import connection
 
 from accounts.models import InvoicedMonth
 from invoices.models import Invoice
@@ -18,12 +21,27 @@ from invoices.models import Invoice
 def invoiced_month_keep(
     *, customer_id: int, period: dt.date, status: str, number: str | None
 ) -> None:
-    """The customer's invoice for `period` now has `status` and `number` (one upsert)."""
-    InvoicedMonth.objects.bulk_create(
-        [InvoicedMonth(customer_id=customer_id, period=period, status=status, number=number)],
-        update_conflicts=True,
-        unique_fields=["customer", "period"],
-        update_fields=["status", "number"],
+    """The customer's invoice for `period` now has `status` and `number`: one upsert (the same
+    statement on PostgreSQL and SQLite; the month-end run calls it once per account, so it
+    skips the ORM's statement building)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(), [customer_id, period, status, number])
+
+
+@functools.cache
+def _upsert_sql() -> str:
+    return invoiced_month_upsert_sql(customer_id="%s", period="%s", status="%s", number="%s")
+
+
+def invoiced_month_upsert_sql(*, customer_id: str, period: str, status: str, number: str) -> str:
+    """`invoiced_month_keep`'s upsert over the given SQL expressions (placeholders): for the
+    run's one-statement issue on PostgreSQL, which writes it with the invoice."""
+    table = InvoicedMonth._meta.db_table
+    return (
+        f"INSERT INTO {table} (customer_id, period, status, number) "
+        f"VALUES ({customer_id}, {period}, {status}, {number}) "
+        "ON CONFLICT (customer_id, period) DO UPDATE "
+        "SET status = excluded.status, number = excluded.number"
     )
 
 

@@ -38,7 +38,6 @@ from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
 from invoices.documents.invoiced_months import (
     invoice_kept,
     invoiced_month_forget,
-    invoiced_month_keep,
 )
 from invoices.documents.limits import InvoiceTooLarge, invoice_size_problem
 from invoices.documents.numbering import CREDIT_NOTE_SERIES, INVOICE_SERIES, number_allocate
@@ -692,9 +691,6 @@ def _issue_for_run(
     )
     if rated.total != 0 and not written.debited:
         raise IntegrityError(f"ledger key {debit['idempotency_key']} is already used")
-    invoiced_month_keep(
-        customer_id=customer_id, period=period.start, status=invoice["status"], number=number
-    )
     for event_id in (written.event_id, written.arrears_event_id):
         if event_id is not None:
             deliver_after_commit(event_id)

@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.services import lock_customer
+from invoices.documents.invoiced_months import invoiced_month_upsert_sql
 from invoices.documents.numbering import format_number, number_bump_sql
 from invoices.models import Invoice, InvoiceLine
 
@@ -377,6 +378,15 @@ def _issue_sql(
             customer_history_model, customer_history_names, "%(customer_history)s"
         )
         + " WHERE EXISTS (SELECT FROM arrears))",
+        # The invoiced month the frozen-month policy reads (invoices.documents.invoiced_months).
+        "invoiced_month AS ("
+        + invoiced_month_upsert_sql(
+            customer_id="%(customer_id)s",
+            period="%(period)s",
+            status="%(status)s",
+            number="%(number)s",
+        )
+        + ")",
         "arrears_event AS ("
         + _insert_from_json_sql(
             CustomerEvent,
@@ -406,8 +416,9 @@ def issue_in_one_statement(
 ) -> IssueWritten:
     """PostgreSQL: in one prepared statement, write an issued invoice (its id and number
     already taken by `lock_customer_for_issue`), its history row, its lines, its ledger debit
-    (ON CONFLICT DO NOTHING on the key; not written for a 0.00 invoice), its event (ON CONFLICT
-    DO NOTHING on the dedupe key), and start arrears if the debit takes the balance below zero
+    (ON CONFLICT DO NOTHING on the key; not written for a 0.00 invoice), its invoiced month
+    (`invoiced_month_keep`'s upsert), its event (ON CONFLICT DO NOTHING on the dedupe key), and
+    start arrears if the debit takes the balance below zero
     (the run derives its counters from these rows afterwards). The caller holds the customer's row lock, taken by an
     earlier statement, so this statement's snapshot sees every ledger entry committed before
     the lock was granted. The sub-statements do not depend on one another's rows (ids are
@@ -424,6 +435,9 @@ def issue_in_one_statement(
     )
     params = {
         "customer_id": invoice["customer_id"],
+        "period": invoice["period"],
+        "status": invoice["status"],
+        "number": invoice["number"],
         "invoice": _as_json(Invoice, [invoice]),
         "history": _as_json(invoice_history_model, [history]),
         "lines": _as_json(InvoiceLine, lines),
