@@ -14,7 +14,7 @@ fee disappear, so:
   is billed; starting or increasing one may be today;
 - a date in a month frozen for the kind of change is refused (409): which months are frozen
   (an invoice in any state freezes its month and the ones before for plans and add-ons, an
-  issued one for contracts, only its own month for usage) is `accounts.frozen_months`';
+  issued one for contracts, only its own month for usage) is `accounts.frozen_months`'s;
 - a date more than a year ahead is a typo, not a plan (400).
 """
 
