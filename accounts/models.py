@@ -41,6 +41,40 @@ class Customer(models.Model):
         return f"{self.name} ({self.external_id})"
 
 
+class InvoicedMonth(models.Model):
+    """A month of a customer that has an invoice, with that invoice's status and number.
+
+    The invoices' own record, copied down for the apps below them: plan, add-on, contract and
+    usage changes ask `accounts.frozen_months` which months are frozen, so `accounts` and
+    `plans` never read `invoices`. Written only by `invoices.documents.invoiced_months` in the
+    transaction of every invoice write and delete, under the customer's row lock: at every
+    commit there is one row per invoice, with its period, status and number
+    (`tests/invoices/test_invoiced_months.py` compares them after runs, re-runs, issues and
+    credit notes).
+    """
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="invoiced_months", db_index=False
+    )
+    # First day of the invoiced month (Asia/Shanghai), as Invoice.period.
+    period = models.DateField()
+    # The invoice's status: draft, held, issued, partially_credited or credited.
+    status = models.CharField(max_length=24)
+    # The invoice's number: set exactly when it is issued (and then never changes).
+    number = models.CharField(max_length=32, null=True, blank=True)
+
+    class Meta:
+        ordering = ["customer_id", "period"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "period"], name="one_invoiced_month_per_customer_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.period:%Y-%m}: {self.number or self.status}"
+
+
 class CustomerUser(models.Model):
     """Links a Django login to the one customer whose documents it may read."""
 

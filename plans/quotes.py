@@ -17,7 +17,6 @@ from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.models import AddOn, Plan
 from plans.rating.engine import (
-    UNAVAILABLE,
     AddOnSegment,
     ApplicationInput,
     PlanSegment,
@@ -81,7 +80,7 @@ def _addon_errors(*, book: PriceBook, plan: PlanTerms, addons: dict[str, int]) -
         addon = known.get(code)
         if code not in book.addons or addon is None:
             errors[code] = [f"unknown add-on code {code!r}"]
-        elif book.addon_price(code, plan.code).availability == UNAVAILABLE:
+        elif not book.is_available(code, plan.code):
             name = book.addons[code].name
             errors[code] = [f"{name} ({code}) is not available on the {plan.name} plan"]
         elif problem := addon_quantity_problem(addon=addon, quantity=quantity):

@@ -13,8 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, Subquery
 from django.forms import Textarea
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -51,7 +50,7 @@ from accounts.models import (
     UsageRevision,
     WebhookDelivery,
 )
-from accounts.selectors import ledger_balance
+from accounts.selectors import ledger_balance, with_ledger_balance
 from accounts.services import (
     adjustment_approve,
     adjustment_reject,
@@ -76,8 +75,8 @@ from invoices.models import Invoice
 from invoices.selectors import customer_financials
 from plans import services as plan_services
 from plans.models import AddOn, Plan, PlanChange
-from plans.selectors import addon_history, plan_history
 from plans.services import contract_add, plan_change_request
+from plans.timeline import addon_history, plan_changes_in_effect, plan_history
 
 
 def _today() -> dt.date:
@@ -260,17 +259,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         return ["external_id", *self.financial_fields]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                ledger_total=Coalesce(
-                    Sum("ledger_entries__amount"),
-                    Value(0),
-                    output_field=DecimalField(max_digits=14, decimal_places=2),
-                )
-            )
-        )
+        return with_ledger_balance(super().get_queryset(request), name="ledger_total")
 
     # The list's run-rate columns are rated for the whole page at once (see changelist_view).
     def changelist_view(self, request, extra_context=None):
@@ -525,10 +514,8 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
 def _current_plan_subquery(today: dt.date):
 
     return Subquery(
-        PlanChange.objects.filter(
-            application=OuterRef("pk"), cancelled_at__isnull=True, effective_date__lte=today
-        )
-        .order_by("-effective_date", "-id")
+        plan_changes_in_effect(first_day=today, last_day=today)
+        .filter(application=OuterRef("pk"))
         .values("plan__name")[:1]
     )
 

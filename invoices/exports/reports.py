@@ -65,6 +65,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
+from accounts.selectors import with_ledger_balance
 from billingsite.clock import Period, billing_date, start_of_day
 from billingsite.money import CURRENCY
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
@@ -115,19 +116,12 @@ def export_customers() -> QuerySet[Customer]:
     """Customers with their ledger balance and the time their details last changed (the
     latest history record; bulk-loaded rows without history fall back to `created_at`)."""
     history_model = Customer.history.model
-    balance = (
-        LedgerEntry.objects.filter(customer=OuterRef("pk"))
-        .values("customer")
-        .annotate(total=Sum("amount"))
-        .values("total")
-    )
     last_change = (
         history_model.objects.filter(id=OuterRef("pk"))
         .order_by("-history_date")
         .values("history_date")[:1]
     )
-    return Customer.objects.annotate(
-        balance=Coalesce(Subquery(balance, output_field=_MONEY), ZERO),
+    return with_ledger_balance(Customer.objects.all(), name="balance").annotate(
         updated_at=Coalesce(Subquery(last_change), F("created_at")),
         status=Case(
             When(suspended_at__isnull=False, then=Value("suspended")),

@@ -19,7 +19,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
-from django.db.models import DecimalField, F, Max, Sum, Window
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -28,8 +28,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
-from accounts.models import Customer, DailyUsage, LedgerEntry
-from accounts.selectors import ledger_balance
+from accounts.models import Customer, DailyUsage
+from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
@@ -162,11 +162,6 @@ def visible_credit_notes(*, customer: Customer):
     return CreditNote.objects.filter(customer=customer, invoice__customer=customer)
 
 
-def balance_after(entry: LedgerEntry) -> Decimal:
-    """The balance right after this ledger entry (`accounts.selectors.ledger_balance`)."""
-    return ledger_balance(customer=entry.customer_id, through=entry)
-
-
 @customer_view
 @require_GET
 def invoice_list(request, customer):
@@ -208,7 +203,7 @@ def invoice_detail(request, customer, number: str):
             "lines": list(invoice.lines.order_by("position")),
             "period_end": Period.containing(invoice.period).end,
             "debit": debit,
-            "balance_after_debit": balance_after(debit) if debit else None,
+            "balance_after_debit": ledger_balance_in_statement(entry=debit) if debit else None,
             "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
         },
         nav="invoices",
@@ -237,7 +232,7 @@ def credit_note_detail(request, customer, number: str):
             "note": note,
             "lines": list(note.lines.select_related("invoice_line").order_by("id")),
             "credit": credit,
-            "balance_after_credit": balance_after(credit) if credit else None,
+            "balance_after_credit": ledger_balance_in_statement(entry=credit) if credit else None,
         },
         nav="invoices",
     )
@@ -269,19 +264,7 @@ def balance(request, customer):
         estimate_error = False
     except RatingError:
         financials, estimate_error = None, True
-    entries = (
-        LedgerEntry.objects.filter(customer=customer)
-        .annotate(
-            # The running balance in the order the entries were written, as
-            # `ledger_balance(through=...)` counts it.
-            balance_after=Window(
-                Sum("amount"),
-                order_by=[F("id").asc()],
-                output_field=DecimalField(max_digits=16, decimal_places=2),
-            )
-        )
-        .order_by("-created_at", "-id")
-    )
+    entries = ledger_statement(customer=customer)
     page = _page(request, entries, LEDGER_PAGE_SIZE)
     references = {entry.reference for entry in page if entry.reference}
     invoice_numbers = set(
