@@ -21,7 +21,8 @@ from invoices.rating import (
     RatedAccount,
     rate_account,
 )
-from plans.selectors import application_inputs, price_book_for_period
+from plans.price_book_cache import cached_price_book
+from plans.selectors import application_inputs
 
 RECOMMENDED_MONTHS = 3
 
@@ -33,7 +34,7 @@ def _customer_inputs(*, customer: Customer, period: Period) -> list[ApplicationI
 
 def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
     """Price a customer's applications for a period from the usage stored now."""
-    book = price_book_for_period(period=period)
+    book = cached_price_book(period=period)
     return rate_account(book=book, applications=_customer_inputs(customer=customer, period=period))
 
 
@@ -157,7 +158,7 @@ def financials_from(
 
 def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinancials:
     period = Period.containing(today)
-    book = price_book_for_period(period=period)
+    book = cached_price_book(period=period)
     inputs = _customer_inputs(customer=customer, period=period)
     return financials_from(
         customer,
