@@ -2,19 +2,21 @@
 
 Builds on PostgreSQL (COPY) 10,000 customers with one Premium application each, twelve issued
 invoices per customer (November 2025 to October 2026: 120,000 invoices, 240,000 lines), their
-ledger (a deposit and twelve debits) and this month's daily usage so far. Then starts the
-Procfile's `web` (gunicorn, DEBUG=0) and runs N client threads for a fixed time, each picking
-endpoints in turn: the portal's invoice list and an invoice's page (a random one of its
-customer's twelve), the portal's estimate of this month, the estimate API, a quote and a
-one-row usage push. Prints requests/s and p50/p95/p99 per endpoint, and errors.
+ledger (a deposit and twelve debits) and this month's daily usage so far. Prints the SQL
+queries of each portal page for a customer with one invoice and one with twelve (they must be
+equal), and each endpoint's CPU ms and queries per request in this process (Django's test
+client, one request at a time). Then starts the Procfile's `web` (gunicorn, DEBUG=0) and puts
+N concurrent clients on six endpoints: the portal's invoice list and an invoice's page, the
+portal's estimate of this month, the estimate API, a quote and a one-row usage push. Prints
+requests/s and p50/p95/p99 per endpoint, errors (any answer but 200), the load average and
+gunicorn's CPU per request. The clients are wrk processes (Debian package `wrk`, one per
+endpoint), or Python threads at nice 10 when wrk is missing.
 
-Before the load it counts the SQL queries of each portal page for a customer with one invoice
-and for one with twelve (through the test client, same settings): they must be equal.
+    .venv/bin/python bench/http_load.py [--clients 8 32] [--seconds 30] [--reuse]
 
-    .venv/bin/python bench/http_load.py [--clients 32] [--seconds 30] [--customers 10000]
-
-Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/billing_7_bench_http;
-DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS for gunicorn.
+Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/billing_5_bench_http;
+DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS / WEB_WORKER_CLASS for
+gunicorn.
 """
 
 from __future__ import annotations
@@ -486,25 +488,13 @@ def load(*, url: str, logins: dict, clients: int, seconds: float, today: dt.date
                     r = session.post(
                         f"{url}/api/v1/quotes/",
                         headers=staff,
-                        json={
-                            "plan": "premium",
-                            "peak_dau": rng.randint(1000, 90000),
-                            "addons": {"chatroom_keepalive": 1},
-                        },
+                        json=quote_body(rng),
                     )
                 else:
-                    app = rng.randint(1, len(logins["apps"]))
                     r = session.post(
                         f"{url}/api/v1/usage/",
                         headers=ingest,
-                        json=[
-                            {
-                                "app_key": f"bench-app-{app:05d}",
-                                "date": yesterday,
-                                "dau": rng.randint(500, 9000),
-                                "delivered_messages": 50_000,
-                            }
-                        ],
+                        json=usage_body(rng, apps=len(logins["apps"]), day=yesterday),
                     )
                 ok = r.status_code == 200
                 error = None if ok else f"{r.status_code} {r.text[:120]}"
