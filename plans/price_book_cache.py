@@ -25,8 +25,8 @@ import threading
 from django.db import connection
 
 from billingsite.clock import Period
-from invoices.rating import PriceBook
 from plans.models import AddOn
+from plans.rating.engine import PriceBook
 from plans.selectors import price_book_for_period
 
 # Periods kept per token: quotes may ask for any month, the cache must stay small.
