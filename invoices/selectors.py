@@ -13,6 +13,7 @@ from accounts.selectors import ledger_balance
 from accounts.services import suspension_date
 from billingsite.clock import Period
 from billingsite.money import round_money
+from plans.price_book_cache import cached_price_book
 from plans.rating.engine import (
     AddOnSegment,
     ApplicationInput,
@@ -22,7 +23,6 @@ from plans.rating.engine import (
     RatedAccount,
     rate_account,
 )
-from plans.price_book_cache import cached_price_book
 from plans.selectors import application_inputs
 
 RECOMMENDED_MONTHS = 3

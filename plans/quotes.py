@@ -15,6 +15,7 @@ from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, ensure_cny
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.models import AddOn, Plan
+from plans.price_book_cache import cached_price_book_and_addons
 from plans.rating.engine import (
     UNAVAILABLE,
     AddOnSegment,
@@ -26,7 +27,6 @@ from plans.rating.engine import (
     RatingError,
     rate_application,
 )
-from plans.price_book_cache import cached_price_book_and_addons
 
 QUOTE_APP_KEY = "quote"
 
