@@ -27,7 +27,8 @@ class Customer(models.Model):
     # Asia/Shanghai day the ledger balance went below zero; None while it is >= 0.
     # Derived from the ledger by the services, never typed in by hand.
     arrears_since = models.DateField(null=True, blank=True)
-    # Set when service was shut down for arrears older than 7 days; cleared on reactivation.
+    # Set when service was shut down for arrears past the grace period
+    # (accounts.arrears.ARREARS_GRACE_DAYS); cleared on reactivation.
     suspended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -233,7 +234,12 @@ class CustomerEvent(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices)
     dedupe_key = models.CharField(max_length=200, unique=True)
     payload = models.JSONField(default=dict)
+    # The business moment the event belongs to (a run's events carry the run's billing moment,
+    # however late a resumed run writes them).
     created_at = models.DateTimeField()
+    # Wall-clock time the row was written: what the pending-events sweep measures age by.
+    # Empty on events written before it existed (the sweep falls back to created_at).
+    recorded_at = models.DateTimeField(null=True, blank=True)
     email_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

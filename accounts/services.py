@@ -17,21 +17,18 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from moneyed import Money
 
-from accounts.events.records import record_customer_event
+from accounts.arrears import update_arrears
+from accounts.locks import lock_customer
 from accounts.models import (
     AdjustmentRequest,
     Application,
     Customer,
-    CustomerEvent,
     LedgerEntry,
 )
-from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
 from billingsite.refusals import Refusal
 from plans.models import Plan, PlanChange
-
-ARREARS_GRACE_DAYS = 7
 
 
 class LedgerError(Refusal):
@@ -62,11 +59,6 @@ def _money_amount(amount: Decimal | Money) -> Decimal:
     if round_money(amount) != amount:
         raise LedgerError("amount must have at most two decimal places")
     return amount
-
-
-def lock_customer(*, customer: Customer | int) -> Customer:
-    customer_id = customer if isinstance(customer, int) else customer.pk
-    return Customer.objects.select_for_update().get(pk=customer_id)
 
 
 # Reasons of adjustments and credit notes are shown to the customer: a sentence or two.
@@ -388,64 +380,6 @@ def adjustment_reject(*, request: AdjustmentRequest, rejected_by, now: dt.dateti
             locked, user=rejected_by, now=now, update_fields=["status", "decided_by", "decided_at"]
         )
     request.refresh_from_db()
-
-
-def arrears_started_event(
-    *, customer_id: int, today: dt.date, balance: Decimal | None
-) -> tuple[str, dict]:
-    """Dedupe key and payload of the arrears-started event (`balance` None: left out, for a
-    writer that fills it in later)."""
-    payload = {
-        "balance": None if balance is None else f"{balance:.2f}",
-        "arrears_since": today.isoformat(),
-        "suspension_date": suspension_date(arrears_since=today).isoformat(),
-    }
-    return f"arrears_started:{customer_id}:{today.isoformat()}", payload
-
-
-def update_arrears(*, customer: Customer, now: dt.datetime) -> None:
-    """Start arrears when the balance is below zero; end them (and lift a suspension) when it
-    is back at zero or above. The caller holds the customer's row lock.
-
-    The customer's history gets a row for each change (the fields themselves are not tracked,
-    but the accounting export's `updated_at` of a customer, whose status they decide, is its
-    latest history row)."""
-    balance = ledger_balance(customer=customer)
-    today = billing_date(now)
-    if balance < 0 and customer.arrears_since is None:
-        customer.arrears_since = today
-        customer.save(update_fields=["arrears_since"])
-        dedupe_key, payload = arrears_started_event(
-            customer_id=customer.pk, today=today, balance=balance
-        )
-        record_customer_event(
-            customer=customer,
-            kind=CustomerEvent.Kind.ARREARS_STARTED,
-            dedupe_key=dedupe_key,
-            payload=payload,
-            now=now,
-        )
-    elif balance >= 0 and customer.arrears_since is not None:
-        was_suspended = customer.suspended_at is not None
-        started = customer.arrears_since
-        customer.arrears_since = None
-        customer.suspended_at = None
-        customer.save(update_fields=["arrears_since", "suspended_at"])
-        if was_suspended:
-            Application.objects.filter(customer=customer).update(status=Application.Status.ACTIVE)
-            record_customer_event(
-                customer=customer,
-                kind=CustomerEvent.Kind.REACTIVATED,
-                dedupe_key=f"reactivated:{customer.pk}:{started.isoformat()}",
-                payload={"balance": f"{balance:.2f}"},
-                now=now,
-            )
-
-
-def suspension_date(*, arrears_since: dt.date) -> dt.date:
-    """First day without service. The day arrears start is day 1; arrears not restored within
-    7 days (days 1-7) are suspended on day 8."""
-    return arrears_since + dt.timedelta(days=ARREARS_GRACE_DAYS)
 
 
 # --- Customers and applications ------------------------------------------------------------

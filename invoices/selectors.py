@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
+from accounts.arrears import suspension_date
 from accounts.models import Application, Customer
 from accounts.selectors import ledger_balance
-from accounts.services import suspension_date
 from billingsite.clock import Period
 from billingsite.money import round_money
 from plans.price_book_cache import cached_price_book

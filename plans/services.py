@@ -27,9 +27,10 @@ from decimal import Decimal
 from django.db import transaction
 from moneyed import Money
 
+from accounts.locks import lock_customer
 from accounts.models import Application
 from accounts.selectors import ledger_balance
-from accounts.services import LedgerError, _money_amount, lock_customer
+from accounts.services import LedgerError, _money_amount
 from billingsite.clock import Period
 from billingsite.money import CURRENCY, format_amount
 from billingsite.refusals import Refusal

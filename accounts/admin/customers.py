@@ -39,6 +39,7 @@ from accounts.admin.forms import (
     PlanChangeForm,
     UsageImportForm,
 )
+from accounts.arrears import suspension_date
 from accounts.models import (
     AdjustmentRequest,
     Application,
@@ -56,7 +57,6 @@ from accounts.services import (
     adjustment_reject,
     application_create,
     customer_create,
-    suspension_date,
 )
 from accounts.usage import usage_import_csv
 from billingsite.admin import (

@@ -10,7 +10,6 @@ A token of any other role gets 403.
 
 from __future__ import annotations
 
-from django.db.models import Sum
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -25,6 +24,7 @@ from rest_framework.views import APIView
 from accounts import roles
 from accounts.api import serializers as s
 from accounts.models import Application, Customer, LedgerEntry
+from accounts.selectors import ledger_balance
 from accounts.services import application_create, customer_create, deposit_record_by_key
 from accounts.usage import usage_ingest
 from billingsite.api import role_permission
@@ -188,11 +188,9 @@ def _customer_body(customer: Customer, *, now) -> dict:
 
 
 def _balance_after(entry: LedgerEntry):
-    # The customer's rows are written under its row lock, so ids follow commit order and the
-    # balance up to this entry never changes: a replayed answer is byte-for-byte the same.
-    return LedgerEntry.objects.filter(customer_id=entry.customer_id, id__lte=entry.id).aggregate(
-        total=Sum("amount")
-    )["total"]
+    # The balance up to this entry in write order never changes: a replayed answer is
+    # byte-for-byte the same.
+    return ledger_balance(customer=entry.customer_id, through=entry)
 
 
 class CustomerDepositView(ApiView):

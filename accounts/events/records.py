@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.db import connection, transaction
+from django.utils import timezone
 from kombu.exceptions import KombuError
 
 from accounts.events.tasks import deliver_customer_event, deliver_customer_events
@@ -26,38 +27,77 @@ _batch = threading.local()
 BATCH_SIZE = 100
 
 
+def customer_event_row(
+    *, customer_id: int, kind: str, dedupe_key: str, payload: dict, now: dt.datetime
+) -> dict:
+    """The row of a customer event (attname -> value), as every writer of events writes it:
+    `created_at` is the business moment `now`, `recorded_at` the wall clock of the write, which
+    `accounts.tasks.deliver_pending_events` measures age by."""
+    return {
+        "customer_id": customer_id,
+        "kind": str(kind),
+        "dedupe_key": dedupe_key,
+        "payload": payload,
+        "created_at": now,
+        "recorded_at": timezone.now(),
+    }
+
+
 def record_customer_event(
     *, customer: Customer, kind: str, dedupe_key: str, payload: dict, now: dt.datetime
 ) -> tuple[CustomerEvent, bool]:
     """Record the event unless its dedupe key exists; returns (event, created). One INSERT ...
-    ON CONFLICT DO NOTHING statement (the billing run raises one per invoice)."""
+    ON CONFLICT DO NOTHING statement."""
+    row = customer_event_row(
+        customer_id=customer.pk, kind=kind, dedupe_key=dedupe_key, payload=payload, now=now
+    )
     meta = CustomerEvent._meta
-    field = meta.get_field
+    columns = ", ".join(meta.get_field(name).column for name in row)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {meta.db_table} (customer_id, kind, dedupe_key, payload, created_at) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            f"INSERT INTO {meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(row))}) "
+            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
             [
-                customer.pk,
-                kind,
-                dedupe_key,
-                field("payload").get_db_prep_save(payload, connection),
-                field("created_at").get_db_prep_save(now, connection),
+                meta.get_field(name).get_db_prep_save(value, connection)
+                for name, value in row.items()
             ],
         )
-        row = cursor.fetchone()
-    if row is None:
+        inserted = cursor.fetchone()
+    if inserted is None:
         return CustomerEvent.objects.get(dedupe_key=dedupe_key), False
     event = CustomerEvent(
-        pk=row[0],
+        pk=inserted[0],
         customer=customer,
-        kind=kind,
-        dedupe_key=dedupe_key,
-        payload=payload,
-        created_at=now,
+        **{name: value for name, value in row.items() if name != "customer_id"},
     )
     deliver_after_commit(event.pk)
     return event, True
+
+
+def record_customer_events(rows: list[dict]) -> int:
+    """`record_customer_event` for many events (rows of `customer_event_row`) in one INSERT ...
+    ON CONFLICT DO NOTHING statement; each inserted one is delivered after commit. Returns how
+    many were inserted."""
+    if not rows:
+        return 0
+    meta = CustomerEvent._meta
+    names = list(rows[0])
+    fields = [meta.get_field(name) for name in names]
+    columns = ", ".join(field.column for field in fields)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(rows))
+    params = [
+        field.get_db_prep_save(row[field.attname], connection) for row in rows for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {meta.db_table} ({columns}) VALUES {values} "
+            "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            params,
+        )
+        inserted = [row[0] for row in cursor.fetchall()]
+    for event_id in inserted:
+        deliver_after_commit(event_id)
+    return len(inserted)
 
 
 def deliver_after_commit(event_id: int) -> None:

@@ -4,6 +4,7 @@ import time
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.events import webhooks
@@ -106,12 +107,17 @@ def deliver_pending_events() -> int:
     before handing them to the broker, or the broker was down) are delivered again."""
 
     now = timezone.now()
+    # Age is wall-clock time since the row was written: a run's events carry its billing
+    # moment as created_at, which is days old when a stalled run is resumed.
+    written_between = Q(
+        recorded_at__lt=now - PENDING_AFTER, recorded_at__gte=now - PENDING_WITHIN
+    ) | Q(
+        recorded_at__isnull=True,
+        created_at__lt=now - PENDING_AFTER,
+        created_at__gte=now - PENDING_WITHIN,
+    )
     pending = list(
-        CustomerEvent.objects.filter(
-            email_sent_at__isnull=True,
-            created_at__lt=now - PENDING_AFTER,
-            created_at__gte=now - PENDING_WITHIN,
-        )
+        CustomerEvent.objects.filter(written_between, email_sent_at__isnull=True)
         .order_by("id")
         .values_list("id", flat=True)[:5000]
     )

@@ -15,9 +15,9 @@ from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 from moneyed import Money
 
+from accounts.arrears import suspension_date
 from accounts.models import AdjustmentRequest, Application, Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balances
-from accounts.services import suspension_date
 from billingsite.clock import Period
 from billingsite.money import format_cny
 from invoices.models import BillingRun, CreditNote, Invoice

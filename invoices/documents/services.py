@@ -22,20 +22,15 @@ from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
-from django.utils import timezone
 from moneyed import Money
 
-from accounts.events.records import deliver_after_commit, record_customer_event
+from accounts.events.records import record_customer_event
+from accounts.locks import lock_customer
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
-from accounts.services import (
-    MAX_REASON_LENGTH,
-    arrears_started_event,
-    ledger_record,
-    lock_customer,
-    update_arrears,
-)
+from accounts.services import MAX_REASON_LENGTH, ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
+from invoices.documents.issuing import invoice_issue_write, invoice_rows, stored_invoice_row
 from invoices.documents.limits import InvoiceTooLarge, invoice_size_problem
 from invoices.documents.numbering import CREDIT_NOTE_SERIES, INVOICE_SERIES, number_allocate
 from invoices.models import (
@@ -167,94 +162,6 @@ def account_rate(*, customer: Customer | int, period: Period) -> PreparedAccount
 # --- Writing invoices -------------------------------------------------------------------------
 
 
-def _hold_reason(rated: RatedAccount) -> str:
-    return "\n".join(rated.hold_reasons)
-
-
-def _line_rows(invoice_id: int, prepared: PreparedAccount) -> list[dict]:
-    return [
-        {
-            "invoice_id": invoice_id,
-            "position": position,
-            "application_id": prepared.application_ids.get(line.app_key),
-            "app_key": line.app_key,
-            "app_name": line.app_name,
-            "code": line.code,
-            "category": line.category,
-            "plan_code": line.plan_code,
-            "plan_name": line.plan_name,
-            "description": line.description[:300],
-            "quantity": line.quantity,
-            "unit_price_currency": CURRENCY,
-            "unit_price": line.unit_price,
-            "amount_currency": CURRENCY,
-            "amount": line.amount,
-            "first_day": line.first_day,
-            "last_day": line.last_day,
-            "days": line.days,
-            "days_in_month": line.days_in_month,
-            "peak_dau": line.peak_dau,
-            "peak_day": line.peak_day,
-            "explanation": line.explanation,
-            "messages": line.messages,
-        }
-        for position, line in enumerate(prepared.rated.lines, start=1)
-    ]
-
-
-def _invoice_row(
-    *,
-    customer: Customer,
-    period: Period,
-    rated: RatedAccount,
-    now: dt.datetime,
-    billing_run: BillingRun | None,
-    number: str | None,
-    issued_by,
-    usage_version: tuple[int, int] | None,
-) -> dict:
-    """What an invoice holds (attname -> value): the frozen customer details and the rated
-    total; issued when `number` is given, else held (with its reasons) or draft."""
-    row = {
-        "customer_id": customer.pk,
-        "period": period.start,
-        "status": (Invoice.Status.HELD if rated.hold_reasons else Invoice.Status.DRAFT).value,
-        "number": None,
-        "hold_reason": _hold_reason(rated),
-        "customer_name": customer.name,
-        "customer_address": customer.address,
-        "customer_tax_id": customer.tax_id,
-        "customer_email": customer.billing_email,
-        "total_currency": CURRENCY,
-        "total": rated.total,
-        "rated_at": now,
-        "rated_usage_version": usage_version[1] if usage_version is not None else None,
-        "issued_at": None,
-        "issue_date": None,
-        "issued_by_id": None,
-        "billing_run_id": billing_run.pk if billing_run is not None else None,
-    }
-    if number is not None:
-        row.update(
-            status=Invoice.Status.ISSUED.value,
-            number=number,
-            issued_at=now,
-            issue_date=billing_date(now),
-            issued_by_id=getattr(issued_by, "pk", None),
-        )
-    return row
-
-
-def _history_row(tracked: tuple[str, ...], values: dict, *, change: str, at) -> dict:
-    """The history row simple-history writes for a row saved by no user: the tracked fields'
-    `values`, and `change` "+" (created) or "~" (changed)."""
-    history = {name: values[name] for name in tracked}
-    history.update(
-        history_date=at, history_change_reason=None, history_type=change, history_user_id=None
-    )
-    return history
-
-
 def _invoice_write(
     *,
     customer: Customer,
@@ -263,164 +170,70 @@ def _invoice_write(
     existing: Invoice | None,
     now: dt.datetime,
     billing_run: BillingRun | None,
-    number: str | None = None,
-    issued_by=None,
-    system: bool = False,
 ) -> Invoice:
-    """Create or replace the draft/held invoice with freshly rated lines. With `number` (the
-    run only, `system`) the invoice is issued once its lines are written.
-
-    `system`: written by the run, not by a person: the new invoice and its history row go
-    through precompiled inserts. Otherwise the ORM writes them, so the history row records the
-    user of the request."""
+    """Create or replace the draft/held invoice with freshly rated lines (the ORM writes the
+    invoice, so its history row records the user of the request)."""
     rated = prepared.rated
     assert rated is not None
-    fields = _invoice_row(
+    fields, lines = invoice_rows(
         customer=customer,
         period=period,
         rated=rated,
+        application_ids=prepared.application_ids,
         now=now,
         billing_run=billing_run,
-        number=number,
-        issued_by=issued_by,
         usage_version=prepared.usage_version,
     )
-    # Lines go in while the invoice is a draft or held: the database takes no line into an
-    # issued invoice (only the run's one-statement issue writes both at once).
+    fields["total"] = Money(fields.pop("total"), fields.pop("total_currency"))
     if existing is not None:
         # Only drafts and held invoices are replaced; the caller checked under the lock.
         InvoiceLine.objects.filter(invoice=existing).delete()
-        statements.insert_many(InvoiceLine, _line_rows(existing.pk, prepared))
         for name, value in fields.items():
             setattr(existing, name, value)
-        existing.total = Money(rated.total, CURRENCY)
         existing.save()
-        return existing
-    if system:
-        wall = timezone.now()
-        fields.update(created_at=wall, updated_at=wall)
-        issued_status = fields["status"] if number is not None else None
-        written = {**fields, "status": Invoice.Status.DRAFT.value} if issued_status else fields
-        fields["id"] = statements.insert_one(Invoice, written)
-        history_model, tracked = statements.invoice_history()
-        statements.insert_many(history_model, [_history_row(tracked, fields, change="+", at=wall)])
-        statements.insert_many(InvoiceLine, _line_rows(fields["id"], prepared))
-        if issued_status:
-            Invoice.objects.filter(pk=fields["id"]).update(status=issued_status)
-        invoice = Invoice(**fields)
-        invoice._state.adding, invoice._state.db = False, connection.alias
-        return invoice
-    if number is not None:
-        raise ValueError("only the run writes an invoice as issued; people use invoice_issue")
-    orm_fields = {name: value for name, value in fields.items() if name != "total_currency"}
-    orm_fields["total"] = Money(rated.total, CURRENCY)
-    invoice = Invoice.objects.create(**orm_fields)
-    statements.insert_many(InvoiceLine, _line_rows(invoice.pk, prepared))
+        invoice = existing
+    else:
+        invoice = Invoice.objects.create(**fields)
+    statements.insert_many(InvoiceLine, [{"invoice_id": invoice.pk, **line} for line in lines])
     return invoice
 
 
-def _debit_row(
+def _issue_rated(
     *,
-    customer_id: int,
-    number: str,
-    period_start: dt.date,
-    amount: Decimal,
+    customer: Customer,
+    period: Period,
+    prepared: PreparedAccount,
+    existing: Invoice | None,
     now: dt.datetime,
-    created_by,
-) -> dict:
-    """The ledger entry that debits an issued invoice. One per customer and period, whatever
-    retries or re-runs happen: an issued invoice is never deleted, so no second invoice can
-    ever exist for the same pair."""
-    return {
-        "customer_id": customer_id,
-        "kind": LedgerEntry.Kind.INVOICE_DEBIT.value,
-        "amount_currency": CURRENCY,
-        "amount": amount,
-        "idempotency_key": f"invoice-debit:{customer_id}:{period_start:%Y-%m}",
-        "reference": number,
-        "reason": f"Invoice {number} for {period_start:%Y-%m}",
-        "created_by_id": getattr(created_by, "pk", None),
-        "created_at": now,
-    }
-
-
-def _invoice_debit(
-    *, customer: Customer, invoice: Invoice, amount: Decimal, now: dt.datetime, created_by
-) -> None:
-    """Debit an invoice being issued, once (key per customer and period).
-
-    The same entry as `accounts.services.ledger_record(kind="invoice_debit", ...)`, written in
-    the transaction that already holds the customer's row lock with one INSERT ... ON CONFLICT
-    DO NOTHING instead of ledger_record's re-lock, key lookup and two savepoints (the month-end
-    run issues thousands). Then, as ledger_record does after its insert,
-    `accounts.services.update_arrears` (the ledger's own arrears rule), called when the new
-    balance changes the arrears state (the only case in which it does anything). When the key
-    already exists, ledger_record decides: it returns the first entry or raises
-    IdempotencyConflict."""
-    row = _debit_row(
-        customer_id=customer.pk,
-        number=invoice.number,
-        period_start=invoice.period,
-        amount=amount,
-        now=now,
-        created_by=created_by,
-    )
-    if not statements.debit_insert(row):
-        ledger_record(
-            customer=customer,
-            kind=LedgerEntry.Kind.INVOICE_DEBIT,
-            amount=amount,
-            idempotency_key=row["idempotency_key"],
-            reference=row["reference"],
-            reason=row["reason"],
-            now=now,
-            created_by=created_by,
-        )
-        return
-    _arrears_follow(customer=customer, balance=statements.ledger_balance_now(customer.pk), now=now)
-
-
-def _arrears_follow(*, customer: Customer, balance: Decimal, now: dt.datetime) -> None:
-    """After a debit: `update_arrears` when the new balance changes the arrears state (the only
-    case in which it does anything)."""
-    if (balance < 0) != (customer.arrears_since is not None):
-        update_arrears(customer=customer, now=now)
-
-
-def _issued_event(
-    *, invoice_id: int, number: str, period_start: dt.date, total: Decimal, issue_date: dt.date
-) -> tuple[str, dict]:
-    """Dedupe key and payload of the invoice-issued event."""
-    return f"invoice_issued:{invoice_id}", {
-        "invoice_id": invoice_id,
-        "invoice_number": number,
-        "period": f"{period_start:%Y-%m}",
-        "total": format_amount(total),
-        "issue_date": issue_date.isoformat(),
-    }
-
-
-def _after_issue(*, invoice: Invoice, customer: Customer, now: dt.datetime, issued_by) -> None:
-    """Debit the ledger (may start arrears) and tell the customer. Inside the issuing
-    transaction, under the customer lock."""
-    total = as_decimal(invoice.total)
-    if total > 0:
-        _invoice_debit(
-            customer=customer, invoice=invoice, amount=-total, now=now, created_by=issued_by
-        )
-    dedupe_key, payload = _issued_event(
-        invoice_id=invoice.pk,
-        number=invoice.number,
-        period_start=invoice.period,
-        total=total,
-        issue_date=invoice.issue_date,
-    )
-    record_customer_event(
+    billing_run: BillingRun | None,
+    number: str,
+    invoice_id: int | None = None,
+    arrears_deferred: set[int] | None = None,
+) -> int:
+    """Issue a freshly rated account's invoice (new, or replacing a draft/held one) through
+    the one issue path. `invoice_id`: reserved by the run's first statement (PostgreSQL): the
+    rows go in one statement."""
+    fields, lines = invoice_rows(
         customer=customer,
-        kind=CustomerEvent.Kind.INVOICE_ISSUED,
-        dedupe_key=dedupe_key,
-        payload=payload,
+        period=period,
+        rated=prepared.rated,
+        application_ids=prepared.application_ids,
         now=now,
+        billing_run=billing_run,
+        usage_version=prepared.usage_version,
+    )
+    if existing is not None:
+        fields = {"id": existing.pk, **fields, "created_at": existing.created_at}
+    elif invoice_id is not None:
+        fields = {"id": invoice_id, **fields}
+    return invoice_issue_write(
+        customer=customer,
+        invoice=fields,
+        lines=lines,
+        number=number,
+        now=now,
+        in_one_statement=invoice_id is not None,
+        arrears_deferred=arrears_deferred,
     )
 
 
@@ -524,13 +337,16 @@ def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invo
                     "rated: re-rate it, review it and issue it again",
                     field="invoice",
                 )
-        current.number = number_allocate(series=INVOICE_SERIES, year=billing_date(now).year)
-        current.status = Invoice.Status.ISSUED
-        current.issued_at = now
-        current.issue_date = billing_date(now)
-        current.issued_by = issued_by
-        current.save()
-        _after_issue(invoice=current, customer=customer, now=now, issued_by=issued_by)
+        number = number_allocate(series=INVOICE_SERIES, year=billing_date(now).year)
+        invoice_issue_write(
+            customer=customer,
+            invoice=stored_invoice_row(current),
+            lines=None,
+            number=number,
+            now=now,
+            issued_by=issued_by,
+        )
+    current.refresh_from_db()
     return current
 
 
@@ -546,6 +362,7 @@ def bill_account(
     billing_run: BillingRun | None = None,
     unresolved_error: bool = False,
     invoice_absent: bool = False,
+    arrears_deferred: set[int] | None = None,
 ) -> str:
     """Bill one account from an already rated `prepared`, in its own transaction under the
     customer's row lock. Returns the outcome; raises on failure (nothing is written then).
@@ -557,7 +374,8 @@ def bill_account(
     it is not read again; if another worker wrote one meanwhile, the unique (customer, period)
     constraint raises IntegrityError and nothing is written. When the customer's applications
     have other usage versions under lock than `prepared` was rated with, UsageChangedError is
-    raised and nothing is written (`bill_account_rerating` rates again)."""
+    raised and nothing is written (`bill_account_rerating` rates again).
+    `arrears_deferred`: see `invoices.documents.issuing.invoice_issue_write` (the run's chunks)."""
     if (
         invoice_absent
         and not unresolved_error
@@ -567,18 +385,27 @@ def bill_account(
         and not prepared.rated.hold_reasons
         and prepared.rated.lines
     ):
-        # The common case of a month-end run, in two statements (see _issue_for_run).
+        # The common case of a month-end run: the locks, the number and the invoice's id in
+        # one statement, then the same rows as below in one more.
         with transaction.atomic():
-            _issue_for_run(
-                customer_id=customer_id,
+            customer, invoice_id, number, usage_version = statements.lock_customer_for_issue(
+                customer_id, series=INVOICE_SERIES, year=billing_date(now).year
+            )
+            _check_usage_unchanged(prepared, usage_version)
+            _issue_rated(
+                customer=customer,
                 period=period,
-                now=now,
                 prepared=prepared,
+                existing=None,
+                now=now,
                 billing_run=billing_run,
+                number=number,
+                invoice_id=invoice_id,
+                arrears_deferred=arrears_deferred,
             )
         return ISSUED
     with transaction.atomic():
-        customer = statements.lock_customer_row(customer_id)
+        customer = lock_customer(customer=customer_id)
         existing = None if invoice_absent else _existing_invoice(customer=customer, period=period)
         if existing is None or not existing.is_issued:
             _check_usage_unchanged(prepared, statements.lock_usage_versions(customer_id))
@@ -601,126 +428,26 @@ def bill_account(
                 existing=existing,
                 now=now,
                 billing_run=billing_run,
-                system=True,
             )
             outcome = HELD
         else:
             # Take the number last-but-one: the sequence row stays locked until commit.
-            number = number_allocate(series=INVOICE_SERIES, year=billing_date(now).year)
-            invoice = _invoice_write(
+            _issue_rated(
                 customer=customer,
                 period=period,
                 prepared=prepared,
                 existing=existing,
                 now=now,
                 billing_run=billing_run,
-                number=number,
-                system=True,
+                number=number_allocate(series=INVOICE_SERIES, year=billing_date(now).year),
+                arrears_deferred=arrears_deferred,
             )
-            _after_issue(invoice=invoice, customer=customer, now=now, issued_by=None)
             outcome = ISSUED
         if billing_run is not None and unresolved_error:
             BillingRunError.objects.filter(
                 run=billing_run, customer_id=customer_id, resolved_at__isnull=True
             ).update(resolved_at=now)
     return outcome
-
-
-def _issue_for_run(
-    *,
-    customer_id: int,
-    period: Period,
-    now: dt.datetime,
-    prepared: PreparedAccount,
-    billing_run: BillingRun | None,
-) -> None:
-    """PostgreSQL: issue a rated account's invoice for the run in two prepared statements
-    instead of about a dozen: lock the customer row, take the number and reserve the invoice id
-    (`statements.lock_customer_for_issue`), then write the invoice, its history row, lines,
-    debit, event and an arrears start (`statements.issue_in_one_statement`).
-    The rows are built here by the same functions as on the general path (`_invoice_write` +
-    `_after_issue` + `update_arrears`), which SQLite, held invoices and finance's actions use.
-
-    The caller saw no invoice for the period in its batched read; if one appeared since, the
-    unique (customer, period) constraint raises IntegrityError and nothing is written. A debit
-    key that already exists raises IntegrityError too, and the caller takes the general path,
-    where `ledger_record` decides."""
-    today = billing_date(now)
-    customer, invoice_id, number, usage_version = statements.lock_customer_for_issue(
-        customer_id, series=INVOICE_SERIES, year=today.year
-    )
-    _check_usage_unchanged(prepared, usage_version)
-    rated = prepared.rated
-    wall = timezone.now()
-    invoice = {
-        "id": invoice_id,
-        **_invoice_row(
-            customer=customer,
-            period=period,
-            rated=rated,
-            now=now,
-            billing_run=billing_run,
-            number=number,
-            issued_by=None,
-            usage_version=prepared.usage_version,
-        ),
-        "created_at": wall,
-        "updated_at": wall,
-    }
-    debit = _debit_row(
-        customer_id=customer_id,
-        number=number,
-        period_start=period.start,
-        amount=-rated.total,
-        now=now,
-        created_by=None,
-    )
-    dedupe_key, payload = _issued_event(
-        invoice_id=invoice_id,
-        number=number,
-        period_start=period.start,
-        total=rated.total,
-        issue_date=today,
-    )
-    arrears_key, arrears_payload = arrears_started_event(
-        customer_id=customer_id, today=today, balance=None
-    )
-    written = statements.issue_in_one_statement(
-        invoice=invoice,
-        history=_history_row(statements.invoice_history()[1], invoice, change="+", at=wall),
-        lines=_line_rows(invoice_id, prepared),
-        debit=debit,
-        event=_event_row(customer_id, CustomerEvent.Kind.INVOICE_ISSUED, dedupe_key, payload, now),
-        arrears=statements.ArrearsStart(
-            today=today,
-            customer_history=_history_row(
-                statements.customer_history()[1], vars(customer), change="~", at=wall
-            ),
-            event=_event_row(
-                customer_id, CustomerEvent.Kind.ARREARS_STARTED, arrears_key, arrears_payload, now
-            ),
-        ),
-    )
-    if rated.total != 0 and not written.debited:
-        raise IntegrityError(f"ledger key {debit['idempotency_key']} is already used")
-    for event_id in (written.event_id, written.arrears_event_id):
-        if event_id is not None:
-            deliver_after_commit(event_id)
-    if written.arrears_started:
-        customer.arrears_since = today
-    # Anything else update_arrears would change (arrears running on a balance at or above
-    # zero, which a debit cannot cause) it changes on the general path.
-    _arrears_follow(customer=customer, balance=written.balance, now=now)
-
-
-def _event_row(customer_id: int, kind: str, dedupe_key: str, payload: dict, now) -> dict:
-    return {
-        "customer_id": customer_id,
-        "kind": str(kind),
-        "dedupe_key": dedupe_key,
-        "payload": payload,
-        "created_at": now,
-    }
 
 
 def bill_customer(
@@ -751,6 +478,7 @@ def bill_account_rerating(
     billing_run: BillingRun | None = None,
     unresolved_error: bool = False,
     invoice_absent: bool = False,
+    arrears_deferred: set[int] | None = None,
 ) -> str:
     """`bill_account`, rating the account again from what is stored when its usage changed
     after `prepared` was rated (up to USAGE_CHANGE_ATTEMPTS times, then UsageChangedError), and
@@ -765,6 +493,7 @@ def bill_account_rerating(
                 billing_run=billing_run,
                 unresolved_error=unresolved_error,
                 invoice_absent=invoice_absent,
+                arrears_deferred=arrears_deferred,
             )
         except IntegrityError:
             if not invoice_absent:

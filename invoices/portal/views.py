@@ -18,7 +18,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.paginator import Paginator
-from django.db.models import DecimalField, F, Max, Q, Sum, Window
+from django.db.models import DecimalField, F, Max, Sum, Window
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -26,9 +26,9 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
 from accounts.models import Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balance
-from accounts.services import suspension_date
 from billingsite.clock import Period, billing_date
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
@@ -94,6 +94,11 @@ class ArrearsState:
         return -self.balance
 
     @property
+    def grace_days(self) -> int:
+        """Days of arrears before suspension (the policy's, for the banner's words)."""
+        return ARREARS_GRACE_DAYS
+
+    @property
     def last_day_to_pay(self) -> dt.date:
         return self.suspension_date - dt.timedelta(days=1)
 
@@ -155,11 +160,8 @@ def visible_credit_notes(*, customer: Customer):
 
 
 def balance_after(entry: LedgerEntry) -> Decimal:
-    """The balance right after this ledger entry (entries are ordered by time, then id)."""
-    total = LedgerEntry.objects.filter(customer_id=entry.customer_id).filter(
-        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, id__lte=entry.id)
-    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
-    return total.quantize(Decimal("0.01"))
+    """The balance right after this ledger entry (`accounts.selectors.ledger_balance`)."""
+    return ledger_balance(customer=entry.customer_id, through=entry)
 
 
 @customer_view
@@ -267,9 +269,11 @@ def balance(request, customer):
     entries = (
         LedgerEntry.objects.filter(customer=customer)
         .annotate(
+            # The running balance in the order the entries were written, as
+            # `ledger_balance(through=...)` counts it.
             balance_after=Window(
                 Sum("amount"),
-                order_by=[F("created_at").asc(), F("id").asc()],
+                order_by=[F("id").asc()],
                 output_field=DecimalField(max_digits=16, decimal_places=2),
             )
         )

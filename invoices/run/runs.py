@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from accounts.arrears import arrears_follow
 from accounts.events.records import BROKER_ERRORS, deliveries_batched
 from accounts.models import Application, Customer, DailyUsage
 from billingsite.clock import Period, billing_date
@@ -511,6 +512,14 @@ def billing_run_chunk_process(
                     open_errors=open_errors,
                     invoice_absent=customer_id not in invoiced,
                 )
+            # The ledger's arrears rule after the chunk's debits, for all of them at once (the
+            # accounts' issues left it to this). Every account this run issued, also those of
+            # an earlier delivery of the chunk that died before getting here: the rule only
+            # changes a state that does not match the balance.
+            arrears_follow(
+                customer_ids=[key for key, outcome in outcomes.items() if outcome == ISSUED],
+                now=now,
+            )
         # A durable commit: everything committed above is on disk before the customers are
         # told (deliveries leave when the outer block ends) and before the broker forgets the
         # chunk (acks_late: the task returns after this).
@@ -554,6 +563,8 @@ def _bill_one(
     open_errors: set[int],
     invoice_absent: bool,
 ) -> str:
+    # Applied by the chunk once all its accounts are billed (see billing_run_chunk_process).
+    arrears_deferred: set[int] = set()
     try:
         try:
             return bill_account_rerating(
@@ -564,6 +575,7 @@ def _bill_one(
                 billing_run=run,
                 unresolved_error=customer_id in open_errors,
                 invoice_absent=invoice_absent,
+                arrears_deferred=arrears_deferred,
             )
         except CONNECTION_LOST:
             # The transaction died with its connection (or the database gave up on it: a
@@ -582,6 +594,7 @@ def _bill_one(
                 billing_run=run,
                 unresolved_error=customer_id in open_errors,
                 invoice_absent=False,
+                arrears_deferred=arrears_deferred,
             )
     except Exception as exc:
         if not _connection_alive():

@@ -1,12 +1,14 @@
-"""SQL statements of the billing run's hot path, built once per shape from the models' metadata.
+"""How the rows of `invoices.documents.issuing` (and the run's reads under lock) reach the database.
 
-The run writes an invoice, its lines, a history row, a debit and an event per account, for
-thousands of accounts. Building each statement through the ORM costs several times what the
-database spends on it, so these write the same rows with SQL built from the models' own
-metadata (columns cannot drift from the models). Rows are dicts of attname -> value, built by
-`invoices.documents.services` (the one place that decides what an invoice, a debit or an event holds);
-values are plain Python that the PostgreSQL driver adapts, or that the model fields prepare
-for SQLite. Reads and writes made by people (re-rate, issue, credit notes) stay on the ORM.
+Rows are dicts of attname -> value built by `invoices.documents.issuing` (the one place that decides what
+an invoice, its lines, history, debit and event hold); these functions only insert them, with
+SQL built once per shape from the models' metadata (columns cannot drift from the models).
+Building each statement through the ORM costs several times what the database spends on it,
+for thousands of accounts a run. Values are plain Python that the PostgreSQL driver adapts, or
+that the model fields prepare for SQLite.
+
+On PostgreSQL the run issues a new invoice in two prepared statements: the locks and the number
+(`lock_customer_for_issue`), then every row of the invoice (`issue_insert`).
 """
 
 from __future__ import annotations
@@ -14,20 +16,26 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from dataclasses import dataclass
+import time
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Model
+from psycopg import Cursor as ServerBindingCursor
 from psycopg.types.json import Jsonb
 
+from accounts.locks import customer_lock_sql
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
-from accounts.selectors import ledger_balance
-from accounts.services import lock_customer
 from invoices.documents.numbering import format_number, number_bump_sql
 from invoices.models import Invoice, InvoiceLine
+
+
+@functools.cache
+def history_model(model: type[Model]) -> type[Model]:
+    """simple-history's history model of `model`, looked up once (each `Model.history` access
+    builds a new manager class)."""
+    return model.history.model
 
 
 def _quote(name: str) -> str:
@@ -99,130 +107,79 @@ def insert_many(model: type[Model], rows: list[dict]) -> None:
             )
 
 
-@functools.cache
-def _history(model: type[Model]) -> tuple[type[Model], tuple[str, ...]]:
-    # Looked up once: each `Model.history` access builds a new manager class.
-    history_model = model.history.model
-    tracked = tuple(
-        field.attname
-        for field in history_model._meta.concrete_fields
-        if not field.name.startswith("history_")
-    )
-    return history_model, tracked
-
-
-def invoice_history() -> tuple[type[Model], tuple[str, ...]]:
-    """The HistoricalInvoice model and the invoice fields it copies."""
-    return _history(Invoice)
-
-
-def customer_history() -> tuple[type[Model], tuple[str, ...]]:
-    """The HistoricalCustomer model and the customer fields it copies."""
-    return _history(Customer)
-
-
-def _customer_columns() -> tuple[str, list[str]]:
-    fields = Customer._meta.concrete_fields
-    return ", ".join(_quote(field.column) for field in fields), [field.attname for field in fields]
+def update_one(model: type[Model], row: dict) -> None:
+    """UPDATE every column of `row` but its id on the row with that id."""
+    db = connections[DEFAULT_DB_ALIAS]
+    names = tuple(name for name in row if name != "id")
+    sql = _update_sql(model, names)
+    with db.cursor() as cursor:
+        cursor.execute(sql, [*_params(model, names, row, db), row["id"]])
 
 
 @functools.cache
-def _customer_lock_sql() -> tuple[str, list[str]]:
-    meta = Customer._meta
-    columns, names = _customer_columns()
-    sql = (
-        f"SELECT {columns} FROM {_quote(meta.db_table)} WHERE {_quote(meta.pk.column)} = %s "
-        "FOR UPDATE"
-    )
-    return sql, names
-
-
-def lock_customer_row(customer_id: int) -> Customer:
-    """`accounts.services.lock_customer`: the same SELECT ... FOR UPDATE of the customer row,
-    without the ORM's query building on PostgreSQL (whose driver returns Python values)."""
-    if connection.vendor != "postgresql":
-        return lock_customer(customer=customer_id)
-    sql, names = _customer_lock_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [customer_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
-    return Customer.from_db(connection.alias, names, row)
-
-
-def ledger_balance_now(customer_id: int) -> Decimal:
-    if connection.vendor != "postgresql":
-        return ledger_balance(customer=customer_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COALESCE(SUM(amount), 0) FROM {LedgerEntry._meta.db_table} "
-            "WHERE customer_id = %s",
-            [customer_id],
-        )
-        return cursor.fetchone()[0].quantize(Decimal("0.01"))
+def _update_sql(model: type[Model], names: tuple[str, ...]) -> str:
+    meta = model._meta
+    assignments = ", ".join(f"{_quote(meta.get_field(name).column)} = %s" for name in names)
+    return f"UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {_quote(meta.pk.column)} = %s"
 
 
 @functools.cache
-def _debit_sql(names: tuple[str, ...]) -> str:
+def _insert_ignoring_sql(model: type[Model], names: tuple[str, ...], conflict: str) -> str:
+    column = _quote(model._meta.get_field(conflict).column)
     return (
-        f"{_insert_sql(LedgerEntry, names, False)} "
-        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+        f"{_insert_sql(model, names, False)} ON CONFLICT ({column}) DO NOTHING "
+        f"RETURNING {_quote(model._meta.pk.column)}"
     )
 
 
-def debit_insert(row: dict) -> bool:
-    """INSERT a ledger debit unless its idempotency key exists; whether it was inserted."""
+def insert_ignoring_conflict(model: type[Model], row: dict, *, conflict: str) -> int | None:
+    """INSERT a row unless one with the same unique `conflict` value exists; its id, or None
+    when it was not inserted."""
     db = connections[DEFAULT_DB_ALIAS]
     names = tuple(row)
     with db.cursor() as cursor:
-        cursor.execute(_debit_sql(names), _params(LedgerEntry, names, row, db))
-        return cursor.fetchone() is not None
+        cursor.execute(_insert_ignoring_sql(model, names, conflict), _params(model, names, row, db))
+        inserted = cursor.fetchone()
+    return None if inserted is None else inserted[0]
 
 
 # --- PostgreSQL: a run invoice issued in two statements ------------------------------------------
 
 
-class _Preparing:
-    # On Django's cursor wrappers (execute wrappers, query log) around a server-side-binding
-    # cursor: its statements are prepared, so one run for every account is planned once.
-    def _execute(self, sql, params, *ignored_wrapper_args):
-        with self.db.wrap_database_errors:
-            return self.cursor.execute(sql, params, prepare=True)
+class _PreparedStatementsCursor(ServerBindingCursor):
+    """psycopg's cursor that sends parameters apart from the statement (server-side binding),
+    preparing each statement on the server the first time this session runs it: the run's two
+    per-account statements are then planned once per connection, not once per account."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
 
 
-class _PreparingCursorWrapper(_Preparing, CursorWrapper):
-    pass
-
-
-class _PreparingCursorDebugWrapper(_Preparing, CursorDebugWrapper):
-    def execute(self, sql, params=None):
-        # The query log shows the statement as written: the driver keeps no inlined text of a
-        # prepared statement to show instead.
-        with self.debug_sql(sql, params):
-            return CursorWrapper.execute(self, sql, params)
-
-
-def _prepared_cursor() -> CursorWrapper:
-    """PostgreSQL: a cursor whose statements are sent with their parameters apart and prepared
-    on the server once per session (Django's own cursors bind on the client and never prepare,
-    see the `prepare_threshold` and `server_side_binding` database options). A plain cursor
-    when BILLING_RUN_PREPARED_STATEMENTS is off."""
+def _fetch_one_prepared(sql: str, params) -> tuple | None:
+    """PostgreSQL: run a statement prepared on the server once per session (Django's own
+    cursors bind on the client and never prepare) and return its one row. The cursor is
+    wrapped as Django wraps its own (execute wrappers, database errors); the query log gets
+    the statement as written (the driver keeps no inlined text of a prepared statement). A
+    plain cursor when BILLING_RUN_PREPARED_STATEMENTS is off (behind a pooler that cannot keep
+    prepared statements)."""
     if not settings.BILLING_RUN_PREPARED_STATEMENTS:
-        return connection.cursor()
-    # The PostgreSQL backend is loaded only when the run uses it.
-    from django.db.backends.postgresql.base import ServerBindingCursor  # noqa: PLC0415
-
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
     connection.ensure_connection()
-    connection.validate_thread_sharing()
     raw = connection.connection
     if raw.prepare_threshold is None:
-        # Django turns automatic preparing off (for connection poolers), and psycopg then
-        # ignores prepare=True too. With a threshold no statement reaches, only the statements
-        # of these cursors are prepared.
+        # Django turns psycopg's automatic preparing off (for connection poolers), and psycopg
+        # then ignores prepare=True too. With a threshold no statement reaches, only the
+        # statements of these cursors are prepared.
         raw.prepare_threshold = 2**31
-    wrapper = _PreparingCursorDebugWrapper if connection.queries_logged else _PreparingCursorWrapper
-    return wrapper(ServerBindingCursor(raw), connection)
+    started = time.monotonic()
+    with connection.make_cursor(_PreparedStatementsCursor(raw)) as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return row
 
 
 def _usage_versions_sql(customer: str, *, lock: bool) -> str:
@@ -248,14 +205,13 @@ def lock_usage_versions(customer_id: int) -> tuple[int, int]:
 
 @functools.cache
 def _lock_for_issue_sql() -> tuple[str, list[str]]:
-    meta = Customer._meta
-    columns, names = _customer_columns()
+    lock_sql, names = customer_lock_sql()
     invoice_table = Invoice._meta.db_table
-    # Each step reads the one before it, which fixes the order of the locks: the customer,
-    # then its applications, then the number sequence (the order of every other writer).
+    # Each step reads the one before it, which fixes the order of the locks: the customer
+    # (`accounts.locks.lock_customer`'s own statement), then its applications, then the number
+    # sequence (the order of every other writer).
     sql = (
-        f"WITH locked AS (SELECT {columns} FROM {_quote(meta.db_table)} "
-        f"WHERE {_quote(meta.pk.column)} = %s FOR UPDATE), "
+        f"WITH locked AS ({lock_sql}), "
         f"versions AS ({_usage_versions_sql('(SELECT id FROM locked)', lock=True)}), "
         f"next_number AS ({number_bump_sql(rows_from='locked, versions')}) "
         f"SELECT locked.*, nextval(pg_get_serial_sequence('{invoice_table}', 'id')), "
@@ -271,9 +227,7 @@ def lock_customer_for_issue(
     `series` and reserve the id of the invoice about to be written, in one statement:
     (customer, invoice id, number, (applications, sum of usage versions))."""
     sql, names = _lock_for_issue_sql()
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, [customer_id, series, year])
-        row = cursor.fetchone()
+    row = _fetch_one_prepared(sql, [customer_id, series, year])
     if row is None:
         raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
     customer = Customer.from_db(connection.alias, names, row[: len(names)])
@@ -284,28 +238,36 @@ def lock_customer_for_issue(
 
 def _json_value(value):
     # Exact text for what JSON has no type for; PostgreSQL parses it with the column's type.
-    if isinstance(value, Decimal):
+    if type(value) is Decimal:
         return str(value)
     if isinstance(value, dt.date | dt.datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} cannot be written as a column value")
 
 
+# One encoder for every row (json.dumps with options builds a new one per call). UTF-8 as it is
+# (the frozen Chinese names): a third of the bytes of \u escapes.
+_ENCODER = json.JSONEncoder(default=_json_value, separators=(",", ":"), ensure_ascii=False)
+
+
 @functools.cache
-def _column_of(model: type[Model]) -> dict[str, str]:
-    return {field.attname: field.column for field in model._meta.concrete_fields}
+def _renamed_columns(model: type[Model]) -> dict[str, str] | None:
+    """attname -> column where they differ; None when every column is named as its attname
+    (the rows then go out as they are)."""
+    renamed = {
+        field.attname: field.column
+        for field in model._meta.concrete_fields
+        if field.attname != field.column
+    }
+    return renamed or None
 
 
 def _as_json(model: type[Model], rows: list[dict]) -> str:
     """Rows (attname -> value) as a JSON array of column -> value, for jsonb_populate_record."""
-    column = _column_of(model)
-    return json.dumps(
-        [{column[name]: value for name, value in row.items()} for row in rows],
-        default=_json_value,
-        separators=(",", ":"),
-        # UTF-8 as it is (the frozen Chinese names): a third of the bytes of \u escapes.
-        ensure_ascii=False,
-    )
+    renamed = _renamed_columns(model)
+    if renamed is not None:
+        rows = [{renamed.get(name, name): value for name, value in row.items()} for row in rows]
+    return _ENCODER.encode(rows)
 
 
 def _insert_from_json_sql(model: type[Model], names: tuple[str, ...], rows: str) -> str:
@@ -320,127 +282,55 @@ def _insert_from_json_sql(model: type[Model], names: tuple[str, ...], rows: str)
     )
 
 
-@dataclass(frozen=True)
-class ArrearsStart:
-    """What `accounts.services.update_arrears` writes when a debit takes the balance below zero
-    and no arrears are running: the day, the customer's history row and the event (its
-    payload's balance is filled in by the statement, which is the one that knows it)."""
-
-    today: dt.date
-    customer_history: dict
-    event: dict
-
-
-@dataclass(frozen=True)
-class IssueWritten:
-    debited: bool  # False: the debit's idempotency key already existed, nothing was debited
-    event_id: int | None  # None: the event's dedupe key already existed
-    balance: Decimal  # the ledger balance after the debit
-    arrears_started: bool
-    arrears_event_id: int | None
-
-
 @functools.cache
 def _issue_sql(
     invoice_names: tuple[str, ...],
     history_names: tuple[str, ...],
     line_names: tuple[str, ...],
-    debit_names: tuple[str, ...],
     event_names: tuple[str, ...],
-    customer_history_names: tuple[str, ...],
+    debit_names: tuple[str, ...] | None,
 ) -> str:
-    invoice_history_model, _ = invoice_history()
-    customer_history_model, _ = customer_history()
-    customer_table = _quote(Customer._meta.db_table)
-    ledger = _quote(LedgerEntry._meta.db_table)
-    balance_after = "(SELECT before FROM balance) + %(debit_amount)s"
+    invoice_history = history_model(Invoice)
     parts = [
-        # The statement's snapshot is taken after the caller's lock: it sees every entry.
-        f"balance AS (SELECT COALESCE(SUM(amount), 0) AS before FROM {ledger} "
-        "WHERE customer_id = %(customer_id)s)",
         f"new_invoice AS ({_insert_from_json_sql(Invoice, invoice_names, '%(invoice)s')})",
-        "new_history AS ("
-        f"{_insert_from_json_sql(invoice_history_model, history_names, '%(history)s')})",
+        f"new_history AS ({_insert_from_json_sql(invoice_history, history_names, '%(history)s')})",
         f"new_lines AS ({_insert_from_json_sql(InvoiceLine, line_names, '%(lines)s')})",
         f"new_event AS ({_insert_from_json_sql(CustomerEvent, event_names, '%(event)s')} "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id)",
-        # debit_amount 0: the invoice is 0.00 and nothing is debited (the row is not written).
-        f"new_debit AS ({_insert_from_json_sql(LedgerEntry, debit_names, '%(debit)s')} "
-        "WHERE %(debit_amount)s <> 0 "
-        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)",
-        # update_arrears' rule for a debit: below zero and no arrears running -> they start.
-        f"arrears AS (UPDATE {customer_table} SET arrears_since = %(today)s "
-        f"WHERE id = %(customer_id)s AND arrears_since IS NULL AND {balance_after} < 0 "
-        "RETURNING id)",
-        "arrears_history AS ("
-        + _insert_from_json_sql(
-            customer_history_model, customer_history_names, "%(customer_history)s"
-        )
-        + " WHERE EXISTS (SELECT FROM arrears))",
-        "arrears_event AS ("
-        + _insert_from_json_sql(
-            CustomerEvent,
-            event_names,
-            "jsonb_set(%(arrears_event)s, '{0,payload,balance}', "
-            f"to_jsonb(round({balance_after}, 2)::text))",
-        )
-        + " WHERE EXISTS (SELECT FROM arrears) "
-        "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id)",
     ]
-    return (
-        "WITH "
-        + ",\n".join(parts)
-        + "\nSELECT EXISTS (SELECT FROM new_debit), (SELECT id FROM new_event), "
-        f"{balance_after}, EXISTS (SELECT FROM arrears), (SELECT id FROM arrears_event)"
-    )
+    debited = "false"
+    if debit_names is not None:
+        parts.append(
+            f"new_debit AS ({_insert_from_json_sql(LedgerEntry, debit_names, '%(debit)s')} "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
+        )
+        debited = "EXISTS (SELECT FROM new_debit)"
+    return "WITH " + ",\n".join(parts) + f"\nSELECT {debited}, (SELECT id FROM new_event)"
 
 
-def issue_in_one_statement(
-    *,
-    invoice: dict,
-    history: dict,
-    lines: list[dict],
-    debit: dict,
-    event: dict,
-    arrears: ArrearsStart,
-) -> IssueWritten:
-    """PostgreSQL: in one prepared statement, write an issued invoice (its id and number
-    already taken by `lock_customer_for_issue`), its history row, its lines, its ledger debit
-    (ON CONFLICT DO NOTHING on the key; not written for a 0.00 invoice), its event (ON CONFLICT
-    DO NOTHING on the dedupe key), and start arrears if the debit takes the balance below zero
-    (the run derives its counters from these rows afterwards). The caller holds the customer's row lock, taken by an
-    earlier statement, so this statement's snapshot sees every ledger entry committed before
-    the lock was granted. The sub-statements do not depend on one another's rows (ids are
-    known), and foreign keys are checked at commit."""
-    invoice_history_model, _ = invoice_history()
-    customer_history_model, _ = customer_history()
+def issue_insert(rows) -> tuple[bool, int | None]:
+    """PostgreSQL: write every row of an issued invoice (`invoices.documents.issuing.IssueRows`; its id
+    and number taken by `lock_customer_for_issue`) in one prepared statement: the invoice, its
+    history row, its lines, its event (ON CONFLICT DO NOTHING on the dedupe key) and its debit
+    (ON CONFLICT DO NOTHING on the idempotency key). Returns (debited, event id or None).
+
+    The sub-statements do not depend on one another's rows (ids are known), and foreign keys
+    are checked at commit. Each table's rows travel as one JSON parameter, so the statement
+    text is the same for every account and is prepared once per connection."""
     sql = _issue_sql(
-        tuple(invoice),
-        tuple(history),
-        tuple(lines[0]),
-        tuple(debit),
-        tuple(event),
-        tuple(arrears.customer_history),
+        tuple(rows.invoice),
+        tuple(rows.history),
+        tuple(rows.lines[0]),
+        tuple(rows.event),
+        None if rows.debit is None else tuple(rows.debit),
     )
     params = {
-        "customer_id": invoice["customer_id"],
-        "invoice": _as_json(Invoice, [invoice]),
-        "history": _as_json(invoice_history_model, [history]),
-        "lines": _as_json(InvoiceLine, lines),
-        "event": _as_json(CustomerEvent, [event]),
-        "debit": _as_json(LedgerEntry, [debit]),
-        "debit_amount": debit["amount"],
-        "today": arrears.today,
-        "customer_history": _as_json(customer_history_model, [arrears.customer_history]),
-        "arrears_event": _as_json(CustomerEvent, [arrears.event]),
+        "invoice": _as_json(Invoice, [rows.invoice]),
+        "history": _as_json(history_model(Invoice), [rows.history]),
+        "lines": _as_json(InvoiceLine, rows.lines),
+        "event": _as_json(CustomerEvent, [rows.event]),
     }
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        debited, event_id, balance, arrears_started, arrears_event_id = cursor.fetchone()
-    return IssueWritten(
-        debited=debited,
-        event_id=event_id,
-        balance=balance.quantize(Decimal("0.01")),
-        arrears_started=arrears_started,
-        arrears_event_id=arrears_event_id,
-    )
+    if rows.debit is not None:
+        params["debit"] = _as_json(LedgerEntry, [rows.debit])
+    debited, event_id = _fetch_one_prepared(sql, params)
+    return debited, event_id

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moneyed import Money
 
+from accounts.arrears import suspension_date
 from accounts.models import CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.services import (
@@ -18,7 +19,6 @@ from accounts.services import (
     ledger_record,
     record_adjustment,
     record_deposit,
-    suspension_date,
 )
 from tests.conftest import postgres_only
 from tests.factories import CustomerFactory

@@ -18,6 +18,8 @@ from freezegun import freeze_time
 from kombu.exceptions import OperationalError
 
 import accounts.events.records
+import invoices.documents.issuing
+import invoices.documents.issuing as issuing
 import invoices.documents.services
 import invoices.documents.services as services
 import invoices.run.runs as runs
@@ -176,7 +178,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     ids = [c.pk for c in customers]
     run = one_chunk_run(accounts=5)
 
-    real_bill_account, real_debit = runs.bill_account_rerating, services._debit_row
+    real_bill_account, real_debit = runs.bill_account_rerating, issuing.debit_row
     calls = {"n": 0}
 
     def debit_dies_on_the_fourth(**kwargs):
@@ -193,7 +195,7 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
         return outcome
 
     if dies == "inside_the_fourth_transaction":
-        monkeypatch.setattr(services, "_debit_row", debit_dies_on_the_fourth)
+        monkeypatch.setattr(issuing, "debit_row", debit_dies_on_the_fourth)
         committed = 3
     else:
         monkeypatch.setattr(runs, "bill_account_rerating", dies_after_the_fourth)
@@ -350,7 +352,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
 ):
     customers = build_accounts(5)
 
-    real_debit = invoices.documents.services._debit_row
+    real_debit = invoices.documents.issuing.debit_row
     calls = {"n": 0}
 
     def debit_fails_after_two(**kwargs):
@@ -359,7 +361,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
             raise ConnectionError("ledger unavailable")
         return real_debit(**kwargs)
 
-    monkeypatch.setattr("invoices.documents.services._debit_row", debit_fails_after_two)
+    monkeypatch.setattr("invoices.documents.issuing.debit_row", debit_fails_after_two)
     with django_capture_on_commit_callbacks(execute=True):
         first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     first.refresh_from_db()
@@ -372,7 +374,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     assert errors.count() == 3
     assert all("ConnectionError: ledger unavailable" in e.error for e in errors)
 
-    monkeypatch.setattr("invoices.documents.services._debit_row", real_debit)
+    monkeypatch.setattr("invoices.documents.issuing.debit_row", real_debit)
     with django_capture_on_commit_callbacks(execute=True):
         second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     second.refresh_from_db()
@@ -535,10 +537,10 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
     issuing_holds_its_locks = threading.Event()
     ingest_may_go = threading.Event()
     seen: dict[str, object] = {}
-    real_issue = services.statements.issue_in_one_statement
+    real_issue = services.statements.issue_insert
 
-    def issue_then_pause(**kwargs):
-        written = real_issue(**kwargs)
+    def issue_then_pause(*args, **kwargs):
+        written = real_issue(*args, **kwargs)
         issuing_holds_its_locks.set()
         ingest_may_go.wait(5)
         return written
@@ -555,7 +557,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
         finally:
             connection.close()
 
-    services.statements.issue_in_one_statement = issue_then_pause
+    services.statements.issue_insert = issue_then_pause
     try:
         thread = threading.Thread(target=ingest)
         thread.start()
@@ -572,7 +574,7 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
             seen["ingest_finished_before_commit"] = not thread.is_alive()
         thread.join(10)
     finally:
-        services.statements.issue_in_one_statement = real_issue
+        services.statements.issue_insert = real_issue
 
     assert outcome == "issued"
     assert seen == {"ingest_finished_before_commit": False, "ingest": "INV-2026-000001"}

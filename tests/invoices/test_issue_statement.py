@@ -1,11 +1,13 @@
 """The run's two-statement issue on PostgreSQL writes exactly the rows of the general path.
 
 `bill_account` issues a run invoice either in two prepared statements (PostgreSQL, no invoice
-seen by the chunk's read) or through the general path (`_invoice_write` + `_after_issue` +
-`update_arrears`, used on SQLite, for held invoices and by finance). Both are run here on the
-same account, each in a transaction that is rolled back, and every row they leave is compared.
+seen by the chunk's read; the chunk then applies the arrears rule with `arrears_follow`) or
+through the general path (the same `invoices.documents.issuing.invoice_issue_write` inserting row by row,
+used on SQLite, for re-runs and for finance's issue of a held invoice). Each path runs here on
+the same account, in a transaction that is rolled back, and every row it leaves is compared.
 """
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -14,12 +16,13 @@ from django.db import connection, transaction
 from django.forms.models import model_to_dict
 
 import invoices.run.statements as statements
-from accounts.models import Customer, CustomerEvent, LedgerEntry
+from accounts.arrears import arrears_follow
+from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
-from invoices.documents.services import ISSUED, accounts_rate, bill_account
+from invoices.documents.services import HELD, ISSUED, accounts_rate, bill_account, invoice_issue
 from invoices.models import Invoice, InvoiceLine, NumberSequence
 from tests.conftest import postgres_only
-from tests.factories import ApplicationFactory, addon_change, deposit
+from tests.factories import ApplicationFactory, CustomerFactory, addon_change, deposit, usage
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, october_usage, premium_customer
 
 pytestmark = [pytest.mark.django_db, postgres_only]
@@ -52,7 +55,7 @@ def _state(customer: Customer) -> dict:
     return {
         "invoice": _rows(Invoice.objects.filter(pk=invoice.pk)),
         "lines": _rows(InvoiceLine.objects.filter(invoice=invoice), drop={"invoice_id"}),
-        "invoice history": _rows(Invoice.history.filter(id=invoice.pk)),
+        "invoice history": _rows(Invoice.history.filter(id=invoice.pk).order_by("history_id")),
         "ledger": _rows(LedgerEntry.objects.filter(customer=customer).order_by("created_at")),
         "balance": ledger_balance(customer=customer),
         "events": events,
@@ -62,23 +65,45 @@ def _state(customer: Customer) -> dict:
     }
 
 
-def _bill_and_roll_back(customer: Customer, *, general_path: bool, queries: list) -> dict:
+RUN = "run's statements"
+GENERAL = "general path"
+HELD_THEN_ISSUED = "held, then issued by finance"
+
+
+def _bill_and_roll_back(customer: Customer, *, path: str, queries: list) -> dict:
 
     prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
+    if path == RUN and prepared.rated.hold_reasons:
+        # The run holds such an account for finance; issued as it is, it must write what
+        # finance's issue of the held invoice writes.
+        prepared = dataclasses.replace(
+            prepared, rated=dataclasses.replace(prepared.rated, hold_reasons=())
+        )
     with transaction.atomic():
         count_before = len(connection.queries)
+        deferred: set[int] = set()
         outcome = bill_account(
             customer_id=customer.pk,
             period=OCTOBER,
             now=BILLING_MOMENT,
             prepared=prepared,
             # The general path reads the invoice again; the run's path trusts the chunk's read.
-            invoice_absent=not general_path,
+            invoice_absent=path == RUN,
+            arrears_deferred=deferred if path == RUN else None,
         )
         queries.append(
             sum(1 for query in connection.queries[count_before:] if "SAVEPOINT" not in query["sql"])
         )
-        assert outcome == ISSUED
+        if path == HELD_THEN_ISSUED:
+            assert outcome == HELD
+            invoice_issue(
+                invoice=Invoice.objects.get(customer=customer, period=OCTOBER.start),
+                now=BILLING_MOMENT,
+            )
+        else:
+            assert outcome == ISSUED
+        # What the run's chunk does once its accounts are billed.
+        arrears_follow(customer_ids=deferred, now=BILLING_MOMENT)
         state = _state(customer)
         transaction.set_rollback(True)
     assert not Invoice.objects.filter(customer=customer).exists()
@@ -121,8 +146,8 @@ def test_the_run_statements_write_the_same_rows_as_the_general_path(
         customer.refresh_from_db()
 
     queries: list[int] = []
-    run_path = _bill_and_roll_back(customer, general_path=False, queries=queries)
-    general_path = _bill_and_roll_back(customer, general_path=True, queries=queries)
+    run_path = _bill_and_roll_back(customer, path=RUN, queries=queries)
+    general_path = _bill_and_roll_back(customer, path=GENERAL, queries=queries)
 
     assert run_path == general_path
     assert len(run_path["lines"]) >= 4
@@ -146,11 +171,93 @@ def test_the_run_statements_write_the_same_rows_as_the_general_path(
     assert queries[1] > 8
 
 
+def _suspended(customer: Customer) -> None:
+    """Arrears since 20 October, suspended on the 27th (a refund took the balance below zero)."""
+    deposit(customer, "50.00")
+    LedgerEntry.objects.create(
+        customer=customer,
+        kind=LedgerEntry.Kind.REFUND,
+        amount=Decimal("-80.00"),
+        idempotency_key="refund-1",
+        reason="refund",
+        created_at=BILLING_MOMENT - dt.timedelta(days=13),
+    )
+    Customer.objects.filter(pk=customer.pk).update(
+        arrears_since=dt.date(2026, 10, 20),
+        suspended_at=BILLING_MOMENT - dt.timedelta(days=6),
+    )
+    Application.objects.filter(customer=customer).update(status=Application.Status.SUSPENDED)
+    customer.refresh_from_db()
+
+
+def test_a_suspended_customer_is_billed_alike_and_stays_suspended(price_book, settings):
+    settings.DEBUG = True
+    customer, _ = premium_customer(dau=8000, balance="")
+    _suspended(customer)
+
+    queries: list[int] = []
+    run_path = _bill_and_roll_back(customer, path=RUN, queries=queries)
+    general_path = _bill_and_roll_back(customer, path=GENERAL, queries=queries)
+
+    assert run_path == general_path
+    assert run_path["balance"] == Decimal("-30.00") - Decimal("6000.00")
+    assert run_path["customer"]["arrears_since"] == dt.date(2026, 10, 20)
+    assert run_path["customer"]["suspended_at"] is not None
+    assert [kind for kind, *_ in run_path["events"]] == ["invoice_issued"]
+    assert queries[0] == 2
+
+
+def _without_review(state: dict) -> dict:
+    """What finance's review adds to an invoice the run would have issued: the hold reason,
+    kept as the record of why it was reviewed, and the held invoice's own history row."""
+    state = dict(state)
+    state["invoice"] = [{**row, "hold_reason": ""} for row in state["invoice"]]
+    history = state["invoice history"]
+    state["invoice history"] = [
+        {**row, "hold_reason": "", "history_type": "issued"} for row in history[-1:]
+    ]
+    return state
+
+
+@pytest.mark.parametrize(
+    ("plan", "balance", "total", "arrears_after"),
+    [
+        ("free", "100.00", Decimal("0.00"), False),  # a 0.00 invoice: nothing is debited
+        ("premium", "100.00", Decimal("6000.00"), True),  # the debit starts arrears
+    ],
+)
+def test_a_held_invoice_issued_by_finance_writes_what_the_run_writes(
+    price_book, settings, plan, balance, total, arrears_after
+):
+    settings.DEBUG = True
+    customer = CustomerFactory()
+    app = ApplicationFactory(customer=customer, plan=plan, created_on=dt.date(2026, 9, 1))
+    october_usage(app, {3: 7900, 17: 8000, 30: 1})
+    usage(app, dt.date(2026, 10, 21), 100, delivered_messages=3_000_000)  # held for review
+    deposit(customer, balance)
+
+    queries: list[int] = []
+    run_path = _bill_and_roll_back(customer, path=RUN, queries=queries)
+    held_path = _bill_and_roll_back(customer, path=HELD_THEN_ISSUED, queries=queries)
+
+    assert "high-volume" in held_path["invoice"][0]["hold_reason"]
+    assert [row["history_type"] for row in held_path["invoice history"]] == ["+", "~"]
+    assert _without_review(run_path) == _without_review(held_path)
+    assert held_path["invoice"][0]["total"] == total
+    debits = [row for row in held_path["ledger"] if row["kind"] == "invoice_debit"]
+    assert [row["amount"] for row in debits] == ([-total] if total else [])
+    assert held_path["balance"] == Decimal(balance) - total
+    assert (held_path["customer"]["arrears_since"] is not None) is arrears_after
+    kinds = sorted(kind for kind, *_ in held_path["events"])
+    assert kinds == (["arrears_started", "invoice_issued"] if arrears_after else ["invoice_issued"])
+    assert queries[0] == 2
+
+
 def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, monkeypatch):
     customer, _ = premium_customer(dau=8000)
     prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
 
-    def broken(**kwargs):
+    def broken(*args, **kwargs):
         raise ConnectionError("connection lost")
 
     def bill() -> str:
@@ -162,7 +269,7 @@ def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, m
             invoice_absent=True,
         )
 
-    monkeypatch.setattr(statements, "issue_in_one_statement", broken)
+    monkeypatch.setattr(statements, "issue_insert", broken)
     with pytest.raises(ConnectionError):
         bill()
     assert not Invoice.objects.exists()

@@ -388,6 +388,29 @@ def test_sweep_delivers_events_whose_email_never_went_out(price_book):
     assert CustomerEvent.objects.get(dedupe_key="fresh").email_sent_at is None
 
 
+def test_sweep_delivers_the_events_of_a_run_resumed_days_after_its_billing_moment(price_book):
+    """A run's events carry its billing moment as created_at; the sweep goes by when they were
+    written, so a run resumed four days late still gets its e-mails out."""
+
+    customer, _ = premium_customer()
+    resumed = BILLING_MOMENT + dt.timedelta(days=4)
+    with freeze_time(resumed):
+        assert bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT) == "issued"
+    event = CustomerEvent.objects.get(customer=customer, kind="invoice_issued")
+    assert (event.created_at, event.recorded_at) == (BILLING_MOMENT, resumed)
+    assert event.email_sent_at is None  # the worker died before handing it to the broker
+
+    with freeze_time(resumed + dt.timedelta(minutes=5)):
+        assert deliver_pending_events.delay().get() == 0  # may still be on its way
+    with freeze_time(resumed + dt.timedelta(hours=1)):
+        assert deliver_pending_events.delay().get() == 1
+    event.refresh_from_db()
+    assert event.email_sent_at is not None
+    CustomerEvent.objects.filter(pk=event.pk).update(email_sent_at=None)
+    with freeze_time(resumed + dt.timedelta(days=3, hours=1)):
+        assert deliver_pending_events.delay().get() == 0  # written too long ago to send now
+
+
 class RetryScheduled(Exception):
     pass
 

@@ -177,12 +177,12 @@ KILLER = textwrap.dedent(
     import datetime as dt, os, sys
     import django
     django.setup()
-    import invoices.documents.services as services
+    import invoices.documents.issuing as issuing
     from billingsite.clock import Period
     from invoices.run.runs import billing_run_chunk_process
 
     run_id, period, now, ids = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    real_debit, calls = services._debit_row, [0]
+    real_debit, calls = issuing.debit_row, [0]
 
     def dies_on_the_third_debit(**kwargs):
         calls[0] += 1
@@ -190,7 +190,7 @@ KILLER = textwrap.dedent(
             os._exit(9)  # killed inside the 3rd account's transaction, locks held
         return real_debit(**kwargs)
 
-    services._debit_row = dies_on_the_third_debit
+    issuing.debit_row = dies_on_the_third_debit
     billing_run_chunk_process(
         run_id=run_id,
         customer_ids=[int(i) for i in ids.split(",")],
