@@ -14,6 +14,7 @@ from accounts.selectors import ledger_balance
 from billingsite.clock import Period
 from billingsite.money import round_money
 from plans.batch_rating import CustomerRating, customers_rate
+from plans.price_book_cache import cached_price_book
 from plans.rating.engine import (
     AddOnSegment,
     ApplicationInput,
@@ -23,7 +24,6 @@ from plans.rating.engine import (
     RatedAccount,
     rate_account,
 )
-from plans.selectors import price_book_for_period
 from plans.timeline import covers
 
 RECOMMENDED_MONTHS = 3
@@ -41,7 +41,9 @@ def _customer_rating(
 
 def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
     """Price a customer's applications for a period from the usage stored now."""
-    return _customer_rating(customer=customer, period=period).rated
+    return _customer_rating(
+        customer=customer, period=period, book=cached_price_book(period=period)
+    ).rated
 
 
 def _covers(segment, day: dt.date) -> bool:
@@ -163,7 +165,7 @@ def financials_from(
 
 def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinancials:
     period = Period.containing(today)
-    book = price_book_for_period(period=period)
+    book = cached_price_book(period=period)
     rating = _customer_rating(customer=customer, period=period, book=book)
     return financials_from(
         customer,

@@ -17,7 +17,6 @@ from functools import wraps
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
-from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
 from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
@@ -55,10 +54,8 @@ def portal_customer_of(user) -> Customer | None:
     """The customer a login belongs to (None: anonymous, or a login without a customer)."""
     if not user.is_authenticated:
         return None
-    try:
-        return user.customer_link.customer
-    except ObjectDoesNotExist:
-        return None
+    # One query for the link and its customer (user.customer_link.customer would be two).
+    return Customer.objects.filter(users__user_id=user.pk).first()
 
 
 def customer_view(view):
