@@ -143,6 +143,7 @@ class CustomerCreateForm(forms.ModelForm):
             "tax_id",
             "contact_name",
             "contact_phone",
+            "preferred_language",
         ]
         widgets = {"address": forms.Textarea(attrs={"rows": 3, "cols": 60})}
 

@@ -1,7 +1,7 @@
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from accounts.models import Customer, LedgerEntry
 
@@ -24,3 +24,13 @@ def ledger_balances(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:
         .annotate(total=Sum("amount"))
     )
     return {row["customer_id"]: (row["total"] or ZERO).quantize(Decimal("0.01")) for row in rows}
+
+
+def ledger_balance_after(*, entry: LedgerEntry) -> Decimal:
+    """The balance right after an entry: the sum of the customer's entries up to it in ledger
+    order (created_at, id). The ledger is append-only, so this never changes."""
+    total = LedgerEntry.objects.filter(
+        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, id__lte=entry.pk),
+        customer_id=entry.customer_id,
+    ).aggregate(total=Sum("amount"))["total"]
+    return (total or ZERO).quantize(Decimal("0.01"))

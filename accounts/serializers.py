@@ -110,6 +110,12 @@ class CustomerCreateSerializer(serializers.Serializer):
     contact_phone = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=64
     )
+    preferred_language = serializers.ChoiceField(
+        choices=Customer.Language.choices,
+        required=False,
+        default=Customer.Language.ENGLISH,
+        help_text="Language of the customer's e-mails and PDFs: `en` (default) or `zh-hans`.",
+    )
 
 
 class CustomerSerializer(serializers.Serializer):
@@ -120,6 +126,7 @@ class CustomerSerializer(serializers.Serializer):
     tax_id = serializers.CharField()
     contact_name = serializers.CharField()
     contact_phone = serializers.CharField()
+    preferred_language = serializers.ChoiceField(choices=Customer.Language.choices)
     status = serializers.ChoiceField(choices=Application.Status.choices)
     balance = serializers.CharField(help_text="Sum of the prepaid ledger, CNY.")
     in_arrears_since = serializers.DateField(allow_null=True)
@@ -141,6 +148,7 @@ def customer_payload(*, customer, financials) -> dict:
         "tax_id": customer.tax_id,
         "contact_name": customer.contact_name,
         "contact_phone": customer.contact_phone,
+        "preferred_language": customer.preferred_language,
         "status": "suspended" if financials.suspended else "active",
         "balance": format_amount(financials.balance),
         "in_arrears_since": financials.arrears_since,

@@ -3,6 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from invoices import portal_contacts
 from invoices import portal_views as views
 
 app_name = "portal"
@@ -16,6 +17,7 @@ urlpatterns = [
     path("credit-notes/<str:number>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
     path("balance/", views.balance, name="balance"),
     path("this-month/", views.estimate, name="estimate"),
+    path("contacts/", portal_contacts.contacts, name="contacts"),
     # Django's authentication views; django-axes throttles the login form.
     path("login/", views.PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

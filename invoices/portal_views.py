@@ -14,21 +14,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
-from django.db.models import DecimalField, F, Max, Q, Sum, Window
+from django.db.models import DecimalField, F, Max, Sum, Window
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.models import Customer, DailyUsage, LedgerEntry
-from accounts.selectors import ledger_balance
+from accounts.selectors import ledger_balance, ledger_balance_after
 from accounts.services import suspension_date
 from billingsite.clock import Period, billing_date
 from invoices.models import CreditNote, Invoice
@@ -61,6 +62,15 @@ def portal_customer_of(user) -> Customer | None:
         return None
 
 
+def _default_language(request: HttpRequest, customer: Customer) -> None:
+    """The page speaks the customer's preferred language until this browser picks one with the
+    header's switch (Django's language cookie)."""
+    if settings.LANGUAGE_COOKIE_NAME in request.COOKIES:
+        return
+    translation.activate(customer.preferred_language)
+    request.LANGUAGE_CODE = translation.get_language()
+
+
 def customer_view(view):
     """Login required (anonymous -> login page); a login not linked to a customer gets a
     plain 403 page; the view receives the customer as its second argument."""
@@ -73,6 +83,7 @@ def customer_view(view):
         if customer is None:
             return render(request, "portal/no_customer.html", {"issuer": issuer()}, status=403)
         request.portal_customer = customer
+        _default_language(request, customer)
         return view(request, customer, *args, **kwargs)
 
     return wrapper
@@ -159,10 +170,7 @@ def visible_credit_notes(*, customer: Customer):
 
 def balance_after(entry: LedgerEntry) -> Decimal:
     """The balance right after this ledger entry (entries are ordered by time, then id)."""
-    total = LedgerEntry.objects.filter(customer_id=entry.customer_id).filter(
-        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, id__lte=entry.id)
-    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
-    return total.quantize(Decimal("0.01"))
+    return ledger_balance_after(entry=entry)
 
 
 @customer_view

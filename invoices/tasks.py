@@ -61,3 +61,13 @@ def enforce_arrears(now: str | None = None) -> dict:
     from accounts.arrears import arrears_enforce
 
     return arrears_enforce(now=_moment(now))
+
+
+@shared_task(name="invoices.tasks.send_monthly_statements")
+def send_monthly_statements(now: str | None = None) -> int | None:
+    """Beat, every hour of the 2nd: the previous month's statements, once its run finished."""
+    from invoices.mail.account_statement import monthly_statements_record
+
+    moment = _moment(now)
+    period = Period.containing(billing_date(moment)).previous()
+    return monthly_statements_record(period=period, now=moment)
