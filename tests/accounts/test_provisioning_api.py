@@ -741,3 +741,48 @@ def test_openapi_schema_documents_the_endpoints_with_examples():
     }
     deposit_op = paths["/api/v1/customers/{external_id}/deposits/"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in deposit_op["parameters"])
+
+
+def test_create_customer_with_a_preferred_language(console):
+    response = console.post(
+        "/api/v1/customers/",
+        {
+            "external_id": "console-88",
+            "name": "Mu Dan Ltd",
+            "billing_email": "ap@mudan.example.com",
+            "preferred_language": "zh-hans",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["preferred_language"] == "zh-hans"
+    assert response.json()["billing_email"] == "ap@mudan.example.com"
+    customer = Customer.objects.get(external_id="console-88")
+    assert list(customer.billing_contacts.values_list("email", flat=True)) == [
+        "ap@mudan.example.com"
+    ]
+    # Without it: English, as before.
+    response = console.post(
+        "/api/v1/customers/",
+        {"external_id": "console-89", "name": "Lan Ltd", "billing_email": "ap@lan.example.com"},
+        format="json",
+    )
+    assert response.json()["preferred_language"] == "en"
+
+
+def test_create_customer_refuses_an_unknown_language(console):
+    body = refused(
+        lambda: console.post(
+            "/api/v1/customers/",
+            {
+                "external_id": "console-90",
+                "name": "X",
+                "billing_email": "x@x.example.com",
+                "preferred_language": "fr",
+            },
+            format="json",
+        ),
+        400,
+    )
+    assert body["field"] == "preferred_language"
+    assert not Customer.objects.filter(external_id="console-90").exists()
