@@ -190,6 +190,13 @@ class LedgerEntry(models.Model):
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Manual adjustment"
 
+    class Method(models.TextChoices):
+        """How a deposit's money arrived; the journal posts each to its own clearing account."""
+
+        BANK_TRANSFER = "bank_transfer", "Bank transfer"
+        ALIPAY = "alipay", "Alipay"
+        WECHAT_PAY = "wechat_pay", "WeChat Pay"
+
     # Indexed by the (customer, created_at) index, whose first column it is.
     customer = models.ForeignKey(
         Customer, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
@@ -200,6 +207,10 @@ class LedgerEntry(models.Model):
     idempotency_key = models.CharField(max_length=200, unique=True)
     # Bank reference for deposits, document number for debits and credits.
     reference = models.CharField(max_length=200, blank=True)
+    # Deposits only (NULL on every other kind, the database checks it). Deposits recorded before
+    # the field existed are NULL too: all of them were bank transfers typed in by finance, which
+    # `deposit_method` reports; every deposit written since carries its method.
+    method = models.CharField(max_length=16, choices=Method.choices, null=True, blank=True)
     reason = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -226,6 +237,10 @@ class LedgerEntry(models.Model):
                 name="ledger_sign_matches_kind",
             ),
             models.CheckConstraint(condition=Q(amount_currency="CNY"), name="ledger_cny_only"),
+            models.CheckConstraint(
+                condition=Q(kind="deposit") | Q(method__isnull=True),
+                name="ledger_method_only_on_deposits",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -238,6 +253,13 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("ledger entries are append-only")
+
+    @property
+    def deposit_method(self) -> str | None:
+        """The method of a deposit (legacy NULL deposits were bank transfers); None otherwise."""
+        if self.kind != self.Kind.DEPOSIT:
+            return None
+        return self.method or self.Method.BANK_TRANSFER
 
 
 class CustomerEvent(models.Model):

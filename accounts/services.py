@@ -78,9 +78,13 @@ def ledger_record(
     now: dt.datetime,
     reference: str = "",
     reason: str = "",
+    method: str | None = None,
     created_by=None,
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry, once per idempotency key. Returns (entry, created).
+
+    `method` is how a deposit's money arrived (`LedgerEntry.Method`, a bank transfer unless
+    said); other kinds take none.
 
     Sending the same key again returns the first entry; the same key with another customer,
     kind or amount raises IdempotencyConflict. Updates arrears after the entry.
@@ -92,6 +96,12 @@ def ledger_record(
         raise LedgerError("amount cannot be zero")
     if kind == LedgerEntry.Kind.DEPOSIT and value <= 0:
         raise LedgerError("a deposit must be a positive amount")
+    if kind == LedgerEntry.Kind.DEPOSIT and method is None:
+        method = LedgerEntry.Method.BANK_TRANSFER
+    if kind == LedgerEntry.Kind.DEPOSIT and method not in LedgerEntry.Method.values:
+        raise LedgerError("a deposit needs its method of payment", field="method")
+    if kind != LedgerEntry.Kind.DEPOSIT and method is not None:
+        raise LedgerError("only a deposit has a method of payment", field="method")
     if kind == LedgerEntry.Kind.ADJUSTMENT and not reason.strip():
         raise LedgerError("a manual adjustment needs a reason", field="reason")
     if len(reason) > MAX_REASON_LENGTH:
@@ -106,7 +116,9 @@ def ledger_record(
         locked = lock_customer(customer=customer)
         existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _same_entry(existing, customer_id=locked.pk, kind=kind, amount=value), False
+            return _same_entry(
+                existing, customer_id=locked.pk, kind=kind, amount=value, method=method
+            ), False
         try:
             with transaction.atomic():
                 entry = LedgerEntry.objects.create(
@@ -116,21 +128,29 @@ def ledger_record(
                     idempotency_key=idempotency_key,
                     reference=reference,
                     reason=reason,
+                    method=method,
                     created_by=created_by,
                     created_at=now,
                 )
         except IntegrityError:
             # Another transaction used the key for another customer (whose row we did not lock).
             existing = LedgerEntry.objects.get(idempotency_key=idempotency_key)
-            return _same_entry(existing, customer_id=locked.pk, kind=kind, amount=value), False
+            return _same_entry(
+                existing, customer_id=locked.pk, kind=kind, amount=value, method=method
+            ), False
         update_arrears(customer=locked, now=now)
     return entry, True
 
 
 def _same_entry(
-    existing: LedgerEntry, *, customer_id: int, kind: str, amount: Decimal
+    existing: LedgerEntry, *, customer_id: int, kind: str, amount: Decimal, method: str | None
 ) -> LedgerEntry:
-    if (existing.customer_id, existing.kind, existing.amount.amount) != (customer_id, kind, amount):
+    same_method = existing.method is None or existing.method == method
+    if (existing.customer_id, existing.kind, existing.amount.amount) != (
+        customer_id,
+        kind,
+        amount,
+    ) or not same_method:
         raise IdempotencyConflict(
             "this idempotency key was already used for a different entry", field="idempotency_key"
         )
@@ -144,6 +164,7 @@ def record_deposit(
     reference: str,
     idempotency_key: str,
     now: dt.datetime,
+    method: str = LedgerEntry.Method.BANK_TRANSFER,
     created_by=None,
 ) -> tuple[LedgerEntry, bool]:
     """A deposit, with its receipt e-mailed (in the same transaction: one receipt, never
@@ -154,6 +175,7 @@ def record_deposit(
             kind=LedgerEntry.Kind.DEPOSIT,
             amount=amount,
             reference=reference,
+            method=method,
             idempotency_key=idempotency_key,
             now=now,
             created_by=created_by,
@@ -166,6 +188,7 @@ def record_deposit(
                 source_key=f"ledger:{entry.pk}",
                 balance_after=ledger_balance(customer=customer),
                 now=now,
+                method=entry.deposit_method,
             )
     return entry, created
 

@@ -20,6 +20,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Customer, CustomerEvent
 from accounts.selectors import ledger_balance
@@ -190,6 +191,13 @@ def reactivated_message(event: CustomerEvent) -> Message:
     )
 
 
+PAYMENT_METHODS = {
+    "bank_transfer": gettext_lazy("Bank transfer"),
+    "alipay": gettext_lazy("Alipay"),
+    "wechat_pay": gettext_lazy("WeChat Pay"),
+}
+
+
 @message_builder(Kind.PAYMENT_RECEIVED)
 def payment_received_message(event: CustomerEvent) -> Message:
     data = event.payload
@@ -197,6 +205,8 @@ def payment_received_message(event: CustomerEvent) -> Message:
         (_("Amount received"), money(data.get("amount"))),
         (_("Received on"), day(data.get("received_on"))),
     ]
+    if data.get("method") in PAYMENT_METHODS:
+        facts.append((_("Paid by"), str(PAYMENT_METHODS[data["method"]])))
     if data.get("reference"):
         facts.append((_("Reference"), data.get("reference")))
     if data.get("balance_after") is not None:

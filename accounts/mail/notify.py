@@ -21,6 +21,7 @@ def payment_received_notify(
     source_key: str,
     balance_after: Decimal | None,
     now: dt.datetime,
+    method: str | None = None,
 ) -> tuple[CustomerEvent, bool]:
     """Send a receipt for money that reached the balance. `source_key` names the payment
     once (a ledger entry, a payment provider's id): a retried caller sends one receipt."""
@@ -31,6 +32,7 @@ def payment_received_notify(
         payload={
             "amount": format_amount(amount),
             "reference": reference,
+            "method": method,
             "received_on": billing_date(now).isoformat(),
             "balance_after": None if balance_after is None else format_amount(balance_after),
         },

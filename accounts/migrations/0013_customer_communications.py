@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0011_ledger_sign_matches_kind'),
+        ('accounts', '0012_ledger_deposit_method'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

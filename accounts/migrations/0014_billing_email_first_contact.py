@@ -19,6 +19,6 @@ def billing_email_to_contact(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0012_customer_communications")]
+    dependencies = [("accounts", "0013_customer_communications")]
 
     operations = [migrations.RunPython(billing_email_to_contact, migrations.RunPython.noop)]

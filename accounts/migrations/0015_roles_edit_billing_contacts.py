@@ -9,6 +9,6 @@ def resync_roles(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0013_billing_email_first_contact")]
+    dependencies = [("accounts", "0014_billing_email_first_contact")]
 
     operations = [migrations.RunPython(resync_roles, migrations.RunPython.noop)]
