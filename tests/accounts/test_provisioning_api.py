@@ -564,7 +564,8 @@ def test_a_deposit_committed_while_the_broker_is_down_answers_201_and_the_sweep_
 
     assert response.status_code == 201, response.content
     assert response.json()["balance_after"] == "500.00"
-    assert len(handed_off) == 1  # the reactivation event's hand-off ran, and failed
+    # The hand-offs of the reactivation and of the receipt ran, and failed.
+    assert len(handed_off) == 2
     assert LedgerEntry.objects.filter(customer=customer, kind="deposit").count() == 1
     assert Application.objects.get(pk=app.pk).status == Application.Status.ACTIVE
     reactivated = CustomerEvent.objects.get(customer=customer, kind="reactivated")
@@ -577,7 +578,10 @@ def test_a_deposit_committed_while_the_broker_is_down_answers_201_and_the_sweep_
         deliver_pending_events.delay()
     reactivated.refresh_from_db()
     assert reactivated.email_sent_at is not None
-    assert "Your service is active again" in [message.subject for message in mail.outbox]
+    assert sorted(message.subject for message in mail.outbox) == [
+        "Payment received: ¥1,000.00",
+        "Your service is active again",
+    ]
 
 
 def test_deposit_for_an_unknown_customer_is_404(finance):
