@@ -8,7 +8,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from moneyed import Money
 
+from accounts.mail.contacts import primary_contact_ensure
 from accounts.models import Application, Customer, CustomerUser, DailyUsage, LedgerEntry
+from accounts.services import record_deposit
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
 
 NOW = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -55,8 +57,6 @@ class CustomerFactory(factory.django.DjangoModelFactory):
     def billing_contact(customer, create, extracted, **kwargs):
         # As customer_create and the data migration do: the billing e-mail is a contact.
         if create:
-            from accounts.mail.contacts import primary_contact_ensure
-
             primary_contact_ensure(customer=customer)
 
 
@@ -134,7 +134,6 @@ def usage(application, day: dt.date, dau: int, delivered_messages: int = 1000) -
 
 
 def deposit(customer, amount: str, key: str | None = None) -> LedgerEntry:
-    from accounts.services import record_deposit
 
     entry, _ = record_deposit(
         customer=customer,

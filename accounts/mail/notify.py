@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from accounts.events import record_customer_event
+from accounts.events.records import record_customer_event
 from accounts.models import Customer, CustomerEvent
 from billingsite.clock import billing_date
 from billingsite.money import format_amount

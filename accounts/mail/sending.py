@@ -20,7 +20,7 @@ from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 
-from accounts.events import BROKER_ERRORS
+from accounts.events.records import BROKER_ERRORS
 from accounts.mail.contacts import (
     billing_recipients,
     contact_record_accepted,
@@ -29,7 +29,6 @@ from accounts.mail.contacts import (
 )
 from accounts.mail.content import RenderedEmail, email_language, email_render
 from accounts.models import CustomerEvent, EmailDelivery
-from accounts.tasks import send_email_deliveries
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ def email_resend(
 ) -> list[EmailDelivery]:
     """Finance sends the event's message again, on purpose: a new row per recipient (the
     event's current recipients, or the given addresses), sent after this transaction
-    commits (`accounts.tasks.send_email_deliveries`)."""
+    commits (`accounts.events.tasks.send_email_deliveries`)."""
     addresses = (
         [normalized_email(r) for r in recipients]
         if recipients
@@ -190,6 +189,9 @@ def email_resend(
 
 
 def _send_later(delivery_ids: list[int]) -> None:
+    # Inline: the tasks module imports this one (circular at import time).
+    from accounts.events.tasks import send_email_deliveries  # noqa: PLC0415
+
     try:
         send_email_deliveries.delay(delivery_ids)
     except BROKER_ERRORS:

@@ -11,14 +11,14 @@ from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from accounts.events import record_customer_event
+from accounts.events.records import record_customer_event
 from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance_after
 from billingsite.clock import Period, start_of_day
 from billingsite.issuer import issuer
 from billingsite.money import as_decimal
+from invoices.documents.pdf import invoice_ledger_entry, pdf_first_language, write_pdf
 from invoices.models import BillingRun, CreditNote, Invoice
-from invoices.pdf import invoice_ledger_entry, pdf_first_language, write_pdf
 
 ZERO = Decimal("0.00")
 

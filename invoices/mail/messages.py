@@ -16,21 +16,21 @@ from accounts.selectors import ledger_balance_after
 from billingsite.clock import Period, billing_date
 from billingsite.issuer import portal_url
 from billingsite.money import as_decimal
-from invoices.mail.account_statement import (
-    account_statement,
-    render_statement_pdf,
-    statement_pdf_filename,
-)
-from invoices.models import CreditNote, Invoice
-from invoices.pdf import (
+from invoices.documents.pdf import (
     credit_note_pdf_filename,
     invoice_ledger_entry,
     invoice_pdf_filename,
     render_credit_note_pdf,
     render_invoice_pdf,
 )
-from invoices.rating import RatingError
+from invoices.mail.account_statement import (
+    account_statement,
+    render_statement_pdf,
+    statement_pdf_filename,
+)
+from invoices.models import CreditNote, Invoice
 from invoices.selectors import customer_financials, financials_from
+from plans.rating.engine import RatingError
 
 logger = logging.getLogger(__name__)
 

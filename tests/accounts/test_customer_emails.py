@@ -14,14 +14,17 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
 import accounts.mail.sending as sending
+from accounts.events.tasks import deliver_customer_event
 from accounts.mail.content import email_render
 from accounts.mail.notify import balance_low_notify
 from accounts.mail.sending import email_resend
 from accounts.models import BillingContact, CustomerEvent, EmailDelivery, WebhookDelivery
 from accounts.services import customer_create, record_deposit
-from accounts.tasks import deliver_customer_event
+from billingsite.celery import app
 from billingsite.clock import BILLING_TZ
-from invoices.services import bill_customer, credit_note_create
+from invoices.documents.services import bill_customer, credit_note_create
+from invoices.mail.account_statement import monthly_statements_record
+from invoices.models import BillingRun
 from tests.factories import CustomerFactory
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, premium_customer
 
@@ -348,8 +351,6 @@ def test_rerunning_the_month_sends_no_email_twice(price_book, django_capture_on_
 
 @pytest.fixture
 def eager_retries():
-    from billingsite.celery import app
-
     app.conf.task_eager_propagates = False
     yield
     app.conf.task_eager_propagates = True
@@ -433,9 +434,6 @@ def test_finance_resend_is_a_new_delivery(price_book, django_capture_on_commit_c
 
 
 def test_monthly_statement_once_after_the_run(price_book, django_capture_on_commit_callbacks):
-    from invoices.mail.account_statement import monthly_statements_record
-    from invoices.models import BillingRun
-
     customer, _app = premium_customer(dau=8000, balance="", monthly_statement=True)
     record_deposit(
         customer=customer,

@@ -5,7 +5,7 @@ import pytest
 from django.core import mail
 
 from accounts.models import CustomerEvent
-from invoices.services import bill_customer
+from invoices.documents.services import bill_customer
 from tests.browser.conftest import ARTIFACTS
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, premium_customer
 

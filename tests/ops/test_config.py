@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from billingsite.ops.config import logging_config, parse_cache_url
@@ -33,11 +38,6 @@ def test_log_format_is_json_or_text():
 
 
 def test_email_url_sets_every_smtp_setting():
-    import json
-    import os
-    import subprocess
-    import sys
-
     env = {
         **os.environ,
         "EMAIL_URL": "smtp://mailer:s3cret@mail.example.com:587/?tls=True",
