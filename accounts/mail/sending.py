@@ -20,7 +20,6 @@ from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 
-from accounts.events.records import BROKER_ERRORS
 from accounts.mail.contacts import (
     billing_recipients,
     contact_record_accepted,
@@ -189,7 +188,8 @@ def email_resend(
 
 
 def _send_later(delivery_ids: list[int]) -> None:
-    # Inline: the tasks module imports this one (circular at import time).
+    # Inline: the events package imports this module (circular at import time).
+    from accounts.events.records import BROKER_ERRORS  # noqa: PLC0415
     from accounts.events.tasks import send_email_deliveries  # noqa: PLC0415
 
     try:
