@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
@@ -31,6 +32,19 @@ class Customer(models.Model):
     # (accounts.arrears.ARREARS_GRACE_DAYS); cleared on reactivation.
     suspended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        CHINESE = "zh-hans", "简体中文 (Simplified Chinese)"
+
+    # Every e-mail, the first language of the PDFs and the invoice page's default (a login's
+    # own switch on the page wins for that browser). Webhooks carry codes, never words.
+    preferred_language = models.CharField(
+        max_length=8, choices=Language.choices, default=Language.ENGLISH
+    )
+    # Opt-in: one e-mail after each month's run with the month's documents and balance as a
+    # PDF statement (accounts.mail.statements).
+    monthly_statement = models.BooleanField(default=False)
 
     history = HistoricalRecords(excluded_fields=["arrears_since", "suspended_at"])
 
@@ -73,6 +87,39 @@ class InvoicedMonth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.period:%Y-%m}: {self.number or self.status}"
+
+
+class BillingContact(models.Model):
+    """An address that receives the customer's billing e-mails of the kinds ticked. The
+    customer's `billing_email` is always one of them (kept by `accounts.mail.contacts`)."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="billing_contacts"
+    )
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True)
+    # Invoices, credit notes and monthly statements.
+    receives_invoices = models.BooleanField("invoices", default=True)
+    # Low balance, arrears, suspension warning, suspension and reactivation.
+    receives_warnings = models.BooleanField("balance and arrears warnings", default=True)
+    # Deposit and top-up receipts.
+    receives_receipts = models.BooleanField("receipts", default=True)
+    # The last time the mail server refused this address (a permanent SMTP error), and why;
+    # cleared when a later message to it is accepted. Finance reads it in the admin.
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    bounce_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"), "customer", name="billing_contact_one_per_address"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
 
 
 class CustomerUser(models.Model):
@@ -263,6 +310,10 @@ class CustomerEvent(models.Model):
         SUSPENDED = "suspended", "Suspended"
         REACTIVATED = "reactivated", "Reactivated"
         CREDIT_NOTE_ISSUED = "credit_note_issued", "Credit note issued"
+        # E-mail only (no webhook: the platform's service does not change).
+        PAYMENT_RECEIVED = "payment_received", "Payment received"
+        BALANCE_LOW = "balance_low", "Balance low"
+        MONTHLY_STATEMENT = "monthly_statement", "Monthly statement"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -278,6 +329,58 @@ class CustomerEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class EmailDelivery(models.Model):
+    """One e-mail of one event to one address. The unique (event, recipient, resend) row is
+    claimed before the message goes to the mail server, so a retried or re-run delivery never
+    sends it twice; finance's explicit resend is a new row (resend = 1, 2, ...)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        # Claimed by a worker. A row left here (its process died during the SMTP exchange)
+        # is never sent again automatically: it may have gone out. Finance may resend.
+        SENDING = "sending", "Sending (outcome unknown if it stays)"
+        SENT = "sent", "Sent"
+        # The mail server refused the address permanently (5xx): not retried.
+        REFUSED = "refused", "Refused by the mail server"
+
+    event = models.ForeignKey(
+        CustomerEvent, on_delete=models.CASCADE, related_name="email_deliveries"
+    )
+    contact = models.ForeignKey(
+        BillingContact,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
+    recipient = models.EmailField(max_length=254)
+    # 0: the event's own message; 1, 2, ...: finance's resends.
+    resend = models.PositiveIntegerField(default=0)
+    language = models.CharField(max_length=8, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    attachments = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "e-mail deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "recipient", "resend"], name="email_delivery_once_per_recipient"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.recipient} ({self.status})"
 
 
 class WebhookDelivery(models.Model):

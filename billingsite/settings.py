@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from celery.schedules import crontab
 
 from billingsite.ops.config import init_sentry, logging_config, parse_cache_url
@@ -261,6 +262,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoices.tasks.enforce_arrears",
         "schedule": crontab(minute=10, hour=0),
     },
+    # Opt-in monthly statements of the previous month, once its run has finished (each
+    # customer's once: the hourly repeats record nothing new).
+    "monthly-statements": {
+        "task": "invoices.tasks.send_monthly_statements",
+        "schedule": crontab(minute=30, hour="1-23", day_of_month=2),
+    },
     # Safety net for customer events whose delivery never reached the broker.
     "pending-customer-events": {
         "task": "accounts.tasks.deliver_pending_events",
@@ -283,13 +290,38 @@ BILLING_RUN_STALL_AFTER = int(os.environ.get("BILLING_RUN_STALL_AFTER", "600"))
 BILLING_RUN_PREPARED_STATEMENTS = env_bool("BILLING_RUN_PREPARED_STATEMENTS", True)
 
 # --- Notifications -------------------------------------------------------------------------
+# EMAIL_URL (e.g. `smtp://user:password@mail.example.com:587/?tls=True`, `smtps://...`,
+# `console:`) sets the backend and every SMTP setting at once (dj-email-url); without it the
+# single EMAIL_* variables apply.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# Seconds before an SMTP exchange gives up (the delivery is then retried with backoff).
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+if os.environ.get("EMAIL_URL"):
+    globals().update(
+        {
+            key: value
+            for key, value in dj_email_url.parse(os.environ["EMAIL_URL"]).items()
+            if value is not None and key != "EMAIL_FILE_PATH"
+        }
+    )
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@localhost")
+# The issuer printed on pages, PDFs and e-mails; deployment data.
+BILLING_ISSUER_NAME = os.environ.get("BILLING_ISSUER_NAME", "IM Cloud")
+BILLING_ISSUER_ADDRESS = os.environ.get("BILLING_ISSUER_ADDRESS", "")
+BILLING_ISSUER_EMAIL = os.environ.get("BILLING_ISSUER_EMAIL", "") or DEFAULT_FROM_EMAIL
+BILLING_ISSUER_PHONE = os.environ.get("BILLING_ISSUER_PHONE", "")
+# How to pay (bank account, payee), printed in every customer e-mail under "How to pay".
+BILLING_PAYMENT_INSTRUCTIONS = os.environ.get("BILLING_PAYMENT_INSTRUCTIONS", "")
+# The customer invoice page as customers reach it: links in e-mails.
+BILLING_PORTAL_URL = os.environ.get("BILLING_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
+# Attach the invoice / credit note / statement PDF to its e-mail (the link is always there).
+BILLING_EMAIL_ATTACH_PDF = env_bool("BILLING_EMAIL_ATTACH_PDF", True)
 # No URL configured means no webhook is sent.
 BILLING_WEBHOOK_URL = os.environ.get("BILLING_WEBHOOK_URL", "")
 BILLING_WEBHOOK_SECRET = os.environ.get("BILLING_WEBHOOK_SECRET", "")

@@ -38,7 +38,9 @@ from accounts.admin.forms import (
     PlanChangeForm,
     UsageImportForm,
 )
+from accounts.admin.mail import BillingContactInline, EmailDeliveryInline, resend_to_contacts
 from accounts.arrears import suspension_date
+from accounts.mail.contacts import primary_contact_ensure
 from accounts.models import (
     AdjustmentRequest,
     Application,
@@ -218,7 +220,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
     list_filter = [ArrearsFilter]
     search_fields = ["name", "external_id", "billing_email", "applications__app_key"]
     list_per_page = 50
-    inlines = [ApplicationInline, LedgerEntryInline, InvoiceInline]
+    inlines = [BillingContactInline, ApplicationInline, LedgerEntryInline, InvoiceInline]
     change_form_template = "admin/accounts/customer/change_form.html"
     fieldsets = [
         (
@@ -239,6 +241,15 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         ("Account", {"fields": ["external_id", "name", "billing_email"]}),
         ("Invoice details", {"fields": ["address", "tax_id"]}),
         ("Contact", {"fields": ["contact_name", "contact_phone"]}),
+        (
+            "Communications",
+            {
+                "fields": ["preferred_language", "monthly_statement"],
+                "description": "The language of every e-mail, the first language of the PDFs "
+                "and the invoice page's default. A monthly statement is one e-mail after each "
+                "month's run with the month's invoice, deposits, credit notes and balance.",
+            },
+        ),
     ]
     financial_fields = [
         "balance_now",
@@ -253,6 +264,11 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         if db_field.name == "address":
             kwargs["widget"] = Textarea(attrs={"rows": 3, "cols": 60})
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # A changed billing e-mail becomes a contact too (the API contract reads it).
+        primary_contact_ensure(customer=form.instance)
 
     def get_readonly_fields(self, request, obj=None):
         # The console's id is the account's key in other systems: fixed once created.
@@ -1050,7 +1066,8 @@ class CustomerEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["kind"]
     list_select_related = ["customer"]
     search_fields = ["customer__name", "customer__external_id"]
-    inlines = [WebhookDeliveryInline]
+    inlines = [EmailDeliveryInline, WebhookDeliveryInline]
+    actions = [resend_to_contacts]
 
 
 @admin.register(CustomerUser)

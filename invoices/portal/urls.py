@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from invoices.portal import views
+from invoices.portal import contacts, views
 
 app_name = "portal"
 
@@ -16,6 +16,7 @@ urlpatterns = [
     path("credit-notes/<str:number>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
     path("balance/", views.balance, name="balance"),
     path("this-month/", views.estimate, name="estimate"),
+    path("contacts/", contacts.contacts, name="contacts"),
     # Django's authentication views; django-axes throttles the login form.
     path("login/", views.PortalLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

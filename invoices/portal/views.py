@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
@@ -22,7 +23,7 @@ from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -58,6 +59,15 @@ def portal_customer_of(user) -> Customer | None:
     return Customer.objects.filter(users__user_id=user.pk).first()
 
 
+def _default_language(request: HttpRequest, customer: Customer) -> None:
+    """The page speaks the customer's preferred language until this browser picks one with the
+    header's switch (Django's language cookie)."""
+    if settings.LANGUAGE_COOKIE_NAME in request.COOKIES:
+        return
+    translation.activate(customer.preferred_language)
+    request.LANGUAGE_CODE = translation.get_language()
+
+
 def customer_view(view):
     """Login required (anonymous -> login page); a login not linked to a customer gets a
     plain 403 page; the view receives the customer as its second argument."""
@@ -70,6 +80,7 @@ def customer_view(view):
         if customer is None:
             return render(request, "portal/no_customer.html", {"issuer": issuer()}, status=403)
         request.portal_customer = customer
+        _default_language(request, customer)
         return view(request, customer, *args, **kwargs)
 
     return wrapper
