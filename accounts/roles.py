@@ -25,6 +25,7 @@ ALL_MODELS = {
         "adjustmentrequest",
         "customerevent",
         "webhookdelivery",
+        "topup",
     ],
     "plans": [
         "plan",

@@ -119,3 +119,13 @@ def deliver_pending_events() -> int:
     for start in range(0, len(pending), 100):
         deliver_customer_events.delay(pending[start : start + 100])
     return len(pending)
+
+
+@shared_task(name="accounts.tasks.settle_pending_top_ups")
+def settle_pending_top_ups() -> dict:
+    """Beat, every 2 minutes: online top-ups still waiting are asked for at their provider
+    and settled; unpaid ones past their expiry are closed (accounts.payments.services)."""
+    from accounts.payments.services import top_ups_sweep
+
+    result = top_ups_sweep(now=timezone.now())
+    return {"settled": result.settled, "expired": result.expired, "errors": result.errors}

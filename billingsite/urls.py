@@ -40,6 +40,7 @@ urlpatterns = [
     path("api/v1/", include("plans.api_urls")),
     path("api/v1/", include("accounts.api_urls")),
     path("api/v1/", include("invoices.api_urls")),
+    path("payments/", include("accounts.payments.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include(("invoices.portal_urls", "portal"), namespace="portal")),
 ]

@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from invoices import portal_views as views
+from invoices import topup_views
 
 app_name = "portal"
 
@@ -15,6 +16,11 @@ urlpatterns = [
     path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
     path("credit-notes/<str:number>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
     path("balance/", views.balance, name="balance"),
+    path("balance/top-up/", topup_views.top_up, name="top-up"),
+    path("balance/top-up/<str:number>/", topup_views.top_up_detail, name="top-up-detail"),
+    path(
+        "balance/top-up/<str:number>/status/", topup_views.top_up_status, name="top-up-status"
+    ),
     path("this-month/", views.estimate, name="estimate"),
     # Django's authentication views; django-axes throttles the login form.
     path("login/", views.PortalLoginView.as_view(), name="login"),

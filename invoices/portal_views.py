@@ -290,6 +290,8 @@ def balance(request, customer):
         .filter(number__in=references)
         .values_list("number", flat=True)
     )
+    from invoices.topup_views import top_up_context  # the top-up pages import this module
+
     balance_now = financials.balance if financials else ledger_balance(customer=customer)
     top_up = None
     if financials and financials.recommended_balance > balance_now:
@@ -306,6 +308,7 @@ def balance(request, customer):
             "entries": page,
             "invoice_numbers": invoice_numbers,
             "note_numbers": note_numbers,
+            **top_up_context(customer=customer),
         },
         nav="balance",
     )
