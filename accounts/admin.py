@@ -1098,3 +1098,7 @@ class StaffUserAdmin(DjangoUserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, StaffUserAdmin)
+
+
+# Top-up orders and their reconciliation live with the payments code.
+from accounts.payments import admin as _payments_admin  # noqa: E402,F401

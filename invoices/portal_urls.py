@@ -18,9 +18,7 @@ urlpatterns = [
     path("balance/", views.balance, name="balance"),
     path("balance/top-up/", topup_views.top_up, name="top-up"),
     path("balance/top-up/<str:number>/", topup_views.top_up_detail, name="top-up-detail"),
-    path(
-        "balance/top-up/<str:number>/status/", topup_views.top_up_status, name="top-up-status"
-    ),
+    path("balance/top-up/<str:number>/status/", topup_views.top_up_status, name="top-up-status"),
     path("this-month/", views.estimate, name="estimate"),
     # Django's authentication views; django-axes throttles the login form.
     path("login/", views.PortalLoginView.as_view(), name="login"),

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import Customer, LedgerEntry, TopUp
+from accounts.models import Customer, TopUp
 from accounts.payments.providers import (
     ProviderPayment,
     ProviderUnavailable,
