@@ -254,6 +254,16 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
     amount = AmountField(
         help_text="Signed: deposits and credits are positive, debits and refunds negative."
     )
+    payment_method = serializers.CharField(
+        source="export_payment_method",
+        read_only=True,
+        help_text="Deposits: bank_transfer, alipay or wechat_pay; empty for other kinds.",
+    )
+    top_up_number = serializers.CharField(
+        source="export_top_up_number",
+        read_only=True,
+        help_text="The online top-up order that produced a deposit; empty otherwise.",
+    )
 
     class Meta:
         model = LedgerEntry
@@ -269,6 +279,8 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
             "amount",
             "reference",
             "reason",
+            "payment_method",
+            "top_up_number",
         ]
         read_only_fields = fields
 
@@ -364,6 +376,13 @@ class JournalRowSerializer(serializers.Serializer):
     credit = AmountField()
     currency = CurrencyField()
     description = serializers.CharField()
+    payment_method = serializers.CharField(
+        help_text="Deposits: bank_transfer, alipay or wechat_pay (the clearing account posted "
+        "to); empty on other rows."
+    )
+    payment_reference = serializers.CharField(
+        help_text="Deposits: the bank reference or the provider's trade number; empty otherwise."
+    )
 
 
 class JournalSerializer(serializers.Serializer):
@@ -401,6 +420,8 @@ JOURNAL_COLUMNS = [
     "credit",
     "currency",
     "description",
+    "payment_method",
+    "payment_reference",
 ]
 
 
@@ -417,6 +438,8 @@ def journal_row_dict(row: JournalRow) -> dict[str, str]:
         "credit": amount_text(row.credit),
         "currency": row.currency,
         "description": row.description,
+        "payment_method": row.payment_method,
+        "payment_reference": row.payment_reference,
     }
 
 
@@ -424,6 +447,7 @@ def journal_csv_rows(rows: Iterator[JournalRow]) -> Iterator[list[str]]:
     for row in rows:
         values = journal_row_dict(row)
         values["description"] = safe_text(values["description"])
+        values["payment_reference"] = safe_text(values["payment_reference"])
         yield [values[column] for column in JOURNAL_COLUMNS]
 
 
@@ -586,6 +610,8 @@ LEDGER_ENTRY_COLUMNS = _columns(
     ("amount", "amount", _amount),
     ("reference", "reference", _text),
     ("reason", "reason", _text),
+    ("payment_method", "export_payment_method"),
+    ("top_up_number", "export_top_up_number", _text),
 )
 
 

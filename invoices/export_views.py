@@ -398,11 +398,13 @@ LEDGER_EXAMPLE = {
     "amount": "30000.00",
     "reference": "ICBC 2026101500042",
     "reason": "",
+    "payment_method": "bank_transfer",
+    "top_up_number": "",
 }
 LEDGER_CSV_EXAMPLE = (
     ",".join(c.name for c in LEDGER_ENTRY_COLUMNS)
     + "\r\n88,LE-00000088,7,cust-00007,deposit,2026-10-15,2026-10-15T09:30:00+08:00,CNY,"
-    "30000.00,ICBC 2026101500042,\r\n"
+    "30000.00,ICBC 2026101500042,,bank_transfer,\r\n"
 )
 
 CUSTOMER_EXAMPLE = {
@@ -701,6 +703,8 @@ JOURNAL_EXAMPLE = {
             "credit": "0.00",
             "currency": "CNY",
             "description": "Invoice INV-2026-000041 for 2026-10",
+            "payment_method": "",
+            "payment_reference": "",
         },
         {
             "date": "2026-11-02",
@@ -714,6 +718,8 @@ JOURNAL_EXAMPLE = {
             "credit": "6000.00",
             "currency": "CNY",
             "description": "Invoice INV-2026-000041 for 2026-10",
+            "payment_method": "",
+            "payment_reference": "",
         },
         {
             "date": "2026-11-02",
@@ -727,17 +733,19 @@ JOURNAL_EXAMPLE = {
             "credit": "3600.00",
             "currency": "CNY",
             "description": "Invoice INV-2026-000041 for 2026-10",
+            "payment_method": "",
+            "payment_reference": "",
         },
     ],
 }
 JOURNAL_CSV_EXAMPLE = (
     ",".join(JOURNAL_COLUMNS)
     + "\r\n2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,2200,Customer prepaid balance,"
-    "9600.00,0.00,CNY,Invoice INV-2026-000041 for 2026-10\r\n"
+    "9600.00,0.00,CNY,Invoice INV-2026-000041 for 2026-10,,\r\n"
     "2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,4010,Revenue: DAU fees,0.00,6000.00,"
-    "CNY,Invoice INV-2026-000041 for 2026-10\r\n"
+    "CNY,Invoice INV-2026-000041 for 2026-10,,\r\n"
     "2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,4040,Revenue: Sensitive words,0.00,"
-    "3600.00,CNY,Invoice INV-2026-000041 for 2026-10\r\n"
+    "3600.00,CNY,Invoice INV-2026-000041 for 2026-10,,\r\n"
 )
 
 
