@@ -286,6 +286,7 @@ BILLING_RUN_STALL_AFTER = int(os.environ.get("BILLING_RUN_STALL_AFTER", "600"))
 # 1.21); they are then sent with their parameters inlined like Django's other queries.
 BILLING_RUN_PREPARED_STATEMENTS = env_bool("BILLING_RUN_PREPARED_STATEMENTS", True)
 
+
 # --- Online top-ups (accounts/payments/; docs/deploying.md) ---------------------------------
 def env_secret(name: str) -> str:
     """A key given inline (`NAME`, PEM text) or as a file (`NAME_FILE`, e.g. a mounted secret)."""

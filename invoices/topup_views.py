@@ -14,12 +14,14 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import TopUp
 from accounts.payments.providers import ProviderUnavailable, top_up_options
 from accounts.payments.services import TopUpError, top_up_create
 from accounts.selectors import ledger_balance
+from billingsite.money import format_cny
 from invoices.portal_views import _render, customer_view
 
 POLL_SECONDS = 2
@@ -72,10 +74,9 @@ def top_up(request, customer):
             return_url=_return_url(request),
         )
     except (TopUpError, ProviderUnavailable) as error:
-        message = str(error)
-        if isinstance(error, ProviderUnavailable):
-            message = "the payment provider is not reachable right now: please try again"
-        context = top_up_context(customer=customer, amount=amount, method=method, error=message)
+        context = top_up_context(
+            customer=customer, amount=amount, method=method, error=_refusal(error)
+        )
         status = 400 if isinstance(error, TopUpError) else 503
         return _render(
             request, customer, "portal/top_up.html", context, nav="balance", status=status
@@ -83,6 +84,18 @@ def top_up(request, customer):
     if order.redirect_url:
         return redirect(order.redirect_url)
     return redirect("portal:top-up-detail", order.number)
+
+
+def _refusal(error: Exception) -> str:
+    """The customer's words for a refused top-up (the services' messages are finance's)."""
+    if isinstance(error, ProviderUnavailable):
+        return _("The payment provider cannot be reached right now. Please try again shortly.")
+    if getattr(error, "field", "") == "method":
+        return _("Choose one of the payment methods offered.")
+    return _("Enter an amount from %(min)s to %(max)s, with at most two decimal places.") % {
+        "min": format_cny(settings.BILLING_TOP_UP_MIN),
+        "max": format_cny(settings.BILLING_TOP_UP_MAX),
+    }
 
 
 def _order(customer, number: str) -> TopUp:

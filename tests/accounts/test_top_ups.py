@@ -636,7 +636,7 @@ def test_the_portal_redirects_to_alipay_and_refuses_bad_amounts(portal):
 
     refused = portal.post(reverse("portal:top-up"), {"amount": "5", "method": "alipay"})
     assert refused.status_code == 400
-    assert "between 10.00 and 100,000.00" in refused.content.decode()
+    assert "from ¥10.00 to ¥100,000.00" in refused.content.decode()
     assert TopUp.objects.count() == 1
 
 
@@ -714,3 +714,23 @@ def test_the_beat_task_runs_the_sweep(mock_http):
         fakes.alipay_query_paid(order_number=order.number, amount="500.00", trade_no="T8"),
     )
     assert settle_pending_top_ups() == {"settled": 1, "expired": 0, "errors": 0}
+
+
+@pytest.mark.django_db
+def test_an_unreachable_provider_is_a_503_page_and_a_failed_order(portal, mock_http):
+    fakes.wechat_mock(
+        mock_http,
+        "POST",
+        "/v3/pay/transactions/native",
+        status=500,
+        payload={"code": "SYSTEM_ERROR", "message": "busy"},
+    )
+    portal.cookies["django_language"] = "zh-hans"
+    answer = portal.post(
+        reverse("portal:top-up"),
+        {"amount": "20", "method": "wechat_pay"},
+        HTTP_ACCEPT_LANGUAGE="zh-hans",
+    )
+    assert answer.status_code == 503
+    assert "暂时无法连接支付机构" in answer.content.decode()
+    assert TopUp.objects.get().status == "failed"
