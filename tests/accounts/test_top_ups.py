@@ -18,6 +18,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts.models import Application, LedgerEntry, TopUp
 from accounts.payments.services import top_up_create, top_ups_sweep
@@ -734,3 +737,63 @@ def test_an_unreachable_provider_is_a_503_page_and_a_failed_order(portal, mock_h
     assert answer.status_code == 503
     assert "暂时无法连接支付机构" in answer.content.decode()
     assert TopUp.objects.get().status == "failed"
+
+
+# --- invariant: whatever the provider says, in any order, one trade credits at most once ------
+
+STATEMENTS = st.sampled_from(["paid-A", "paid-B", "paid-A-short", "closed", "pending"])
+
+
+@hypothesis_settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(statements=st.lists(STATEMENTS, max_size=6), expired_first=st.booleans())
+@pytest.mark.django_db
+def test_any_sequence_of_statements_credits_at_most_the_first_good_payment(
+    statements, expired_first
+):
+    from accounts.payments.providers import ProviderPayment
+    from accounts.payments.services import top_up_settle
+
+    customer = CustomerFactory()
+    order = TopUp.objects.create(
+        number=f"TU{customer.pk:024d}",
+        customer=customer,
+        amount=Decimal("100.00"),
+        method="alipay",
+        status="expired" if expired_first else "created",
+        created_at=NOW,
+        expires_at=NOW + dt.timedelta(minutes=30),
+    )
+
+    def statement(kind):
+        return ProviderPayment(
+            method="alipay",
+            order_number=order.number,
+            trade_no=f"{order.number}-{'B' if kind == 'paid-B' else 'A'}",
+            paid=kind.startswith("paid"),
+            closed=kind == "closed",
+            amount=Decimal("99.00") if kind.endswith("short") else Decimal("100.00"),
+            currency="CNY",
+            merchant_id=fakes.ALIPAY_APP_ID,
+            paid_at=None,
+            raw={"kind": kind},
+        )
+
+    for kind in statements:
+        top_up_settle(payment=statement(kind), now=NOW)
+
+    order.refresh_from_db()
+    first_paid = next((kind for kind in statements if kind.startswith("paid")), None)
+    credited = first_paid in ("paid-A", "paid-B")
+    assert len(deposits(customer)) == (1 if credited else 0)
+    assert ledger_balance(customer=customer) == (Decimal("100.00") if credited else Decimal("0"))
+    if order.status == "paid":
+        assert credited and not expired_first
+    trades = {"B" if kind == "paid-B" else "A" for kind in statements if kind.startswith("paid")}
+    # A payment after the order expired or was closed unpaid is credited but reviewed.
+    closed_before = "closed" in statements[: statements.index(first_paid)] if credited else False
+    if credited and (expired_first or closed_before or len(trades) > 1):
+        assert order.status == "needs_review"
+    elif credited:
+        assert order.status == "paid"
