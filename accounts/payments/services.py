@@ -226,7 +226,3 @@ def _sweep_one(*, top_up: TopUp, now: dt.datetime, result: SweepResult) -> None:
             locked.save(update_fields=["status"])
             result.expired += 1
 
-
-def top_up_status_for(*, customer: Customer, number: str) -> TopUp:
-    """The customer's own order (TopUp.DoesNotExist for anyone else's)."""
-    return TopUp.objects.get(customer=customer, number=number)

@@ -11,6 +11,7 @@ order must name our mch id and app id.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 from decimal import Decimal
@@ -76,19 +77,23 @@ def _json(message) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+@functools.lru_cache(maxsize=4)
+def _client(**config) -> WeChatPay:
+    # Loading the keys is slow; in public-key mode the client keeps no per-request state.
+    return WeChatPay(wechatpay_type=WeChatPayType.NATIVE, timeout=TIMEOUT, **config)
+
+
 class WechatPayProvider:
     method = METHOD
 
     def __init__(self):
-        self.client = WeChatPay(
-            wechatpay_type=WeChatPayType.NATIVE,
+        self.client = _client(
             mchid=settings.WECHATPAY_MCH_ID,
             private_key=settings.WECHATPAY_PRIVATE_KEY,
             cert_serial_no=settings.WECHATPAY_CERT_SERIAL_NO,
             appid=settings.WECHATPAY_APP_ID,
             apiv3_key=settings.WECHATPAY_APIV3_KEY,
             notify_url=notify_url(),
-            timeout=TIMEOUT,
             public_key=settings.WECHATPAY_PUBLIC_KEY,
             public_key_id=settings.WECHATPAY_PUBLIC_KEY_ID,
         )
