@@ -225,4 +225,3 @@ def _sweep_one(*, top_up: TopUp, now: dt.datetime, result: SweepResult) -> None:
             locked.status = TopUp.Status.EXPIRED
             locked.save(update_fields=["status"])
             result.expired += 1
-
