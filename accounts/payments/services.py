@@ -217,7 +217,9 @@ def _sweep_one(*, top_up: TopUp, now: dt.datetime, result: SweepResult) -> None:
         return
     if now < top_up.expires_at:
         return
-    if not provider.close(top_up=top_up):
+    # A trade the provider already closed (its own expiry) needs no close; Alipay would refuse it.
+    already_closed = payment is not None and payment.closed
+    if not already_closed and not provider.close(top_up=top_up):
         return  # paid meanwhile: the notification or the next sweep settles it
     with transaction.atomic():
         locked = TopUp.objects.select_for_update().get(pk=top_up.pk)

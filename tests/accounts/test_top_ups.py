@@ -797,3 +797,22 @@ def test_any_sequence_of_statements_credits_at_most_the_first_good_payment(
         assert order.status == "needs_review"
     elif credited:
         assert order.status == "paid"
+
+
+@pytest.mark.django_db
+def test_a_trade_the_provider_closed_itself_expires_without_a_close_call(mock_http):
+    customer = CustomerFactory()
+    order = alipay_order(customer)
+    fakes.alipay_mock_query(
+        mock_http,
+        {
+            **fakes.alipay_query_paid(order_number=order.number, amount="500.00", trade_no="T6"),
+            "trade_status": "TRADE_CLOSED",
+        },
+    )
+
+    result = top_ups_sweep(now=NOW + dt.timedelta(minutes=45))
+
+    assert (result.expired, len(mock_http.calls)) == (1, 1)
+    assert TopUp.objects.get(pk=order.pk).status == "expired"
+    assert deposits(customer) == []
