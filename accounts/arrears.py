@@ -13,7 +13,7 @@ import datetime as dt
 
 from django.db import transaction
 
-from accounts.events import record_customer_event
+from accounts.events.records import record_customer_event
 from accounts.models import Application, Customer, CustomerEvent
 from accounts.selectors import ledger_balance
 from accounts.services import ARREARS_GRACE_DAYS, lock_customer, suspension_date

@@ -1,3 +1,6 @@
+from django.apps import apps as global_apps
+from django.contrib.auth.management import create_permissions
+
 """Roles are Django groups. Admin roles get model permissions; API roles are checked by the
 API's permission classes by group name (a token belongs to a user in exactly these groups).
 
@@ -104,7 +107,6 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
 
 
 def sync_roles(apps=None) -> None:
-    from django.apps import apps as global_apps
 
     registry = apps or global_apps
     group_model = registry.get_model("auth", "Group")
@@ -125,7 +127,6 @@ def sync_roles(apps=None) -> None:
 def sync_roles_migration(apps, schema_editor) -> None:
     """RunPython step: create the permissions now (Django normally does it after all
     migrations), then sync the groups."""
-    from django.contrib.auth.management import create_permissions
 
     for app_config in apps.get_app_configs():
         app_config.models_module = True

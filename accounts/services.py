@@ -17,7 +17,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from moneyed import Money
 
-from accounts.events import record_customer_event
+from accounts.events.records import record_customer_event
 from accounts.models import (
     AdjustmentRequest,
     Application,
@@ -28,6 +28,7 @@ from accounts.models import (
 from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
+from plans.models import Plan, PlanChange
 
 ARREARS_GRACE_DAYS = 7
 
@@ -552,7 +553,6 @@ def application_create(
     The customer row is locked so the application cannot miss a suspension that is being
     recorded at the same moment: an application of a suspended customer starts suspended.
     """
-    from plans.models import Plan, PlanChange
 
     app_key = _identifier(app_key, field="app_key")
     name = _required_text(name, field="name", max_length=200)

@@ -365,7 +365,7 @@ def scenario(*, url: str, template: str, workers: int, broker: str) -> dict:
         from billingsite.celery import app
         from billingsite.clock import Period
         from invoices.models import BillingRun
-        from invoices.runs import billing_run_start
+        from invoices.run.runs import billing_run_start
 
         app.conf.task_default_queue = queue
         app.conf.task_always_eager = False

@@ -223,7 +223,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 # this many seconds: a billing chunk whose whole worker was killed (kill -9, a lost machine) is
 # billed again by a restarted worker about this long after it was taken (kombu's default is an
 # hour). Every task must finish well within it (a chunk of 200 accounts takes seconds), and a
-# task waits at most half of it inside a worker (longer delivery backoffs hop: accounts.tasks).
+# task waits at most half of it inside a worker (longer delivery backoffs hop: accounts.events.tasks).
 CELERY_BROKER_VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_BROKER_VISIBILITY_TIMEOUT", "180"))
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -37,12 +37,12 @@ urlpatterns = [
         api_docs_view(SpectacularRedocView.as_view(url_name="schema")),
         name="api-redoc",
     ),
-    path("api/v1/", include("plans.api_urls")),
-    path("api/v1/", include("accounts.api_urls")),
-    path("api/v1/", include("invoices.api_urls")),
-    path("payments/", include("accounts.payments.urls")),
+    path("api/v1/", include("plans.api.urls")),
+    path("api/v1/", include("accounts.api.urls")),
+    path("api/v1/", include("invoices.exports.urls")),
+    path("payments/", include("accounts.api.payment_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
-    path("", include(("invoices.portal_urls", "portal"), namespace="portal")),
+    path("", include(("invoices.portal.urls", "portal"), namespace="portal")),
 ]
 
 # Branded pages for the portal, JSON for /api/ (see billingsite/ops/errors.py).

@@ -52,10 +52,10 @@ class BillingRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     # Last time a chunk finished (or the run started or was resumed): a running run without
-    # progress for BILLING_RUN_STALL_AFTER is stalled (`invoices.runs.billing_run_is_stalled`).
+    # progress for BILLING_RUN_STALL_AFTER is stalled (`invoices.run.runs.billing_run_is_stalled`).
     progress_at = models.DateTimeField(null=True, blank=True)
     # Counters are derived from what the run wrote (its invoices, open errors and chunks) by
-    # `invoices.runs._tally` at each chunk's end, under the run's row lock; never added to.
+    # `invoices.run.runs._tally` at each chunk's end, under the run's row lock; never added to.
     accounts_total = models.PositiveIntegerField(default=0)
     chunks_total = models.PositiveIntegerField(default=0)
     chunks_done = models.PositiveIntegerField(default=0)
@@ -231,7 +231,7 @@ class InvoiceLine(models.Model):
     explanation = models.TextField()
     # The same text as data, for every language: {"title": message, "explanation": [message,
     # ...], "plan": {"en": name, "zh-hans": name}}, each message {"id", "params"} from
-    # invoices/rating_text.py. NULL on lines frozen before lines carried messages: those read
+    # plans/rating/messages.py. NULL on lines frozen before lines carried messages: those read
     # in English in every language.
     messages = models.JSONField(null=True, blank=True)
 

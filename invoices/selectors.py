@@ -10,9 +10,10 @@ from decimal import ROUND_FLOOR, Decimal
 
 from accounts.models import Application, Customer
 from accounts.selectors import ledger_balance
+from accounts.services import suspension_date
 from billingsite.clock import Period
 from billingsite.money import round_money
-from invoices.rating import (
+from plans.rating.engine import (
     AddOnSegment,
     ApplicationInput,
     ContractSegment,
@@ -133,7 +134,6 @@ def financials_from(
     period: Period,
 ) -> CustomerFinancials:
     """Balance, run-rate and arrears arithmetic, for one customer or a batch of them."""
-    from accounts.services import suspension_date
 
     days_left = None
     # What the subscriptions in effect cost a day, not this month's average: an application

@@ -108,7 +108,8 @@ def change_effective_date(
     in or before a month frozen for this kind of change (`month_invoiced`, 409).
     """
     # plans.services calls this policy and owns the refusal type the callers already catch.
-    from plans.services import SubscriptionError
+    # Circular at import time: plans.services imports this module.
+    from plans.services import SubscriptionError  # noqa: PLC0415
 
     rule = POLICY[change]
     today = billing_date(now)

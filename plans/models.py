@@ -6,7 +6,7 @@ from django.db.models import Q
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
-# Finance may raise an add-on's maximum up to here and no further (invoices.limits shows why
+# Finance may raise an add-on's maximum up to here and no further (invoices.documents.limits shows why
 # every invoice line and total still fits its money column).
 ADDON_QUANTITY_CEILING = 100_000
 
@@ -100,7 +100,7 @@ class AddOn(models.Model):
     # True for on/off services (quantity is always 1).
     is_switch = models.BooleanField(default=True)
     # The most units one application may have: keeps every order inside what an invoice can
-    # hold (see invoices.limits for the arithmetic behind ADDON_QUANTITY_CEILING).
+    # hold (see invoices.documents.limits for the arithmetic behind ADDON_QUANTITY_CEILING).
     max_quantity = models.PositiveIntegerField(
         default=1,
         validators=[MinValueValidator(1), MaxValueValidator(ADDON_QUANTITY_CEILING)],

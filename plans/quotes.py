@@ -2,7 +2,7 @@
 
 `quote_build` turns a hypothetical application (one plan for some days of a period, a peak DAU,
 add-ons for the same days) into rating inputs, reads the prices valid for that period and calls
-`invoices.rating.rate_application`. It prices nothing itself, so a quote always equals what the
+`plans.rating.engine.rate_application`. It prices nothing itself, so a quote always equals what the
 month-end run would bill for the same inputs.
 """
 
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, ensure_cny
-from invoices.rating import (
+from plans.addon_rules import addon_quantity_problem, missing_base_message
+from plans.models import AddOn, Plan
+from plans.rating.engine import (
     UNAVAILABLE,
     AddOnSegment,
     ApplicationInput,
@@ -24,8 +26,6 @@ from invoices.rating import (
     RatingError,
     rate_application,
 )
-from plans.addon_rules import addon_quantity_problem, missing_base_message
-from plans.models import AddOn, Plan
 from plans.selectors import price_book_for_period
 
 QUOTE_APP_KEY = "quote"

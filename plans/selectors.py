@@ -11,18 +11,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
-from invoices.rating import (
-    AddOnPriceTerms,
-    AddOnSegment,
-    AddOnTerms,
-    ApplicationInput,
-    ContractSegment,
-    PlanSegment,
-    PlanTerms,
-    PriceBook,
-)
 from plans.models import (
     AddOn,
     AddOnChange,
@@ -31,6 +22,16 @@ from plans.models import (
     Plan,
     PlanChange,
     PlanPrice,
+)
+from plans.rating.engine import (
+    AddOnPriceTerms,
+    AddOnSegment,
+    AddOnTerms,
+    ApplicationInput,
+    ContractSegment,
+    PlanSegment,
+    PlanTerms,
+    PriceBook,
 )
 
 
@@ -178,7 +179,6 @@ class UsagePeaks:
 def usage_by_application(
     *, application_ids: Iterable[int], first_day: dt.date, last_day: dt.date
 ) -> dict[int, UsagePeaks]:
-    from accounts.models import DailyUsage
 
     days: dict[int, list[tuple[dt.date, int, int]]] = defaultdict(list)
     rows = DailyUsage.objects.filter(

@@ -32,10 +32,10 @@ from accounts.selectors import ledger_balance
 from accounts.services import LedgerError, _money_amount, lock_customer
 from billingsite.clock import Period
 from billingsite.money import CURRENCY
-from invoices.rating import UNAVAILABLE, PriceBook
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.change_policy import Change, change_effective_date, first_possible_day
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
+from plans.rating.engine import UNAVAILABLE, PriceBook
 from plans.selectors import price_book_for_period
 
 UPGRADE, DOWNGRADE, UNCHANGED = "upgrade", "downgrade", "unchanged"

@@ -5,8 +5,12 @@ import pytest
 # DRF's throttles keep `time.time` as a class attribute; imported for the first time inside a
 # freezegun block they would keep freezegun's fake for the whole run (order-dependent failures).
 import rest_framework.throttling  # noqa: F401,E402
+from django.conf import settings
 from django.db import connection
+from django.db.backends.postgresql.operations import DatabaseOperations
 
+from billingsite.celery import app
+from billingsite.db_guards import ALLOW_TRUNCATE_SETTING
 from plans.price_book import load_price_book
 
 
@@ -14,7 +18,6 @@ from plans.price_book import load_price_book
 def _eager_celery(settings):
     # Tasks run in-process unless a test starts a real worker (tests/invoices/test_worker.py).
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    from billingsite.celery import app
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
@@ -42,9 +45,6 @@ def _flush_may_truncate_guarded_tables():
     """The flush between transactional tests TRUNCATEs every table on PostgreSQL, which the
     guards of billingsite/db_guards.py refuse unless the truncating transaction says it means
     it. Only this flush says it."""
-    from django.db.backends.postgresql.operations import DatabaseOperations
-
-    from billingsite.db_guards import ALLOW_TRUNCATE_SETTING
 
     flush = DatabaseOperations.execute_sql_flush
 
@@ -57,7 +57,6 @@ def _flush_may_truncate_guarded_tables():
 
 
 def pytest_configure(config):
-    from django.conf import settings
 
     # Password hashing costs ~0.6 s a user with the production hasher; tests only need it to work.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

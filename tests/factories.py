@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 from moneyed import Money
 
 from accounts.models import Application, Customer, CustomerUser, DailyUsage, LedgerEntry
+from accounts.services import record_deposit
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
 
 NOW = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -125,7 +126,6 @@ def usage(application, day: dt.date, dau: int, delivered_messages: int = 1000) -
 
 
 def deposit(customer, amount: str, key: str | None = None) -> LedgerEntry:
-    from accounts.services import record_deposit
 
     entry, _ = record_deposit(
         customer=customer,

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from drf_spectacular.validation import validate_schema
 
-from plans.api import WORKED_EXAMPLES
+from accounts.services import IDENTIFIER_PATTERN
+from plans.api.views import WORKED_EXAMPLES
 from tests.factories import StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -103,7 +104,6 @@ def test_the_setting_opens_the_docs_to_anyone(client, settings, url):
 
 
 def test_schema_declares_what_the_provisioning_api_accepts(schema):
-    from accounts.services import IDENTIFIER_PATTERN
 
     components = schema["components"]["schemas"]
     customer = components["CustomerCreateRequest"]["properties"]

@@ -5,6 +5,7 @@ exactly once (issue 15, part A).
   the balance page's list of top-up options (the hook where bank transfer plugs in);
 - `alipay.py`, `wechat.py`: the provider SDKs (python-alipay-sdk, wechatpayv3) behind it;
 - `services.py`: ordering, settling (the one place a payment becomes a deposit), the sweep;
-- `reconciliation.py`: the daily provider-vs-ledger report per method;
-- `views.py`, `urls.py`: the providers' notification endpoints; `admin.py`: the orders.
+- `reconciliation.py`: the daily provider-vs-ledger report per method; `tasks.py`: the beat task.
+Above this domain: the providers' notification endpoints (`accounts.api.payments`), finance's
+orders and reconciliation (`accounts.admin.payments`), the portal pages (`invoices.portal.topup`).
 """

@@ -5,6 +5,7 @@ import logging
 import logging.config
 
 from celery.signals import celeryd_init, setup_logging, task_postrun, task_prerun
+from django.conf import settings
 
 from billingsite.ops.context import bind_log_context, clear_log_context
 
@@ -12,8 +13,6 @@ CHUNK_TASK = "invoices.tasks.billing_run_chunk"
 
 
 def _configure_logging() -> None:
-    from django.conf import settings
-
     logging.config.dictConfig(settings.LOGGING)
     # Python warnings (e.g. Celery's "running as root") become log lines, not raw stderr.
     logging.captureWarnings(True)
@@ -26,7 +25,7 @@ def _worker_logging(**_):
     # Celery prints its shutdown notices ("worker: Warm shutdown") straight to the terminal;
     # in production they become log lines like everything else. Only the prefork pool is
     # used here, so the eventlet caveat that made Celery bypass logging does not apply.
-    import celery.apps.worker
+    import celery.apps.worker  # noqa: PLC0415 - a worker-only module, not loaded by web processes
 
     notices = logging.getLogger("celery.apps.worker")
     celery.apps.worker.safe_say = lambda message, f=None: notices.warning(message.strip())

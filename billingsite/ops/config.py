@@ -66,9 +66,10 @@ def init_sentry(*, dsn: str, environment: str) -> bool:
     """Errors go to Sentry only when SENTRY_DSN is set (the optional `sentry` extra)."""
     if not dsn:
         return False
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
-    from sentry_sdk.integrations.django import DjangoIntegration
+    # Optional dependency (the `sentry` extra): imported only when a DSN is configured.
+    import sentry_sdk  # noqa: PLC0415
+    from sentry_sdk.integrations.celery import CeleryIntegration  # noqa: PLC0415
+    from sentry_sdk.integrations.django import DjangoIntegration  # noqa: PLC0415
 
     sentry_sdk.init(
         dsn=dsn,

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from prometheus_client import multiprocess
+
 # Must be set before prometheus_client is imported anywhere, in this master process or in the
 # workers forked from it: their counters then go to files /metrics adds up.
 _metrics_dir = os.environ.setdefault(
@@ -72,6 +74,4 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    from prometheus_client import multiprocess
-
     multiprocess.mark_process_dead(worker.pid)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from billingsite.celery import app
 from billingsite.ops.beat import beat_last_seen
 
 BROKER_TIMEOUT_SECONDS = 2.0
@@ -54,8 +55,6 @@ def check_migrations() -> Check:
 
 
 def check_broker() -> Check:
-    from billingsite.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)

@@ -2,7 +2,7 @@
 
 Works on frozen `InvoiceLine` rows and on the rating engine's `PricedLine` (the estimate) alike:
 both carry `description`, `explanation` (English) and `messages` (the same words as message ids
-with parameters, `invoices/rating_text.py`). English shows the frozen English text; another
+with parameters, `plans/rating/messages.py`). English shows the frozen English text; another
 language renders the frozen messages through gettext, so the Chinese is edited in the `.po`
 file like every other text, and names of plans and add-ons come from the price book. Lines
 frozen before they carried messages read in English in every language.
@@ -18,7 +18,7 @@ from django.utils import translation
 from django.utils.translation import gettext, gettext_lazy
 
 from billingsite.money import as_decimal
-from invoices.rating_text import CHINESE, ENGLISH, names, render
+from plans.rating.messages import CHINESE, ENGLISH, names, render
 
 register = template.Library()
 

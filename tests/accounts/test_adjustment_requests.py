@@ -2,9 +2,12 @@
 one) wait for a finance manager: the clerk proposes, a manager approves (one ledger entry,
 however often) or rejects (nothing), both recorded in the audit trail."""
 
+import threading
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
 
 from accounts import roles
 from accounts.models import AdjustmentRequest, LedgerEntry
@@ -18,6 +21,7 @@ from accounts.services import (
     adjustment_submit,
     record_adjustment,
 )
+from invoices.admin.dashboard import audit_trail
 from tests.conftest import postgres_only
 from tests.factories import NOW, CustomerFactory, StaffFactory, deposit
 
@@ -145,7 +149,6 @@ def test_the_clerk_cannot_approve_or_reject_his_own(customer, clerk):
 
 
 def roles_group(name):
-    from django.contrib.auth.models import Group
 
     return Group.objects.get(name=name)
 
@@ -219,7 +222,6 @@ def test_a_direct_positive_adjustment_is_refused(customer):
 
 
 def test_the_audit_trail_names_the_proposer_and_the_approver(customer, clerk, manager):
-    from invoices.dashboard import audit_trail
 
     _entry, proposal = propose(customer, clerk)
     adjustment_approve(request=proposal, approved_by=manager, now=NOW)
@@ -238,9 +240,6 @@ def test_the_audit_trail_names_the_proposer_and_the_approver(customer, clerk, ma
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_managers_approving_at_once_post_one_entry():
-    import threading
-
-    from django.db import connection
 
     # An earlier transactional test's flush empties auth_group; the roles come back idempotently.
     roles.sync_roles()

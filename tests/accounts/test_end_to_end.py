@@ -8,7 +8,7 @@ from freezegun import freeze_time
 from accounts import roles
 from accounts.models import Customer, LedgerEntry
 from billingsite.clock import Period
-from invoices.services import bill_customer
+from invoices.documents.services import bill_customer
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 

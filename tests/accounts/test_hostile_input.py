@@ -8,10 +8,13 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth import get_user_model
 from freezegun import freeze_time
 
 from accounts import roles
 from accounts.models import Application, Customer, DailyUsage
+from accounts.services import AccountError, LedgerError, customer_create, ledger_record
+from accounts.usage import UsageValidationError, usage_ingest
 from billingsite.parsers import MAX_JSON_DEPTH, json_loads_bounded
 from tests.factories import ApplicationFactory, CustomerFactory
 
@@ -112,7 +115,6 @@ def test_a_nul_in_a_usage_app_key_is_a_400_row_error(app, client_for):
 
 
 def test_an_app_key_that_cannot_exist_is_an_unknown_app_key_row_error():
-    from accounts.usage import UsageValidationError, usage_ingest
 
     rows = [{"app_key": "a b", "date": "2026-10-01", "dau": 1, "delivered_messages": 1}]
     with pytest.raises(UsageValidationError) as refused:
@@ -221,7 +223,6 @@ def test_long_customer_fields_are_refused_by_the_api(app, client_for, field, len
 
 
 def test_the_customer_service_refuses_a_long_address():
-    from accounts.services import AccountError, customer_create
 
     with pytest.raises(AccountError, match="address is longer than 500 characters"):
         customer_create(
@@ -248,7 +249,6 @@ def test_a_long_application_name_or_deposit_reference_is_refused_by_the_api(app,
 
 
 def test_the_ledger_refuses_a_long_reason_or_reference(app):
-    from accounts.services import LedgerError, ledger_record
 
     for reason, reference in (("r" * 1001, ""), ("ok", "x" * 201)):
         with pytest.raises(LedgerError):
@@ -265,7 +265,6 @@ def test_the_ledger_refuses_a_long_reason_or_reference(app):
 
 
 def test_the_admin_customer_form_caps_the_address(app, client):
-    from django.contrib.auth import get_user_model
 
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.force_login(admin)

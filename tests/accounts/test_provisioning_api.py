@@ -5,16 +5,24 @@ import threading
 from decimal import Decimal
 
 import pytest
+from django.core import mail
 from django.db import connection
+from drf_spectacular.generators import SchemaGenerator
 from freezegun import freeze_time
+from kombu.exceptions import OperationalError
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts import roles
-from accounts.models import Application, Customer, LedgerEntry
+from accounts.events.tasks import deliver_pending_events
+from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
-from plans.models import AddOnChange, PlanChange
+from accounts.services import record_adjustment
+from billingsite.celery import app as celery_app
+from plans.models import AddOnChange, Plan, PlanChange
+from plans.price_book import load_price_book
 from tests.conftest import postgres_only
-from tests.factories import ApplicationFactory, CustomerFactory, deposit, usage
+from tests.factories import ApplicationFactory, CustomerFactory, UserFactory, deposit, usage
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -169,7 +177,6 @@ def test_read_customer_with_balance_and_arrears(console, customer, app):
 
 
 def _plan(code):
-    from plans.models import Plan
 
     return Plan.objects.get(code=code)
 
@@ -531,13 +538,6 @@ def test_deposit_refusals(finance, customer, body, key, code):
 def test_a_deposit_committed_while_the_broker_is_down_answers_201_and_the_sweep_tells(
     finance, app, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from django.core import mail
-    from kombu.exceptions import OperationalError
-
-    from accounts.models import CustomerEvent
-    from accounts.services import record_adjustment
-    from accounts.tasks import deliver_pending_events
-    from billingsite.celery import app as celery_app
 
     customer = app.customer
     record_adjustment(
@@ -596,7 +596,6 @@ def test_deposit_for_an_unknown_customer_is_404(finance):
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_the_same_key_twice_at_once_records_one_deposit(client_for):
-    from plans.price_book import load_price_book
 
     load_price_book()
     # An earlier transactional test's flush empties auth_group; the roles come back idempotently.
@@ -695,9 +694,6 @@ def test_both_finance_roles_may_deposit(client_for, customer, role):
 
 
 def test_a_superuser_without_a_role_is_refused(customer):
-    from rest_framework.authtoken.models import Token
-
-    from tests.factories import UserFactory
 
     admin = UserFactory(is_superuser=True, is_staff=True)
     client = APIClient()
@@ -714,7 +710,6 @@ def test_anonymous_requests_are_refused(customer):
 
 
 def test_openapi_schema_documents_the_endpoints_with_examples():
-    from drf_spectacular.generators import SchemaGenerator
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
     paths = schema["paths"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import threading
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +24,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from accounts.models import Application, LedgerEntry, TopUp
-from accounts.payments.services import top_up_create, top_ups_sweep
+from accounts.payments.providers import ProviderPayment, ProviderUnavailable
+from accounts.payments.services import top_up_create, top_up_settle, top_ups_sweep
+from accounts.payments.tasks import settle_pending_top_ups
 from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment
 from tests.accounts import payment_fakes as fakes
@@ -449,8 +452,6 @@ def test_a_wechat_order_gets_its_code_url_from_the_native_api(mock_http):
     customer = CustomerFactory()
     order = wechat_order(customer, mock_http, amount="88.80")
 
-    import json
-
     sent = json.loads(mock_http.calls[0].request.body)
     assert sent["amount"] == {"total": 8880, "currency": "CNY"}
     assert (sent["mchid"], sent["appid"], sent["out_trade_no"]) == (
@@ -473,8 +474,6 @@ def test_a_wechat_order_the_provider_refuses_fails(mock_http):
         status=400,
         payload={"code": "PARAM_ERROR", "message": "bad"},
     )
-    from accounts.payments.providers import ProviderUnavailable
-
     with pytest.raises(ProviderUnavailable):
         top_up_create(
             customer=customer, amount="50", method="wechat_pay", now=NOW, return_url=_return_url
@@ -708,8 +707,6 @@ def test_the_pages_speak_chinese(portal):
 @freeze_time(NOW)
 @pytest.mark.django_db
 def test_the_beat_task_runs_the_sweep(mock_http):
-    from accounts.tasks import settle_pending_top_ups
-
     customer = CustomerFactory()
     order = alipay_order(customer, now=NOW - dt.timedelta(minutes=10))
     fakes.alipay_mock_query(
@@ -752,9 +749,6 @@ STATEMENTS = st.sampled_from(["paid-A", "paid-B", "paid-A-short", "closed", "pen
 def test_any_sequence_of_statements_credits_at_most_the_first_good_payment(
     statements, expired_first
 ):
-    from accounts.payments.providers import ProviderPayment
-    from accounts.payments.services import top_up_settle
-
     customer = CustomerFactory()
     order = TopUp.objects.create(
         number=f"TU{customer.pk:024d}",

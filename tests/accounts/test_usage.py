@@ -22,6 +22,7 @@ from accounts.usage import (
 from billingsite.clock import Period
 from invoices.models import Invoice
 from invoices.selectors import rate_customer_period
+from plans.price_book import load_price_book
 from tests.conftest import postgres_only
 from tests.factories import ApplicationFactory, UserFactory
 
@@ -247,7 +248,6 @@ def test_another_customers_invoice_does_not_freeze_this_one(app):
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_ingests_of_one_day_keep_every_revision():
-    from plans.price_book import load_price_book
 
     load_price_book()
     application = ApplicationFactory(created_on=dt.date(2026, 9, 1))

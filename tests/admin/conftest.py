@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from freezegun import freeze_time
 
 from accounts import roles
 from accounts.models import Application, Customer
 from billingsite.clock import Period
+from invoices.documents.services import bill_customer
 from invoices.models import Invoice
 from tests.factories import NOW, ApplicationFactory, CustomerFactory, StaffFactory, deposit, usage
 
@@ -23,7 +25,6 @@ BILLING_DAY = "2026-11-02 10:00:00+08:00"
 def _empty_cache():
     # The dashboard caches run-rates by a fingerprint of the data; SQLite reuses ids after a
     # test's rollback, so two tests could share a fingerprint.
-    from django.core.cache import cache
 
     cache.clear()
     yield
@@ -91,7 +92,6 @@ def october_usage(application, *, peak_dau: int, peak_day: int, peak_messages: i
 def month(price_book, frozen_now):
     """Alpha: Premium, peak DAU 8,000 on 10-15 -> issued INV for 6,000.00 (balance 20,000 ->
     14,000). Beta: Premium, 3,000,000 messages on 10-20 without a contract -> held."""
-    from invoices.services import bill_customer
 
     alpha = CustomerFactory(name="Alpha Ltd", external_id="cust-alpha")
     alpha_app = ApplicationFactory(

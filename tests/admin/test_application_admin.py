@@ -11,7 +11,7 @@ from django.urls import reverse
 from accounts.models import DailyUsage, UsageRevision
 from plans.models import AddOnChange, DedicatedContract, PlanChange
 from tests.admin.conftest import as_user, form_errors
-from tests.factories import addon_change, plan_change
+from tests.factories import ApplicationFactory, addon_change, plan_change
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +138,6 @@ def test_plan_change_through_the_service(client, manager, month):
 
 
 def test_plan_upgrade_refused_below_minimum_deposit(client, manager, price_book, frozen_now):
-    from tests.factories import ApplicationFactory
 
     app = ApplicationFactory(app_key="poor-app", created_on=dt.date(2026, 11, 1))
     response = as_user(client, manager).post(

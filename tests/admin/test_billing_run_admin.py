@@ -6,13 +6,14 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.selectors import ledger_balance
 from billingsite.clock import Period
 from invoices.models import BillingRun, BillingRunError, Invoice
-from invoices.runs import billing_run_candidates
+from invoices.run.runs import billing_run_candidates, billing_run_start
 from tests.admin.conftest import as_user, form_errors, october_usage
-from tests.factories import NOW, ApplicationFactory, CustomerFactory, deposit
+from tests.factories import NOW, ApplicationFactory, CustomerFactory, deposit, usage
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +28,6 @@ def september_accounts(price_book, frozen_now):
         customer = CustomerFactory(name=f"Sept {index}")
         app = ApplicationFactory(customer=customer, plan="premium", app_key=f"sept-{index}")
         for day in range(1, 31):
-            from tests.factories import usage
-
             usage(app, dt.date(2026, 9, day), dau=5000)
         deposit(customer, "10000.00")
         customers.append(customer)
@@ -154,7 +153,6 @@ def test_october_fixture_is_consistent(month):
 def stalled_run(september_accounts):
     """The September run started at midnight; none of its chunks ever ran (its worker was lost
     with them). The admin's clock is 10:00: no progress for ten hours."""
-    from invoices.runs import billing_run_start
 
     return billing_run_start(period=Period(2026, 9), now=NOW, dispatch=False)
 
@@ -231,7 +229,6 @@ def test_clerk_and_auditor_can_neither_resume_nor_close(client, request, role, s
 
 
 def test_a_run_making_progress_is_neither_resumed_nor_closed(client, manager, stalled_run):
-    from django.utils import timezone
 
     BillingRun.objects.filter(pk=stalled_run.pk).update(progress_at=timezone.now())
     as_user(client, manager)

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from accounts.models import Customer, LedgerEntry
 from accounts.selectors import ledger_balance
-from invoices.dashboard import financials_for_customers
+from accounts.services import record_adjustment
+from invoices.admin.dashboard import financials_for_customers
 from invoices.selectors import customer_financials
 from tests.admin.conftest import as_user, form_errors
 from tests.factories import NOW, CustomerFactory
@@ -61,7 +62,6 @@ def test_batched_financials_equal_the_single_customer_selector(month):
 
 def test_arrears_state_and_suspension_date_are_shown(client, clerk, price_book, frozen_now):
     customer = CustomerFactory(name="Late Payer")
-    from accounts.services import record_adjustment
 
     record_adjustment(
         customer=customer,

@@ -7,11 +7,12 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from accounts.services import record_adjustment
+from accounts.services import record_adjustment, record_deposit
 from billingsite.clock import Period
-from invoices.dashboard import audit_trail, month_at_a_glance
+from invoices.admin.dashboard import audit_trail, month_at_a_glance
+from invoices.documents.services import credit_note_create
 from tests.admin.conftest import as_user
-from tests.factories import NOW, CustomerFactory
+from tests.factories import NOW, CustomerFactory, usage
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +51,6 @@ def test_month_at_a_glance(month, late_payer):
 
 
 def test_credits_count_against_the_billed_month(month):
-    from invoices.services import credit_note_create
 
     line = month.issued.lines.get()
     credit_note_create(
@@ -119,11 +119,9 @@ def test_cached_run_rates_follow_new_usage_and_deposits(month):
     before = {row.customer.name: row for row in month_at_a_glance(today=today).low_balance}
     assert before["Alpha Ltd"].recommended_balance == Decimal("18000.00")
     # A November peak of 25,000 DAU: Premium 6,000 + 2 x 3,000 = 12,000 a month.
-    from tests.factories import usage
 
     usage(month.alpha_app, dt.date(2026, 11, 1), dau=25000)
     deposit_key = "more"
-    from accounts.services import record_deposit
 
     record_deposit(
         customer=month.beta,

@@ -11,9 +11,11 @@ import pytest
 from django.urls import reverse
 
 from accounts.selectors import ledger_balance
+from invoices.documents.services import credit_note_create
 from invoices.models import CreditNote, Invoice
 from plans.models import DedicatedContract
 from tests.admin.conftest import as_user, form_errors
+from tests.factories import NOW
 
 pytestmark = pytest.mark.django_db
 
@@ -77,8 +79,6 @@ def test_issued_invoices_are_read_only(client, manager, month):
 
 
 def test_credit_notes_are_read_only(client, manager, month):
-    from invoices.services import credit_note_create
-    from tests.factories import NOW
 
     note = credit_note_create(
         invoice=month.issued, line_amounts=None, reason="test", now=NOW, idempotency_key="k"

@@ -14,11 +14,15 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import reverse
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+import accounts.events.tasks  # noqa: F401 (registers the task)
 from accounts.models import Customer, DailyUsage, LedgerEntry
+from billingsite.celery import app
 from invoices.models import BillingRun, CreditNote, Invoice
 from plans.models import DedicatedContract, PlanPrice
 from tests.admin.conftest import as_user
+from tests.factories import StaffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -210,7 +214,6 @@ def test_auditor_reads_everything_but_sees_no_save_button(client, auditor, month
 
 
 def test_staff_without_a_finance_role_sees_nothing(client, month):
-    from tests.factories import StaffFactory
 
     as_user(client, StaffFactory(username="intern"))
     index = client.get(reverse("admin:index"))
@@ -233,7 +236,6 @@ def test_staff_without_a_finance_role_sees_nothing(client, month):
 
 @pytest.fixture
 def month_end_task(db):
-    from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     crontab = CrontabSchedule.objects.create(
         minute="0", hour="0", day_of_month="2", timezone="Asia/Shanghai"
@@ -248,8 +250,6 @@ def month_end_task(db):
 
 @pytest.fixture
 def task_runs(monkeypatch):
-    import accounts.tasks  # noqa: F401 (registers the task)
-    from billingsite.celery import app
 
     runs = []
     task = app.tasks["accounts.tasks.deliver_pending_events"]

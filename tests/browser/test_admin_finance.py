@@ -17,6 +17,7 @@ from accounts import roles
 from accounts.models import LedgerEntry
 from accounts.selectors import ledger_balance
 from billingsite.clock import Period, billing_date
+from invoices.documents.services import bill_customer
 from invoices.models import CreditNote, Invoice
 from plans.price_book import load_price_book
 from tests.factories import ApplicationFactory, CustomerFactory, StaffFactory, deposit, usage
@@ -99,7 +100,6 @@ def test_clerk_records_a_deposit(page, screenshot, last_period):
 
 
 def test_manager_clears_a_held_invoice_and_credits_a_line(page, screenshot, last_period):
-    from invoices.services import bill_customer
 
     load_price_book()
     StaffFactory(username="manager", groups=[roles.FINANCE_MANAGER])

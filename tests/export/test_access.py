@@ -5,7 +5,9 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.test import override_settings
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts import roles
@@ -87,7 +89,6 @@ def test_a_logged_in_admin_session_is_not_a_token():
 @pytest.mark.django_db
 def test_accounting_role_is_not_staff_and_has_no_model_permissions(accounting):
     """The Accounting group grants nothing in the admin: its users only hold API tokens."""
-    from django.contrib.auth.models import Group
 
     assert Group.objects.get(name=roles.ACCOUNTING).permissions.count() == 0
 
@@ -117,7 +118,6 @@ def test_accounting_token_can_do_nothing_else(accounting):
     """The Accounting role reads the export and nothing else: every other operation the API
     publishes (quotes, usage ingest, provisioning, deposits...) refuses its token before
     looking at the request, and it cannot use the admin."""
-    from drf_spectacular.generators import SchemaGenerator
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
     others = [

@@ -8,9 +8,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from billingsite.clock import BILLING_TZ
-from invoices.renderers import FLUSH_BYTES
+from invoices.exports.renderers import FLUSH_BYTES
 from tests.export.conftest import body, csv_header, csv_rows, json_body
-from tests.export.factories import Line, credit_note, issued_invoice
+from tests.export.factories import Line, credit_note, issued_invoice, ledger_entry
 from tests.factories import CustomerFactory
 
 INVOICES = "/api/v1/accounting/invoices/"
@@ -156,7 +156,6 @@ def test_text_is_utf8_and_formulas_are_defused(accounting):
     document = json_body(accounting.get(INVOICES))["results"][0]
     assert document["customer_name"] == '=HYPERLINK("http://evil.example")'
     # Negative amounts are numbers, never defused.
-    from tests.export.factories import ledger_entry
 
     ledger_entry(
         customer=customer,

@@ -9,7 +9,9 @@ deliberate change of the export's format, regenerate them with
 and review the diff before committing: these files are the published contract.
 """
 
+import csv
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -268,8 +270,6 @@ def normalise_json(resource: str, payload) -> str:
 
 
 def normalise_csv(resource: str, text: str) -> str:
-    import csv
-    import io
 
     columns = CSV_ID_COLUMNS.get(resource, {})
     maps = {column: ranks(model) for column, model in columns.items()}

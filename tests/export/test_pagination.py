@@ -4,8 +4,11 @@ are issued (and old ones credited) between page fetches."""
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from billingsite.clock import BILLING_TZ, Period
+from invoices.exports.views import ExportCursorPagination
 from tests.export.conftest import json_body
 from tests.export.factories import ISSUED_AT, Line, credit_note, issued_invoice, ledger_entry
 from tests.factories import CustomerFactory
@@ -104,7 +107,6 @@ def test_previous_link_returns_the_same_page(accounting):
 
 @pytest.mark.django_db
 def test_page_size_default_and_cap(accounting):
-    from invoices.export_views import ExportCursorPagination
 
     customer = CustomerFactory()
     moment = dt.datetime(2026, 10, 5, 9, tzinfo=BILLING_TZ)
@@ -121,8 +123,6 @@ def test_page_size_default_and_cap(accounting):
 @pytest.mark.django_db
 @pytest.mark.parametrize("resource", ["invoices", "credit-notes", "ledger-entries", "customers"])
 def test_a_page_costs_the_same_queries_however_many_rows(accounting, resource):
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     def queries_for_one_page() -> int:
         with CaptureQueriesContext(connection) as queries:

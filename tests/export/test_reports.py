@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billingsite.clock import BILLING_TZ, Period
+from invoices.exports.reports import journal_entries, revenue_summary
 from invoices.models import Invoice, InvoiceLine
-from invoices.reports import journal_entries, revenue_summary
 from tests.export.conftest import csv_rows, json_body
 from tests.export.factories import (
     ISSUED_AT,

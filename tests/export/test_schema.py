@@ -6,7 +6,9 @@ import pytest
 import schemathesis
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
@@ -51,8 +53,6 @@ def keep_test_connection():
     """The raw WSGI app closes "old" database connections around each request, which on
     PostgreSQL would end the test's transaction; Django's own test client does the same
     disconnecting."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
 
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)

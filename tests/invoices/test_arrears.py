@@ -12,10 +12,11 @@ from accounts.arrears import arrears_enforce
 from accounts.models import Application, CustomerEvent
 from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment, record_deposit
+from invoices.documents.services import bill_customer
 from invoices.models import Invoice
-from invoices.tasks import enforce_arrears, start_monthly_billing
+from invoices.run.tasks import enforce_arrears, start_monthly_billing
 from tests.factories import ApplicationFactory
-from tests.invoices.test_invoices import SHANGHAI, premium_customer
+from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, SHANGHAI, premium_customer
 
 pytestmark = pytest.mark.django_db
 
@@ -118,8 +119,6 @@ def test_whole_timeline_from_deduction_to_reactivation(
 
 
 def test_deposit_during_grace_period_ends_arrears_without_suspension(price_book):
-    from invoices.services import bill_customer
-    from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER
 
     customer, _ = premium_customer(dau=8000, balance="1000.00")
     bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT)

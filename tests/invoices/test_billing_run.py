@@ -2,29 +2,47 @@
 (twice, concurrently, after a crash half-way)."""
 
 import datetime as dt
+import socket
 import threading
 from decimal import Decimal
 from io import StringIO
 
+import django_celery_beat.schedulers as beat_schedulers
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, transaction
+from django_celery_beat.models import PeriodicTask
+from freezegun import freeze_time
+from kombu.exceptions import OperationalError
 
+import accounts.events.records
+import invoices.documents.services
+import invoices.documents.services as services
+import invoices.run.runs as runs
 from accounts.models import Application, CustomerEvent, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balance
+from accounts.usage import UsageBilledMonthError, usage_ingest
+from billingsite.celery import app
+from billingsite.celery import app as celery_app
 from billingsite.clock import Period
+from invoices.documents.services import InvoiceError, bill_customer
 from invoices.models import BillingRun, BillingRunError, Invoice, InvoiceLine, NumberSequence
-from invoices.runs import (
+from invoices.run.runs import (
     billing_run_candidates,
     billing_run_chunk_process,
+    billing_run_close_interrupted,
+    billing_run_is_stalled,
+    billing_run_resume,
     billing_run_retry_failed,
     billing_run_start,
+    billing_runs_stalled,
 )
-from invoices.services import bill_customer
+from invoices.run.tasks import start_monthly_billing
 from plans.models import AddOnChange
 from tests.conftest import is_postgres, postgres_only
-from tests.factories import ApplicationFactory, CustomerFactory, addon_change, usage
+from tests.factories import ApplicationFactory, CustomerFactory, addon_change, plan_change, usage
 from tests.invoices.test_invoices import (
     BILLING_MOMENT,
     OCTOBER,
@@ -64,7 +82,6 @@ def assert_billed_exactly_once(customers) -> None:
 
 def late_correction(app, *, now) -> None:
     """The platform corrects 17 October of `app` to 25,000 DAU."""
-    from accounts.usage import usage_ingest
 
     row = {"app_key": app.app_key, "date": "2026-10-17", "dau": 25_000, "delivered_messages": 1000}
     usage_ingest(rows=[row], now=now)
@@ -115,7 +132,6 @@ def test_run_bills_every_account_in_chunks_and_counts_outcomes(
 
 @pytest.mark.django_db
 def test_a_run_for_a_month_under_way_is_refused(price_book):
-    from invoices.services import InvoiceError
 
     build_accounts(1)
     with pytest.raises(InvoiceError, match="2026-11 is not over yet"):
@@ -159,8 +175,6 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
     customers = build_accounts(5)
     ids = [c.pk for c in customers]
     run = one_chunk_run(accounts=5)
-    import invoices.runs as runs
-    import invoices.services as services
 
     real_bill_account, real_debit = runs.bill_account_rerating, services._debit_row
     calls = {"n": 0}
@@ -213,8 +227,6 @@ def test_crash_half_way_then_redelivery_bills_each_account_once(price_book, monk
 def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, monkeypatch):
     """Accounts commit asynchronously on PostgreSQL; the chunk's closing commit is synchronous
     and comes before any event is handed to the broker."""
-    import accounts.events
-    import invoices.runs as runs
 
     customers = build_accounts(3)
     run = one_chunk_run(accounts=3)
@@ -238,8 +250,8 @@ def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, mon
         seen["deliveries"].append((len(event_ids), done, synchronous_commit()))
 
     monkeypatch.setattr(runs, "bill_account_rerating", bill_account)
-    monkeypatch.setattr(accounts.events, "_deliver_many", deliver_many)
-    monkeypatch.setattr(accounts.events, "BATCH_SIZE", 2)
+    monkeypatch.setattr(accounts.events.records, "_deliver_many", deliver_many)
+    monkeypatch.setattr(accounts.events.records, "BATCH_SIZE", 2)
     billing_run_chunk_process(
         run_id=run.pk, customer_ids=[c.pk for c in customers], period=OCTOBER, now=BILLING_MOMENT
     )
@@ -254,13 +266,11 @@ def test_customers_are_told_only_after_the_chunks_durable_commit(price_book, mon
 
 @pytest.mark.django_db
 def test_a_chunk_that_dies_before_its_durable_commit_tells_nobody(price_book, monkeypatch):
-    import accounts.events
-    import invoices.runs as runs
 
     customers = build_accounts(2)
     run = one_chunk_run(accounts=2)
     handed_over = []
-    monkeypatch.setattr(accounts.events, "_deliver_many", handed_over.append)
+    monkeypatch.setattr(accounts.events.records, "_deliver_many", handed_over.append)
 
     def dies(**kwargs):
         raise WorkerDied
@@ -285,7 +295,6 @@ def test_a_chunk_that_dies_before_its_durable_commit_tells_nobody(price_book, mo
 def test_usage_written_after_the_chunks_read_is_rated_again_before_issue(price_book, monkeypatch):
     """The platform corrects a day while the run is between reading a chunk and issuing: the
     invoice bills the corrected usage, not what the chunk read."""
-    import invoices.runs as runs
 
     customer, app = premium_customer(dau=5000)  # 6,000.00: up to 10,000 DAU
     real_accounts_rate = runs.accounts_rate
@@ -314,14 +323,13 @@ def test_usage_written_after_the_chunks_read_is_rated_again_before_issue(price_b
 
 @pytest.mark.django_db
 def test_usage_that_keeps_changing_fails_the_account_until_a_retry(price_book, monkeypatch):
-    import invoices.services as services
 
     customer, app = premium_customer(dau=5000)
     stale = services.account_rate(customer=customer, period=OCTOBER)
     Application.objects.filter(pk=app.pk).update(usage_version=7)
     monkeypatch.setattr(services, "account_rate", lambda **kwargs: stale)
     run = one_chunk_run(accounts=1)
-    monkeypatch.setattr("invoices.runs.accounts_rate", lambda **kwargs: {customer.pk: stale})
+    monkeypatch.setattr("invoices.run.runs.accounts_rate", lambda **kwargs: {customer.pk: stale})
     assert billing_run_chunk_process(
         run_id=run.pk, customer_ids=[customer.pk], period=OCTOBER, now=BILLING_MOMENT
     ) == {"failed": 1}
@@ -341,9 +349,8 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     price_book, monkeypatch, django_capture_on_commit_callbacks, small_chunks
 ):
     customers = build_accounts(5)
-    import invoices.services
 
-    real_debit = invoices.services._debit_row
+    real_debit = invoices.documents.services._debit_row
     calls = {"n": 0}
 
     def debit_fails_after_two(**kwargs):
@@ -352,7 +359,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
             raise ConnectionError("ledger unavailable")
         return real_debit(**kwargs)
 
-    monkeypatch.setattr("invoices.services._debit_row", debit_fails_after_two)
+    monkeypatch.setattr("invoices.documents.services._debit_row", debit_fails_after_two)
     with django_capture_on_commit_callbacks(execute=True):
         first = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     first.refresh_from_db()
@@ -365,7 +372,7 @@ def test_exception_after_k_accounts_rolls_that_account_back_and_a_rerun_finishes
     assert errors.count() == 3
     assert all("ConnectionError: ledger unavailable" in e.error for e in errors)
 
-    monkeypatch.setattr("invoices.services._debit_row", real_debit)
+    monkeypatch.setattr("invoices.documents.services._debit_row", real_debit)
     with django_capture_on_commit_callbacks(execute=True):
         second = billing_run_start(period=OCTOBER, now=BILLING_MOMENT)
     second.refresh_from_db()
@@ -426,7 +433,6 @@ def test_candidates_are_paid_contracted_or_high_volume_and_not_yet_billed(price_
     usage(busy, dt.date(2026, 10, 3), 10, delivered_messages=2_000_001)
     later_premium = CustomerFactory()  # Premium only from November: nothing for October
     late = ApplicationFactory(customer=later_premium, plan="free", created_on=dt.date(2026, 9, 1))
-    from tests.factories import plan_change
 
     plan_change(late, "premium", dt.date(2026, 11, 1))
     downgraded = CustomerFactory()  # Premium until 30 September: Free all October
@@ -523,10 +529,6 @@ def test_a_usage_write_during_the_issue_waits_for_it_then_meets_the_invoice(pric
     """The issuing transaction holds the customer's applications FOR SHARE: a usage write for
     them waits until the invoice is committed, then finds the month invoiced and is refused
     (the correction goes through a credit note) instead of changing usage that was billed."""
-    from django.db import transaction
-
-    import invoices.services as services
-    from accounts.usage import UsageBilledMonthError
 
     customer, app = premium_customer(dau=5000)
     prepared = services.account_rate(customer=customer, period=OCTOBER)
@@ -603,7 +605,6 @@ def test_same_account_billed_from_two_threads_at_once(price_book):
 
 @pytest.mark.django_db
 def test_monthly_task_bills_the_previous_month(price_book, django_capture_on_commit_callbacks):
-    from invoices.tasks import start_monthly_billing
 
     customers = build_accounts(2)
     with django_capture_on_commit_callbacks(execute=True):
@@ -617,11 +618,6 @@ def test_monthly_task_bills_the_previous_month(price_book, django_capture_on_com
 
 @pytest.mark.django_db
 def test_beat_schedule_is_installed_by_the_database_scheduler(monkeypatch):
-    import django_celery_beat.schedulers as beat_schedulers
-    from django_celery_beat.models import PeriodicTask
-    from freezegun import freeze_time
-
-    from billingsite.celery import app
 
     # The scheduler closes "old" connections between ticks; the test's connection must stay.
     monkeypatch.setattr(beat_schedulers, "close_old_connections", lambda: None)
@@ -672,7 +668,6 @@ def test_every_account_gets_one_period_invoice_even_across_months(price_book):
 
 @pytest.mark.django_db
 def test_demo_data_bills_issued_held_and_arrears(price_book, django_capture_on_commit_callbacks):
-    from freezegun import freeze_time
 
     with freeze_time(dt.datetime(2026, 11, 1, 12, 0, tzinfo=SHANGHAI)):
         call_command("load_demo_data", stdout=StringIO())
@@ -708,7 +703,6 @@ class SmtpDown:
 
 
 def closed_port() -> int:
-    import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -720,7 +714,6 @@ def closed_port() -> int:
 def test_bill_inline_bills_every_account_when_deliveries_fail(price_book, settings, down):
     """Deliveries never break billing: here they even run in-process (eager tasks) and raise
     `Retry`; every chunk is still billed, and the events wait for the worker or the sweep."""
-    from freezegun import freeze_time
 
     settings.BILLING_RUN_CHUNK_SIZE = 2
     if down == "webhook receiver":
@@ -748,11 +741,8 @@ def test_bill_inline_bills_every_account_when_deliveries_fail(price_book, settin
 def test_bill_inline_survives_its_database_connection_being_killed(
     price_book, settings, monkeypatch, killed
 ):
-    import psycopg
-    from freezegun import freeze_time
-
-    import invoices.runs as runs
-    from tests.invoices.test_worker import worker_database_url
+    # Circular at import time: test_worker imports this module's helpers.
+    from tests.invoices.test_worker import worker_database_url  # noqa: PLC0415
 
     settings.BILLING_RUN_CHUNK_SIZE = 2
     customers = build_accounts(5)
@@ -805,7 +795,6 @@ def test_counters_come_from_what_was_written_never_added_twice(
 ):
     """A held account billed by a redelivered chunk that fails it once, then by "retry failed":
     it is one held invoice, counted once (the old increments ended at 3/2 accounts, 2 held)."""
-    import invoices.runs as runs
 
     issued_customer = build_accounts(1)[0]
     held_customer, held_app = premium_customer(dau=5000)
@@ -872,7 +861,6 @@ STALL_AFTER = dt.timedelta(seconds=600)
 
 @pytest.mark.django_db
 def test_a_run_without_progress_for_the_threshold_is_stalled(price_book, settings):
-    from invoices.runs import billing_run_is_stalled, billing_runs_stalled
 
     settings.BILLING_RUN_STALL_AFTER = 600
     build_accounts(1)
@@ -911,10 +899,6 @@ def lost_second_chunk_run(customers) -> BillingRun:
 def test_resume_bills_what_is_left_of_a_stalled_run(
     price_book, small_chunks, django_capture_on_commit_callbacks
 ):
-    from freezegun import freeze_time
-
-    from invoices.runs import billing_run_resume
-    from invoices.services import InvoiceError
 
     customers = build_accounts(4)
     with freeze_time(BILLING_MOMENT):
@@ -938,10 +922,6 @@ def test_resume_bills_what_is_left_of_a_stalled_run(
 def test_close_as_interrupted_then_resume(
     price_book, small_chunks, django_capture_on_commit_callbacks
 ):
-    from freezegun import freeze_time
-
-    from invoices.runs import billing_run_close_interrupted, billing_run_resume
-    from invoices.services import InvoiceError
 
     customers = build_accounts(4)
     with freeze_time(BILLING_MOMENT):
@@ -978,7 +958,6 @@ def test_close_as_interrupted_then_resume(
 def test_bill_command_resumes_the_months_stalled_run_instead_of_a_second_one(
     price_book, small_chunks, django_capture_on_commit_callbacks, inline
 ):
-    from freezegun import freeze_time
 
     customers = build_accounts(4)
     with freeze_time(BILLING_MOMENT):
@@ -1003,9 +982,6 @@ def test_bill_command_resumes_the_months_stalled_run_instead_of_a_second_one(
 def test_monthly_task_resumes_a_stalled_run(
     price_book, small_chunks, django_capture_on_commit_callbacks
 ):
-    from freezegun import freeze_time
-
-    from invoices.tasks import start_monthly_billing
 
     customers = build_accounts(4)
     with freeze_time(BILLING_MOMENT):
@@ -1024,10 +1000,6 @@ def test_a_broker_outage_at_the_start_leaves_a_run_that_resumes(
     """The chunks are queued after the run's rows commit: a broker that is down then is logged,
     not raised (no 500 in the admin); the run makes no progress, shows as stalled, and a resume
     bills every account once."""
-    from kombu.exceptions import OperationalError
-
-    from billingsite.celery import app as celery_app
-    from invoices.runs import billing_run_is_stalled, billing_run_resume
 
     customers = build_accounts(3)
 

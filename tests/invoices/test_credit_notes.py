@@ -7,9 +7,9 @@ import pytest
 
 from accounts.models import CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
+from invoices.documents.services import InvoiceError, bill_customer, credit_note_create
 from invoices.models import CreditNote, CreditNoteLine, Invoice
-from invoices.services import InvoiceError, bill_customer, credit_note_create
-from tests.factories import ApplicationFactory, CustomerFactory, addon_change, deposit
+from tests.factories import ApplicationFactory, CustomerFactory, addon_change, deposit, usage
 from tests.invoices.test_invoices import (
     BILLING_MOMENT,
     OCTOBER,
@@ -179,7 +179,6 @@ def test_lines_of_another_invoice_empty_reason_and_unissued_invoices_are_refused
         )
 
     customer, app = premium_customer()
-    from tests.factories import usage
 
     usage(app, dt.date(2026, 10, 9), 10, delivered_messages=9_000_000)
     bill_customer(customer=customer, period=OCTOBER, now=BILLING_MOMENT)

@@ -9,6 +9,8 @@ from django.db.models import F
 from moneyed import Money
 
 from accounts.selectors import ledger_balance
+from invoices.documents.numbering import number_allocate
+from invoices.documents.services import credit_note_create, invoice_rate
 from invoices.models import (
     BillingRun,
     CreditNote,
@@ -18,8 +20,6 @@ from invoices.models import (
     InvoiceLine,
     NumberSequence,
 )
-from invoices.numbering import number_allocate
-from invoices.services import credit_note_create, invoice_rate
 from tests.conftest import is_postgres, postgres_only
 from tests.factories import StaffFactory
 from tests.invoices.test_credit_notes import LATER, issued_invoice

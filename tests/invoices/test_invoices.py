@@ -9,9 +9,10 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
+from accounts.services import IdempotencyConflict, ledger_record
+from accounts.usage import usage_ingest
 from billingsite.clock import Period
-from invoices.models import Invoice, InvoiceLine, NumberSequence
-from invoices.services import (
+from invoices.documents.services import (
     InvoiceError,
     accounts_rate,
     bill_customer,
@@ -19,9 +20,12 @@ from invoices.services import (
     invoice_rate,
     invoice_rerate,
 )
+from invoices.models import BillingRun, Invoice, InvoiceLine, NumberSequence
+from invoices.run.runs import billing_run_chunk_process
 from tests.factories import (
     ApplicationFactory,
     CustomerFactory,
+    StaffFactory,
     addon_change,
     contract,
     deposit,
@@ -269,7 +273,6 @@ def test_finance_can_issue_a_held_invoice_as_it_is(price_book):
 def test_a_held_invoice_whose_usage_was_corrected_is_rated_again_before_it_is_issued(
     price_book,
 ):
-    from accounts.usage import usage_ingest
 
     customer, app = premium_customer(dau=8000)
     usage(app, dt.date(2026, 10, 21), 100, delivered_messages=5_000_000)
@@ -351,8 +354,6 @@ def test_rating_reads_a_chunk_in_a_fixed_number_of_queries(price_book):
 
 
 def test_billing_queries_per_account_do_not_grow_with_apps_addons_or_days(price_book):
-    from invoices.models import BillingRun
-    from invoices.runs import billing_run_chunk_process
 
     small = _customers_with(1, addons=False, usage_days=1, count=4)
     large = _customers_with(5, addons=True, usage_days=31, count=4)
@@ -380,7 +381,6 @@ def test_billing_queries_per_account_do_not_grow_with_apps_addons_or_days(price_
 def test_debit_key_already_used_goes_through_the_ledger_rules(price_book):
     """The debit's key is per customer and period. If it was somehow used already, the ledger
     service decides: the same entry is reused, a different one refuses the whole issue."""
-    from accounts.services import IdempotencyConflict, ledger_record
 
     same, _ = premium_customer(dau=8000)
     different, _ = premium_customer(dau=8000)
@@ -404,7 +404,6 @@ def test_debit_key_already_used_goes_through_the_ledger_rules(price_book):
 
 
 def test_debit_records_who_issued_and_starts_arrears_like_the_ledger_service(price_book):
-    from tests.factories import StaffFactory
 
     customer, _ = premium_customer(dau=8000, balance="100.00")
     clerk = StaffFactory()

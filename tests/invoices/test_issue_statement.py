@@ -10,13 +10,14 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.forms.models import model_to_dict
 
+import invoices.run.statements as statements
 from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
+from invoices.documents.services import ISSUED, accounts_rate, bill_account
 from invoices.models import Invoice, InvoiceLine, NumberSequence
-from invoices.services import ISSUED, accounts_rate, bill_account
 from tests.conftest import postgres_only
 from tests.factories import ApplicationFactory, addon_change, deposit
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, october_usage, premium_customer
@@ -62,7 +63,6 @@ def _state(customer: Customer) -> dict:
 
 
 def _bill_and_roll_back(customer: Customer, *, general_path: bool, queries: list) -> dict:
-    from django.db import connection
 
     prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
     with transaction.atomic():
@@ -149,7 +149,6 @@ def test_the_run_statements_write_the_same_rows_as_the_general_path(
 def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, monkeypatch):
     customer, _ = premium_customer(dau=8000)
     prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
-    import invoices.statements as statements
 
     def broken(**kwargs):
         raise ConnectionError("connection lost")

@@ -7,11 +7,18 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import LedgerEntry
-from invoices.limits import LARGEST_AMOUNT, invoice_size_problem
+from invoices.documents.limits import LARGEST_AMOUNT, invoice_size_problem
 from invoices.models import BillingRun, BillingRunError, Invoice
-from invoices.rating import AddOnSegment, ApplicationInput, PlanSegment, rate_account
-from invoices.runs import billing_run_preview, billing_run_retry_failed, billing_run_start
+from invoices.run.runs import billing_run_preview, billing_run_retry_failed, billing_run_start
 from plans.models import AddOn
+from plans.rating.engine import (
+    AddOnSegment,
+    ApplicationInput,
+    PlanSegment,
+    PricedLine,
+    RatedAccount,
+    rate_account,
+)
 from plans.selectors import price_book_for_period
 from tests.factories import addon_change
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, premium_customer
@@ -23,7 +30,7 @@ LARGEST_DAU = 2**31 - 1  # DailyUsage.dau is a PositiveIntegerField
 
 def test_the_largest_legal_application_month_fits_a_thousand_times(price_book):
     """Ultimate at the largest storable DAU with every add-on it sells at its maximum (the
-    arithmetic of invoices/limits.py)."""
+    arithmetic of invoices/documents/limits.py)."""
     book = price_book_for_period(period=OCTOBER)
     addons = [
         AddOnSegment(addon.code, addon.max_quantity, OCTOBER.start, OCTOBER.end)
@@ -82,7 +89,6 @@ def test_an_account_too_large_to_bill_fails_once_with_a_clear_message(
 
 def test_a_total_too_large_names_its_largest_lines():
     """Every line fits, their sum does not."""
-    from invoices.rating import PricedLine, RatedAccount
 
     def line(code: str, amount: str) -> PricedLine:
         day = dt.date(2026, 10, 1)

@@ -5,15 +5,20 @@ import datetime as dt
 import http.server
 import json
 import threading
+import time
 from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.utils import timezone
+from freezegun import freeze_time
 
-import accounts.notifications
-from accounts.models import CustomerEvent, WebhookDelivery
-from accounts.notifications import (
+import accounts.events.records
+import accounts.events.webhooks
+from accounts.events.records import deliveries_batched, record_customer_event
+from accounts.events.tasks import deliver_customer_event, deliver_pending_events
+from accounts.events.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -22,8 +27,9 @@ from accounts.notifications import (
     webhook_signature,
     webhook_verify,
 )
-from accounts.tasks import deliver_customer_event
-from invoices.services import bill_customer
+from accounts.models import CustomerEvent, WebhookDelivery
+from billingsite.celery import app
+from invoices.documents.services import bill_customer
 from tests.factories import ApplicationFactory
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, premium_customer
 
@@ -79,7 +85,6 @@ class Receiver:
 def eager_retries():
     """Eager tasks that retry run the retry in-process (countdown recorded, never slept);
     that needs exceptions kept inside the eager call."""
-    from billingsite.celery import app
 
     app.conf.task_eager_propagates = False
     yield
@@ -155,16 +160,15 @@ def test_signed_webhook_is_delivered_and_verifiable(
 def test_failed_webhooks_are_retried_with_backoff_and_every_attempt_recorded(
     price_book, django_capture_on_commit_callbacks, webhook_settings, monkeypatch, eager_retries
 ):
-    import accounts.notifications
 
     countdowns = []
-    real_countdown = accounts.notifications.webhook_retry_countdown
+    real_countdown = accounts.events.webhooks.webhook_retry_countdown
 
     def recording_countdown(retries):
         countdowns.append(real_countdown(retries))
         return countdowns[-1]
 
-    monkeypatch.setattr(accounts.notifications, "webhook_retry_countdown", recording_countdown)
+    monkeypatch.setattr(accounts.events.webhooks, "webhook_retry_countdown", recording_countdown)
     event = issued_event(django_capture_on_commit_callbacks, execute=False)
 
     with Receiver([500, 503, 200]) as receiver:
@@ -204,13 +208,13 @@ def test_a_redirect_is_a_failed_delivery_retried_not_followed(
     price_book, django_capture_on_commit_callbacks, webhook_settings, monkeypatch, eager_retries
 ):
     countdowns = []
-    real_countdown = accounts.notifications.webhook_retry_countdown
+    real_countdown = accounts.events.webhooks.webhook_retry_countdown
 
     def recording_countdown(retries):
         countdowns.append(real_countdown(retries))
         return countdowns[-1]
 
-    monkeypatch.setattr(accounts.notifications, "webhook_retry_countdown", recording_countdown)
+    monkeypatch.setattr(accounts.events.webhooks, "webhook_retry_countdown", recording_countdown)
     event = issued_event(django_capture_on_commit_callbacks, execute=False)
 
     with Receiver([302, 204]) as receiver:
@@ -231,7 +235,7 @@ def test_a_redirect_is_a_failed_delivery_retried_not_followed(
 def test_delivery_gives_up_after_the_last_retry(
     price_book, django_capture_on_commit_callbacks, webhook_settings, monkeypatch, eager_retries
 ):
-    monkeypatch.setattr("accounts.tasks.WEBHOOK_MAX_RETRIES", 2)
+    monkeypatch.setattr("accounts.events.tasks.WEBHOOK_MAX_RETRIES", 2)
     event = issued_event(django_capture_on_commit_callbacks, execute=False)
     with Receiver([502]) as receiver:
         webhook_settings(receiver.url)
@@ -248,7 +252,7 @@ def test_delivery_gives_up_after_the_last_retry(
 def test_unreachable_endpoint_is_recorded_as_an_error(
     price_book, django_capture_on_commit_callbacks, webhook_settings, monkeypatch
 ):
-    monkeypatch.setattr("accounts.tasks.WEBHOOK_MAX_RETRIES", 0)
+    monkeypatch.setattr("accounts.events.tasks.WEBHOOK_MAX_RETRIES", 0)
     event = issued_event(django_capture_on_commit_callbacks, execute=False)
     with Receiver([200]) as receiver:
         closed_url = receiver.url
@@ -328,15 +332,11 @@ def test_suspension_webhook_names_the_applications_to_shut_down(price_book):
 
 @pytest.mark.django_db(transaction=True)
 def test_events_committed_in_a_batch_go_to_the_broker_together(price_book, monkeypatch):
-    from django.db import transaction
-
-    import accounts.events
-    from accounts.events import deliveries_batched, record_customer_event
 
     singles, batches = [], []
-    monkeypatch.setattr(accounts.events, "_deliver", singles.append)
-    monkeypatch.setattr(accounts.events, "_deliver_many", batches.append)
-    monkeypatch.setattr(accounts.events, "BATCH_SIZE", 2)
+    monkeypatch.setattr(accounts.events.records, "_deliver", singles.append)
+    monkeypatch.setattr(accounts.events.records, "_deliver_many", batches.append)
+    monkeypatch.setattr(accounts.events.records, "BATCH_SIZE", 2)
     customer, _ = premium_customer(balance="")
 
     def raise_event(key: str) -> None:
@@ -367,9 +367,6 @@ def test_events_committed_in_a_batch_go_to_the_broker_together(price_book, monke
 
 
 def test_sweep_delivers_events_whose_email_never_went_out(price_book):
-    from freezegun import freeze_time
-
-    from accounts.tasks import deliver_pending_events
 
     customer, _ = premium_customer(balance="")
     old = CustomerEvent.objects.create(
@@ -401,7 +398,6 @@ def test_a_backoff_longer_than_half_the_visibility_timeout_waits_in_hops(
     """Redis gives a message not acknowledged within its visibility timeout to another worker:
     a retry waiting longer inside a worker would run twice. The wait is cut in hops of at most
     half the timeout, each a new message, and the attempt count does not move."""
-    import time
 
     settings.CELERY_BROKER_VISIBILITY_TIMEOUT = 180
     event = issued_event(django_capture_on_commit_callbacks, execute=False)

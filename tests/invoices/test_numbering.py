@@ -6,9 +6,9 @@ import threading
 import pytest
 from django.db import connection, transaction
 
+from invoices.documents.numbering import number_allocate
+from invoices.documents.services import bill_customer
 from invoices.models import Invoice, NumberSequence
-from invoices.numbering import number_allocate
-from invoices.services import bill_customer
 from tests.conftest import postgres_only
 from tests.invoices.test_invoices import OCTOBER, SHANGHAI, premium_customer
 

@@ -7,9 +7,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 from freezegun import freeze_time
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from accounts import roles
-from invoices.dashboard import customers_below_recommended, financials_for_customers
+from invoices.admin.dashboard import customers_below_recommended, financials_for_customers
 from invoices.selectors import customer_financials
 from tests.factories import (
     ApplicationFactory,
@@ -92,8 +94,6 @@ def test_api_dashboard_and_page_agree_on_the_activated_on_the_30th_case(client):
     deposit(customer, "6000.00")
     with freeze_time(dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))):
         assert timezone.localdate() == TODAY
-        from rest_framework.authtoken.models import Token
-        from rest_framework.test import APIClient
 
         api = APIClient()
         user = UserFactory(groups=[roles.CONSOLE])

@@ -18,13 +18,15 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
 
 from accounts.models import CustomerEvent, LedgerEntry
+from billingsite.celery import app
 from invoices.models import BillingRun, Invoice, NumberSequence
-from invoices.runs import billing_run_start
+from invoices.run.runs import billing_run_start
 from tests.conftest import postgres_only
 from tests.factories import usage
 from tests.invoices.test_billing_run import assert_billed_exactly_once, build_accounts
@@ -50,7 +52,6 @@ def worker_database_url() -> str:
 @pytest.fixture
 def queue() -> str:
     """A queue of our own on the shared broker; the test process publishes to it."""
-    from billingsite.celery import app
 
     name = f"billing-test-{uuid.uuid4().hex[:10]}"
     previous = app.conf.task_default_queue
@@ -176,9 +177,9 @@ KILLER = textwrap.dedent(
     import datetime as dt, os, sys
     import django
     django.setup()
-    import invoices.services as services
+    import invoices.documents.services as services
     from billingsite.clock import Period
-    from invoices.runs import billing_run_chunk_process
+    from invoices.run.runs import billing_run_chunk_process
 
     run_id, period, now, ids = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     real_debit, calls = services._debit_row, [0]
@@ -259,7 +260,6 @@ def test_whole_worker_killed_mid_run_then_restarted_bills_every_account_once(
     of a chunk: the broker gives the unacknowledged chunk to the restarted worker after the
     visibility timeout, and the run finishes with every account billed once, counted once.
     About 25 s: mostly the visibility timeout and the workers' 10 s look for lost messages."""
-    import psycopg
 
     settings.BILLING_RUN_CHUNK_SIZE = 2
     customers = build_accounts(6)

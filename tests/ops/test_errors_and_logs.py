@@ -3,6 +3,7 @@ import json
 import logging
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.test import RequestFactory
 
 from billingsite.ops import errors
@@ -45,7 +46,6 @@ def test_permission_denied_is_json_for_the_api_and_branded_for_people():
     request = RequestFactory().get("/api/v1/customers/x/")
     assert json.loads(errors.permission_denied(request).content)["code"] == "permission_denied"
     request = RequestFactory().get("/invoices/")
-    from django.contrib.auth.models import AnonymousUser
 
     request.user = AnonymousUser()
     page = errors.permission_denied(request)

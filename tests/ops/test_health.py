@@ -2,14 +2,16 @@ import re
 import time
 
 import pytest
+from django.core.cache import cache
 from kombu import Connection
 
+from billingsite.celery import app
+from billingsite.ops import health
 from billingsite.ops.beat import HEARTBEAT_KEY
 
 
 @pytest.fixture
 def beat_ticked():
-    from django.core.cache import cache
 
     cache.set(HEARTBEAT_KEY, time.time() - 3)
 
@@ -47,7 +49,6 @@ def test_readyz_is_503_when_beat_was_never_seen(client):
 
 @pytest.mark.django_db
 def test_readyz_is_503_when_beat_stopped_ticking(client, settings):
-    from django.core.cache import cache
 
     settings.BEAT_STALE_AFTER_SECONDS = 300
     cache.set(HEARTBEAT_KEY, time.time() - 301)
@@ -58,7 +59,6 @@ def test_readyz_is_503_when_beat_stopped_ticking(client, settings):
 
 @pytest.mark.django_db
 def test_readyz_is_503_when_the_broker_is_unreachable(client, beat_ticked, monkeypatch):
-    from billingsite.celery import app
 
     monkeypatch.setattr(
         app,
@@ -73,7 +73,6 @@ def test_readyz_is_503_when_the_broker_is_unreachable(client, beat_ticked, monke
 
 @pytest.mark.django_db
 def test_readyz_is_503_while_migrations_are_not_applied(client, beat_ticked, monkeypatch):
-    from billingsite.ops import health
 
     monkeypatch.setattr(health, "_migrations_seen_applied", False)
     monkeypatch.setattr(

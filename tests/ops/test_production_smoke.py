@@ -8,6 +8,7 @@ a quote, a usage push and a month-end run started from the admin and billed by t
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -20,8 +21,11 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+import psycopg
 import pytest
+import redis
 import requests
+from playwright.sync_api import sync_playwright
 
 from tests.conftest import postgres_only
 
@@ -46,7 +50,6 @@ def free_port() -> int:
 
 
 def recreate_database(url: str) -> None:
-    import psycopg
 
     name = urlparse(url).path.lstrip("/")
     admin = urlparse(url)._replace(path="/postgres").geturl()
@@ -95,8 +98,6 @@ def stack_env(tmp_path):
     (tmp_path / "prometheus").mkdir()
     yield env
     try:
-        import redis
-
         client = redis.Redis.from_url(broker)
         for key in client.scan_iter(f"*{prefix}*"):
             client.delete(key)
@@ -365,14 +366,12 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
 
 
 def yesterday_shanghai() -> str:
-    import datetime as dt
 
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
     return (now.date() - dt.timedelta(days=1)).isoformat()
 
 
 def last_month_shanghai() -> str:
-    import datetime as dt
 
     today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
     last = today.replace(day=1) - dt.timedelta(days=1)
@@ -380,7 +379,6 @@ def last_month_shanghai() -> str:
 
 
 def check_api_docs_offline(stack: Stack) -> None:
-    from playwright.sync_api import sync_playwright
 
     own = f"127.0.0.1:{stack.port}"
     blocked: list[str] = []

@@ -7,15 +7,18 @@ from decimal import Decimal
 
 import pytest
 from freezegun import freeze_time
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from accounts import roles
 from billingsite.clock import Period
+from invoices.documents.services import bill_customer
 from invoices.models import Invoice
-from invoices.services import bill_customer
+from invoices.selectors import rate_customer_period
 from plans.models import AddOn, AddOnChange
 from plans.price_book import load_price_book
-from plans.services import SubscriptionError, addon_end, addon_set
-from tests.factories import ApplicationFactory, UserFactory
+from plans.services import SubscriptionError, addon_end, addon_set, plan_change_request
+from tests.factories import ApplicationFactory, StaffFactory, UserFactory
 
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=SHANGHAI)
@@ -77,7 +80,6 @@ def test_the_maximum_itself_is_accepted_and_priced():
         now=dt.datetime(2026, 10, 1, 10, 0, tzinfo=SHANGHAI),
     )
     assert change.quantity == 1_000
-    from invoices.selectors import rate_customer_period
 
     rated = rate_customer_period(customer=app.customer, period=Period(2026, 10))
     assert [(line.code, line.amount) for line in rated.lines] == [
@@ -167,8 +169,6 @@ def test_ending_chat_room_storage_ends_its_extension_and_next_month_bills_neithe
 
 @pytest.fixture
 def console():
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
 
     client = APIClient()
     user = UserFactory(groups=[roles.CONSOLE])
@@ -218,7 +218,6 @@ def test_api_patch_above_the_maximum_is_a_400_and_keeps_the_quantity(console):
 
 @pytest.fixture
 def staff_client(client):
-    from tests.factories import StaffFactory
 
     client.force_login(StaffFactory())
     return client
@@ -289,7 +288,6 @@ def _storage_with_extension(app) -> None:
 def test_the_customers_own_end_survives_the_plan_change_that_had_ended_it_too():
     """A downgrade ends storage (and its extension) on the 1st; the customer then ends storage
     on that same day; keeping Premium after all cancels the downgrade's ends, not his."""
-    from plans.services import plan_change_request
 
     app = premium_app()
     _storage_with_extension(app)

@@ -14,9 +14,9 @@ from accounts import roles
 from accounts.models import Application, DailyUsage
 from billingsite.clock import BILLING_TZ, Period
 from invoices.models import Invoice
-from invoices.rating import PricedLine
-from invoices.runs import billing_run_start
+from invoices.run.runs import billing_run_start
 from plans.models import AddOnChange, DedicatedContract, PlanChange
+from plans.rating.engine import PricedLine
 from plans.services import SubscriptionError, contract_add
 from tests.factories import (
     ApplicationFactory,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from plans.api import ERROR_EXAMPLE, ERROR_EXAMPLE_REQUEST, WORKED_EXAMPLES
+from plans.api.views import ERROR_EXAMPLE, ERROR_EXAMPLE_REQUEST, WORKED_EXAMPLES
 from plans.price_book import load_price_book
 from tests.factories import StaffFactory, UserFactory
 

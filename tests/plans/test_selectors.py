@@ -10,14 +10,14 @@ import pytest
 from moneyed import Money
 
 from billingsite.clock import Period
-from invoices.rating import (
+from plans.models import AddOn, AddOnChange, AddOnPrice, Plan, PlanChange, PlanPrice
+from plans.rating.engine import (
     AddOnSegment,
     ApplicationInput,
     ContractSegment,
     PlanSegment,
     rate_application,
 )
-from plans.models import AddOn, AddOnChange, AddOnPrice, Plan, PlanChange, PlanPrice
 from plans.selectors import (
     HistoryRow,
     addon_history,
@@ -34,7 +34,7 @@ from tests.factories import (
     plan_change,
     usage,
 )
-from tests.invoices.test_rating import book_from_json
+from tests.plans.test_rating import book_from_json
 
 OCT = Period(2026, 10)
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """Issued invoices and credit notes for the portal tests, built with the ORM.
 
-The billing service (`invoices.services`) is written in parallel; these factories freeze the
+The billing service (`invoices.documents.services`) is written in parallel; these factories freeze the
 real rating engine's lines exactly as issuing does (names, unit prices, explanations) and post
 the debit with `accounts.services.ledger_record`, so the pages are tested against realistic
 documents without depending on that module.
@@ -17,8 +17,8 @@ from accounts.models import Customer, LedgerEntry
 from accounts.services import ledger_record
 from billingsite.clock import BILLING_TZ, Period
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
-from invoices.rating import PricedLine
 from invoices.selectors import rate_customer_period
+from plans.rating.engine import PricedLine
 
 _numbers = {"INV": 0, "CN": 0}
 

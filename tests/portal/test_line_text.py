@@ -11,20 +11,21 @@ from django.utils import translation
 from django.utils.translation import gettext
 from moneyed import Money
 
-from invoices.rating import (
-    AddOnSegment,
-    ApplicationInput,
-    ContractSegment,
-    PlanSegment,
-    rate_application,
-)
-from invoices.rating_text import CATALOGUE, Message, render
+from billingsite.money import CurrencyError
 from invoices.templatetags.invoice_text import (
     by_application,
     line_explanation_text,
     line_plan_names,
     line_title_text,
 )
+from plans.rating.engine import (
+    AddOnSegment,
+    ApplicationInput,
+    ContractSegment,
+    PlanSegment,
+    rate_application,
+)
+from plans.rating.messages import CATALOGUE, Message, render
 from plans.selectors import price_book_for_period
 from tests.portal.conftest import OCTOBER
 
@@ -257,7 +258,6 @@ def test_cny_filter(value, shown):
 
 
 def test_cny_filter_refuses_other_currencies():
-    from billingsite.money import CurrencyError
 
     template = Template("{% load billing_format %}{{ value|cny }}")
     with pytest.raises(CurrencyError):

@@ -11,6 +11,7 @@ from freezegun import freeze_time
 
 from accounts.models import Customer
 from invoices.selectors import customer_financials, estimate_current_month
+from plans.rating.engine import PricedLine
 from tests.factories import (
     ApplicationFactory,
     CustomerFactory,
@@ -104,8 +105,6 @@ def test_invoice_detail_links_its_credit_notes(today, alice, acme_invoice):
 
 
 def test_zero_invoice_says_nothing_was_debited(today, alice, acme):
-    from invoices.rating import PricedLine
-
     free_line = PricedLine(
         app_key="acme-live", app_name="Acme Live", code="free", category="dau_fee",
         plan_code="free", plan_name="Free", description="Free plan, monthly fee by peak DAU",

@@ -7,8 +7,8 @@ import pytest
 from moneyed import Money
 from pypdf import PdfReader
 
+from invoices.documents.pdf import render_credit_note_pdf, render_invoice_pdf
 from invoices.models import Invoice
-from invoices.pdf import render_credit_note_pdf, render_invoice_pdf
 from plans.models import PlanPrice
 from tests.portal.conftest import OCTOBER
 from tests.portal.factories import credit_note, issued_invoice

@@ -1,4 +1,4 @@
-"""The portal on documents made by the real billing services (invoices.services), not only by
+"""The portal on documents made by the real billing services (invoices.documents.services), not only by
 the test factories: numbers, debit and credit references line up with what the pages read."""
 
 from decimal import Decimal
@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 from freezegun import freeze_time
 
-from invoices.pdf import invoice_ledger_entry, render_invoice_pdf
-from invoices.services import credit_note_create, invoice_issue, invoice_rate
+from invoices.documents.pdf import invoice_ledger_entry, render_invoice_pdf
+from invoices.documents.services import credit_note_create, invoice_issue, invoice_rate
 from tests.portal.conftest import OCTOBER, at
 from tests.portal.test_pages import text_of
 from tests.portal.test_pdf import pdf_text

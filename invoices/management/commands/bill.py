@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from billingsite.clock import Period
 from billingsite.money import format_cny
+from invoices.documents.services import InvoiceError
 from invoices.models import BillingRun
-from invoices.runs import billing_run_bill_inline, billing_run_for_period, billing_run_preview
-from invoices.services import InvoiceError
+from invoices.run.runs import billing_run_bill_inline, billing_run_for_period, billing_run_preview
 
 NO_PROGRESS_HINT_SECONDS = 15
 

@@ -1,0 +1,394 @@
+"""The customer invoice pages: invoices, credit notes, balance, this month's estimate, PDFs.
+
+Every page is for a logged-in customer user and reads only that user's customer: each query
+below starts from `portal_customer(request)`, and a document of another customer is a 404
+(never a 403, which would confirm that the number exists). Only issued documents are shown;
+drafts and held invoices are finance's work in progress. Views stay thin: figures come from
+the selectors (`invoices.selectors`, `accounts.selectors`) and the one rating engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import wraps
+
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.paginator import Paginator
+from django.db.models import DecimalField, F, Max, Q, Sum, Window
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from accounts.models import Customer, DailyUsage, LedgerEntry
+from accounts.selectors import ledger_balance
+from accounts.services import suspension_date
+from billingsite.clock import Period, billing_date
+from invoices.documents.pdf import (
+    credit_note_ledger_entry,
+    credit_note_pdf_filename,
+    invoice_ledger_entry,
+    invoice_pdf_filename,
+    issuer,
+    render_credit_note_pdf,
+    render_invoice_pdf,
+)
+from invoices.models import CreditNote, Invoice
+from invoices.portal.topup_form import top_up_context
+from invoices.selectors import customer_financials, estimate_current_month
+from plans.rating.engine import RatingError
+
+PAGE_SIZE = 24
+LEDGER_PAGE_SIZE = 50
+
+
+# --- who is asking --------------------------------------------------------------------------
+
+
+def portal_customer_of(user) -> Customer | None:
+    """The customer a login belongs to (None: anonymous, or a login without a customer)."""
+    if not user.is_authenticated:
+        return None
+    try:
+        return user.customer_link.customer
+    except ObjectDoesNotExist:
+        return None
+
+
+def customer_view(view):
+    """Login required (anonymous -> login page); a login not linked to a customer gets a
+    plain 403 page; the view receives the customer as its second argument."""
+
+    @login_required
+    @never_cache
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        customer = portal_customer_of(request.user)
+        if customer is None:
+            return render(request, "portal/no_customer.html", {"issuer": issuer()}, status=403)
+        request.portal_customer = customer
+        return view(request, customer, *args, **kwargs)
+
+    return wrapper
+
+
+# --- arrears --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrearsState:
+    """What the banner tells a customer whose balance is negative."""
+
+    balance: Decimal
+    since: dt.date
+    suspension_date: dt.date
+    suspended: bool
+    suspended_on: dt.date | None
+    today: dt.date
+
+    @property
+    def amount_owed(self) -> Decimal:
+        return -self.balance
+
+    @property
+    def last_day_to_pay(self) -> dt.date:
+        return self.suspension_date - dt.timedelta(days=1)
+
+    @property
+    def days_to_suspension(self) -> int:
+        return (self.suspension_date - self.today).days
+
+    @property
+    def suspension_due(self) -> bool:
+        """Suspension date reached and the daily check has not run yet."""
+        return not self.suspended and self.today >= self.suspension_date
+
+
+def arrears_state(*, customer: Customer, today: dt.date) -> ArrearsState | None:
+    if customer.arrears_since is None and customer.suspended_at is None:
+        return None
+    balance = ledger_balance(customer=customer)
+    since = customer.arrears_since or billing_date(customer.suspended_at)
+    return ArrearsState(
+        balance=balance,
+        since=since,
+        suspension_date=suspension_date(arrears_since=since),
+        suspended=customer.suspended_at is not None,
+        suspended_on=billing_date(customer.suspended_at) if customer.suspended_at else None,
+        today=today,
+    )
+
+
+def _today() -> dt.date:
+    return billing_date(timezone.now())
+
+
+def _page(request: HttpRequest, items, size: int, param: str = "page"):
+    return Paginator(items, size).get_page(request.GET.get(param))
+
+
+def _render(request: HttpRequest, customer: Customer, template: str, context: dict, **kwargs):
+    today = _today()
+    base = {
+        "customer": customer,
+        "today": today,
+        "arrears": arrears_state(customer=customer, today=today),
+        "issuer": issuer(),
+        "nav": kwargs.pop("nav", ""),
+    }
+    return render(request, template, {**base, **context}, **kwargs)
+
+
+# --- documents ------------------------------------------------------------------------------
+
+
+def visible_invoices(*, customer: Customer):
+    """The customer's invoices that exist for them: issued, possibly credited since."""
+    return Invoice.objects.filter(customer=customer, status__in=Invoice.ISSUED_STATES)
+
+
+def visible_credit_notes(*, customer: Customer):
+    return CreditNote.objects.filter(customer=customer, invoice__customer=customer)
+
+
+def balance_after(entry: LedgerEntry) -> Decimal:
+    """The balance right after this ledger entry (entries are ordered by time, then id)."""
+    total = LedgerEntry.objects.filter(customer_id=entry.customer_id).filter(
+        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, id__lte=entry.id)
+    ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    return total.quantize(Decimal("0.01"))
+
+
+@customer_view
+@require_GET
+def invoice_list(request, customer):
+    invoices = _page(
+        request, visible_invoices(customer=customer).order_by("-period", "-id"), PAGE_SIZE
+    )
+    notes = _page(
+        request,
+        visible_credit_notes(customer=customer)
+        .select_related("invoice")
+        .order_by("-issued_at", "-id"),
+        PAGE_SIZE,
+        param="notes_page",
+    )
+    return _render(
+        request,
+        customer,
+        "portal/invoice_list.html",
+        {
+            "invoices": invoices,
+            "credit_notes": notes,
+            "balance": ledger_balance(customer=customer),
+        },
+        nav="invoices",
+    )
+
+
+@customer_view
+@require_GET
+def invoice_detail(request, customer, number: str):
+    invoice = get_object_or_404(visible_invoices(customer=customer), number=number)
+    debit = invoice_ledger_entry(invoice=invoice)
+    return _render(
+        request,
+        customer,
+        "portal/invoice_detail.html",
+        {
+            "invoice": invoice,
+            "lines": list(invoice.lines.order_by("position")),
+            "period_end": Period.containing(invoice.period).end,
+            "debit": debit,
+            "balance_after_debit": balance_after(debit) if debit else None,
+            "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
+        },
+        nav="invoices",
+    )
+
+
+@customer_view
+@require_GET
+def invoice_pdf(request, customer, number: str):
+    invoice = get_object_or_404(visible_invoices(customer=customer), number=number)
+    return _pdf_response(render_invoice_pdf(invoice=invoice), invoice_pdf_filename(invoice))
+
+
+@customer_view
+@require_GET
+def credit_note_detail(request, customer, number: str):
+    note = get_object_or_404(
+        visible_credit_notes(customer=customer).select_related("invoice"), number=number
+    )
+    credit = credit_note_ledger_entry(credit_note=note)
+    return _render(
+        request,
+        customer,
+        "portal/credit_note_detail.html",
+        {
+            "note": note,
+            "lines": list(note.lines.select_related("invoice_line").order_by("id")),
+            "credit": credit,
+            "balance_after_credit": balance_after(credit) if credit else None,
+        },
+        nav="invoices",
+    )
+
+
+@customer_view
+@require_GET
+def credit_note_pdf(request, customer, number: str):
+    note = get_object_or_404(visible_credit_notes(customer=customer), number=number)
+    return _pdf_response(render_credit_note_pdf(credit_note=note), credit_note_pdf_filename(note))
+
+
+def _pdf_response(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- money ----------------------------------------------------------------------------------
+
+
+@customer_view
+@require_GET
+def balance(request, customer):
+    today = _today()
+    try:
+        financials = customer_financials(customer=customer, today=today)
+        estimate_error = False
+    except RatingError:
+        financials, estimate_error = None, True
+    entries = (
+        LedgerEntry.objects.filter(customer=customer)
+        .annotate(
+            balance_after=Window(
+                Sum("amount"),
+                order_by=[F("created_at").asc(), F("id").asc()],
+                output_field=DecimalField(max_digits=16, decimal_places=2),
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+    page = _page(request, entries, LEDGER_PAGE_SIZE)
+    references = {entry.reference for entry in page if entry.reference}
+    invoice_numbers = set(
+        visible_invoices(customer=customer)
+        .filter(number__in=references)
+        .values_list("number", flat=True)
+    )
+    note_numbers = set(
+        visible_credit_notes(customer=customer)
+        .filter(number__in=references)
+        .values_list("number", flat=True)
+    )
+    balance_now = financials.balance if financials else ledger_balance(customer=customer)
+    top_up = None
+    if financials and financials.recommended_balance > balance_now:
+        top_up = financials.recommended_balance - balance_now
+    return _render(
+        request,
+        customer,
+        "portal/balance.html",
+        {
+            "balance": balance_now,
+            "financials": financials,
+            "estimate_error": estimate_error,
+            "top_up": top_up,
+            "entries": page,
+            "invoice_numbers": invoice_numbers,
+            "note_numbers": note_numbers,
+            **top_up_context(customer=customer),
+        },
+        nav="balance",
+    )
+
+
+@customer_view
+@require_GET
+def estimate(request, customer):
+    today = _today()
+    period = Period.containing(today)
+    try:
+        rated = estimate_current_month(customer=customer, today=today)
+    except RatingError:
+        rated = None
+    usage_through = DailyUsage.objects.filter(
+        application__customer=customer, day__gte=period.start, day__lte=period.end
+    ).aggregate(last=Max("day"))["last"]
+    following = period.next()
+    return _render(
+        request,
+        customer,
+        "portal/estimate.html",
+        {
+            "rated": rated,
+            "period": period,
+            "period_start": period.start,
+            "period_end": period.end,
+            "usage_through": usage_through,
+            "days_elapsed": (today - period.start).days + 1,
+            "bill_date": dt.date(following.year, following.month, 2),
+            "balance": ledger_balance(customer=customer),
+        },
+        nav="estimate",
+    )
+
+
+@login_required
+def home(request):
+    return redirect("portal:invoice-list")
+
+
+# --- authentication -------------------------------------------------------------------------
+
+
+class CustomerPasswordResetForm(PasswordResetForm):
+    """Resets only customer logins: staff passwords are managed by an administrator."""
+
+    def get_users(self, email):
+        for user in super().get_users(email):
+            if portal_customer_of(user) is not None:
+                yield user
+
+
+class IssuerContextMixin:
+    """The page header and footer name the issuer on the logged-out pages too."""
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), "issuer": issuer()}
+
+
+class PortalLoginView(IssuerContextMixin, auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+
+class PortalPasswordResetView(IssuerContextMixin, auth_views.PasswordResetView):
+    form_class = CustomerPasswordResetForm
+    template_name = "registration/password_reset_form.html"
+    email_template_name = "registration/password_reset_email.txt"
+    subject_template_name = "registration/password_reset_subject.txt"
+    success_url = reverse_lazy("portal:password-reset-done")
+
+
+class PortalPasswordResetDoneView(IssuerContextMixin, auth_views.PasswordResetDoneView):
+    template_name = "registration/password_reset_done.html"
+
+
+class PortalPasswordResetConfirmView(IssuerContextMixin, auth_views.PasswordResetConfirmView):
+    template_name = "registration/password_reset_confirm.html"
+    success_url = reverse_lazy("portal:password-reset-complete")
+
+
+class PortalPasswordResetCompleteView(IssuerContextMixin, auth_views.PasswordResetCompleteView):
+    template_name = "registration/password_reset_complete.html"

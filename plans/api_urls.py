@@ -1,7 +1,0 @@
-from django.urls import path
-
-from plans.api import QuoteView
-
-urlpatterns = [
-    path("quotes/", QuoteView.as_view(), name="quote-create"),
-]
