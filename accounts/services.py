@@ -28,13 +28,16 @@ from accounts.models import (
 from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
+from billingsite.refusals import Refusal
 from plans.models import Plan, PlanChange
 
 ARREARS_GRACE_DAYS = 7
 
 
-class LedgerError(ValueError):
+class LedgerError(Refusal):
     """A ledger write was refused; `field` names the offending input."""
+
+    code = "invalid_amount"
 
     def __init__(self, message: str, *, field: str = "amount"):
         super().__init__(message)
@@ -43,6 +46,8 @@ class LedgerError(ValueError):
 
 class IdempotencyConflict(LedgerError):
     """The idempotency key was already used for a different entry."""
+
+    code = "idempotency_conflict"
 
 
 def _money_amount(amount: Decimal | Money) -> Decimal:
@@ -450,7 +455,7 @@ def suspension_date(*, arrears_since: dt.date) -> dt.date:
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
-class AccountError(ValueError):
+class AccountError(Refusal):
     """A customer or application write was refused. `code` names the rule, `field` the input."""
 
     def __init__(self, message: str, *, code: str = "invalid", field: str | None = None):

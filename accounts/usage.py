@@ -27,6 +27,7 @@ from django.db.models import F
 from accounts.models import Application, DailyUsage, UsageRevision
 from accounts.services import IDENTIFIER_PATTERN
 from billingsite.clock import billing_date
+from billingsite.refusals import Refusal
 from plans.change_policy import frozen_usage_months
 
 MAX_ROWS_PER_REQUEST = 10_000
@@ -48,18 +49,25 @@ class IngestResult:
         return asdict(self)
 
 
-class UsageValidationError(ValueError):
+class UsageValidationError(Refusal):
     """Bad rows (400): `errors` is a list of {"index", "field", "message"}, one per problem,
     ordered by row; index None means the request as a whole."""
+
+    code = "invalid_rows"
 
     def __init__(self, errors: list[dict]):
         self.errors = errors
         super().__init__(f"{len(errors)} usage row error(s): " + "; ".join(_describe(errors[:3])))
+        # The API's answer lists every row; its message only counts them.
+        self.message = f"{len(errors)} row error(s); nothing was stored"
+        self.extra = {"errors": errors}
 
 
-class UsageBilledMonthError(ValueError):
+class UsageBilledMonthError(Refusal):
     """Rows that would change an invoiced month (409): `conflicts` is a list of
     {"index", "app_key", "date", "invoice"}."""
+
+    code = "month_invoiced"
 
     def __init__(self, conflicts: list[dict]):
         self.conflicts = conflicts
@@ -67,7 +75,8 @@ class UsageBilledMonthError(ValueError):
         super().__init__(
             f"{len(conflicts)} row(s) would change usage of an invoiced month (first: row "
             f"{first['index']}, {first['app_key']} on {first['date']}, invoice {first['invoice']}); "
-            "billed months are corrected by credit notes"
+            "billed months are corrected by credit notes",
+            conflicts=conflicts,
         )
 
 

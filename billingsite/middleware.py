@@ -10,13 +10,11 @@ their endpoints (DRF and form fields refuse NUL), which answer in their document
 from __future__ import annotations
 
 from django.core.exceptions import BadRequest
-from django.http import Http404, JsonResponse
+from django.http import Http404
+
+from billingsite.api_errors import refusal_response
 
 API_PREFIX = "/api/"
-
-
-def _refusal(status: int, code: str, message: str, field: str | None) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message, "field": field}, status=status)
 
 
 class RefuseNulCharactersMiddleware:
@@ -27,7 +25,7 @@ class RefuseNulCharactersMiddleware:
         is_api = request.path_info.startswith(API_PREFIX)
         if "\x00" in request.path_info:
             if is_api:
-                return _refusal(404, "not_found", "no such resource (the path has a NUL)", None)
+                return refusal_response(404, "not_found", "no such resource (the path has a NUL)")
             raise Http404("the path contains a NUL character")
         if not is_api:
             for name, values in request.GET.lists():

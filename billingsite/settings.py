@@ -185,6 +185,8 @@ REST_FRAMEWORK = {
         "accounting": os.environ.get("ACCOUNTING_THROTTLE_RATE", "600/minute"),
     },
     "COERCE_DECIMAL_TO_STRING": True,
+    # Every refusal of every endpoint in one shape, {code, message, field}.
+    "EXCEPTION_HANDLER": "billingsite.api_errors.exception_handler",
 }
 # /api/schema/ and /api/docs/ for anyone (development) or for a staff login only (production).
 API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)

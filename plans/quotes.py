@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, CurrencyError, ensure_cny
+from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.models import AddOn, Plan
 from plans.rating.engine import (
@@ -31,12 +32,15 @@ from plans.selectors import price_book_for_period
 QUOTE_APP_KEY = "quote"
 
 
-class QuoteError(ValueError):
+class QuoteError(Refusal):
     """The request cannot be quoted. `errors` maps a request field to its messages; for
-    `addons` the value maps each offending add-on code to its messages."""
+    `addons` the value maps each offending add-on code to its messages. The API answers it as
+    any invalid input (code `invalid`, `errors` per field)."""
 
     def __init__(self, errors: dict):
-        super().__init__(errors)
+        super().__init__(
+            "the request has invalid fields", field=next(iter(errors), None), errors=errors
+        )
         self.errors = errors
 
 

@@ -31,7 +31,8 @@ from accounts.models import Application
 from accounts.selectors import ledger_balance
 from accounts.services import LedgerError, _money_amount, lock_customer
 from billingsite.clock import Period
-from billingsite.money import CURRENCY
+from billingsite.money import CURRENCY, format_amount
+from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.change_policy import Change, change_effective_date, first_possible_day
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
@@ -45,7 +46,7 @@ AUTO_END_NOTE = "ended by plan change {change_id}: "
 BASE_END_PREFIX = "ended with "
 
 
-class SubscriptionError(ValueError):
+class SubscriptionError(Refusal):
     """A subscription decision was refused. `code` names the rule, `field` the input, and
     `details` carries machine-readable values (dates, amounts as strings)."""
 
@@ -71,6 +72,8 @@ class InsufficientDeposit(SubscriptionError):
         )
         self.required = required
         self.balance = balance
+        # The console shows these two figures.
+        self.extra = {"required": format_amount(required), "balance": format_amount(balance)}
 
 
 @dataclass(frozen=True)

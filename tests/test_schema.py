@@ -128,7 +128,8 @@ def test_schema_declares_what_the_provisioning_api_accepts(schema):
     read = schema["paths"]["/api/v1/customers/{external_id}/"]["get"]["responses"]
     for refused in ("401", "403"):
         body = read[refused]["content"]["application/json"]["schema"]
-        assert body == {"$ref": "#/components/schemas/Detail"}
+        # The API's one error shape, like every other refusal.
+        assert body == {"$ref": "#/components/schemas/Error"}
 
 
 def test_an_api_url_that_matches_no_endpoint_is_a_json_404(client):

@@ -1,7 +1,11 @@
 """Request and response shapes of the provisioning and usage API. Validation of business
-rules lives in the services; these only check types and shape the JSON."""
+rules lives in the services; request serializers only check types, response serializers are
+what the views answer (so the published schema is what the code returns). Refusals have the
+API's one error shape (billingsite.api_errors)."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -9,7 +13,7 @@ from rest_framework import serializers
 from accounts.models import Application, Customer
 from accounts.services import IDENTIFIER_PATTERN
 from accounts.usage import MAX_DAU, MAX_MESSAGES
-from billingsite.money import format_amount
+from billingsite.money import CURRENCY, format_amount
 
 # What the services accept for an external_id / app_key, and for a plan or add-on code (codes
 # are price-book data, not a fixed list: a slug).
@@ -34,8 +38,14 @@ class IdentifierField(serializers.CharField):
 @extend_schema_field(
     {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$", "example": "2026-10"}
 )
-class PeriodTextField(serializers.CharField):
-    """A billing month in answers, YYYY-MM."""
+class PeriodTextField(serializers.Field):
+    """A billing month in answers, YYYY-MM (from a Period or the date of its 1st)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value):
+        return value if isinstance(value, str) else f"{value.year:04d}-{value.month:02d}"
 
 
 @extend_schema_field({**CODE_SCHEMA, "maxLength": 32})
@@ -66,28 +76,24 @@ class AmountField(serializers.DecimalField):
         super().__init__(max_digits=14, decimal_places=2, **kwargs)
 
 
-# --- errors --------------------------------------------------------------------------------
+@extend_schema_field({"type": "string", "pattern": r"^-?\d+\.\d{2}$", "example": "6000.00"})
+class AmountTextField(serializers.Field):
+    """An amount in answers: CNY, a string with two decimals (from a Decimal or Money)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, value):
+        return format_amount(value)
 
 
-class DetailSerializer(serializers.Serializer):
-    """DRF's refusal before the view runs: no or unknown token (401), wrong role (403)."""
+@extend_schema_field({"type": "string", "enum": [CURRENCY]})
+class CurrencyField(serializers.Field):
+    def __init__(self, **kwargs):
+        super().__init__(read_only=True, source="*", **kwargs)
 
-    detail = serializers.CharField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="The rule that refused the request.")
-    message = serializers.CharField()
-    field = serializers.CharField(allow_null=True, required=False)
-    errors = serializers.DictField(
-        required=False, help_text="Field messages, for invalid fields (code `invalid`)."
-    )
-
-
-class InsufficientDepositSerializer(serializers.Serializer):
-    code = serializers.CharField(default="insufficient_deposit")
-    required = serializers.CharField(help_text="The plan's minimum deposit, e.g. 8000.00.")
-    balance = serializers.CharField(help_text="The customer's balance, e.g. 5000.00.")
+    def to_representation(self, value):
+        return CURRENCY
 
 
 # --- customers -----------------------------------------------------------------------------
@@ -113,41 +119,35 @@ class CustomerCreateSerializer(serializers.Serializer):
 
 
 class CustomerSerializer(serializers.Serializer):
-    external_id = serializers.CharField()
-    name = serializers.CharField()
-    billing_email = serializers.EmailField()
-    address = serializers.CharField()
-    tax_id = serializers.CharField()
-    contact_name = serializers.CharField()
-    contact_phone = serializers.CharField()
-    status = serializers.ChoiceField(choices=Application.Status.choices)
-    balance = serializers.CharField(help_text="Sum of the prepaid ledger, CNY.")
-    in_arrears_since = serializers.DateField(allow_null=True)
+    """{"customer": Customer, "financials": invoices.selectors.CustomerFinancials}."""
+
+    external_id = serializers.CharField(source="customer.external_id")
+    name = serializers.CharField(source="customer.name")
+    billing_email = serializers.EmailField(source="customer.billing_email")
+    address = serializers.CharField(source="customer.address")
+    tax_id = serializers.CharField(source="customer.tax_id")
+    contact_name = serializers.CharField(source="customer.contact_name")
+    contact_phone = serializers.CharField(source="customer.contact_phone")
+    status = serializers.SerializerMethodField()
+    balance = AmountTextField(source="financials.balance", help_text="Sum of the prepaid ledger.")
+    in_arrears_since = serializers.DateField(source="financials.arrears_since", allow_null=True)
     suspension_date = serializers.DateField(
-        allow_null=True, help_text="First day without service if the arrears are not restored."
+        source="financials.suspension_date",
+        allow_null=True,
+        help_text="First day without service if the arrears are not restored.",
     )
-    recommended_balance = serializers.CharField(
-        help_text="Three whole months of fees at today's plans and add-ons."
+    recommended_balance = AmountTextField(
+        source="financials.recommended_balance",
+        help_text="Three whole months of fees at today's plans and add-ons.",
     )
-    monthly_run_rate = serializers.CharField(help_text="This month's estimated bill.")
+    monthly_run_rate = AmountTextField(
+        source="financials.monthly_run_rate", help_text="This month's estimated bill."
+    )
 
-
-def customer_payload(*, customer, financials) -> dict:
-    return {
-        "external_id": customer.external_id,
-        "name": customer.name,
-        "billing_email": customer.billing_email,
-        "address": customer.address,
-        "tax_id": customer.tax_id,
-        "contact_name": customer.contact_name,
-        "contact_phone": customer.contact_phone,
-        "status": "suspended" if financials.suspended else "active",
-        "balance": format_amount(financials.balance),
-        "in_arrears_since": financials.arrears_since,
-        "suspension_date": financials.suspension_date,
-        "recommended_balance": format_amount(financials.recommended_balance),
-        "monthly_run_rate": format_amount(financials.monthly_run_rate),
-    }
+    @extend_schema_field(serializers.ChoiceField(choices=Application.Status.choices))
+    def get_status(self, value) -> str:
+        status = Application.Status
+        return (status.SUSPENDED if value["financials"].suspended else status.ACTIVE).value
 
 
 class DepositRequestSerializer(serializers.Serializer):
@@ -161,14 +161,16 @@ class DepositRequestSerializer(serializers.Serializer):
 
 
 class DepositSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    customer = serializers.CharField(help_text="external_id")
-    amount = serializers.CharField()
-    currency = serializers.CharField()
-    reference = serializers.CharField()
-    idempotency_key = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    balance_after = serializers.CharField(help_text="Balance right after this deposit.")
+    """{"entry": LedgerEntry, "customer": Customer, "key": str, "balance_after": Decimal}."""
+
+    id = serializers.IntegerField(source="entry.pk")
+    customer = serializers.CharField(source="customer.external_id", help_text="external_id")
+    amount = AmountTextField(source="entry.amount")
+    currency = CurrencyField()
+    reference = serializers.CharField(source="entry.reference")
+    idempotency_key = serializers.CharField(source="key")
+    created_at = serializers.DateTimeField(source="entry.created_at")
+    balance_after = AmountTextField(help_text="Balance right after this deposit.")
 
 
 # --- applications --------------------------------------------------------------------------
@@ -182,14 +184,34 @@ class ApplicationCreateSerializer(serializers.Serializer):
 
 
 class PlanRowSerializer(serializers.Serializer):
-    plan = serializers.CharField()
+    """A row of plans.selectors.plan_history."""
+
+    plan = serializers.CharField(source="code")
     name = serializers.CharField()
     first_day = serializers.DateField()
     last_day = serializers.DateField(allow_null=True)
 
 
+class CancelledPlanChangeSerializer(PlanRowSerializer):
+    """A pending plans.models.PlanChange a newer decision cancelled, as a plan row."""
+
+    plan = serializers.CharField(source="plan.code")
+    name = serializers.CharField(source="plan.name")
+    first_day = serializers.DateField(source="effective_date")
+    last_day = serializers.SerializerMethodField()
+
+    class Meta:
+        # The same component as a plan row: the schema does not tell them apart.
+        ref_name = None
+
+    def get_last_day(self, change) -> dt.date | None:
+        return None
+
+
 class AddOnRowSerializer(serializers.Serializer):
-    addon = serializers.CharField()
+    """A row of plans.selectors.addon_history."""
+
+    addon = serializers.CharField(source="code")
     name = serializers.CharField()
     quantity = serializers.IntegerField()
     first_day = serializers.DateField()
@@ -197,19 +219,24 @@ class AddOnRowSerializer(serializers.Serializer):
 
 
 class ContractRowSerializer(serializers.Serializer):
-    monthly_fee = serializers.CharField()
+    monthly_fee = AmountTextField()
     first_day = serializers.DateField()
     last_day = serializers.DateField(allow_null=True)
     reference = serializers.CharField()
 
 
 class ApplicationSerializer(serializers.Serializer):
-    app_key = serializers.CharField()
-    name = serializers.CharField()
-    customer = serializers.CharField()
-    data_center = serializers.CharField()
-    status = serializers.ChoiceField(choices=Application.Status.choices)
-    created_on = serializers.DateField()
+    """{"application": Application, "current_plan", "plan_history", "addons",
+    "addon_history": history rows, "dedicated_contracts": DedicatedContract rows}."""
+
+    app_key = serializers.CharField(source="application.app_key")
+    name = serializers.CharField(source="application.name")
+    customer = serializers.CharField(source="application.customer.external_id")
+    data_center = serializers.CharField(source="application.data_center")
+    status = serializers.ChoiceField(
+        source="application.status", choices=Application.Status.choices
+    )
+    created_on = serializers.DateField(source="application.created_on")
     current_plan = PlanRowSerializer(allow_null=True)
     plan_history = PlanRowSerializer(many=True)
     addons = AddOnRowSerializer(many=True, help_text="Add-ons active today.")
@@ -223,17 +250,24 @@ class PlanChangeRequestSerializer(serializers.Serializer):
 
 
 class PlanChangeSerializer(serializers.Serializer):
-    application = serializers.CharField()
-    plan = serializers.CharField()
-    requested_date = serializers.DateField()
+    """{"application": Application, "result": plans.services.PlanChangeResult}."""
+
+    application = serializers.CharField(source="application.app_key")
+    plan = serializers.CharField(source="result.change.plan.code")
+    requested_date = serializers.DateField(source="result.requested_date")
     effective_date = serializers.DateField(
-        help_text="The day it really takes effect: a downgrade moves to the 1st of next month."
+        source="result.effective_date",
+        help_text="The day it really takes effect: a downgrade moves to the 1st of next month.",
     )
-    kind = serializers.ChoiceField(choices=["upgrade", "downgrade", "unchanged"])
+    kind = serializers.ChoiceField(
+        source="result.kind", choices=["upgrade", "downgrade", "unchanged"]
+    )
     ended_addons = serializers.ListField(
-        child=serializers.CharField(), help_text="Add-ons ended because the plan lacks them."
+        source="result.ended_addons",
+        child=serializers.CharField(),
+        help_text="Add-ons ended because the plan lacks them.",
     )
-    cancelled_changes = PlanRowSerializer(many=True)
+    cancelled_changes = CancelledPlanChangeSerializer(source="result.cancelled_changes", many=True)
 
 
 class AddOnRequestSerializer(serializers.Serializer):
@@ -252,8 +286,10 @@ class AddOnEndSerializer(serializers.Serializer):
 
 
 class AddOnChangeSerializer(serializers.Serializer):
-    application = serializers.CharField()
-    addon = serializers.CharField()
+    """A plans.models.AddOnChange."""
+
+    application = serializers.CharField(source="application.app_key")
+    addon = serializers.CharField(source="addon.code")
     quantity = serializers.IntegerField(help_text="0 when ended.")
     effective_date = serializers.DateField()
 
@@ -262,14 +298,16 @@ class AddOnChangeSerializer(serializers.Serializer):
 
 
 class PricedLineSerializer(serializers.Serializer):
+    """A rating engine PricedLine or an InvoiceLine."""
+
     app_key = serializers.CharField()
     code = serializers.CharField()
     category = serializers.CharField()
     plan_code = serializers.CharField()
     description = serializers.CharField()
     quantity = serializers.IntegerField()
-    unit_price = serializers.CharField()
-    amount = serializers.CharField()
+    unit_price = AmountTextField()
+    amount = AmountTextField()
     first_day = serializers.DateField()
     last_day = serializers.DateField()
     days = serializers.IntegerField()
@@ -278,48 +316,32 @@ class PricedLineSerializer(serializers.Serializer):
     explanation = serializers.CharField()
 
 
-def line_payload(line) -> dict:
-    """A rating engine PricedLine or an InvoiceLine, as JSON with string amounts."""
-    return {
-        "app_key": line.app_key,
-        "code": line.code,
-        "category": line.category,
-        "plan_code": line.plan_code,
-        "description": line.description,
-        "quantity": line.quantity,
-        "unit_price": format_amount(line.unit_price),
-        "amount": format_amount(line.amount),
-        "first_day": line.first_day,
-        "last_day": line.last_day,
-        "days": line.days,
-        "peak_dau": line.peak_dau,
-        "peak_day": line.peak_day,
-        "explanation": line.explanation,
-    }
-
-
 class EstimateSerializer(serializers.Serializer):
-    customer = serializers.CharField()
+    """{"customer": Customer, "period": Period, "as_of": date, "rated": RatedAccount}."""
+
+    customer = serializers.CharField(source="customer.external_id")
     period = PeriodTextField(help_text="YYYY-MM")
     as_of = serializers.DateField()
-    total = serializers.CharField()
-    hold_reasons = serializers.ListField(child=serializers.CharField())
-    lines = PricedLineSerializer(many=True)
+    total = AmountTextField(source="rated.total")
+    hold_reasons = serializers.ListField(source="rated.hold_reasons", child=serializers.CharField())
+    lines = PricedLineSerializer(source="rated.lines", many=True)
 
 
 class CreditNoteRowSerializer(serializers.Serializer):
     number = serializers.CharField()
-    total = serializers.CharField()
+    total = AmountTextField()
     issue_date = serializers.DateField()
     reason = serializers.CharField()
 
 
 class InvoiceSerializer(serializers.Serializer):
+    """An issued invoices.models.Invoice with its lines and credit notes."""
+
     number = serializers.CharField()
     period = PeriodTextField(help_text="YYYY-MM")
     status = serializers.CharField()
     issue_date = serializers.DateField()
-    total = serializers.CharField()
+    total = AmountTextField()
     lines = PricedLineSerializer(many=True)
     credit_notes = CreditNoteRowSerializer(many=True)
 
@@ -340,16 +362,3 @@ class IngestResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField(help_text="Replaced values (each left a revision).")
     unchanged = serializers.IntegerField()
-
-
-class UsageRowErrorSerializer(serializers.Serializer):
-    index = serializers.IntegerField(allow_null=True, help_text="Row position, from 0.")
-    field = serializers.CharField(allow_null=True)
-    message = serializers.CharField()
-
-
-class UsageErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    errors = UsageRowErrorSerializer(many=True, required=False)
-    conflicts = serializers.ListField(child=serializers.DictField(), required=False)

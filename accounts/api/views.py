@@ -1,6 +1,7 @@
 """Provisioning API for the developer console, deposits for finance, and usage ingest for the
-IM platform. Thin: each view checks the request's shape, calls one service, and turns the
-service's refusal into a status code and a body that names the rule.
+IM platform. Thin: each view checks the request's shape, calls one service and answers with
+a response serializer. A refusal is raised (a service's `Refusal`, or DRF's own): the API's
+one exception handler (billingsite.api_errors) answers it in the one error shape.
 
 Roles (token users in Django groups): Console may call the customer/application endpoints;
 deposits need a finance role (the console may not invent money); usage ingest needs Ingest.
@@ -10,52 +11,39 @@ A token of any other role gets 403.
 from __future__ import annotations
 
 from django.db.models import Sum
-from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
-    OpenApiResponse,
     extend_schema,
 )
 from rest_framework import status
-from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import roles
 from accounts.api import serializers as s
 from accounts.models import Application, Customer, LedgerEntry
-from accounts.services import (
-    AccountError,
-    DuplicateError,
-    IdempotencyConflict,
-    LedgerError,
-    application_create,
-    customer_create,
-    deposit_record_by_key,
-)
-from accounts.usage import (
-    UsageBilledMonthError,
-    UsageValidationError,
-    usage_ingest,
-)
+from accounts.services import application_create, customer_create, deposit_record_by_key
+from accounts.usage import usage_ingest
 from billingsite.api import role_permission
+from billingsite.api_errors import (
+    NOT_AUTHENTICATED,
+    PERMISSION_DENIED,
+    BatchErrorSerializer,
+    InsufficientDepositSerializer,
+    error_response,
+)
 from billingsite.clock import Period, billing_date
-from billingsite.money import CURRENCY, CurrencyError, format_amount
+from billingsite.money import CURRENCY, CurrencyError
 from billingsite.ops import metrics
 from billingsite.parsers import BoundedJSONParser, json_loads_bounded
+from billingsite.refusals import Refusal
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, estimate_current_month
 from plans.selectors import addon_history, plan_history
-from plans.services import (
-    InsufficientDeposit,
-    SubscriptionError,
-    addon_end,
-    addon_set,
-    plan_change_request,
-)
+from plans.services import addon_end, addon_set, plan_change_request
 
 # A usage request of 10,000 rows is about 1 MB; anything far larger is refused unread.
 MAX_USAGE_BODY_BYTES = 16 * 1024 * 1024
@@ -64,70 +52,29 @@ ConsolePermission = role_permission(roles.CONSOLE)
 FinancePermission = role_permission(*roles.FINANCE_ROLES)
 IngestPermission = role_permission(roles.INGEST)
 
-# Refusals that are not "bad input" get their own status; every other rule is a 400.
-SUBSCRIPTION_STATUS = {
-    "insufficient_deposit": status.HTTP_402_PAYMENT_REQUIRED,
-    "addon_not_active": status.HTTP_404_NOT_FOUND,
-    "month_invoiced": status.HTTP_409_CONFLICT,
-}
 
-
-def refusal(http_status: int, code: str, message: str, field: str | None = None, **extra):
-    return Response({"code": code, "message": message, "field": field, **extra}, status=http_status)
-
-
-def invalid(serializer) -> Response:
-    return refusal(
-        status.HTTP_400_BAD_REQUEST,
-        "invalid",
-        "the request has invalid fields",
-        field=next(iter(serializer.errors), None),
-        errors=serializer.errors,
-    )
-
-
-def subscription_refusal(exc: SubscriptionError) -> Response:
-    if isinstance(exc, InsufficientDeposit):
-        # The console shows these two figures; the body shape is part of the contract.
-        return Response(
-            {
-                "code": "insufficient_deposit",
-                "required": format_amount(exc.required),
-                "balance": format_amount(exc.balance),
-            },
-            status=status.HTTP_402_PAYMENT_REQUIRED,
-        )
-    http_status = SUBSCRIPTION_STATUS.get(exc.code, status.HTTP_400_BAD_REQUEST)
-    return refusal(http_status, exc.code, exc.message, exc.field)
-
-
-def _customer(external_id: str) -> Customer:
+def _customer(external_id: str, *, field: str | None = None) -> Customer:
     customer = Customer.objects.filter(external_id=external_id).first()
     if customer is None:
-        raise Http404(f"unknown customer {external_id!r}")
+        raise Refusal(f"unknown customer {external_id!r}", code="unknown_customer", field=field)
     return customer
 
 
 def _application(app_key: str) -> Application:
     application = Application.objects.select_related("customer").filter(app_key=app_key).first()
     if application is None:
-        raise Http404(f"unknown application {app_key!r}")
+        raise Refusal(f"unknown application {app_key!r}", code="unknown_application")
     return application
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
 
 
 class ApiView(APIView):
     parser_classes = [BoundedJSONParser]
-
-    def handle_exception(self, exc):
-        # Every refusal names its rule in `code`, including a body that is not JSON and a
-        # customer or app that does not exist.
-        if isinstance(exc, ParseError):
-            return refusal(status.HTTP_400_BAD_REQUEST, "malformed_json", str(exc.detail))
-        if isinstance(exc, Http404):
-            message = str(exc) or "not found"
-            code = "unknown_application" if "application" in message else "unknown_customer"
-            return refusal(status.HTTP_404_NOT_FOUND, code, message)
-        return super().handle_exception(exc)
 
 
 class ConsoleView(ApiView):
@@ -155,13 +102,11 @@ ADDON_CODE = OpenApiParameter(
     examples=[OpenApiExample("Add-on", value="sensitive_words")],
 )
 
-ERROR_400 = OpenApiResponse(s.ErrorSerializer, description="Invalid input; `code` names the rule.")
-ERROR_401 = OpenApiResponse(s.DetailSerializer, description="No token, or an unknown one.")
-ERROR_403 = OpenApiResponse(
-    s.DetailSerializer, description="The token's role may not call this endpoint."
-)
-ERROR_404 = OpenApiResponse(s.ErrorSerializer, description="Unknown customer or application.")
-ERROR_409 = OpenApiResponse(s.ErrorSerializer, description="Duplicate identifier or conflict.")
+ERROR_400 = error_response("Invalid input; `code` names the rule.")
+ERROR_401 = NOT_AUTHENTICATED
+ERROR_403 = PERMISSION_DENIED
+ERROR_404 = error_response("Unknown customer or application.")
+ERROR_409 = error_response("Duplicate identifier or conflict.")
 
 CUSTOMER_EXAMPLE = {
     "external_id": "console-10042",
@@ -220,21 +165,9 @@ class CustomerListView(ConsoleView):
         ],
     )
     def post(self, request):
-        serializer = s.CustomerCreateSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid(serializer)
         now = timezone.now()
-        try:
-            customer = customer_create(**serializer.validated_data, now=now)
-        except DuplicateError as exc:
-            return refusal(status.HTTP_409_CONFLICT, exc.code, exc.message, exc.field)
-        except AccountError as exc:
-            return refusal(status.HTTP_400_BAD_REQUEST, exc.code, exc.message, exc.field)
-        financials = customer_financials(customer=customer, today=billing_date(now))
-        return Response(
-            s.customer_payload(customer=customer, financials=financials),
-            status=status.HTTP_201_CREATED,
-        )
+        customer = customer_create(**_valid(s.CustomerCreateSerializer, request.data), now=now)
+        return Response(_customer_body(customer, now=now), status=status.HTTP_201_CREATED)
 
 
 class CustomerDetailView(ConsoleView):
@@ -246,31 +179,20 @@ class CustomerDetailView(ConsoleView):
         examples=[OpenApiExample("Customer", response_only=True, value=CUSTOMER_EXAMPLE)],
     )
     def get(self, request, external_id: str):
-        customer = _customer(external_id)
-        financials = customer_financials(customer=customer, today=billing_date(timezone.now()))
-        return Response(s.customer_payload(customer=customer, financials=financials))
+        return Response(_customer_body(_customer(external_id), now=timezone.now()))
 
 
-def _balance_after(entry: LedgerEntry) -> str:
+def _customer_body(customer: Customer, *, now) -> dict:
+    financials = customer_financials(customer=customer, today=billing_date(now))
+    return s.CustomerSerializer({"customer": customer, "financials": financials}).data
+
+
+def _balance_after(entry: LedgerEntry):
     # The customer's rows are written under its row lock, so ids follow commit order and the
     # balance up to this entry never changes: a replayed answer is byte-for-byte the same.
-    total = LedgerEntry.objects.filter(customer_id=entry.customer_id, id__lte=entry.id).aggregate(
+    return LedgerEntry.objects.filter(customer_id=entry.customer_id, id__lte=entry.id).aggregate(
         total=Sum("amount")
     )["total"]
-    return format_amount(total)
-
-
-def deposit_payload(*, entry: LedgerEntry, customer: Customer, key: str) -> dict:
-    return {
-        "id": entry.pk,
-        "customer": customer.external_id,
-        "amount": format_amount(entry.amount),
-        "currency": CURRENCY,
-        "reference": entry.reference,
-        "idempotency_key": key,
-        "created_at": timezone.localtime(entry.created_at).isoformat(),
-        "balance_after": _balance_after(entry),
-    }
 
 
 class CustomerDepositView(ApiView):
@@ -299,7 +221,7 @@ class CustomerDepositView(ApiView):
             401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
-            422: OpenApiResponse(s.ErrorSerializer, description="Key reused for another body."),
+            422: error_response("Key reused for another body (`idempotency_conflict`)."),
         },
         examples=[
             OpenApiExample(
@@ -338,46 +260,33 @@ class CustomerDepositView(ApiView):
         customer = _customer(external_id)
         key = request.headers.get("Idempotency-Key", "").strip()
         if not key:
-            return refusal(
-                status.HTTP_400_BAD_REQUEST,
-                "idempotency_key_required",
+            raise Refusal(
                 "send an Idempotency-Key header: a deposit must be recorded once",
-                "Idempotency-Key",
+                code="idempotency_key_required",
+                field="Idempotency-Key",
             )
-        serializer = s.DepositRequestSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(s.DepositRequestSerializer, request.data)
         if data["currency"] != CURRENCY:
-            return refusal(
-                status.HTTP_400_BAD_REQUEST, "non_cny", CurrencyError.message, "currency"
-            )
+            raise Refusal(CurrencyError.message, code="non_cny", field="currency")
         if data["amount"] <= 0:
-            return refusal(
-                status.HTTP_400_BAD_REQUEST,
-                "non_positive_amount",
-                "a deposit must be a positive amount",
-                "amount",
+            raise Refusal(
+                "a deposit must be a positive amount", code="non_positive_amount", field="amount"
             )
-        try:
-            entry, created = deposit_record_by_key(
-                customer=customer,
-                amount=data["amount"],
-                reference=data["reference"],
-                idempotency_key=key,
-                now=timezone.now(),
-                created_by=request.user,
-            )
-        except IdempotencyConflict as exc:
-            return refusal(
-                status.HTTP_422_UNPROCESSABLE_ENTITY, "idempotency_conflict", str(exc), exc.field
-            )
-        except LedgerError as exc:
-            return refusal(status.HTTP_400_BAD_REQUEST, "invalid_amount", str(exc), exc.field)
-        response = Response(
-            deposit_payload(entry=entry, customer=customer, key=key),
-            status=status.HTTP_201_CREATED,
+        entry, created = deposit_record_by_key(
+            customer=customer,
+            amount=data["amount"],
+            reference=data["reference"],
+            idempotency_key=key,
+            now=timezone.now(),
+            created_by=request.user,
         )
+        deposit = {
+            "entry": entry,
+            "customer": customer,
+            "key": key,
+            "balance_after": _balance_after(entry),
+        }
+        response = Response(s.DepositSerializer(deposit).data, status=status.HTTP_201_CREATED)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
@@ -397,16 +306,13 @@ class CustomerEstimateView(ConsoleView):
         customer = _customer(external_id)
         today = billing_date(timezone.now())
         rated = estimate_current_month(customer=customer, today=today)
-        return Response(
-            {
-                "customer": customer.external_id,
-                "period": str(Period.containing(today)),
-                "as_of": today,
-                "total": format_amount(rated.total),
-                "hold_reasons": list(rated.hold_reasons),
-                "lines": [s.line_payload(line) for line in rated.lines],
-            }
-        )
+        estimate = {
+            "customer": customer,
+            "period": str(Period.containing(today)),
+            "as_of": today,
+            "rated": rated,
+        }
+        return Response(s.EstimateSerializer(estimate).data)
 
 
 class CustomerInvoicesView(ConsoleView):
@@ -428,51 +334,13 @@ class CustomerInvoicesView(ConsoleView):
             .prefetch_related("lines", "credit_notes")
             .order_by("-period")
         )
-        return Response(
-            [
-                {
-                    "number": invoice.number,
-                    "period": f"{invoice.period:%Y-%m}",
-                    "status": invoice.status,
-                    "issue_date": invoice.issue_date,
-                    "total": format_amount(invoice.total),
-                    "lines": [s.line_payload(line) for line in invoice.lines.all()],
-                    "credit_notes": [
-                        {
-                            "number": note.number,
-                            "total": format_amount(note.total),
-                            "issue_date": note.issue_date,
-                            "reason": note.reason,
-                        }
-                        for note in invoice.credit_notes.all()
-                    ],
-                }
-                for invoice in invoices
-            ]
-        )
+        return Response(s.InvoiceSerializer(invoices, many=True).data)
 
 
 # --- applications --------------------------------------------------------------------------
 
 
-def _row(row, *, addon: bool = False) -> dict:
-    if addon:
-        return {
-            "addon": row.code,
-            "name": row.name,
-            "quantity": row.quantity,
-            "first_day": row.first_day,
-            "last_day": row.last_day,
-        }
-    return {
-        "plan": row.code,
-        "name": row.name,
-        "first_day": row.first_day,
-        "last_day": row.last_day,
-    }
-
-
-def application_payload(application: Application) -> dict:
+def application_body(application: Application) -> dict:
     today = billing_date(timezone.now())
     plans = plan_history(application_ids=[application.pk]).get(application.pk, [])
     addons = addon_history(application_ids=[application.pk]).get(application.pk, [])
@@ -480,30 +348,15 @@ def application_payload(application: Application) -> dict:
     def covers(row) -> bool:
         return row.first_day <= today and (row.last_day is None or today <= row.last_day)
 
-    current = next((row for row in plans if covers(row)), None)
-    return {
-        "app_key": application.app_key,
-        "name": application.name,
-        "customer": application.customer.external_id,
-        "data_center": application.data_center,
-        "status": application.status,
-        "created_on": application.created_on,
-        "current_plan": _row(current) if current else None,
-        "plan_history": [_row(row) for row in plans],
-        "addons": [_row(row, addon=True) for row in addons if covers(row)],
-        "addon_history": [
-            _row(row, addon=True) for row in sorted(addons, key=lambda r: (r.first_day, r.code))
-        ],
-        "dedicated_contracts": [
-            {
-                "monthly_fee": format_amount(contract.monthly_fee),
-                "first_day": contract.first_day,
-                "last_day": contract.last_day,
-                "reference": contract.reference,
-            }
-            for contract in application.dedicated_contracts.order_by("first_day")
-        ],
+    view = {
+        "application": application,
+        "current_plan": next((row for row in plans if covers(row)), None),
+        "plan_history": plans,
+        "addons": [row for row in addons if covers(row)],
+        "addon_history": sorted(addons, key=lambda r: (r.first_day, r.code)),
+        "dedicated_contracts": application.dedicated_contracts.order_by("first_day"),
     }
+    return s.ApplicationSerializer(view).data
 
 
 class ApplicationListView(ConsoleView):
@@ -534,32 +387,16 @@ class ApplicationListView(ConsoleView):
         ],
     )
     def post(self, request):
-        serializer = s.ApplicationCreateSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid(serializer)
-        data = serializer.validated_data
-        customer = Customer.objects.filter(external_id=data["customer"]).first()
-        if customer is None:
-            return refusal(
-                status.HTTP_404_NOT_FOUND,
-                "unknown_customer",
-                f"unknown customer {data['customer']!r}",
-                "customer",
-            )
-        try:
-            application = application_create(
-                customer=customer,
-                app_key=data["app_key"],
-                name=data["name"],
-                data_center=data["data_center"],
-                now=timezone.now(),
-                created_by=request.user,
-            )
-        except DuplicateError as exc:
-            return refusal(status.HTTP_409_CONFLICT, exc.code, exc.message, exc.field)
-        except AccountError as exc:
-            return refusal(status.HTTP_400_BAD_REQUEST, exc.code, exc.message, exc.field)
-        return Response(application_payload(application), status=status.HTTP_201_CREATED)
+        data = _valid(s.ApplicationCreateSerializer, request.data)
+        application = application_create(
+            customer=_customer(data["customer"], field="customer"),
+            app_key=data["app_key"],
+            name=data["name"],
+            data_center=data["data_center"],
+            now=timezone.now(),
+            created_by=request.user,
+        )
+        return Response(application_body(application), status=status.HTTP_201_CREATED)
 
 
 class ApplicationDetailView(ConsoleView):
@@ -570,7 +407,7 @@ class ApplicationDetailView(ConsoleView):
         responses={200: s.ApplicationSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
     )
     def get(self, request, app_key: str):
-        return Response(application_payload(_application(app_key)))
+        return Response(application_body(_application(app_key)))
 
 
 class PlanChangeView(ConsoleView):
@@ -591,15 +428,13 @@ class PlanChangeView(ConsoleView):
             200: s.PlanChangeSerializer,
             201: s.PlanChangeSerializer,
             400: ERROR_400,
-            402: OpenApiResponse(
-                s.InsufficientDepositSerializer, description="Balance below the minimum deposit."
+            402: error_response(
+                "Balance below the minimum deposit.", serializer=InsufficientDepositSerializer
             ),
             401: ERROR_401,
             403: ERROR_403,
             404: ERROR_404,
-            409: OpenApiResponse(
-                s.ErrorSerializer, description="The month already has an invoice."
-            ),
+            409: error_response("The month already has an invoice (`month_invoiced`)."),
         },
         examples=[
             OpenApiExample(
@@ -625,55 +460,31 @@ class PlanChangeView(ConsoleView):
                 "Insufficient deposit",
                 response_only=True,
                 status_codes=["402"],
-                value={"code": "insufficient_deposit", "required": "8000.00", "balance": "5000.00"},
+                value={
+                    "code": "insufficient_deposit",
+                    "message": "activating Ultimate on 2026-10-16 needs a balance of at least "
+                    "8000.00 (minimum deposit); the balance is 5000.00",
+                    "field": "plan",
+                    "required": "8000.00",
+                    "balance": "5000.00",
+                },
             ),
         ],
     )
     def post(self, request, app_key: str):
         application = _application(app_key)
-        serializer = s.PlanChangeRequestSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid(serializer)
-        data = serializer.validated_data
-        try:
-            result = plan_change_request(
-                application=application,
-                plan_code=data["plan"],
-                effective_date=data["effective_date"],
-                now=timezone.now(),
-                created_by=request.user,
-            )
-        except SubscriptionError as exc:
-            return subscription_refusal(exc)
+        data = _valid(s.PlanChangeRequestSerializer, request.data)
+        result = plan_change_request(
+            application=application,
+            plan_code=data["plan"],
+            effective_date=data["effective_date"],
+            now=timezone.now(),
+            created_by=request.user,
+        )
         return Response(
-            {
-                "application": application.app_key,
-                "plan": result.change.plan.code,
-                "requested_date": result.requested_date,
-                "effective_date": result.effective_date,
-                "kind": result.kind,
-                "ended_addons": result.ended_addons,
-                "cancelled_changes": [
-                    {
-                        "plan": change.plan.code,
-                        "name": change.plan.name,
-                        "first_day": change.effective_date,
-                        "last_day": None,
-                    }
-                    for change in result.cancelled_changes
-                ],
-            },
+            s.PlanChangeSerializer({"application": application, "result": result}).data,
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
-
-
-def _addon_change_payload(application: Application, change) -> dict:
-    return {
-        "application": application.app_key,
-        "addon": change.addon.code,
-        "quantity": change.quantity,
-        "effective_date": change.effective_date,
-    }
 
 
 def _addon_set_response(
@@ -684,22 +495,19 @@ def _addon_set_response(
     data: dict,
     success_status: int,
 ) -> Response:
-    """Set an add-on's quantity from a date and answer with the change or the refusal.
+    """Set an add-on's quantity from a date and answer with the change.
 
     POST (add, code in the body) and PATCH (change, code in the URL) are the same service
     call; they differ only in where the code comes from and in the success status."""
-    try:
-        change = addon_set(
-            application=application,
-            addon_code=addon_code,
-            quantity=data["quantity"],
-            effective_date=data["effective_date"],
-            now=timezone.now(),
-            created_by=request.user,
-        )
-    except SubscriptionError as exc:
-        return subscription_refusal(exc)
-    return Response(_addon_change_payload(application, change), status=success_status)
+    change = addon_set(
+        application=application,
+        addon_code=addon_code,
+        quantity=data["quantity"],
+        effective_date=data["effective_date"],
+        now=timezone.now(),
+        created_by=request.user,
+    )
+    return Response(s.AddOnChangeSerializer(change).data, status=success_status)
 
 
 ADDON_REFUSALS = {
@@ -707,7 +515,7 @@ ADDON_REFUSALS = {
     401: ERROR_401,
     403: ERROR_403,
     404: ERROR_404,
-    409: OpenApiResponse(s.ErrorSerializer, description="The month already has an invoice."),
+    409: error_response("The month already has an invoice (`month_invoiced`)."),
 }
 
 
@@ -742,10 +550,7 @@ class AddOnListView(ConsoleView):
     )
     def post(self, request, app_key: str):
         application = _application(app_key)
-        serializer = s.AddOnRequestSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(s.AddOnRequestSerializer, request.data)
         return _addon_set_response(
             request=request,
             application=application,
@@ -772,16 +577,12 @@ class AddOnDetailView(ConsoleView):
     )
     def patch(self, request, app_key: str, addon: str):
         application = _application(app_key)
-        serializer = s.AddOnUpdateSerializer(data=request.data)
-        if not serializer.is_valid():
-            return invalid(serializer)
-        data = serializer.validated_data
+        data = _valid(s.AddOnUpdateSerializer, request.data)
         if not _addon_subscribed(application, addon):
-            return refusal(
-                status.HTTP_404_NOT_FOUND,
-                "addon_not_active",
+            raise Refusal(
                 f"application {application.app_key} has no {addon!r} add-on to change",
-                "addon",
+                code="addon_not_active",
+                field="addon",
             )
         return _addon_set_response(
             request=request,
@@ -808,20 +609,15 @@ class AddOnDetailView(ConsoleView):
     )
     def delete(self, request, app_key: str, addon: str):
         application = _application(app_key)
-        serializer = s.AddOnEndSerializer(data=request.query_params)
-        if not serializer.is_valid():
-            return invalid(serializer)
-        try:
-            change = addon_end(
-                application=application,
-                addon_code=addon,
-                effective_date=serializer.validated_data["effective_date"],
-                now=timezone.now(),
-                created_by=request.user,
-            )
-        except SubscriptionError as exc:
-            return subscription_refusal(exc)
-        return Response(_addon_change_payload(application, change))
+        data = _valid(s.AddOnEndSerializer, request.query_params)
+        change = addon_end(
+            application=application,
+            addon_code=addon,
+            effective_date=data["effective_date"],
+            now=timezone.now(),
+            created_by=request.user,
+        )
+        return Response(s.AddOnChangeSerializer(change).data)
 
 
 def _addon_subscribed(application: Application, addon_code: str) -> bool:
@@ -855,10 +651,11 @@ class UsageIngestView(ApiView):
         request=s.UsageRowSerializer(many=True),
         responses={
             200: s.IngestResultSerializer,
-            400: OpenApiResponse(s.UsageErrorSerializer, description="Bad rows, each listed."),
+            400: error_response("Bad rows, each listed.", serializer=BatchErrorSerializer),
             401: ERROR_401,
             403: ERROR_403,
-            409: OpenApiResponse(s.UsageErrorSerializer, description="Invoiced month."),
+            409: error_response("Invoiced month.", serializer=BatchErrorSerializer),
+            413: error_response("The body is too large (`too_large`)."),
         },
         examples=[
             OpenApiExample(
@@ -892,6 +689,7 @@ class UsageIngestView(ApiView):
                 value={
                     "code": "invalid_rows",
                     "message": "2 row error(s); nothing was stored",
+                    "field": None,
                     "errors": [
                         {"index": 0, "field": "app_key", "message": "unknown app_key 'nope'"},
                         {"index": 3, "field": "dau", "message": "dau cannot be negative, got -1"},
@@ -905,6 +703,7 @@ class UsageIngestView(ApiView):
                 value={
                     "code": "month_invoiced",
                     "message": "1 row(s) would change usage of an invoiced month ...",
+                    "field": None,
                     "conflicts": [
                         {
                             "index": 0,
@@ -922,48 +721,28 @@ class UsageIngestView(ApiView):
         # path for 10,000 rows, and the row checks are the service's, in bulk.
         length = _content_length(request)
         if length is None:
-            return Response(
-                {
-                    "code": "invalid_content_length",
-                    "message": "the Content-Length header must be a whole number of bytes",
-                    "errors": [{"index": None, "field": None, "message": "invalid Content-Length"}],
-                },
-                status=status.HTTP_400_BAD_REQUEST,
+            raise Refusal(
+                "the Content-Length header must be a whole number of bytes",
+                code="invalid_content_length",
+                errors=[{"index": None, "field": None, "message": "invalid Content-Length"}],
             )
         if length > MAX_USAGE_BODY_BYTES:
-            return refusal(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                "too_large",
+            raise Refusal(
                 f"the body is larger than {MAX_USAGE_BODY_BYTES:,} bytes; send at most 10,000 rows",
+                code="too_large",
             )
         try:
             rows = json_loads_bounded(request._request.read(length) if length else b"")
         except ValueError as exc:
-            return Response(
-                {
-                    "code": "malformed_json",
-                    "message": f"the body is not valid JSON: {exc}",
-                    "errors": [{"index": None, "field": None, "message": "malformed JSON"}],
-                },
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            raise Refusal(
+                f"the body is not valid JSON: {exc}",
+                code="malformed_json",
+                errors=[{"index": None, "field": None, "message": "malformed JSON"}],
+            ) from None
         try:
             result = usage_ingest(rows=rows, now=timezone.now(), changed_by=request.user)
-        except UsageValidationError as exc:
+        except Refusal:
             metrics.count_usage_rows(refused=len(rows) if isinstance(rows, list) else 1)
-            return Response(
-                {
-                    "code": "invalid_rows",
-                    "message": f"{len(exc.errors)} row error(s); nothing was stored",
-                    "errors": exc.errors,
-                },
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        except UsageBilledMonthError as exc:
-            metrics.count_usage_rows(refused=len(rows))
-            return Response(
-                {"code": "month_invoiced", "message": str(exc), "conflicts": exc.conflicts},
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise
         metrics.count_usage_rows(**result.as_dict())
-        return Response(result.as_dict())
+        return Response(s.IngestResultSerializer(result).data)

@@ -1,5 +1,12 @@
-"""The accounting export's representations: DRF serializers for JSON and fixed column lists for
-CSV. Field names are a published contract: add fields at the end, never rename or reorder.
+"""The accounting export's columns, defined once: each export is one DRF serializer, which
+makes its JSON, its OpenAPI schema and (through `csv_columns`) its CSV columns, with the same
+formatting per field. Names are a published contract: add fields at the end, never rename or
+reorder.
+
+Where a CSV column's name differs from the JSON field's (CSV rows of line exports repeat the
+document's fields beside the line's, so `id`, `number` and `total` are qualified:
+`invoice_total`, `line_id`...), the serializer names the CSV column in `csv_names`: one
+definition with a name per format. Both names are the published ones; neither is deprecated.
 
 Conventions (the same in JSON and CSV):
 - Amounts are strings with exactly two decimals ("6000.00", negative "-500.00") and every
@@ -15,10 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -34,7 +41,7 @@ from invoices.exports.reports import (
     CHUNK_SIZE,
     CUSTOMER_STATUSES,
     JournalRow,
-    RevenueLine,
+    RevenueSummary,
     ledger_document_number,
 )
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
@@ -68,38 +75,94 @@ def period_text(value: dt.date | None) -> str | None:
     return None if value is None else f"{value:%Y-%m}"
 
 
-@extend_schema_field(AMOUNT_SCHEMA)
-class AmountField(serializers.Field):
+def shanghai_date_text(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.astimezone(BILLING_TZ).date().isoformat()
+
+
+def _plain(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _text(value: str | None) -> str:
+    return safe_text(value) if value else ""
+
+
+def _cached(formatter: Callable[[Any], str | None]) -> Callable[[Any], str]:
+    """`formatter` with None as "", memoised: a month's rows repeat the same few issue times,
+    periods, dates and amounts, and formatting them is most of the CSV's cost."""
+
+    @functools.lru_cache(maxsize=4096)
+    def write(value: Any) -> str:
+        return formatter(value) or ""
+
+    def apply(value: Any) -> str:
+        return "" if value is None else write(value)
+
+    return apply
+
+
+def _currency(_value: Any) -> str:
+    return CURRENCY
+
+
+class ExportField(serializers.Field):
+    """A read-only field of the export written by `format` in JSON and by `csv_write` (the
+    same formatting, None as an empty cell) in CSV."""
+
+    format: ClassVar[Callable[[Any], Any]]
+    csv_write: ClassVar[Callable[[Any], Any]]
+
     def __init__(self, **kwargs):
         super().__init__(read_only=True, **kwargs)
 
     def to_representation(self, value):
-        return amount_text(value)
+        return type(self).format(value)
+
+
+@extend_schema_field(AMOUNT_SCHEMA)
+class AmountField(ExportField):
+    format = staticmethod(amount_text)
+    csv_write = staticmethod(_cached(amount_text))
 
 
 @extend_schema_field(PERIOD_SCHEMA)
-class PeriodField(serializers.Field):
-    def __init__(self, **kwargs):
-        super().__init__(read_only=True, **kwargs)
-
-    def to_representation(self, value):
-        return period_text(value)
+class PeriodField(ExportField):
+    format = staticmethod(period_text)
+    csv_write = staticmethod(_cached(period_text))
 
 
 @extend_schema_field(CURRENCY_SCHEMA)
-class CurrencyField(serializers.Field):
+class CurrencyField(ExportField):
     """Always "CNY": every amount of the export is in this currency."""
+
+    format = staticmethod(_currency)
+    csv_write = staticmethod(_currency)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("source", "*")
-        super().__init__(read_only=True, **kwargs)
+        super().__init__(**kwargs)
 
-    def to_representation(self, value):
-        return CURRENCY
+
+@extend_schema_field(OpenApiTypes.DATE)
+class ShanghaiDateField(ExportField):
+    """The Asia/Shanghai calendar date of a timestamp."""
+
+    format = staticmethod(shanghai_date_text)
+    csv_write = staticmethod(_cached(shanghai_date_text))
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class LedgerDocumentNumberField(ExportField):
+    """A ledger entry's stable document number from its id ("LE-" and the padded id)."""
+
+    format = staticmethod(ledger_document_number)
+    csv_write = staticmethod(ledger_document_number)
 
 
 class ShanghaiDateTimeField(serializers.DateTimeField):
     """ISO 8601 with the Asia/Shanghai offset, whatever the server's time zone."""
+
+    csv_write = staticmethod(_cached(timestamp_text))
 
     def to_representation(self, value):
         return timestamp_text(value)
@@ -111,6 +174,8 @@ class ShanghaiDateTimeField(serializers.DateTimeField):
 class InvoiceLineExportSerializer(serializers.ModelSerializer):
     unit_price = AmountField()
     amount = AmountField()
+
+    csv_names: ClassVar[dict[str, str]] = {"id": "line_id", "position": "line_position"}
 
     class Meta:
         model = InvoiceLine
@@ -152,6 +217,15 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
     )
     lines = InvoiceLineExportSerializer(many=True, read_only=True)
 
+    csv_names: ClassVar[dict[str, str]] = {
+        "id": "invoice_id",
+        "number": "invoice_number",
+        "total": "invoice_total",
+        "credited_total": "invoice_credited_total",
+    }
+    # The CSV reads lines; the credited total is annotated on them under this name.
+    csv_sources: ClassVar[dict[str, str]] = {"credited_total": "invoice_credited_total"}
+
     class Meta:
         model = Invoice
         fields = [
@@ -188,6 +262,8 @@ class CreditNoteLineExportSerializer(serializers.ModelSerializer):
     )
     amount = AmountField()
 
+    csv_names: ClassVar[dict[str, str]] = {"id": "line_id"}
+
     class Meta:
         model = CreditNoteLine
         fields = [
@@ -219,6 +295,12 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
     total = AmountField()
     lines = CreditNoteLineExportSerializer(many=True, read_only=True)
 
+    csv_names: ClassVar[dict[str, str]] = {
+        "id": "credit_note_id",
+        "number": "credit_note_number",
+        "total": "credit_note_total",
+    }
+
     class Meta:
         model = CreditNote
         fields = [
@@ -244,11 +326,12 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
 
 
 class LedgerEntryExportSerializer(serializers.ModelSerializer):
-    document_number = serializers.SerializerMethodField(
-        help_text='Stable number of the entry, "LE-" and its zero-padded id; the journal uses it.'
+    document_number = LedgerDocumentNumberField(
+        source="id",
+        help_text='Stable number of the entry, "LE-" and its zero-padded id; the journal uses it.',
     )
     customer_external_id = serializers.CharField(source="customer.external_id", read_only=True)
-    date = serializers.SerializerMethodField(help_text="Asia/Shanghai date of the entry.")
+    date = ShanghaiDateField(source="created_at", help_text="Asia/Shanghai date of the entry.")
     created_at = ShanghaiDateTimeField(read_only=True)
     currency = CurrencyField()
     amount = AmountField(
@@ -283,13 +366,6 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
             "top_up_number",
         ]
         read_only_fields = fields
-
-    def get_document_number(self, entry: LedgerEntry) -> str:
-        return ledger_document_number(entry.pk)
-
-    @extend_schema_field(OpenApiTypes.DATE)
-    def get_date(self, entry: LedgerEntry) -> str:
-        return date_text(entry.created_at.astimezone(BILLING_TZ).date())
 
 
 class CustomerExportSerializer(serializers.ModelSerializer):
@@ -361,6 +437,8 @@ class RevenueSummarySerializer(serializers.Serializer):
 
 
 class JournalRowSerializer(serializers.Serializer):
+    """An invoices.reports.JournalRow."""
+
     date = serializers.DateField(help_text="Posting date (Asia/Shanghai).")
     document_type = serializers.ChoiceField(
         choices=["invoice", "credit_note", "deposit", "refund", "adjustment"]
@@ -370,8 +448,8 @@ class JournalRowSerializer(serializers.Serializer):
         help_text='"YYYY-MM" for invoices and credit notes, empty for ledger documents.'
     )
     customer_external_id = serializers.CharField()
-    account_code = serializers.CharField()
-    account = serializers.CharField()
+    account_code = serializers.CharField(source="account.code")
+    account = serializers.CharField(source="account.name")
     debit = AmountField()
     credit = AmountField()
     currency = CurrencyField()
@@ -386,7 +464,8 @@ class JournalRowSerializer(serializers.Serializer):
 
 
 class JournalSerializer(serializers.Serializer):
-    """Schema of the journal document (streamed, not built with this serializer)."""
+    """The journal document. Streamed (a month may be long): `journal_json_rows` writes its
+    entries one by one with JournalRowSerializer."""
 
     period = serializers.CharField(help_text="Posting month, YYYY-MM.")
     basis = serializers.ChoiceField(choices=["posting_date"])
@@ -394,80 +473,146 @@ class JournalSerializer(serializers.Serializer):
     entries = JournalRowSerializer(many=True)
 
 
-class AccountingErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-
-
-def revenue_line_dict(line: RevenueLine) -> dict[str, str]:
-    return {
-        "key": line.key,
-        "label": line.label,
-        "billed": amount_text(line.billed),
-        "credited": amount_text(line.credited),
-        "net": amount_text(line.net),
-    }
-
-
-JOURNAL_COLUMNS = [
-    "date",
-    "document_type",
-    "document_number",
-    "billing_period",
-    "customer_external_id",
-    "account_code",
-    "account",
-    "debit",
-    "credit",
-    "currency",
-    "description",
-    "payment_method",
-    "payment_reference",
-]
-
-
-def journal_row_dict(row: JournalRow) -> dict[str, str]:
-    return {
-        "date": date_text(row.date),
-        "document_type": row.document_type,
-        "document_number": row.document_number,
-        "billing_period": row.billing_period,
-        "customer_external_id": row.customer_external_id,
-        "account_code": row.account.code,
-        "account": row.account.name,
-        "debit": amount_text(row.debit),
-        "credit": amount_text(row.credit),
-        "currency": row.currency,
-        "description": row.description,
-        "payment_method": row.payment_method,
-        "payment_reference": row.payment_reference,
-    }
-
-
-def journal_csv_rows(rows: Iterator[JournalRow]) -> Iterator[list[str]]:
+def journal_json_rows(rows: Iterable[JournalRow]) -> Iterator[dict]:
+    serializer = JournalRowSerializer()
     for row in rows:
-        values = journal_row_dict(row)
-        values["description"] = safe_text(values["description"])
-        values["payment_reference"] = safe_text(values["payment_reference"])
-        yield [values[column] for column in JOURNAL_COLUMNS]
+        yield serializer.to_representation(row)
 
 
-REVENUE_COLUMNS = ["dimension", "key", "label", "billed", "credited", "net", "currency"]
+# --- CSV columns, from the serializers ----------------------------------------------------
 
 
-def revenue_csv_rows(summary) -> Iterator[list[str]]:
+@dataclass(frozen=True)
+class Column:
+    """A CSV column: its published name, the path it reads (ORM lookup, `__` separated) and
+    how it is written."""
+
+    name: str
+    # None for a constant column (the writer gets None).
+    source: str | None
+    write: Callable[[Any], Any] = _plain
+    # The JSON field it holds (the same name unless the serializer's csv_names renames it).
+    key: str = ""
+
+
+def _csv_write(field: serializers.Field) -> Callable[[Any], Any]:
+    """The CSV writer of a field: its own, or by its kind. Free text is written so that a
+    spreadsheet shows it rather than running it as a formula."""
+    write = getattr(field, "csv_write", None)
+    if write is not None:
+        return write
+    if isinstance(field, serializers.DateField):
+        return _date
+    if isinstance(field, (serializers.CharField, serializers.ChoiceField)):
+        return _text
+    if isinstance(field, (serializers.IntegerField, serializers.ReadOnlyField)):
+        return _plain
+    raise TypeError(f"no CSV writer for {type(field).__name__} {field.field_name!r}")
+
+
+_date = _cached(date_text)
+
+
+def _field_columns(serializer: serializers.Serializer, *, prefix: str = "") -> list[Column]:
+    csv_names = getattr(serializer, "csv_names", {})
+    csv_sources = getattr(serializer, "csv_sources", {})
+    columns = []
+    for name, field in serializer.fields.items():
+        if isinstance(field, serializers.BaseSerializer):
+            continue  # nested lines: their own columns
+        if name in csv_sources:
+            source = csv_sources[name]
+        elif field.source == "*":
+            source = None
+        else:
+            source = prefix + field.source.replace(".", "__")
+        columns.append(Column(csv_names.get(name, name), source, _csv_write(field), key=name))
+    return columns
+
+
+def csv_columns(serializer_class, *, lines_of: str | None = None) -> list[Column]:
+    """The CSV columns of an export serializer, in its field order. With `lines_of` (the
+    document's relation name as seen from its line, e.g. "invoice"), one row per line: the
+    document's columns (read through the line) then the line's."""
+    serializer = serializer_class()
+    if lines_of is None:
+        return _field_columns(serializer)
+    return _field_columns(serializer, prefix=f"{lines_of}__") + _field_columns(
+        serializer.fields["lines"].child
+    )
+
+
+def csv_header(columns: list[Column]) -> list[str]:
+    return [column.name for column in columns]
+
+
+INVOICE_LINE_COLUMNS = csv_columns(InvoiceExportSerializer, lines_of="invoice")
+# The invoice's own columns come first, then the line's (from `line_id`).
+INVOICE_DOCUMENT_COLUMNS = csv_header(INVOICE_LINE_COLUMNS).index("line_id")
+
+CREDIT_NOTE_LINE_COLUMNS = csv_columns(CreditNoteExportSerializer, lines_of="credit_note")
+# The credit note's own columns come first, then the line's (from `line_id`).
+CREDIT_NOTE_DOCUMENT_COLUMNS = csv_header(CREDIT_NOTE_LINE_COLUMNS).index("line_id")
+
+LEDGER_ENTRY_COLUMNS = csv_columns(LedgerEntryExportSerializer)
+CUSTOMER_COLUMNS = csv_columns(CustomerExportSerializer)
+
+JOURNAL_ROW_COLUMNS = csv_columns(JournalRowSerializer)
+JOURNAL_COLUMNS = csv_header(JOURNAL_ROW_COLUMNS)
+
+# The summary as rows: one per category, one per plan, then a `total` row.
+_REVENUE_LINE_COLUMNS = csv_columns(RevenueLineSerializer)
+REVENUE_COLUMNS = ["dimension", *csv_header(_REVENUE_LINE_COLUMNS), "currency"]
+
+
+def example_csv_rows(
+    example: dict, columns: list[Column], *, document_columns: int = 0
+) -> list[list]:
+    """The CSV rows of a documented JSON example (values as the JSON has them), so the
+    schema's CSV example is the JSON example through the same columns."""
+
+    def cells(values: dict, part: list[Column]) -> list:
+        return ["" if values[c.key] is None else values[c.key] for c in part]
+
+    if not document_columns:
+        return [cells(example, columns)]
+    head = cells(example, columns[:document_columns])
+    return [head + cells(line, columns[document_columns:]) for line in example["lines"]]
+
+
+def revenue_example_csv_rows(example: dict) -> list[list]:
+    rows = [
+        [dimension, *(line[c.key] for c in _REVENUE_LINE_COLUMNS), example["currency"]]
+        for dimension, key in (("category", "by_category"), ("plan", "by_plan"))
+        for line in example[key]
+    ]
+    totals = [example["billed"], example["credited"], example["net"]]
+    return [*rows, ["total", "", "Total", *totals, example["currency"]]]
+
+
+def _attribute(row: Any, source: str | None) -> Any:
+    if source is None:
+        return None
+    for name in source.split("__"):
+        row = getattr(row, name)
+    return row
+
+
+def object_csv_rows(objects: Iterable[Any], columns: list[Column]) -> Iterator[list]:
+    """CSV rows of in-memory objects (report rows), read by attribute."""
+    for item in objects:
+        yield [column.write(_attribute(item, column.source)) for column in columns]
+
+
+def journal_csv_rows(rows: Iterable[JournalRow]) -> Iterator[list]:
+    return object_csv_rows(rows, JOURNAL_ROW_COLUMNS)
+
+
+def revenue_csv_rows(summary: RevenueSummary) -> Iterator[list]:
     """One row per category, one per plan, and a `total` row."""
     for dimension, lines in (("category", summary.by_category), ("plan", summary.by_plan)):
-        for line in lines:
-            values = revenue_line_dict(line)
-            yield [
-                dimension,
-                values["key"],
-                safe_text(values["label"]),
-                values["billed"],
-                values["credited"],
-                values["net"],
-                CURRENCY,
-            ]
+        for values in object_csv_rows(lines, _REVENUE_LINE_COLUMNS):
+            yield [dimension, *values, CURRENCY]
     yield [
         "total",
         "",
@@ -477,165 +622,6 @@ def revenue_csv_rows(summary) -> Iterator[list[str]]:
         amount_text(summary.net),
         CURRENCY,
     ]
-
-
-# --- CSV columns of the document exports --------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _text(value: str | None) -> str:
-    return safe_text(value) if value else ""
-
-
-def _cached(formatter: Callable[[Any], str | None]) -> Callable[[Any], str]:
-    """`formatter` with None as "", memoised: a month's rows repeat the same few issue times,
-    periods, dates and amounts, and formatting them is most of the CSV's cost."""
-
-    @functools.lru_cache(maxsize=4096)
-    def write(value: Any) -> str:
-        return formatter(value) or ""
-
-    def apply(value: Any) -> str:
-        return "" if value is None else write(value)
-
-    return apply
-
-
-_amount, _timestamp, _date, _period = (
-    _cached(amount_text),
-    _cached(timestamp_text),
-    _cached(date_text),
-    _cached(period_text),
-)
-
-
-def _currency(_value: Any) -> str:
-    return CURRENCY
-
-
-@dataclass(frozen=True)
-class Column:
-    """A CSV column: its published name, the ORM path it reads and how it is written."""
-
-    name: str
-    # None for a constant column (the writer gets None).
-    source: str | None
-    write: Callable[[Any], Any] = _plain
-
-
-def _columns(*spec: tuple) -> list[Column]:
-    return [Column(*item) for item in spec]
-
-
-INVOICE_LINE_COLUMNS = _columns(
-    ("invoice_id", "invoice_id"),
-    ("invoice_number", "invoice__number"),
-    ("status", "invoice__status"),
-    ("period", "invoice__period", _period),
-    ("customer_id", "invoice__customer_id"),
-    ("customer_external_id", "invoice__customer__external_id"),
-    ("customer_name", "invoice__customer_name", _text),
-    ("customer_address", "invoice__customer_address", _text),
-    ("customer_tax_id", "invoice__customer_tax_id", _text),
-    ("customer_email", "invoice__customer_email", _text),
-    ("issue_date", "invoice__issue_date", _date),
-    ("issued_at", "invoice__issued_at", _timestamp),
-    ("currency", None, _currency),
-    ("invoice_total", "invoice__total", _amount),
-    ("invoice_credited_total", "invoice_credited_total", _amount),
-    ("updated_at", "invoice__updated_at", _timestamp),
-    ("line_id", "id"),
-    ("line_position", "position"),
-    ("app_key", "app_key", _text),
-    ("app_name", "app_name", _text),
-    ("code", "code"),
-    ("category", "category"),
-    ("plan_code", "plan_code"),
-    ("plan_name", "plan_name", _text),
-    ("description", "description", _text),
-    ("quantity", "quantity"),
-    ("unit_price", "unit_price", _amount),
-    ("amount", "amount", _amount),
-    ("first_day", "first_day", _date),
-    ("last_day", "last_day", _date),
-    ("days", "days"),
-    ("days_in_month", "days_in_month"),
-    ("peak_dau", "peak_dau"),
-    ("peak_day", "peak_day", _date),
-    ("explanation", "explanation", _text),
-)
-
-# The invoice's own columns come first, then the line's (from `line_id`).
-INVOICE_DOCUMENT_COLUMNS = [column.name for column in INVOICE_LINE_COLUMNS].index("line_id")
-
-CREDIT_NOTE_LINE_COLUMNS = _columns(
-    ("credit_note_id", "credit_note_id"),
-    ("credit_note_number", "credit_note__number"),
-    ("invoice_id", "credit_note__invoice_id"),
-    ("invoice_number", "credit_note__invoice__number"),
-    ("period", "credit_note__invoice__period", _period),
-    ("customer_id", "credit_note__customer_id"),
-    ("customer_external_id", "credit_note__customer__external_id"),
-    ("customer_name", "credit_note__invoice__customer_name", _text),
-    ("reason", "credit_note__reason", _text),
-    ("issue_date", "credit_note__issue_date", _date),
-    ("issued_at", "credit_note__issued_at", _timestamp),
-    ("currency", None, _currency),
-    ("credit_note_total", "credit_note__total", _amount),
-    ("line_id", "id"),
-    ("invoice_line_id", "invoice_line_id"),
-    ("invoice_line_position", "invoice_line__position"),
-    ("app_key", "invoice_line__app_key", _text),
-    ("code", "invoice_line__code"),
-    ("category", "invoice_line__category"),
-    ("description", "description", _text),
-    ("amount", "amount", _amount),
-)
-
-# The credit note's own columns come first, then the line's (from `line_id`).
-CREDIT_NOTE_DOCUMENT_COLUMNS = [column.name for column in CREDIT_NOTE_LINE_COLUMNS].index("line_id")
-
-LEDGER_ENTRY_COLUMNS = _columns(
-    ("id", "id"),
-    ("document_number", "id", ledger_document_number),
-    ("customer_id", "customer_id"),
-    ("customer_external_id", "customer__external_id"),
-    ("kind", "kind"),
-    ("date", "created_at", lambda value: value.astimezone(BILLING_TZ).date().isoformat()),
-    ("created_at", "created_at", _timestamp),
-    ("currency", None, _currency),
-    ("amount", "amount", _amount),
-    ("reference", "reference", _text),
-    ("reason", "reason", _text),
-    ("payment_method", "export_payment_method"),
-    ("top_up_number", "export_top_up_number", _text),
-)
-
-
-CUSTOMER_COLUMNS = _columns(
-    ("id", "id"),
-    ("external_id", "external_id"),
-    ("name", "name", _text),
-    ("billing_email", "billing_email", _text),
-    ("address", "address", _text),
-    ("tax_id", "tax_id", _text),
-    ("contact_name", "contact_name", _text),
-    ("contact_phone", "contact_phone", _text),
-    ("status", "status"),
-    ("arrears_since", "arrears_since", _date),
-    ("suspended_at", "suspended_at", _timestamp),
-    ("currency", None, _currency),
-    ("balance", "balance", _amount),
-    ("created_at", "created_at", _timestamp),
-    ("updated_at", "updated_at", _timestamp),
-)
-
-
-def csv_header(columns: list[Column]) -> list[str]:
-    return [column.name for column in columns]
 
 
 def csv_rows(

@@ -38,6 +38,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from accounts import roles
 from billingsite.api import role_permission
+from billingsite.api_errors import NOT_AUTHENTICATED, PERMISSION_DENIED, error_response
 from billingsite.clock import Period
 from billingsite.money import CURRENCY
 from invoices.exports.filters import (
@@ -50,6 +51,7 @@ from invoices.exports.filters import (
 from invoices.exports.renderers import (
     CSVRenderer,
     ExportContentNegotiation,
+    csv_chunks,
     csv_response,
     json_stream_response,
 )
@@ -69,9 +71,9 @@ from invoices.exports.serializers import (
     INVOICE_DOCUMENT_COLUMNS,
     INVOICE_LINE_COLUMNS,
     JOURNAL_COLUMNS,
+    JOURNAL_ROW_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
     REVENUE_COLUMNS,
-    AccountingErrorSerializer,
     Column,
     CreditNoteExportSerializer,
     CustomerExportSerializer,
@@ -81,9 +83,11 @@ from invoices.exports.serializers import (
     RevenueSummarySerializer,
     csv_header,
     csv_rows,
+    example_csv_rows,
     journal_csv_rows,
-    journal_row_dict,
+    journal_json_rows,
     revenue_csv_rows,
+    revenue_example_csv_rows,
 )
 from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
 
@@ -223,37 +227,61 @@ class AccountingListView(AccountingView, ListAPIView):
 # --- Schema helpers -----------------------------------------------------------------------
 
 ERRORS = {
-    (400, "application/json"): OpenApiResponse(
-        OpenApiTypes.OBJECT,
-        description="Invalid parameter: `{parameter: [messages]}`.",
+    (400, "application/json"): error_response(
+        "Invalid parameter (`invalid`; `errors`: each parameter with its messages).",
         examples=[
             OpenApiExample(
-                "Bad period", value={"period": ["period must look like 2026-10, got '2026-13'"]}
+                "Bad period",
+                value={
+                    "code": "invalid",
+                    "message": "the request has invalid fields",
+                    "field": "period",
+                    "errors": {"period": ["period must look like 2026-10, got '2026-13'"]},
+                },
             )
         ],
     ),
-    (401, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="No or unknown token."
-    ),
-    (403, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="The token's role is not Accounting."
-    ),
-    (406, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="Unknown `format` or `Accept`."
-    ),
-    (429, "application/json"): OpenApiResponse(
-        AccountingErrorSerializer, description="Too many requests for this token."
-    ),
+    (401, "application/json"): NOT_AUTHENTICATED,
+    (403, "application/json"): PERMISSION_DENIED,
+    (406, "application/json"): error_response("Unknown `format` or `Accept` (`not_acceptable`)."),
+    (429, "application/json"): error_response("Too many requests for this token (`throttled`)."),
 }
 
 
-def csv_doc(columns: list[str], example: str) -> OpenApiResponse:
+def csv_doc(columns: list[str], example: str, renamed: dict[str, str] | None = None):
+    """The CSV response of an export; `renamed`: CSV column -> the JSON field it holds."""
+    also = ""
+    if renamed:
+        also = " The same data as the JSON, with these columns named for CSV: " + ", ".join(
+            f"`{csv}` = JSON `{json}`" for csv, json in renamed.items()
+        )
+        also += "."
     return OpenApiResponse(
         OpenApiTypes.STR,
         description="CSV (UTF-8, header row, CRLF line ends), streamed. Columns, in this "
-        "order: " + ", ".join(f"`{c}`" for c in columns) + ".",
+        "order: " + ", ".join(f"`{c}`" for c in columns) + "." + also,
         examples=[OpenApiExample("CSV", value=example, media_type="text/csv")],
     )
+
+
+def _csv_text(header: list[str], rows) -> str:
+    return b"".join(csv_chunks(header=header, rows=rows)).decode()
+
+
+def csv_example(example: dict, columns: list[Column], document_columns: int = 0) -> str:
+    """The schema's CSV example: the JSON example through the export's CSV columns."""
+    rows = example_csv_rows(example, columns, document_columns=document_columns)
+    return _csv_text(csv_header(columns), rows)
+
+
+def csv_renamed(serializer_class) -> dict[str, str]:
+    """CSV column -> JSON field, for the columns whose names differ (lines: `lines[].`)."""
+    renamed = {csv: json for json, csv in getattr(serializer_class, "csv_names", {}).items()}
+    line_serializer = serializer_class._declared_fields.get("lines")
+    if line_serializer is not None:
+        line_names = getattr(line_serializer.child, "csv_names", {})
+        renamed.update({csv: f"lines[].{json}" for json, csv in line_names.items()})
+    return renamed
 
 
 def list_schema(*, summary: str, description: str, serializer, example: dict, columns, csv_example):
@@ -272,7 +300,9 @@ def list_schema(*, summary: str, description: str, serializer, example: dict, co
                     )
                 ],
             ),
-            (200, "text/csv"): csv_doc(csv_header(columns), csv_example),
+            (200, "text/csv"): csv_doc(
+                csv_header(columns), csv_example, renamed=csv_renamed(serializer)
+            ),
             **ERRORS,
         },
     )
@@ -340,15 +370,7 @@ INVOICE_EXAMPLE = {
         },
     ],
 }
-INVOICE_CSV_EXAMPLE = (
-    ",".join(c.name for c in INVOICE_LINE_COLUMNS)
-    + "\r\n41,INV-2026-000041,partially_credited,2026-10,7,cust-00007,Lantern Games Ltd,"
-    '"1 Century Avenue, Shanghai",91310000000000007,billing@lantern.example.com,2026-11-02,'
-    "2026-11-02T00:00:00+08:00,CNY,9600.00,1200.00,2026-11-20T10:15:00+08:00,301,1,"
-    "lanternchat,Lantern Chat,dau_fee,dau_fee,premium,Premium,Premium DAU fee,1,6000.00,"
-    "6000.00,2026-10-01,2026-10-31,31,31,5000,2026-10-17,"
-    '"peak DAU 5,000 on 2026-10-17 <= 10,000: base fee 6,000.00"\r\n'
-)
+INVOICE_CSV_EXAMPLE = csv_example(INVOICE_EXAMPLE, INVOICE_LINE_COLUMNS, INVOICE_DOCUMENT_COLUMNS)
 
 CREDIT_NOTE_EXAMPLE = {
     "id": 3,
@@ -377,12 +399,8 @@ CREDIT_NOTE_EXAMPLE = {
         }
     ],
 }
-CREDIT_NOTE_CSV_EXAMPLE = (
-    ",".join(c.name for c in CREDIT_NOTE_LINE_COLUMNS)
-    + "\r\n3,CN-2026-000003,41,INV-2026-000041,2026-10,7,cust-00007,Lantern Games Ltd,"
-    "Sensitive-word packs cancelled on 2026-10-01,2026-11-20,2026-11-20T10:15:00+08:00,CNY,"
-    "1200.00,5,302,2,lanternchat,sensitive_words,sensitive_words,"
-    "Sensitive words: 2 extra packs,1200.00\r\n"
+CREDIT_NOTE_CSV_EXAMPLE = csv_example(
+    CREDIT_NOTE_EXAMPLE, CREDIT_NOTE_LINE_COLUMNS, CREDIT_NOTE_DOCUMENT_COLUMNS
 )
 
 LEDGER_EXAMPLE = {
@@ -400,11 +418,7 @@ LEDGER_EXAMPLE = {
     "payment_method": "bank_transfer",
     "top_up_number": "",
 }
-LEDGER_CSV_EXAMPLE = (
-    ",".join(c.name for c in LEDGER_ENTRY_COLUMNS)
-    + "\r\n88,LE-00000088,7,cust-00007,deposit,2026-10-15,2026-10-15T09:30:00+08:00,CNY,"
-    "30000.00,ICBC 2026101500042,,bank_transfer,\r\n"
-)
+LEDGER_CSV_EXAMPLE = csv_example(LEDGER_EXAMPLE, LEDGER_ENTRY_COLUMNS)
 
 CUSTOMER_EXAMPLE = {
     "id": 7,
@@ -423,12 +437,7 @@ CUSTOMER_EXAMPLE = {
     "created_at": "2026-01-05T11:00:00+08:00",
     "updated_at": "2026-03-01T16:20:00+08:00",
 }
-CUSTOMER_CSV_EXAMPLE = (
-    ",".join(c.name for c in CUSTOMER_COLUMNS)
-    + "\r\n7,cust-00007,Lantern Games Ltd,billing@lantern.example.com,"
-    '"1 Century Avenue, Shanghai",91310000000000007,Li Wei,+86 21 5555 0100,active,,,CNY,'
-    "20400.00,2026-01-05T11:00:00+08:00,2026-03-01T16:20:00+08:00\r\n"
-)
+CUSTOMER_CSV_EXAMPLE = csv_example(CUSTOMER_EXAMPLE, CUSTOMER_COLUMNS)
 
 
 # --- Document lists -----------------------------------------------------------------------
@@ -645,11 +654,7 @@ REVENUE_EXAMPLE = {
         },
     ],
 }
-REVENUE_CSV_EXAMPLE = (
-    ",".join(REVENUE_COLUMNS) + "\r\ncategory,dau_fee,DAU fee,14000.00,0.00,14000.00,CNY\r\n"
-    "plan,premium,Premium,21600.00,1200.00,20400.00,CNY\r\n"
-    "total,,Total,25600.00,1200.00,24400.00,CNY\r\n"
-)
+REVENUE_CSV_EXAMPLE = _csv_text(REVENUE_COLUMNS, revenue_example_csv_rows(REVENUE_EXAMPLE))
 
 
 class RevenueSummaryView(ReportView):
@@ -737,14 +742,13 @@ JOURNAL_EXAMPLE = {
         },
     ],
 }
-JOURNAL_CSV_EXAMPLE = (
-    ",".join(JOURNAL_COLUMNS)
-    + "\r\n2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,2200,Customer prepaid balance,"
-    "9600.00,0.00,CNY,Invoice INV-2026-000041 for 2026-10,,\r\n"
-    "2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,4010,Revenue: DAU fees,0.00,6000.00,"
-    "CNY,Invoice INV-2026-000041 for 2026-10,,\r\n"
-    "2026-11-02,invoice,INV-2026-000041,2026-10,cust-00007,4040,Revenue: Sensitive words,0.00,"
-    "3600.00,CNY,Invoice INV-2026-000041 for 2026-10,,\r\n"
+JOURNAL_CSV_EXAMPLE = _csv_text(
+    JOURNAL_COLUMNS,
+    (
+        row
+        for entry in JOURNAL_EXAMPLE["entries"]
+        for row in example_csv_rows(entry, JOURNAL_ROW_COLUMNS)
+    ),
 )
 
 
@@ -787,5 +791,5 @@ class JournalView(ReportView):
         return json_stream_response(
             head={"period": str(period), "basis": "posting_date", "currency": CURRENCY},
             list_key="entries",
-            items=(journal_row_dict(row) for row in rows),
+            items=journal_json_rows(rows),
         )

@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from billingsite.clock import Period
+from billingsite.money import CURRENCY
 
 # Beyond these a request is a typo, not a sales question (and would only make huge numbers).
 MAX_PEAK_DAU = 1_000_000_000
@@ -134,19 +135,24 @@ class QuoteLineSerializer(serializers.Serializer):
 
 
 class QuoteResponseSerializer(serializers.Serializer):
-    currency = serializers.CharField()
+    """A plans.quotes.Quote."""
+
+    currency = serializers.SerializerMethodField()
     period = serializers.CharField()
-    plan = serializers.CharField()
-    plan_name = serializers.CharField()
+    plan = serializers.CharField(source="plan.code")
+    plan_name = serializers.CharField(source="plan.name")
     active_from = serializers.DateField()
     active_to = serializers.DateField()
     days = serializers.IntegerField()
-    days_in_month = serializers.IntegerField()
+    days_in_month = serializers.IntegerField(source="period.days")
     peak_dau = serializers.IntegerField()
     peak_daily_messages = serializers.IntegerField(allow_null=True)
-    lines = QuoteLineSerializer(many=True)
-    total = serializers.DecimalField(max_digits=14, decimal_places=2)
-    high_volume = serializers.BooleanField()
+    lines = QuoteLineSerializer(source="rated.lines", many=True)
+    total = serializers.DecimalField(source="rated.total", max_digits=14, decimal_places=2)
+    high_volume = serializers.BooleanField(source="rated.high_volume")
     message = serializers.CharField(
         allow_null=True, help_text="Why the table price does not apply (high volume), else null."
     )
+
+    def get_currency(self, quote) -> str:
+        return CURRENCY

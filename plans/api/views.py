@@ -3,49 +3,15 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billingsite.api import IsStaff
-from billingsite.money import CURRENCY
+from billingsite.api_errors import NOT_AUTHENTICATED, PERMISSION_DENIED, error_response
 from billingsite.parsers import BoundedJSONParser
 from plans.api.serializers import QuoteRequestSerializer, QuoteResponseSerializer
-from plans.quotes import Quote, QuoteError, quote_build
-
-
-def quote_payload(quote: Quote) -> dict:
-    return {
-        "currency": CURRENCY,
-        "period": str(quote.period),
-        "plan": quote.plan.code,
-        "plan_name": quote.plan.name,
-        "active_from": quote.active_from,
-        "active_to": quote.active_to,
-        "days": quote.days,
-        "days_in_month": quote.period.days,
-        "peak_dau": quote.peak_dau,
-        "peak_daily_messages": quote.peak_daily_messages,
-        "lines": [
-            {
-                "code": line.code,
-                "category": line.category,
-                "description": line.description,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "amount": line.amount,
-                "first_day": line.first_day,
-                "last_day": line.last_day,
-                "days": line.days,
-                "explanation": line.explanation,
-            }
-            for line in quote.rated.lines
-        ],
-        "total": quote.rated.total,
-        "high_volume": quote.rated.high_volume,
-        "message": quote.message,
-    }
+from plans.quotes import quote_build
 
 
 def _line(code, category, description, quantity, unit_price, amount, explanation, **days):
@@ -286,17 +252,15 @@ WORKED_EXAMPLES = [
 ]
 
 ERROR_EXAMPLE = {
-    "currency": ["non-RMB settlement: contract pricing (quotes are in CNY)"],
-    "plan": ["unknown plan code 'gold' (known: free, premium, ultimate)"],
+    "code": "invalid",
+    "message": "the request has invalid fields",
+    "field": "currency",
+    "errors": {
+        "currency": ["non-RMB settlement: contract pricing (quotes are in CNY)"],
+        "plan": ["unknown plan code 'gold' (known: free, premium, ultimate)"],
+    },
 }
 ERROR_EXAMPLE_REQUEST = {"plan": "gold", "peak_dau": 8000, "currency": "USD"}
-
-
-class QuoteErrorSerializer(serializers.Serializer):
-    """Field name -> messages (for `addons`: add-on code -> messages); `detail` for a body
-    that is not JSON."""
-
-    detail = serializers.CharField(required=False)
 
 
 class QuoteView(APIView):
@@ -320,13 +284,13 @@ class QuoteView(APIView):
         request=QuoteRequestSerializer,
         responses={
             200: QuoteResponseSerializer,
-            400: OpenApiResponse(
-                QuoteErrorSerializer,
-                description="Bad input: a message per field; nothing is priced.",
+            400: error_response(
+                "Bad input (`invalid`: `errors` has a message per field; `malformed_json`); "
+                "nothing is priced.",
                 examples=[OpenApiExample("Bad input", value=ERROR_EXAMPLE)],
             ),
-            401: OpenApiResponse(description="No or invalid credentials."),
-            403: OpenApiResponse(description="Authenticated but not staff."),
+            401: NOT_AUTHENTICATED,
+            403: PERMISSION_DENIED,
         },
         examples=[
             example
@@ -342,18 +306,15 @@ class QuoteView(APIView):
         serializer = QuoteRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            quote = quote_build(
-                plan_code=data["plan"],
-                peak_dau=data["peak_dau"],
-                addons=data.get("addons") or {},
-                currency=data.get("currency"),
-                period=data.get("period"),
-                active_from=data.get("active_from"),
-                active_to=data.get("active_to"),
-                peak_daily_messages=data.get("peak_daily_messages"),
-                now=timezone.now(),
-            )
-        except QuoteError as exc:
-            raise serializers.ValidationError(exc.errors) from exc
-        return Response(QuoteResponseSerializer(quote_payload(quote)).data)
+        quote = quote_build(
+            plan_code=data["plan"],
+            peak_dau=data["peak_dau"],
+            addons=data.get("addons") or {},
+            currency=data.get("currency"),
+            period=data.get("period"),
+            active_from=data.get("active_from"),
+            active_to=data.get("active_to"),
+            peak_daily_messages=data.get("peak_daily_messages"),
+            now=timezone.now(),
+        )
+        return Response(QuoteResponseSerializer(quote).data)

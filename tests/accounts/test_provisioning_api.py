@@ -325,7 +325,15 @@ def test_insufficient_deposit_is_402_with_the_exact_body(console, app):
         ),
         402,
     )
-    assert body == {"code": "insufficient_deposit", "required": "8000.00", "balance": "5000.00"}
+    # The one error shape ({code, message, field}) plus the two figures the console shows.
+    assert body == {
+        "code": "insufficient_deposit",
+        "message": "activating Ultimate on 2026-10-16 needs a balance of at least 8000.00 "
+        "(minimum deposit); the balance is 5000.00",
+        "field": "plan",
+        "required": "8000.00",
+        "balance": "5000.00",
+    }
 
 
 def test_downgrade_moves_to_the_first_and_reports_ended_addons(console, customer):
@@ -731,6 +739,9 @@ def test_openapi_schema_documents_the_endpoints_with_examples():
     example = plan_change["responses"]["402"]["content"]["application/json"]["examples"]
     assert list(example.values())[0]["value"] == {
         "code": "insufficient_deposit",
+        "message": "activating Ultimate on 2026-10-16 needs a balance of at least 8000.00 "
+        "(minimum deposit); the balance is 5000.00",
+        "field": "plan",
         "required": "8000.00",
         "balance": "5000.00",
     }

@@ -61,7 +61,9 @@ def test_every_other_role_is_refused(role):
             # Errors are JSON even when CSV was asked for, and give nothing away.
             assert response["Content-Type"] == "application/json"
             assert json_body(response) == {
-                "detail": "Your token's role may not call this endpoint."
+                "code": "permission_denied",
+                "message": "Your token's role may not call this endpoint.",
+                "field": None,
             }
 
 

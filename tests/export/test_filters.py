@@ -135,7 +135,8 @@ def test_drafts_and_held_invoices_are_never_exported(accounting, documents):
     # Asking for them is an error, not an empty list.
     response = accounting.get(URL.format("invoices"), {"status": "draft"})
     assert response.status_code == 400
-    assert "status" in json_body(response)
+    assert json_body(response)["field"] == "status"
+    assert "status" in json_body(response)["errors"]
 
 
 def test_csv_honours_the_same_filters(accounting, documents):
@@ -284,13 +285,20 @@ def test_bad_parameters_are_a_400_naming_the_parameter(accounting, db, resource,
         assert response.status_code == 400, (query, response.content)
         # Errors are JSON even when CSV was asked for.
         assert response["Content-Type"] == "application/json"
-        assert field in json_body(response)
+        body = json_body(response)
+        assert (body["code"], body["field"]) == ("invalid", field), body
+        assert body["message"] == "the request has invalid fields"
+        assert list(body["errors"]) == [field]
 
 
 def test_unknown_format_is_406(accounting, db):
     response = accounting.get(URL.format("invoices"), {"format": "xlsx"})
     assert response.status_code == 406
-    assert json_body(response) == {"detail": "Unknown format 'xlsx': use one of json, csv."}
+    assert json_body(response) == {
+        "code": "not_acceptable",
+        "message": "Unknown format 'xlsx': use one of json, csv.",
+        "field": None,
+    }
     response = accounting.get(URL.format("invoices"), {"format": ""})
     assert response.status_code == 406
     response = accounting.get(URL.format("invoices"), HTTP_ACCEPT="application/xml")

@@ -245,7 +245,9 @@ def test_quote_refuses_with_a_400_per_addon(staff_client, addons, message):
     response = quote(staff_client, {"addons": addons})
     assert response.status_code == 400, response.content
     (code,) = [code for code in addons if code != "chatroom_storage"]
-    assert any(message in text for text in response.json()["addons"][code])
+    body = response.json()
+    assert (body["code"], body["field"]) == ("invalid", "addons")
+    assert any(message in text for text in body["errors"]["addons"][code])
 
 
 def test_quote_at_the_maxima(staff_client):

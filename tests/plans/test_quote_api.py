@@ -280,6 +280,15 @@ NOT_AN_INTEGER = "A whole number is required"
 BASE = {"plan": "premium", "peak_dau": 8000, "period": "2026-10"}
 
 
+def field_errors(response) -> dict:
+    """The API's one error shape for invalid input: `errors` holds the messages per field."""
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["code"] == "invalid" and body["message"] == "the request has invalid fields"
+    assert body["field"] == next(iter(body["errors"]))
+    return body["errors"]
+
+
 @pytest.mark.parametrize(
     ("change", "path", "message"),
     [
@@ -368,8 +377,7 @@ BASE = {"plan": "premium", "peak_dau": 8000, "period": "2026-10"}
 )
 def test_bad_input_is_refused_with_a_message_for_the_field(client, change, path, message):
     response = post(client, {**BASE, **change})
-    assert response.status_code == 400, response.content
-    errors = response.json()
+    errors = field_errors(response)
     for key in path:
         errors = errors[key]
     assert any(message in text for text in errors), errors
@@ -377,8 +385,7 @@ def test_bad_input_is_refused_with_a_message_for_the_field(client, change, path,
 
 def test_missing_required_fields(client):
     response = post(client, {})
-    assert response.status_code == 400
-    assert response.json() == {
+    assert field_errors(response) == {
         "plan": ["This field is required."],
         "peak_dau": ["This field is required."],
     }
@@ -396,8 +403,7 @@ def test_every_problem_is_reported_at_once(client):
             "addons": {"ultragroup_storage_extension": 1, "nope": 1, "desktop_pc": 3},
         },
     )
-    assert response.status_code == 400
-    assert response.json() == {
+    assert field_errors(response) == {
         "currency": ["non-RMB settlement: contract pricing (quotes are in CNY)"],
         "active_from": ["2026-11-02 is not inside the period 2026-10 (2026-10-01..2026-10-31)"],
         "addons": {
@@ -426,7 +432,9 @@ def test_every_problem_is_reported_at_once(client):
 def test_malformed_json_is_refused(client, raw, message):
     response = post(client, raw)
     assert response.status_code == 400
-    assert message in response.json()["detail"]
+    body = response.json()
+    assert body["code"] == "malformed_json" and body["field"] is None
+    assert message in body["message"]
 
 
 @pytest.mark.parametrize(
@@ -440,20 +448,17 @@ def test_malformed_json_is_refused(client, raw, message):
 )
 def test_non_object_body_is_refused(client, raw, message):
     response = post(client, raw)
-    assert response.status_code == 400
-    assert response.json() == {"non_field_errors": [message]}
+    assert field_errors(response) == {"non_field_errors": [message]}
 
 
 def test_null_body_is_refused(client):
     response = post(client, "null")
-    assert response.status_code == 400
-    assert response.json()["non_field_errors"]
+    assert field_errors(response)["non_field_errors"]
 
 
 def test_huge_float_dau_is_refused(client):
     response = post(client, '{"plan": "premium", "peak_dau": 1e400}')
-    assert response.status_code == 400
-    assert NOT_AN_INTEGER in response.json()["peak_dau"][0]
+    assert NOT_AN_INTEGER in field_errors(response)["peak_dau"][0]
 
 
 def test_form_encoded_body_is_unsupported(client):
@@ -574,7 +579,8 @@ def test_staff_session_needs_the_csrf_token(price_book):
     api.force_login(StaffFactory(password=None))
     response = post(api, EXAMPLE)
     assert response.status_code == 403
-    assert "CSRF" in response.json()["detail"]
+    body = response.json()
+    assert body["code"] == "permission_denied" and "CSRF" in body["message"]
 
 
 def test_token_made_by_drf_create_token_works(price_book):
