@@ -466,3 +466,88 @@ class AdjustmentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Adjustment {self.amount} for {self.customer_id} ({self.status})"
+
+
+class TopUp(models.Model):
+    """One attempt by a customer to top up the balance online (Alipay, WeChat Pay).
+
+    The provider tells us the outcome (a signed notification, or our query when it is lost);
+    `accounts.payments.services.top_up_settle` is the one place that turns it into a deposit.
+    A paid order has exactly one deposit; a provider's trade is credited at most once (its
+    trade number is the deposit's idempotency key and unique per method here).
+    """
+
+    class Method(models.TextChoices):
+        # The online subset of LedgerEntry.Method: bank transfers are not ordered here.
+        ALIPAY = "alipay", "Alipay"
+        WECHAT_PAY = "wechat_pay", "WeChat Pay"
+
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"  # waiting for the customer to pay
+        PAID = "paid", "Paid"  # credited
+        FAILED = "failed", "Failed"  # the provider could not start or closed it unpaid
+        EXPIRED = "expired", "Expired"  # never paid in time; closed at the provider
+        NEEDS_REVIEW = "needs_review", "Needs review"  # finance looks at `review_reason`
+
+    # Our order number, the provider's out_trade_no: letters and digits, <= 32 (WeChat's limit).
+    number = models.CharField(max_length=32, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="top_ups")
+    amount = MoneyField(**MONEY)
+    method = models.CharField(max_length=16, choices=Method.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    # The provider's own number of the payment; set once a verified answer names it.
+    provider_trade_no = models.CharField(max_length=64, null=True, blank=True)
+    # What the provider says was paid (may differ from `amount`: then nothing is credited).
+    paid_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # The verified notification (or order-query answer) that settled the order, as received.
+    notification = models.JSONField(null=True, blank=True, editable=False)
+    # WeChat Native: the code_url the QR code encodes; empty for Alipay.
+    code_url = models.CharField(max_length=200, blank=True, editable=False)
+    review_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    # After this moment the order is closed at the provider and no longer offered to pay.
+    expires_at = models.DateTimeField()
+    # The provider's payment time (from its answer), and when we settled it.
+    paid_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    # The ledger deposit this payment produced; at most one per order.
+    deposit = models.OneToOneField(
+        LedgerEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="top_up",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "top-up order"
+        indexes = [models.Index(fields=["status", "created_at"], name="topup_status_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["method", "provider_trade_no"],
+                condition=Q(provider_trade_no__isnull=False),
+                name="topup_trade_no_unique_per_method",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="topup_amount_positive"),
+            models.CheckConstraint(condition=Q(amount_currency="CNY"), name="topup_cny_only"),
+            models.CheckConstraint(
+                condition=Q(method__in=["alipay", "wechat_pay"]), name="topup_method_online"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid")
+                | Q(deposit__isnull=False, provider_trade_no__isnull=False),
+                name="topup_paid_has_deposit",
+            ),
+            models.CheckConstraint(
+                condition=Q(deposit__isnull=True) | Q(provider_trade_no__isnull=False),
+                name="topup_deposit_has_trade_no",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="needs_review") | ~Q(review_reason=""),
+                name="topup_review_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Top-up {self.number} ({self.method}, {self.status})"

@@ -30,6 +30,7 @@ ALL_MODELS = {
         "webhookdelivery",
         "billingcontact",
         "emaildelivery",
+        "topup",
     ],
     "plans": [
         "plan",

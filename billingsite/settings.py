@@ -273,6 +273,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.deliver_pending_events",
         "schedule": crontab(minute="*/30"),
     },
+    # Online top-ups whose notification is late or lost are asked for at the provider and
+    # settled; unpaid ones past their expiry are closed there (accounts.payments).
+    "pending-top-ups": {
+        "task": "accounts.tasks.settle_pending_top_ups",
+        "schedule": crontab(minute="*/2"),
+    },
 }
 # A manual adjustment above this many CNY waits for a Finance manager's approval; 0: every
 # positive one (it gives the customer money, like a credit note). Negative ones never wait.
@@ -288,6 +294,42 @@ BILLING_RUN_STALL_AFTER = int(os.environ.get("BILLING_RUN_STALL_AFTER", "600"))
 # behind a pooler in transaction mode that does not keep prepared statements (PgBouncer before
 # 1.21); they are then sent with their parameters inlined like Django's other queries.
 BILLING_RUN_PREPARED_STATEMENTS = env_bool("BILLING_RUN_PREPARED_STATEMENTS", True)
+
+
+# --- Online top-ups (accounts/payments/; docs/deploying.md) ---------------------------------
+def env_secret(name: str) -> str:
+    """A key given inline (`NAME`, PEM text) or as a file (`NAME_FILE`, e.g. a mounted secret)."""
+    path = os.environ.get(f"{name}_FILE", "")
+    if path:
+        return Path(path).read_text()
+    return os.environ.get(name, "")
+
+
+# The amount a customer may top up at once (CNY).
+BILLING_TOP_UP_MIN = Decimal(os.environ.get("BILLING_TOP_UP_MIN", "10.00"))
+BILLING_TOP_UP_MAX = Decimal(os.environ.get("BILLING_TOP_UP_MAX", "100000.00"))
+# An unpaid order is closed at the provider after this many minutes.
+BILLING_TOP_UP_EXPIRE_MINUTES = int(os.environ.get("BILLING_TOP_UP_EXPIRE_MINUTES", "30"))
+# An order still unpaid this many minutes after its creation is asked for at the provider.
+BILLING_TOP_UP_QUERY_AFTER_MINUTES = int(os.environ.get("BILLING_TOP_UP_QUERY_AFTER_MINUTES", "3"))
+# Public https base URL of this site: the providers post their notifications to
+# <base>/payments/<provider>/notify/ and Alipay sends the customer back to the portal under it.
+BILLING_PUBLIC_BASE_URL = os.environ.get("BILLING_PUBLIC_BASE_URL", "").rstrip("/")
+# Alipay open platform, computer-website payment, RSA2 ("public key" mode). A method without
+# its keys is not offered.
+ALIPAY_APP_ID = os.environ.get("ALIPAY_APP_ID", "")
+ALIPAY_APP_PRIVATE_KEY = env_secret("ALIPAY_APP_PRIVATE_KEY")
+ALIPAY_PUBLIC_KEY = env_secret("ALIPAY_PUBLIC_KEY")
+ALIPAY_GATEWAY = os.environ.get("ALIPAY_GATEWAY", "https://openapi.alipay.com/gateway.do")
+# WeChat Pay API v3, Native payment, verified with the WeChat Pay public key (not the
+# platform-certificate download).
+WECHATPAY_MCH_ID = os.environ.get("WECHATPAY_MCH_ID", "")
+WECHATPAY_APP_ID = os.environ.get("WECHATPAY_APP_ID", "")
+WECHATPAY_PRIVATE_KEY = env_secret("WECHATPAY_PRIVATE_KEY")
+WECHATPAY_CERT_SERIAL_NO = os.environ.get("WECHATPAY_CERT_SERIAL_NO", "")
+WECHATPAY_APIV3_KEY = env_secret("WECHATPAY_APIV3_KEY").strip()
+WECHATPAY_PUBLIC_KEY = env_secret("WECHATPAY_PUBLIC_KEY")
+WECHATPAY_PUBLIC_KEY_ID = os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "")
 
 # --- Notifications -------------------------------------------------------------------------
 # EMAIL_URL (e.g. `smtp://user:password@mail.example.com:587/?tls=True`, `smtps://...`,

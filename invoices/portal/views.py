@@ -41,6 +41,7 @@ from invoices.documents.pdf import (
     render_invoice_pdf,
 )
 from invoices.models import CreditNote, Invoice
+from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, estimate_current_month
 from plans.rating.engine import RatingError
 
@@ -301,6 +302,7 @@ def balance(request, customer):
             "entries": page,
             "invoice_numbers": invoice_numbers,
             "note_numbers": note_numbers,
+            **top_up_context(customer=customer),
         },
         nav="balance",
     )

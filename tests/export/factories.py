@@ -179,8 +179,10 @@ def ledger_entry(
     created_at: dt.datetime,
     reference: str = "",
     reason: str = "",
+    method: str | None = None,
 ) -> LedgerEntry:
     return LedgerEntry.objects.create(
+        method=method,
         customer=customer,
         kind=kind,
         amount=cny(amount),
