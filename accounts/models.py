@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
@@ -32,6 +33,19 @@ class Customer(models.Model):
     suspended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Language(models.TextChoices):
+        ENGLISH = "en", "English"
+        CHINESE = "zh-hans", "简体中文 (Simplified Chinese)"
+
+    # Every e-mail, the first language of the PDFs and the invoice page's default (a login's
+    # own switch on the page wins for that browser). Webhooks carry codes, never words.
+    preferred_language = models.CharField(
+        max_length=8, choices=Language.choices, default=Language.ENGLISH
+    )
+    # Opt-in: one e-mail after each month's run with the month's documents and balance as a
+    # PDF statement (accounts.mail.statements).
+    monthly_statement = models.BooleanField(default=False)
+
     history = HistoricalRecords(excluded_fields=["arrears_since", "suspended_at"])
 
     class Meta:
@@ -39,6 +53,73 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.external_id})"
+
+
+class InvoicedMonth(models.Model):
+    """A month of a customer that has an invoice, with that invoice's status and number.
+
+    The invoices' own record, copied down for the apps below them: plan, add-on, contract and
+    usage changes ask `accounts.frozen_months` which months are frozen, so `accounts` and
+    `plans` never read `invoices`. Written only by `invoices.documents.invoiced_months` in the
+    transaction of every invoice write and delete, under the customer's row lock: at every
+    commit there is one row per invoice, with its period, status and number
+    (`tests/invoices/test_invoiced_months.py` compares them after runs, re-runs, issues and
+    credit notes).
+    """
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="invoiced_months", db_index=False
+    )
+    # First day of the invoiced month (Asia/Shanghai), as Invoice.period.
+    period = models.DateField()
+    # The invoice's status: draft, held, issued, partially_credited or credited.
+    status = models.CharField(max_length=24)
+    # The invoice's number: set exactly when it is issued (and then never changes).
+    number = models.CharField(max_length=32, null=True, blank=True)
+
+    class Meta:
+        ordering = ["customer_id", "period"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "period"], name="one_invoiced_month_per_customer_period"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.period:%Y-%m}: {self.number or self.status}"
+
+
+class BillingContact(models.Model):
+    """An address that receives the customer's billing e-mails of the kinds ticked. The
+    customer's `billing_email` is always one of them (kept by `accounts.mail.contacts`)."""
+
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="billing_contacts"
+    )
+    email = models.EmailField(max_length=254)
+    name = models.CharField(max_length=200, blank=True)
+    # Invoices, credit notes and monthly statements.
+    receives_invoices = models.BooleanField("invoices", default=True)
+    # Low balance, arrears, suspension warning, suspension and reactivation.
+    receives_warnings = models.BooleanField("balance and arrears warnings", default=True)
+    # Deposit and top-up receipts.
+    receives_receipts = models.BooleanField("receipts", default=True)
+    # The last time the mail server refused this address (a permanent SMTP error), and why;
+    # cleared when a later message to it is accepted. Finance reads it in the admin.
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    bounce_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"), "customer", name="billing_contact_one_per_address"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
 
 
 class CustomerUser(models.Model):
@@ -229,6 +310,10 @@ class CustomerEvent(models.Model):
         SUSPENDED = "suspended", "Suspended"
         REACTIVATED = "reactivated", "Reactivated"
         CREDIT_NOTE_ISSUED = "credit_note_issued", "Credit note issued"
+        # E-mail only (no webhook: the platform's service does not change).
+        PAYMENT_RECEIVED = "payment_received", "Payment received"
+        BALANCE_LOW = "balance_low", "Balance low"
+        MONTHLY_STATEMENT = "monthly_statement", "Monthly statement"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -244,6 +329,58 @@ class CustomerEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class EmailDelivery(models.Model):
+    """One e-mail of one event to one address. The unique (event, recipient, resend) row is
+    claimed before the message goes to the mail server, so a retried or re-run delivery never
+    sends it twice; finance's explicit resend is a new row (resend = 1, 2, ...)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        # Claimed by a worker. A row left here (its process died during the SMTP exchange)
+        # is never sent again automatically: it may have gone out. Finance may resend.
+        SENDING = "sending", "Sending (outcome unknown if it stays)"
+        SENT = "sent", "Sent"
+        # The mail server refused the address permanently (5xx): not retried.
+        REFUSED = "refused", "Refused by the mail server"
+
+    event = models.ForeignKey(
+        CustomerEvent, on_delete=models.CASCADE, related_name="email_deliveries"
+    )
+    contact = models.ForeignKey(
+        BillingContact,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
+    recipient = models.EmailField(max_length=254)
+    # 0: the event's own message; 1, 2, ...: finance's resends.
+    resend = models.PositiveIntegerField(default=0)
+    language = models.CharField(max_length=8, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    attachments = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "e-mail deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "recipient", "resend"], name="email_delivery_once_per_recipient"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.recipient} ({self.status})"
 
 
 class WebhookDelivery(models.Model):
@@ -329,3 +466,88 @@ class AdjustmentRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Adjustment {self.amount} for {self.customer_id} ({self.status})"
+
+
+class TopUp(models.Model):
+    """One attempt by a customer to top up the balance online (Alipay, WeChat Pay).
+
+    The provider tells us the outcome (a signed notification, or our query when it is lost);
+    `accounts.payments.services.top_up_settle` is the one place that turns it into a deposit.
+    A paid order has exactly one deposit; a provider's trade is credited at most once (its
+    trade number is the deposit's idempotency key and unique per method here).
+    """
+
+    class Method(models.TextChoices):
+        # The online subset of LedgerEntry.Method: bank transfers are not ordered here.
+        ALIPAY = "alipay", "Alipay"
+        WECHAT_PAY = "wechat_pay", "WeChat Pay"
+
+    class Status(models.TextChoices):
+        CREATED = "created", "Created"  # waiting for the customer to pay
+        PAID = "paid", "Paid"  # credited
+        FAILED = "failed", "Failed"  # the provider could not start or closed it unpaid
+        EXPIRED = "expired", "Expired"  # never paid in time; closed at the provider
+        NEEDS_REVIEW = "needs_review", "Needs review"  # finance looks at `review_reason`
+
+    # Our order number, the provider's out_trade_no: letters and digits, <= 32 (WeChat's limit).
+    number = models.CharField(max_length=32, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="top_ups")
+    amount = MoneyField(**MONEY)
+    method = models.CharField(max_length=16, choices=Method.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    # The provider's own number of the payment; set once a verified answer names it.
+    provider_trade_no = models.CharField(max_length=64, null=True, blank=True)
+    # What the provider says was paid (may differ from `amount`: then nothing is credited).
+    paid_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # The verified notification (or order-query answer) that settled the order, as received.
+    notification = models.JSONField(null=True, blank=True, editable=False)
+    # WeChat Native: the code_url the QR code encodes; empty for Alipay.
+    code_url = models.CharField(max_length=200, blank=True, editable=False)
+    review_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField()
+    # After this moment the order is closed at the provider and no longer offered to pay.
+    expires_at = models.DateTimeField()
+    # The provider's payment time (from its answer), and when we settled it.
+    paid_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    # The ledger deposit this payment produced; at most one per order.
+    deposit = models.OneToOneField(
+        LedgerEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="top_up",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "top-up order"
+        indexes = [models.Index(fields=["status", "created_at"], name="topup_status_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["method", "provider_trade_no"],
+                condition=Q(provider_trade_no__isnull=False),
+                name="topup_trade_no_unique_per_method",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="topup_amount_positive"),
+            models.CheckConstraint(condition=Q(amount_currency="CNY"), name="topup_cny_only"),
+            models.CheckConstraint(
+                condition=Q(method__in=["alipay", "wechat_pay"]), name="topup_method_online"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="paid")
+                | Q(deposit__isnull=False, provider_trade_no__isnull=False),
+                name="topup_paid_has_deposit",
+            ),
+            models.CheckConstraint(
+                condition=Q(deposit__isnull=True) | Q(provider_trade_no__isnull=False),
+                name="topup_deposit_has_trade_no",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="needs_review") | ~Q(review_reason=""),
+                name="topup_review_has_reason",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Top-up {self.number} ({self.method}, {self.status})"

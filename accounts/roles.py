@@ -28,6 +28,9 @@ ALL_MODELS = {
         "adjustmentrequest",
         "customerevent",
         "webhookdelivery",
+        "billingcontact",
+        "emaildelivery",
+        "topup",
     ],
     "plans": [
         "plan",
@@ -52,6 +55,15 @@ ALL_MODELS = {
 }
 
 
+# Edit who receives the customer's e-mails; resend a document (a new e-mail delivery).
+BILLING_CONTACTS = {
+    ("accounts", "add_billingcontact"),
+    ("accounts", "change_billingcontact"),
+    ("accounts", "delete_billingcontact"),
+    ("accounts", "add_emaildelivery"),
+}
+
+
 def _view_all() -> set[tuple[str, str]]:
     return {(app, f"view_{model}") for app, models in ALL_MODELS.items() for model in models}
 
@@ -68,6 +80,7 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("accounts", "change_customer"),
         ("accounts", "add_application"),
         ("accounts", "change_application"),
+        *BILLING_CONTACTS,
     },
     FINANCE_MANAGER: _view_all()
     | {
@@ -78,6 +91,7 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("accounts", "change_customer"),
         ("accounts", "add_application"),
         ("accounts", "change_application"),
+        *BILLING_CONTACTS,
         ("plans", "add_plan"),
         ("plans", "change_plan"),
         ("plans", "add_planprice"),

@@ -1,25 +1,45 @@
+"""Reads of the prepaid ledger: the balance is the sum of the customer's ledger entries, and
+every balance anywhere (services, API, portal, admin, exports) is read through here."""
+
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import (
+    DecimalField,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    Window,
+)
+from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
+_BALANCE = DecimalField(max_digits=16, decimal_places=2)
+
+
+def _customer_id(customer: Customer | int) -> int:
+    return customer if isinstance(customer, int) else customer.pk
+
+
+def _sum(entries: QuerySet[LedgerEntry]) -> Decimal:
+    return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
 
 
 def ledger_balance(*, customer: Customer | int, through: LedgerEntry | None = None) -> Decimal:
-    """The prepaid balance: the sum of the customer's ledger entries. `through`: the balance
-    right after that entry, in the order the entries were written (a customer's entries are
-    written under its row lock, so ids follow commit order: the balance after an entry never
-    changes once it is written)."""
-    customer_id = customer if isinstance(customer, int) else customer.pk
-    entries = LedgerEntry.objects.filter(customer_id=customer_id)
+    """The prepaid balance: the sum of the customer's ledger entries. With `through`: the
+    balance right after that entry was written (a customer's entries are written under its
+    row lock, so their ids follow commit order and that balance never changes)."""
+    entries = LedgerEntry.objects.filter(customer_id=_customer_id(customer))
     if through is not None:
-        entries = entries.filter(id__lte=through.pk)
-    total = entries.aggregate(total=Sum("amount"))["total"]
-    return (total or ZERO).quantize(CENT)
+        entries = entries.filter(id__lte=through.id)
+    return _sum(entries)
 
 
 def ledger_balances(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:
@@ -31,3 +51,49 @@ def ledger_balances(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:
         .order_by()
     )
     return {row["customer_id"]: (row["total"] or ZERO).quantize(CENT) for row in rows}
+
+
+def with_ledger_balance(customers: QuerySet[Customer], *, name: str) -> QuerySet[Customer]:
+    """The customers annotated with their `ledger_balance` as `name` (sortable, filterable)."""
+    total = (
+        LedgerEntry.objects.filter(customer=OuterRef("pk"))
+        .order_by()
+        .values("customer")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return customers.annotate(
+        **{
+            name: Coalesce(
+                Subquery(total, output_field=_BALANCE), Value(ZERO), output_field=_BALANCE
+            )
+        }
+    )
+
+
+# The customer's statement lists entries by time, then id; its running balance follows it.
+STATEMENT_ORDER = (F("created_at").asc(), F("id").asc())
+
+
+def ledger_statement(*, customer: Customer | int) -> QuerySet[LedgerEntry]:
+    """The customer's entries, newest first, each with `balance_after`: the balance after it in
+    the statement's order (time, then id)."""
+    return (
+        LedgerEntry.objects.filter(customer_id=_customer_id(customer))
+        .annotate(
+            balance_after=Window(
+                Sum("amount"), order_by=list(STATEMENT_ORDER), output_field=_BALANCE
+            )
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def ledger_balance_in_statement(*, entry: LedgerEntry) -> Decimal:
+    """The balance after `entry` in the customer's statement (time, then id), as
+    `ledger_statement` shows it next to the entry."""
+    return _sum(
+        LedgerEntry.objects.filter(customer_id=entry.customer_id).filter(
+            Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, id__lte=entry.id)
+        )
+    )

@@ -19,12 +19,15 @@ from moneyed import Money
 
 from accounts.arrears import update_arrears
 from accounts.locks import lock_customer
+from accounts.mail.contacts import primary_contact_ensure
+from accounts.mail.notify import payment_received_notify
 from accounts.models import (
     AdjustmentRequest,
     Application,
     Customer,
     LedgerEntry,
 )
+from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
 from billingsite.refusals import Refusal
@@ -163,16 +166,30 @@ def record_deposit(
     method: str = LedgerEntry.Method.BANK_TRANSFER,
     created_by=None,
 ) -> tuple[LedgerEntry, bool]:
-    return ledger_record(
-        customer=customer,
-        kind=LedgerEntry.Kind.DEPOSIT,
-        amount=amount,
-        reference=reference,
-        method=method,
-        idempotency_key=idempotency_key,
-        now=now,
-        created_by=created_by,
-    )
+    """A deposit, with its receipt e-mailed (in the same transaction: one receipt, never
+    none, however often the caller retries)."""
+    with transaction.atomic():
+        entry, created = ledger_record(
+            customer=customer,
+            kind=LedgerEntry.Kind.DEPOSIT,
+            amount=amount,
+            reference=reference,
+            method=method,
+            idempotency_key=idempotency_key,
+            now=now,
+            created_by=created_by,
+        )
+        if created:
+            payment_received_notify(
+                customer=customer,
+                amount=entry.amount.amount,
+                reference=reference,
+                source_key=f"ledger:{entry.pk}",
+                balance_after=ledger_balance(customer=customer),
+                now=now,
+                method=entry.deposit_method,
+            )
+    return entry, created
 
 
 def record_adjustment(
@@ -435,9 +452,11 @@ def customer_create(
     tax_id: str = "",
     contact_name: str = "",
     contact_phone: str = "",
+    preferred_language: str = Customer.Language.ENGLISH,
     now: dt.datetime,
 ) -> Customer:
-    """Create a customer account. A taken `external_id` raises DuplicateError."""
+    """Create a customer account with its billing_email as first billing contact. A taken
+    `external_id` raises DuplicateError."""
     external_id = _identifier(external_id, field="external_id")
     name = _required_text(name, field="name", max_length=200)
     billing_email = _required_text(billing_email, field="billing_email", max_length=254)
@@ -456,13 +475,18 @@ def customer_create(
         limit = Customer._meta.get_field(field).max_length
         if len(value or "") > limit:
             raise AccountError(f"{field} is longer than {limit} characters", field=field)
+    if preferred_language not in Customer.Language.values:
+        choices = ", ".join(Customer.Language.values)
+        raise AccountError(
+            f"preferred_language must be one of {choices}", field="preferred_language"
+        )
     if Customer.objects.filter(external_id=external_id).exists():
         raise DuplicateError(
             f"a customer with external_id {external_id!r} exists", field="external_id"
         )
     try:
         with transaction.atomic():
-            return Customer.objects.create(
+            customer = Customer.objects.create(
                 external_id=external_id,
                 name=name,
                 billing_email=billing_email,
@@ -470,7 +494,10 @@ def customer_create(
                 tax_id=(tax_id or "").strip(),
                 contact_name=(contact_name or "").strip(),
                 contact_phone=(contact_phone or "").strip(),
+                preferred_language=preferred_language,
             )
+            primary_contact_ensure(customer=customer)
+            return customer
     except IntegrityError:
         # Two requests raced for the same external id; the loser gets the same answer as above.
         raise DuplicateError(

@@ -2,19 +2,21 @@
 
 Builds on PostgreSQL (COPY) 10,000 customers with one Premium application each, twelve issued
 invoices per customer (November 2025 to October 2026: 120,000 invoices, 240,000 lines), their
-ledger (a deposit and twelve debits) and this month's daily usage so far. Then starts the
-Procfile's `web` (gunicorn, DEBUG=0) and runs N client threads for a fixed time, each picking
-endpoints in turn: the portal's invoice list and an invoice's page (a random one of its
-customer's twelve), the portal's estimate of this month, the estimate API, a quote and a
-one-row usage push. Prints requests/s and p50/p95/p99 per endpoint, and errors.
+ledger (a deposit and twelve debits) and this month's daily usage so far. Prints the SQL
+queries of each portal page for a customer with one invoice and one with twelve (they must be
+equal), and each endpoint's CPU ms and queries per request in this process (Django's test
+client, one request at a time). Then starts the Procfile's `web` (gunicorn, DEBUG=0) and puts
+N concurrent clients on six endpoints: the portal's invoice list and an invoice's page, the
+portal's estimate of this month, the estimate API, a quote and a one-row usage push. Prints
+requests/s and p50/p95/p99 per endpoint, errors (any answer but 200), the load average and
+gunicorn's CPU per request. The clients are wrk processes (Debian package `wrk`, one per
+endpoint), or Python threads at nice 10 when wrk is missing.
 
-Before the load it counts the SQL queries of each portal page for a customer with one invoice
-and for one with twelve (through the test client, same settings): they must be equal.
+    .venv/bin/python bench/http_load.py [--clients 8 32] [--seconds 30] [--reuse]
 
-    .venv/bin/python bench/http_load.py [--clients 32] [--seconds 30] [--customers 10000]
-
-Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/billing_7_bench_http;
-DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS for gunicorn.
+Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/billing_5_bench_http;
+DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS / WEB_WORKER_CLASS for
+gunicorn.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import datetime as dt
 import itertools
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,7 +40,8 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/billing_7_bench_http"
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/billing_5_bench_http"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/5"
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 MONTHS = 12
 PORTAL_USERS = 500
@@ -317,13 +322,22 @@ def make_logins(*, customers: int) -> dict:
 
 def short_history_customer():
     """A customer like the others (one Premium application) with one invoice instead of 12."""
-    from accounts.models import Application, Customer, LedgerEntry
-    from invoices.models import Invoice
-    from plans.models import PlanChange
+    from django.db import transaction
+
+    from accounts.models import Customer
 
     customer = Customer.objects.filter(external_id="bench-short").first()
     if customer is not None:
         return customer
+    with transaction.atomic():
+        return _create_short_history_customer()
+
+
+def _create_short_history_customer():
+    from accounts.models import Application, Customer, LedgerEntry
+    from invoices.models import Invoice
+    from plans.models import PlanChange
+
     model = Invoice.objects.filter(customer_id=1).order_by("-period").first()
     lines = list(model.lines.all())
     customer = Customer.objects.create(
@@ -347,12 +361,14 @@ def short_history_customer():
     invoice.customer = customer
     invoice.number = f"{model.number[:9]}999999"
     invoice.customer_name = customer.name
+    invoice.status = "draft"  # the database takes no line into an issued invoice
     invoice.save()
     for line in lines:
         line.pk = None
         line.invoice = invoice
         line.application = app
     invoice.lines.model.objects.bulk_create(lines)
+    Invoice.objects.filter(pk=invoice.pk).update(status="issued")
     LedgerEntry.objects.create(
         customer=customer,
         kind="deposit",
@@ -397,6 +413,8 @@ def portal_query_counts() -> dict[str, dict[str, int]]:
             "/balance/": "/balance/",
         }
         for key, page in pages.items():
+            # Warm (the price book is read once per process and change), as the test counts.
+            client.get(page, secure=True)
             with CaptureQueriesContext(connection) as queries:
                 status = client.get(page, secure=True).status_code
             assert status == 200, (page, status)
@@ -470,25 +488,13 @@ def load(*, url: str, logins: dict, clients: int, seconds: float, today: dt.date
                     r = session.post(
                         f"{url}/api/v1/quotes/",
                         headers=staff,
-                        json={
-                            "plan": "premium",
-                            "peak_dau": rng.randint(1000, 90000),
-                            "addons": {"chatroom_keepalive": 1},
-                        },
+                        json=quote_body(rng),
                     )
                 else:
-                    app = rng.randint(1, len(logins["apps"]))
                     r = session.post(
                         f"{url}/api/v1/usage/",
                         headers=ingest,
-                        json=[
-                            {
-                                "app_key": f"bench-app-{app:05d}",
-                                "date": yesterday,
-                                "dau": rng.randint(500, 9000),
-                                "delivered_messages": 50_000,
-                            }
-                        ],
+                        json=usage_body(rng, apps=len(logins["apps"]), day=yesterday),
                     )
                 ok = r.status_code == 200
                 error = None if ok else f"{r.status_code} {r.text[:120]}"
@@ -522,13 +528,316 @@ def load(*, url: str, logins: dict, clients: int, seconds: float, today: dt.date
     return {"wall": wall, "endpoints": report, "errors": errors}
 
 
+ENDPOINTS = (
+    "portal invoice list",
+    "portal invoice detail",
+    "portal estimate",
+    "estimate API",
+    "quote",
+    "usage push",
+)
+
+
+def profile_requests(*, logins: dict, today: dt.date, repeat: int) -> dict[str, dict]:
+    """Each endpoint in this process through Django's test client (the whole middleware stack,
+    no HTTP server): CPU ms per request (`time.process_time`, median of `repeat` after a warm-up)
+    and SQL queries per request. Unlike latency under load, these do not depend on what else
+    the machine is doing."""
+    from django.db import connection
+    from django.test import Client
+
+    months = month_starts(today)
+    rng = random.Random(11)
+    customer, session_key = logins["sessions"][0]
+    client = Client()
+    client.cookies["sessionid"] = session_key
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+
+    def call(name: str):
+        if name == "portal invoice list":
+            return client.get("/invoices/")
+        if name == "portal invoice detail":
+            number = logins["numbers"][(customer, months[rng.randrange(MONTHS)])]
+            return client.get(f"/invoices/{number}/")
+        if name == "portal estimate":
+            return client.get("/this-month/")
+        if name == "estimate API":
+            return client.get(
+                f"/api/v1/customers/bench-{customer:05d}/estimate/",
+                HTTP_AUTHORIZATION=f"Token {logins['console']}",
+            )
+        if name == "quote":
+            return client.post(
+                "/api/v1/quotes/",
+                quote_body(rng),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Token {logins['manager']}",
+            )
+        return client.post(
+            "/api/v1/usage/",
+            usage_body(rng, apps=len(logins["apps"]), day=yesterday),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Token {logins['ingest']}",
+        )
+
+    report = {}
+    for name in ENDPOINTS:
+        for _ in range(3):
+            response = call(name)
+            assert response.status_code == 200, (name, response.status_code)
+        statements = []
+
+        def count(execute, sql, params, many, context, statements=statements):
+            statements.append(sql)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            call(name)
+        cpu = []
+        for _ in range(repeat):
+            started = time.process_time()
+            call(name)
+            cpu.append((time.process_time() - started) * 1000)
+        report[name] = {"queries": len(statements), "cpu_ms": statistics.median(cpu)}
+    return report
+
+
+def quote_body(rng: random.Random) -> dict:
+    return {
+        "plan": "premium",
+        "peak_dau": rng.randint(1000, 90000),
+        "addons": {"chatroom_keepalive": 1},
+    }
+
+
+def usage_body(rng: random.Random, *, apps: int, day: str) -> list[dict]:
+    return [
+        {
+            "app_key": f"bench-app-{rng.randint(1, apps):05d}",
+            "date": day,
+            "dau": rng.randint(500, 9000),
+            "delivered_messages": 50_000,
+        }
+    ]
+
+
+# One wrk process per endpoint: its Lua script picks a random customer (or body) per request,
+# counts every answer that is not a 200 as an error and prints one JSON line at the end.
+WRK_COMMON = r"""
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) bad = 0; first = "" end
+function response(status, headers, body)
+  if status ~= 200 then
+    bad = bad + 1
+    if first == "" then first = status .. " " .. string.sub(body or "", 1, 120) end
+  end
+end
+function done(summary, latency, requests)
+  local errors, sample = 0, ""
+  for _, t in ipairs(threads) do
+    errors = errors + t:get("bad")
+    if sample == "" then sample = t:get("first") end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK {"requests": %d, "seconds": %.3f, "bad_status": %d, "socket_errors": %d, ' ..
+    '"p50": %.3f, "p95": %.3f, "p99": %.3f, "first_error": "%s"}\n',
+    summary.requests, summary.duration / 1e6, errors,
+    e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000, string.gsub(sample, '[%c"\\]', " ")))
+end
+"""
+
+
+def _lua_list(items: list[str]) -> str:
+    return "{" + ", ".join(f'"{item}"' for item in items) + "}"
+
+
+def wrk_scripts(*, logins: dict, today: dt.date, folder: Path) -> dict[str, Path]:
+    sessions = [key for _, key in logins["sessions"]]
+    details = [
+        (key, number)
+        for customer, key in logins["sessions"]
+        for (owner, _period), number in logins["numbers"].items()
+        if owner == customer
+    ]
+    customers = [f"bench-{customer:05d}" for customer, _ in logins["sessions"]]
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    bodies = {
+        "portal invoice list": f"""
+local sessions = {_lua_list(sessions)}
+request = function()
+  return wrk.format("GET", "/invoices/", {{Cookie = "sessionid=" .. sessions[math.random(#sessions)]}})
+end""",
+        "portal invoice detail": f"""
+local sessions = {_lua_list([key for key, _ in details])}
+local numbers = {_lua_list([number for _, number in details])}
+request = function()
+  local i = math.random(#sessions)
+  return wrk.format("GET", "/invoices/" .. numbers[i] .. "/", {{Cookie = "sessionid=" .. sessions[i]}})
+end""",
+        "portal estimate": f"""
+local sessions = {_lua_list(sessions)}
+request = function()
+  return wrk.format("GET", "/this-month/", {{Cookie = "sessionid=" .. sessions[math.random(#sessions)]}})
+end""",
+        "estimate API": f"""
+local customers = {_lua_list(customers)}
+request = function()
+  return wrk.format("GET", "/api/v1/customers/" .. customers[math.random(#customers)] .. "/estimate/",
+    {{Authorization = "Token {logins["console"]}"}})
+end""",
+        "quote": f"""
+request = function()
+  return wrk.format("POST", "/api/v1/quotes/",
+    {{Authorization = "Token {logins["manager"]}", ["Content-Type"] = "application/json"}},
+    '{{"plan": "premium", "peak_dau": ' .. math.random(1000, 90000) ..
+    ', "addons": {{"chatroom_keepalive": 1}}}}')
+end""",
+        "usage push": f"""
+request = function()
+  return wrk.format("POST", "/api/v1/usage/",
+    {{Authorization = "Token {logins["ingest"]}", ["Content-Type"] = "application/json"}},
+    string.format('[{{"app_key": "bench-app-%05d", "date": "{yesterday}", "dau": %d, ' ..
+      '"delivered_messages": 50000}}]', math.random(1, {len(logins["apps"])}), math.random(500, 9000)))
+end""",
+    }
+    paths = {}
+    for index, (name, body) in enumerate(bodies.items()):
+        path = folder / f"endpoint{index}.lua"
+        path.write_text(f"math.randomseed({index + 1})\n{body}\n{WRK_COMMON}")
+        paths[name] = path
+    return paths
+
+
+def load_wrk(*, url: str, scripts: dict[str, Path], clients: int, seconds: float) -> dict:
+    """`clients` connections spread over one wrk process per endpoint, all at once."""
+    import json
+
+    share = {name: clients // len(ENDPOINTS) for name in ENDPOINTS}
+    for name in ENDPOINTS[: clients % len(ENDPOINTS)]:
+        share[name] += 1
+    procs = {
+        name: subprocess.Popen(
+            [
+                "wrk",
+                "--threads",
+                "1",
+                "--connections",
+                str(share[name]),
+                "--duration",
+                f"{seconds:.0f}s",
+                "--timeout",
+                "30s",
+                "--script",
+                str(scripts[name]),
+                url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ENDPOINTS
+        if share[name]
+    }
+    report, errors, wall = {}, {}, seconds
+    for name, proc in procs.items():
+        output, _ = proc.communicate(timeout=seconds + 120)
+        line = next((row for row in output.splitlines() if row.startswith("WRK ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk failed for {name}: {output}")
+        row = json.loads(line[4:])
+        failed = row["bad_status"] + row["socket_errors"]
+        report[name] = {
+            "requests": row["requests"] - row["bad_status"],
+            "per_second": row["requests"] / row["seconds"],
+            "p50": row["p50"],
+            "p95": row["p95"],
+            "p99": row["p99"],
+            "errors": failed,
+        }
+        if failed:
+            errors[name] = [row["first_error"] or "socket errors"] * failed
+        wall = row["seconds"]
+    return {"wall": wall, "endpoints": report, "errors": errors}
+
+
+def process_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) of process `root` and its children (gunicorn's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == root or ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def print_result(
+    *,
+    result: dict,
+    clients: int,
+    tool: str,
+    workers: str,
+    threads: str,
+    load_before: float,
+    server_cpu: float,
+) -> None:
+    total = sum(row["requests"] for row in result["endpoints"].values())
+    print(
+        f"\n{clients} clients ({tool}) for {result['wall']:.0f} s, gunicorn {workers} workers x "
+        f"{threads} threads; load average before {load_before:.1f}, after "
+        f"{os.getloadavg()[0]:.1f}; gunicorn CPU {server_cpu * 1000 / max(total, 1):.1f} ms "
+        "per request"
+    )
+    print(
+        f"{'endpoint':24s} {'requests':>8s} {'req/s':>7s} {'p50 ms':>7s} {'p95 ms':>7s} "
+        f"{'p99 ms':>7s} {'errors':>6s}"
+    )
+    for name in ENDPOINTS:
+        row = result["endpoints"].get(name)
+        if row is None:
+            continue
+        print(
+            f"{name:24s} {row['requests']:8d} {row['per_second']:7.1f} {row['p50']:7.1f} "
+            f"{row['p95']:7.1f} {row['p99']:7.1f} {row['errors']:6d}"
+        )
+    print(f"{'all':24s} {total:8d} {total / result['wall']:7.1f}")
+    for name, messages in result["errors"].items():
+        print(f"errors of {name}: {len(messages)}, first: {messages[0]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--reuse", action="store_true", help="keep the database of a last run")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator: wrk (C, Debian package `wrk`) when installed, else Python threads "
+        "at nice 10",
+    )
+    parser.add_argument(
+        "--profile-repeat",
+        type=int,
+        default=40,
+        help="requests per endpoint for the in-process CPU ms (0: skip)",
+    )
     args = parser.parse_args()
+    tool = args.client
+    if tool == "auto":
+        tool = "wrk" if shutil.which("wrk") else "python"
 
     url = os.environ.get("DATABASE_URL", DEFAULT_DB)
     os.environ["DATABASE_URL"] = url
@@ -537,8 +846,13 @@ def main() -> None:
     os.environ["DEBUG"] = "0"
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["SECURE_SSL_REDIRECT"] = "0"
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/7")
+    os.environ.setdefault("CELERY_BROKER_URL", DEFAULT_BROKER)
+    os.environ.setdefault("CACHE_URL", DEFAULT_BROKER)
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    # Connections kept as in the web process, so the in-process profile measures the same.
+    os.environ.setdefault("DB_CONN_MAX_AGE", "60")
+    # No worker recycling during a measurement (its CPU would leave the count).
+    os.environ.setdefault("WEB_MAX_REQUESTS", "0")
     today = dt.datetime.now(SHANGHAI).date()
     if not args.reuse:
         recreate_database(url)
@@ -568,6 +882,14 @@ def main() -> None:
     print("SQL queries per portal page (customer with 12 invoices / with 1):")
     for page, by in counts.items():
         print(f"  {page:22s} {by['long']:3d} / {by['short']:3d}")
+    if args.profile_repeat > 0:
+        profile = profile_requests(logins=logins, today=today, repeat=args.profile_repeat)
+        print(
+            f"In-process, one request at a time (load average {os.getloadavg()[0]:.1f}): "
+            "CPU ms per request (median) and SQL queries"
+        )
+        for name, row in profile.items():
+            print(f"  {name:22s} {row['cpu_ms']:6.1f} ms {row['queries']:3d} queries")
     connection.close()
 
     port = free_port()
@@ -595,38 +917,37 @@ def main() -> None:
                     break
             except requests.RequestException:
                 time.sleep(0.5)
-        workers = env.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1)))
-        threads = env.get("WEB_THREADS", "4")
-        # Warm every worker (imports, connections, the price book) before measuring.
-        load(url=base, logins=logins, clients=8, seconds=5, today=today)
-        result = load(
-            url=base, logins=logins, clients=args.clients, seconds=args.seconds, today=today
-        )
+        from billingsite.ops.gunicorn import threads, workers
+
+        if tool == "python":
+            # The generator shares the two cores with the server: it yields to it.
+            os.nice(10)
+        with tempfile.TemporaryDirectory() as folder:
+            scripts = wrk_scripts(logins=logins, today=today, folder=Path(folder))
+
+            def run(clients: int, seconds: float) -> dict:
+                if tool == "wrk":
+                    return load_wrk(url=base, scripts=scripts, clients=clients, seconds=seconds)
+                return load(url=base, logins=logins, clients=clients, seconds=seconds, today=today)
+
+            # Warm every worker (imports, connections, the price book) before measuring.
+            run(8, 5)
+            for clients in args.clients:
+                load_before = os.getloadavg()[0]
+                cpu_before = process_cpu_seconds(web.pid)
+                result = run(clients, args.seconds)
+                print_result(
+                    result=result,
+                    clients=clients,
+                    tool=tool if tool == "wrk" else "python threads, nice 10",
+                    workers=str(workers),
+                    threads=str(threads),
+                    load_before=load_before,
+                    server_cpu=process_cpu_seconds(web.pid) - cpu_before,
+                )
     finally:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=30)
-    print(
-        f"\n{args.clients} clients for {result['wall']:.0f} s, gunicorn {workers} workers x "
-        f"{threads} threads, load average {os.getloadavg()[0]:.1f}"
-    )
-    print(
-        f"{'endpoint':24s} {'requests':>8s} {'req/s':>7s} {'p50 ms':>7s} {'p95 ms':>7s} "
-        f"{'p99 ms':>7s} {'errors':>6s}"
-    )
-    total = 0
-    for name, row in result["endpoints"].items():
-        total += row["requests"]
-        print(
-            f"{name:24s} {row['requests']:8d} {row['per_second']:7.1f} {row['p50']:7.1f} "
-            f"{row['p95']:7.1f} {row['p99']:7.1f} {row['errors']:6d}"
-        )
-    print(f"{'all':24s} {total:8d} {total / result['wall']:7.1f}")
-    for name, messages in result["errors"].items():
-        print(f"errors of {name}: {len(messages)}, first: {messages[0]}")
-    print(
-        "median of medians (ms):",
-        round(statistics.median(r["p50"] for r in result["endpoints"].values()), 1),
-    )
 
 
 if __name__ == "__main__":

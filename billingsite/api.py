@@ -14,7 +14,18 @@ class HasRole(BasePermission):
         user = request.user
         if not (user and user.is_authenticated):
             return False
-        return user.groups.filter(name__in=self.roles).exists()
+        return bool(request_group_names(request) & set(self.roles))
+
+
+def request_group_names(request) -> frozenset[str]:
+    """The request's user's group names, read once per request: the permission check and
+    the request's log line (billingsite.ops.middleware) both need them."""
+    http_request = getattr(request, "_request", request)  # DRF wraps Django's request
+    names = getattr(http_request, "user_group_names", None)
+    if names is None:
+        names = frozenset(request.user.groups.values_list("name", flat=True))
+        http_request.user_group_names = names
+    return names
 
 
 def role_permission(*roles: str) -> type[HasRole]:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+import dj_email_url
 from celery.schedules import crontab
 
 from billingsite.ops.config import init_sentry, logging_config, parse_cache_url
@@ -263,10 +264,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoices.tasks.enforce_arrears",
         "schedule": crontab(minute=10, hour=0),
     },
+    # Opt-in monthly statements of the previous month, once its run has finished (each
+    # customer's once: the hourly repeats record nothing new).
+    "monthly-statements": {
+        "task": "invoices.tasks.send_monthly_statements",
+        "schedule": crontab(minute=30, hour="1-23", day_of_month=2),
+    },
     # Safety net for customer events whose delivery never reached the broker.
     "pending-customer-events": {
         "task": "accounts.tasks.deliver_pending_events",
         "schedule": crontab(minute="*/30"),
+    },
+    # Online top-ups whose notification is late or lost are asked for at the provider and
+    # settled; unpaid ones past their expiry are closed there (accounts.payments).
+    "pending-top-ups": {
+        "task": "accounts.tasks.settle_pending_top_ups",
+        "schedule": crontab(minute="*/2"),
     },
 }
 # A manual adjustment above this many CNY waits for a Finance manager's approval; 0: every
@@ -284,14 +297,75 @@ BILLING_RUN_STALL_AFTER = int(os.environ.get("BILLING_RUN_STALL_AFTER", "600"))
 # 1.21); they are then sent with their parameters inlined like Django's other queries.
 BILLING_RUN_PREPARED_STATEMENTS = env_bool("BILLING_RUN_PREPARED_STATEMENTS", True)
 
+
+# --- Online top-ups (accounts/payments/; docs/deploying.md) ---------------------------------
+def env_secret(name: str) -> str:
+    """A key given inline (`NAME`, PEM text) or as a file (`NAME_FILE`, e.g. a mounted secret)."""
+    path = os.environ.get(f"{name}_FILE", "")
+    if path:
+        return Path(path).read_text()
+    return os.environ.get(name, "")
+
+
+# The amount a customer may top up at once (CNY).
+BILLING_TOP_UP_MIN = Decimal(os.environ.get("BILLING_TOP_UP_MIN", "10.00"))
+BILLING_TOP_UP_MAX = Decimal(os.environ.get("BILLING_TOP_UP_MAX", "100000.00"))
+# An unpaid order is closed at the provider after this many minutes.
+BILLING_TOP_UP_EXPIRE_MINUTES = int(os.environ.get("BILLING_TOP_UP_EXPIRE_MINUTES", "30"))
+# An order still unpaid this many minutes after its creation is asked for at the provider.
+BILLING_TOP_UP_QUERY_AFTER_MINUTES = int(os.environ.get("BILLING_TOP_UP_QUERY_AFTER_MINUTES", "3"))
+# Public https base URL of this site: the providers post their notifications to
+# <base>/payments/<provider>/notify/ and Alipay sends the customer back to the portal under it.
+BILLING_PUBLIC_BASE_URL = os.environ.get("BILLING_PUBLIC_BASE_URL", "").rstrip("/")
+# Alipay open platform, computer-website payment, RSA2 ("public key" mode). A method without
+# its keys is not offered.
+ALIPAY_APP_ID = os.environ.get("ALIPAY_APP_ID", "")
+ALIPAY_APP_PRIVATE_KEY = env_secret("ALIPAY_APP_PRIVATE_KEY")
+ALIPAY_PUBLIC_KEY = env_secret("ALIPAY_PUBLIC_KEY")
+ALIPAY_GATEWAY = os.environ.get("ALIPAY_GATEWAY", "https://openapi.alipay.com/gateway.do")
+# WeChat Pay API v3, Native payment, verified with the WeChat Pay public key (not the
+# platform-certificate download).
+WECHATPAY_MCH_ID = os.environ.get("WECHATPAY_MCH_ID", "")
+WECHATPAY_APP_ID = os.environ.get("WECHATPAY_APP_ID", "")
+WECHATPAY_PRIVATE_KEY = env_secret("WECHATPAY_PRIVATE_KEY")
+WECHATPAY_CERT_SERIAL_NO = os.environ.get("WECHATPAY_CERT_SERIAL_NO", "")
+WECHATPAY_APIV3_KEY = env_secret("WECHATPAY_APIV3_KEY").strip()
+WECHATPAY_PUBLIC_KEY = env_secret("WECHATPAY_PUBLIC_KEY")
+WECHATPAY_PUBLIC_KEY_ID = os.environ.get("WECHATPAY_PUBLIC_KEY_ID", "")
+
 # --- Notifications -------------------------------------------------------------------------
+# EMAIL_URL (e.g. `smtp://user:password@mail.example.com:587/?tls=True`, `smtps://...`,
+# `console:`) sets the backend and every SMTP setting at once (dj-email-url); without it the
+# single EMAIL_* variables apply.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# Seconds before an SMTP exchange gives up (the delivery is then retried with backoff).
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+if os.environ.get("EMAIL_URL"):
+    globals().update(
+        {
+            key: value
+            for key, value in dj_email_url.parse(os.environ["EMAIL_URL"]).items()
+            if value is not None and key != "EMAIL_FILE_PATH"
+        }
+    )
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@localhost")
+# The issuer printed on pages, PDFs and e-mails; deployment data.
+BILLING_ISSUER_NAME = os.environ.get("BILLING_ISSUER_NAME", "IM Cloud")
+BILLING_ISSUER_ADDRESS = os.environ.get("BILLING_ISSUER_ADDRESS", "")
+BILLING_ISSUER_EMAIL = os.environ.get("BILLING_ISSUER_EMAIL", "") or DEFAULT_FROM_EMAIL
+BILLING_ISSUER_PHONE = os.environ.get("BILLING_ISSUER_PHONE", "")
+# How to pay (bank account, payee), printed in every customer e-mail under "How to pay".
+BILLING_PAYMENT_INSTRUCTIONS = os.environ.get("BILLING_PAYMENT_INSTRUCTIONS", "")
+# The customer invoice page as customers reach it: links in e-mails.
+BILLING_PORTAL_URL = os.environ.get("BILLING_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
+# Attach the invoice / credit note / statement PDF to its e-mail (the link is always there).
+BILLING_EMAIL_ATTACH_PDF = env_bool("BILLING_EMAIL_ATTACH_PDF", True)
 # No URL configured means no webhook is sent.
 BILLING_WEBHOOK_URL = os.environ.get("BILLING_WEBHOOK_URL", "")
 BILLING_WEBHOOK_SECRET = os.environ.get("BILLING_WEBHOOK_SECRET", "")

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from accounts.arrears import suspension_date
-from accounts.models import Application, Customer
+from accounts.models import Customer
 from accounts.selectors import ledger_balance
 from billingsite.clock import Period
 from billingsite.money import round_money
+from plans.batch_rating import CustomerRating, customers_rate
+from plans.price_book_cache import cached_price_book
 from plans.rating.engine import (
     AddOnSegment,
     ApplicationInput,
@@ -22,24 +24,30 @@ from plans.rating.engine import (
     RatedAccount,
     rate_account,
 )
-from plans.selectors import application_inputs, price_book_for_period
+from plans.timeline import covers
 
 RECOMMENDED_MONTHS = 3
 
 
-def _customer_inputs(*, customer: Customer, period: Period) -> list[ApplicationInput]:
-    applications = list(Application.objects.filter(customer=customer).only("id", "app_key", "name"))
-    return list(application_inputs(applications=applications, period=period).values())
+def _customer_rating(
+    *, customer: Customer, period: Period, book: PriceBook | None = None
+) -> CustomerRating:
+    """`plans.batch_rating.customers_rate` for one customer; raises its RatingError."""
+    rating = customers_rate(customer_ids=[customer.pk], period=period, book=book)[customer.pk]
+    if rating.error is not None:
+        raise rating.error
+    return rating
 
 
 def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
     """Price a customer's applications for a period from the usage stored now."""
-    book = price_book_for_period(period=period)
-    return rate_account(book=book, applications=_customer_inputs(customer=customer, period=period))
+    return _customer_rating(
+        customer=customer, period=period, book=cached_price_book(period=period)
+    ).rated
 
 
 def _covers(segment, day: dt.date) -> bool:
-    return segment.first_day <= day <= segment.last_day
+    return covers(first_day=segment.first_day, last_day=segment.last_day, day=day)
 
 
 def whole_month_inputs(
@@ -157,12 +165,12 @@ def financials_from(
 
 def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinancials:
     period = Period.containing(today)
-    book = price_book_for_period(period=period)
-    inputs = _customer_inputs(customer=customer, period=period)
+    book = cached_price_book(period=period)
+    rating = _customer_rating(customer=customer, period=period, book=book)
     return financials_from(
         customer,
         balance=ledger_balance(customer=customer),
-        run_rate=rate_account(book=book, applications=inputs).total,
-        monthly_fees=whole_month_fees(book=book, inputs=inputs, today=today),
+        run_rate=rating.rated.total,
+        monthly_fees=whole_month_fees(book=book, inputs=rating.inputs, today=today),
         period=period,
     )

@@ -12,13 +12,10 @@ fee disappear, so:
   running keeps the plan whose DAU peak it may already have reached;
 - ending or reducing an add-on takes effect tomorrow at the earliest: today has been used and
   is billed; starting or increasing one may be today;
-- a date in (or before) a month that has an invoice in any state is refused (409): the run or
-  finance already rated that month from this history. Finance's dedicated contracts are the
-  exception for a month whose invoice is still a draft or held: adding the contract and
-  re-rating is how a held invoice is reviewed;
-- a date more than a year ahead is a typo, not a plan (400);
-- usage is reported by the platform for days that happened: a held invoice only becomes stale
-  (issuing it re-rates), an issued month is refused.
+- a date in a month frozen for the kind of change is refused (409): which months are frozen
+  (an invoice in any state freezes its month and the ones before for plans and add-ons, an
+  issued one for contracts, only its own month for usage) is `accounts.frozen_months`'s;
+- a date more than a year ahead is a typo, not a plan (400).
 """
 
 from __future__ import annotations
@@ -26,30 +23,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from accounts.frozen_months import Change, frozen_by
 from accounts.models import Application
 from billingsite.clock import Period, billing_date
-from invoices.models import Invoice
 
 # A change dated further ahead than this is refused: nobody schedules billing that far out,
 # and the dates near 9999-12-31 have no "1st of the next month".
 HORIZON_DAYS = 366
-
-
-class Change(StrEnum):
-    PLAN_UPGRADE = "plan_upgrade"
-    # The plan already in effect that day: cancels pending changes after it.
-    PLAN_KEEP = "plan_keep"
-    PLAN_DOWNGRADE = "plan_downgrade"
-    ADDON_START = "addon_start"  # start an add-on or increase its quantity
-    ADDON_REDUCE = "addon_reduce"  # reduce its quantity or end it
-    CONTRACT = "contract"
-    USAGE = "usage"
-
-
-ANY_INVOICE = frozenset(Invoice.Status.values)
-ISSUED_INVOICE = frozenset(Invoice.ISSUED_STATES)
 
 
 def _today(today: dt.date) -> dt.date:
@@ -66,8 +47,6 @@ def _first_of_next_month(today: dt.date) -> dt.date:
 
 @dataclass(frozen=True)
 class Rule:
-    # The invoice states that freeze a month (and every month before it) for this change.
-    freezing_states: frozenset[str]
     # The first day the change may take effect, given today; None: any day (finance's
     # contracts are dated by the signed contract, usage by the day it happened).
     earliest: Callable[[dt.date], dt.date] | None = None
@@ -75,14 +54,15 @@ class Rule:
     on_a_first: bool = False
 
 
+# When each kind of change may take effect (which months are frozen for it:
+# accounts.frozen_months.FREEZE). Usage is dated by the day it happened: it has no rule here.
 POLICY: dict[Change, Rule] = {
-    Change.PLAN_UPGRADE: Rule(ANY_INVOICE, earliest=_today),
-    Change.PLAN_KEEP: Rule(ANY_INVOICE, earliest=_today),
-    Change.PLAN_DOWNGRADE: Rule(ANY_INVOICE, earliest=_first_of_next_month, on_a_first=True),
-    Change.ADDON_START: Rule(ANY_INVOICE, earliest=_today),
-    Change.ADDON_REDUCE: Rule(ANY_INVOICE, earliest=_tomorrow),
-    Change.CONTRACT: Rule(ISSUED_INVOICE),
-    Change.USAGE: Rule(ISSUED_INVOICE),
+    Change.PLAN_UPGRADE: Rule(earliest=_today),
+    Change.PLAN_KEEP: Rule(earliest=_today),
+    Change.PLAN_DOWNGRADE: Rule(earliest=_first_of_next_month, on_a_first=True),
+    Change.ADDON_START: Rule(earliest=_today),
+    Change.ADDON_REDUCE: Rule(earliest=_tomorrow),
+    Change.CONTRACT: Rule(),
 }
 
 
@@ -130,15 +110,7 @@ def change_effective_date(
             field=field,
             details={"date": requested, "created_on": application.created_on},
         )
-    frozen = (
-        Invoice.objects.filter(
-            customer_id=application.customer_id,
-            status__in=rule.freezing_states,
-            period__gte=Period.containing(requested).start,
-        )
-        .order_by("period")
-        .first()
-    )
+    frozen = frozen_by(change=change, customer_id=application.customer_id, day=requested)
     if frozen is not None:
         has = (
             f"is already invoiced ({frozen.number})"
@@ -158,24 +130,3 @@ def change_effective_date(
     if rule.on_a_first and effective.day != 1:
         effective = Period.containing(effective).next().start
     return effective
-
-
-def frozen_usage_months(
-    *, customer_months: set[tuple[int, dt.date]]
-) -> dict[tuple[int, dt.date], str]:
-    """(customer_id, period start) -> invoice number, for the months whose usage is frozen.
-
-    Usage is per day, so only its own month's invoice freezes it (one query for a whole
-    ingest request)."""
-    if not customer_months:
-        return {}
-    rows = Invoice.objects.filter(
-        customer_id__in={c for c, _ in customer_months},
-        period__in={p for _, p in customer_months},
-        status__in=POLICY[Change.USAGE].freezing_states,
-    ).values_list("customer_id", "period", "number")
-    return {
-        (customer_id, period): number
-        for customer_id, period, number in rows
-        if (customer_id, period) in customer_months
-    }

@@ -16,8 +16,8 @@ from billingsite.money import CURRENCY, CurrencyError, ensure_cny
 from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.models import AddOn, Plan
+from plans.price_book_cache import cached_price_book_and_addons
 from plans.rating.engine import (
-    UNAVAILABLE,
     AddOnSegment,
     ApplicationInput,
     PlanSegment,
@@ -27,7 +27,6 @@ from plans.rating.engine import (
     RatingError,
     rate_application,
 )
-from plans.selectors import price_book_for_period
 
 QUOTE_APP_KEY = "quote"
 
@@ -71,17 +70,15 @@ def _plan_terms(*, book: PriceBook, plan_code: str, period: Period) -> PlanTerms
     raise QuoteError({"plan": [f"unknown plan code {plan_code!r} (known: {known})"]})
 
 
-def _addon_errors(*, book: PriceBook, plan: PlanTerms, addons: dict[str, int]) -> dict:
+def _addon_errors(
+    *, book: PriceBook, known: dict[str, AddOn], plan: PlanTerms, addons: dict[str, int]
+) -> dict:
     errors: dict[str, list[str]] = {}
-    known = {
-        addon.code: addon
-        for addon in AddOn.objects.filter(code__in=list(addons)).select_related("requires")
-    }
     for code, quantity in addons.items():
         addon = known.get(code)
         if code not in book.addons or addon is None:
             errors[code] = [f"unknown add-on code {code!r}"]
-        elif book.addon_price(code, plan.code).availability == UNAVAILABLE:
+        elif not book.is_available(code, plan.code):
             name = book.addons[code].name
             errors[code] = [f"{name} ({code}) is not available on the {plan.name} plan"]
         elif problem := addon_quantity_problem(addon=addon, quantity=quantity):
@@ -147,13 +144,13 @@ def quote_build(
         if value is not None and (isinstance(value, bool) or value < 0):
             errors[name] = ["must be a whole number of at least 0"]
 
-    book = price_book_for_period(period=period)
+    book, known_addons = cached_price_book_and_addons(period=period)
     try:
         plan = _plan_terms(book=book, plan_code=plan_code, period=period)
     except QuoteError as exc:
         errors.update(exc.errors)
         raise QuoteError(errors) from None
-    addon_errors = _addon_errors(book=book, plan=plan, addons=addons)
+    addon_errors = _addon_errors(book=book, known=known_addons, plan=plan, addons=addons)
     if addon_errors:
         errors["addons"] = addon_errors
     if errors:

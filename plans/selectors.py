@@ -1,4 +1,5 @@
-"""Reads of the price book and of applications' plan, add-on and contract history.
+"""Reads of the price book, and the rating inputs built from the applications' timeline
+(`plans.timeline`: which plan, add-ons and contracts are in effect on a day) and usage.
 
 Everything here is batched per list of applications so the month-end run reads a chunk of
 accounts in a fixed number of queries, however many applications, add-ons or days they have.
@@ -14,15 +15,7 @@ from dataclasses import dataclass
 from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
-from plans.models import (
-    AddOn,
-    AddOnChange,
-    AddOnPrice,
-    DedicatedContract,
-    Plan,
-    PlanChange,
-    PlanPrice,
-)
+from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
 from plans.rating.engine import (
     AddOnPriceTerms,
     AddOnSegment,
@@ -33,6 +26,7 @@ from plans.rating.engine import (
     PlanTerms,
     PriceBook,
 )
+from plans.timeline import addon_history, clip, contracts_overlapping, plan_history
 
 
 def price_in_force(*, price: PlanPrice | AddOnPrice | None, today: dt.date) -> bool:
@@ -87,75 +81,6 @@ def price_book_for_period(*, period: Period) -> PriceBook:
 
 
 @dataclass(frozen=True)
-class HistoryRow:
-    """A derived history row: from `first_day` to `last_day` (None: open)."""
-
-    code: str
-    name: str
-    first_day: dt.date
-    last_day: dt.date | None
-    quantity: int = 1
-
-
-def _rows_from_changes(changes: list[tuple[dt.date, str, str, int]]) -> list[HistoryRow]:
-    """(effective_date, code, name, quantity) oldest first -> rows, each ending the day before
-    the next one starts."""
-    rows: list[HistoryRow] = []
-    for index, (effective_date, code, name, quantity) in enumerate(changes):
-        following = changes[index + 1][0] if index + 1 < len(changes) else None
-        last_day = following - dt.timedelta(days=1) if following else None
-        rows.append(HistoryRow(code, name, effective_date, last_day, quantity))
-    return rows
-
-
-def plan_history(*, application_ids: Iterable[int]) -> dict[int, list[HistoryRow]]:
-    """Each application's plans, oldest first, from its live (not cancelled) plan changes."""
-    by_app: dict[int, list[tuple]] = defaultdict(list)
-    changes = (
-        PlanChange.objects.filter(
-            application_id__in=list(application_ids), cancelled_at__isnull=True
-        )
-        .order_by("application_id", "effective_date", "id")
-        .values_list("application_id", "effective_date", "plan__code", "plan__name")
-    )
-    for app_id, effective_date, code, name in changes:
-        by_app[app_id].append((effective_date, code, name, 1))
-    return {app_id: _rows_from_changes(rows) for app_id, rows in by_app.items()}
-
-
-def addon_history(*, application_ids: Iterable[int]) -> dict[int, list[HistoryRow]]:
-    """Each application's add-on rows with quantity >= 1, per add-on, oldest first."""
-    by_app_addon: dict[tuple[int, int], list[tuple]] = defaultdict(list)
-    changes = (
-        AddOnChange.objects.filter(
-            application_id__in=list(application_ids), cancelled_at__isnull=True
-        )
-        .order_by("application_id", "addon_id", "effective_date", "id")
-        .values_list(
-            "application_id", "addon_id", "effective_date", "addon__code", "addon__name", "quantity"
-        )
-    )
-    for app_id, addon_id, effective_date, code, name, quantity in changes:
-        by_app_addon[(app_id, addon_id)].append((effective_date, code, name, quantity))
-    result: dict[int, list[HistoryRow]] = defaultdict(list)
-    for (app_id, _addon_id), rows in by_app_addon.items():
-        result[app_id].extend(row for row in _rows_from_changes(rows) if row.quantity > 0)
-    return dict(result)
-
-
-def current_plan_code(*, application_id: int, on: dt.date) -> str | None:
-    for row in plan_history(application_ids=[application_id]).get(application_id, []):
-        if row.first_day <= on and (row.last_day is None or on <= row.last_day):
-            return row.code
-    return None
-
-
-def _clip(first_day: dt.date, last_day: dt.date | None, start: dt.date, end: dt.date):
-    first, last = max(first_day, start), min(last_day or end, end)
-    return (first, last) if first <= last else None
-
-
-@dataclass(frozen=True)
 class UsagePeaks:
     """Per-day usage of one application in a period, as (day, dau, delivered_messages)."""
 
@@ -201,18 +126,19 @@ def application_inputs(*, applications: list, period: Period) -> dict[int, Appli
     usage = usage_by_application(
         application_ids=app_ids, first_day=period.start, last_day=period.end
     )
-    contracts: dict[int, list[DedicatedContract]] = defaultdict(list)
-    for contract in DedicatedContract.objects.filter(
-        application_id__in=app_ids, first_day__lte=period.end
+    contracts: dict[int, list] = defaultdict(list)
+    for contract in contracts_overlapping(
+        application_ids=app_ids, first_day=period.start, last_day=period.end
     ).order_by("first_day"):
-        if contract.last_day is None or contract.last_day >= period.start:
-            contracts[contract.application_id].append(contract)
+        contracts[contract.application_id].append(contract)
     inputs: dict[int, ApplicationInput] = {}
     for app in applications:
         app_usage = usage.get(app.id, UsagePeaks([]))
         segments = []
         for row in plans.get(app.id, []):
-            clipped = _clip(row.first_day, row.last_day, period.start, period.end)
+            clipped = clip(
+                first_day=row.first_day, last_day=row.last_day, start=period.start, end=period.end
+            )
             if clipped:
                 peak, peak_day = app_usage.peak_dau(*clipped)
                 segments.append(PlanSegment(row.code, clipped[0], clipped[1], peak, peak_day))
@@ -220,13 +146,21 @@ def application_inputs(*, applications: list, period: Period) -> dict[int, Appli
             continue
         addon_segments = []
         for row in addons.get(app.id, []):
-            clipped = _clip(row.first_day, row.last_day, segments[0].first_day, period.end)
+            clipped = clip(
+                first_day=row.first_day,
+                last_day=row.last_day,
+                start=segments[0].first_day,
+                end=period.end,
+            )
             if clipped:
                 addon_segments.append(AddOnSegment(row.code, row.quantity, *clipped))
         contract_segments = []
         for contract in contracts.get(app.id, []):
-            clipped = _clip(
-                contract.first_day, contract.last_day, segments[0].first_day, period.end
+            clipped = clip(
+                first_day=contract.first_day,
+                last_day=contract.last_day,
+                start=segments[0].first_day,
+                end=period.end,
             )
             if clipped:
                 contract_segments.append(

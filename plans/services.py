@@ -27,6 +27,7 @@ from decimal import Decimal
 from django.db import transaction
 from moneyed import Money
 
+from accounts.frozen_months import Change
 from accounts.locks import lock_customer
 from accounts.models import Application
 from accounts.selectors import ledger_balance
@@ -35,10 +36,16 @@ from billingsite.clock import Period
 from billingsite.money import CURRENCY, format_amount
 from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
-from plans.change_policy import Change, change_effective_date, first_possible_day
+from plans.change_policy import change_effective_date, first_possible_day
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
-from plans.rating.engine import UNAVAILABLE, PriceBook
+from plans.rating.engine import PriceBook
 from plans.selectors import price_book_for_period
+from plans.timeline import (
+    contracts_overlapping,
+    in_effect,
+    live_addon_changes,
+    live_plan_changes,
+)
 
 UPGRADE, DOWNGRADE, UNCHANGED = "upgrade", "downgrade", "unchanged"
 # Marks the add-on rows a plan change ended, so cancelling that plan change restores them.
@@ -130,37 +137,15 @@ def _book(day: dt.date, cache: dict[Period, PriceBook]) -> PriceBook:
     return cache[period]
 
 
-def _offers(book: PriceBook, addon_code: str, plan_code: str) -> bool:
-    if plan_code not in book.plans or addon_code not in book.addons:
-        return False
-    price = book.addon_prices.get((addon_code, plan_code))
-    return price is not None and price.availability != UNAVAILABLE
-
-
-def _in_effect(rows: list, day: dt.date):
-    """The last live row effective on or before `day` (rows sorted by effective_date)."""
-    found = None
-    for row in rows:
-        if row.effective_date <= day:
-            found = row
-        else:
-            break
-    return found
-
-
 def _live_plan_changes(application: Application) -> list[PlanChange]:
-    return list(
-        PlanChange.objects.filter(application=application, cancelled_at__isnull=True)
-        .select_related("plan")
-        .order_by("effective_date", "id")
-    )
+    return list(live_plan_changes(application_ids=[application.pk]).select_related("plan"))
 
 
 def _live_addon_changes(application: Application, addon: AddOn | None = None) -> list:
-    rows = AddOnChange.objects.filter(application=application, cancelled_at__isnull=True)
-    if addon is not None:
-        rows = rows.filter(addon=addon)
-    return list(rows.select_related("addon").order_by("addon_id", "effective_date", "id"))
+    rows = live_addon_changes(
+        application_ids=[application.pk], addon_id=addon.pk if addon is not None else None
+    )
+    return list(rows.select_related("addon"))
 
 
 def _cancel(rows: list, *, now: dt.datetime) -> None:
@@ -194,8 +179,10 @@ def _end_unavailable_addons(
             {since} | plan_days | {r.effective_date for r in rows if r.effective_date >= since}
         )
         for day in days:
-            plan_change = _in_effect(plan_changes, day)
-            if plan_change is None or _offers(_book(day, books), addon.code, plan_change.plan.code):
+            plan_change = in_effect(plan_changes, day)
+            if plan_change is None or _book(day, books).is_available(
+                addon.code, plan_change.plan.code
+            ):
                 continue
             rows, changed = _stop_on(
                 application=application,
@@ -231,7 +218,7 @@ def _stop_on(
         _cancel(starting, now=now)
         rows = [r for r in rows if r not in starting]
         changed = True
-    current = _in_effect(rows, day)
+    current = in_effect(rows, day)
     if current is not None and current.quantity > 0:
         ended = AddOnChange.objects.create(
             application=application,
@@ -250,7 +237,7 @@ def _stop_on(
 def _check_base_active(app: Application, *, addon: AddOn, day: dt.date) -> None:
     """An extension starts only on a day the add-on it extends is active."""
     base = addon.requires
-    base_row = _in_effect(_live_addon_changes(app, base), day)
+    base_row = in_effect(_live_addon_changes(app, base), day)
     if base_row is None or base_row.quantity == 0:
         raise SubscriptionError(
             missing_base_message(addon=addon, base=base)
@@ -275,7 +262,7 @@ def _end_extensions_without_base(
             {since} | {r.effective_date for r in [*base_rows, *rows] if r.effective_date >= since}
         )
         for day in days:
-            base_row = _in_effect(base_rows, day)
+            base_row = in_effect(base_rows, day)
             if base_row is not None and base_row.quantity > 0:
                 continue
             rows, changed = _stop_on(
@@ -320,7 +307,7 @@ def plan_change_request(
     with transaction.atomic():
         app = _lock_application(application)
         changes = _live_plan_changes(app)
-        current = _in_effect(changes, first_possible_day(requested=requested, now=now))
+        current = in_effect(changes, first_possible_day(requested=requested, now=now))
         if current is not None and current.plan_id == plan.pk:
             kind, change_kind = UNCHANGED, Change.PLAN_KEEP
         elif current is not None and plan.rank < current.plan.rank:
@@ -347,7 +334,7 @@ def plan_change_request(
             change, created = recorded, False
         else:
             to_cancel = [c for c in changes if c.effective_date >= effective]
-            before = _in_effect([c for c in changes if c.effective_date < effective], effective)
+            before = in_effect([c for c in changes if c.effective_date < effective], effective)
             if before is not None and before.plan_id == plan.pk:
                 change, created = before, False
             else:
@@ -450,8 +437,8 @@ def addon_set(
     with transaction.atomic():
         app = _lock_application(application)
         rows = _live_addon_changes(app, addon)
-        in_effect = _in_effect(rows, first_possible_day(requested=requested, now=now))
-        reducing = in_effect is not None and quantity < in_effect.quantity
+        current = in_effect(rows, first_possible_day(requested=requested, now=now))
+        reducing = current is not None and quantity < current.quantity
         day = change_effective_date(
             change=Change.ADDON_REDUCE if reducing else Change.ADDON_START,
             application=app,
@@ -459,8 +446,10 @@ def addon_set(
             now=now,
         )
         books: dict[Period, PriceBook] = {}
-        plan_change = _in_effect(_live_plan_changes(app), day)
-        if plan_change is None or not _offers(_book(day, books), addon.code, plan_change.plan.code):
+        plan_change = in_effect(_live_plan_changes(app), day)
+        if plan_change is None or not _book(day, books).is_available(
+            addon.code, plan_change.plan.code
+        ):
             plan_name = plan_change.plan.name if plan_change else "no"
             raise SubscriptionError(
                 f"{addon.name} ({addon.code}) is not available on the {plan_name} plan, which "
@@ -480,7 +469,7 @@ def addon_set(
         ):
             return recorded
         _cancel([r for r in rows if r.effective_date >= day], now=now)
-        before = _in_effect([r for r in rows if r.effective_date < day], day)
+        before = in_effect([r for r in rows if r.effective_date < day], day)
         if before is not None and before.quantity == quantity:
             change = before
         else:
@@ -544,7 +533,7 @@ def addon_end(
         rows = _live_addon_changes(app, addon)
         earlier = [r for r in rows if r.effective_date < day]
         later = [r for r in rows if r.effective_date >= day]
-        active_before = (_in_effect(earlier, day) or AddOnChange(quantity=0)).quantity > 0
+        active_before = (in_effect(earlier, day) or AddOnChange(quantity=0)).quantity > 0
         if not active_before and not any(r.quantity > 0 for r in later):
             raise SubscriptionError(
                 f"{addon.name} ({addon.code}) is not active on application {app.app_key} on "
@@ -620,10 +609,9 @@ def contract_add(
             now=now,
             field="first_day",
         )
-        overlapping = DedicatedContract.objects.filter(application=app)
-        if last is not None:
-            overlapping = overlapping.filter(first_day__lte=last)
-        overlapping = overlapping.exclude(last_day__lt=first).first()
+        overlapping = contracts_overlapping(
+            application_ids=[app.pk], first_day=first, last_day=last
+        ).first()
         if overlapping is not None:
             span = (
                 f"{overlapping.first_day.isoformat()} to "

@@ -24,6 +24,13 @@ def _eager_celery(settings):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _email_without_pdf(settings):
+    # Rendering a PDF per e-mail costs a WeasyPrint layout (~0.5 s); the tests of the e-mails
+    # themselves (tests/accounts/test_customer_emails.py) turn the attachments back on.
+    settings.BILLING_EMAIL_ATTACH_PDF = False
+
+
 @pytest.fixture
 def price_book(db):
     """The default price book of PRICING.md, as `manage.py load_price_book` loads it."""

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from moneyed import Money
 
+from accounts.mail.contacts import primary_contact_ensure
 from accounts.models import Application, Customer, CustomerUser, DailyUsage, LedgerEntry
 from accounts.services import record_deposit
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
@@ -44,12 +45,19 @@ class StaffFactory(UserFactory):
 class CustomerFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Customer
+        skip_postgeneration_save = True
 
     external_id = factory.Sequence(lambda n: f"cust-{n:05d}")
     name = factory.Sequence(lambda n: f"Customer {n} Ltd")
     billing_email = factory.LazyAttribute(lambda c: f"billing@{c.external_id}.example.com")
     address = "1 Century Avenue, Shanghai"
     tax_id = factory.Sequence(lambda n: f"91310000{n:010d}")
+
+    @factory.post_generation
+    def billing_contact(customer, create, extracted, **kwargs):
+        # As customer_create and the data migration do: the billing e-mail is a contact.
+        if create:
+            primary_contact_ensure(customer=customer)
 
 
 class CustomerUserFactory(factory.django.DjangoModelFactory):

@@ -13,8 +13,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, Subquery
 from django.forms import Textarea
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -39,8 +38,10 @@ from accounts.admin.forms import (
     PlanChangeForm,
     UsageImportForm,
 )
+from accounts.admin.mail import BillingContactInline, EmailDeliveryInline, resend_to_contacts
 from accounts.arrears import suspension_date
 from accounts.balance_preview import balance_change_preview
+from accounts.mail.contacts import primary_contact_ensure
 from accounts.models import (
     AdjustmentRequest,
     Application,
@@ -52,7 +53,7 @@ from accounts.models import (
     UsageRevision,
     WebhookDelivery,
 )
-from accounts.selectors import ledger_balance
+from accounts.selectors import ledger_balance, with_ledger_balance
 from accounts.services import (
     adjustment_approve,
     adjustment_reject,
@@ -78,8 +79,8 @@ from invoices.models import Invoice
 from invoices.selectors import customer_financials
 from plans import services as plan_services
 from plans.models import AddOn, Plan, PlanChange
-from plans.selectors import addon_history, plan_history
 from plans.services import contract_add, plan_change_request
+from plans.timeline import addon_history, plan_changes_in_effect, plan_history
 
 
 def _today() -> dt.date:
@@ -221,7 +222,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
     list_filter = [ArrearsFilter]
     search_fields = ["name", "external_id", "billing_email", "applications__app_key"]
     list_per_page = 50
-    inlines = [ApplicationInline, LedgerEntryInline, InvoiceInline]
+    inlines = [BillingContactInline, ApplicationInline, LedgerEntryInline, InvoiceInline]
     change_form_template = "admin/accounts/customer/change_form.html"
     fieldsets = [
         (
@@ -242,6 +243,15 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         ("Account", {"fields": ["external_id", "name", "billing_email"]}),
         ("Invoice details", {"fields": ["address", "tax_id"]}),
         ("Contact", {"fields": ["contact_name", "contact_phone"]}),
+        (
+            "Communications",
+            {
+                "fields": ["preferred_language", "monthly_statement"],
+                "description": "The language of every e-mail, the first language of the PDFs "
+                "and the invoice page's default. A monthly statement is one e-mail after each "
+                "month's run with the month's invoice, deposits, credit notes and balance.",
+            },
+        ),
     ]
     financial_fields = [
         "balance_now",
@@ -257,22 +267,17 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
             kwargs["widget"] = Textarea(attrs={"rows": 3, "cols": 60})
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # A changed billing e-mail becomes a contact too (the API contract reads it).
+        primary_contact_ensure(customer=form.instance)
+
     def get_readonly_fields(self, request, obj=None):
         # The console's id is the account's key in other systems: fixed once created.
         return ["external_id", *self.financial_fields]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                ledger_total=Coalesce(
-                    Sum("ledger_entries__amount"),
-                    Value(0),
-                    output_field=DecimalField(max_digits=14, decimal_places=2),
-                )
-            )
-        )
+        return with_ledger_balance(super().get_queryset(request), name="ledger_total")
 
     # The list's run-rate columns are rated for the whole page at once (see changelist_view).
     def changelist_view(self, request, extra_context=None):
@@ -575,10 +580,8 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
 def _current_plan_subquery(today: dt.date):
 
     return Subquery(
-        PlanChange.objects.filter(
-            application=OuterRef("pk"), cancelled_at__isnull=True, effective_date__lte=today
-        )
-        .order_by("-effective_date", "-id")
+        plan_changes_in_effect(first_day=today, last_day=today)
+        .filter(application=OuterRef("pk"))
         .values("plan__name")[:1]
     )
 
@@ -1132,7 +1135,8 @@ class CustomerEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["kind"]
     list_select_related = ["customer"]
     search_fields = ["customer__name", "customer__external_id"]
-    inlines = [WebhookDeliveryInline]
+    inlines = [EmailDeliveryInline, WebhookDeliveryInline]
+    actions = [resend_to_contacts]
 
 
 @admin.register(CustomerUser)

@@ -143,8 +143,17 @@ class CustomerCreateForm(forms.ModelForm):
             "tax_id",
             "contact_name",
             "contact_phone",
+            "preferred_language",
         ]
         widgets = {"address": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Optional as in the API: English unless finance picks Chinese.
+        self.fields["preferred_language"].required = False
+
+    def clean_preferred_language(self):
+        return self.cleaned_data.get("preferred_language") or Customer.Language.ENGLISH
 
 
 class ApplicationCreateForm(forms.ModelForm):

@@ -116,6 +116,12 @@ class CustomerCreateSerializer(serializers.Serializer):
     contact_phone = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=64
     )
+    preferred_language = serializers.ChoiceField(
+        choices=Customer.Language.choices,
+        required=False,
+        default=Customer.Language.ENGLISH,
+        help_text="Language of the customer's e-mails and PDFs: `en` (default) or `zh-hans`.",
+    )
 
 
 class CustomerSerializer(serializers.Serializer):
@@ -128,6 +134,9 @@ class CustomerSerializer(serializers.Serializer):
     tax_id = serializers.CharField(source="customer.tax_id")
     contact_name = serializers.CharField(source="customer.contact_name")
     contact_phone = serializers.CharField(source="customer.contact_phone")
+    preferred_language = serializers.ChoiceField(
+        source="customer.preferred_language", choices=Customer.Language.choices
+    )
     status = serializers.SerializerMethodField()
     balance = AmountTextField(source="financials.balance", help_text="Sum of the prepaid ledger.")
     in_arrears_since = serializers.DateField(source="financials.arrears_since", allow_null=True)

@@ -42,8 +42,8 @@ from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from billingsite.refusals import Refusal
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, estimate_current_month
-from plans.selectors import addon_history, plan_history
 from plans.services import addon_end, addon_set, plan_change_request
+from plans.timeline import addon_history, plan_history, row_on, rows_on
 
 # A usage request of 10,000 rows is about 1 MB; anything far larger is refused unread.
 MAX_USAGE_BODY_BYTES = 16 * 1024 * 1024
@@ -343,14 +343,11 @@ def application_body(application: Application) -> dict:
     plans = plan_history(application_ids=[application.pk]).get(application.pk, [])
     addons = addon_history(application_ids=[application.pk]).get(application.pk, [])
 
-    def covers(row) -> bool:
-        return row.first_day <= today and (row.last_day is None or today <= row.last_day)
-
     view = {
         "application": application,
-        "current_plan": next((row for row in plans if covers(row)), None),
+        "current_plan": row_on(plans, today),
         "plan_history": plans,
-        "addons": [row for row in addons if covers(row)],
+        "addons": rows_on(addons, today),
         "addon_history": sorted(addons, key=lambda r: (r.first_day, r.code)),
         "dedicated_contracts": application.dedicated_contracts.order_by("first_day"),
     }

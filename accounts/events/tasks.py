@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from accounts.events import webhooks
 from accounts.events.webhooks import event_deliver
-from accounts.models import CustomerEvent
+from accounts.mail.sending import EmailNotFinished, deliveries_send
+from accounts.models import CustomerEvent, EmailDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +125,28 @@ def deliver_pending_events() -> int:
     for start in range(0, len(pending), 100):
         deliver_customer_events.delay(pending[start : start + 100])
     return len(pending)
+
+
+# Finance's resends: a few attempts, then the row stays pending for finance to see.
+RESEND_MAX_RETRIES = 5
+
+
+@shared_task(bind=True, name="accounts.tasks.send_email_deliveries", max_retries=RESEND_MAX_RETRIES)
+def send_email_deliveries(self, delivery_ids: list[int]) -> dict:
+    """Send e-mail delivery rows made by a resend (each row once: see accounts.mail.sending)."""
+    rows = list(
+        EmailDelivery.objects.select_related("event__customer")
+        .filter(pk__in=delivery_ids)
+        .order_by("id")
+    )
+    sent, unfinished = 0, False
+    for event_id in dict.fromkeys(row.event_id for row in rows):
+        event_rows = [row for row in rows if row.event_id == event_id]
+        try:
+            sent += deliveries_send(rows=event_rows, event=event_rows[0].event, now=timezone.now())
+        except EmailNotFinished:
+            unfinished = True
+    if unfinished and self.request.retries < RESEND_MAX_RETRIES:
+        countdown = min(webhooks.webhook_retry_countdown(self.request.retries), broker_wait_limit())
+        raise self.retry(args=(delivery_ids,), countdown=countdown)
+    return {"sent": sent, "unfinished": unfinished}

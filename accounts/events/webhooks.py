@@ -1,5 +1,5 @@
-"""Telling the customer about a CustomerEvent: an e-mail (Django's mail backend) and a signed
-webhook to the IM platform.
+"""Telling the customer about a CustomerEvent: e-mails to its billing contacts
+(`accounts.mail`) and a signed webhook to the IM platform.
 
 Webhook contract (for the receiver):
 - POST, `Content-Type: application/json`, body = the JSON document of `webhook_body`.
@@ -25,14 +25,11 @@ import logging
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import send_mail
 
+from accounts.mail.sending import event_email_send
 from accounts.models import Application, CustomerEvent, WebhookDelivery
-from accounts.selectors import ledger_balance
-from billingsite.money import format_cny
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +41,18 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 # Kinds after which the IM platform must change what the customer's applications may do.
 SERVICE_KINDS = (CustomerEvent.Kind.SUSPENDED, CustomerEvent.Kind.REACTIVATED)
+# Kinds the IM platform is told about. Receipts, low-balance alerts and statements are
+# e-mail only: nothing changes on the platform's side.
+WEBHOOK_KINDS = frozenset(
+    {
+        CustomerEvent.Kind.INVOICE_ISSUED,
+        CustomerEvent.Kind.ARREARS_STARTED,
+        CustomerEvent.Kind.SUSPENSION_WARNING,
+        CustomerEvent.Kind.SUSPENDED,
+        CustomerEvent.Kind.REACTIVATED,
+        CustomerEvent.Kind.CREDIT_NOTE_ISSUED,
+    }
+)
 
 
 def webhook_url() -> str:
@@ -160,85 +169,6 @@ def webhook_deliver(
     )
 
 
-def _amount(payload: dict, key: str) -> str:
-    return format_cny(Decimal(payload[key])) if key in payload else ""
-
-
-def event_email_compose(*, event: CustomerEvent) -> tuple[str, str]:
-    """Subject and plain-text body for the customer."""
-    customer = event.customer
-    data = event.payload
-    kind = CustomerEvent.Kind
-    if event.kind == kind.INVOICE_ISSUED:
-        subject = (
-            f"Invoice {data.get('invoice_number')} for {data.get('period')}: "
-            f"{_amount(data, 'total')}"
-        )
-        text = (
-            f"Invoice {data.get('invoice_number')} for {data.get('period')} was issued on "
-            f"{data.get('issue_date')}. {_amount(data, 'total')} was deducted from your "
-            "prepaid balance."
-        )
-    elif event.kind == kind.ARREARS_STARTED:
-        subject = "Your balance is negative: please top up"
-        text = (
-            f"Your prepaid balance is {_amount(data, 'balance')} since {data.get('arrears_since')}. "
-            f"Unless it is restored to zero or above, your applications will be suspended on "
-            f"{data.get('suspension_date')}."
-        )
-    elif event.kind == kind.SUSPENSION_WARNING:
-        subject = f"Your service will be suspended on {data.get('suspension_date')}"
-        text = (
-            f"Your prepaid balance is {_amount(data, 'balance')}. Your applications will be "
-            f"suspended on {data.get('suspension_date')} unless you top up before then."
-        )
-    elif event.kind == kind.SUSPENDED:
-        subject = "Your service is suspended"
-        text = (
-            f"Your balance has been negative since {data.get('arrears_since')}, so your "
-            f"applications were suspended on {data.get('suspended_on')}. A deposit that brings "
-            "the balance to zero or above reactivates them at once."
-        )
-    elif event.kind == kind.REACTIVATED:
-        subject = "Your service is active again"
-        text = f"Thank you: your balance is {_amount(data, 'balance')} and your applications are active."
-    elif event.kind == kind.CREDIT_NOTE_ISSUED:
-        subject = (
-            f"Credit note {data.get('credit_note_number')} on invoice "
-            f"{data.get('invoice_number')}: {_amount(data, 'total')}"
-        )
-        text = (
-            f"Credit note {data.get('credit_note_number')} credits {_amount(data, 'total')} of "
-            f"invoice {data.get('invoice_number')} back to your prepaid balance."
-        )
-    else:
-        subject, text = event.get_kind_display(), json.dumps(data)
-    balance = format_cny(ledger_balance(customer=customer))
-    body = (
-        f"Dear {customer.contact_name or customer.name},\n\n{text}\n\n"
-        f"Balance now: {balance}\n\n-- Billing ({customer.external_id})\n"
-    )
-    return subject, body
-
-
-def event_email_send(*, event: CustomerEvent, now: dt.datetime) -> bool:
-    """Send the event's e-mail once. Claims the event first, so two deliveries of the same event
-    never send it twice; a failed send releases the claim for the retry. Returns whether sent."""
-    claimed = CustomerEvent.objects.filter(pk=event.pk, email_sent_at__isnull=True).update(
-        email_sent_at=now
-    )
-    if not claimed:
-        return False
-    subject, body = event_email_compose(event=event)
-    try:
-        send_mail(subject, body, None, [event.customer.billing_email], fail_silently=False)
-    except Exception:
-        CustomerEvent.objects.filter(pk=event.pk).update(email_sent_at=None)
-        raise
-    event.email_sent_at = now
-    return True
-
-
 @dataclass(frozen=True)
 class DeliveryResult:
     email_sent: bool
@@ -258,7 +188,7 @@ def event_deliver(*, event: CustomerEvent, now: dt.datetime) -> DeliveryResult:
         retry = True
     delivery = None
     already_delivered = WebhookDelivery.objects.filter(event=event, succeeded=True).exists()
-    if webhook_configured() and not already_delivered:
+    if event.kind in WEBHOOK_KINDS and webhook_configured() and not already_delivered:
         delivery = webhook_deliver(event=event, now=now)
         if delivery is not None and not delivery.succeeded:
             retry = True

@@ -1,8 +1,8 @@
 """gunicorn configuration of the `web` process (Procfile): `gunicorn -c python:billingsite.ops.gunicorn
 billingsite.wsgi`.
 
-gunicorn rather than granian: the application is synchronous Django whose time is spent in
-PostgreSQL, so a pre-fork server with threads is all it needs; gunicorn is pure Python (no
+gunicorn rather than granian: the application is synchronous Django, so a pre-fork server is
+all it needs; gunicorn is pure Python (no
 binary wheel to trust on every platform), the most used WSGI server with Django, and its
 child_exit hook is what prometheus-client's multi-process mode needs.
 
@@ -29,10 +29,22 @@ _metrics_dir = os.environ.setdefault(
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-# Processes x threads = concurrent requests, and at most that many database connections.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
-threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = "gthread"
+# Synchronous workers, 2 x cores + 1 of them, one request each at a time (bench/README.md has
+# the measurements). A request here is CPU-bound Python (~5-15 ms) with a few short database
+# round trips, so:
+# - a sync worker takes a connection from the shared listening socket only when it is free:
+#   the kernel queues the rest and every request waits its turn in one line. Threaded workers
+#   (gthread) accept whatever arrives and keep each keep-alive connection, so one process ends
+#   up with more requests than the others and its clients wait 3 to 7 times longer at p95;
+# - threads of one process share one GIL: on 2 cores, 4 x 4 threads spent ~10 % more CPU per
+#   request switching between each other;
+# - the "+ 1" keeps a core busy while another worker waits on PostgreSQL.
+# Sync workers want a buffering proxy in front for slow clients (nginx, docs/deploying.md) and
+# end a request that runs longer than WEB_TIMEOUT: WEB_WORKER_CLASS=gthread with WEB_THREADS
+# serves without one. Processes x threads = concurrent requests = database connections.
+workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1) + 1)))
+worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
+threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "4"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5

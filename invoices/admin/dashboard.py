@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +27,7 @@ from invoices.selectors import (
     recommended_balance,
     whole_month_fees,
 )
+from plans.batch_rating import customers_rate
 from plans.models import (
     AddOn,
     AddOnChange,
@@ -37,7 +37,7 @@ from plans.models import (
     PlanChange,
     PlanPrice,
 )
-from plans.rating.engine import RatingError, rate_account
+from plans.rating.engine import RatingError
 from plans.selectors import application_inputs, price_book_for_period
 
 ZERO = Decimal("0.00")
@@ -64,22 +64,16 @@ def run_rates(*, customer_ids: Sequence[int], today: dt.date) -> dict[int, RunRa
     rates: dict[int, RunRate | RatingError] = {}
     for start in range(0, len(customer_ids), FINANCIALS_BATCH):
         ids = list(customer_ids[start : start + FINANCIALS_BATCH])
-        applications = list(
-            Application.objects.filter(customer_id__in=ids)
-            .only("id", "app_key", "name", "customer_id")
-            .order_by("app_key")
-        )
-        inputs = application_inputs(applications=applications, period=period)
-        inputs_by_customer = defaultdict(list)
-        for application in applications:
-            if application.id in inputs:
-                inputs_by_customer[application.customer_id].append(inputs[application.id])
-        for customer_id in ids:
-            customer_inputs = inputs_by_customer[customer_id]
+        for customer_id, rating in customers_rate(
+            customer_ids=ids, period=period, book=book
+        ).items():
+            if rating.error is not None:
+                rates[customer_id] = rating.error
+                continue
             try:
                 rates[customer_id] = RunRate(
-                    this_month=rate_account(book=book, applications=customer_inputs).total,
-                    whole_month=whole_month_fees(book=book, inputs=customer_inputs, today=today),
+                    this_month=rating.rated.total,
+                    whole_month=whole_month_fees(book=book, inputs=rating.inputs, today=today),
                 )
             except RatingError as exc:
                 rates[customer_id] = exc

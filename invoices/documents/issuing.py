@@ -34,6 +34,7 @@ from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.services import ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount
+from invoices.documents.invoiced_months import invoiced_month_keep
 from invoices.models import BillingRun, Invoice, InvoiceLine
 from invoices.run import statements
 from plans.rating.engine import RatedAccount
@@ -294,6 +295,13 @@ def invoice_issue_write(
         statements.insert_many(InvoiceLine, rows.lines)
         statements.update_one(Invoice, rows.invoice)
         statements.insert_many(statements.history_model(Invoice), [rows.history])
+        # The statement path writes the same upsert inside its one statement.
+        invoiced_month_keep(
+            customer_id=rows.invoice["customer_id"],
+            period=rows.invoice["period"],
+            status=rows.invoice["status"],
+            number=rows.invoice["number"],
+        )
         debited = (
             rows.debit is not None
             and statements.insert_ignoring_conflict(

@@ -6,7 +6,8 @@ the append-only ledger entry it posted. Nothing is re-rated and no current price
 the PDF of an issued invoice is the same whenever and by whomever it is downloaded.
 
 Labels are printed in English and Simplified Chinese side by side, so one file serves every
-reader; Chinese text needs a CJK font (Debian's `fonts-noto-cjk`, "Noto Sans CJK SC").
+reader; the customer's preferred language comes first (`first_language`: the order changes
+with the preference, never the content). Chinese text needs a CJK font (Debian's `fonts-noto-cjk`, "Noto Sans CJK SC").
 """
 
 from __future__ import annotations
@@ -19,20 +20,12 @@ from django.utils import translation
 
 from accounts.models import LedgerEntry
 from billingsite.clock import Period
+from billingsite.issuer import issuer
 from invoices.models import CreditNote, Invoice
 from invoices.templatetags.invoice_text import by_application
 
 # WeasyPrint logs every layout step at INFO; only its warnings are worth reading.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
-
-
-def issuer() -> dict[str, str]:
-    """Who issues the documents; deployment data, never code."""
-    return {
-        "name": getattr(settings, "BILLING_ISSUER_NAME", "IM Cloud"),
-        "address": getattr(settings, "BILLING_ISSUER_ADDRESS", ""),
-        "email": getattr(settings, "BILLING_ISSUER_EMAIL", settings.DEFAULT_FROM_EMAIL),
-    }
 
 
 def invoice_ledger_entry(*, invoice: Invoice) -> LedgerEntry | None:
@@ -62,7 +55,7 @@ def credit_note_ledger_entry(*, credit_note: CreditNote) -> LedgerEntry | None:
     )
 
 
-def _write_pdf(html: str) -> bytes:
+def write_pdf(html: str) -> bytes:
     # Imported here: WeasyPrint loads Pango/fontconfig, which nothing else needs at startup.
     from weasyprint import HTML  # noqa: PLC0415
 
@@ -77,7 +70,11 @@ def credit_note_pdf_filename(credit_note: CreditNote) -> str:
     return f"{credit_note.number}.pdf"
 
 
-def render_invoice_pdf(*, invoice: Invoice) -> bytes:
+def pdf_first_language(*, customer, language: str | None) -> str:
+    return language or customer.preferred_language or settings.LANGUAGE_CODE
+
+
+def render_invoice_pdf(*, invoice: Invoice, language: str | None = None) -> bytes:
     """The invoice as a PDF. A draft or held invoice (admin preview) is marked as not issued."""
     lines = list(invoice.lines.order_by("position"))
     with translation.override("en"):
@@ -91,12 +88,13 @@ def render_invoice_pdf(*, invoice: Invoice) -> bytes:
                 "debit": invoice_ledger_entry(invoice=invoice),
                 "issuer": issuer(),
                 "account_id": invoice.customer.external_id,
+                "first_language": pdf_first_language(customer=invoice.customer, language=language),
             },
         )
-    return _write_pdf(html)
+    return write_pdf(html)
 
 
-def render_credit_note_pdf(*, credit_note: CreditNote) -> bytes:
+def render_credit_note_pdf(*, credit_note: CreditNote, language: str | None = None) -> bytes:
     lines = list(credit_note.lines.select_related("invoice_line").order_by("id"))
     with translation.override("en"):
         html = render_to_string(
@@ -108,6 +106,9 @@ def render_credit_note_pdf(*, credit_note: CreditNote) -> bytes:
                 "credit": credit_note_ledger_entry(credit_note=credit_note),
                 "issuer": issuer(),
                 "account_id": credit_note.customer.external_id,
+                "first_language": pdf_first_language(
+                    customer=credit_note.customer, language=language
+                ),
             },
         )
-    return _write_pdf(html)
+    return write_pdf(html)

@@ -2,7 +2,7 @@
 
 Invariants kept here:
 - One invoice per customer and period (a unique constraint), rated only by `plans.rating.engine`
-  through `plans.selectors.application_inputs` / `price_book_for_period`.
+  through `plans.batch_rating.customers_rate`.
 - Every write for a customer runs in one transaction that first locks the customer row; the
   ledger services lock the same row, so a bill, a deposit and a credit note for one customer
   never interleave.
@@ -15,7 +15,6 @@ Invariants kept here:
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,10 +25,11 @@ from moneyed import Money
 
 from accounts.events.records import record_customer_event
 from accounts.locks import lock_customer
-from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
+from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.services import MAX_REASON_LENGTH, ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
+from invoices.documents.invoiced_months import invoice_kept, invoiced_month_forget
 from invoices.documents.issuing import invoice_issue_write, invoice_rows, stored_invoice_row
 from invoices.documents.limits import InvoiceTooLarge, invoice_size_problem
 from invoices.documents.numbering import CREDIT_NOTE_SERIES, INVOICE_SERIES, number_allocate
@@ -42,8 +42,8 @@ from invoices.models import (
     InvoiceLine,
 )
 from invoices.run import statements
-from plans.rating.engine import PriceBook, RatedAccount, RatingError, rate_account
-from plans.selectors import application_inputs, price_book_for_period
+from plans.batch_rating import customers_rate
+from plans.rating.engine import PriceBook, RatedAccount
 
 ZERO = Decimal("0.00")
 
@@ -109,47 +109,26 @@ class PreparedAccount:
 def accounts_rate(
     *, customer_ids: Iterable[int], period: Period, book: PriceBook | None = None
 ) -> dict[int, PreparedAccount]:
-    """Rate many customers for a period in a fixed number of queries: the price book (unless
-    given), the applications, and `application_inputs` (plans, add-ons, usage, contracts).
-    Nothing is written."""
-    customer_ids = list(customer_ids)
-    if book is None:
-        book = price_book_for_period(period=period)
-    # The applications (with their usage versions) are read before their usage: usage written
-    # after this read bumps a version, which the write then sees under lock.
-    applications = list(
-        Application.objects.filter(customer_id__in=customer_ids)
-        .only("id", "customer_id", "app_key", "name", "usage_version")
-        .order_by("id")
-    )
-    inputs = application_inputs(applications=applications, period=period)
-    by_customer: dict[int, list] = defaultdict(list)
-    app_ids: dict[int, dict[str, int]] = defaultdict(dict)
-    versions: dict[int, tuple[int, int]] = {}
-    for app in applications:
-        app_ids[app.customer_id][app.app_key] = app.id
-        count, total = versions.get(app.customer_id, (0, 0))
-        versions[app.customer_id] = (count + 1, total + app.usage_version)
-        if app.id in inputs:
-            by_customer[app.customer_id].append(inputs[app.id])
+    """Rate many customers for a period (`plans.batch_rating.customers_rate`, a fixed number
+    of queries) and check each invoice fits its columns. Nothing is written."""
     prepared: dict[int, PreparedAccount] = {}
-    for customer_id in customer_ids:
-        usage_version = versions.get(customer_id, (0, 0))
-        try:
-            rated = rate_account(book=book, applications=by_customer.get(customer_id, []))
-        except RatingError as exc:
+    for customer_id, rating in customers_rate(
+        customer_ids=customer_ids, period=period, book=book
+    ).items():
+        usage_version = rating.usage_version
+        if rating.error is not None:
             prepared[customer_id] = PreparedAccount(
-                customer_id, None, {}, error=exc, usage_version=usage_version
+                customer_id, None, {}, error=rating.error, usage_version=usage_version
             )
             continue
-        too_large = invoice_size_problem(rated=rated)
+        too_large = invoice_size_problem(rated=rating.rated)
         if too_large is not None:
             prepared[customer_id] = PreparedAccount(
                 customer_id, None, {}, error=InvoiceTooLarge(too_large), usage_version=usage_version
             )
             continue
         prepared[customer_id] = PreparedAccount(
-            customer_id, rated, app_ids.get(customer_id, {}), usage_version=usage_version
+            customer_id, rating.rated, rating.application_ids, usage_version=usage_version
         )
     return prepared
 
@@ -195,6 +174,7 @@ def _invoice_write(
     else:
         invoice = Invoice.objects.create(**fields)
     statements.insert_many(InvoiceLine, [{"invoice_id": invoice.pk, **line} for line in lines])
+    invoice_kept(invoice)
     return invoice
 
 
@@ -273,6 +253,7 @@ def _rate_and_write(
                 )
             if existing is not None:
                 existing.delete()
+                invoiced_month_forget(customer_id=customer.pk, period=existing.period)
             return None
         return _invoice_write(
             customer=customer,
@@ -419,6 +400,7 @@ def bill_account(
         elif not prepared.billable:
             if existing is not None:
                 existing.delete()
+                invoiced_month_forget(customer_id=customer.pk, period=existing.period)
             outcome = SKIPPED
         elif prepared.rated.hold_reasons:
             _invoice_write(
@@ -642,6 +624,7 @@ def credit_note_create(
             Invoice.Status.CREDITED if fully_credited else Invoice.Status.PARTIALLY_CREDITED
         )
         current.save(update_fields=["status", "updated_at"])
+        invoice_kept(current)
         ledger_record(
             customer=customer,
             kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,

@@ -19,7 +19,9 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 
 | code | account                        | used for                                          |
 |------|--------------------------------|---------------------------------------------------|
-| 1100 | Bank                           | deposits (debit) and refunds (credit)             |
+| 1100 | Bank                           | bank-transfer deposits (debit) and refunds (credit) |
+| 1121 | Alipay clearing                | Alipay top-up deposits (debit)                    |
+| 1122 | WeChat Pay clearing            | WeChat Pay top-up deposits (debit)                |
 | 2200 | Customer prepaid balance       | liability: money customers prepaid                |
 | 4010 | Revenue: DAU fees              | invoice lines of category `dau_fee`               |
 | 4020 | Revenue: Value-added services  | `value_added`                                     |
@@ -33,7 +35,11 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 Postings (each document balances: its debits equal its credits):
 - invoice: debit 2200 with the total; credit 4010-4070 with the sum of its lines per category.
 - credit note: the reverse: debit 4010-4070 per category of the credited lines; credit 2200.
-- deposit or refund: debit 1100 / credit 2200 for money in, the reverse for money out.
+- deposit: debit the clearing account of its method (`LedgerEntry.method`: bank transfer 1100,
+  Alipay 1121, WeChat Pay 1122; deposits recorded before methods existed were bank transfers) /
+  credit 2200. Deposit rows carry `payment_method` and `payment_reference` (the bank reference
+  or the provider's trade number); other rows leave them empty.
+- refund: debit 2200 / credit 1100 (money out of the bank).
 - adjustment: debit 6900 / credit 2200 when it raises the balance, the reverse when it lowers it.
 - The ledger's own `invoice_debit` and `credit_note_credit` entries are the same events as the
   invoice and credit-note documents, so they are not posted twice.
@@ -65,6 +71,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
+from accounts.selectors import with_ledger_balance
 from billingsite.clock import Period, billing_date, start_of_day
 from billingsite.money import CURRENCY
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
@@ -101,7 +108,18 @@ def export_credit_notes() -> QuerySet[CreditNote]:
 
 
 def export_ledger_entries() -> QuerySet[LedgerEntry]:
-    return LedgerEntry.objects.select_related("customer")
+    """With each deposit's method (legacy NULL deposits were bank transfers) and the top-up
+    order that produced it."""
+    return LedgerEntry.objects.select_related("customer").annotate(
+        export_payment_method=Case(
+            When(
+                kind=LedgerEntry.Kind.DEPOSIT,
+                then=Coalesce(F("method"), Value(LedgerEntry.Method.BANK_TRANSFER)),
+            ),
+            default=Value(""),
+        ),
+        export_top_up_number=Coalesce(F("top_up__number"), Value("")),
+    )
 
 
 CUSTOMER_STATUSES = [
@@ -115,19 +133,12 @@ def export_customers() -> QuerySet[Customer]:
     """Customers with their ledger balance and the time their details last changed (the
     latest history record; bulk-loaded rows without history fall back to `created_at`)."""
     history_model = Customer.history.model
-    balance = (
-        LedgerEntry.objects.filter(customer=OuterRef("pk"))
-        .values("customer")
-        .annotate(total=Sum("amount"))
-        .values("total")
-    )
     last_change = (
         history_model.objects.filter(id=OuterRef("pk"))
         .order_by("-history_date")
         .values("history_date")[:1]
     )
-    return Customer.objects.annotate(
-        balance=Coalesce(Subquery(balance, output_field=_MONEY), ZERO),
+    return with_ledger_balance(Customer.objects.all(), name="balance").annotate(
         updated_at=Coalesce(Subquery(last_change), F("created_at")),
         status=Case(
             When(suspended_at__isnull=False, then=Value("suspended")),
@@ -249,6 +260,12 @@ class Account:
 
 
 BANK = Account("1100", "Bank")
+# Where each method's money waits until it reaches the bank: a bank transfer is already there.
+CLEARING_ACCOUNTS: dict[str, Account] = {
+    LedgerEntry.Method.BANK_TRANSFER: BANK,
+    LedgerEntry.Method.ALIPAY: Account("1121", "Alipay clearing"),
+    LedgerEntry.Method.WECHAT_PAY: Account("1122", "WeChat Pay clearing"),
+}
 PREPAID_BALANCE = Account("2200", "Customer prepaid balance")
 BALANCE_ADJUSTMENTS = Account("6900", "Balance adjustments")
 REVENUE_ACCOUNTS: dict[str, Account] = {
@@ -286,6 +303,10 @@ class JournalRow:
     credit: Decimal
     description: str
     currency: str = CURRENCY
+    # Deposits only: how the money arrived (`LedgerEntry.Method`) and its bank or provider
+    # reference; empty on every other row.
+    payment_method: str = ""
+    payment_reference: str = ""
 
 
 def journal_entries(*, period: Period) -> Iterator[JournalRow]:
@@ -454,17 +475,30 @@ def _ledger_postings(period: Period) -> Iterator[JournalRow]:
         )
         .order_by("created_at", "id")
         .values_list(
-            "id", "kind", "amount", "reference", "reason", "created_at", "customer__external_id"
+            "id",
+            "kind",
+            "amount",
+            "reference",
+            "reason",
+            "created_at",
+            "customer__external_id",
+            "method",
         )
         .iterator(chunk_size=CHUNK_SIZE)
     )
-    for entry_id, kind, amount, reference, reason, created_at, external_id in rows:
+    for entry_id, kind, amount, reference, reason, created_at, external_id, method in rows:
         document_type = LEDGER_DOCUMENT_KINDS[kind]
-        if kind == LedgerEntry.Kind.ADJUSTMENT:
+        payment = {}
+        if kind == LedgerEntry.Kind.DEPOSIT:
+            # Deposits recorded before methods existed were bank transfers.
+            method = method or LedgerEntry.Method.BANK_TRANSFER
+            debit_account, credit_account = CLEARING_ACCOUNTS[method], PREPAID_BALANCE
+            payment = {"payment_method": method, "payment_reference": reference}
+        elif kind == LedgerEntry.Kind.ADJUSTMENT:
             # A positive adjustment raises what we owe the customer: an expense to us.
             debit_account, credit_account = BALANCE_ADJUSTMENTS, PREPAID_BALANCE
         else:
-            # Money in (deposit, positive) or out (refund, negative) of the bank.
+            # A refund: money out (negative) of the bank.
             debit_account, credit_account = BANK, PREPAID_BALANCE
         label = LedgerEntry.Kind(kind).label
         details = reference or reason
@@ -478,6 +512,7 @@ def _ledger_postings(period: Period) -> Iterator[JournalRow]:
             billing_period="",
             customer_external_id=external_id,
             description=f"{label}: {details}" if details else str(label),
+            **payment,
         )
 
 

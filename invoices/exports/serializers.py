@@ -337,6 +337,16 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
     amount = AmountField(
         help_text="Signed: deposits and credits are positive, debits and refunds negative."
     )
+    payment_method = serializers.CharField(
+        source="export_payment_method",
+        read_only=True,
+        help_text="Deposits: bank_transfer, alipay or wechat_pay; empty for other kinds.",
+    )
+    top_up_number = serializers.CharField(
+        source="export_top_up_number",
+        read_only=True,
+        help_text="The online top-up order that produced a deposit; empty otherwise.",
+    )
 
     class Meta:
         model = LedgerEntry
@@ -352,6 +362,8 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
             "amount",
             "reference",
             "reason",
+            "payment_method",
+            "top_up_number",
         ]
         read_only_fields = fields
 
@@ -442,6 +454,13 @@ class JournalRowSerializer(serializers.Serializer):
     credit = AmountField()
     currency = CurrencyField()
     description = serializers.CharField()
+    payment_method = serializers.CharField(
+        help_text="Deposits: bank_transfer, alipay or wechat_pay (the clearing account posted "
+        "to); empty on other rows."
+    )
+    payment_reference = serializers.CharField(
+        help_text="Deposits: the bank reference or the provider's trade number; empty otherwise."
+    )
 
 
 class JournalSerializer(serializers.Serializer):

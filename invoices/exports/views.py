@@ -415,6 +415,8 @@ LEDGER_EXAMPLE = {
     "amount": "30000.00",
     "reference": "ICBC 2026101500042",
     "reason": "",
+    "payment_method": "bank_transfer",
+    "top_up_number": "",
 }
 LEDGER_CSV_EXAMPLE = csv_example(LEDGER_EXAMPLE, LEDGER_ENTRY_COLUMNS)
 
@@ -705,6 +707,8 @@ JOURNAL_EXAMPLE = {
             "credit": "0.00",
             "currency": "CNY",
             "description": "Invoice INV-2026-000041 for 2026-10",
+            "payment_method": "",
+            "payment_reference": "",
         },
         {
             "date": "2026-11-02",
@@ -718,6 +722,8 @@ JOURNAL_EXAMPLE = {
             "credit": "6000.00",
             "currency": "CNY",
             "description": "Invoice INV-2026-000041 for 2026-10",
+            "payment_method": "",
+            "payment_reference": "",
         },
         {
             "date": "2026-11-02",
@@ -731,6 +737,8 @@ JOURNAL_EXAMPLE = {
             "credit": "3600.00",
             "currency": "CNY",
             "description": "Invoice INV-2026-000041 for 2026-10",
+            "payment_method": "",
+            "payment_reference": "",
         },
     ],
 }

@@ -14,22 +14,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
-from django.core.exceptions import ObjectDoesNotExist
 from django.core.paginator import Paginator
-from django.db.models import DecimalField, F, Max, Sum, Window
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
-from accounts.models import Customer, DailyUsage, LedgerEntry
-from accounts.selectors import ledger_balance
+from accounts.models import Customer, DailyUsage
+from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
@@ -41,6 +41,7 @@ from invoices.documents.pdf import (
     render_invoice_pdf,
 )
 from invoices.models import CreditNote, Invoice
+from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, estimate_current_month
 from plans.rating.engine import RatingError
 
@@ -55,10 +56,17 @@ def portal_customer_of(user) -> Customer | None:
     """The customer a login belongs to (None: anonymous, or a login without a customer)."""
     if not user.is_authenticated:
         return None
-    try:
-        return user.customer_link.customer
-    except ObjectDoesNotExist:
-        return None
+    # One query for the link and its customer (user.customer_link.customer would be two).
+    return Customer.objects.filter(users__user_id=user.pk).first()
+
+
+def _default_language(request: HttpRequest, customer: Customer) -> None:
+    """The page speaks the customer's preferred language until this browser picks one with the
+    header's switch (Django's language cookie)."""
+    if settings.LANGUAGE_COOKIE_NAME in request.COOKIES:
+        return
+    translation.activate(customer.preferred_language)
+    request.LANGUAGE_CODE = translation.get_language()
 
 
 def customer_view(view):
@@ -73,6 +81,7 @@ def customer_view(view):
         if customer is None:
             return render(request, "portal/no_customer.html", {"issuer": issuer()}, status=403)
         request.portal_customer = customer
+        _default_language(request, customer)
         return view(request, customer, *args, **kwargs)
 
     return wrapper
@@ -162,11 +171,6 @@ def visible_credit_notes(*, customer: Customer):
     return CreditNote.objects.filter(customer=customer, invoice__customer=customer)
 
 
-def balance_after(entry: LedgerEntry) -> Decimal:
-    """The balance right after this ledger entry (`accounts.selectors.ledger_balance`)."""
-    return ledger_balance(customer=entry.customer_id, through=entry)
-
-
 @customer_view
 @require_GET
 def invoice_list(request, customer):
@@ -208,7 +212,7 @@ def invoice_detail(request, customer, number: str):
             "lines": list(invoice.lines.order_by("position")),
             "period_end": Period.containing(invoice.period).end,
             "debit": debit,
-            "balance_after_debit": balance_after(debit) if debit else None,
+            "balance_after_debit": ledger_balance_in_statement(entry=debit) if debit else None,
             "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
         },
         nav="invoices",
@@ -237,7 +241,7 @@ def credit_note_detail(request, customer, number: str):
             "note": note,
             "lines": list(note.lines.select_related("invoice_line").order_by("id")),
             "credit": credit,
-            "balance_after_credit": balance_after(credit) if credit else None,
+            "balance_after_credit": ledger_balance_in_statement(entry=credit) if credit else None,
         },
         nav="invoices",
     )
@@ -269,19 +273,7 @@ def balance(request, customer):
         estimate_error = False
     except RatingError:
         financials, estimate_error = None, True
-    entries = (
-        LedgerEntry.objects.filter(customer=customer)
-        .annotate(
-            # The running balance in the order the entries were written, as
-            # `ledger_balance(through=...)` counts it.
-            balance_after=Window(
-                Sum("amount"),
-                order_by=[F("id").asc()],
-                output_field=DecimalField(max_digits=16, decimal_places=2),
-            )
-        )
-        .order_by("-created_at", "-id")
-    )
+    entries = ledger_statement(customer=customer)
     page = _page(request, entries, LEDGER_PAGE_SIZE)
     references = {entry.reference for entry in page if entry.reference}
     invoice_numbers = set(
@@ -310,6 +302,7 @@ def balance(request, customer):
             "entries": page,
             "invoice_numbers": invoice_numbers,
             "note_numbers": note_numbers,
+            **top_up_context(customer=customer),
         },
         nav="balance",
     )

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from accounts.arrears import arrears_follow
@@ -39,51 +39,35 @@ from invoices.documents.services import (
     bill_account_rerating,
 )
 from invoices.models import BillingRun, BillingRunChunk, BillingRunError, Invoice
-from plans.models import DedicatedContract, Plan, PlanChange
+from plans.models import DedicatedContract, Plan
 from plans.selectors import price_book_for_period
+from plans.timeline import contracts_in_effect, plan_changes_in_effect
 
 logger = logging.getLogger(__name__)
 
 
 def _paid_plan_codes(*, period: Period) -> list[str]:
     book = price_book_for_period(period=period)
-    return [
-        code
-        for code, plan in book.plans.items()
-        if plan.dau_base_fee > 0 or plan.dau_block_price > 0
-    ]
+    return [code for code, plan in book.plans.items() if plan.is_paid]
 
 
 def billing_run_candidates(*, period: Period) -> QuerySet[Customer]:
     """Accounts a run for `period` would bill, ordered by id.
 
     Those with an application on a paid plan on some day of the period, with a dedicated
-    contract overlapping it, or with a day above the (lowest) plan message limit (a held invoice
-    for finance), and without an issued invoice for the period yet. Decided in SQL so the count
+    contract overlapping it (both in SQL from `plans.timeline`, the one timeline rule), or with
+    a day above the (lowest) plan message limit (a held invoice for finance), and without an
+    issued invoice for the period yet. Decided in SQL so the count
     is cheap; the per-account step re-checks and skips an account that turns out to owe nothing.
     """
-    # A plan change covers the period when it starts before the period ends and no later change
-    # replaces it on or before the period's first day.
-    replaced_before_period = PlanChange.objects.filter(
-        application_id=OuterRef("application_id"),
-        cancelled_at__isnull=True,
-        effective_date__gt=OuterRef("effective_date"),
-        effective_date__lte=period.start,
-    )
     paid_plan_apps = (
-        PlanChange.objects.filter(
-            cancelled_at__isnull=True,
-            effective_date__lte=period.end,
-            plan__code__in=_paid_plan_codes(period=period),
-        )
-        .exclude(Exists(replaced_before_period))
+        plan_changes_in_effect(first_day=period.start, last_day=period.end)
+        .filter(plan__code__in=_paid_plan_codes(period=period))
         .values("application_id")
     )
-    contract_apps = (
-        DedicatedContract.objects.filter(first_day__lte=period.end)
-        .filter(Q(last_day__isnull=True) | Q(last_day__gte=period.start))
-        .values("application_id")
-    )
+    contract_apps = DedicatedContract.objects.filter(
+        contracts_in_effect(first_day=period.start, last_day=period.end)
+    ).values("application_id")
     lowest_limit = min(Plan.objects.values_list("daily_message_limit", flat=True), default=None)
     application_filter = Q(id__in=paid_plan_apps) | Q(id__in=contract_apps)
     if lowest_limit is not None:

@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from accounts.locks import customer_lock_sql
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
+from invoices.documents.invoiced_months import invoiced_month_upsert_sql
 from invoices.documents.numbering import format_number, number_bump_sql
 from invoices.models import Invoice, InvoiceLine
 
@@ -297,6 +298,15 @@ def _issue_sql(
         f"new_lines AS ({_insert_from_json_sql(InvoiceLine, line_names, '%(lines)s')})",
         f"new_event AS ({_insert_from_json_sql(CustomerEvent, event_names, '%(event)s')} "
         "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id)",
+        # The invoiced month the frozen-month policy reads (invoices.documents.invoiced_months).
+        "invoiced_month AS ("
+        + invoiced_month_upsert_sql(
+            customer_id="%(customer_id)s",
+            period="%(period)s",
+            status="%(status)s",
+            number="%(number)s",
+        )
+        + ")",
     ]
     debited = "false"
     if debit_names is not None:
@@ -311,7 +321,7 @@ def _issue_sql(
 def issue_insert(rows) -> tuple[bool, int | None]:
     """PostgreSQL: write every row of an issued invoice (`invoices.documents.issuing.IssueRows`; its id
     and number taken by `lock_customer_for_issue`) in one prepared statement: the invoice, its
-    history row, its lines, its event (ON CONFLICT DO NOTHING on the dedupe key) and its debit
+    history row, its lines, its invoiced month (`invoiced_month_keep`'s upsert), its event (ON CONFLICT DO NOTHING on the dedupe key) and its debit
     (ON CONFLICT DO NOTHING on the idempotency key). Returns (debited, event id or None).
 
     The sub-statements do not depend on one another's rows (ids are known), and foreign keys
@@ -325,6 +335,10 @@ def issue_insert(rows) -> tuple[bool, int | None]:
         None if rows.debit is None else tuple(rows.debit),
     )
     params = {
+        "customer_id": rows.invoice["customer_id"],
+        "period": rows.invoice["period"],
+        "status": rows.invoice["status"],
+        "number": rows.invoice["number"],
         "invoice": _as_json(Invoice, [rows.invoice]),
         "history": _as_json(history_model(Invoice), [rows.history]),
         "lines": _as_json(InvoiceLine, rows.lines),

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.arrears import arrears_enforce
 from billingsite.clock import Period, billing_date
+from invoices.mail.account_statement import monthly_statements_record
 from invoices.run.runs import billing_run_chunk_process, billing_run_for_period
 
 
@@ -60,3 +61,11 @@ def enforce_arrears(now: str | None = None) -> dict:
     """Beat, daily: suspension warnings and suspensions for arrears."""
 
     return arrears_enforce(now=_moment(now))
+
+
+@shared_task(name="invoices.tasks.send_monthly_statements")
+def send_monthly_statements(now: str | None = None) -> int | None:
+    """Beat, every hour of the 2nd: the previous month's statements, once its run finished."""
+    moment = _moment(now)
+    period = Period.containing(billing_date(moment)).previous()
+    return monthly_statements_record(period=period, now=moment)

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django import template
 from django.utils import translation
+from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy
 
 from billingsite.money import as_decimal
@@ -161,3 +162,13 @@ def by_application(lines) -> list[ApplicationGroup]:
         if not group.plans and group.lines:
             group.plans.append(line_plan_names(group.lines[0]))
     return list(groups.values())
+
+
+@register.simple_tag(takes_context=True)
+def bi(context, english: str, chinese: str) -> str:
+    """A bilingual PDF label: the reader's language first (`first_language` in the context,
+    the customer's preferred language), the other one after it in the secondary style."""
+    first, second = (
+        (chinese, english) if context.get("first_language") == "zh-hans" else (english, chinese)
+    )
+    return format_html('{} <span class="zh">{}</span>', first, second)

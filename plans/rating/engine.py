@@ -35,6 +35,12 @@ class PlanTerms:
     rank: int = 0
     name_zh: str = ""
 
+    @property
+    def is_paid(self) -> bool:
+        """A paid plan: it has a base fee or priced DAU blocks. An account whose applications
+        are only on unpaid plans (and have no contract or high volume) is not invoiced."""
+        return self.dau_base_fee > 0 or self.dau_block_price > 0
+
 
 @dataclass(frozen=True)
 class AddOnTerms:
@@ -81,7 +87,13 @@ class PriceBook:
         return self.addon_prices.get((addon_code, plan_code), AddOnPriceTerms(UNAVAILABLE, ZERO))
 
     def is_available(self, addon_code: str, plan_code: str) -> bool:
-        return self.addon_price(addon_code, plan_code).availability != UNAVAILABLE
+        """The one rule of "this plan offers this add-on": both are in this price book and the
+        add-on's price on the plan is not `unavailable` (a pair without a price row is not
+        offered). Unknown codes are simply not offered; pricing them raises elsewhere."""
+        if addon_code not in self.addons or plan_code not in self.plans:
+            return False
+        price = self.addon_prices.get((addon_code, plan_code))
+        return price is not None and price.availability != UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -341,7 +353,7 @@ def _addon_line(
 ) -> PricedLine:
     addon = book.addon(addon_segment.addon_code)
     price = book.addon_price(addon.code, plan.code)
-    if price.availability == UNAVAILABLE:
+    if not book.is_available(addon.code, plan.code):
         raise RatingError(f"add-on {addon.code!r} is not available on the {plan.name} plan")
     if addon_segment.quantity < 1:
         raise RatingError(f"add-on {addon.code!r} needs a quantity of at least 1")
@@ -476,7 +488,7 @@ def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplicat
         and app.peak_daily_messages is not None
         and app.peak_daily_messages > limit
     )
-    has_paid_plan = any(plan.dau_base_fee > 0 or plan.dau_block_price > 0 for plan in plans)
+    has_paid_plan = any(plan.is_paid for plan in plans)
     hold_reason = None
     contracts = sorted(app.contracts, key=lambda c: c.first_day) if plans else []
     for contract in contracts:

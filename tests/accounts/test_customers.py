@@ -12,7 +12,7 @@ from accounts.services import (
     customer_create,
 )
 from plans.models import PlanChange
-from plans.selectors import plan_history
+from plans.timeline import plan_history
 from tests.factories import CustomerFactory
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))

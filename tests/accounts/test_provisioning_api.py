@@ -572,7 +572,8 @@ def test_a_deposit_committed_while_the_broker_is_down_answers_201_and_the_sweep_
 
     assert response.status_code == 201, response.content
     assert response.json()["balance_after"] == "500.00"
-    assert len(handed_off) == 1  # the reactivation event's hand-off ran, and failed
+    # The hand-offs of the reactivation and of the receipt ran, and failed.
+    assert len(handed_off) == 2
     assert LedgerEntry.objects.filter(customer=customer, kind="deposit").count() == 1
     assert Application.objects.get(pk=app.pk).status == Application.Status.ACTIVE
     reactivated = CustomerEvent.objects.get(customer=customer, kind="reactivated")
@@ -585,7 +586,12 @@ def test_a_deposit_committed_while_the_broker_is_down_answers_201_and_the_sweep_
         deliver_pending_events.delay()
     reactivated.refresh_from_db()
     assert reactivated.email_sent_at is not None
-    assert "Your service is active again" in [message.subject for message in mail.outbox]
+    # The sweep also sends the arrears e-mail of the adjustment above (its callbacks never ran).
+    assert sorted(message.subject for message in mail.outbox) == [
+        "Payment received: ¥1,000.00",
+        "Your balance is negative: please top up",
+        "Your service is active again",
+    ]
 
 
 def test_deposit_for_an_unknown_customer_is_404(finance):
@@ -747,3 +753,48 @@ def test_openapi_schema_documents_the_endpoints_with_examples():
     }
     deposit_op = paths["/api/v1/customers/{external_id}/deposits/"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in deposit_op["parameters"])
+
+
+def test_create_customer_with_a_preferred_language(console):
+    response = console.post(
+        "/api/v1/customers/",
+        {
+            "external_id": "console-88",
+            "name": "Mu Dan Ltd",
+            "billing_email": "ap@mudan.example.com",
+            "preferred_language": "zh-hans",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["preferred_language"] == "zh-hans"
+    assert response.json()["billing_email"] == "ap@mudan.example.com"
+    customer = Customer.objects.get(external_id="console-88")
+    assert list(customer.billing_contacts.values_list("email", flat=True)) == [
+        "ap@mudan.example.com"
+    ]
+    # Without it: English, as before.
+    response = console.post(
+        "/api/v1/customers/",
+        {"external_id": "console-89", "name": "Lan Ltd", "billing_email": "ap@lan.example.com"},
+        format="json",
+    )
+    assert response.json()["preferred_language"] == "en"
+
+
+def test_create_customer_refuses_an_unknown_language(console):
+    body = refused(
+        lambda: console.post(
+            "/api/v1/customers/",
+            {
+                "external_id": "console-90",
+                "name": "X",
+                "billing_email": "x@x.example.com",
+                "preferred_language": "fr",
+            },
+            format="json",
+        ),
+        400,
+    )
+    assert body["field"] == "preferred_language"
+    assert not Customer.objects.filter(external_id="console-90").exists()

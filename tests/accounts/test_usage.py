@@ -20,6 +20,7 @@ from accounts.usage import (
     usage_ingest,
 )
 from billingsite.clock import Period
+from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import Invoice
 from invoices.selectors import rate_customer_period
 from plans.price_book import load_price_book
@@ -47,7 +48,7 @@ def stored(app) -> list[tuple[str, int, int]]:
 
 def issue_invoice(customer, period: dt.date, status=Invoice.Status.ISSUED) -> Invoice:
     issued = status in Invoice.ISSUED_STATES
-    return Invoice.objects.create(
+    invoice = Invoice.objects.create(
         customer=customer,
         period=period,
         status=status,
@@ -57,6 +58,8 @@ def issue_invoice(customer, period: dt.date, status=Invoice.Status.ISSUED) -> In
         issued_at=NOW if issued else None,
         issue_date=NOW.date() if issued else None,
     )
+    invoice_kept(invoice)
+    return invoice
 
 
 @pytest.fixture

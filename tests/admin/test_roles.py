@@ -86,10 +86,11 @@ def edit_customer(client, month):
             "tax_id": customer.tax_id,
             "contact_name": "",
             "contact_phone": "",
-            # The read-only inlines still send their management forms.
+            "preferred_language": "en",
+            # The read-only inlines (and the contacts inline) still send their management forms.
             **{
                 f"{prefix}-{key}": value
-                for prefix in ("applications", "ledger_entries", "invoices")
+                for prefix in ("billing_contacts", "applications", "ledger_entries", "invoices")
                 for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
             },
         },

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Customer, LedgerEntry
 from billingsite.clock import BILLING_TZ, Period
+from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from tests.factories import CustomerFactory
 
@@ -120,6 +121,7 @@ def issued_invoice(
     # Stamp updated_at (auto_now) with the issue time so outputs are reproducible.
     Invoice.objects.filter(pk=invoice.pk).update(status=status, updated_at=issued_at)
     invoice.refresh_from_db()
+    invoice_kept(invoice)
     return invoice
 
 
@@ -177,8 +179,10 @@ def ledger_entry(
     created_at: dt.datetime,
     reference: str = "",
     reason: str = "",
+    method: str | None = None,
 ) -> LedgerEntry:
     return LedgerEntry.objects.create(
+        method=method,
         customer=customer,
         kind=kind,
         amount=cny(amount),

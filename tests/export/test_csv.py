@@ -30,7 +30,7 @@ CREDIT_NOTE_COLUMNS = (
 ).split(",")
 LEDGER_COLUMNS = (
     "id,document_number,customer_id,customer_external_id,kind,date,created_at,currency,amount,"
-    "reference,reason"
+    "reference,reason,payment_method,top_up_number"
 ).split(",")
 CUSTOMER_COLUMNS = (
     "id,external_id,name,billing_email,address,tax_id,contact_name,contact_phone,status,"
@@ -38,7 +38,7 @@ CUSTOMER_COLUMNS = (
 ).split(",")
 JOURNAL_COLUMNS = (
     "date,document_type,document_number,billing_period,customer_external_id,account_code,"
-    "account,debit,credit,currency,description"
+    "account,debit,credit,currency,description,payment_method,payment_reference"
 ).split(",")
 REVENUE_COLUMNS = "dimension,key,label,billed,credited,net,currency".split(",")
 

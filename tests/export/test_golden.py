@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from accounts.models import Customer, LedgerEntry
+from accounts.models import Customer, LedgerEntry, TopUp
 from billingsite.clock import BILLING_TZ
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from tests.export.conftest import body
-from tests.export.factories import Line, credit_note, issued_invoice, ledger_entry
+from tests.export.factories import Line, cny, credit_note, issued_invoice, ledger_entry
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -183,6 +183,30 @@ def golden_month(db):
         amount="-25.50",
         created_at=shanghai(2026, 11, 26, 9),
         reason="Bank transfer fee",
+    )
+    # A customer tops up by Alipay in November: its deposit posts to the Alipay clearing account
+    # and carries the method, the trade number and the top-up order.
+    nimbus = customer("nimbus", "Nimbus Cloud Ltd", shanghai(2026, 11, 3, 8))
+    alipay = ledger_entry(
+        customer=nimbus,
+        kind="deposit",
+        amount="5000.00",
+        created_at=shanghai(2026, 11, 27, 15, 30),
+        reference="2026112722001400001000000042",
+        method="alipay",
+    )
+    TopUp.objects.create(
+        number="TU20261127152801A1B2C3D4E5",
+        customer=nimbus,
+        amount=cny("5000.00"),
+        method="alipay",
+        status="paid",
+        provider_trade_no="2026112722001400001000000042",
+        paid_amount="5000.00",
+        created_at=shanghai(2026, 11, 27, 15, 28),
+        expires_at=shanghai(2026, 11, 27, 15, 58),
+        settled_at=shanghai(2026, 11, 27, 15, 30),
+        deposit=alipay,
     )
     assert harbour_october.total.amount == 68000
 

@@ -1,9 +1,14 @@
+import os
+import uuid
+
 import pytest
 from django.core.cache import cache
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from billingsite.celery import app
+from billingsite.ops import beat
 from billingsite.ops.beat import HEARTBEAT_KEY, LOCK_KEY, STANDBY_SECONDS, LockedDatabaseScheduler
+from billingsite.ops.config import parse_cache_url
 
 
 @pytest.fixture
@@ -49,3 +54,97 @@ def test_an_expired_lease_of_a_dead_beat_is_taken_over(scheduled):
     cache.delete(LOCK_KEY)  # what the lease's expiry does LEASE_SECONDS after the last tick
     assert standby.tick() == 5.0
     assert scheduled == [dead, standby]
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """The production cache: Redis (the broker's server, a prefix of this test's own)."""
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if not broker.startswith("redis://"):
+        pytest.skip("needs Redis: CELERY_BROKER_URL=redis://... (.ci/run sets it)")
+    settings.CACHES = {
+        "default": parse_cache_url(f"{broker}?key_prefix=beat-test-{uuid.uuid4().hex[:8]}")
+    }
+    redis_client, key = beat._redis()
+    yield redis_client, key
+    redis_client.delete(key)
+
+
+def test_on_redis_a_second_beat_waits_and_takes_over_an_expired_lease(redis_cache):
+    client, key = redis_cache
+    assert beat.beat_lease_take(owner="first")
+    assert not beat.beat_lease_take(owner="second")
+    assert client.get(key) == b"first"
+    client.expire(key, 5)
+    assert beat.beat_lease_take(owner="first")  # renewing restores the whole lease
+    assert client.ttl(key) > 5
+    assert beat.beat_lease_holder() == "first"
+
+    client.delete(key)  # what expiry does when the first beat stops ticking
+    assert beat.beat_lease_take(owner="second")
+    assert client.get(key) == b"second"
+
+
+def test_on_redis_a_beat_that_lost_its_lease_can_neither_renew_nor_release_the_new_one(
+    redis_cache,
+):
+    client, key = redis_cache
+    assert beat.beat_lease_take(owner="paused")
+    client.delete(key)  # the paused beat's lease expired while it slept
+    assert beat.beat_lease_take(owner="standby")
+    ttl = client.ttl(key)
+
+    # The paused beat wakes: read-then-write would have overwritten the standby's lease.
+    assert not beat.beat_lease_take(owner="paused")
+    beat.beat_lease_release(owner="paused")
+    assert client.get(key) == b"standby"
+    assert client.ttl(key) <= ttl
+
+    beat.beat_lease_release(owner="standby")
+    assert client.get(key) is None
+
+
+# django-celery-beat closes the connection on start: no wrapping test transaction.
+@pytest.mark.django_db(transaction=True)
+def test_on_redis_two_schedulers_one_schedules(redis_cache, scheduled):
+    first = LockedDatabaseScheduler(app=app)
+    second = LockedDatabaseScheduler(app=app)
+    assert [first.tick(), second.tick(), first.tick()] == [5.0, STANDBY_SECONDS, 5.0]
+    assert scheduled == [first, first]
+    assert beat.beat_last_seen() is not None
+    first.close()
+    assert second.tick() == 5.0
+    assert scheduled == [first, first, second]
+
+
+def test_on_redis_a_takeover_in_the_middle_of_a_renewal_wins(redis_cache, monkeypatch):
+    """The race that read-then-write loses: the holder's lease expires and a standby takes it
+    right after the holder read its own token back (or right before an atomic script runs,
+    the latest moment a script can be raced). The holder must not overwrite nor delete the
+    standby's lease."""
+    client, key = redis_cache
+    assert beat.beat_lease_take(owner="slow")
+
+    def takeover():
+        client.set(key, "standby", ex=beat.LEASE_SECONDS)
+
+    class RacedClient:
+        def __getattr__(self, name):
+            command = getattr(client, name)
+
+            def call(*args, **kwargs):
+                if name in {"eval", "evalsha"}:
+                    takeover()
+                result = command(*args, **kwargs)
+                if name == "get":
+                    takeover()
+                return result
+
+            return call
+
+    monkeypatch.setattr(beat, "_redis", lambda: (RacedClient(), key))
+    assert not beat.beat_lease_take(owner="slow")
+    assert client.get(key) == b"standby"
+    client.set(key, "slow", ex=beat.LEASE_SECONDS)
+    beat.beat_lease_release(owner="slow")
+    assert client.get(key) == b"standby"

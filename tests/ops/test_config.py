@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from billingsite.ops.config import logging_config, parse_cache_url
@@ -30,3 +35,26 @@ def test_log_format_is_json_or_text():
     }
     with pytest.raises(ValueError):
         logging_config(log_format="xml", level="INFO")
+
+
+def test_email_url_sets_every_smtp_setting():
+    env = {
+        **os.environ,
+        "EMAIL_URL": "smtp://mailer:s3cret@mail.example.com:587/?tls=True",
+        "DJANGO_SETTINGS_MODULE": "billingsite.settings",
+    }
+    code = (
+        "import json; from django.conf import settings as s; print(json.dumps([s.EMAIL_BACKEND,"
+        " s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_HOST_PASSWORD, s.EMAIL_USE_TLS]))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(output.strip().splitlines()[-1]) == [
+        "django.core.mail.backends.smtp.EmailBackend",
+        "mail.example.com",
+        587,
+        "mailer",
+        "s3cret",
+        True,
+    ]

@@ -148,7 +148,10 @@ class Stack:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # honcho stops the three processes it runs (each its own way: celery's main process
+            # stops its pool); a SIGTERM to the whole group would reach the pool processes
+            # directly, and billiard reports their deaths in plain text, not JSON.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -277,7 +280,7 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
             json=[
                 {
                     "app_key": tokens["app_key"],
-                    "date": yesterday_shanghai(),
+                    "date": today_shanghai(),
                     "dau": 1234,
                     "delivered_messages": 56789,
                 }
@@ -291,7 +294,7 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
             json=[
                 {
                     "app_key": "no-such-app",
-                    "date": yesterday_shanghai(),
+                    "date": today_shanghai(),
                     "dau": 1,
                     "delivered_messages": 1,
                 }
@@ -365,10 +368,11 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
     print(f"prepared in {prepared:.1f} s, whole test {time.monotonic() - started:.1f} s")
 
 
-def yesterday_shanghai() -> str:
-
+def today_shanghai() -> str:
+    # Today, not yesterday: the demo data fills last month, and on the 1st (Shanghai)
+    # yesterday is last month's last day, already stored ("updated", not "created").
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
-    return (now.date() - dt.timedelta(days=1)).isoformat()
+    return now.date().isoformat()
 
 
 def last_month_shanghai() -> str:

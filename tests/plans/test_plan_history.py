@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from billingsite.clock import Period
 from invoices.selectors import rate_customer_period
 from plans.models import AddOnChange, PlanChange
-from plans.selectors import addon_history, plan_history, price_book_for_period
+from plans.selectors import price_book_for_period
 from plans.services import SubscriptionError, addon_end, addon_set, plan_change_request
+from plans.timeline import addon_history, plan_history
 from tests.factories import ApplicationFactory, deposit
 
 NOW = dt.datetime(2026, 10, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))

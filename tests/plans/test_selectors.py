@@ -18,14 +18,8 @@ from plans.rating.engine import (
     PlanSegment,
     rate_application,
 )
-from plans.selectors import (
-    HistoryRow,
-    addon_history,
-    application_inputs,
-    current_plan_code,
-    plan_history,
-    price_book_for_period,
-)
+from plans.selectors import application_inputs, price_book_for_period
+from plans.timeline import HistoryRow, addon_history, plan_code_on, plan_history
 from tests.factories import (
     NOW,
     ApplicationFactory,
@@ -159,10 +153,10 @@ def test_plan_history_from_live_changes_only(app):
             HistoryRow("free", "Free", d("2026-12-01"), None),
         ]
     }
-    assert current_plan_code(application_id=app.id, on=d("2026-10-15")) == "free"
-    assert current_plan_code(application_id=app.id, on=d("2026-10-20")) == "premium"
-    assert current_plan_code(application_id=app.id, on=d("2027-06-01")) == "free"
-    assert current_plan_code(application_id=app.id, on=d("2025-12-31")) is None
+    assert plan_code_on(application_id=app.id, day=d("2026-10-15")) == "free"
+    assert plan_code_on(application_id=app.id, day=d("2026-10-20")) == "premium"
+    assert plan_code_on(application_id=app.id, day=d("2027-06-01")) == "free"
+    assert plan_code_on(application_id=app.id, day=d("2025-12-31")) is None
 
 
 def test_addon_history_ends_at_quantity_zero_and_ignores_cancelled_rows(app):

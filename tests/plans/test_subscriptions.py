@@ -8,10 +8,10 @@ from moneyed import Money
 
 from accounts.models import Customer
 from billingsite.clock import Period
+from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import Invoice
 from invoices.selectors import rate_customer_period
 from plans.models import AddOnChange, DedicatedContract, PlanChange, PlanPrice
-from plans.selectors import addon_history, plan_history
 from plans.services import (
     InsufficientDeposit,
     SubscriptionError,
@@ -20,6 +20,7 @@ from plans.services import (
     contract_add,
     plan_change_request,
 )
+from plans.timeline import addon_history, plan_history
 from tests.factories import ApplicationFactory, deposit, usage
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -294,7 +295,7 @@ def test_unknown_plan_is_refused():
 
 
 def issued_invoice(customer: Customer, period: dt.date) -> Invoice:
-    return Invoice.objects.create(
+    invoice = Invoice.objects.create(
         customer=customer,
         period=period,
         status=Invoice.Status.ISSUED,
@@ -304,6 +305,8 @@ def issued_invoice(customer: Customer, period: dt.date) -> Invoice:
         issued_at=NOW,
         issue_date=NOW.date(),
     )
+    invoice_kept(invoice)
+    return invoice
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from moneyed import Money
 from accounts.models import Customer, LedgerEntry
 from accounts.services import ledger_record
 from billingsite.clock import BILLING_TZ, Period
+from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 from invoices.selectors import rate_customer_period
 from plans.rating.engine import PricedLine
@@ -102,6 +103,7 @@ def issued_invoice(
     if is_issued:
         Invoice.objects.filter(pk=invoice.pk).update(status=status)
         invoice.status = status
+    invoice_kept(invoice)
     if is_issued and debit and total > 0:
         ledger_record(
             customer=customer,
@@ -152,6 +154,8 @@ def credit_note(
     Invoice.objects.filter(pk=invoice.pk).update(
         status=Invoice.Status.CREDITED if fully else Invoice.Status.PARTIALLY_CREDITED
     )
+    invoice.refresh_from_db()
+    invoice_kept(invoice)
     ledger_record(
         customer=invoice.customer,
         kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,

@@ -1,0 +1,66 @@
+"""Events other code raises to send a customer e-mail: a payment receipt (deposits today,
+online top-ups later) and the low-balance alert. Both go through the outbox like every event:
+recorded once per dedupe key, e-mailed after the transaction commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from accounts.events.records import record_customer_event
+from accounts.models import Customer, CustomerEvent
+from billingsite.clock import billing_date
+from billingsite.money import format_amount
+
+
+def payment_received_notify(
+    *,
+    customer: Customer,
+    amount: Decimal,
+    reference: str,
+    source_key: str,
+    balance_after: Decimal | None,
+    now: dt.datetime,
+    method: str | None = None,
+) -> tuple[CustomerEvent, bool]:
+    """Send a receipt for money that reached the balance. `source_key` names the payment
+    once (a ledger entry, a payment provider's id): a retried caller sends one receipt."""
+    return record_customer_event(
+        customer=customer,
+        kind=CustomerEvent.Kind.PAYMENT_RECEIVED,
+        dedupe_key=f"payment_received:{source_key}",
+        payload={
+            "amount": format_amount(amount),
+            "reference": reference,
+            "method": method,
+            "received_on": billing_date(now).isoformat(),
+            "balance_after": None if balance_after is None else format_amount(balance_after),
+        },
+        now=now,
+    )
+
+
+def balance_low_notify(
+    *,
+    customer: Customer,
+    balance: Decimal,
+    days_left: int | None,
+    recommended_balance: Decimal | None,
+    dedupe_key: str,
+    now: dt.datetime,
+) -> tuple[CustomerEvent, bool]:
+    """Send the low-balance e-mail (kind `balance_low`). The caller decides when a balance is
+    low and how often to tell (its `dedupe_key`, e.g. one per customer and week)."""
+    return record_customer_event(
+        customer=customer,
+        kind=CustomerEvent.Kind.BALANCE_LOW,
+        dedupe_key=f"balance_low:{dedupe_key}",
+        payload={
+            "balance": format_amount(balance),
+            "days_left": days_left,
+            "recommended_balance": None
+            if recommended_balance is None
+            else format_amount(recommended_balance),
+        },
+        now=now,
+    )

@@ -1,0 +1,218 @@
+"""The document e-mails: invoice issued, credit note, monthly statement. Each attaches its PDF
+(first language: the customer's) and links to the document on the invoice page."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
+
+from accounts.mail.content import Attachment, Message, day, message_builder, money
+from accounts.models import CustomerEvent
+from accounts.selectors import ledger_balance_in_statement
+from billingsite.clock import Period, billing_date
+from billingsite.issuer import portal_url
+from billingsite.money import as_decimal
+from invoices.documents.pdf import (
+    credit_note_pdf_filename,
+    invoice_ledger_entry,
+    invoice_pdf_filename,
+    render_credit_note_pdf,
+    render_invoice_pdf,
+)
+from invoices.mail.account_statement import (
+    account_statement,
+    render_statement_pdf,
+    statement_pdf_filename,
+)
+from invoices.models import CreditNote, Invoice
+from invoices.selectors import customer_financials, financials_from
+from plans.rating.engine import RatingError
+
+logger = logging.getLogger(__name__)
+
+Kind = CustomerEvent.Kind
+
+
+def _attach(render, filename: str) -> list[Attachment]:
+    if not settings.BILLING_EMAIL_ATTACH_PDF:
+        return []
+    return [Attachment(filename=filename, content=render(language=translation.get_language()))]
+
+
+def days_lasting(*, event: CustomerEvent, balance: Decimal) -> int | None:
+    """How many days `balance` lasts at the customer's fees on the event's day (the one
+    arithmetic of the invoice page, `invoices.selectors.financials_from`)."""
+    customer = event.customer
+    today = billing_date(event.created_at)
+    try:
+        figures = customer_financials(customer=customer, today=today)
+    except RatingError:
+        logger.warning("days left of customer %s not computed", customer.pk, exc_info=True)
+        return None
+    return financials_from(
+        customer,
+        balance=balance,
+        run_rate=figures.monthly_run_rate,
+        monthly_fees=figures.monthly_fees,
+        period=Period.containing(today),
+    ).days_left
+
+
+@message_builder(Kind.INVOICE_ISSUED)
+def invoice_issued_message(event: CustomerEvent) -> Message:
+    data = event.payload
+    invoice = Invoice.objects.select_related("customer").get(pk=data.get("invoice_id"))
+    number, period, total = (
+        data.get("invoice_number"),
+        data.get("period"),
+        Decimal(data.get("total")),
+    )
+    debit = invoice_ledger_entry(invoice=invoice)
+    facts = [
+        (_("Invoice number"), number),
+        (_("Billing period"), period),
+        (_("Issue date"), day(data.get("issue_date"))),
+        (_("Amount deducted"), money(total)),
+    ]
+    steps = []
+    if debit is not None:
+        balance_after = ledger_balance_in_statement(entry=debit)
+        facts.append((_("Balance after this invoice"), money(balance_after)))
+        days = days_lasting(event=event, balance=balance_after)
+        if balance_after < 0:
+            steps.append(
+                _(
+                    "Your balance is negative after this invoice: top up at least %(owed)s "
+                    "to keep your applications running (see “How to pay” below)."
+                )
+                % {"owed": money(-balance_after)}
+            )
+        elif days is not None:
+            facts.append((_("Days the balance lasts"), str(days)))
+            steps.append(
+                _(
+                    "At your current plans the balance lasts about %(days)s days. Top up "
+                    "before it runs out to keep your applications running."
+                )
+                % {"days": days}
+            )
+    if not steps:
+        steps.append(_("Nothing to do: the amount is already deducted from your balance."))
+    return Message(
+        subject=_("Invoice %(number)s for %(period)s: %(total)s")
+        % {"number": number, "period": period, "total": money(total)},
+        heading=_("Your invoice for %(period)s") % {"period": period},
+        paragraphs=[
+            _(
+                "Invoice %(number)s for %(period)s was issued on %(date)s. %(total)s was "
+                "deducted from your prepaid balance."
+            )
+            % {
+                "number": number,
+                "period": period,
+                "date": day(data.get("issue_date")),
+                "total": money(total),
+            }
+        ],
+        facts=facts,
+        next_steps=steps,
+        action=(_("View the invoice"), portal_url(f"/invoices/{number}/")),
+        attachments=_attach(
+            lambda language: render_invoice_pdf(invoice=invoice, language=language),
+            invoice_pdf_filename(invoice),
+        ),
+    )
+
+
+@message_builder(Kind.CREDIT_NOTE_ISSUED)
+def credit_note_message(event: CustomerEvent) -> Message:
+    data = event.payload
+    note = CreditNote.objects.select_related("customer", "invoice").get(
+        pk=data.get("credit_note_id")
+    )
+    number, invoice_number, total = (
+        data.get("credit_note_number"),
+        data.get("invoice_number"),
+        Decimal(data.get("total")),
+    )
+    return Message(
+        subject=_("Credit note %(number)s on invoice %(invoice)s: %(total)s")
+        % {"number": number, "invoice": invoice_number, "total": money(total)},
+        heading=_("Credit note %(number)s") % {"number": number},
+        paragraphs=[
+            _(
+                "Credit note %(number)s credits %(total)s of invoice %(invoice)s back to your "
+                "prepaid balance."
+            )
+            % {"number": number, "invoice": invoice_number, "total": money(total)},
+        ],
+        facts=[
+            (_("Credit note number"), number),
+            (_("Credits invoice"), invoice_number),
+            (_("Issue date"), day(data.get("issue_date"))),
+            (_("Amount credited"), money(total)),
+        ],
+        next_steps=[_("Nothing to do: the amount is already back on your balance.")],
+        action=(_("View the credit note"), portal_url(f"/credit-notes/{number}/")),
+        attachments=_attach(
+            lambda language: render_credit_note_pdf(credit_note=note, language=language),
+            credit_note_pdf_filename(note),
+        ),
+    )
+
+
+@message_builder(Kind.MONTHLY_STATEMENT)
+def monthly_statement_message(event: CustomerEvent) -> Message:
+    period = Period.parse(event.payload["period"])
+    statement = account_statement(customer=event.customer, period=period)
+    facts = [
+        (_("Opening balance"), money(statement.opening_balance)),
+        (_("Deposits"), money(statement.deposits)),
+        (_("Credits"), money(statement.credits)),
+        (_("Debits"), money(statement.debits)),
+        (_("Closing balance"), money(statement.closing_balance)),
+    ]
+    if statement.invoice is not None:
+        facts.append(
+            (
+                _("Invoice for this month"),
+                f"{statement.invoice.number} {money(as_decimal(statement.invoice.total))}",
+            )
+        )
+        if statement.balance_after_invoice is not None:
+            facts.append((_("Balance after this invoice"), money(statement.balance_after_invoice)))
+    latest = (
+        statement.balance_after_invoice
+        if statement.balance_after_invoice is not None
+        else statement.closing_balance
+    )
+    steps = (
+        [
+            _("Your balance is negative: top up at least %(owed)s (see “How to pay” below).")
+            % {"owed": money(-latest)}
+        ]
+        if latest < 0
+        else [_("Nothing to do: keep this statement for your records.")]
+    )
+    return Message(
+        subject=_("Your statement for %(period)s") % {"period": str(period)},
+        heading=_("Your statement for %(period)s") % {"period": str(period)},
+        paragraphs=[
+            _(
+                "Your account statement for %(period)s is attached: the month's deposits, "
+                "credit notes and invoice, and the balance."
+            )
+            % {"period": str(period)}
+        ],
+        facts=facts,
+        next_steps=steps,
+        action=(_("See your balance"), portal_url("/balance/")),
+        attachments=_attach(
+            lambda language: render_statement_pdf(statement=statement, language=language),
+            statement_pdf_filename(statement),
+        ),
+    )
