@@ -58,6 +58,9 @@ def logging_config(*, log_format: str, level: str) -> dict:
             "django.request": {"level": "ERROR"},
             "django.server": {"level": "WARNING"},
             "gunicorn.error": {"level": level, "propagate": True},
+            # billiard (Celery's pool) logs through "multiprocessing" with propagation off, so
+            # without a handler of its own a pool child's exit went out as a plain-text line.
+            "multiprocessing": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },
     }
 

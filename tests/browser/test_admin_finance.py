@@ -135,7 +135,7 @@ def test_manager_clears_a_held_invoice_and_credits_a_line(page, screenshot, last
     page.get_by_role("button", name="Add contract").click()
     expect(page.locator(".messagelist")).to_contain_text("Dedicated-service contract of ¥20,000.00")
 
-    page.get_by_role("button", name="Re-rate").click()
+    page.get_by_role("button", name="Re-rate", exact=True).click()
     expect(page.get_by_test_id("invoice-status")).to_have_text("Draft")
     expect(page.get_by_test_id("invoice-total")).to_have_text("¥20,000.00")
     expect(page.get_by_test_id("invoice-lines")).to_contain_text("dedicated-service contract")

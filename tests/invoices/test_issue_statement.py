@@ -46,7 +46,9 @@ def _state(customer: Customer) -> dict:
         return "invoice_issued:<invoice id>" if dedupe_key == issued else dedupe_key
 
     events = []
-    for event in CustomerEvent.objects.filter(customer=customer).order_by("kind"):
+    # The setup's deposits leave their receipts (payment_received); the bill writes the rest.
+    billed = CustomerEvent.objects.filter(customer=customer).exclude(kind="payment_received")
+    for event in billed.order_by("kind"):
         payload = dict(event.payload)
         if payload.get("invoice_id") == invoice.pk:
             payload["invoice_id"] = "<invoice id>"

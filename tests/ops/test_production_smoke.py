@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -383,6 +384,24 @@ def last_month_shanghai() -> str:
 
 
 def check_api_docs_offline(stack: Stack) -> None:
+    """In a thread of its own: the browser tests' session-wide Playwright keeps an event loop
+    running in this worker's main thread, and the sync API refuses to start inside one."""
+    failures: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            _check_api_docs_offline(stack)
+        except BaseException as failure:  # re-raised in the test's thread
+            failures.append(failure)
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _check_api_docs_offline(stack: Stack) -> None:
 
     own = f"127.0.0.1:{stack.port}"
     blocked: list[str] = []
