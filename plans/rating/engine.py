@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from billingsite.money import round_money
 from plans.rating.messages import Message, names, render
@@ -163,7 +164,7 @@ class PricedLine:
     names: dict[str, dict[str, str]] | None = None
 
     @property
-    def messages(self) -> dict | None:
+    def messages(self) -> dict[str, Any] | None:
         """The line's words as data, as `InvoiceLine.messages` freezes them."""
         if self.title is None:
             return None
@@ -179,7 +180,7 @@ def priced_line(
     title: Message,
     explanation_parts: list[Message],
     line_names: dict[str, dict[str, str]],
-    **fields,
+    **fields: Any,
 ) -> PricedLine:
     """A line whose English `description` and `explanation` are rendered from its messages."""
     return PricedLine(
@@ -271,7 +272,9 @@ def _plan_names(plan: PlanTerms) -> dict[str, dict[str, str]]:
     return {"plan": names(plan.name, plan.name_zh)}
 
 
-def _overlap(a_first, a_last, b_first, b_last) -> tuple[dt.date, dt.date] | None:
+def _overlap(
+    a_first: dt.date, a_last: dt.date, b_first: dt.date, b_last: dt.date
+) -> tuple[dt.date, dt.date] | None:
     first, last = max(a_first, b_first), min(a_last, b_last)
     return (first, last) if first <= last else None
 
@@ -366,7 +369,7 @@ def _addon_line(
         unit_price = round_money(price.unit_price)
         monthly = price.unit_price * quantity
         amount = prorate(monthly=monthly, days=days, days_in_month=app.days_in_month)
-        params: dict = {
+        params: dict[str, Any] = {
             "quantity": quantity,
             "unit_price": money_text(unit_price),
         }

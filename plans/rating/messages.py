@@ -78,7 +78,7 @@ class Message(NamedTuple):
     # `names` (`render`), so a plan name is frozen once per line, not once per message.
     params: dict[str, Any] = {}
 
-    def as_json(self) -> list:
+    def as_json(self) -> list[Any]:
         return [self.id, self.params] if self.params else [self.id]
 
 
@@ -88,7 +88,7 @@ def names(english: str, chinese: str = "") -> dict[str, str]:
 
 
 def render(
-    parts: Iterable[Message | list],
+    parts: Iterable[Message | list[Any]],
     *,
     names: Mapping[str, Mapping[str, str]] | None = None,
     language: str = ENGLISH,
