@@ -9,7 +9,8 @@ def copy_customers(cursor, *, count: int, created_at: dt.datetime) -> None:
     """Customers 1..count (`bench-00001`, ...) through a psycopg COPY on `cursor`."""
     with cursor.copy(
         "COPY accounts_customer (id, external_id, name, billing_email, address, tax_id, "
-        "contact_name, contact_phone, created_at) FROM STDIN"
+        "contact_name, contact_phone, created_at, preferred_language, monthly_statement) "
+        "FROM STDIN"
     ) as copy:
         for n in range(1, count + 1):
             copy.write_row(
@@ -23,5 +24,7 @@ def copy_customers(cursor, *, count: int, created_at: dt.datetime) -> None:
                     "",
                     "",
                     created_at,
+                    "en",
+                    False,
                 )
             )
