@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
@@ -228,9 +229,16 @@ class LedgerEntry(models.Model):
     class Method(models.TextChoices):
         """How a deposit's money arrived; the journal posts each to its own clearing account."""
 
-        BANK_TRANSFER = "bank_transfer", "Bank transfer"
-        ALIPAY = "alipay", "Alipay"
-        WECHAT_PAY = "wechat_pay", "WeChat Pay"
+        # Labels are translated: receipts name the method in the customer's language.
+        BANK_TRANSFER = "bank_transfer", gettext_lazy("Bank transfer")
+        ALIPAY = "alipay", gettext_lazy("Alipay")
+        WECHAT_PAY = "wechat_pay", gettext_lazy("WeChat Pay")
+
+        @classmethod
+        def of_deposit(cls, method: str | None) -> str:
+            """A deposit's method; NULL on deposits recorded before methods existed, which
+            were all bank transfers typed in by finance."""
+            return method or cls.BANK_TRANSFER
 
     # Indexed by the (customer, created_at) index, whose first column it is.
     customer = models.ForeignKey(
@@ -294,7 +302,7 @@ class LedgerEntry(models.Model):
         """The method of a deposit (legacy NULL deposits were bank transfers); None otherwise."""
         if self.kind != self.Kind.DEPOSIT:
             return None
-        return self.method or self.Method.BANK_TRANSFER
+        return self.Method.of_deposit(self.method)
 
 
 class CustomerEvent(models.Model):

@@ -20,9 +20,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
-from accounts.models import Customer, CustomerEvent
+from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.issuer import issuer, portal_url
@@ -191,13 +190,6 @@ def reactivated_message(event: CustomerEvent) -> Message:
     )
 
 
-PAYMENT_METHODS = {
-    "bank_transfer": gettext_lazy("Bank transfer"),
-    "alipay": gettext_lazy("Alipay"),
-    "wechat_pay": gettext_lazy("WeChat Pay"),
-}
-
-
 @message_builder(Kind.PAYMENT_RECEIVED)
 def payment_received_message(event: CustomerEvent) -> Message:
     data = event.payload
@@ -205,8 +197,8 @@ def payment_received_message(event: CustomerEvent) -> Message:
         (_("Amount received"), money(data.get("amount"))),
         (_("Received on"), day(data.get("received_on"))),
     ]
-    if data.get("method") in PAYMENT_METHODS:
-        facts.append((_("Paid by"), str(PAYMENT_METHODS[data["method"]])))
+    if data.get("method") in LedgerEntry.Method.values:
+        facts.append((_("Paid by"), str(LedgerEntry.Method(data["method"]).label)))
     if data.get("reference"):
         facts.append((_("Reference"), data.get("reference")))
     if data.get("balance_after") is not None:

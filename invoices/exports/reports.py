@@ -490,8 +490,7 @@ def _ledger_postings(period: Period) -> Iterator[JournalRow]:
         document_type = LEDGER_DOCUMENT_KINDS[kind]
         payment = {}
         if kind == LedgerEntry.Kind.DEPOSIT:
-            # Deposits recorded before methods existed were bank transfers.
-            method = method or LedgerEntry.Method.BANK_TRANSFER
+            method = LedgerEntry.Method.of_deposit(method)
             debit_account, credit_account = CLEARING_ACCOUNTS[method], PREPAID_BALANCE
             payment = {"payment_method": method, "payment_reference": reference}
         elif kind == LedgerEntry.Kind.ADJUSTMENT:
