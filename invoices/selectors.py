@@ -43,10 +43,10 @@ def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
     """Price a customer's applications for a period from the usage stored now."""
     return _customer_rating(
         customer=customer, period=period, book=cached_price_book(period=period)
-    ).rated
+    ).rated_account()
 
 
-def _covers(segment, day: dt.date) -> bool:
+def _covers(segment: PlanSegment | AddOnSegment | ContractSegment, day: dt.date) -> bool:
     return covers(first_day=segment.first_day, last_day=segment.last_day, day=day)
 
 
@@ -64,7 +64,7 @@ def whole_month_inputs(
         if plan is None:
             continue
         peaks = [s for s in app.plan_segments if s.peak_dau is not None]
-        peak = max(peaks, key=lambda s: s.peak_dau, default=None)
+        peak = max(peaks, key=lambda s: s.peak_dau or 0, default=None)
         result.append(
             ApplicationInput(
                 app_key=app.app_key,
@@ -170,7 +170,7 @@ def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinanc
     return financials_from(
         customer,
         balance=ledger_balance(customer=customer),
-        run_rate=rating.rated.total,
+        run_rate=rating.rated_account().total,
         monthly_fees=whole_month_fees(book=book, inputs=rating.inputs, today=today),
         period=period,
     )

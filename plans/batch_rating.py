@@ -36,6 +36,13 @@ class CustomerRating:
     # rated: usage written after the read bumps a version, which a writer compares under lock.
     usage_version: tuple[int, int]
 
+    def rated_account(self) -> RatedAccount:
+        """The rated account; raises the customer's RatingError when it could not be rated."""
+        if self.error is not None:
+            raise self.error
+        assert self.rated is not None, "rated exactly when there is no error"
+        return self.rated
+
 
 def customers_rate(
     *, customer_ids: Iterable[int], period: Period, book: PriceBook | None = None
