@@ -34,7 +34,6 @@ from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
 from billingsite.refusals import Refusal
-from plans.models import Plan, PlanChange
 
 
 class LedgerError(Refusal):
@@ -527,16 +526,17 @@ def customer_create(
         ) from None
 
 
-def application_create(
+def application_register(
     *,
     customer: Customer,
     app_key: str,
     name: str,
     data_center: str,
     now: dt.datetime,
-    created_by: User | None = None,
 ) -> Application:
-    """Create an application on the Free plan from today's (Asia/Shanghai) date.
+    """The application's row, created today (Asia/Shanghai), without a plan: callers create
+    applications with `plans.services.application_create`, which gives it its Free plan in the
+    same transaction.
 
     The customer row is locked so the application cannot miss a suspension that is being
     recorded at the same moment: an application of a suspended customer starts suspended.
@@ -547,9 +547,6 @@ def application_create(
     if data_center not in Application.DataCenter.values:
         choices = ", ".join(Application.DataCenter.values)
         raise AccountError(f"data_center must be one of {choices}", field="data_center")
-    free = Plan.objects.filter(activation=Plan.Activation.AUTOMATIC).order_by("rank").first()
-    if free is None:
-        raise AccountError("the price book has no automatic (Free) plan: load it first", field=None)
     today = billing_date(now)
     with transaction.atomic():
         locked = lock_customer(customer=customer)
@@ -574,15 +571,6 @@ def application_create(
             raise DuplicateError(
                 f"an application with app_key {app_key!r} exists", field="app_key"
             ) from None
-        PlanChange.objects.create(
-            application=application,
-            plan=free,
-            effective_date=today,
-            requested_date=today,
-            created_at=now,
-            created_by=created_by,
-            note="Free plan on creation",
-        )
     return application
 
 

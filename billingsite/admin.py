@@ -12,18 +12,14 @@ audit trail).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.http import HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils import timezone
-
-from billingsite.clock import billing_date
 
 
 class FinanceAdminConfig(AdminConfig):
@@ -66,9 +62,6 @@ def _register_periodic_task_admin() -> None:
     site.register(PeriodicTask, FinancePeriodicTaskAdmin)
 
 
-AUDIT_PAGE_SIZE = 50
-
-
 class FinanceAdminSite(admin.AdminSite):
     site_header = "IM billing back-office"
     site_title = "IM billing"
@@ -77,16 +70,23 @@ class FinanceAdminSite(admin.AdminSite):
     # Finance pages are wide tables; the index and the breadcrumbs are the navigation.
     enable_nav_sidebar = False
 
-    def index(self, request, extra_context=None):
-        # The kernel imports no app at module level: the dashboard is looked up per request.
-        from invoices.admin.dashboard import month_at_a_glance  # noqa: PLC0415
+    def __init__(self, name: str = "admin"):
+        super().__init__(name)
+        # The index's figures and the site's own pages (the audit trail) are the apps': the
+        # invoices admin hands them in (`invoices.admin.site_pages`) when autodiscovery imports
+        # it, so the kernel imports no app.
+        self.index_figures: Callable[[HttpRequest], dict[str, object]] | None = None
+        self.pages: list[tuple[str, Callable[[HttpRequest], HttpResponse], str]] = []
 
-        # The figures name customers and amounts: only for those who may read both.
-        may_read = request.user.has_perms(["invoices.view_invoice", "accounts.view_customer"])
+    def page_add(
+        self, route: str, view: Callable[[HttpRequest], HttpResponse], *, name: str
+    ) -> None:
+        """Serve `view` at /admin/<route> (URL name `admin:<name>`) behind the admin's login."""
+        self.pages.append((route, view, name))
+
+    def index(self, request, extra_context=None):
         context = {
-            "dashboard": month_at_a_glance(today=billing_date(timezone.now()), now=timezone.now())
-            if may_read
-            else None,
+            **(self.index_figures(request) if self.index_figures is not None else {}),
             "perms_for_links": _link_permissions(request.user),
         }
         context.update(extra_context or {})
@@ -94,37 +94,8 @@ class FinanceAdminSite(admin.AdminSite):
 
     def get_urls(self):
         return [
-            path("audit/", self.admin_view(self.audit_view), name="audit"),
+            path(route, self.admin_view(view), name=name) for route, view, name in self.pages
         ] + super().get_urls()
-
-    def audit_view(self, request):
-        # The kernel imports no app at module level: the audit trail is looked up per request.
-        from invoices.admin.dashboard import AUDIT_KINDS, audit_trail  # noqa: PLC0415
-
-        allowed = [kind for kind in AUDIT_KINDS if request.user.has_perm(kind.permission)]
-        if not allowed:
-            raise PermissionDenied
-        wanted = request.GET.get("kind", "")
-        kinds = [kind for kind in allowed if not wanted or kind.code == wanted]
-        username = request.GET.get("user", "").strip()
-        entries = audit_trail(kinds=[kind.code for kind in kinds], username=username or None)
-        page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("p"))
-        query = request.GET.copy()
-        query.pop("p", None)
-        context = {
-            **self.each_context(request),
-            "title": "Audit trail",
-            "subtitle": "Who changed a price, recorded a deposit, issued or credited an "
-            "invoice, and when",
-            "entries": page.object_list,
-            "page": page,
-            "query": query.urlencode(),
-            "kinds": allowed,
-            "selected_kind": wanted,
-            "selected_user": username,
-        }
-        request.current_app = self.name
-        return TemplateResponse(request, "admin/billing/audit.html", context)
 
 
 def _link_permissions(user) -> dict[str, bool]:

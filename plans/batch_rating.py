@@ -1,6 +1,6 @@
 """Rating a batch of customers for a period: the one read-and-rate step of the month-end run
-(`invoices.services.accounts_rate`), the finance dashboard's run-rates
-(`invoices.dashboard.run_rates`) and the customer's estimate and financials
+(`invoices.documents.services.accounts_rate`), the run-rates of the finance dashboard and the
+customer admin (`invoices.selectors.run_rates`) and the customer's estimate and financials
 (`invoices.selectors`). Nothing is written.
 
 A fixed number of queries per batch, however many customers, applications, add-ons or days:

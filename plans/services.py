@@ -30,9 +30,9 @@ from moneyed import Money
 
 from accounts.frozen_months import Change
 from accounts.locks import lock_customer
-from accounts.models import Application
+from accounts.models import Application, Customer
 from accounts.selectors import ledger_balance
-from accounts.services import LedgerError, _money_amount
+from accounts.services import AccountError, LedgerError, _money_amount, application_register
 from billingsite.clock import Period
 from billingsite.money import CURRENCY, format_amount
 from billingsite.refusals import Refusal
@@ -292,6 +292,38 @@ def _end_extensions_without_base(
 
 
 # --- plans ---------------------------------------------------------------------------------
+
+
+def application_create(
+    *,
+    customer: Customer,
+    app_key: str,
+    name: str,
+    data_center: str,
+    now: dt.datetime,
+    created_by: User | None = None,
+) -> Application:
+    """Create an application (`accounts.services.application_register`: checked, created
+    today, suspended with its customer) on the Free plan from today's (Asia/Shanghai) date."""
+    with transaction.atomic():
+        application = application_register(
+            customer=customer, app_key=app_key, name=name, data_center=data_center, now=now
+        )
+        free = Plan.objects.filter(activation=Plan.Activation.AUTOMATIC).order_by("rank").first()
+        if free is None:
+            raise AccountError(
+                "the price book has no automatic (Free) plan: load it first", field=None
+            )
+        PlanChange.objects.create(
+            application=application,
+            plan=free,
+            effective_date=application.created_on,
+            requested_date=application.created_on,
+            created_at=now,
+            created_by=created_by,
+            note="Free plan on creation",
+        )
+    return application
 
 
 def plan_change_request(

@@ -57,7 +57,6 @@ from accounts.selectors import ledger_balance, with_ledger_balance
 from accounts.services import (
     adjustment_approve,
     adjustment_reject,
-    application_create,
     customer_create,
 )
 from accounts.usage import usage_import_csv
@@ -74,12 +73,11 @@ from billingsite.admin import (
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
 from billingsite.clock import Period, billing_date
 from billingsite.money import format_cny
-from invoices.admin.dashboard import financials_for_customers, usage_month
 from invoices.models import Invoice
-from invoices.selectors import customer_financials
+from invoices.selectors import customer_financials, financials_for_customers, usage_month
 from plans import services as plan_services
 from plans.models import AddOn, Plan, PlanChange
-from plans.services import contract_add, plan_change_request
+from plans.services import application_create, contract_add, plan_change_request
 from plans.timeline import addon_history, plan_changes_in_effect, plan_history
 
 
