@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -57,6 +60,8 @@ from invoices.exports.renderers import (
 )
 from invoices.exports.reports import (
     ZERO,
+    JournalRow,
+    RevenueSummary,
     export_credit_notes,
     export_customers,
     export_invoices,
@@ -575,12 +580,65 @@ PERIOD_PARAMETER = OpenApiParameter(
 
 
 class ReportView(AccountingView):
+    """A report of one month (`?period=`): JSON, or CSV named `<csv_name>-<period>.csv`."""
+
     filter_backends: list = []
+    csv_columns: list[str] = []
+    csv_name = ""
 
     def period(self) -> Period:
         query = PeriodQuerySerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         return query.validated_data["period"]
+
+    def report(self, period: Period) -> Any:
+        raise NotImplementedError
+
+    def csv_rows(self, report: Any) -> Iterable[list]:
+        raise NotImplementedError
+
+    def json_response(self, report: Any, period: Period) -> HttpResponseBase:
+        raise NotImplementedError
+
+    def get(self, request, *args, **kwargs):
+        period = self.period()
+        report = self.report(period)
+        if self.wants_csv():
+            return csv_response(
+                header=self.csv_columns,
+                rows=self.csv_rows(report),
+                filename=f"{self.csv_name}-{period}.csv",
+            )
+        return self.json_response(report, period)
+
+
+def report_schema(
+    *,
+    summary: str,
+    description: str,
+    serializer,
+    example_name: str,
+    example: dict,
+    columns: list[str],
+    csv_example: str,
+):
+    """The schema of a report view: JSON (`serializer`, with `example`) or CSV (`columns`)."""
+    return extend_schema(
+        tags=[TAG],
+        summary=summary,
+        description=description,
+        parameters=[PERIOD_PARAMETER],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                serializer,
+                examples=[
+                    OpenApiExample(example_name, value=example, media_type="application/json")
+                ],
+            ),
+            (200, "text/csv"): csv_doc(columns, csv_example),
+            **ERRORS,
+        },
+    )
 
 
 REVENUE_EXAMPLE = {
@@ -657,37 +715,32 @@ REVENUE_EXAMPLE = {
 REVENUE_CSV_EXAMPLE = _csv_text(REVENUE_COLUMNS, revenue_example_csv_rows(REVENUE_EXAMPLE))
 
 
+@report_schema(
+    summary="Revenue summary of a billing period",
+    description="Billed, credited and net amounts of the invoices of `period` (the month of "
+    "service) and of the credit notes against them, whenever those were issued: in total, "
+    "by category (every category, in a fixed order) and by plan (plans with a line, by "
+    "code). `billed` equals the sum of the totals of `/accounting/invoices/?period=` and "
+    "`credited` that of `/accounting/credit-notes/?period=`; each breakdown adds up to them. "
+    "CSV: one row per category, one per plan, then a `total` row.",
+    serializer=RevenueSummarySerializer,
+    example_name="Summary",
+    example=REVENUE_EXAMPLE,
+    columns=REVENUE_COLUMNS,
+    csv_example=REVENUE_CSV_EXAMPLE,
+)
 class RevenueSummaryView(ReportView):
-    @extend_schema(
-        tags=[TAG],
-        summary="Revenue summary of a billing period",
-        description="Billed, credited and net amounts of the invoices of `period` (the month of "
-        "service) and of the credit notes against them, whenever those were issued: in total, "
-        "by category (every category, in a fixed order) and by plan (plans with a line, by "
-        "code). `billed` equals the sum of the totals of `/accounting/invoices/?period=` and "
-        "`credited` that of `/accounting/credit-notes/?period=`; each breakdown adds up to them. "
-        "CSV: one row per category, one per plan, then a `total` row.",
-        parameters=[PERIOD_PARAMETER],
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                RevenueSummarySerializer,
-                examples=[
-                    OpenApiExample("Summary", value=REVENUE_EXAMPLE, media_type="application/json")
-                ],
-            ),
-            (200, "text/csv"): csv_doc(REVENUE_COLUMNS, REVENUE_CSV_EXAMPLE),
-            **ERRORS,
-        },
-    )
-    def get(self, request, *args, **kwargs):
-        summary = revenue_summary(period=self.period())
-        if self.wants_csv():
-            return csv_response(
-                header=REVENUE_COLUMNS,
-                rows=revenue_csv_rows(summary),
-                filename=f"revenue-summary-{summary.period}.csv",
-            )
-        return Response(RevenueSummarySerializer(summary).data)
+    csv_columns = REVENUE_COLUMNS
+    csv_name = "revenue-summary"
+
+    def report(self, period: Period) -> RevenueSummary:
+        return revenue_summary(period=period)
+
+    def csv_rows(self, report: RevenueSummary) -> Iterable[list]:
+        return revenue_csv_rows(report)
+
+    def json_response(self, report: RevenueSummary, period: Period) -> HttpResponseBase:
+        return Response(RevenueSummarySerializer(report).data)
 
 
 JOURNAL_EXAMPLE = {
@@ -752,44 +805,38 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
 )
 
 
+@report_schema(
+    summary="Double-entry journal of a posting month",
+    description="Every accounting event dated in `period` (Asia/Shanghai): invoices and "
+    "credit notes on their issue date, deposits, refunds and adjustments on their day. "
+    "Each document's rows are consecutive and balance (debits = credits). Accounts: "
+    "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
+    "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
+    "Dedicated service), 6900 Balance adjustments. Invoice: debit 2200, credit revenue per "
+    "category. Credit note: the reverse. Deposit: debit 1100, credit 2200; refund the "
+    "reverse. Adjustment: debit 6900, credit 2200 when it raises the balance, the reverse "
+    "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
+    "as the documents and are not posted twice; zero amounts post nothing. The whole month "
+    "is streamed in one response (JSON or CSV), no pagination.",
+    serializer=JournalSerializer,
+    example_name="Journal",
+    example=JOURNAL_EXAMPLE,
+    columns=JOURNAL_COLUMNS,
+    csv_example=JOURNAL_CSV_EXAMPLE,
+)
 class JournalView(ReportView):
-    @extend_schema(
-        tags=[TAG],
-        summary="Double-entry journal of a posting month",
-        description="Every accounting event dated in `period` (Asia/Shanghai): invoices and "
-        "credit notes on their issue date, deposits, refunds and adjustments on their day. "
-        "Each document's rows are consecutive and balance (debits = credits). Accounts: "
-        "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
-        "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
-        "Dedicated service), 6900 Balance adjustments. Invoice: debit 2200, credit revenue per "
-        "category. Credit note: the reverse. Deposit: debit 1100, credit 2200; refund the "
-        "reverse. Adjustment: debit 6900, credit 2200 when it raises the balance, the reverse "
-        "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
-        "as the documents and are not posted twice; zero amounts post nothing. The whole month "
-        "is streamed in one response (JSON or CSV), no pagination.",
-        parameters=[PERIOD_PARAMETER],
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                JournalSerializer,
-                examples=[
-                    OpenApiExample("Journal", value=JOURNAL_EXAMPLE, media_type="application/json")
-                ],
-            ),
-            (200, "text/csv"): csv_doc(JOURNAL_COLUMNS, JOURNAL_CSV_EXAMPLE),
-            **ERRORS,
-        },
-    )
-    def get(self, request, *args, **kwargs):
-        period = self.period()
-        rows = journal_entries(period=period)
-        if self.wants_csv():
-            return csv_response(
-                header=JOURNAL_COLUMNS,
-                rows=journal_csv_rows(rows),
-                filename=f"journal-{period}.csv",
-            )
+    csv_columns = JOURNAL_COLUMNS
+    csv_name = "journal"
+
+    def report(self, period: Period) -> Iterable[JournalRow]:
+        return journal_entries(period=period)
+
+    def csv_rows(self, report: Iterable[JournalRow]) -> Iterable[list]:
+        return journal_csv_rows(report)
+
+    def json_response(self, report: Iterable[JournalRow], period: Period) -> HttpResponseBase:
         return json_stream_response(
             head={"period": str(period), "basis": "posting_date", "currency": CURRENCY},
             list_key="entries",
-            items=journal_json_rows(rows),
+            items=journal_json_rows(report),
         )
