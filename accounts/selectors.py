@@ -3,6 +3,7 @@ every balance anywhere (services, API, portal, admin, exports) is read through h
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -34,13 +35,21 @@ def _sum(entries: QuerySet[LedgerEntry]) -> Decimal:
     return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
 
 
-def ledger_balance(*, customer: Customer | int, through: LedgerEntry | None = None) -> Decimal:
+def ledger_balance(
+    *,
+    customer: Customer | int,
+    through: LedgerEntry | None = None,
+    before: dt.datetime | None = None,
+) -> Decimal:
     """The prepaid balance: the sum of the customer's ledger entries. With `through`: the
     balance right after that entry was written (a customer's entries are written under its
-    row lock, so their ids follow commit order and that balance never changes)."""
+    row lock, so their ids follow commit order and that balance never changes). With
+    `before`: the balance of the entries dated before that moment (a statement's opening)."""
     entries = LedgerEntry.objects.filter(customer_id=_customer_id(customer))
     if through is not None:
         entries = entries.filter(id__lte=through.id)
+    if before is not None:
+        entries = entries.filter(created_at__lt=before)
     return _sum(entries)
 
 
