@@ -40,6 +40,7 @@ from invoices.exports.renderers import safe_text
 from invoices.exports.reports import (
     CHUNK_SIZE,
     CUSTOMER_STATUSES,
+    JournalBasis,
     JournalRow,
     RevenueSummary,
     ledger_document_number,
@@ -445,7 +446,8 @@ class JournalRowSerializer(serializers.Serializer):
     )
     document_number = serializers.CharField()
     billing_period = serializers.CharField(
-        help_text='"YYYY-MM" for invoices and credit notes, empty for ledger documents.'
+        help_text='"YYYY-MM" for invoices and credit notes (the service month a credit note '
+        "corrects), empty for ledger documents."
     )
     customer_external_id = serializers.CharField()
     account_code = serializers.CharField(source="account.code")
@@ -468,7 +470,11 @@ class JournalSerializer(serializers.Serializer):
     entries one by one with JournalRowSerializer."""
 
     period = serializers.CharField(help_text="Posting month, YYYY-MM.")
-    basis = serializers.ChoiceField(choices=["posting_date"])
+    basis = serializers.ChoiceField(
+        choices=list(JournalBasis.CHOICES),
+        help_text="`service_month`: invoices posted on the last day of their service month; "
+        "`issue_date`: on their issue date.",
+    )
     currency = CurrencyField()
     entries = JournalRowSerializer(many=True)
 

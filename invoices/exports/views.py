@@ -57,6 +57,7 @@ from invoices.exports.renderers import (
 )
 from invoices.exports.reports import (
     ZERO,
+    JournalBasis,
     export_credit_notes,
     export_customers,
     export_invoices,
@@ -574,13 +575,38 @@ PERIOD_PARAMETER = OpenApiParameter(
 )
 
 
+class JournalQuerySerializer(PeriodQuerySerializer):
+    basis = serializers.ChoiceField(
+        choices=JournalBasis.CHOICES,
+        default=JournalBasis.DEFAULT,
+        help_text="`service_month` (default): invoices in their service month; `issue_date`: "
+        "invoices on their issue date.",
+    )
+
+
+BASIS_PARAMETER = OpenApiParameter(
+    "basis",
+    {"type": "string", "enum": list(JournalBasis.CHOICES), "default": JournalBasis.DEFAULT},
+    OpenApiParameter.QUERY,
+    required=False,
+    description="When invoices are posted: `service_month` (default, accrual: revenue in the "
+    "month of service, on its last day) or `issue_date` (on the invoice's issue date, the "
+    "journal's only basis before issue 17). Credit notes and ledger documents are posted on "
+    "their own day on both.",
+)
+
+
 class ReportView(AccountingView):
     filter_backends: list = []
+    query_serializer_class: type[serializers.Serializer] = PeriodQuerySerializer
+
+    def query(self) -> dict:
+        query = self.query_serializer_class(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data
 
     def period(self) -> Period:
-        query = PeriodQuerySerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return query.validated_data["period"]
+        return self.query()["period"]
 
 
 REVENUE_EXAMPLE = {
@@ -691,12 +717,12 @@ class RevenueSummaryView(ReportView):
 
 
 JOURNAL_EXAMPLE = {
-    "period": "2026-11",
-    "basis": "posting_date",
+    "period": "2026-10",
+    "basis": "service_month",
     "currency": "CNY",
     "entries": [
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -711,7 +737,7 @@ JOURNAL_EXAMPLE = {
             "payment_reference": "",
         },
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -726,7 +752,7 @@ JOURNAL_EXAMPLE = {
             "payment_reference": "",
         },
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -753,11 +779,15 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
 
 
 class JournalView(ReportView):
+    query_serializer_class = JournalQuerySerializer
+
     @extend_schema(
         tags=[TAG],
         summary="Double-entry journal of a posting month",
-        description="Every accounting event dated in `period` (Asia/Shanghai): invoices and "
-        "credit notes on their issue date, deposits, refunds and adjustments on their day. "
+        description="Every accounting event dated in `period` (Asia/Shanghai) on `basis`: "
+        "invoices in their service month (posted on its last day; `basis=issue_date`: on their "
+        "issue date), credit notes on their issue date with `billing_period` the service month "
+        "they correct, deposits, refunds and adjustments on their day. "
         "Each document's rows are consecutive and balance (debits = credits). Accounts: "
         "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
         "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
@@ -767,7 +797,7 @@ class JournalView(ReportView):
         "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
         "as the documents and are not posted twice; zero amounts post nothing. The whole month "
         "is streamed in one response (JSON or CSV), no pagination.",
-        parameters=[PERIOD_PARAMETER],
+        parameters=[PERIOD_PARAMETER, BASIS_PARAMETER],
         responses={
             (200, "application/json"): OpenApiResponse(
                 JournalSerializer,
@@ -780,16 +810,18 @@ class JournalView(ReportView):
         },
     )
     def get(self, request, *args, **kwargs):
-        period = self.period()
-        rows = journal_entries(period=period)
+        query = self.query()
+        period, basis = query["period"], query["basis"]
+        rows = journal_entries(period=period, basis=basis)
         if self.wants_csv():
+            suffix = "" if basis == JournalBasis.DEFAULT else f"-{basis}"
             return csv_response(
                 header=JOURNAL_COLUMNS,
                 rows=journal_csv_rows(rows),
-                filename=f"journal-{period}.csv",
+                filename=f"journal-{period}{suffix}.csv",
             )
         return json_stream_response(
-            head={"period": str(period), "basis": "posting_date", "currency": CURRENCY},
+            head={"period": str(period), "basis": basis, "currency": CURRENCY},
             list_key="entries",
             items=journal_json_rows(rows),
         )
