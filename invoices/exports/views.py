@@ -65,6 +65,7 @@ from invoices.exports.reports import (
     journal_entries,
     revenue_summary,
 )
+from invoices.exports.rollforward import prepayment_rollforward
 from invoices.exports.serializers import (
     CREDIT_NOTE_DOCUMENT_COLUMNS,
     CREDIT_NOTE_LINE_COLUMNS,
@@ -75,6 +76,7 @@ from invoices.exports.serializers import (
     JOURNAL_ROW_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
     REVENUE_COLUMNS,
+    ROLLFORWARD_COLUMNS,
     Column,
     CreditNoteExportSerializer,
     CustomerExportSerializer,
@@ -82,6 +84,7 @@ from invoices.exports.serializers import (
     JournalSerializer,
     LedgerEntryExportSerializer,
     RevenueSummarySerializer,
+    RollForwardSerializer,
     csv_header,
     csv_rows,
     example_csv_rows,
@@ -89,6 +92,8 @@ from invoices.exports.serializers import (
     journal_json_rows,
     revenue_csv_rows,
     revenue_example_csv_rows,
+    rollforward_csv_rows,
+    rollforward_example_csv_rows,
 )
 from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
 
@@ -825,3 +830,100 @@ class JournalView(ReportView):
             list_key="entries",
             items=journal_json_rows(rows),
         )
+
+
+def _rollforward_example_row(external_id, name, **amounts) -> dict:
+    row = {
+        "customer_external_id": external_id,
+        "customer_name": name,
+        "opening_balance": "0.00",
+        "deposits_bank_transfer": "0.00",
+        "deposits_alipay": "0.00",
+        "deposits_wechat_pay": "0.00",
+        "deposits": "0.00",
+        "invoice_debits": "0.00",
+        "credit_notes": "0.00",
+        "adjustments": "0.00",
+        "refunds": "0.00",
+        "closing_balance": "0.00",
+        "currency": "CNY",
+    }
+    row.update(amounts)
+    return row
+
+
+ROLLFORWARD_EXAMPLE = {
+    "period": "2026-11",
+    "currency": "CNY",
+    "customers": [
+        _rollforward_example_row(
+            "cust-00007",
+            "Lantern Games Ltd",
+            opening_balance="30000.00",
+            deposits_alipay="5000.00",
+            deposits="5000.00",
+            invoice_debits="-9600.00",
+            credit_notes="1200.00",
+            closing_balance="26600.00",
+        ),
+        _rollforward_example_row(
+            "cust-00012",
+            "Harbour Tech",
+            opening_balance="60000.00",
+            invoice_debits="-68000.00",
+            adjustments="-25.50",
+            closing_balance="-8025.50",
+        ),
+    ],
+    "total": _rollforward_example_row(
+        None,
+        None,
+        opening_balance="90000.00",
+        deposits_alipay="5000.00",
+        deposits="5000.00",
+        invoice_debits="-77600.00",
+        credit_notes="1200.00",
+        adjustments="-25.50",
+        closing_balance="18574.50",
+    ),
+}
+ROLLFORWARD_CSV_EXAMPLE = _csv_text(
+    ROLLFORWARD_COLUMNS, rollforward_example_csv_rows(ROLLFORWARD_EXAMPLE)
+)
+
+
+class PrepaymentRollForwardView(ReportView):
+    @extend_schema(
+        tags=[TAG],
+        summary="Prepayment roll-forward of a month",
+        description="How the customers' prepaid balance (the liability, account 2200) moved in "
+        "`period`, from the ledger by the entries' dates (Asia/Shanghai): per customer with a "
+        "balance at the month's start or an entry in it, and in total. Movements are signed as "
+        "they move the balance (invoice debits and refunds negative): `opening_balance` + "
+        "deposits (by method) + `invoice_debits` + `credit_notes` + `adjustments` + `refunds` "
+        "= `closing_balance`, which is the ledger sum at the month's end, to the cent. Invoices "
+        "count in the month they were issued (October's, issued on 2 November, in November). "
+        "CSV: one row per customer (`row` = `customer`), then the `total` row.",
+        parameters=[PERIOD_PARAMETER],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                RollForwardSerializer,
+                examples=[
+                    OpenApiExample(
+                        "Roll-forward", value=ROLLFORWARD_EXAMPLE, media_type="application/json"
+                    )
+                ],
+            ),
+            (200, "text/csv"): csv_doc(ROLLFORWARD_COLUMNS, ROLLFORWARD_CSV_EXAMPLE),
+            **ERRORS,
+        },
+    )
+    def get(self, request, *args, **kwargs):
+        rollforward = prepayment_rollforward(period=self.period())
+        if self.wants_csv():
+            return csv_response(
+                header=ROLLFORWARD_COLUMNS,
+                rows=rollforward_csv_rows(rollforward),
+                filename=f"prepayment-rollforward-{rollforward.period}.csv",
+            )
+        return Response(RollForwardSerializer(rollforward).data)
