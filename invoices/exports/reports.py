@@ -411,7 +411,7 @@ def _revenue_by_document(
 def _invoice_postings(period: Period, basis: str) -> Iterator[JournalRow]:
     lines = InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED_STATES)
     if basis == JournalBasis.SERVICE_MONTH:
-        # Every invoice of the month is posted on its last day: date order is number order.
+        # Every invoice of the service month is posted on its last day (then by number).
         lines = lines.filter(invoice__period=period.start)
     else:
         lines = lines.filter(
