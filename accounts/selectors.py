@@ -44,7 +44,8 @@ def ledger_balance(
     """The prepaid balance: the sum of the customer's ledger entries. With `through`: the
     balance right after that entry was written (a customer's entries are written under its
     row lock, so their ids follow commit order and that balance never changes). With
-    `before`: the balance of the entries dated before that moment (a statement's opening)."""
+    `before`: the balance at that moment by the entries' dates (`created_at`), as a month-end
+    report sees it (e.g. the start of a month: the closing balance of the month before)."""
     entries = LedgerEntry.objects.filter(customer_id=_customer_id(customer))
     if through is not None:
         entries = entries.filter(id__lte=through.id)

@@ -60,6 +60,7 @@ from invoices.exports.renderers import (
 )
 from invoices.exports.reports import (
     ZERO,
+    JournalBasis,
     JournalRow,
     RevenueSummary,
     export_credit_notes,
@@ -69,6 +70,7 @@ from invoices.exports.reports import (
     journal_entries,
     revenue_summary,
 )
+from invoices.exports.rollforward import RollForward, prepayment_rollforward
 from invoices.exports.serializers import (
     CREDIT_NOTE_DOCUMENT_COLUMNS,
     CREDIT_NOTE_LINE_COLUMNS,
@@ -79,6 +81,7 @@ from invoices.exports.serializers import (
     JOURNAL_ROW_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
     REVENUE_COLUMNS,
+    ROLLFORWARD_COLUMNS,
     Column,
     CreditNoteExportSerializer,
     CustomerExportSerializer,
@@ -86,6 +89,7 @@ from invoices.exports.serializers import (
     JournalSerializer,
     LedgerEntryExportSerializer,
     RevenueSummarySerializer,
+    RollForwardSerializer,
     csv_header,
     csv_rows,
     example_csv_rows,
@@ -93,6 +97,8 @@ from invoices.exports.serializers import (
     journal_json_rows,
     revenue_csv_rows,
     revenue_example_csv_rows,
+    rollforward_csv_rows,
+    rollforward_example_csv_rows,
 )
 from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
 
@@ -579,37 +585,66 @@ PERIOD_PARAMETER = OpenApiParameter(
 )
 
 
+class JournalQuerySerializer(PeriodQuerySerializer):
+    basis = serializers.ChoiceField(
+        choices=JournalBasis.CHOICES,
+        default=JournalBasis.DEFAULT,
+        help_text="`service_month` (default): invoices in their service month; `issue_date`: "
+        "invoices on their issue date.",
+    )
+
+
+BASIS_PARAMETER = OpenApiParameter(
+    "basis",
+    {"type": "string", "enum": list(JournalBasis.CHOICES), "default": JournalBasis.DEFAULT},
+    OpenApiParameter.QUERY,
+    required=False,
+    description="When invoices are posted: `service_month` (default, accrual: revenue in the "
+    "month of service, on its last day) or `issue_date` (on the invoice's issue date, the "
+    "journal's only basis before issue 17). Credit notes and ledger documents are posted on "
+    "their own day on both.",
+)
+
+
 class ReportView(AccountingView):
-    """A report of one month (`?period=`): JSON, or CSV named `<csv_name>-<period>.csv`."""
+    """A report of one month (`?period=`, and what `query_serializer_class` adds): JSON, or CSV
+    named `<csv_name>-<period><csv_suffix>.csv`."""
 
     filter_backends: list = []
+    query_serializer_class: type[serializers.Serializer] = PeriodQuerySerializer
     csv_columns: list[str] = []
     csv_name = ""
 
-    def period(self) -> Period:
-        query = PeriodQuerySerializer(data=self.request.query_params)
+    def query(self) -> dict:
+        query = self.query_serializer_class(data=self.request.query_params)
         query.is_valid(raise_exception=True)
-        return query.validated_data["period"]
+        return query.validated_data
 
-    def report(self, period: Period) -> Any:
+    def period(self) -> Period:
+        return self.query()["period"]
+
+    def report(self, query: dict) -> Any:
         raise NotImplementedError
 
     def csv_rows(self, report: Any) -> Iterable[list]:
         raise NotImplementedError
 
-    def json_response(self, report: Any, period: Period) -> HttpResponseBase:
+    def csv_suffix(self, query: dict) -> str:
+        return ""
+
+    def json_response(self, report: Any, query: dict) -> HttpResponseBase:
         raise NotImplementedError
 
     def get(self, request, *args, **kwargs):
-        period = self.period()
-        report = self.report(period)
+        query = self.query()
+        report = self.report(query)
         if self.wants_csv():
             return csv_response(
                 header=self.csv_columns,
                 rows=self.csv_rows(report),
-                filename=f"{self.csv_name}-{period}.csv",
+                filename=f"{self.csv_name}-{query['period']}{self.csv_suffix(query)}.csv",
             )
-        return self.json_response(report, period)
+        return self.json_response(report, query)
 
 
 def report_schema(
@@ -621,13 +656,14 @@ def report_schema(
     example: dict,
     columns: list[str],
     csv_example: str,
+    parameters: tuple[OpenApiParameter, ...] = (PERIOD_PARAMETER,),
 ):
     """The schema of a report view: JSON (`serializer`, with `example`) or CSV (`columns`)."""
     return extend_schema(
         tags=[TAG],
         summary=summary,
         description=description,
-        parameters=[PERIOD_PARAMETER],
+        parameters=list(parameters),
         responses={
             (200, "application/json"): OpenApiResponse(
                 serializer,
@@ -733,23 +769,23 @@ class RevenueSummaryView(ReportView):
     csv_columns = REVENUE_COLUMNS
     csv_name = "revenue-summary"
 
-    def report(self, period: Period) -> RevenueSummary:
-        return revenue_summary(period=period)
+    def report(self, query: dict) -> RevenueSummary:
+        return revenue_summary(period=query["period"])
 
     def csv_rows(self, report: RevenueSummary) -> Iterable[list]:
         return revenue_csv_rows(report)
 
-    def json_response(self, report: RevenueSummary, period: Period) -> HttpResponseBase:
+    def json_response(self, report: RevenueSummary, query: dict) -> HttpResponseBase:
         return Response(RevenueSummarySerializer(report).data)
 
 
 JOURNAL_EXAMPLE = {
-    "period": "2026-11",
-    "basis": "posting_date",
+    "period": "2026-10",
+    "basis": "service_month",
     "currency": "CNY",
     "entries": [
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -764,7 +800,7 @@ JOURNAL_EXAMPLE = {
             "payment_reference": "",
         },
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -779,7 +815,7 @@ JOURNAL_EXAMPLE = {
             "payment_reference": "",
         },
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -807,8 +843,10 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
 
 @report_schema(
     summary="Double-entry journal of a posting month",
-    description="Every accounting event dated in `period` (Asia/Shanghai): invoices and "
-    "credit notes on their issue date, deposits, refunds and adjustments on their day. "
+    description="Every accounting event dated in `period` (Asia/Shanghai) on `basis`: "
+    "invoices in their service month (posted on its last day; `basis=issue_date`: on their "
+    "issue date), credit notes on their issue date with `billing_period` the service month "
+    "they correct, deposits, refunds and adjustments on their day. "
     "Each document's rows are consecutive and balance (debits = credits). Accounts: "
     "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
     "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
@@ -823,20 +861,115 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
     example=JOURNAL_EXAMPLE,
     columns=JOURNAL_COLUMNS,
     csv_example=JOURNAL_CSV_EXAMPLE,
+    parameters=(PERIOD_PARAMETER, BASIS_PARAMETER),
 )
 class JournalView(ReportView):
+    query_serializer_class = JournalQuerySerializer
     csv_columns = JOURNAL_COLUMNS
     csv_name = "journal"
 
-    def report(self, period: Period) -> Iterable[JournalRow]:
-        return journal_entries(period=period)
+    def report(self, query: dict) -> Iterable[JournalRow]:
+        return journal_entries(period=query["period"], basis=query["basis"])
 
     def csv_rows(self, report: Iterable[JournalRow]) -> Iterable[list]:
         return journal_csv_rows(report)
 
-    def json_response(self, report: Iterable[JournalRow], period: Period) -> HttpResponseBase:
+    def csv_suffix(self, query: dict) -> str:
+        return "" if query["basis"] == JournalBasis.DEFAULT else f"-{query['basis']}"
+
+    def json_response(self, report: Iterable[JournalRow], query: dict) -> HttpResponseBase:
         return json_stream_response(
-            head={"period": str(period), "basis": "posting_date", "currency": CURRENCY},
+            head={"period": str(query["period"]), "basis": query["basis"], "currency": CURRENCY},
             list_key="entries",
             items=journal_json_rows(report),
         )
+
+
+def _rollforward_example_row(external_id, name, **amounts) -> dict:
+    row = {
+        "customer_external_id": external_id,
+        "customer_name": name,
+        "opening_balance": "0.00",
+        "deposits_bank_transfer": "0.00",
+        "deposits_alipay": "0.00",
+        "deposits_wechat_pay": "0.00",
+        "deposits": "0.00",
+        "invoice_debits": "0.00",
+        "credit_notes": "0.00",
+        "adjustments": "0.00",
+        "refunds": "0.00",
+        "closing_balance": "0.00",
+        "currency": "CNY",
+    }
+    row.update(amounts)
+    return row
+
+
+ROLLFORWARD_EXAMPLE = {
+    "period": "2026-11",
+    "currency": "CNY",
+    "customers": [
+        _rollforward_example_row(
+            "cust-00007",
+            "Lantern Games Ltd",
+            opening_balance="30000.00",
+            deposits_alipay="5000.00",
+            deposits="5000.00",
+            invoice_debits="-9600.00",
+            credit_notes="1200.00",
+            closing_balance="26600.00",
+        ),
+        _rollforward_example_row(
+            "cust-00012",
+            "Harbour Tech",
+            opening_balance="60000.00",
+            invoice_debits="-68000.00",
+            adjustments="-25.50",
+            closing_balance="-8025.50",
+        ),
+    ],
+    "total": _rollforward_example_row(
+        None,
+        None,
+        opening_balance="90000.00",
+        deposits_alipay="5000.00",
+        deposits="5000.00",
+        invoice_debits="-77600.00",
+        credit_notes="1200.00",
+        adjustments="-25.50",
+        closing_balance="18574.50",
+    ),
+}
+ROLLFORWARD_CSV_EXAMPLE = _csv_text(
+    ROLLFORWARD_COLUMNS, rollforward_example_csv_rows(ROLLFORWARD_EXAMPLE)
+)
+
+
+@report_schema(
+    summary="Prepayment roll-forward of a month",
+    description="How the customers' prepaid balance (the liability, account 2200) moved in "
+    "`period`, from the ledger by the entries' dates (Asia/Shanghai): per customer with a "
+    "balance at the month's start or an entry in it, and in total. Movements are signed as "
+    "they move the balance (invoice debits and refunds negative): `opening_balance` + "
+    "deposits (by method) + `invoice_debits` + `credit_notes` + `adjustments` + `refunds` "
+    "= `closing_balance`, which is the ledger sum at the month's end, to the cent. Invoices "
+    "count in the month they were issued (October's, issued on 2 November, in November). "
+    "CSV: one row per customer (`row` = `customer`), then the `total` row.",
+    serializer=RollForwardSerializer,
+    example_name="Roll-forward",
+    example=ROLLFORWARD_EXAMPLE,
+    columns=ROLLFORWARD_COLUMNS,
+    csv_example=ROLLFORWARD_CSV_EXAMPLE,
+)
+class PrepaymentRollForwardView(ReportView):
+    csv_columns = ROLLFORWARD_COLUMNS
+    csv_name = "prepayment-rollforward"
+
+    def report(self, query: dict) -> RollForward:
+        return prepayment_rollforward(period=query["period"])
+
+    def csv_rows(self, report: RollForward) -> Iterable[list]:
+        return rollforward_csv_rows(report)
+
+    def json_response(self, report: RollForward, query: dict) -> HttpResponseBase:
+        return Response(RollForwardSerializer(report).data)
