@@ -24,7 +24,6 @@ from invoices.run.runs import billing_runs_stalled
 from invoices.selectors import (
     CustomerFinancials,
     financials_from,
-    recommended_balance,
     whole_month_fees,
 )
 from plans.batch_rating import customers_rate
@@ -268,37 +267,28 @@ def customers_in_arrears(*, limit: int | None = None) -> list[ArrearsRow]:
     ]
 
 
+def rated_financials(*, today: dt.date) -> dict[int, CustomerFinancials]:
+    """Every rated account's balance, recommended balance and days left (accounts that cannot
+    be rated left out): the dashboard's cached run-rates, a fixed number of queries however
+    many customers there are. What the customers list sorts, filters and exports by."""
+    return {customer.pk: figures for customer, figures in _rated_customers(today=today)}
+
+
 def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
     """Customers whose balance is below three months of their current monthly fees, the
     fewest days of balance left first."""
-    period = Period.containing(today)
-    rates = current_run_rates(today=today)
-    charged = [customer_id for customer_id, rate in rates.items() if rate.whole_month > 0]
-    balances = ledger_balances(customer_ids=charged)
-    low: dict[int, Decimal] = {}
-    for customer_id in charged:
-        balance = balances.get(customer_id, ZERO)
-        if balance < recommended_balance(monthly_fees=rates[customer_id].whole_month):
-            low[customer_id] = balance
     rows = []
-    for customer in Customer.objects.filter(pk__in=list(low)):
-        rate = rates[customer.pk]
-        figures = financials_from(
-            customer,
-            balance=low[customer.pk],
-            run_rate=rate.this_month,
-            monthly_fees=rate.whole_month,
-            period=period,
-        )
-        rows.append(
-            LowBalanceRow(
-                customer=customer,
-                balance=figures.balance,
-                recommended_balance=figures.recommended_balance,
-                shortfall=figures.recommended_balance - figures.balance,
-                days_left=figures.days_left,
+    for customer, figures in _rated_customers(today=today):
+        if figures.monthly_fees > 0 and figures.balance < figures.recommended_balance:
+            rows.append(
+                LowBalanceRow(
+                    customer=customer,
+                    balance=figures.balance,
+                    recommended_balance=figures.recommended_balance,
+                    shortfall=figures.recommended_balance - figures.balance,
+                    days_left=figures.days_left,
+                )
             )
-        )
     rows.sort(
         key=lambda row: (
             row.days_left if row.days_left is not None else 10**9,
@@ -306,6 +296,25 @@ def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
         )
     )
     return rows
+
+
+def _rated_customers(*, today: dt.date) -> list[tuple[Customer, CustomerFinancials]]:
+    period = Period.containing(today)
+    rates = current_run_rates(today=today)
+    balances = ledger_balances(customer_ids=list(rates))
+    return [
+        (
+            customer,
+            financials_from(
+                customer,
+                balance=balances.get(customer.pk, ZERO),
+                run_rate=rates[customer.pk].this_month,
+                monthly_fees=rates[customer.pk].whole_month,
+                period=period,
+            ),
+        )
+        for customer in Customer.objects.filter(pk__in=list(rates))
+    ]
 
 
 def _low_balance(*, today: dt.date, limit: int) -> dict:
