@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -303,12 +304,23 @@ class CustomerAdmin(
 
     def get_queryset(self, request):
         queryset = with_ledger_balance(super().get_queryset(request), name="ledger_total")
-        match = request.resolver_match
-        if match is not None and match.url_name in self._LIST_URL_NAMES:
+        if self._sorted_by_days_left(request):
             queryset = queryset.annotate(days_left_rank=self._days_left_rank(request))
         return queryset
 
     _LIST_URL_NAMES = frozenset({"accounts_customer_changelist", "accounts_customer_export"})
+
+    def _sorted_by_days_left(self, request) -> bool:
+        """The list (or its export) is sorted by days left: only then is every customer's
+        figure needed."""
+        match = request.resolver_match
+        if match is None or match.url_name not in self._LIST_URL_NAMES:
+            return False
+        columns = list(self.get_list_display(request))
+        if self.get_actions(request):
+            columns = ["action_checkbox", *columns]
+        column = str(columns.index("days_left_display"))
+        return any(part.lstrip("-") == column for part in request.GET.get(ORDER_VAR, "").split("."))
 
     @staticmethod
     def _rated(request) -> dict:

@@ -98,6 +98,9 @@ def test_customers_sort_by_days_left(client, clerk, gamma, idle):
     ]
     body = changelist(client, f"?o={column}&recommended=below").content.decode()
     assert "cust-gamma" not in body
+    # The export keeps the list's order.
+    rows = csv_rows(export(client, "accounts_customer", CSV, f"?o={column}"))
+    assert [row[0] for row in rows[1:]] == ["cust-beta", "cust-alpha", "cust-gamma", "cust-idle"]
 
 
 # --- exports -------------------------------------------------------------------------------
