@@ -8,6 +8,7 @@ shows the same figure for the same amount.
 from decimal import Decimal, InvalidOperation
 
 from django import template
+from django.utils.html import format_html
 from moneyed import Money
 
 from billingsite.money import format_amount, format_cny
@@ -48,3 +49,11 @@ def negate(value):
     """The amount with its sign flipped (a debit of -6,000.00 shown as a charge of 6,000.00)."""
     amount_value = _as_money_value(value)
     return None if amount_value is None else -amount_value
+
+
+@register.filter
+def cny_html(value) -> str:
+    """`cny` in a span that never breaks ('-¥4,096.77' would wrap after its minus sign) for
+    HTML text; attributes and plain-text e-mails use `cny`."""
+    text = cny(value)
+    return format_html('<span class="amount">{}</span>', text) if text else ""
