@@ -85,7 +85,7 @@ def compact(value: float) -> str:
     elif size >= 1_000:
         text = f"{value / 1_000:.1f}".rstrip("0").rstrip(".") + "k"
     else:
-        text = f"{value:.0f}"
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
     return text
 
 
@@ -94,12 +94,15 @@ def _n(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _bounds(values: list[float]) -> tuple[float, float, float]:
+def _bounds(values: list[float], *, whole: bool) -> tuple[float, float, float]:
     low = min([0.0, *values])
     high = max([0.0, *values])
     if low == high:
         high = 1.0
     step = nice_step(high - low)
+    if whole:
+        # Counts (customers, DAU) have no half ticks.
+        step = max(step, 1.0)
     return math.floor(low / step) * step, math.ceil(high / step) * step, step
 
 
@@ -116,9 +119,9 @@ def chart_svg(
     """The SVG of the series over the x slots `labels`; each mark has a <title> with its exact
     value (`value_text`), the x labels show every `label_every`-th slot."""
     slots = max(len(labels), 1)
-    values = [float(v) for s in (*bars, *lines) for v in s.values if v is not None]
-    values += [float(rule.value) for rule in rules]
-    low, high, step = _bounds(values)
+    raw = [v for s in (*bars, *lines) for v in s.values if v is not None]
+    values = [float(v) for v in raw] + [float(rule.value) for rule in rules]
+    low, high, step = _bounds(values, whole=all(isinstance(v, int) for v in raw))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot_w = plot_w / slots
 

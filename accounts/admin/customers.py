@@ -74,7 +74,7 @@ from billingsite.admin import (
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
 from billingsite.clock import Period, billing_date
 from billingsite.money import format_cny
-from invoices.admin.dashboard import financials_for_customers, usage_month
+from invoices.admin.dashboard import financials_for_customers, usage_month, usage_month_chart
 from invoices.models import Invoice
 from invoices.selectors import customer_financials
 from plans import services as plan_services
@@ -745,6 +745,7 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             "original": application,
             "title": f"Usage of {application.app_key} in {period}",
             "month": month,
+            "usage_chart": usage_month_chart(application=application, month=month),
             "period": period,
             "previous_period": period.previous(),
             "next_period": period.next(),
@@ -995,6 +996,8 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "recorded_by",
     ]
     list_display_links = ["when"]
+    # The list's totals row (templates/admin/billing/change_list_results_totals.html).
+    list_total_field, list_total_column = "amount", "amount_display"
     list_filter = ["kind", ("created_by", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["customer", "created_by"]
     search_fields = ["customer__name", "customer__external_id", "reference", "reason"]
