@@ -218,7 +218,7 @@ def billed_revenue_chart(*, today: dt.date, months: int = MONTHS) -> Chart:
         labels=[str(period) for period in periods],
         bars=[
             BarSeries(
-                name=_("Billed"),
+                name=_("Invoiced"),
                 values=[totals.get(period.start, Decimal(0)) for period in periods],
             )
         ],
