@@ -138,7 +138,13 @@ def chart_svg(
             format_html(
                 '<line class="chart-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
                 '<text class="chart-tick" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT, WIDTH - RIGHT, _n(y(tick)), _n(y(tick)), LEFT - 6, _n(y(tick) + FONT / 3), compact(tick),
+                LEFT,
+                WIDTH - RIGHT,
+                _n(y(tick)),
+                _n(y(tick)),
+                LEFT - 6,
+                _n(y(tick) + FONT / 3),
+                compact(tick),
             )  # fmt: skip
         )
         tick += step
@@ -155,9 +161,14 @@ def chart_svg(
                 format_html(
                     '<rect class="{}" x="{}" y="{}" width="{}" height="{}">'
                     "<title>{}: {} {}</title></rect>",
-                    css, _n(LEFT + slot_w * (slot + 0.1) + group_w * index), _n(top),
-                    _n(max(group_w - 1, 1)), _n(max(bottom - top, 0.5)),
-                    labels[slot], series.name, value_text(value),
+                    css,
+                    _n(LEFT + slot_w * (slot + 0.1) + group_w * index),
+                    _n(top),
+                    _n(max(group_w - 1, 1)),
+                    _n(max(bottom - top, 0.5)),
+                    labels[slot],
+                    series.name,
+                    value_text(value),
                 )  # fmt: skip
             )
     for series in lines:
@@ -170,14 +181,20 @@ def chart_svg(
             parts.append(
                 format_html(
                     '<polyline class="chart-line chart-line-{}" points="{}"/>',
-                    series.css, " ".join(points),
+                    series.css,
+                    " ".join(points),
                 )  # fmt: skip
             )
         parts.extend(
             format_html(
                 '<circle class="chart-dot chart-line-{}" cx="{}" cy="{}" r="3">'
                 "<title>{}: {} {}</title></circle>",
-                series.css, _n(x(slot)), _n(y(float(value))), labels[slot], series.name, value_text(value),
+                series.css,
+                _n(x(slot)),
+                _n(y(float(value))),
+                labels[slot],
+                series.name,
+                value_text(value),
             )  # fmt: skip
             for slot, value in enumerate(series.values)
             if value is not None
@@ -187,14 +204,22 @@ def chart_svg(
             format_html(
                 '<line class="chart-rule" x1="{}" x2="{}" y1="{}" y2="{}"/>'
                 '<text class="chart-rule-label" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT, WIDTH - RIGHT, _n(y(float(rule.value))), _n(y(float(rule.value))),
-                WIDTH - RIGHT - 2, _n(y(float(rule.value)) - 3), rule.label,
+                LEFT,
+                WIDTH - RIGHT,
+                _n(y(float(rule.value))),
+                _n(y(float(rule.value))),
+                WIDTH - RIGHT - 2,
+                _n(y(float(rule.value)) - 3),
+                rule.label,
             )  # fmt: skip
         )
     parts.append(
         format_html(
             '<line class="chart-axis" x1="{}" x2="{}" y1="{}" y2="{}"/>',
-            LEFT, WIDTH - RIGHT, _n(y(0.0)), _n(y(0.0)),
+            LEFT,
+            WIDTH - RIGHT,
+            _n(y(0.0)),
+            _n(y(0.0)),
         )  # fmt: skip
     )
     parts.append(

@@ -102,14 +102,19 @@ def usage_chart(
                 name=_("DAU"), values=[dau_by_day.get(day) for day in days], marked=peak_slots
             )
         ],
-        rules=[Rule(value=level, label=_("%(dau)s DAU") % {"dau": f"{level:,}"}) for level in thresholds],
+        rules=[
+            Rule(value=level, label=_("%(dau)s DAU") % {"dau": f"{level:,}"})
+            for level in thresholds
+        ],
         value_text=_dau_text,
         label_every=5,
     )
     return UsageChart(app_key=app_key, app_name=app_name, chart=chart, peaks=peaks)
 
 
-def usage_charts_for_lines(*, customer_id: int, period: Period, lines: Sequence) -> list[UsageChart]:
+def usage_charts_for_lines(
+    *, customer_id: int, period: Period, lines: Sequence
+) -> list[UsageChart]:
     """A chart per application with a DAU line among `lines` (invoice lines or priced lines),
     in the lines' order: one query for the month's usage, the price book from the cache."""
     dau_lines = [line for line in lines if line.category == DAU_FEE]
@@ -129,8 +134,12 @@ def usage_charts_for_lines(*, customer_id: int, period: Period, lines: Sequence)
         names.setdefault(line.app_key, line.app_name)
     return [
         usage_chart(
-            app_key=key, app_name=names[key], period=period, dau_by_day=usage[key],
-            segments=segments[key], book=book,
+            app_key=key,
+            app_name=names[key],
+            period=period,
+            dau_by_day=usage[key],
+            segments=segments[key],
+            book=book,
         )  # fmt: skip
         for key in names
     ]

@@ -31,6 +31,7 @@ from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
 from accounts.models import Customer, DailyUsage
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
+from invoices.charts import balance_history_chart, usage_charts_for_lines
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
     credit_note_pdf_filename,
@@ -40,7 +41,6 @@ from invoices.documents.pdf import (
     render_credit_note_pdf,
     render_invoice_pdf,
 )
-from invoices.charts import balance_history_chart, usage_charts_for_lines
 from invoices.models import CreditNote, Invoice
 from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, estimate_current_month

@@ -106,7 +106,9 @@ def test_every_page_in_both_widths_and_schemes(browser, live_server, price_book,
             if path == "/invoices/":
                 # The negative balance stays on one line (no break after the minus sign).
                 amount = page.locator("#current-balance .amount")
-                expect(amount).to_have_text(f"-¥{invoice.total.amount - 1500:,.2f}")  # less the credit
+                expect(amount).to_have_text(
+                    f"-¥{invoice.total.amount - 1500:,.2f}"
+                )  # less the credit
                 assert amount.evaluate("el => el.getClientRects().length") == 1
                 expect(page.locator("#invoice-totals")).to_contain_text(
                     f"¥{invoice.total.amount:,.2f}"

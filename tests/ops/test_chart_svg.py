@@ -85,7 +85,10 @@ def test_negative_bars_hang_below_the_zero_axis_and_the_line_goes_through_every_
     assert "chart-bar-out" in out.get("class")
     assert float(out.get("y")) == pytest.approx(zero, abs=0.1)  # starts at 0, goes down
     assert len(svg.find(f"{SVG}polyline").get("points").split()) == 2
-    assert chart.rows == [("2026-10", ["9000.00", "0", "9000.00"]), ("2026-11", ["0", "-3000.00", "6000.00"])]
+    assert chart.rows == [
+        ("2026-10", ["9000.00", "0", "9000.00"]),
+        ("2026-11", ["0", "-3000.00", "6000.00"]),
+    ]
 
 
 def test_text_is_escaped():

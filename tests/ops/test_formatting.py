@@ -16,9 +16,7 @@ from billingsite.money import format_cny
 from invoices.templatetags.billing_format import cny, cny_html
 
 LANGUAGES = ("en", "zh-hans")
-amounts = st.decimals(
-    min_value=Decimal("-99999999.99"), max_value=Decimal("99999999.99"), places=2
-)
+amounts = st.decimals(min_value=Decimal("-99999999.99"), max_value=Decimal("99999999.99"), places=2)
 
 
 @given(amount=amounts)
@@ -30,7 +28,12 @@ def test_django_money_prints_what_format_cny_prints(amount):
 
 @pytest.mark.parametrize(
     ("amount", "text"),
-    [("6000", "¥6,000.00"), ("-4096.77", "-¥4,096.77"), ("0", "¥0.00"), ("1234567.5", "¥1,234,567.50")],
+    [
+        ("6000", "¥6,000.00"),
+        ("-4096.77", "-¥4,096.77"),
+        ("0", "¥0.00"),
+        ("1234567.5", "¥1,234,567.50"),
+    ],
 )
 def test_the_one_format(amount, text):
     assert format_cny(Decimal(amount)) == text
