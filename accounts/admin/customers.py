@@ -76,7 +76,11 @@ from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_
 from billingsite.clock import Period, billing_date
 from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
-from invoices.admin.dashboard import customers_below_recommended, rated_financials
+from invoices.admin.dashboard import (
+    customers_below_recommended,
+    rated_financials,
+    usage_month_chart,
+)
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, financials_for_customers, usage_month
 from plans import services as plan_services
@@ -810,6 +814,7 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             "original": application,
             "title": f"Usage of {application.app_key} in {period}",
             "month": month,
+            "usage_chart": usage_month_chart(application=application, month=month),
             "period": period,
             "previous_period": period.previous(),
             "next_period": period.next(),
@@ -1060,6 +1065,8 @@ class LedgerEntryAdmin(FinanceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         "recorded_by",
     ]
     list_display_links = ["when"]
+    # The list's totals row (templates/admin/billing/change_list_results_totals.html).
+    list_total_field, list_total_column = "amount", "amount_display"
     list_filter = ["kind", ("created_by", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["customer", "created_by"]
     resource_classes = [LedgerEntryResource]

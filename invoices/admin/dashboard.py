@@ -31,13 +31,22 @@ from accounts.arrears import suspension_date
 from accounts.models import AdjustmentRequest, Application, Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balances
 from billingsite.audit import SYSTEM_PREFIX, system_reason
+from billingsite.charts import Chart
 from billingsite.clock import Period, start_of_day
 from billingsite.money import format_cny
+from invoices.charts import (
+    BalancesOverTime,
+    UsageChart,
+    balances_over_time,
+    billed_revenue_chart,
+    usage_chart,
+)
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.run.runs import billing_runs_stalled
 from invoices.selectors import (
     CustomerFinancials,
     RunRate,
+    UsageMonth,
     financials_from,
     run_rates,
 )
@@ -51,6 +60,7 @@ from plans.models import (
     PlanPrice,
 )
 from plans.price_book import PRICE_BOOK_LOADER
+from plans.price_book_cache import cached_price_book
 from plans.rating.engine import RatingError
 
 ZERO = Decimal("0.00")
@@ -753,3 +763,30 @@ def applications_needing_contract(*, invoice: Invoice) -> list[Application]:
     dedicated-service contract)."""
     applications = Application.objects.filter(customer_id=invoice.customer_id).order_by("app_key")
     return [app for app in applications if app.app_key in (invoice.hold_reason or "")]
+
+
+def usage_month_chart(*, application: Application, month: UsageMonth) -> UsageChart:
+    """The usage page's chart: the month's DAU with the billed peak of each plan segment (the
+    rating inputs above) and the block thresholds of the period's price book."""
+    return usage_chart(
+        app_key=application.app_key,
+        app_name=application.name,
+        period=month.period,
+        dau_by_day={day.day: day.dau for day in month.days if day.dau is not None},
+        segments=[(s.plan_code, s.peak_dau, s.peak_day) for s in month.segments],
+        book=cached_price_book(period=month.period),
+    )
+
+
+@dataclass(frozen=True)
+class FinanceCharts:
+    billed: Chart
+    balances: BalancesOverTime
+
+
+def finance_charts(*, today: dt.date) -> FinanceCharts:
+    """The dashboard's charts: billed revenue by month, customers in arrears and the prepaid
+    balance held at each month end (two queries)."""
+    return FinanceCharts(
+        billed=billed_revenue_chart(today=today), balances=balances_over_time(today=today)
+    )

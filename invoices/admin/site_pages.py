@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from billingsite.clock import billing_date
 from billingsite.exports import audit_export_response
-from invoices.admin.dashboard import AUDIT_KINDS, AuditFilters, AuditTrail, month_at_a_glance
+from invoices.admin.dashboard import (
+    AUDIT_KINDS,
+    AuditFilters,
+    AuditTrail,
+    finance_charts,
+    month_at_a_glance,
+)
 
 AUDIT_PAGE_SIZE = 50
 
@@ -23,10 +29,10 @@ AUDIT_PAGE_SIZE = 50
 def index_figures(request: HttpRequest) -> dict[str, object]:
     # The figures name customers and amounts: only for those who may read both.
     may_read = request.user.has_perms(["invoices.view_invoice", "accounts.view_customer"])
+    today = billing_date(timezone.now())
     return {
-        "dashboard": month_at_a_glance(today=billing_date(timezone.now()), now=timezone.now())
-        if may_read
-        else None
+        "dashboard": month_at_a_glance(today=today, now=timezone.now()) if may_read else None,
+        "charts": finance_charts(today=today) if may_read else None,
     }
 
 
