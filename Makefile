@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m mypy plans/rating
+	$(PY) -m mypy
 
 format: $(STAMP)
 	$(PY) -m ruff format .

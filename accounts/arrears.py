@@ -123,6 +123,7 @@ def _arrears_apply(*, customers: list[Customer], now: dt.datetime) -> None:
 def _arrears_end(*, customer: Customer, balance: Decimal, now: dt.datetime) -> None:
     was_suspended = customer.suspended_at is not None
     started = customer.arrears_since
+    assert started is not None, "arrears end only where they started"
     customer.arrears_since = None
     customer.suspended_at = None
     customer.save(update_fields=["arrears_since", "suspended_at"])

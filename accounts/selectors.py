@@ -1,6 +1,8 @@
 """Reads of the prepaid ledger: the balance is the sum of the customer's ledger entries, and
 every balance anywhere (services, API, portal, admin, exports) is read through here."""
 
+from __future__ import annotations
+
 import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
@@ -22,7 +24,7 @@ from accounts.models import Customer, LedgerEntry
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
-_BALANCE = DecimalField(max_digits=16, decimal_places=2)
+_BALANCE: DecimalField[Decimal, Decimal] = DecimalField(max_digits=16, decimal_places=2)
 
 
 def _customer_id(customer: Customer | int) -> int:

@@ -10,11 +10,14 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Field, Model
 from moneyed import Money
 
 from accounts.arrears import update_arrears
@@ -31,7 +34,6 @@ from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError, round_money
 from billingsite.refusals import Refusal
-from plans.models import Plan, PlanChange
 
 
 class LedgerError(Refusal):
@@ -39,7 +41,7 @@ class LedgerError(Refusal):
 
     code = "invalid_amount"
 
-    def __init__(self, message: str, *, field: str = "amount"):
+    def __init__(self, message: str, *, field: str | None = "amount"):
         super().__init__(message)
         self.field = field
 
@@ -64,6 +66,12 @@ def _money_amount(amount: Decimal | Money) -> Decimal:
     return amount
 
 
+def _max_length(model: type[Model], name: str) -> int:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.max_length is not None, f"{name} is not text"
+    return field.max_length
+
+
 # Reasons of adjustments and credit notes are shown to the customer: a sentence or two.
 MAX_REASON_LENGTH = 1000
 
@@ -78,7 +86,7 @@ def ledger_record(
     reference: str = "",
     reason: str = "",
     method: str | None = None,
-    created_by=None,
+    created_by: User | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry, once per idempotency key. Returns (entry, created).
 
@@ -107,7 +115,7 @@ def ledger_record(
         raise LedgerError(
             f"the reason is longer than {MAX_REASON_LENGTH:,} characters", field="reason"
         )
-    if len(reference) > LedgerEntry._meta.get_field("reference").max_length:
+    if len(reference) > _max_length(LedgerEntry, "reference"):
         raise LedgerError("the reference is longer than 200 characters", field="reference")
     if not idempotency_key:
         raise LedgerError("an idempotency key is required", field="idempotency_key")
@@ -123,7 +131,8 @@ def ledger_record(
                 entry = LedgerEntry.objects.create(
                     customer=locked,
                     kind=kind,
-                    amount=Money(value, CURRENCY),
+                    # (django-stubs types djmoney's MoneyField as its DecimalField base)
+                    amount=Money(value, CURRENCY),  # type: ignore[misc]
                     idempotency_key=idempotency_key,
                     reference=reference,
                     reason=reason,
@@ -164,7 +173,7 @@ def record_deposit(
     idempotency_key: str,
     now: dt.datetime,
     method: str = LedgerEntry.Method.BANK_TRANSFER,
-    created_by=None,
+    created_by: User | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """A deposit, with its receipt e-mailed (in the same transaction: one receipt, never
     none, however often the caller retries)."""
@@ -199,7 +208,7 @@ def record_adjustment(
     reason: str,
     idempotency_key: str,
     now: dt.datetime,
-    created_by=None,
+    created_by: User | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """An adjustment that needs no approval (see `adjustment_needs_approval`); any other is
     refused: it goes through `adjustment_submit` and a manager's `adjustment_approve`."""
@@ -243,10 +252,13 @@ def adjustment_needs_approval(*, amount: Decimal) -> bool:
     return amount > settings.BILLING_ADJUSTMENT_APPROVAL_ABOVE
 
 
-def _audited_save(request: AdjustmentRequest, *, user, now: dt.datetime, **kwargs) -> None:
+def _audited_save(
+    request: AdjustmentRequest, *, user: User | None, now: dt.datetime, **kwargs: Any
+) -> None:
     # simple-history's row names who did it and when, also outside an admin request.
-    request._history_user = user
-    request._history_date = now
+    # (attributes simple-history reads but does not declare)
+    request._history_user = user  # type: ignore[attr-defined]
+    request._history_date = now  # type: ignore[attr-defined]
     request.save(**kwargs)
 
 
@@ -266,7 +278,7 @@ def adjustment_submit(
     amount: Decimal | Money,
     reason: str,
     idempotency_key: str,
-    submitted_by,
+    submitted_by: User | None,
     now: dt.datetime,
 ) -> AdjustmentSubmission:
     """A manual adjustment as finance enters it:
@@ -307,7 +319,8 @@ def adjustment_submit(
                 with transaction.atomic():
                     request = AdjustmentRequest(
                         customer=customer,
-                        amount=Money(value, CURRENCY),
+                        # (django-stubs types djmoney's MoneyField as its DecimalField base)
+                        amount=Money(value, CURRENCY),  # type: ignore[misc]
                         reason=reason,
                         idempotency_key=idempotency_key,
                         proposed_by=submitted_by,
@@ -333,7 +346,9 @@ def adjustment_submit(
     return AdjustmentSubmission(entry=request.ledger_entry, request=request, created=created)
 
 
-def adjustment_approve(*, request: AdjustmentRequest, approved_by, now: dt.datetime) -> LedgerEntry:
+def adjustment_approve(
+    *, request: AdjustmentRequest, approved_by: User | None, now: dt.datetime
+) -> LedgerEntry:
     """A finance manager approves someone else's proposal: the ledger entry is posted once
     (approving again returns it). A rejected request stays rejected."""
     if approved_by is None or not approved_by.has_perm(APPROVE_ADJUSTMENTS):
@@ -341,6 +356,8 @@ def adjustment_approve(*, request: AdjustmentRequest, approved_by, now: dt.datet
     with transaction.atomic():
         locked = AdjustmentRequest.objects.select_for_update().get(pk=request.pk)
         if locked.status == AdjustmentRequest.Status.APPROVED:
+            # The check constraint: an approved request has its entry.
+            assert locked.ledger_entry is not None
             return locked.ledger_entry
         if locked.status == AdjustmentRequest.Status.REJECTED:
             raise AdjustmentDecisionError("this adjustment was rejected; propose it again")
@@ -353,7 +370,9 @@ def adjustment_approve(*, request: AdjustmentRequest, approved_by, now: dt.datet
     return entry
 
 
-def _post_approved(*, request: AdjustmentRequest, approved_by, now: dt.datetime) -> LedgerEntry:
+def _post_approved(
+    *, request: AdjustmentRequest, approved_by: User | None, now: dt.datetime
+) -> LedgerEntry:
     """Post the locked, proposed request's entry and record the decision. The key is the
     request's, so the entry exists once whatever retries or races happen."""
     entry, _created = ledger_record(
@@ -378,7 +397,9 @@ def _post_approved(*, request: AdjustmentRequest, approved_by, now: dt.datetime)
     return entry
 
 
-def adjustment_reject(*, request: AdjustmentRequest, rejected_by, now: dt.datetime) -> None:
+def adjustment_reject(
+    *, request: AdjustmentRequest, rejected_by: User | None, now: dt.datetime
+) -> None:
     """A finance manager rejects a proposal: nothing reaches the ledger. Rejecting again is a
     no-op; an approved adjustment cannot be rejected (its entry is posted: correct it with a
     new adjustment)."""
@@ -472,7 +493,7 @@ def customer_create(
         (contact_name, "contact_name"),
         (contact_phone, "contact_phone"),
     ):
-        limit = Customer._meta.get_field(field).max_length
+        limit = _max_length(Customer, field)
         if len(value or "") > limit:
             raise AccountError(f"{field} is longer than {limit} characters", field=field)
     if preferred_language not in Customer.Language.values:
@@ -505,16 +526,17 @@ def customer_create(
         ) from None
 
 
-def application_create(
+def application_register(
     *,
     customer: Customer,
     app_key: str,
     name: str,
     data_center: str,
     now: dt.datetime,
-    created_by=None,
 ) -> Application:
-    """Create an application on the Free plan from today's (Asia/Shanghai) date.
+    """The application's row, created today (Asia/Shanghai), without a plan: callers create
+    applications with `plans.services.application_create`, which gives it its Free plan in the
+    same transaction.
 
     The customer row is locked so the application cannot miss a suspension that is being
     recorded at the same moment: an application of a suspended customer starts suspended.
@@ -525,9 +547,6 @@ def application_create(
     if data_center not in Application.DataCenter.values:
         choices = ", ".join(Application.DataCenter.values)
         raise AccountError(f"data_center must be one of {choices}", field="data_center")
-    free = Plan.objects.filter(activation=Plan.Activation.AUTOMATIC).order_by("rank").first()
-    if free is None:
-        raise AccountError("the price book has no automatic (Free) plan: load it first", field=None)
     today = billing_date(now)
     with transaction.atomic():
         locked = lock_customer(customer=customer)
@@ -552,15 +571,6 @@ def application_create(
             raise DuplicateError(
                 f"an application with app_key {app_key!r} exists", field="app_key"
             ) from None
-        PlanChange.objects.create(
-            application=application,
-            plan=free,
-            effective_date=today,
-            requested_date=today,
-            created_at=now,
-            created_by=created_by,
-            note="Free plan on creation",
-        )
     return application
 
 
@@ -571,7 +581,7 @@ def deposit_record_by_key(
     reference: str,
     idempotency_key: str,
     now: dt.datetime,
-    created_by=None,
+    created_by: User | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """A deposit sent with a client's Idempotency-Key (the provisioning API).
 

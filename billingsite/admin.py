@@ -12,19 +12,14 @@ audit trail).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.http import HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils import timezone
-
-from billingsite.clock import billing_date
 
 
 class FinanceAdminConfig(AdminConfig):
@@ -67,9 +62,6 @@ def _register_periodic_task_admin() -> None:
     site.register(PeriodicTask, FinancePeriodicTaskAdmin)
 
 
-AUDIT_PAGE_SIZE = 50
-
-
 class FinanceAdminSite(admin.AdminSite):
     site_header = "IM billing back-office"
     site_title = "IM billing"
@@ -78,16 +70,23 @@ class FinanceAdminSite(admin.AdminSite):
     # Finance pages are wide tables; the index and the breadcrumbs are the navigation.
     enable_nav_sidebar = False
 
-    def index(self, request, extra_context=None):
-        # The kernel imports no app at module level: the dashboard is looked up per request.
-        from invoices.admin.dashboard import finance_charts, month_at_a_glance  # noqa: PLC0415
+    def __init__(self, name: str = "admin"):
+        super().__init__(name)
+        # The index's figures and the site's own pages (the audit trail) are the apps': the
+        # invoices admin hands them in (`invoices.admin.site_pages`) when autodiscovery imports
+        # it, so the kernel imports no app.
+        self.index_figures: Callable[[HttpRequest], dict[str, object]] | None = None
+        self.pages: list[tuple[str, Callable[[HttpRequest], HttpResponse], str]] = []
 
-        # The figures name customers and amounts: only for those who may read both.
-        may_read = request.user.has_perms(["invoices.view_invoice", "accounts.view_customer"])
-        today = billing_date(timezone.now())
+    def page_add(
+        self, route: str, view: Callable[[HttpRequest], HttpResponse], *, name: str
+    ) -> None:
+        """Serve `view` at /admin/<route> (URL name `admin:<name>`) behind the admin's login."""
+        self.pages.append((route, view, name))
+
+    def index(self, request, extra_context=None):
         context = {
-            "dashboard": month_at_a_glance(today=today, now=timezone.now()) if may_read else None,
-            "charts": finance_charts(today=today) if may_read else None,
+            **(self.index_figures(request) if self.index_figures is not None else {}),
             "perms_for_links": _link_permissions(request.user),
         }
         context.update(extra_context or {})
@@ -95,94 +94,8 @@ class FinanceAdminSite(admin.AdminSite):
 
     def get_urls(self):
         return [
-            path("audit/", self.admin_view(self.audit_view), name="audit"),
+            path(route, self.admin_view(view), name=name) for route, view, name in self.pages
         ] + super().get_urls()
-
-    def audit_view(self, request):
-        # The kernel imports no app at module level: the audit trail is looked up per request.
-        from invoices.admin.dashboard import (  # noqa: PLC0415
-            AUDIT_KINDS,
-            AuditFilters,
-            AuditTrail,
-        )
-
-        allowed = [kind for kind in AUDIT_KINDS if request.user.has_perm(kind.permission)]
-        if not allowed:
-            raise PermissionDenied
-        form = AuditFilterForm(request.GET, kinds=allowed)
-        # Bad filters (a date that is none) are shown on the form; the list is then unfiltered.
-        data = form.cleaned_data if form.is_valid() else {}
-        wanted = data.get("kind") or ""
-        filters = AuditFilters(
-            kinds=frozenset(kind.code for kind in allowed if not wanted or kind.code == wanted),
-            username=data.get("user") or "",
-            customer=data.get("customer") or "",
-            since=data.get("since"),
-            until=data.get("until"),
-        )
-        trail = AuditTrail(filters)
-        export = request.GET.get("export")
-        if export in AUDIT_EXPORT_FORMATS:
-            return _audit_export(trail, export)
-        page = Paginator(trail, AUDIT_PAGE_SIZE).get_page(request.GET.get("p"))
-        query = request.GET.copy()
-        query.pop("p", None)
-        query.pop("export", None)
-        context = {
-            **self.each_context(request),
-            "title": "Audit trail",
-            "subtitle": "Who changed a price, recorded a deposit, issued or credited an "
-            "invoice, and when",
-            "entries": page.object_list,
-            "page": page,
-            "query": query.urlencode(),
-            "form": form,
-            "kinds": allowed,
-            "selected_kind": wanted,
-            "selected_user": data.get("user") or "",
-        }
-        request.current_app = self.name
-        return TemplateResponse(request, "admin/billing/audit.html", context)
-
-
-class AuditFilterForm(forms.Form):
-    kind = forms.ChoiceField(required=False)
-    user = forms.CharField(required=False, max_length=150, strip=True)
-    customer = forms.CharField(required=False, max_length=200, strip=True)
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-
-    def __init__(self, *args, kinds, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = [("", "Everything")] + [
-            (kind.code, kind.label) for kind in kinds
-        ]
-
-    def clean(self):
-        cleaned = super().clean()
-        since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and since > until:
-            raise ValidationError("The first day is after the last day.")
-        return cleaned
-
-
-AUDIT_EXPORT_FORMATS = ("csv", "xlsx")
-# Rows read per query while exporting: bounded memory per step, a fixed number of queries each.
-AUDIT_EXPORT_CHUNK = 1000
-
-
-def _audit_export(trail, fmt: str):
-    """The whole filtered trail as CSV (UTF-8 with BOM) or XLSX, through the list exports'
-    library (billingsite.exports)."""
-    # This module is imported while the apps load (FinanceAdminConfig); the export library's
-    # admin module needs them loaded.
-    from billingsite.exports import audit_export_response  # noqa: PLC0415
-
-    entries = []
-    total = trail.count()
-    for start in range(0, total, AUDIT_EXPORT_CHUNK):
-        entries += trail[start : start + AUDIT_EXPORT_CHUNK]
-    return audit_export_response(entries, fmt=fmt)
 
 
 def _link_permissions(user) -> dict[str, bool]:

@@ -4,9 +4,12 @@ from django.db.models import Q
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
+# The money columns of invoices and credit notes (`invoices.documents.limits` reads the digits).
+MONEY_MAX_DIGITS = 14
+MONEY_DECIMAL_PLACES = 2
 MONEY = {
-    "max_digits": 14,
-    "decimal_places": 2,
+    "max_digits": MONEY_MAX_DIGITS,
+    "decimal_places": MONEY_DECIMAL_PLACES,
     "default_currency": "CNY",
     "currency_choices": [("CNY", "CNY")],
 }

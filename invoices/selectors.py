@@ -4,18 +4,19 @@ recommended balance. Nothing here writes."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
 from django.db.models import Max
 
 from accounts.arrears import suspension_date
-from accounts.models import Customer, DailyUsage
-from accounts.selectors import ledger_balance
+from accounts.models import Application, Customer, DailyUsage
+from accounts.selectors import ledger_balance, ledger_balances
 from billingsite.clock import Period
 from billingsite.money import round_money
 from plans.batch_rating import CustomerRating, customers_rate
+from plans.models import Plan
 from plans.price_book_cache import cached_price_book
 from plans.rating.engine import (
     AddOnSegment,
@@ -24,11 +25,16 @@ from plans.rating.engine import (
     PlanSegment,
     PriceBook,
     RatedAccount,
+    RatingError,
     rate_account,
 )
+from plans.selectors import application_inputs, price_book_for_period
 from plans.timeline import covers
 
 RECOMMENDED_MONTHS = 3
+ZERO = Decimal("0.00")
+# Customers rated per batch: bounded memory however many customers there are.
+FINANCIALS_BATCH = 500
 
 
 def _customer_rating(
@@ -45,10 +51,10 @@ def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
     """Price a customer's applications for a period from the usage stored now."""
     return _customer_rating(
         customer=customer, period=period, book=cached_price_book(period=period)
-    ).rated
+    ).rated_account()
 
 
-def _covers(segment, day: dt.date) -> bool:
+def _covers(segment: PlanSegment | AddOnSegment | ContractSegment, day: dt.date) -> bool:
     return covers(first_day=segment.first_day, last_day=segment.last_day, day=day)
 
 
@@ -66,7 +72,7 @@ def whole_month_inputs(
         if plan is None:
             continue
         peaks = [s for s in app.plan_segments if s.peak_dau is not None]
-        peak = max(peaks, key=lambda s: s.peak_dau, default=None)
+        peak = max(peaks, key=lambda s: s.peak_dau or 0, default=None)
         result.append(
             ApplicationInput(
                 app_key=app.app_key,
@@ -181,7 +187,172 @@ def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinanc
     return financials_from(
         customer,
         balance=ledger_balance(customer=customer),
-        run_rate=rating.rated.total,
+        run_rate=rating.rated_account().total,
         monthly_fees=whole_month_fees(book=book, inputs=rating.inputs, today=today),
         period=period,
+    )
+
+
+# --- many customers at once -------------------------------------------------------------
+
+# Customers rated per batch: bounded memory however many customers there are.
+FINANCIALS_BATCH = 500
+
+
+@dataclass(frozen=True)
+class RunRate:
+    """One customer's fees: this month so far (the estimate) and a whole month at today's
+    plans and add-ons (what the recommended balance is made of)."""
+
+    this_month: Decimal
+    whole_month: Decimal
+
+
+def run_rates(*, customer_ids: Sequence[int], today: dt.date) -> dict[int, RunRate | RatingError]:
+    """Each customer's fees for the month of `today` from the usage stored now (what
+    `customer_financials` gives one customer), batched: a fixed number of
+    queries per FINANCIALS_BATCH customers. A customer whose applications cannot be rated gets
+    the RatingError instead of failing the page."""
+    period = Period.containing(today)
+    book = price_book_for_period(period=period)
+    rates: dict[int, RunRate | RatingError] = {}
+    for start in range(0, len(customer_ids), FINANCIALS_BATCH):
+        ids = list(customer_ids[start : start + FINANCIALS_BATCH])
+        for customer_id, rating in customers_rate(
+            customer_ids=ids, period=period, book=book
+        ).items():
+            try:
+                rates[customer_id] = RunRate(
+                    this_month=rating.rated_account().total,
+                    whole_month=whole_month_fees(book=book, inputs=rating.inputs, today=today),
+                )
+            except RatingError as exc:
+                rates[customer_id] = exc
+    return rates
+
+
+def financials_for_customers(
+    *, customers: Sequence[Customer], today: dt.date
+) -> dict[int, CustomerFinancials | RatingError]:
+    """`customer_financials` for a page of customers, batched."""
+    period = Period.containing(today)
+    ids = [customer.pk for customer in customers]
+    rates = run_rates(customer_ids=ids, today=today)
+    balances = ledger_balances(customer_ids=ids)
+    result: dict[int, CustomerFinancials | RatingError] = {}
+    for customer in customers:
+        rate = rates[customer.pk]
+        result[customer.pk] = (
+            rate
+            if isinstance(rate, RatingError)
+            else financials_from(
+                customer,
+                balance=balances.get(customer.pk, ZERO),
+                run_rate=rate.this_month,
+                monthly_fees=rate.whole_month,
+                period=period,
+            )
+        )
+    return result
+
+
+# --- usage of one application in a month ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    day: dt.date
+    dau: int | None
+    delivered_messages: int | None
+    # The day whose DAU the invoice bills for its plan segment.
+    is_billed_peak: bool
+    over_message_limit: bool
+
+
+@dataclass(frozen=True)
+class UsageSegment:
+    plan_code: str
+    plan_name: str
+    first_day: dt.date
+    last_day: dt.date
+    peak_dau: int | None
+    peak_day: dt.date | None
+
+
+@dataclass(frozen=True)
+class UsageMonth:
+    period: Period
+    days: list[UsageDay]
+    segments: list[UsageSegment]
+    days_reported: int
+    peak_messages: int | None
+    peak_messages_day: dt.date | None
+    message_limit: int | None
+
+    @property
+    def high_volume(self) -> bool:
+        return bool(
+            self.message_limit is not None
+            and self.peak_messages is not None
+            and self.peak_messages > self.message_limit
+        )
+
+
+def usage_month(*, application: Application, period: Period) -> UsageMonth:
+    """Every day of the month with its usage; the peak DAU day of each plan segment (what the
+    invoice bills) and days above the plan's daily message limit flagged."""
+
+    stored = {
+        row.day: row
+        for row in DailyUsage.objects.filter(
+            application=application, day__gte=period.start, day__lte=period.end
+        )
+    }
+    app_input = application_inputs(applications=[application], period=period).get(application.pk)
+    plans = {plan.code: plan for plan in Plan.objects.all()}
+    segments = []
+    if app_input is not None:
+        segments = [
+            UsageSegment(
+                plan_code=segment.plan_code,
+                plan_name=plans[segment.plan_code].name
+                if segment.plan_code in plans
+                else segment.plan_code,
+                first_day=segment.first_day,
+                last_day=segment.last_day,
+                peak_dau=segment.peak_dau,
+                peak_day=segment.peak_day,
+            )
+            for segment in app_input.plan_segments
+        ]
+    limits = [plans[s.plan_code].daily_message_limit for s in segments if s.plan_code in plans]
+    limit = min(limits) if limits else None
+    peak_days = {segment.peak_day for segment in segments if segment.peak_day}
+    days = []
+    for offset in range(period.days):
+        day = period.start + dt.timedelta(days=offset)
+        row = stored.get(day)
+        days.append(
+            UsageDay(
+                day=day,
+                dau=row.dau if row else None,
+                delivered_messages=row.delivered_messages if row else None,
+                is_billed_peak=day in peak_days,
+                over_message_limit=bool(
+                    row and limit is not None and row.delivered_messages > limit
+                ),
+            )
+        )
+    peak_messages, peak_messages_day = None, None
+    for row in stored.values():
+        if peak_messages is None or row.delivered_messages > peak_messages:
+            peak_messages, peak_messages_day = row.delivered_messages, row.day
+    return UsageMonth(
+        period=period,
+        days=days,
+        segments=segments,
+        days_reported=len(stored),
+        peak_messages=peak_messages,
+        peak_messages_day=peak_messages_day,
+        message_limit=limit,
     )

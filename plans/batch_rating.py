@@ -1,6 +1,6 @@
 """Rating a batch of customers for a period: the one read-and-rate step of the month-end run
-(`invoices.services.accounts_rate`), the finance dashboard's run-rates
-(`invoices.dashboard.run_rates`) and the customer's estimate and financials
+(`invoices.documents.services.accounts_rate`), the run-rates of the finance dashboard and the
+customer admin (`invoices.selectors.run_rates`) and the customer's estimate and financials
 (`invoices.selectors`). Nothing is written.
 
 A fixed number of queries per batch, however many customers, applications, add-ons or days:
@@ -35,6 +35,13 @@ class CustomerRating:
     # (number of applications, sum of their usage versions), read before the usage that was
     # rated: usage written after the read bumps a version, which a writer compares under lock.
     usage_version: tuple[int, int]
+
+    def rated_account(self) -> RatedAccount:
+        """The rated account; raises the customer's RatingError when it could not be rated."""
+        if self.error is not None:
+            raise self.error
+        assert self.rated is not None, "rated exactly when there is no error"
+        return self.rated
 
 
 def customers_rate(

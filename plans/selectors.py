@@ -71,12 +71,14 @@ def price_book_for_period(*, period: Period) -> PriceBook:
         for addon in addons.values()
     }
     addon_prices: dict[tuple[str, str], AddOnPriceTerms] = {}
-    for price in AddOnPrice.objects.filter(valid_from__lte=period.start).order_by(
+    for addon_price in AddOnPrice.objects.filter(valid_from__lte=period.start).order_by(
         "addon_id", "plan_id", "-valid_from"
     ):
-        key = (addons[price.addon_id].code, plans[price.plan_id].code)
+        key = (addons[addon_price.addon_id].code, plans[addon_price.plan_id].code)
         if key not in addon_prices:
-            addon_prices[key] = AddOnPriceTerms(price.availability, as_decimal(price.unit_price))
+            addon_prices[key] = AddOnPriceTerms(
+                addon_price.availability, as_decimal(addon_price.unit_price)
+            )
     return PriceBook(plans=plan_terms, addons=addon_terms, addon_prices=addon_prices)
 
 

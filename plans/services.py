@@ -24,21 +24,22 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from moneyed import Money
 
 from accounts.frozen_months import Change
 from accounts.locks import lock_customer
-from accounts.models import Application
+from accounts.models import Application, Customer
 from accounts.selectors import ledger_balance
-from accounts.services import LedgerError, _money_amount
+from accounts.services import AccountError, LedgerError, _money_amount, application_register
 from billingsite.clock import Period
 from billingsite.money import CURRENCY, format_amount
 from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.change_policy import change_effective_date, first_possible_day
 from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
-from plans.rating.engine import PriceBook
+from plans.rating.engine import PlanTerms, PriceBook
 from plans.selectors import price_book_for_period
 from plans.timeline import (
     contracts_overlapping,
@@ -101,7 +102,7 @@ class PlanChangeResult:
 # --- shared checks -------------------------------------------------------------------------
 
 
-def _require_date(value, *, field: str) -> dt.date:
+def _require_date(value: object, *, field: str) -> dt.date:
     if isinstance(value, dt.datetime) or not isinstance(value, dt.date):
         raise SubscriptionError(f"{field} must be a date", code="invalid", field=field)
     return value
@@ -159,7 +160,12 @@ def _is_auto_end(row: AddOnChange) -> bool:
 
 
 def _end_unavailable_addons(
-    *, application: Application, since: dt.date, now: dt.datetime, created_by, books: dict
+    *,
+    application: Application,
+    since: dt.date,
+    now: dt.datetime,
+    created_by: User | None,
+    books: dict[Period, PriceBook],
 ) -> list[str]:
     """Make sure no add-on is live from `since` on where the plan in effect lacks it.
 
@@ -207,7 +213,7 @@ def _stop_on(
     day: dt.date,
     note: str,
     now: dt.datetime,
-    created_by,
+    created_by: User | None,
 ) -> tuple[list[AddOnChange], bool]:
     """The add-on is not live on `day`: a pending start that day is cancelled, an active
     quantity gets a quantity-0 row (with `note`, its cause). Returns the live rows after it
@@ -237,6 +243,7 @@ def _stop_on(
 def _check_base_active(app: Application, *, addon: AddOn, day: dt.date) -> None:
     """An extension starts only on a day the add-on it extends is active."""
     base = addon.requires
+    assert base is not None, "called for extensions only"
     base_row = in_effect(_live_addon_changes(app, base), day)
     if base_row is None or base_row.quantity == 0:
         raise SubscriptionError(
@@ -249,7 +256,12 @@ def _check_base_active(app: Application, *, addon: AddOn, day: dt.date) -> None:
 
 
 def _end_extensions_without_base(
-    *, application: Application, base: AddOn, since: dt.date, now: dt.datetime, created_by
+    *,
+    application: Application,
+    base: AddOn,
+    since: dt.date,
+    now: dt.datetime,
+    created_by: User | None,
 ) -> list[str]:
     """Make sure no extension of `base` is live from `since` on where `base` is not: a pending
     start there is cancelled, an active extension gets a quantity-0 row on the day `base`
@@ -282,13 +294,45 @@ def _end_extensions_without_base(
 # --- plans ---------------------------------------------------------------------------------
 
 
+def application_create(
+    *,
+    customer: Customer,
+    app_key: str,
+    name: str,
+    data_center: str,
+    now: dt.datetime,
+    created_by: User | None = None,
+) -> Application:
+    """Create an application (`accounts.services.application_register`: checked, created
+    today, suspended with its customer) on the Free plan from today's (Asia/Shanghai) date."""
+    with transaction.atomic():
+        application = application_register(
+            customer=customer, app_key=app_key, name=name, data_center=data_center, now=now
+        )
+        free = Plan.objects.filter(activation=Plan.Activation.AUTOMATIC).order_by("rank").first()
+        if free is None:
+            raise AccountError(
+                "the price book has no automatic (Free) plan: load it first", field=None
+            )
+        PlanChange.objects.create(
+            application=application,
+            plan=free,
+            effective_date=application.created_on,
+            requested_date=application.created_on,
+            created_at=now,
+            created_by=created_by,
+            note="Free plan on creation",
+        )
+    return application
+
+
 def plan_change_request(
     *,
     application: Application,
     plan_code: str,
     effective_date: dt.date,
     now: dt.datetime,
-    created_by=None,
+    created_by: User | None = None,
 ) -> PlanChangeResult:
     """Move an application to `plan_code` from `effective_date` (when it takes effect, and
     which dates are refused, is plans.change_policy's).
@@ -341,7 +385,6 @@ def plan_change_request(
                 if kind == UPGRADE:
                     _check_deposit(app, plan=book.plans[plan.code], effective=effective)
                 change, created = None, True
-
         _cancel(to_cancel, now=now)
         for cancelled in to_cancel:
             AddOnChange.objects.filter(
@@ -349,7 +392,7 @@ def plan_change_request(
                 cancelled_at__isnull=True,
                 note__startswith=AUTO_END_NOTE.format(change_id=cancelled.pk),
             ).update(cancelled_at=now)
-        if created:
+        if change is None:
             change = PlanChange.objects.create(
                 application=app,
                 plan=plan,
@@ -380,7 +423,7 @@ def plan_change_request(
     )
 
 
-def _check_deposit(app: Application, *, plan, effective: dt.date) -> None:
+def _check_deposit(app: Application, *, plan: PlanTerms, effective: dt.date) -> None:
     balance = ledger_balance(customer=app.customer_id)
     if balance < plan.minimum_deposit:
         raise InsufficientDeposit(
@@ -410,7 +453,7 @@ def addon_set(
     quantity: int,
     effective_date: dt.date,
     now: dt.datetime,
-    created_by=None,
+    created_by: User | None = None,
 ) -> AddOnChange:
     """Start an add-on or change its quantity from `effective_date` (a reduction from
     tomorrow at the earliest, see plans.change_policy).
@@ -499,7 +542,7 @@ def addon_set(
             ),
             now=now,
         )
-        if addon.requires_id is not None:
+        if addon.requires is not None:
             _end_extensions_without_base(
                 application=app, base=addon.requires, since=day, now=now, created_by=created_by
             )
@@ -512,7 +555,7 @@ def addon_end(
     addon_code: str,
     effective_date: dt.date,
     now: dt.datetime,
-    created_by=None,
+    created_by: User | None = None,
 ) -> AddOnChange:
     """End an add-on: from `effective_date` on it is not billed (the day before is its last);
     never before tomorrow, since today is used (plans.change_policy).
@@ -581,7 +624,7 @@ def contract_add(
     reference: str = "",
     notes: str = "",
     now: dt.datetime,
-    created_by=None,
+    created_by: User | None = None,
 ) -> DedicatedContract:
     """A negotiated monthly fee for a high-volume application from `first_day` to `last_day`
     (both billed; None: open-ended). Contracts of one application never overlap."""
@@ -624,7 +667,8 @@ def contract_add(
             )
         return DedicatedContract.objects.create(
             application=app,
-            monthly_fee=Money(fee, CURRENCY),
+            # (django-stubs types djmoney's MoneyField as its DecimalField base)
+            monthly_fee=Money(fee, CURRENCY),  # type: ignore[misc]
             first_day=first,
             last_day=last,
             reference=reference,

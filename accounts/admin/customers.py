@@ -59,7 +59,6 @@ from accounts.selectors import ledger_balance, with_ledger_balance
 from accounts.services import (
     adjustment_approve,
     adjustment_reject,
-    application_create,
     customer_create,
 )
 from accounts.usage import usage_import_csv
@@ -79,16 +78,14 @@ from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
 from invoices.admin.dashboard import (
     customers_below_recommended,
-    financials_for_customers,
     rated_financials,
-    usage_month,
     usage_month_chart,
 )
 from invoices.models import Invoice
-from invoices.selectors import customer_financials
+from invoices.selectors import customer_financials, financials_for_customers, usage_month
 from plans import services as plan_services
 from plans.models import AddOn, Plan, PlanChange
-from plans.services import contract_add, plan_change_request
+from plans.services import application_create, contract_add, plan_change_request
 from plans.timeline import addon_history, plan_changes_in_effect, plan_history
 
 

@@ -25,7 +25,7 @@ from accounts import roles
 from accounts.api import serializers as s
 from accounts.models import Application, Customer, LedgerEntry
 from accounts.selectors import ledger_balance
-from accounts.services import application_create, customer_create, deposit_record_by_key
+from accounts.services import customer_create, deposit_record_by_key
 from accounts.usage import usage_ingest
 from billingsite.api import role_permission
 from billingsite.api_errors import (
@@ -46,7 +46,7 @@ from invoices.selectors import (
     estimate_current_month,
     usage_received_through,
 )
-from plans.services import addon_end, addon_set, plan_change_request
+from plans.services import addon_end, addon_set, application_create, plan_change_request
 from plans.timeline import addon_history, plan_history, row_on, rows_on
 
 # A usage request of 10,000 rows is about 1 MB; anything far larger is refused unread.
@@ -111,6 +111,10 @@ ERROR_401 = NOT_AUTHENTICATED
 ERROR_403 = PERMISSION_DENIED
 ERROR_404 = error_response("Unknown customer or application.")
 ERROR_409 = error_response("Duplicate identifier or conflict.")
+MONTH_INVOICED = error_response("The month already has an invoice (`month_invoiced`).")
+# What every operation on a customer or an application may answer instead, and writes also 400.
+READ_REFUSALS = {401: ERROR_401, 403: ERROR_403, 404: ERROR_404}
+WRITE_REFUSALS = {400: ERROR_400, **READ_REFUSALS}
 
 CUSTOMER_EXAMPLE = {
     "external_id": "console-10042",
@@ -179,7 +183,7 @@ class CustomerDetailView(ConsoleView):
         operation_id="customer_read",
         parameters=[EXTERNAL_ID],
         summary="A customer with its balance and arrears state",
-        responses={200: s.CustomerSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.CustomerSerializer, **READ_REFUSALS},
         examples=[OpenApiExample("Customer", response_only=True, value=CUSTOMER_EXAMPLE)],
     )
     def get(self, request, external_id: str):
@@ -219,10 +223,7 @@ class CustomerDepositView(ApiView):
         request=s.DepositRequestSerializer,
         responses={
             201: s.DepositSerializer,
-            400: ERROR_400,
-            401: ERROR_401,
-            403: ERROR_403,
-            404: ERROR_404,
+            **WRITE_REFUSALS,
             422: error_response("Key reused for another body (`idempotency_conflict`)."),
         },
         examples=[
@@ -303,7 +304,7 @@ class CustomerEstimateView(ConsoleView):
         "usage received to date (peak DAU so far). An estimate: the month-end run bills the "
         "real peak. `usage_received` is false while no usage has arrived for the month: the "
         "total then prices no DAU and is not a forecast of the bill.",
-        responses={200: s.EstimateSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.EstimateSerializer, **READ_REFUSALS},
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
@@ -327,12 +328,7 @@ class CustomerInvoicesView(ConsoleView):
         operation_id="customer_invoices",
         parameters=[EXTERNAL_ID],
         summary="The customer's issued invoices, with lines",
-        responses={
-            200: s.InvoiceSerializer(many=True),
-            401: ERROR_401,
-            403: ERROR_403,
-            404: ERROR_404,
-        },
+        responses={200: s.InvoiceSerializer(many=True), **READ_REFUSALS},
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
@@ -369,14 +365,7 @@ class ApplicationListView(ConsoleView):
         summary="Create an application (on the Free plan from today)",
         description="An application of a suspended customer starts suspended.",
         request=s.ApplicationCreateSerializer,
-        responses={
-            201: s.ApplicationSerializer,
-            400: ERROR_400,
-            401: ERROR_401,
-            403: ERROR_403,
-            404: ERROR_404,
-            409: ERROR_409,
-        },
+        responses={201: s.ApplicationSerializer, **WRITE_REFUSALS, 409: ERROR_409},
         examples=[
             OpenApiExample(
                 "New application",
@@ -408,7 +397,7 @@ class ApplicationDetailView(ConsoleView):
         operation_id="application_read",
         parameters=[APP_KEY],
         summary="An application: status, current plan, plan history, add-ons",
-        responses={200: s.ApplicationSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
+        responses={200: s.ApplicationSerializer, **READ_REFUSALS},
     )
     def get(self, request, app_key: str):
         return Response(application_body(_application(app_key)))
@@ -435,10 +424,8 @@ class PlanChangeView(ConsoleView):
             402: error_response(
                 "Balance below the minimum deposit.", serializer=InsufficientDepositSerializer
             ),
-            401: ERROR_401,
-            403: ERROR_403,
-            404: ERROR_404,
-            409: error_response("The month already has an invoice (`month_invoiced`)."),
+            **READ_REFUSALS,
+            409: MONTH_INVOICED,
         },
         examples=[
             OpenApiExample(
@@ -514,13 +501,7 @@ def _addon_set_response(
     return Response(s.AddOnChangeSerializer(change).data, status=success_status)
 
 
-ADDON_REFUSALS = {
-    400: ERROR_400,
-    401: ERROR_401,
-    403: ERROR_403,
-    404: ERROR_404,
-    409: error_response("The month already has an invoice (`month_invoiced`)."),
-}
+ADDON_REFUSALS = {**WRITE_REFUSALS, 409: MONTH_INVOICED}
 
 
 class AddOnListView(ConsoleView):

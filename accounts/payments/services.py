@@ -48,7 +48,7 @@ def top_up_deposit_key(*, method: str, trade_no: str) -> str:
     return f"topup:{method}:{trade_no}"
 
 
-def top_up_amount(value) -> Decimal:
+def top_up_amount(value: object) -> Decimal:
     """The amount a customer typed, checked against the settings' minimum and maximum."""
     try:
         amount = Decimal(str(value).strip().replace(",", ""))
@@ -72,7 +72,7 @@ def _order_number(now: dt.datetime) -> str:
 def top_up_create(
     *,
     customer: Customer,
-    amount,
+    amount: object,
     method: str,
     now: dt.datetime,
     return_url: Callable[[str], str],
@@ -103,7 +103,8 @@ def top_up_create(
     if start.code_url:
         TopUp.objects.filter(pk=top_up.pk).update(code_url=start.code_url)
         top_up.code_url = start.code_url
-    top_up.redirect_url = start.redirect_url
+    # Not a column: where this request sends the customer.
+    top_up.redirect_url = start.redirect_url  # type: ignore[attr-defined]
     return top_up
 
 

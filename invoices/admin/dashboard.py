@@ -1,12 +1,12 @@
-"""Reads for the finance back-office: the month at a glance, customers' financials in batches,
-and the audit trail. Nothing here writes, and nothing here prices: run-rates come from the one
+"""Reads for the finance back-office: the month at a glance (its run-rates cached) and the
+audit trail. Nothing here writes, and nothing here prices: run-rates come from the one
 rating engine through the same selectors the customer's estimate uses."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -45,10 +45,11 @@ from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.run.runs import billing_runs_stalled
 from invoices.selectors import (
     CustomerFinancials,
+    RunRate,
+    UsageMonth,
     financials_from,
-    whole_month_fees,
+    run_rates,
 )
-from plans.batch_rating import customers_rate
 from plans.models import (
     AddOn,
     AddOnChange,
@@ -61,71 +62,8 @@ from plans.models import (
 from plans.price_book import PRICE_BOOK_LOADER
 from plans.price_book_cache import cached_price_book
 from plans.rating.engine import RatingError
-from plans.selectors import application_inputs, price_book_for_period
 
 ZERO = Decimal("0.00")
-# Customers rated per batch: bounded memory however many customers there are.
-FINANCIALS_BATCH = 500
-
-
-@dataclass(frozen=True)
-class RunRate:
-    """One customer's fees: this month so far (the estimate) and a whole month at today's
-    plans and add-ons (what the recommended balance is made of)."""
-
-    this_month: Decimal
-    whole_month: Decimal
-
-
-def run_rates(*, customer_ids: Sequence[int], today: dt.date) -> dict[int, RunRate | RatingError]:
-    """Each customer's fees for the month of `today` from the usage stored now (what
-    `invoices.selectors.customer_financials` gives one customer), batched: a fixed number of
-    queries per FINANCIALS_BATCH customers. A customer whose applications cannot be rated gets
-    the RatingError instead of failing the page."""
-    period = Period.containing(today)
-    book = price_book_for_period(period=period)
-    rates: dict[int, RunRate | RatingError] = {}
-    for start in range(0, len(customer_ids), FINANCIALS_BATCH):
-        ids = list(customer_ids[start : start + FINANCIALS_BATCH])
-        for customer_id, rating in customers_rate(
-            customer_ids=ids, period=period, book=book
-        ).items():
-            if rating.error is not None:
-                rates[customer_id] = rating.error
-                continue
-            try:
-                rates[customer_id] = RunRate(
-                    this_month=rating.rated.total,
-                    whole_month=whole_month_fees(book=book, inputs=rating.inputs, today=today),
-                )
-            except RatingError as exc:
-                rates[customer_id] = exc
-    return rates
-
-
-def financials_for_customers(
-    *, customers: Sequence[Customer], today: dt.date
-) -> dict[int, CustomerFinancials | RatingError]:
-    """`invoices.selectors.customer_financials` for a page of customers, batched."""
-    period = Period.containing(today)
-    ids = [customer.pk for customer in customers]
-    rates = run_rates(customer_ids=ids, today=today)
-    balances = ledger_balances(customer_ids=ids)
-    result: dict[int, CustomerFinancials | RatingError] = {}
-    for customer in customers:
-        rate = rates[customer.pk]
-        result[customer.pk] = (
-            rate
-            if isinstance(rate, RatingError)
-            else financials_from(
-                customer,
-                balance=balances.get(customer.pk, ZERO),
-                run_rate=rate.this_month,
-                monthly_fees=rate.whole_month,
-                period=period,
-            )
-        )
-    return result
 
 
 # The dashboard rates every account: cached, keyed by a fingerprint of everything the run-rates
@@ -825,108 +763,6 @@ def applications_needing_contract(*, invoice: Invoice) -> list[Application]:
     dedicated-service contract)."""
     applications = Application.objects.filter(customer_id=invoice.customer_id).order_by("app_key")
     return [app for app in applications if app.app_key in (invoice.hold_reason or "")]
-
-
-# --- usage of one application in a month ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UsageDay:
-    day: dt.date
-    dau: int | None
-    delivered_messages: int | None
-    # The day whose DAU the invoice bills for its plan segment.
-    is_billed_peak: bool
-    over_message_limit: bool
-
-
-@dataclass(frozen=True)
-class UsageSegment:
-    plan_code: str
-    plan_name: str
-    first_day: dt.date
-    last_day: dt.date
-    peak_dau: int | None
-    peak_day: dt.date | None
-
-
-@dataclass(frozen=True)
-class UsageMonth:
-    period: Period
-    days: list[UsageDay]
-    segments: list[UsageSegment]
-    days_reported: int
-    peak_messages: int | None
-    peak_messages_day: dt.date | None
-    message_limit: int | None
-
-    @property
-    def high_volume(self) -> bool:
-        return bool(
-            self.message_limit is not None
-            and self.peak_messages is not None
-            and self.peak_messages > self.message_limit
-        )
-
-
-def usage_month(*, application: Application, period: Period) -> UsageMonth:
-    """Every day of the month with its usage; the peak DAU day of each plan segment (what the
-    invoice bills) and days above the plan's daily message limit flagged."""
-
-    stored = {
-        row.day: row
-        for row in DailyUsage.objects.filter(
-            application=application, day__gte=period.start, day__lte=period.end
-        )
-    }
-    app_input = application_inputs(applications=[application], period=period).get(application.pk)
-    plans = {plan.code: plan for plan in Plan.objects.all()}
-    segments = []
-    if app_input is not None:
-        segments = [
-            UsageSegment(
-                plan_code=segment.plan_code,
-                plan_name=plans[segment.plan_code].name
-                if segment.plan_code in plans
-                else segment.plan_code,
-                first_day=segment.first_day,
-                last_day=segment.last_day,
-                peak_dau=segment.peak_dau,
-                peak_day=segment.peak_day,
-            )
-            for segment in app_input.plan_segments
-        ]
-    limits = [plans[s.plan_code].daily_message_limit for s in segments if s.plan_code in plans]
-    limit = min(limits) if limits else None
-    peak_days = {segment.peak_day for segment in segments if segment.peak_day}
-    days = []
-    for offset in range(period.days):
-        day = period.start + dt.timedelta(days=offset)
-        row = stored.get(day)
-        days.append(
-            UsageDay(
-                day=day,
-                dau=row.dau if row else None,
-                delivered_messages=row.delivered_messages if row else None,
-                is_billed_peak=day in peak_days,
-                over_message_limit=bool(
-                    row and limit is not None and row.delivered_messages > limit
-                ),
-            )
-        )
-    peak_messages, peak_messages_day = None, None
-    for row in stored.values():
-        if peak_messages is None or row.delivered_messages > peak_messages:
-            peak_messages, peak_messages_day = row.delivered_messages, row.day
-    return UsageMonth(
-        period=period,
-        days=days,
-        segments=segments,
-        days_reported=len(stored),
-        peak_messages=peak_messages,
-        peak_messages_day=peak_messages_day,
-        message_limit=limit,
-    )
 
 
 def usage_month_chart(*, application: Application, month: UsageMonth) -> UsageChart:

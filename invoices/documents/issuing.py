@@ -24,6 +24,7 @@ import functools
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError
 from django.db.models import Model
 from django.utils import timezone
@@ -165,7 +166,7 @@ def issue_rows(
     lines: list[dict],
     number: str,
     now: dt.datetime,
-    issued_by,
+    issued_by: User | None,
     new: bool,
     wall: dt.datetime,
 ) -> IssueRows:
@@ -237,7 +238,7 @@ def invoice_issue_write(
     lines: list[dict] | None,
     number: str,
     now: dt.datetime,
-    issued_by=None,
+    issued_by: User | None = None,
     in_one_statement: bool = False,
     arrears_deferred: set[int] | None = None,
 ) -> int:

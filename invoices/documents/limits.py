@@ -34,10 +34,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from billingsite.money import format_cny
-from invoices.models import MONEY
+from invoices.models import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from plans.rating.engine import RatedAccount
 
-LARGEST_AMOUNT = Decimal(10) ** (MONEY["max_digits"] - MONEY["decimal_places"]) - Decimal("0.01")
+LARGEST_AMOUNT = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES) - Decimal("0.01")
 # InvoiceLine.quantity and peak_dau are PositiveIntegerField.
 LARGEST_QUANTITY = 2**31 - 1
 

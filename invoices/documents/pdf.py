@@ -18,7 +18,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from accounts.models import LedgerEntry
+from accounts.models import Customer, LedgerEntry
 from billingsite.clock import Period
 from billingsite.issuer import issuer
 from invoices.models import CreditNote, Invoice
@@ -70,7 +70,7 @@ def credit_note_pdf_filename(credit_note: CreditNote) -> str:
     return f"{credit_note.number}.pdf"
 
 
-def pdf_first_language(*, customer, language: str | None) -> str:
+def pdf_first_language(*, customer: Customer, language: str | None) -> str:
     return language or customer.preferred_language or settings.LANGUAGE_CODE
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from moneyed import Money
@@ -121,6 +122,7 @@ def accounts_rate(
                 customer_id, None, {}, error=rating.error, usage_version=usage_version
             )
             continue
+        assert rating.rated is not None, "rated exactly when there is no error"
         too_large = invoice_size_problem(rated=rating.rated)
         if too_large is not None:
             prepared[customer_id] = PreparedAccount(
@@ -193,6 +195,7 @@ def _issue_rated(
     """Issue a freshly rated account's invoice (new, or replacing a draft/held one) through
     the one issue path. `invoice_id`: reserved by the run's first statement (PostgreSQL): the
     rows go in one statement."""
+    assert prepared.rated is not None
     fields, lines = invoice_rows(
         customer=customer,
         period=period,
@@ -299,7 +302,7 @@ def invoice_rerate(*, invoice: Invoice, now: dt.datetime) -> Invoice:
     return rated
 
 
-def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by=None) -> Invoice:
+def invoice_issue(*, invoice: Invoice, now: dt.datetime, issued_by: User | None = None) -> Invoice:
     """Issue a draft or held invoice as it is: number it, freeze it, debit the balance and tell
     the customer. A held invoice keeps its hold reason as the record of why it was reviewed.
     Refused when usage was written after the invoice was rated (re-rate it first)."""
@@ -363,6 +366,7 @@ def bill_account(
         and connection.vendor == "postgresql"
         and prepared.error is None
         and prepared.billable
+        and prepared.rated is not None
         and not prepared.rated.hold_reasons
         and prepared.rated.lines
     ):
@@ -402,7 +406,7 @@ def bill_account(
                 existing.delete()
                 invoiced_month_forget(customer_id=customer.pk, period=existing.period)
             outcome = SKIPPED
-        elif prepared.rated.hold_reasons:
+        elif prepared.rated is not None and prepared.rated.hold_reasons:
             _invoice_write(
                 customer=customer,
                 period=period,
@@ -492,7 +496,7 @@ def bill_account_rerating(
 # --- Credit notes -----------------------------------------------------------------------------
 
 
-def _credit_amount(value, line_id) -> Decimal:
+def _credit_amount(value: object, line_id: int) -> Decimal:
     if isinstance(value, Money):
         value = as_decimal(value)
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
@@ -539,7 +543,7 @@ def credit_note_create(
     reason: str,
     now: dt.datetime,
     idempotency_key: str,
-    created_by=None,
+    created_by: User | None = None,
 ) -> CreditNote:
     """Credit some or all of an issued invoice's lines, credit the ledger and number the note.
 
@@ -600,7 +604,8 @@ def credit_note_create(
             customer=customer,
             number=number_allocate(series=CREDIT_NOTE_SERIES, year=billing_date(now).year),
             reason=reason,
-            total=Money(total, CURRENCY),
+            # (django-stubs types djmoney's MoneyField as its DecimalField base)
+            total=Money(total, CURRENCY),  # type: ignore[misc]
             issued_at=now,
             issue_date=billing_date(now),
             created_by=created_by,
@@ -612,7 +617,7 @@ def credit_note_create(
                     credit_note=note,
                     invoice_line_id=line_id,
                     description=(f"{lines[line_id].app_key} {lines[line_id].description}")[:300],
-                    amount=Money(amount, CURRENCY),
+                    amount=Money(amount, CURRENCY),  # type: ignore[misc]  # (as above)
                 )
                 for line_id, amount in sorted(amounts.items())
             ]

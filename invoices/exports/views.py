@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -58,6 +61,8 @@ from invoices.exports.renderers import (
 from invoices.exports.reports import (
     ZERO,
     JournalBasis,
+    JournalRow,
+    RevenueSummary,
     export_credit_notes,
     export_customers,
     export_invoices,
@@ -65,7 +70,7 @@ from invoices.exports.reports import (
     journal_entries,
     revenue_summary,
 )
-from invoices.exports.rollforward import prepayment_rollforward
+from invoices.exports.rollforward import RollForward, prepayment_rollforward
 from invoices.exports.serializers import (
     CREDIT_NOTE_DOCUMENT_COLUMNS,
     CREDIT_NOTE_LINE_COLUMNS,
@@ -602,8 +607,13 @@ BASIS_PARAMETER = OpenApiParameter(
 
 
 class ReportView(AccountingView):
+    """A report of one month (`?period=`, and what `query_serializer_class` adds): JSON, or CSV
+    named `<csv_name>-<period><csv_suffix>.csv`."""
+
     filter_backends: list = []
     query_serializer_class: type[serializers.Serializer] = PeriodQuerySerializer
+    csv_columns: list[str] = []
+    csv_name = ""
 
     def query(self) -> dict:
         query = self.query_serializer_class(data=self.request.query_params)
@@ -612,6 +622,59 @@ class ReportView(AccountingView):
 
     def period(self) -> Period:
         return self.query()["period"]
+
+    def report(self, query: dict) -> Any:
+        raise NotImplementedError
+
+    def csv_rows(self, report: Any) -> Iterable[list]:
+        raise NotImplementedError
+
+    def csv_suffix(self, query: dict) -> str:
+        return ""
+
+    def json_response(self, report: Any, query: dict) -> HttpResponseBase:
+        raise NotImplementedError
+
+    def get(self, request, *args, **kwargs):
+        query = self.query()
+        report = self.report(query)
+        if self.wants_csv():
+            return csv_response(
+                header=self.csv_columns,
+                rows=self.csv_rows(report),
+                filename=f"{self.csv_name}-{query['period']}{self.csv_suffix(query)}.csv",
+            )
+        return self.json_response(report, query)
+
+
+def report_schema(
+    *,
+    summary: str,
+    description: str,
+    serializer,
+    example_name: str,
+    example: dict,
+    columns: list[str],
+    csv_example: str,
+    parameters: tuple[OpenApiParameter, ...] = (PERIOD_PARAMETER,),
+):
+    """The schema of a report view: JSON (`serializer`, with `example`) or CSV (`columns`)."""
+    return extend_schema(
+        tags=[TAG],
+        summary=summary,
+        description=description,
+        parameters=list(parameters),
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                serializer,
+                examples=[
+                    OpenApiExample(example_name, value=example, media_type="application/json")
+                ],
+            ),
+            (200, "text/csv"): csv_doc(columns, csv_example),
+            **ERRORS,
+        },
+    )
 
 
 REVENUE_EXAMPLE = {
@@ -688,37 +751,32 @@ REVENUE_EXAMPLE = {
 REVENUE_CSV_EXAMPLE = _csv_text(REVENUE_COLUMNS, revenue_example_csv_rows(REVENUE_EXAMPLE))
 
 
+@report_schema(
+    summary="Revenue summary of a billing period",
+    description="Billed, credited and net amounts of the invoices of `period` (the month of "
+    "service) and of the credit notes against them, whenever those were issued: in total, "
+    "by category (every category, in a fixed order) and by plan (plans with a line, by "
+    "code). `billed` equals the sum of the totals of `/accounting/invoices/?period=` and "
+    "`credited` that of `/accounting/credit-notes/?period=`; each breakdown adds up to them. "
+    "CSV: one row per category, one per plan, then a `total` row.",
+    serializer=RevenueSummarySerializer,
+    example_name="Summary",
+    example=REVENUE_EXAMPLE,
+    columns=REVENUE_COLUMNS,
+    csv_example=REVENUE_CSV_EXAMPLE,
+)
 class RevenueSummaryView(ReportView):
-    @extend_schema(
-        tags=[TAG],
-        summary="Revenue summary of a billing period",
-        description="Billed, credited and net amounts of the invoices of `period` (the month of "
-        "service) and of the credit notes against them, whenever those were issued: in total, "
-        "by category (every category, in a fixed order) and by plan (plans with a line, by "
-        "code). `billed` equals the sum of the totals of `/accounting/invoices/?period=` and "
-        "`credited` that of `/accounting/credit-notes/?period=`; each breakdown adds up to them. "
-        "CSV: one row per category, one per plan, then a `total` row.",
-        parameters=[PERIOD_PARAMETER],
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                RevenueSummarySerializer,
-                examples=[
-                    OpenApiExample("Summary", value=REVENUE_EXAMPLE, media_type="application/json")
-                ],
-            ),
-            (200, "text/csv"): csv_doc(REVENUE_COLUMNS, REVENUE_CSV_EXAMPLE),
-            **ERRORS,
-        },
-    )
-    def get(self, request, *args, **kwargs):
-        summary = revenue_summary(period=self.period())
-        if self.wants_csv():
-            return csv_response(
-                header=REVENUE_COLUMNS,
-                rows=revenue_csv_rows(summary),
-                filename=f"revenue-summary-{summary.period}.csv",
-            )
-        return Response(RevenueSummarySerializer(summary).data)
+    csv_columns = REVENUE_COLUMNS
+    csv_name = "revenue-summary"
+
+    def report(self, query: dict) -> RevenueSummary:
+        return revenue_summary(period=query["period"])
+
+    def csv_rows(self, report: RevenueSummary) -> Iterable[list]:
+        return revenue_csv_rows(report)
+
+    def json_response(self, report: RevenueSummary, query: dict) -> HttpResponseBase:
+        return Response(RevenueSummarySerializer(report).data)
 
 
 JOURNAL_EXAMPLE = {
@@ -783,52 +841,47 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
 )
 
 
+@report_schema(
+    summary="Double-entry journal of a posting month",
+    description="Every accounting event dated in `period` (Asia/Shanghai) on `basis`: "
+    "invoices in their service month (posted on its last day; `basis=issue_date`: on their "
+    "issue date), credit notes on their issue date with `billing_period` the service month "
+    "they correct, deposits, refunds and adjustments on their day. "
+    "Each document's rows are consecutive and balance (debits = credits). Accounts: "
+    "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
+    "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
+    "Dedicated service), 6900 Balance adjustments. Invoice: debit 2200, credit revenue per "
+    "category. Credit note: the reverse. Deposit: debit 1100, credit 2200; refund the "
+    "reverse. Adjustment: debit 6900, credit 2200 when it raises the balance, the reverse "
+    "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
+    "as the documents and are not posted twice; zero amounts post nothing. The whole month "
+    "is streamed in one response (JSON or CSV), no pagination.",
+    serializer=JournalSerializer,
+    example_name="Journal",
+    example=JOURNAL_EXAMPLE,
+    columns=JOURNAL_COLUMNS,
+    csv_example=JOURNAL_CSV_EXAMPLE,
+    parameters=(PERIOD_PARAMETER, BASIS_PARAMETER),
+)
 class JournalView(ReportView):
     query_serializer_class = JournalQuerySerializer
+    csv_columns = JOURNAL_COLUMNS
+    csv_name = "journal"
 
-    @extend_schema(
-        tags=[TAG],
-        summary="Double-entry journal of a posting month",
-        description="Every accounting event dated in `period` (Asia/Shanghai) on `basis`: "
-        "invoices in their service month (posted on its last day; `basis=issue_date`: on their "
-        "issue date), credit notes on their issue date with `billing_period` the service month "
-        "they correct, deposits, refunds and adjustments on their day. "
-        "Each document's rows are consecutive and balance (debits = credits). Accounts: "
-        "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
-        "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
-        "Dedicated service), 6900 Balance adjustments. Invoice: debit 2200, credit revenue per "
-        "category. Credit note: the reverse. Deposit: debit 1100, credit 2200; refund the "
-        "reverse. Adjustment: debit 6900, credit 2200 when it raises the balance, the reverse "
-        "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
-        "as the documents and are not posted twice; zero amounts post nothing. The whole month "
-        "is streamed in one response (JSON or CSV), no pagination.",
-        parameters=[PERIOD_PARAMETER, BASIS_PARAMETER],
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                JournalSerializer,
-                examples=[
-                    OpenApiExample("Journal", value=JOURNAL_EXAMPLE, media_type="application/json")
-                ],
-            ),
-            (200, "text/csv"): csv_doc(JOURNAL_COLUMNS, JOURNAL_CSV_EXAMPLE),
-            **ERRORS,
-        },
-    )
-    def get(self, request, *args, **kwargs):
-        query = self.query()
-        period, basis = query["period"], query["basis"]
-        rows = journal_entries(period=period, basis=basis)
-        if self.wants_csv():
-            suffix = "" if basis == JournalBasis.DEFAULT else f"-{basis}"
-            return csv_response(
-                header=JOURNAL_COLUMNS,
-                rows=journal_csv_rows(rows),
-                filename=f"journal-{period}{suffix}.csv",
-            )
+    def report(self, query: dict) -> Iterable[JournalRow]:
+        return journal_entries(period=query["period"], basis=query["basis"])
+
+    def csv_rows(self, report: Iterable[JournalRow]) -> Iterable[list]:
+        return journal_csv_rows(report)
+
+    def csv_suffix(self, query: dict) -> str:
+        return "" if query["basis"] == JournalBasis.DEFAULT else f"-{query['basis']}"
+
+    def json_response(self, report: Iterable[JournalRow], query: dict) -> HttpResponseBase:
         return json_stream_response(
-            head={"period": str(period), "basis": basis, "currency": CURRENCY},
+            head={"period": str(query["period"]), "basis": query["basis"], "currency": CURRENCY},
             list_key="entries",
-            items=journal_json_rows(rows),
+            items=journal_json_rows(report),
         )
 
 
@@ -892,38 +945,31 @@ ROLLFORWARD_CSV_EXAMPLE = _csv_text(
 )
 
 
+@report_schema(
+    summary="Prepayment roll-forward of a month",
+    description="How the customers' prepaid balance (the liability, account 2200) moved in "
+    "`period`, from the ledger by the entries' dates (Asia/Shanghai): per customer with a "
+    "balance at the month's start or an entry in it, and in total. Movements are signed as "
+    "they move the balance (invoice debits and refunds negative): `opening_balance` + "
+    "deposits (by method) + `invoice_debits` + `credit_notes` + `adjustments` + `refunds` "
+    "= `closing_balance`, which is the ledger sum at the month's end, to the cent. Invoices "
+    "count in the month they were issued (October's, issued on 2 November, in November). "
+    "CSV: one row per customer (`row` = `customer`), then the `total` row.",
+    serializer=RollForwardSerializer,
+    example_name="Roll-forward",
+    example=ROLLFORWARD_EXAMPLE,
+    columns=ROLLFORWARD_COLUMNS,
+    csv_example=ROLLFORWARD_CSV_EXAMPLE,
+)
 class PrepaymentRollForwardView(ReportView):
-    @extend_schema(
-        tags=[TAG],
-        summary="Prepayment roll-forward of a month",
-        description="How the customers' prepaid balance (the liability, account 2200) moved in "
-        "`period`, from the ledger by the entries' dates (Asia/Shanghai): per customer with a "
-        "balance at the month's start or an entry in it, and in total. Movements are signed as "
-        "they move the balance (invoice debits and refunds negative): `opening_balance` + "
-        "deposits (by method) + `invoice_debits` + `credit_notes` + `adjustments` + `refunds` "
-        "= `closing_balance`, which is the ledger sum at the month's end, to the cent. Invoices "
-        "count in the month they were issued (October's, issued on 2 November, in November). "
-        "CSV: one row per customer (`row` = `customer`), then the `total` row.",
-        parameters=[PERIOD_PARAMETER],
-        responses={
-            (200, "application/json"): OpenApiResponse(
-                RollForwardSerializer,
-                examples=[
-                    OpenApiExample(
-                        "Roll-forward", value=ROLLFORWARD_EXAMPLE, media_type="application/json"
-                    )
-                ],
-            ),
-            (200, "text/csv"): csv_doc(ROLLFORWARD_COLUMNS, ROLLFORWARD_CSV_EXAMPLE),
-            **ERRORS,
-        },
-    )
-    def get(self, request, *args, **kwargs):
-        rollforward = prepayment_rollforward(period=self.period())
-        if self.wants_csv():
-            return csv_response(
-                header=ROLLFORWARD_COLUMNS,
-                rows=rollforward_csv_rows(rollforward),
-                filename=f"prepayment-rollforward-{rollforward.period}.csv",
-            )
-        return Response(RollForwardSerializer(rollforward).data)
+    csv_columns = ROLLFORWARD_COLUMNS
+    csv_name = "prepayment-rollforward"
+
+    def report(self, query: dict) -> RollForward:
+        return prepayment_rollforward(period=query["period"])
+
+    def csv_rows(self, report: RollForward) -> Iterable[list]:
+        return rollforward_csv_rows(report)
+
+    def json_response(self, report: RollForward, query: dict) -> HttpResponseBase:
+        return Response(RollForwardSerializer(report).data)

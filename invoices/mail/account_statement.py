@@ -7,13 +7,12 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Sum
 from django.template.loader import render_to_string
 from django.utils import translation
 
 from accounts.events.records import record_customer_event
 from accounts.models import Customer, CustomerEvent, LedgerEntry
-from accounts.selectors import ledger_balance_in_statement
+from accounts.selectors import ledger_balance, ledger_balance_in_statement
 from billingsite.clock import Period, start_of_day
 from billingsite.issuer import issuer
 from billingsite.money import as_decimal
@@ -40,15 +39,11 @@ class AccountStatement:
     credit_notes: list[CreditNote]
 
 
-def _sum(queryset) -> Decimal:
-    return (queryset.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(Decimal("0.01"))
-
-
 def account_statement(*, customer: Customer, period: Period) -> AccountStatement:
     start = start_of_day(period.start)
     end = start_of_day(period.next().start)
     ledger = LedgerEntry.objects.filter(customer=customer)
-    opening = _sum(ledger.filter(created_at__lt=start))
+    opening = ledger_balance(customer=customer, before=start)
     entries = list(
         ledger.filter(created_at__gte=start, created_at__lt=end).order_by("created_at", "id")
     )

@@ -10,6 +10,7 @@ all leave exactly one invoice, one number and one debit per account.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
@@ -127,7 +129,7 @@ def _chunk_rows(*, run: BillingRun, customer_ids: list[int], first_number: int) 
 
 
 def billing_run_start(
-    *, period: Period, now: dt.datetime, created_by=None, dispatch: bool = True
+    *, period: Period, now: dt.datetime, created_by: User | None = None, dispatch: bool = True
 ) -> BillingRun:
     """Create the run for `period` and its chunks, and queue them (after commit, so a worker
     never sees a chunk before its run; `dispatch=False`: the caller bills them in-process with
@@ -247,11 +249,9 @@ def billing_run_resume(*, run: BillingRun, now: dt.datetime, dispatch: bool = Tr
             _tally(run_id=run.pk, at=now)
         elif dispatch:
             period = Period.containing(locked.period)
-            # The moment the run bills at is its start, whenever its chunks are billed.
+            billed_at = _billing_moment(locked)
             transaction.on_commit(
-                lambda: _dispatch(
-                    run_id=run.pk, chunks=chunks, period=period, now=locked.started_at
-                )
+                lambda: _dispatch(run_id=run.pk, chunks=chunks, period=period, now=billed_at)
             )
     logger.warning("billing run %s resumed: %s chunks queued again", run.pk, len(chunks))
     run.refresh_from_db()
@@ -290,8 +290,14 @@ def billing_run_nothing_to_bill(*, period: Period) -> bool:
     return not unfinished.exists() and not billing_run_candidates(period=period).exists()
 
 
+def _billing_moment(run: BillingRun) -> dt.datetime:
+    # The moment a run bills at is its start, whenever its chunks are billed.
+    assert run.started_at is not None, "a run is created with its start"
+    return run.started_at
+
+
 def billing_run_for_period(
-    *, period: Period, now: dt.datetime, created_by=None, dispatch: bool = True
+    *, period: Period, now: dt.datetime, created_by: User | None = None, dispatch: bool = True
 ) -> tuple[BillingRun, str]:
     """What `manage.py bill` (and beat) does for a month: resume its stalled or interrupted
     run, or wait for its run making progress, instead of starting a second one; otherwise
@@ -334,7 +340,7 @@ def billing_run_bill_inline(*, run: BillingRun, attempts: int = 3) -> BillingRun
                     run_id=run.pk,
                     customer_ids=chunk.customer_ids,
                     period=period,
-                    now=run.started_at,
+                    now=_billing_moment(run),
                     chunk_number=chunk.number,
                 )
                 break
@@ -628,22 +634,21 @@ def billing_run_preview(*, period: Period) -> list[PreviewRow]:
         prepared = accounts_rate(customer_ids=[c.pk for c in chunk], period=period, book=book)
         for customer in chunk:
             account = prepared[customer.pk]
-            common = {
-                "customer_id": customer.pk,
-                "external_id": customer.external_id,
-                "name": customer.name,
-            }
+            row = functools.partial(
+                PreviewRow,
+                customer_id=customer.pk,
+                external_id=customer.external_id,
+                name=customer.name,
+            )
             if account.error is not None:
-                rows.append(
-                    PreviewRow(**common, outcome=FAILED, total=ZERO, error=str(account.error))
-                )
+                rows.append(row(outcome=FAILED, total=ZERO, error=str(account.error)))
             elif not account.billable:
-                rows.append(PreviewRow(**common, outcome=SKIPPED, total=ZERO))
+                rows.append(row(outcome=SKIPPED, total=ZERO))
             else:
                 rated = account.rated
+                assert rated is not None, "billable accounts are rated"
                 rows.append(
-                    PreviewRow(
-                        **common,
+                    row(
                         outcome=HELD if rated.hold_reasons else ISSUED,
                         total=rated.total,
                         hold_reasons=rated.hold_reasons,

@@ -17,11 +17,14 @@ import datetime as dt
 import functools
 import json
 import time
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Model
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model
 from psycopg import Cursor as ServerBindingCursor
 from psycopg.types.json import Jsonb
 
@@ -31,21 +34,37 @@ from invoices.documents.invoiced_months import invoiced_month_upsert_sql
 from invoices.documents.numbering import format_number, number_bump_sql
 from invoices.models import Invoice, InvoiceLine
 
+if TYPE_CHECKING:
+    # (issuing imports this module)
+    from invoices.documents.issuing import IssueRows
+
 
 @functools.cache
 def history_model(model: type[Model]) -> type[Model]:
     """simple-history's history model of `model`, looked up once (each `Model.history` access
     builds a new manager class)."""
-    return model.history.model
+    # (simple-history adds `history` to the models it records; the stubs cannot know)
+    return model.history.model  # type: ignore[attr-defined]
 
 
 def _quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field), f"{name} is not a column"
+    return field
+
+
+def _column(model: type[Model], name: str) -> str:
+    column = _field(model, name).column
+    assert column is not None, f"{name} is not a column"
+    return column
+
+
 def _columns(model: type[Model], names: tuple[str, ...]) -> str:
-    meta = model._meta
-    return ", ".join(_quote(meta.get_field(name).column) for name in names)
+    return ", ".join(_quote(_column(model, name)) for name in names)
 
 
 @functools.cache
@@ -56,18 +75,17 @@ def _insert_sql(model: type[Model], names: tuple[str, ...], returning: bool) -> 
     return f"{sql} RETURNING {_quote(meta.pk.column)}" if returning else sql
 
 
-def _pg_value(value):
+def _pg_value(value: object) -> object:
     # A JSON column's value (a dict or list) goes as jsonb; everything else is plain Python
     # (str, int, Decimal, date, aware datetime, None), which the driver adapts as the fields
     # would.
     return Jsonb(value) if isinstance(value, dict | list) else value
 
 
-def _params(model: type[Model], names: tuple[str, ...], row: dict, db) -> list:
+def _params(model: type[Model], names: tuple[str, ...], row: dict, db: BaseDatabaseWrapper) -> list:
     if db.vendor == "postgresql":
         return [_pg_value(row[name]) for name in names]
-    get_field = model._meta.get_field
-    return [get_field(name).get_db_prep_save(row[name], db) for name in names]
+    return [_field(model, name).get_db_prep_save(row[name], db) for name in names]
 
 
 def insert_one(model: type[Model], row: dict) -> int:
@@ -82,8 +100,12 @@ def insert_one(model: type[Model], row: dict) -> int:
 @functools.cache
 def _unnest_insert_sql(model: type[Model], names: tuple[str, ...]) -> str:
     table = _quote(model._meta.db_table)
-    fields = [model._meta.get_field(name) for name in names]
-    arrays = ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in fields)
+    fields = [_field(model, name) for name in names]
+    # (Field.cast_db_type is missing from django-stubs)
+    arrays = ", ".join(
+        f"%s::{field.cast_db_type(connection)}[]"  # type: ignore[attr-defined]
+        for field in fields
+    )
     return f"INSERT INTO {table} ({_columns(model, names)}) SELECT * FROM unnest({arrays})"
 
 
@@ -120,13 +142,13 @@ def update_one(model: type[Model], row: dict) -> None:
 @functools.cache
 def _update_sql(model: type[Model], names: tuple[str, ...]) -> str:
     meta = model._meta
-    assignments = ", ".join(f"{_quote(meta.get_field(name).column)} = %s" for name in names)
+    assignments = ", ".join(f"{_quote(_column(model, name))} = %s" for name in names)
     return f"UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {_quote(meta.pk.column)} = %s"
 
 
 @functools.cache
 def _insert_ignoring_sql(model: type[Model], names: tuple[str, ...], conflict: str) -> str:
-    column = _quote(model._meta.get_field(conflict).column)
+    column = _quote(_column(model, conflict))
     return (
         f"{_insert_sql(model, names, False)} ON CONFLICT ({column}) DO NOTHING "
         f"RETURNING {_quote(model._meta.pk.column)}"
@@ -152,11 +174,18 @@ class _PreparedStatementsCursor(ServerBindingCursor):
     preparing each statement on the server the first time this session runs it: the run's two
     per-account statements are then planned once per connection, not once per account."""
 
-    def execute(self, query, params=None, *, prepare=None, binary=None):
+    def execute(  # type: ignore[override]  # (prepare: always, whatever the caller says)
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Any:
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _fetch_one_prepared(sql: str, params) -> tuple | None:
+def _fetch_one_prepared(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple | None:
     """PostgreSQL: run a statement prepared on the server once per session (Django's own
     cursors bind on the client and never prepare) and return its one row. The cursor is
     wrapped as Django wraps its own (execute wrappers, database errors); the query log gets
@@ -175,7 +204,9 @@ def _fetch_one_prepared(sql: str, params) -> tuple | None:
         # statements of these cursors are prepared.
         raw.prepare_threshold = 2**31
     started = time.monotonic()
-    with connection.make_cursor(_PreparedStatementsCursor(raw)) as cursor:
+    # (Django wraps any DB-API cursor; the stubs accept only its own)
+    cursor_wrapper = connection.make_cursor(_PreparedStatementsCursor(raw))  # type: ignore[arg-type]
+    with cursor_wrapper as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if connection.queries_logged:
@@ -237,7 +268,7 @@ def lock_customer_for_issue(
     return customer, invoice_id, number, (int(applications), int(versions))
 
 
-def _json_value(value):
+def _json_value(value: object) -> str:
     # Exact text for what JSON has no type for; PostgreSQL parses it with the column's type.
     if type(value) is Decimal:
         return str(value)
@@ -318,7 +349,7 @@ def _issue_sql(
     return "WITH " + ",\n".join(parts) + f"\nSELECT {debited}, (SELECT id FROM new_event)"
 
 
-def issue_insert(rows) -> tuple[bool, int | None]:
+def issue_insert(rows: IssueRows) -> tuple[bool, int | None]:
     """PostgreSQL: write every row of an issued invoice (`invoices.documents.issuing.IssueRows`; its id
     and number taken by `lock_customer_for_issue`) in one prepared statement: the invoice, its
     history row, its lines, its invoiced month (`invoiced_month_keep`'s upsert), its event (ON CONFLICT DO NOTHING on the dedupe key) and its debit
@@ -346,5 +377,7 @@ def issue_insert(rows) -> tuple[bool, int | None]:
     }
     if rows.debit is not None:
         params["debit"] = _as_json(LedgerEntry, [rows.debit])
-    debited, event_id = _fetch_one_prepared(sql, params)
+    row = _fetch_one_prepared(sql, params)
+    assert row is not None, "the statement returns one row"
+    debited, event_id = row
     return debited, event_id

@@ -8,10 +8,10 @@ from accounts.models import Application, Customer
 from accounts.services import (
     AccountError,
     DuplicateError,
-    application_create,
     customer_create,
 )
 from plans.models import PlanChange
+from plans.services import application_create
 from plans.timeline import plan_history
 from tests.factories import CustomerFactory
 

@@ -10,8 +10,7 @@ from django.urls import reverse
 from accounts.models import Customer, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment
-from invoices.admin.dashboard import financials_for_customers
-from invoices.selectors import customer_financials
+from invoices.selectors import customer_financials, financials_for_customers
 from tests.admin.conftest import as_user, form_errors, post_confirmed
 from tests.factories import NOW, CustomerFactory
 

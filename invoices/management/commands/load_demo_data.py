@@ -20,11 +20,11 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from accounts.models import Customer, CustomerUser
-from accounts.services import application_create, customer_create, record_deposit
+from accounts.services import customer_create, record_deposit
 from accounts.usage import usage_ingest
 from billingsite.clock import BILLING_TZ, Period, billing_date
 from plans.models import Plan
-from plans.services import addon_set, contract_add, plan_change_request
+from plans.services import addon_set, application_create, contract_add, plan_change_request
 
 
 @dataclass(frozen=True)
