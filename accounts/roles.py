@@ -40,6 +40,7 @@ ALL_MODELS = {
         "planchange",
         "addonchange",
         "dedicatedcontract",
+        "discount",
     ],
     "invoices": [
         "invoice",
@@ -104,6 +105,8 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("plans", "add_addonchange"),
         ("plans", "add_dedicatedcontract"),
         ("plans", "change_dedicatedcontract"),
+        ("plans", "add_discount"),
+        ("plans", "change_discount"),
         ("invoices", "change_invoice"),  # re-rate and issue
         ("invoices", "add_creditnote"),
         ("invoices", "add_billingrun"),
