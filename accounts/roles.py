@@ -30,6 +30,7 @@ ALL_MODELS = {
         "webhookdelivery",
         "billingcontact",
         "emaildelivery",
+        "mailbounce",
         "topup",
     ],
     "plans": [
