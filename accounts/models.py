@@ -572,7 +572,7 @@ class MailBounce(models.Model):
     class Kind(models.TextChoices):
         # The address is refused for good: the delivery is refused, the contact bounced.
         BOUNCE = "bounce", "Bounce"
-        # The recipient marked the message as spam: it was delivered; the contact is flagged.
+        # The recipient marked the message as spam: it was delivered; only this row records it.
         COMPLAINT = "complaint", "Complaint"
 
     class Source(models.TextChoices):

@@ -8,8 +8,9 @@
 - a bounce marks the latest message sent to the address in the last BOUNCE_WINDOW refused
   (what a synchronous 5xx refusal does, `accounts.mail.sending`) and every billing contact
   with that address bounced, which finance sees;
-- a complaint (the recipient marked it as spam) leaves the delivery sent (it arrived) and
-  flags the contacts with the reason, for finance to decide.
+- a complaint (the recipient marked it as spam) changes no delivery and no contact: the
+  message arrived and the address works (the customer's page would otherwise say it could
+  not be delivered); finance reads it in the admin's mail bounces, linked to the delivery.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from billingsite.parsers import json_loads_bounded
 # A notice about a message older than this is not matched to a delivery (the address is
 # still marked bounced): providers report bounces within minutes to a few days.
 BOUNCE_WINDOW = dt.timedelta(days=14)
-COMPLAINT_REASON = "complaint: the recipient marked a billing e-mail as spam"
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,14 @@ def notice_record(*, notice: Notice, now: dt.datetime) -> list[MailBounce]:
 
 def _apply(bounce: MailBounce, *, now: dt.datetime) -> EmailDelivery | None:
     delivery = _latest_delivery(bounce.recipient, now)
-    if bounce.kind == MailBounce.Kind.BOUNCE:
-        reason = f"bounce: {bounce.reason}" if bounce.reason else "bounce"
-        if delivery is not None:
-            EmailDelivery.objects.filter(pk=delivery.pk).update(
-                status=EmailDelivery.Status.REFUSED, error=reason[:2000]
-            )
-    else:
-        reason = COMPLAINT_REASON
+    if bounce.kind != MailBounce.Kind.BOUNCE:
+        # A complaint: the address works and the message arrived; the row is the record.
+        return delivery
+    reason = f"bounce: {bounce.reason}" if bounce.reason else "bounce"
+    if delivery is not None:
+        EmailDelivery.objects.filter(pk=delivery.pk).update(
+            status=EmailDelivery.Status.REFUSED, error=reason[:2000]
+        )
     BillingContact.objects.filter(email__iexact=bounce.recipient).update(
         bounced_at=now, bounce_reason=reason[:500]
     )

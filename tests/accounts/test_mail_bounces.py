@@ -115,7 +115,7 @@ def test_the_same_notice_twice_is_one_change(client):
     assert delivery.status == Status.REFUSED
 
 
-def test_a_complaint_flags_the_contact_and_leaves_the_delivery_sent(client):
+def test_a_complaint_is_recorded_for_finance_and_changes_no_delivery(client):
     delivery = sent_to("annoyed@example.com")
     response = post(
         client, bounced("annoyed@example.com", "email.complained"), svix=False, notice_id="m2"
@@ -123,9 +123,9 @@ def test_a_complaint_flags_the_contact_and_leaves_the_delivery_sent(client):
     assert response.status_code == 204
     delivery.refresh_from_db()
     assert delivery.status == Status.SENT
-    contact = BillingContact.objects.get(email="annoyed@example.com")
-    assert contact.bounce_reason.startswith("complaint")
-    assert MailBounce.objects.get().kind == "complaint"
+    assert BillingContact.objects.get(email="annoyed@example.com").bounced_at is None
+    complaint = MailBounce.objects.get()
+    assert (complaint.kind, complaint.delivery) == ("complaint", delivery)
 
 
 def test_other_event_types_are_acknowledged_and_ignored(client):
