@@ -546,7 +546,8 @@ def _discount_lines(
         if discount.percent is not None:
             base = _charges_of_days(charges, discount.first_day, discount.last_day)
             wanted = round_money(base * discount.percent / 100)
-            percent = {"percent": f"{discount.percent.normalize():f}"}
+            # The sign travels in the value: a "%" in a message would read as a printf format.
+            percent = {"percent": f"{discount.percent.normalize():f}%"}
             if (discount.first_day, discount.last_day) == (
                 app.period_start,
                 app.period_start + dt.timedelta(days=app.days_in_month - 1),

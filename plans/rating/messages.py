@@ -65,10 +65,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     # Contracted discounts (plans.models.Discount); amounts read positive, the line is negative.
     "discount_title": (COLON, gettext_noop("Contracted discount")),
     "discount_title_reference": (COLON, gettext_noop("Contracted discount {reference}")),
-    "discount_percent": (COLON, gettext_noop("{percent}% of the month's charges of {charges}")),
+    "discount_percent": (COLON, gettext_noop("{percent} of the month's charges of {charges}")),
     "discount_percent_days": (
         COLON,
-        gettext_noop("{percent}% of the charges of {first_day} to {last_day} ({charges})"),
+        gettext_noop("{percent} of the charges of {first_day} to {last_day} ({charges})"),
     ),
     "discount_fixed": (COLON, gettext_noop("{amount_off} off a month")),
     "discount_rest": (
