@@ -33,6 +33,7 @@ from plans.models import (
     AddOnChange,
     AddOnPrice,
     DedicatedContract,
+    Discount,
     Plan,
     PlanChange,
     PlanPrice,
@@ -106,7 +107,7 @@ def financials_for_customers(
 
 
 # The dashboard rates every account: cached, keyed by a fingerprint of everything the run-rates
-# depend on (so any plan, add-on, contract, price or usage change gives a new key). Balances
+# depend on (so any plan, add-on, contract, discount, price or usage change gives a new key). Balances
 # and arrears are always read live.
 RUN_RATES_CACHE_SECONDS = 600
 
@@ -118,7 +119,7 @@ def _rating_inputs_fingerprint(period: Period) -> str:
         parts += model.objects.aggregate(
             n=Count("id"), last=Max("id"), cancelled=Count("cancelled_at")
         ).values()
-    for model in (PlanPrice, AddOnPrice, DedicatedContract):
+    for model in (PlanPrice, AddOnPrice, DedicatedContract, Discount):
         parts += model.history.aggregate(n=Count("history_id"), last=Max("history_id")).values()
     parts += Application.objects.aggregate(n=Count("id"), last=Max("id")).values()
     parts += (
@@ -333,6 +334,7 @@ AUDIT_KINDS = (
     AuditKind("issue", "Invoice issued", "invoices.view_invoice"),
     AuditKind("credit", "Credit note", "invoices.view_creditnote"),
     AuditKind("contract", "Dedicated-service contract", "plans.view_dedicatedcontract"),
+    AuditKind("discount", "Contracted discount", "plans.view_discount"),
     AuditKind("run", "Billing run started", "invoices.view_billingrun"),
 )
 _KIND_LABELS = {kind.code: kind.label for kind in AUDIT_KINDS}
@@ -529,6 +531,28 @@ def audit_trail(
             subject=lambda r: f"Contract {r.reference or r.id} for {r.application.app_key}",
             describe=lambda r: (
                 f"{format_cny(r.monthly_fee)} / month from {r.first_day}"
+                + (f" to {r.last_day}" if r.last_day else "")
+            ),
+        )
+    if "discount" in kinds:
+        entries += _history_entries(
+            Discount,
+            kind="discount",
+            url_name="admin:plans_discount_change",
+            username=username,
+            limit=limit,
+            related=["customer", "application"],
+            subject=lambda r: (
+                f"Discount {r.reference or r.id} for "
+                f"{r.application.app_key if r.application_id else r.customer.name}"
+            ),
+            describe=lambda r: (
+                (
+                    f"{r.percent}%"
+                    if r.percent is not None
+                    else f"{format_cny(r.amount_off)} / month"
+                )
+                + f" from {r.first_day}"
                 + (f" to {r.last_day}" if r.last_day else "")
             ),
         )

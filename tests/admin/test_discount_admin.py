@@ -145,3 +145,15 @@ def test_clerks_read_discounts_but_do_not_add_them(client, clerk, month):
     )
     assert as_user(client, clerk).get(reverse("admin:plans_discount_changelist")).status_code == 200
     assert not Discount.objects.exists()
+
+
+def test_the_audit_trail_names_who_added_a_discount(client, manager, auditor, month):
+    as_user(client, manager).post(
+        ADD, form(customer=month.beta.pk, amount_off_0="250.00", first_day="2026-10-01")
+    )
+    as_user(client, auditor)
+    page = client.get(reverse("admin:audit") + "?kind=discount")
+    [entry] = page.context["entries"]
+    assert (entry.kind, entry.username) == ("discount", "manager")
+    assert entry.subject == "Discount CD-9 for Beta Ltd (created)"
+    assert "250.00" in entry.detail and "from 2026-10-01" in entry.detail
