@@ -673,7 +673,7 @@ def discount_terms(
     value = None
     if percent is not None:
         value = Decimal(percent)
-        if not Decimal("0") < value <= Decimal("100"):
+        if not value.is_finite() or not Decimal("0") < value <= Decimal("100"):
             raise SubscriptionError(
                 "the percentage is above 0 and at most 100", code="invalid_amount", field="percent"
             )

@@ -107,6 +107,7 @@ def test_discounts_of_one_scope_never_overlap(price_book, first_day, last_day, o
         ({"percent": Decimal("0")}, "invalid_amount", "percent"),
         ({"percent": Decimal("100.01")}, "invalid_amount", "percent"),
         ({"percent": Decimal("10.005")}, "invalid_amount", "percent"),
+        ({"percent": Decimal("NaN")}, "invalid_amount", "percent"),
         ({"amount_off": Decimal("-1")}, "invalid_amount", "amount_off"),
         ({"amount_off": Decimal("1.001")}, "invalid_amount", "amount_off"),
         ({}, "invalid", "percent"),
