@@ -80,14 +80,14 @@ class FinanceAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         # The kernel imports no app at module level: the dashboard is looked up per request.
-        from invoices.admin.dashboard import month_at_a_glance  # noqa: PLC0415
+        from invoices.admin.dashboard import finance_charts, month_at_a_glance  # noqa: PLC0415
 
         # The figures name customers and amounts: only for those who may read both.
         may_read = request.user.has_perms(["invoices.view_invoice", "accounts.view_customer"])
+        today = billing_date(timezone.now())
         context = {
-            "dashboard": month_at_a_glance(today=billing_date(timezone.now()), now=timezone.now())
-            if may_read
-            else None,
+            "dashboard": month_at_a_glance(today=today, now=timezone.now()) if may_read else None,
+            "charts": finance_charts(today=today) if may_read else None,
             "perms_for_links": _link_permissions(request.user),
         }
         context.update(extra_context or {})

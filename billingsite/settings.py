@@ -142,6 +142,12 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
+# ISO dates everywhere (billingsite/formats/__init__.py says why).
+FORMAT_MODULE_PATH = ["billingsite.formats"]
+# Stock admin pages and `{{ money }}` print a Money through django-money's str(): the same
+# figure as billingsite.money.format_cny ('¥6,000.00', '-¥1,250.50') in both languages, never
+# the English locale's 'CN¥' (tests/ops/test_formatting.py holds them equal).
+MONEY_FORMAT = {"format": "¥#,##0.00"}
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))

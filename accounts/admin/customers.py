@@ -82,6 +82,7 @@ from invoices.admin.dashboard import (
     financials_for_customers,
     rated_financials,
     usage_month,
+    usage_month_chart,
 )
 from invoices.models import Invoice
 from invoices.selectors import customer_financials
@@ -816,6 +817,7 @@ class ApplicationAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             "original": application,
             "title": f"Usage of {application.app_key} in {period}",
             "month": month,
+            "usage_chart": usage_month_chart(application=application, month=month),
             "period": period,
             "previous_period": period.previous(),
             "next_period": period.next(),
@@ -1066,6 +1068,8 @@ class LedgerEntryAdmin(FinanceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
         "recorded_by",
     ]
     list_display_links = ["when"]
+    # The list's totals row (templates/admin/billing/change_list_results_totals.html).
+    list_total_field, list_total_column = "amount", "amount_display"
     list_filter = ["kind", ("created_by", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["customer", "created_by"]
     resource_classes = [LedgerEntryResource]

@@ -230,6 +230,8 @@ class InvoiceAdmin(
     ]
     change_form_template = "admin/invoices/invoice/change_form.html"
     change_list_template = "admin/invoices/invoice/change_list.html"
+    # The list's totals row (templates/admin/billing/change_list_results_totals.html).
+    list_total_field, list_total_column = "total", "total_display"
     fields = ["customer", "period", "status", "number", "total"]
 
     # Read-only everywhere: the change permission only unlocks the service buttons.
@@ -646,7 +648,7 @@ class CreditNoteAdmin(
 
     @admin.display(description="Total", ordering="total")
     def total_display(self, note):
-        return format_cny(note.total)
+        return format_html('<span class="billing-amount">{}</span>', format_cny(note.total))
 
     def get_urls(self):
         return [

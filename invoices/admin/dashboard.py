@@ -31,8 +31,16 @@ from accounts.arrears import suspension_date
 from accounts.models import AdjustmentRequest, Application, Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balances
 from billingsite.audit import SYSTEM_PREFIX, system_reason
+from billingsite.charts import Chart
 from billingsite.clock import Period, start_of_day
 from billingsite.money import format_cny
+from invoices.charts import (
+    BalancesOverTime,
+    UsageChart,
+    balances_over_time,
+    billed_revenue_chart,
+    usage_chart,
+)
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.run.runs import billing_runs_stalled
 from invoices.selectors import (
@@ -52,6 +60,7 @@ from plans.models import (
     PlanPrice,
 )
 from plans.price_book import PRICE_BOOK_LOADER
+from plans.price_book_cache import cached_price_book
 from plans.rating.engine import RatingError
 from plans.selectors import application_inputs, price_book_for_period
 
@@ -948,4 +957,31 @@ def usage_month(*, application: Application, period: Period) -> UsageMonth:
         peak_messages=peak_messages,
         peak_messages_day=peak_messages_day,
         message_limit=limit,
+    )
+
+
+def usage_month_chart(*, application: Application, month: UsageMonth) -> UsageChart:
+    """The usage page's chart: the month's DAU with the billed peak of each plan segment (the
+    rating inputs above) and the block thresholds of the period's price book."""
+    return usage_chart(
+        app_key=application.app_key,
+        app_name=application.name,
+        period=month.period,
+        dau_by_day={day.day: day.dau for day in month.days if day.dau is not None},
+        segments=[(s.plan_code, s.peak_dau, s.peak_day) for s in month.segments],
+        book=cached_price_book(period=month.period),
+    )
+
+
+@dataclass(frozen=True)
+class FinanceCharts:
+    billed: Chart
+    balances: BalancesOverTime
+
+
+def finance_charts(*, today: dt.date) -> FinanceCharts:
+    """The dashboard's charts: billed revenue by month, customers in arrears and the prepaid
+    balance held at each month end (two queries)."""
+    return FinanceCharts(
+        billed=billed_revenue_chart(today=today), balances=balances_over_time(today=today)
     )

@@ -19,6 +19,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.paginator import Paginator
+from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -30,6 +31,7 @@ from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
 from accounts.models import Customer
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
+from invoices.charts import balance_history_chart, usage_charts_for_lines
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
     credit_note_pdf_filename,
@@ -196,6 +198,12 @@ def invoice_list(request, customer):
             "invoices": invoices,
             "credit_notes": notes,
             "balance": ledger_balance(customer=customer),
+            "invoice_totals": visible_invoices(customer=customer).aggregate(
+                count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+            ),
+            "credit_note_totals": visible_credit_notes(customer=customer).aggregate(
+                count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+            ),
         },
         nav="invoices",
     )
@@ -206,14 +214,19 @@ def invoice_list(request, customer):
 def invoice_detail(request, customer, number: str):
     invoice = get_object_or_404(visible_invoices(customer=customer), number=number)
     debit = invoice_ledger_entry(invoice=invoice)
+    lines = list(invoice.lines.order_by("position"))
+    period = Period.containing(invoice.period)
     return _render(
         request,
         customer,
         "portal/invoice_detail.html",
         {
             "invoice": invoice,
-            "lines": list(invoice.lines.order_by("position")),
-            "period_end": Period.containing(invoice.period).end,
+            "lines": lines,
+            "period_end": period.end,
+            "usage_charts": usage_charts_for_lines(
+                customer_id=customer.pk, period=period, lines=lines
+            ),
             "debit": debit,
             "balance_after_debit": ledger_balance_in_statement(entry=debit) if debit else None,
             "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
@@ -303,6 +316,8 @@ def balance(request, customer):
             "estimate_error": estimate_error,
             "top_up": top_up,
             "entries": page,
+            "page_total": sum((entry.amount.amount for entry in page), Decimal("0.00")),
+            "balance_chart": balance_history_chart(customer_id=customer.pk, today=today),
             "invoice_numbers": invoice_numbers,
             "note_numbers": note_numbers,
             **top_up_context(customer=customer),
@@ -328,6 +343,11 @@ def estimate(request, customer):
         "portal/estimate.html",
         {
             "rated": rated,
+            "usage_charts": usage_charts_for_lines(
+                customer_id=customer.pk, period=period, lines=rated.lines
+            )
+            if rated
+            else [],
             "period": period,
             "period_start": period.start,
             "period_end": period.end,

@@ -8,6 +8,8 @@ shows the same figure for the same amount.
 from decimal import Decimal, InvalidOperation
 
 from django import template
+from django.db.models import Sum
+from django.utils.html import format_html
 from moneyed import Money
 
 from billingsite.money import format_amount, format_cny
@@ -48,3 +50,32 @@ def negate(value):
     """The amount with its sign flipped (a debit of -6,000.00 shown as a charge of 6,000.00)."""
     amount_value = _as_money_value(value)
     return None if amount_value is None else -amount_value
+
+
+@register.filter
+def cny_html(value) -> str:
+    """`cny` in a span that never breaks ('-¥4,096.77' would wrap after its minus sign) for
+    HTML text; attributes and plain-text e-mails use `cny`."""
+    text = cny(value)
+    return format_html('<span class="amount">{}</span>', text) if text else ""
+
+
+@register.simple_tag
+def list_totals(cl) -> dict | None:
+    """An admin list's totals row: the sum of the ModelAdmin's `list_total_field` over every
+    row the filters select (all pages: one aggregate query), placed under `list_total_column`.
+    None when the ModelAdmin names no total."""
+    model_admin = cl.model_admin
+    field_name = getattr(model_admin, "list_total_field", None)
+    column = getattr(model_admin, "list_total_column", None)
+    columns = list(cl.list_display)
+    if not field_name or column not in columns:
+        return None
+    total = cl.queryset.order_by().aggregate(total=Sum(field_name))["total"]
+    before = columns.index(column)
+    return {
+        "before": before,
+        "after": len(columns) - before - 1,
+        "total": total if total is not None else Decimal("0.00"),
+        "count": cl.result_count,
+    }
