@@ -8,8 +8,9 @@ disappear, so:
 - plan and add-on changes: a month with an invoice in any state (draft, held, issued,
   credited) is frozen, and so is every month before it: the run or finance already rated it
   from this history;
-- dedicated contracts: only an issued invoice freezes (its month and the ones before): adding
-  the contract and re-rating is how finance reviews a held invoice;
+- dedicated contracts and contracted discounts: only an issued invoice freezes (its month
+  and the ones before): adding the contract (or discount) and re-rating is how finance
+  reviews a held invoice;
 - usage: only the month of an issued invoice, exactly: the platform reports days that
   happened, and a draft or held invoice is only made stale (issuing it re-rates).
 
@@ -36,6 +37,7 @@ class Change(StrEnum):
     ADDON_START = "addon_start"  # start an add-on or increase its quantity
     ADDON_REDUCE = "addon_reduce"  # reduce its quantity or end it
     CONTRACT = "contract"
+    DISCOUNT = "discount"
     USAGE = "usage"
 
 
@@ -58,6 +60,7 @@ FREEZE: dict[Change, Freeze] = {
     Change.ADDON_START: ANY_INVOICE_AND_BEFORE,
     Change.ADDON_REDUCE: ANY_INVOICE_AND_BEFORE,
     Change.CONTRACT: ISSUED_AND_BEFORE,
+    Change.DISCOUNT: ISSUED_AND_BEFORE,
     Change.USAGE: ISSUED_MONTH_ONLY,
 }
 

@@ -105,8 +105,9 @@ class BillingContact(models.Model):
     receives_warnings = models.BooleanField("balance and arrears warnings", default=True)
     # Deposit and top-up receipts.
     receives_receipts = models.BooleanField("receipts", default=True)
-    # The last time the mail server refused this address (a permanent SMTP error), and why;
-    # cleared when a later message to it is accepted. Finance reads it in the admin.
+    # The last time the address was refused for good (a permanent SMTP error, the provider's
+    # bounce or complaint notice, a returned message: accounts.mail.bounces), and why; cleared
+    # when a later message to it is accepted. Finance reads it in the admin.
     bounced_at = models.DateTimeField(null=True, blank=True)
     bounce_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -350,7 +351,8 @@ class EmailDelivery(models.Model):
         # is never sent again automatically: it may have gone out. Finance may resend.
         SENDING = "sending", "Sending (outcome unknown if it stays)"
         SENT = "sent", "Sent"
-        # The mail server refused the address permanently (5xx): not retried.
+        # The mail server refused the address permanently (5xx), or a bounce notice came
+        # later (accounts.mail.bounces): not retried.
         REFUSED = "refused", "Refused by the mail server"
 
     event = models.ForeignKey(
@@ -559,3 +561,43 @@ class TopUp(models.Model):
 
     def __str__(self) -> str:
         return f"Top-up {self.number} ({self.method}, {self.status})"
+
+
+class MailBounce(models.Model):
+    """One recipient of a bounce or complaint notice: the mail provider's webhook, or a
+    returned delivery status notification (RFC 3464). Recorded once per (notice, recipient):
+    a notice delivered twice changes nothing the second time. Finance reads them in the admin;
+    the delivery they refused and the contact they bounced show them too."""
+
+    class Kind(models.TextChoices):
+        # The address is refused for good: the delivery is refused, the contact bounced.
+        BOUNCE = "bounce", "Bounce"
+        # The recipient marked the message as spam: it was delivered; only this row records it.
+        COMPLAINT = "complaint", "Complaint"
+
+    class Source(models.TextChoices):
+        WEBHOOK = "webhook", "Provider webhook"
+        DSN = "dsn", "Returned message (DSN)"
+
+    # The provider's id of the notice (webhook-id / svix-id), or the DSN's Message-ID.
+    notice_id = models.CharField(max_length=255)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    recipient = models.EmailField(max_length=254)
+    reason = models.CharField(max_length=500, blank=True)
+    # The latest message sent to the recipient before the notice (None: none found).
+    delivery = models.ForeignKey(
+        EmailDelivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="bounces"
+    )
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notice_id", "recipient"], name="mail_bounce_once_per_notice"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.recipient} ({self.notice_id})"

@@ -30,6 +30,7 @@ ALL_MODELS = {
         "webhookdelivery",
         "billingcontact",
         "emaildelivery",
+        "mailbounce",
         "topup",
     ],
     "plans": [
@@ -40,6 +41,7 @@ ALL_MODELS = {
         "planchange",
         "addonchange",
         "dedicatedcontract",
+        "discount",
     ],
     "invoices": [
         "invoice",
@@ -104,6 +106,8 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("plans", "add_addonchange"),
         ("plans", "add_dedicatedcontract"),
         ("plans", "change_dedicatedcontract"),
+        ("plans", "add_discount"),
+        ("plans", "change_discount"),
         ("invoices", "change_invoice"),  # re-rate and issue
         ("invoices", "add_creditnote"),
         ("invoices", "add_billingrun"),

@@ -374,6 +374,9 @@ BILLING_PAYMENT_INSTRUCTIONS = os.environ.get("BILLING_PAYMENT_INSTRUCTIONS", ""
 BILLING_PORTAL_URL = os.environ.get("BILLING_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
 # Attach the invoice / credit note / statement PDF to its e-mail (the link is always there).
 BILLING_EMAIL_ATTACH_PDF = env_bool("BILLING_EMAIL_ATTACH_PDF", True)
+# The signing secret of the mail provider's bounce and complaint webhook (POST /mail/events/,
+# Standard Webhooks / Svix, e.g. Resend's `whsec_...`); unset: the endpoint answers 404.
+MAIL_WEBHOOK_SECRET = os.environ.get("MAIL_WEBHOOK_SECRET", "")
 # No URL configured means no webhook is sent.
 BILLING_WEBHOOK_URL = os.environ.get("BILLING_WEBHOOK_URL", "")
 BILLING_WEBHOOK_SECRET = os.environ.get("BILLING_WEBHOOK_SECRET", "")

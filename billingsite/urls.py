@@ -41,6 +41,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.api.urls")),
     path("api/v1/", include("invoices.exports.urls")),
     path("payments/", include("accounts.api.payment_urls")),
+    path("mail/", include("accounts.api.mail_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include(("invoices.portal.urls", "portal"), namespace="portal")),
 ]

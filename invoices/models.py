@@ -208,6 +208,8 @@ class InvoiceLine(models.Model):
         API_RATE_LIMIT = "api_rate_limit", "API rate limits"
         DESKTOP = "desktop", "Desktop client"
         DEDICATED_SERVICE = "dedicated_service", "Dedicated service"
+        # A contracted discount (plans.models.Discount): the one category with a negative amount.
+        DISCOUNT = "discount", "Contracted discount"
 
     # Indexed by the unique (invoice, position) constraint, whose first column it is.
     invoice = models.ForeignKey(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 
 from django.db.models import Max
@@ -22,6 +22,7 @@ from plans.rating.engine import (
     AddOnSegment,
     ApplicationInput,
     ContractSegment,
+    DiscountSegment,
     PlanSegment,
     PriceBook,
     RatedAccount,
@@ -54,15 +55,17 @@ def rate_customer_period(*, customer: Customer, period: Period) -> RatedAccount:
     ).rated_account()
 
 
-def _covers(segment: PlanSegment | AddOnSegment | ContractSegment, day: dt.date) -> bool:
+def _covers(
+    segment: PlanSegment | AddOnSegment | ContractSegment | DiscountSegment, day: dt.date
+) -> bool:
     return covers(first_day=segment.first_day, last_day=segment.last_day, day=day)
 
 
 def whole_month_inputs(
     *, inputs: Iterable[ApplicationInput], today: dt.date
 ) -> list[ApplicationInput]:
-    """Each application as if the plan, add-ons and contract it has `today` covered its whole
-    month, at the highest DAU of the month so far: what a month costs at today's
+    """Each application as if the plan, add-ons, contract and discounts it has `today` covered
+    its whole month, at the highest DAU of the month so far: what a month costs at today's
     subscriptions, whatever day of the month they started. Applications without a plan today
     are left out."""
     result = []
@@ -96,6 +99,11 @@ def whole_month_inputs(
                 contracts=tuple(
                     ContractSegment(s.monthly_fee, period.start, period.end, s.reference)
                     for s in app.contracts
+                    if _covers(s, today)
+                ),
+                discounts=tuple(
+                    replace(s, first_day=period.start, last_day=period.end)
+                    for s in app.discounts
                     if _covers(s, today)
                 ),
                 peak_daily_messages=app.peak_daily_messages,

@@ -5,7 +5,7 @@ customer admin (`invoices.selectors.run_rates`) and the customer's estimate and 
 
 A fixed number of queries per batch, however many customers, applications, add-ons or days:
 the price book (unless given), the applications, and `plans.selectors.application_inputs`
-(plans, add-ons, contracts, usage).
+(plans, add-ons, contracts, discounts, usage).
 """
 
 from __future__ import annotations

@@ -63,6 +63,7 @@ POLICY: dict[Change, Rule] = {
     Change.ADDON_START: Rule(earliest=_today),
     Change.ADDON_REDUCE: Rule(earliest=_tomorrow),
     Change.CONTRACT: Rule(),
+    Change.DISCOUNT: Rule(),
 }
 
 
@@ -76,7 +77,8 @@ def first_possible_day(*, requested: dt.date, now: dt.datetime) -> dt.date:
 def change_effective_date(
     *,
     change: Change,
-    application: Application,
+    application: Application | None = None,
+    customer_id: int | None = None,
     requested: dt.date,
     now: dt.datetime,
     field: str = "effective_date",
@@ -85,7 +87,8 @@ def change_effective_date(
 
     Refuses (before anything is written): a date more than HORIZON_DAYS ahead
     (`date_too_far`, 400), before the application existed (`before_application_created`),
-    in or before a month frozen for this kind of change (`month_invoiced`, 409).
+    in or before a month frozen for this kind of change (`month_invoiced`, 409). A change for
+    a whole customer (a customer-wide discount) gives `customer_id` instead of `application`.
     """
     # plans.services calls this policy and owns the refusal type the callers already catch.
     # Circular at import time: plans.services imports this module.
@@ -102,7 +105,11 @@ def change_effective_date(
             field=field,
             details={"date": requested, "latest": horizon},
         )
-    if requested < application.created_on:
+    if application is not None:
+        customer_id = application.customer_id
+    if customer_id is None:
+        raise ValueError("change_effective_date needs an application or a customer_id")
+    if application is not None and requested < application.created_on:
         raise SubscriptionError(
             f"{requested.isoformat()} is before application {application.app_key} existed "
             f"(created {application.created_on.isoformat()})",
@@ -110,7 +117,7 @@ def change_effective_date(
             field=field,
             details={"date": requested, "created_on": application.created_on},
         )
-    frozen = frozen_by(change=change, customer_id=application.customer_id, day=requested)
+    frozen = frozen_by(change=change, customer_id=customer_id, day=requested)
     if frozen is not None:
         has = (
             f"is already invoiced ({frozen.number})"

@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -271,3 +273,81 @@ class DedicatedContract(models.Model):
 
     def __str__(self) -> str:
         return f"Contract {self.reference or self.pk} for {self.application_id}"
+
+
+class Discount(models.Model):
+    """A contracted discount for a customer (all its applications) or one application, on the
+    days `first_day`..`last_day` (None: open-ended): `percent` off the charges of those days,
+    or `amount_off` a month, pro rata by the days in effect. The rating engine bills it as its
+    own line (plans.rating.engine: `DiscountSegment`), never taking a bill below zero.
+
+    Added through plans.services.discount_add (no overlap with another discount of the same
+    scope, no day in a month an issued invoice froze); the amount and days are what re-rating
+    uses, so they are fixed once saved."""
+
+    # Exactly one of customer and application (discount_one_scope).
+    customer = models.ForeignKey(
+        "accounts.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="discounts",
+    )
+    application = models.ForeignKey(
+        "accounts.Application",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="discounts",
+    )
+    # Exactly one of percent (above 0, at most 100) and amount_off (positive): discount_one_kind.
+    percent = models.DecimalField(
+        "percentage off",
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
+    )
+    amount_off = MoneyField("fixed amount off a month", **MONEY, null=True, blank=True)
+    first_day = models.DateField()
+    last_day = models.DateField(null=True, blank=True)
+    reference = models.CharField(max_length=100, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["first_day", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(customer__isnull=True, application__isnull=False)
+                | Q(customer__isnull=False, application__isnull=True),
+                name="discount_one_scope",
+            ),
+            models.CheckConstraint(
+                condition=Q(percent__isnull=False, amount_off__isnull=True)
+                | Q(percent__isnull=True, amount_off__isnull=False),
+                name="discount_one_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(percent__isnull=True) | Q(percent__gt=0, percent__lte=100),
+                name="discount_percent_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_off__isnull=True) | Q(amount_off__gt=0),
+                name="discount_amount_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_day__isnull=True) | Q(last_day__gte=models.F("first_day")),
+                name="discount_days_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        off = f"{self.percent}%" if self.percent is not None else f"{self.amount_off}"
+        return f"Discount {self.reference or self.pk}: {off} from {self.first_day}"

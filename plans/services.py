@@ -1,4 +1,5 @@
-"""Subscription decisions: plan changes, add-ons and dedicated-service contracts.
+"""Subscription decisions: plan changes, add-ons, dedicated-service contracts and contracted
+discounts.
 
 History is append-only. A decision adds a PlanChange / AddOnChange row effective on a day; a
 new decision sets `cancelled_at` on the live rows at or after its own effective day (they were
@@ -38,11 +39,12 @@ from billingsite.money import CURRENCY, format_amount
 from billingsite.refusals import Refusal
 from plans.addon_rules import addon_quantity_problem, missing_base_message
 from plans.change_policy import change_effective_date, first_possible_day
-from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
+from plans.models import AddOn, AddOnChange, DedicatedContract, Discount, Plan, PlanChange
 from plans.rating.engine import PlanTerms, PriceBook
 from plans.selectors import price_book_for_period
 from plans.timeline import (
     contracts_overlapping,
+    discounts_in_effect,
     in_effect,
     live_addon_changes,
     live_plan_changes,
@@ -671,6 +673,185 @@ def contract_add(
             monthly_fee=Money(fee, CURRENCY),  # type: ignore[misc]
             first_day=first,
             last_day=last,
+            reference=reference,
+            notes=notes,
+            created_by=created_by,
+        )
+
+
+# --- contracted discounts ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiscountTerms:
+    """A discount's checked values, before it is written."""
+
+    percent: Decimal | None
+    amount_off: Decimal | None
+    first_day: dt.date
+    last_day: dt.date | None
+
+
+def discount_terms(
+    *,
+    customer: Customer | None,
+    application: Application | None,
+    percent: Decimal | None,
+    amount_off: Decimal | Money | None,
+    first_day: dt.date,
+    last_day: dt.date | None,
+) -> DiscountTerms:
+    """The values of a discount, checked without writing or locking (the admin form shows the
+    refusal on its field; `discount_add` checks again under the customer's lock): one scope,
+    one kind, a percentage above 0 and at most 100, a positive fixed amount, ordered days."""
+    if (customer is None) == (application is None):
+        raise SubscriptionError(
+            "a discount is for a customer or for one of its applications",
+            code="invalid",
+            field="customer",
+        )
+    if (percent is None) == (amount_off is None):
+        raise SubscriptionError(
+            "give either a percentage or a fixed amount off", code="invalid", field="percent"
+        )
+    value = None
+    if percent is not None:
+        value = Decimal(percent)
+        if not value.is_finite() or not Decimal("0") < value <= Decimal("100"):
+            raise SubscriptionError(
+                "the percentage is above 0 and at most 100", code="invalid_amount", field="percent"
+            )
+        if value != value.quantize(Decimal("0.01")):
+            raise SubscriptionError(
+                "the percentage has at most two decimals", code="invalid_amount", field="percent"
+            )
+    fixed = None
+    if amount_off is not None:
+        try:
+            fixed = _money_amount(amount_off)
+        except LedgerError as exc:
+            raise SubscriptionError(str(exc), code="invalid_amount", field="amount_off") from None
+        if fixed <= 0:
+            raise SubscriptionError(
+                "the fixed amount off must be positive", code="invalid_amount", field="amount_off"
+            )
+    first = _require_date(first_day, field="first_day")
+    last = None if last_day is None else _require_date(last_day, field="last_day")
+    if last is not None and last < first:
+        raise SubscriptionError(
+            f"last_day {last.isoformat()} is before first_day {first.isoformat()}",
+            code="invalid_dates",
+            field="last_day",
+        )
+    return DiscountTerms(percent=value, amount_off=fixed, first_day=first, last_day=last)
+
+
+def _discount_open(
+    *,
+    customer_id: int,
+    application: Application | None,
+    terms: DiscountTerms,
+    now: dt.datetime,
+) -> None:
+    """Refuses a discount whose days start in a month an issued invoice froze (409) or that
+    overlaps another discount of the same scope."""
+    change_effective_date(
+        change=Change.DISCOUNT,
+        application=application,
+        customer_id=customer_id,
+        requested=terms.first_day,
+        now=now,
+        field="first_day",
+    )
+    scope = (
+        {"application_ids": [application.pk]}
+        if application is not None
+        else {"customer_ids": [customer_id]}
+    )
+    overlapping = discounts_in_effect(
+        **scope, first_day=terms.first_day, last_day=terms.last_day
+    ).first()
+    if overlapping is not None:
+        end = overlapping.last_day.isoformat() if overlapping.last_day else "open end"
+        raise SubscriptionError(
+            f"there is already a discount for the same "
+            f"{'application' if application is not None else 'customer'} from "
+            f"{overlapping.first_day.isoformat()} to {end}",
+            code="discount_overlap",
+            field="first_day",
+        )
+
+
+def discount_check(
+    *,
+    customer: Customer | None = None,
+    application: Application | None = None,
+    percent: Decimal | None = None,
+    amount_off: Decimal | Money | None = None,
+    first_day: dt.date,
+    last_day: dt.date | None = None,
+    now: dt.datetime,
+) -> DiscountTerms:
+    """Every refusal `discount_add` would give, without writing: for forms."""
+    terms = discount_terms(
+        customer=customer,
+        application=application,
+        percent=percent,
+        amount_off=amount_off,
+        first_day=first_day,
+        last_day=last_day,
+    )
+    # discount_terms refused a discount without a scope: no application means a customer.
+    customer_id = application.customer_id if application is not None else _scope(customer).pk
+    _discount_open(customer_id=customer_id, application=application, terms=terms, now=now)
+    return terms
+
+
+def _scope(customer: Customer | None) -> Customer:
+    """The customer of a customer-wide discount; `discount_terms` has refused one without."""
+    if customer is None:
+        raise TypeError("a discount needs a customer or an application")
+    return customer
+
+
+def discount_add(
+    *,
+    customer: Customer | None = None,
+    application: Application | None = None,
+    percent: Decimal | None = None,
+    amount_off: Decimal | Money | None = None,
+    first_day: dt.date,
+    last_day: dt.date | None = None,
+    reference: str = "",
+    notes: str = "",
+    now: dt.datetime,
+    created_by: User | None = None,
+) -> Discount:
+    """A contracted discount for a customer (all its applications) or one application, from
+    `first_day` to `last_day` (None: open-ended). Written under the customer's lock, so two
+    overlapping discounts of one scope cannot both pass the check."""
+    terms = discount_terms(
+        customer=customer,
+        application=application,
+        percent=percent,
+        amount_off=amount_off,
+        first_day=first_day,
+        last_day=last_day,
+    )
+    with transaction.atomic():
+        if application is not None:
+            application = _lock_application(application)
+            customer_id = application.customer_id
+        else:
+            customer_id = lock_customer(customer=_scope(customer).pk).pk
+        _discount_open(customer_id=customer_id, application=application, terms=terms, now=now)
+        return Discount.objects.create(
+            customer_id=None if application is not None else customer_id,
+            application=application,
+            percent=terms.percent,
+            amount_off=None if terms.amount_off is None else Money(terms.amount_off, CURRENCY),  # type: ignore[misc]  # django-stubs: MoneyField as a DecimalField
+            first_day=terms.first_day,
+            last_day=terms.last_day,
             reference=reference,
             notes=notes,
             created_by=created_by,

@@ -8,7 +8,8 @@ API:
   live row's effective_date (the last one: open-ended). Before the first row: no plan;
 - an add-on history is the same, per add-on, over AddOnChange rows; a row of quantity 0 is an
   end: on its days the add-on is not in effect;
-- a dedicated contract is in effect from first_day to last_day, both included (None: open).
+- a dedicated contract is in effect from first_day to last_day, both included (None: open);
+  so is a contracted discount (of the application, or of its whole customer).
 
 The SQL forms (`plan_changes_in_effect`, `contracts_in_effect`) state the same rule for the
 database; `tests/plans/test_timeline.py` compares them with the Python forms on a table of
@@ -25,7 +26,7 @@ from typing import Protocol, TypeVar
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from plans.models import AddOnChange, DedicatedContract, PlanChange
+from plans.models import AddOnChange, DedicatedContract, Discount, PlanChange
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def plan_changes_in_effect(*, first_day: dt.date, last_day: dt.date) -> QuerySet
 
 def contracts_in_effect(*, first_day: dt.date, last_day: dt.date | None) -> Q:
     """Contracts in effect on some day of `first_day`..`last_day` (None: open-ended), as a
-    filter on DedicatedContract (`clip` of their days, as SQL)."""
+    filter on DedicatedContract or Discount (`clip` of their days, as SQL)."""
     condition = Q(last_day__isnull=True) | Q(last_day__gte=first_day)
     if last_day is not None:
         condition &= Q(first_day__lte=last_day)
@@ -182,4 +183,20 @@ def contracts_overlapping(
     return DedicatedContract.objects.filter(
         contracts_in_effect(first_day=first_day, last_day=last_day),
         application_id__in=list(application_ids),
+    )
+
+
+def discounts_in_effect(
+    *,
+    customer_ids: Iterable[int] = (),
+    application_ids: Iterable[int] = (),
+    first_day: dt.date,
+    last_day: dt.date | None,
+) -> QuerySet[Discount]:
+    """The contracted discounts of these customers (customer-wide) and applications in effect
+    on some day of `first_day`..`last_day` (None: open-ended): the contracts' rule, as one
+    query."""
+    return Discount.objects.filter(
+        contracts_in_effect(first_day=first_day, last_day=last_day),
+        Q(customer_id__in=list(customer_ids)) | Q(application_id__in=list(application_ids)),
     )

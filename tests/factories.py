@@ -11,7 +11,7 @@ from moneyed import Money
 from accounts.mail.contacts import primary_contact_ensure
 from accounts.models import Application, Customer, CustomerUser, DailyUsage, LedgerEntry
 from accounts.services import record_deposit
-from plans.models import AddOn, AddOnChange, DedicatedContract, Plan, PlanChange
+from plans.models import AddOn, AddOnChange, DedicatedContract, Discount, Plan, PlanChange
 
 NOW = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -120,6 +120,27 @@ def contract(application, monthly_fee: str, first_day: dt.date, last_day=None) -
         first_day=first_day,
         last_day=last_day,
         reference="DS-TEST",
+    )
+
+
+def discount(
+    *,
+    customer=None,
+    application=None,
+    percent: str | None = None,
+    amount_off: str | None = None,
+    first_day: dt.date,
+    last_day: dt.date | None = None,
+    reference: str = "",
+) -> Discount:
+    return Discount.objects.create(
+        customer=customer,
+        application=application,
+        percent=None if percent is None else Decimal(percent),
+        amount_off=None if amount_off is None else Money(Decimal(amount_off), "CNY"),
+        first_day=first_day,
+        last_day=last_day,
+        reference=reference,
     )
 
 

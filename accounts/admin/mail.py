@@ -8,7 +8,7 @@ from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 
 from accounts.mail.sending import email_resend
-from accounts.models import BillingContact, CustomerEvent, EmailDelivery
+from accounts.models import BillingContact, CustomerEvent, EmailDelivery, MailBounce
 from billingsite.admin import ReadOnlyAdminMixin
 
 
@@ -38,7 +38,7 @@ class BillingContactInline(admin.TabularInline):
     readonly_fields = ["bounced_at", "bounce_reason"]
     verbose_name_plural = (
         "Billing contacts (who receives which e-mails; the billing e-mail is always one; "
-        "a bounce is the mail server's last refusal of the address)"
+        "a bounce is the last refusal of the address: by the mail server, a bounce notice of the provider or a returned message)"
     )
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
@@ -139,3 +139,20 @@ class EmailDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             request,
             [(row.event, [row.recipient]) for row in queryset.select_related("event__customer")],
         )
+
+
+@admin.register(MailBounce)
+class MailBounceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Bounces and complaints reported after sending: the mail provider's webhook and returned
+    messages (accounts.mail.bounces). Each marked its delivery refused (bounces) and the
+    billing contacts with the address bounced."""
+
+    list_display = ["received_at", "kind", "recipient", "source", "reason_short", "delivery"]
+    list_filter = ["kind", "source"]
+    list_select_related = ["delivery"]
+    search_fields = ["recipient", "notice_id"]
+    date_hierarchy = "received_at"
+
+    @admin.display(description="Reason")
+    def reason_short(self, bounce):
+        return bounce.reason[:80]

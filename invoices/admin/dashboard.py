@@ -55,6 +55,7 @@ from plans.models import (
     AddOnChange,
     AddOnPrice,
     DedicatedContract,
+    Discount,
     Plan,
     PlanChange,
     PlanPrice,
@@ -67,7 +68,7 @@ ZERO = Decimal("0.00")
 
 
 # The dashboard rates every account: cached, keyed by a fingerprint of everything the run-rates
-# depend on (so any plan, add-on, contract, price or usage change gives a new key). Balances
+# depend on (so any plan, add-on, contract, discount, price or usage change gives a new key). Balances
 # and arrears are always read live.
 RUN_RATES_CACHE_SECONDS = 600
 
@@ -79,7 +80,7 @@ def _rating_inputs_fingerprint(period: Period) -> str:
         parts += model.objects.aggregate(
             n=Count("id"), last=Max("id"), cancelled=Count("cancelled_at")
         ).values()
-    for model in (PlanPrice, AddOnPrice, DedicatedContract):
+    for model in (PlanPrice, AddOnPrice, DedicatedContract, Discount):
         parts += model.history.aggregate(n=Count("history_id"), last=Max("history_id")).values()
     parts += Application.objects.aggregate(n=Count("id"), last=Max("id")).values()
     parts += (
@@ -309,6 +310,7 @@ AUDIT_KINDS = (
     AuditKind("issue", "Invoice issued", "invoices.view_invoice"),
     AuditKind("credit", "Credit note", "invoices.view_creditnote"),
     AuditKind("contract", "Dedicated-service contract", "plans.view_dedicatedcontract"),
+    AuditKind("discount", "Contracted discount", "plans.view_discount"),
     AuditKind("run", "Billing run started", "invoices.view_billingrun"),
 )
 _KIND_LABELS = {kind.code: kind.label for kind in AUDIT_KINDS}
@@ -596,6 +598,35 @@ _SOURCES = (
             + (f" to {r.last_day}" if r.last_day else ""),
         ),
         history=True,
+    ),
+    # Contracted discounts: one source per scope, so the customer filter has one lookup each.
+    *(
+        _Source(
+            code=f"discount_{scope}",
+            kind="discount",
+            rows=lambda scope=scope: Discount.history.filter(**{f"{scope}__isnull": False}),
+            at="history_date",
+            user="history_user",
+            customer=customer,
+            related=("customer", "application"),
+            url_name="admin:plans_discount_change",
+            describe=lambda r: (
+                f"Discount {r.reference or r.id} for "
+                f"{r.application.app_key if r.application_id else r.customer.name}",
+                (
+                    f"{r.percent}%"
+                    if r.percent is not None
+                    else f"{format_cny(r.amount_off)} / month"
+                )
+                + f" from {r.first_day}"
+                + (f" to {r.last_day}" if r.last_day else ""),
+            ),
+            history=True,
+        )
+        for scope, customer in (
+            ("customer", "customer_id"),
+            ("application", "application__customer_id"),
+        )
     ),
     _Source(
         code="run",

@@ -578,8 +578,18 @@ def credit_note_create(
             line_id: as_decimal(line.amount) - credited.get(line_id, ZERO)
             for line_id, line in lines.items()
         }
+        # A discount line is negative, so the charge lines add up to more than the invoice:
+        # what can still be given back is bounded by the invoice's total too.
+        invoice_left = as_decimal(current.total) - sum(credited.values(), ZERO)
         if amounts is None:
-            amounts = {line_id: left for line_id, left in remaining.items() if left > 0}
+            amounts = {}
+            to_give = invoice_left
+            for line_id, left in sorted(
+                remaining.items(), key=lambda item: lines[item[0]].position
+            ):
+                if left > 0 and to_give > 0:
+                    amounts[line_id] = min(left, to_give)
+                    to_give -= amounts[line_id]
             if not amounts:
                 raise InvoiceError(
                     f"invoice {current.number} has nothing left to credit", "line_amounts"
@@ -599,6 +609,13 @@ def credit_note_create(
                     "line_amounts",
                 )
         total = sum(amounts.values(), ZERO)
+        if total > invoice_left:
+            raise InvoiceError(
+                f"invoice {current.number}: at most {invoice_left:.2f} can still be credited "
+                f"(total {as_decimal(current.total):.2f} after its discounts, credited "
+                f"{sum(credited.values(), ZERO):.2f})",
+                "line_amounts",
+            )
         note = CreditNote.objects.create(
             invoice=current,
             customer=customer,
@@ -622,9 +639,7 @@ def credit_note_create(
                 for line_id, amount in sorted(amounts.items())
             ]
         )
-        fully_credited = all(
-            remaining[line_id] - amounts.get(line_id, ZERO) <= 0 for line_id in lines
-        )
+        fully_credited = total >= invoice_left
         current.status = (
             Invoice.Status.CREDITED if fully_credited else Invoice.Status.PARTIALLY_CREDITED
         )

@@ -38,10 +38,12 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 | 4050 | Revenue: API rate limits       | `api_rate_limit`                                  |
 | 4060 | Revenue: Desktop client        | `desktop`                                         |
 | 4070 | Revenue: Dedicated service     | `dedicated_service`                               |
+| 4090 | Revenue: Contracted discounts  | `discount` (contra-revenue: its lines are negative, so debited) |
 | 6900 | Balance adjustments            | manual adjustments of a prepaid balance           |
 
 Postings (each document balances: its debits equal its credits):
-- invoice: debit 2200 with the total; credit 4010-4070 with the sum of its lines per category.
+- invoice: debit 2200 with the total; credit 4010-4070 with the sum of its lines per category;
+  debit 4090 with its contracted discounts (negative lines).
 - credit note: the reverse: debit 4010-4070 per category of the credited lines; credit 2200.
 - deposit: debit the clearing account of its method (`LedgerEntry.method`: bank transfer 1100,
   Alipay 1121, WeChat Pay 1122; deposits recorded before methods existed were bank transfers) /
@@ -201,7 +203,8 @@ def revenue_summary(*, period: Period) -> RevenueSummary:
 
     Invoices of the period are the issued invoices with `period` = the month; credit notes of
     the period are those against them (whenever they were issued). Every category appears, in
-    the order of `InvoiceLine.Category`, even at 0.00; plans appear when they have a line.
+    the order of `InvoiceLine.Category`, even at 0.00, except contracted discounts, which
+    appear (negative) in a period that has some; plans appear when they have a line.
     """
     invoices = Invoice.objects.filter(status__in=Invoice.ISSUED_STATES, period=period.start)
     credit_notes = CreditNote.objects.filter(invoice__in=invoices)
@@ -221,6 +224,7 @@ def revenue_summary(*, period: Period) -> RevenueSummary:
             credited=credited_by_category.get(category.value, ZERO),
         )
         for category in InvoiceLine.Category
+        if category != InvoiceLine.Category.DISCOUNT or category.value in billed_by_category
     ]
 
     billed_by_plan = _sums(lines, "plan_code")
@@ -284,6 +288,8 @@ REVENUE_ACCOUNTS: dict[str, Account] = {
     InvoiceLine.Category.API_RATE_LIMIT: Account("4050", "Revenue: API rate limits"),
     InvoiceLine.Category.DESKTOP: Account("4060", "Revenue: Desktop client"),
     InvoiceLine.Category.DEDICATED_SERVICE: Account("4070", "Revenue: Dedicated service"),
+    # Contra-revenue: discount lines are negative, so `_split_rows` debits it.
+    InvoiceLine.Category.DISCOUNT: Account("4090", "Revenue: Contracted discounts"),
 }
 CATEGORY_ORDER = {category.value: index for index, category in enumerate(InvoiceLine.Category)}
 
@@ -382,8 +388,8 @@ def _split_rows(
     *, total_account: Account, total_side: str, parts: list[tuple[Account, Decimal]], **document
 ) -> list[JournalRow]:
     """The total on `total_side` of `total_account`, balanced by one row per part on the other
-    side. Zero parts post nothing; the price book never yields negative parts, but one would
-    simply move to the other side and the document would still balance."""
+    side. Zero parts post nothing; a negative part (contracted discounts) moves to the other
+    side and the document still balances."""
     rows = [
         _row(account, amount, _opposite(total_side), document)
         for account, amount in parts

@@ -20,6 +20,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from billingsite.admin import HistoryViewOnlyMixin, ReadOnlyAdminMixin
@@ -30,11 +31,13 @@ from plans.models import (
     AddOnChange,
     AddOnPrice,
     DedicatedContract,
+    Discount,
     Plan,
     PlanChange,
     PlanPrice,
 )
 from plans.selectors import price_in_force
+from plans.services import SubscriptionError, discount_add, discount_check
 
 
 def _today() -> dt.date:
@@ -462,3 +465,113 @@ class AddOnChangeAdmin(ChangeRowAdmin):
     ]
     list_filter = ["addon"]
     list_select_related = ["application", "created_by", "addon"]
+
+
+class DiscountForm(forms.ModelForm):
+    """A new discount is checked by the service's own rules (`plans.services.discount_check`),
+    so the form refuses exactly what `discount_add` would; a saved one shows its terms as
+    text (re-rating a month reads them)."""
+
+    class Meta:
+        model = Discount
+        fields = [
+            "customer",
+            "application",
+            "percent",
+            "amount_off",
+            "first_day",
+            "last_day",
+            "reference",
+            "notes",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is not None or self.errors:
+            return cleaned
+        try:
+            discount_check(
+                customer=cleaned.get("customer"),
+                application=cleaned.get("application"),
+                percent=cleaned.get("percent"),
+                amount_off=cleaned.get("amount_off"),
+                first_day=cleaned.get("first_day"),
+                last_day=cleaned.get("last_day"),
+                now=timezone.now(),
+            )
+        except SubscriptionError as exc:
+            field = exc.field if exc.field in self.fields else None
+            self.add_error(field, exc.message)
+        return cleaned
+
+
+@admin.register(Discount)
+class DiscountAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
+    """Contracted discounts: added here through `plans.services.discount_add`; once saved only
+    the reference and notes change (the database refuses the rest), and none is deleted."""
+
+    form = DiscountForm
+    list_display = [
+        "__str__",
+        "customer_or_application",
+        "off",
+        "first_day",
+        "last_day",
+        "reference",
+        "created_by",
+    ]
+    list_select_related = ["customer", "application__customer", "created_by"]
+    search_fields = [
+        "customer__name",
+        "application__app_key",
+        "application__customer__name",
+        "reference",
+    ]
+    raw_id_fields = ["customer", "application"]
+    date_hierarchy = "first_day"
+    TERMS = ["customer", "application", "percent", "amount_off", "first_day", "last_day"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ["created_at", "created_by"]
+        return [*self.TERMS, "created_at", "created_by"]
+
+    def get_fields(self, request, obj=None):
+        fields = [*self.TERMS, "reference", "notes"]
+        return fields if obj is None else [*fields, "created_at", "created_by"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        saved = discount_add(
+            customer=data.get("customer"),
+            application=data.get("application"),
+            percent=data.get("percent"),
+            amount_off=data.get("amount_off"),
+            first_day=data["first_day"],
+            last_day=data.get("last_day"),
+            reference=data.get("reference", ""),
+            notes=data.get("notes", ""),
+            now=timezone.now(),
+            created_by=request.user,
+        )
+        # The admin's "added" message and redirect read the saved row.
+        obj.pk = saved.pk
+        obj.created_at = saved.created_at
+
+    @admin.display(description=_("Customer or application"))
+    def customer_or_application(self, discount):
+        if discount.application_id is not None:
+            return discount.application
+        return discount.customer
+
+    @admin.display(description=_("Off"))
+    def off(self, discount):
+        if discount.percent is not None:
+            return f"{discount.percent.normalize():f}%"
+        return _("%(amount)s a month") % {"amount": format_cny(discount.amount_off)}

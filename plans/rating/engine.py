@@ -8,7 +8,7 @@ rounded half-up to 0.01 once and a total is the sum of rounded lines.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -125,6 +125,29 @@ class ContractSegment:
 
 
 @dataclass(frozen=True)
+class DiscountSegment:
+    """A contracted discount on the days `first_day`..`last_day` of the period: `percent` off
+    the charges of those days, or `amount_off` a month (pro rata by those days); exactly one of
+    the two is set. A discount never takes more than the charges it reduces."""
+
+    # The same discount on every application of a customer has the same key (customer-wide
+    # fixed amounts are shared out between the applications by `rate_account`).
+    key: str
+    first_day: dt.date
+    last_day: dt.date
+    percent: Decimal | None = None
+    amount_off: Decimal | None = None
+    reference: str = ""
+    # Agreed for the whole customer rather than for this application.
+    customer_wide: bool = False
+
+    @property
+    def shared(self) -> bool:
+        """A fixed amount for the whole customer: one amount for all its applications."""
+        return self.customer_wide and self.amount_off is not None
+
+
+@dataclass(frozen=True)
 class ApplicationInput:
     app_key: str
     app_name: str
@@ -133,6 +156,8 @@ class ApplicationInput:
     plan_segments: tuple[PlanSegment, ...]
     addon_segments: tuple[AddOnSegment, ...] = ()
     contracts: tuple[ContractSegment, ...] = ()
+    # Contracted discounts in effect in the period: the application's and its customer's.
+    discounts: tuple[DiscountSegment, ...] = ()
     # Largest daily delivered-message count in the period, and its day (None: not reported).
     peak_daily_messages: int | None = None
     peak_messages_day: dt.date | None = None
@@ -433,6 +458,127 @@ def _contract_line(app: ApplicationInput, contract: ContractSegment, plan: PlanT
     )
 
 
+DISCOUNT = "discount"
+
+
+def _charges_of_days(lines: list[PricedLine], first_day: dt.date, last_day: dt.date) -> Decimal:
+    """The part of the charge lines billed for the days `first_day`..`last_day`: each line's
+    amount by the share of its days inside them (unrounded; the discount is rounded once)."""
+    base = Decimal(0)
+    for line in lines:
+        overlap = _overlap(line.first_day, line.last_day, first_day, last_day)
+        if overlap:
+            base += line.amount * _days(*overlap) / line.days
+    return base
+
+
+def _discount_line(
+    app: ApplicationInput,
+    discount: DiscountSegment,
+    plan: PlanTerms,
+    *,
+    wanted: Decimal,
+    left: Decimal,
+    parts: list[Message],
+) -> PricedLine | None:
+    """The discount's line: `wanted` off, limited to the charges `left` (never below zero);
+    None when there is nothing to take off."""
+    amount = min(wanted, left)
+    if amount <= 0:
+        return None
+    if discount.customer_wide:
+        parts.append(Message("discount_customer"))
+    if amount < wanted:
+        parts.append(Message("discount_limited", {"amount": money_text(amount)}))
+    if discount.reference:
+        title = Message("discount_title_reference", {"reference": discount.reference})
+    else:
+        title = Message("discount_title")
+    monthly = discount.amount_off if discount.amount_off is not None else amount
+    return priced_line(
+        app_key=app.app_key,
+        app_name=app.app_name,
+        code=DISCOUNT,
+        category=DISCOUNT,
+        plan_code=plan.code,
+        plan_name=plan.name,
+        title=title,
+        line_names=_plan_names(plan),
+        quantity=1,
+        unit_price=-round_money(monthly),
+        amount=-amount,
+        first_day=discount.first_day,
+        last_day=discount.last_day,
+        days=_days(discount.first_day, discount.last_day),
+        days_in_month=app.days_in_month,
+        explanation_parts=parts,
+    )
+
+
+def _fixed_discount(
+    app: ApplicationInput, discount: DiscountSegment
+) -> tuple[Decimal, list[Message]]:
+    """A fixed discount's amount for its days of the month (pro rata like a fee) and its words."""
+    assert discount.amount_off is not None
+    days = _days(discount.first_day, discount.last_day)
+    wanted = prorate(monthly=discount.amount_off, days=days, days_in_month=app.days_in_month)
+    parts = [Message("discount_fixed", {"amount_off": money_text(discount.amount_off)})]
+    parts += _proration(discount.amount_off, days, app.days_in_month, wanted)
+    return wanted, parts
+
+
+def _discount_lines(
+    app: ApplicationInput,
+    charges: list[PricedLine],
+    plans: list[PlanTerms],
+    segments: list[PlanSegment],
+) -> list[PricedLine]:
+    """The application's discounts (all but the customer-wide fixed amounts, which
+    `rate_account` shares out): percentages first, each of the charges of its days, then fixed
+    amounts; each limited to what the charges and the discounts before it leave."""
+    left = sum((line.amount for line in charges), ZERO)
+    ordered = sorted(
+        (d for d in app.discounts if not d.shared),
+        key=lambda d: (d.percent is None, d.first_day, d.key),
+    )
+    lines: list[PricedLine] = []
+    for discount in ordered:
+        if discount.percent is not None:
+            base = _charges_of_days(charges, discount.first_day, discount.last_day)
+            wanted = round_money(base * discount.percent / 100)
+            # The sign travels in the value: a "%" in a message would read as a printf format.
+            percent = {"percent": f"{discount.percent.normalize():f}%"}
+            if (discount.first_day, discount.last_day) == (
+                app.period_start,
+                app.period_start + dt.timedelta(days=app.days_in_month - 1),
+            ):
+                parts = [
+                    Message(
+                        "discount_percent", {**percent, "charges": money_text(round_money(base))}
+                    )
+                ]
+            else:
+                parts = [
+                    Message(
+                        "discount_percent_days",
+                        {
+                            **percent,
+                            "first_day": discount.first_day.isoformat(),
+                            "last_day": discount.last_day.isoformat(),
+                            "charges": money_text(round_money(base)),
+                        },
+                    )
+                ]
+        else:
+            wanted, parts = _fixed_discount(app, discount)
+        plan = _plan_on(discount.first_day, plans, segments)
+        line = _discount_line(app, discount, plan, wanted=wanted, left=left, parts=parts)
+        if line is not None:
+            lines.append(line)
+            left += line.amount
+    return lines
+
+
 def _plan_on(day: dt.date, plans: list[PlanTerms], segments: list[PlanSegment]) -> PlanTerms:
     for plan, segment in zip(plans, segments, strict=True):
         if segment.first_day <= day <= segment.last_day:
@@ -464,12 +610,20 @@ def _validate(app: ApplicationInput) -> None:
     spans = [(s.first_day, s.last_day) for s in app.plan_segments]
     spans += [(s.first_day, s.last_day) for s in app.addon_segments]
     spans += [(s.first_day, s.last_day) for s in app.contracts]
+    spans += [(s.first_day, s.last_day) for s in app.discounts]
     for first_day, last_day in spans:
         if first_day > last_day or first_day < app.period_start or last_day > period_end:
             raise RatingError(f"days {first_day}..{last_day} are not inside the period")
     for segment in app.plan_segments:
         if segment.peak_dau is not None and segment.peak_dau < 0:
             raise RatingError("peak DAU cannot be negative")
+    for discount in app.discounts:
+        if (discount.percent is None) == (discount.amount_off is None):
+            raise RatingError("a discount is either a percentage or a fixed amount")
+        if discount.percent is not None and not 0 < discount.percent <= 100:
+            raise RatingError("a discount percentage is above 0 and at most 100")
+        if discount.amount_off is not None and discount.amount_off <= 0:
+            raise RatingError("a fixed discount is a positive amount")
 
 
 def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplication:
@@ -525,6 +679,8 @@ def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplicat
             )
             if overlap:
                 lines.append(_addon_line(app, book, plan, addon_segment, *overlap))
+    if plans:
+        lines += _discount_lines(app, lines, plans, segments)
     total = sum((line.amount for line in lines), ZERO)
     return RatedApplication(
         app_key=app.app_key,
@@ -536,10 +692,50 @@ def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplicat
     )
 
 
+def _share_out(
+    rated: list[RatedApplication], apps: list[ApplicationInput], book: PriceBook
+) -> list[RatedApplication]:
+    """Customer-wide fixed discounts: each one's amount for its days, taken from the
+    applications in app_key order, each giving at most what its lines still total, so no
+    application (and no invoice) goes below zero."""
+    shared: dict[str, DiscountSegment] = {}
+    for app in apps:
+        for discount in app.discounts:
+            if discount.shared:
+                shared.setdefault(discount.key, discount)
+    result = list(rated)
+    for discount in sorted(shared.values(), key=lambda d: (d.first_day, d.key)):
+        left: Decimal | None = None
+        for index, (app, rating) in enumerate(zip(apps, result, strict=True)):
+            if not any(d.key == discount.key for d in app.discounts):
+                continue
+            segments = sorted(app.plan_segments, key=lambda s: s.first_day)
+            if not segments:
+                continue
+            wanted, parts = _fixed_discount(app, discount)
+            left = wanted if left is None else left
+            if left <= 0:
+                break
+            if rating.total <= 0:
+                continue
+            plan = _plan_on(
+                discount.first_day, [book.plan(s.plan_code) for s in segments], segments
+            )
+            if left < wanted:
+                parts.append(Message("discount_rest", {"amount": money_text(left)}))
+            line = _discount_line(app, discount, plan, wanted=left, left=rating.total, parts=parts)
+            if line is None:
+                continue
+            left += line.amount
+            result[index] = replace(
+                rating, lines=(*rating.lines, line), total=rating.total + line.amount
+            )
+    return result
+
+
 def rate_account(*, book: PriceBook, applications: list[ApplicationInput]) -> RatedAccount:
-    return RatedAccount.of(
-        [
-            rate_application(book=book, app=app)
-            for app in sorted(applications, key=lambda a: a.app_key)
-        ]
-    )
+    """Each application rated (`rate_application`), then the customer-wide fixed discounts
+    shared out between them (`_share_out`)."""
+    apps = sorted(applications, key=lambda a: a.app_key)
+    rated = [rate_application(book=book, app=app) for app in apps]
+    return RatedAccount.of(_share_out(rated, apps, book))

@@ -62,6 +62,24 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         gettext_noop("dedicated-service contract {reference}: {monthly_fee} / month"),
     ),
     "peak_messages": (SEMICOLON, gettext_noop("peak {messages} delivered messages in a day")),
+    # Contracted discounts (plans.models.Discount); amounts read positive, the line is negative.
+    "discount_title": (COLON, gettext_noop("Contracted discount")),
+    "discount_title_reference": (COLON, gettext_noop("Contracted discount {reference}")),
+    "discount_percent": (COLON, gettext_noop("{percent} of the month's charges of {charges}")),
+    "discount_percent_days": (
+        COLON,
+        gettext_noop("{percent} of the charges of {first_day} to {last_day} ({charges})"),
+    ),
+    "discount_fixed": (COLON, gettext_noop("{amount_off} off a month")),
+    "discount_rest": (
+        SEMICOLON,
+        gettext_noop("{amount} left after the customer's other applications"),
+    ),
+    "discount_customer": (SEMICOLON, gettext_noop("agreed for all the customer's applications")),
+    "discount_limited": (
+        SEMICOLON,
+        gettext_noop("limited to the charges left, {amount}: never below zero"),
+    ),
     # Any line billed for part of the month
     "prorata": (
         SEMICOLON,

@@ -29,6 +29,8 @@ def pages(month):
         reverse("admin:plans_addonprice_changelist"),
         reverse("admin:plans_planchange_changelist"),
         reverse("admin:plans_dedicatedcontract_changelist"),
+        reverse("admin:plans_discount_changelist"),
+        reverse("admin:accounts_mailbounce_changelist"),
         reverse("admin:invoices_invoice_changelist"),
         reverse("admin:invoices_invoice_change", args=[month.issued.pk]),
         reverse("admin:invoices_invoice_change", args=[month.held.pk]),

@@ -22,7 +22,14 @@ from accounts.selectors import ledger_balance
 from invoices.documents.services import HELD, ISSUED, accounts_rate, bill_account, invoice_issue
 from invoices.models import Invoice, InvoiceLine, NumberSequence
 from tests.conftest import postgres_only
-from tests.factories import ApplicationFactory, CustomerFactory, addon_change, deposit, usage
+from tests.factories import (
+    ApplicationFactory,
+    CustomerFactory,
+    addon_change,
+    deposit,
+    discount,
+    usage,
+)
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, october_usage, premium_customer
 
 pytestmark = [pytest.mark.django_db, postgres_only]
@@ -171,6 +178,41 @@ def test_the_run_statements_write_the_same_rows_as_the_general_path(
     # Two statements on the run's path whatever the account holds, against a dozen or more.
     assert queries[0] == 2
     assert queries[1] > 8
+
+
+@pytest.mark.parametrize("prepared_statements", [True, False])
+def test_a_discounted_customer_is_billed_alike(price_book, settings, prepared_statements):
+    settings.DEBUG = True
+    settings.BILLING_RUN_PREPARED_STATEMENTS = prepared_statements
+    customer, premium = premium_customer(dau=8000, balance="100000.00")
+    ultimate = ApplicationFactory(
+        customer=customer, plan="ultimate", created_on=dt.date(2026, 9, 1)
+    )
+    october_usage(ultimate, {9: 24_000})
+    # 10% off everything of the customer, and 1,000.00 a month off the premium application
+    # from the 16th (pro rata: 1,000 x 16/31 = 516.13).
+    discount(customer=customer, percent="10", first_day=dt.date(2026, 9, 1), reference="CD-1")
+    discount(application=premium, amount_off="1000.00", first_day=dt.date(2026, 10, 16))
+
+    queries: list[int] = []
+    run_path = _bill_and_roll_back(customer, path=RUN, queries=queries)
+    general_path = _bill_and_roll_back(customer, path=GENERAL, queries=queries)
+
+    assert run_path == general_path
+    discounts = [
+        (row["app_key"], row["amount"])
+        for row in run_path["lines"]
+        if row["category"] == "discount"
+    ]
+    assert discounts == [
+        (premium.app_key, Decimal("-600.00")),
+        (premium.app_key, Decimal("-516.13")),
+        (ultimate.app_key, Decimal("-1700.00")),
+    ]
+    # premium 6,000.00 + ultimate 8,000 + 2 x 4,500 = 17,000.00; less the discounts.
+    assert run_path["invoice"][0]["total"] == Decimal("23000.00") - Decimal("2816.13")
+    assert sum(row["amount"] for row in run_path["lines"]) == run_path["invoice"][0]["total"]
+    assert queries[0] == 2
 
 
 def _suspended(customer: Customer) -> None:

@@ -14,10 +14,11 @@ OCTOBER = Period(2026, 10)
 PAGES = ("/invoices/", "/invoices/{number}/", "/this-month/", "/balance/")
 # Session, user, the login's customer, then each page's own reads (a page of invoices and the
 # totals of invoices and credit notes, one invoice with its lines and debit, the price book's
-# version and the estimate's rating inputs, the ledger page and balance). The charts add the
+# version and the estimate's rating inputs (plans, add-ons, contracts, discounts, usage), the
+# ledger page and balance). The charts add the
 # month's usage rows and the price book's version (invoice and estimate) and the ledger grouped
 # by month (balance): one query each, whatever the history.
-EXPECTED = {"/invoices/": 9, "/invoices/{number}/": 10, "/this-month/": 13, "/balance/": 15}
+EXPECTED = {"/invoices/": 9, "/invoices/{number}/": 10, "/this-month/": 14, "/balance/": 16}
 
 
 def customer_with_history(months: int):

@@ -25,6 +25,7 @@ from tests.factories import (
     ApplicationFactory,
     addon_change,
     contract,
+    discount,
     plan_change,
     usage,
 )
@@ -278,8 +279,12 @@ def test_application_inputs_read_many_applications_in_a_fixed_number_of_queries(
         addon_change(application, "sensitive_words", index + 1, d("2026-10-05"))
         usage(application, d("2026-10-05"), 1000 * (index + 1))
         contract(application, "30000.00", d("2026-10-01"))
-    # Plan changes, add-on changes, usage, contracts: one query each, however many apps.
-    with django_assert_num_queries(4):
+        discount(application=application, percent="5", first_day=d("2026-10-01"))
+        discount(customer=application.customer, amount_off="100.00", first_day=d("2026-10-01"))
+    # Plan changes, add-on changes, usage, contracts, discounts: one query each, however many
+    # apps.
+    with django_assert_num_queries(5):
         inputs = application_inputs(applications=apps, period=OCT)
     assert [inputs[a.id].plan_segments[0].peak_dau for a in apps] == [1000, 2000, 3000, 4000]
     assert [inputs[a.id].addon_segments[0].quantity for a in apps] == [1, 2, 3, 4]
+    assert all(len(inputs[a.id].discounts) == 2 for a in apps)

@@ -46,6 +46,23 @@ PREMIUM = {"plan": {"en": "Premium", "zh-hans": "尊享版"}}
         ),
         (
             [
+                Message("discount_fixed", {"amount_off": "3,000.00"}),
+                Message(
+                    "prorata",
+                    {"days": 16, "days_in_month": 31, "monthly": "3,000.00", "amount": "1,548.39"},
+                ),
+                Message("discount_customer"),
+                Message("discount_limited", {"amount": "1,000.00"}),
+            ],
+            PREMIUM,
+            "3,000.00 off a month; pro rata 16 of 31 days: 3,000.00 x 16/31 = 1,548.39; agreed "
+            "for all the customer's applications; limited to the charges left, 1,000.00: never "
+            "below zero",
+            "每月减免 3,000.00；按天折算 16/31 天：3,000.00 x 16/31 = 1,548.39；适用于该客户的全部应用；"
+            "以剩余费用 1,000.00 为限，金额不低于零",
+        ),
+        (
+            [
                 Message("peak_dau", {"peak_dau": "25,000"}),
                 Message(
                     "base_fee_and_blocks",
