@@ -33,6 +33,7 @@ from accounts.locks import lock_customer, lock_customers
 from accounts.models import Application, Customer, CustomerEvent
 from accounts.selectors import ZERO, ledger_balance, ledger_balances
 from billingsite.clock import billing_date
+from billingsite.queries import any_of
 
 # Days 1-7 of arrears are the grace period; suspension on day 8. Every text that states the
 # grace period (portal banner, e-mails) takes it from here.
@@ -154,7 +155,7 @@ def arrears_follow(*, customer_ids: Iterable[int], now: dt.datetime) -> list[int
     if not ids:
         return []
     balances = ledger_balances(customer_ids=ids)
-    states = Customer.objects.filter(pk__in=ids).values_list("pk", "arrears_since")
+    states = Customer.objects.filter(any_of("pk", ids)).values_list("pk", "arrears_since")
     due = [
         pk
         for pk, since in states

@@ -21,6 +21,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
+from billingsite.queries import any_of
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -57,7 +58,7 @@ def ledger_balance(
 def ledger_balances(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:
     """`ledger_balance` of many customers in one query (customers without entries: absent)."""
     rows = (
-        LedgerEntry.objects.filter(customer_id__in=list(customer_ids))
+        LedgerEntry.objects.filter(any_of("customer_id", customer_ids))
         .values("customer_id")
         .annotate(total=Sum("amount"))
         .order_by()

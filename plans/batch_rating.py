@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from accounts.models import Application
 from billingsite.clock import Period
+from billingsite.queries import any_of
 from plans.rating.engine import ApplicationInput, PriceBook, RatedAccount, RatingError, rate_account
 from plans.selectors import application_inputs, price_book_for_period
 
@@ -55,7 +56,7 @@ def customers_rate(
         book = price_book_for_period(period=period)
     # The applications (with their usage versions) are read before their usage.
     applications = list(
-        Application.objects.filter(customer_id__in=customer_ids)
+        Application.objects.filter(any_of("customer_id", customer_ids))
         .only("id", "customer_id", "app_key", "name", "usage_version")
         .order_by("id")
     )

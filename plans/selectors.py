@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
+from billingsite.queries import any_of
 from plans.models import AddOn, AddOnPrice, Discount, Plan, PlanPrice
 from plans.rating.engine import (
     AddOnPriceTerms,
@@ -116,7 +117,7 @@ def usage_by_application(
 
     days: dict[int, list[tuple[dt.date, int, int]]] = defaultdict(list)
     rows = DailyUsage.objects.filter(
-        application_id__in=list(application_ids), day__gte=first_day, day__lte=last_day
+        any_of("application_id", application_ids), day__gte=first_day, day__lte=last_day
     ).values_list("application_id", "day", "dau", "delivered_messages")
     for app_id, day, dau, messages in rows:
         days[app_id].append((day, dau, messages))

@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from billingsite.queries import any_of
 from plans.models import AddOnChange, DedicatedContract, Discount, PlanChange
 
 
@@ -100,7 +101,7 @@ def rows_on(rows: Iterable[HistoryRow], day: dt.date) -> list[HistoryRow]:
 def live_plan_changes(*, application_ids: Iterable[int]) -> QuerySet[PlanChange]:
     """The live rows of the applications' plan histories, each history in its order."""
     return PlanChange.objects.filter(
-        application_id__in=list(application_ids), cancelled_at__isnull=True
+        any_of("application_id", application_ids), cancelled_at__isnull=True
     ).order_by("application_id", "effective_date", "id")
 
 
@@ -110,7 +111,7 @@ def live_addon_changes(
     """The live rows of the applications' add-on histories (one per add-on; only `addon_id`'s
     when given), each history in its order."""
     rows = AddOnChange.objects.filter(
-        application_id__in=list(application_ids), cancelled_at__isnull=True
+        any_of("application_id", application_ids), cancelled_at__isnull=True
     )
     if addon_id is not None:
         rows = rows.filter(addon_id=addon_id)
@@ -182,7 +183,7 @@ def contracts_overlapping(
 ) -> QuerySet[DedicatedContract]:
     return DedicatedContract.objects.filter(
         contracts_in_effect(first_day=first_day, last_day=last_day),
-        application_id__in=list(application_ids),
+        any_of("application_id", application_ids),
     )
 
 

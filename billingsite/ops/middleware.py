@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 
+from billingsite.api import request_group_names
 from billingsite.ops import metrics
 from billingsite.ops.context import bind_log_context, clear_log_context
 
@@ -39,10 +40,7 @@ def _user_fields(request) -> dict[str, object]:
     elif user.is_superuser:
         fields["role"] = "superuser"
     else:
-        names = getattr(request, "user_group_names", None)  # the API's role check read them
-        if names is None:
-            names = user.groups.values_list("name", flat=True)
-        fields["role"] = ",".join(sorted(names)) or "staff"
+        fields["role"] = ",".join(sorted(request_group_names(request))) or "staff"
     return fields
 
 

@@ -30,7 +30,6 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework import serializers
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView, ListAPIView
 from rest_framework.pagination import CursorPagination
@@ -40,7 +39,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from accounts import roles
-from billingsite.api import role_permission
+from billingsite.api import TokenWithRolesAuthentication, role_permission
 from billingsite.api_errors import NOT_AUTHENTICATED, PERMISSION_DENIED, error_response
 from billingsite.clock import Period
 from billingsite.money import CURRENCY
@@ -181,7 +180,7 @@ class ExportCursorPagination(CursorPagination):
 
 
 class AccountingView(GenericAPIView):
-    authentication_classes = [TokenAuthentication]
+    authentication_classes = [TokenWithRolesAuthentication]
     permission_classes = [role_permission(roles.ACCOUNTING)]
     throttle_classes = [AccountingTokenThrottle]
     renderer_classes = [JSONRenderer, CSVRenderer]

@@ -28,6 +28,7 @@ from accounts.arrears import arrears_follow
 from accounts.events.records import BROKER_ERRORS, deliveries_batched
 from accounts.models import Application, Customer, DailyUsage
 from billingsite.clock import Period, billing_date
+from billingsite.queries import any_of
 from invoices.documents.services import (
     ALREADY_BILLED,
     FAILED,
@@ -482,13 +483,13 @@ def billing_run_chunk_process(
         return {"interrupted": len(customer_ids)}
     open_errors = set(
         BillingRunError.objects.filter(
-            run=run, customer_id__in=customer_ids, resolved_at__isnull=True
+            any_of("customer_id", customer_ids), run=run, resolved_at__isnull=True
         ).values_list("customer_id", flat=True)
     )
     invoiced = set(
-        Invoice.objects.filter(customer_id__in=customer_ids, period=period.start).values_list(
-            "customer_id", flat=True
-        )
+        Invoice.objects.filter(
+            any_of("customer_id", customer_ids), period=period.start
+        ).values_list("customer_id", flat=True)
     )
     try:
         prepared = accounts_rate(customer_ids=customer_ids, period=period)
