@@ -48,9 +48,11 @@ def balance_low_notify(
     recommended_balance: Decimal | None,
     dedupe_key: str,
     now: dt.datetime,
+    threshold: Decimal | None = None,
 ) -> tuple[CustomerEvent, bool]:
-    """Send the low-balance e-mail (kind `balance_low`). The caller decides when a balance is
-    low and how often to tell (its `dedupe_key`, e.g. one per customer and week)."""
+    """Send the low-balance alert (kind `balance_low`: the e-mail, and the webhook
+    `balance.low`). `accounts.low_balance` decides when a balance is low and tells once per
+    crossing (its `dedupe_key`)."""
     return record_customer_event(
         customer=customer,
         kind=CustomerEvent.Kind.BALANCE_LOW,
@@ -61,6 +63,7 @@ def balance_low_notify(
             "recommended_balance": None
             if recommended_balance is None
             else format_amount(recommended_balance),
+            "threshold": None if threshold is None else format_amount(threshold),
         },
         now=now,
     )

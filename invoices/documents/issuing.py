@@ -29,6 +29,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from accounts.arrears import update_arrears
+from accounts.low_balance import low_balance_check
 from accounts.events.records import customer_event_row, deliver_after_commit
 from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.services import ledger_record
@@ -250,8 +251,9 @@ def invoice_issue_write(
     reviewed). `in_one_statement` (PostgreSQL, a new invoice whose id the caller reserved):
     the run's prepared statement; a debit key that exists already then raises IntegrityError
     and nothing is written (the caller goes the general way, where `ledger_record` decides).
-    `arrears_deferred`: the caller applies the arrears rule itself later (the run, once per
-    chunk with `accounts.arrears.arrears_follow`): the customer is added to it."""
+    `arrears_deferred`: the caller applies the arrears and low-balance rules itself later (the
+    run, once per chunk with `accounts.arrears.arrears_follow` and
+    `accounts.low_balance.low_balance_follow`): the customer is added to it."""
     new = "id" not in invoice or in_one_statement
     wall = timezone.now()
     if in_one_statement:
@@ -332,4 +334,5 @@ def invoice_issue_write(
             arrears_deferred.add(customer.pk)
         else:
             update_arrears(customer=customer, now=now)
+            low_balance_check(customer=customer, now=now)
     return rows.invoice["id"]

@@ -108,7 +108,7 @@ def test_invoice_email_in_english_has_figures_link_and_the_pdf(
     assert "Days the balance lasts: 70" in text
     assert "https://billing.example.com/invoices/INV-2026-000001/" in text
     assert "ICBC Shanghai, account 1001 2002 3003" in text
-    assert f"quote your account ID {customer.external_id}" in text
+    assert f"Your transfer reference: {customer.transfer_reference}." in text
     html = html_part(message)
     assert 'href="https://billing.example.com/invoices/INV-2026-000001/"' in html
     assert "<style" not in html and 'style="' in html  # inlined for mail clients
