@@ -91,9 +91,7 @@ def monthly_run_rates(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:
     if not ids:
         return {}
     last_debit = (
-        LedgerEntry.objects.filter(
-            customer_id=OuterRef("pk"), kind=LedgerEntry.Kind.INVOICE_DEBIT
-        )
+        LedgerEntry.objects.filter(customer_id=OuterRef("pk"), kind=LedgerEntry.Kind.INVOICE_DEBIT)
         .order_by("-created_at", "-id")
         .values("amount")[:1]
     )
@@ -162,7 +160,9 @@ def _low_balance_apply(*, customers: list[Customer], now: dt.datetime) -> list[i
             balance_low_notify(
                 customer=customer,
                 balance=balance,
-                days_left=runway(balance=balance, monthly_run_rate=rates.get(customer.pk)).days_left,
+                days_left=runway(
+                    balance=balance, monthly_run_rate=rates.get(customer.pk)
+                ).days_left,
                 recommended_balance=None,
                 threshold=threshold,
                 # One event per crossing: the crossing is named by the moment it disarmed.

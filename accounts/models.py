@@ -64,9 +64,7 @@ class Customer(models.Model):
     low_balance_alert = models.CharField(
         max_length=8, choices=LowBalanceAlert.choices, default=LowBalanceAlert.RUNWAY
     )
-    low_balance_amount = models.DecimalField(
-        max_digits=14, decimal_places=2, null=True, blank=True
-    )
+    low_balance_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     # Set when the alert of the current crossing was sent; cleared (re-armed) by the write
     # that lifts the balance to the threshold or above. Written only by accounts.low_balance,
     # under the customer's row lock.

@@ -4,9 +4,9 @@ the statement line finds its account by itself.
 Format: `IM` + 7 random characters + 1 check character, from Crockford's base-32 alphabet
 (digits and capitals without I, L, O, U, which are read or typed as 1, 1, 0, V). The check
 character is Luhn mod N over that alphabet (`stdnum.luhn` with `alphabet=`): it catches every
-single mistyped character and every swap of two neighbouring ones (the usual mistakes of a
-reference typed into a banking app), and python-stdnum is the well-kept library of such check
-digits. Random rather than derived from the id: a reference says nothing about how many
+single mistyped character and every swap of two neighbouring ones but "0Z" <-> "Z0" (the
+usual mistakes of a reference typed into a banking app), and python-stdnum is the well-kept
+library of such check digits. Random rather than derived from the id: a reference says nothing about how many
 customers there are and is fixed before the row exists; 32^7 (34 billion) bodies make a
 collision negligible and the unique constraint refuses one anyway.
 """

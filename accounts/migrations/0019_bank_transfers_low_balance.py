@@ -27,6 +27,13 @@ def fill_transfer_references(apps, schema_editor):
         Customer.objects.filter(pk=customer.pk).update(transfer_reference=reference)
 
 
+def resync_roles(apps, schema_editor):
+    # Finance uploads statements and decides unmatched lines (accounts.roles.BANK_STATEMENTS).
+    from accounts.roles import sync_roles_migration
+
+    sync_roles_migration(apps, schema_editor)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -178,4 +185,5 @@ class Migration(migrations.Migration):
             model_name='bankstatementline',
             constraint=models.CheckConstraint(condition=models.Q(('direction', 'credit'), ('status', 'ignored'), _connector='OR'), name='bankline_debit_ignored'),
         ),
+        migrations.RunPython(resync_roles, migrations.RunPython.noop),
     ]
