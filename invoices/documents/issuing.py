@@ -29,8 +29,8 @@ from django.db.models import Model
 from django.utils import timezone
 
 from accounts.arrears import update_arrears
-from accounts.low_balance import low_balance_check
 from accounts.events.records import customer_event_row, deliver_after_commit
+from accounts.low_balance import low_balance_check
 from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.services import ledger_record
 from billingsite.clock import Period, billing_date

@@ -338,7 +338,9 @@ def _balance_page(request, customer, *, status=200, **extra):
             "low_balance_choices": Customer.LowBalanceAlert.choices,
             "low_balance_form": {
                 "alert": customer.low_balance_alert,
-                "amount": "" if customer.low_balance_amount is None else customer.low_balance_amount,
+                "amount": ""
+                if customer.low_balance_amount is None
+                else customer.low_balance_amount,
             },
             **top_up_context(customer=customer),
             **extra,

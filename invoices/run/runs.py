@@ -23,8 +23,8 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from accounts.arrears import arrears_follow
-from accounts.low_balance import low_balance_follow
 from accounts.events.records import BROKER_ERRORS, deliveries_batched
+from accounts.low_balance import low_balance_follow
 from accounts.models import Application, Customer, DailyUsage
 from billingsite.clock import Period, billing_date
 from invoices.documents.services import (

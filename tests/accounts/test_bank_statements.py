@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.db import IntegrityError, transaction
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from accounts.payments.bank_reconciliation import (
 )
 from accounts.payments.bank_statements import (
     StatementError,
+    StatementLine,
     csv_columns,
     line_dedupe_key,
     parse_csv,
@@ -80,8 +82,6 @@ def test_every_customer_gets_a_valid_unique_reference(db):
 
 
 def test_the_database_refuses_a_second_customer_with_the_same_reference(db):
-    from django.db import IntegrityError, transaction
-
     CustomerFactory(transfer_reference=WANTAN)
     with pytest.raises(IntegrityError), transaction.atomic():
         CustomerFactory(transfer_reference=WANTAN)
@@ -228,7 +228,7 @@ def test_mt940_is_read_with_payer_remark_and_bank_reference():
         ("交易日期,贷方金额,借方金额\n2026-11-02,,\n".encode(), "csv", "no amount"),
         ("交易日期,贷方金额,借方金额\n".encode(), "csv", "no transactions"),
         (b"hello", "mt940", "not an MT940"),
-        (b":20:X\n:61:garbage\n", "mt940", ""),
+        (b":20:X\n:61:garbage\n", "mt940", None),
     ],
 )
 def test_unreadable_files_raise_statement_error(data, format, message):
@@ -415,8 +415,6 @@ def test_suggestions_by_payer_name_account_and_amount(customers):
 
 
 def test_dedupe_key_without_an_id_hashes_what_the_bank_says():
-    from accounts.payments.bank_statements import StatementLine
-
     line = StatementLine(
         booked_on=dt.date(2026, 11, 2),
         amount=Decimal("1.00"),
