@@ -41,6 +41,8 @@ from accounts.transfer_reference import (
     transfer_reference_valid,
     transfer_references_in,
 )
+from billingsite.clock import Period, billing_date
+from invoices.exports.reports import journal_entries
 from tests.factories import NOW, ApplicationFactory, CustomerFactory, deposit
 
 FILES = Path(__file__).parent / "bank_files"
@@ -427,3 +429,17 @@ def test_dedupe_key_without_an_id_hashes_what_the_bank_says():
     other = StatementLine(**{**line.__dict__, "remark": "s"})
     assert line_dedupe_key(account="X", line=line) != line_dedupe_key(account="X", line=other)
     assert line_dedupe_key(account="X", line=line) == line_dedupe_key(account="X", line=line)
+
+
+def test_the_journal_posts_a_statement_deposit_to_the_bank_with_its_bank_reference(customers):
+    statement_upload(
+        data=read("cmb_2026-11.csv"), file_name="a.csv", format="csv", uploaded_by=None, now=NOW
+    )
+    rows = [
+        row
+        for row in journal_entries(period=Period.containing(billing_date(NOW)))
+        if row.payment_reference == "CMB20261102000001"
+    ]
+    assert [(row.account.code, row.debit, row.payment_method) for row in rows if row.debit] == [
+        ("1100", Decimal("5000.00"), "bank_transfer")
+    ]
