@@ -216,7 +216,7 @@ def test_arrears_messages_say_what_to_do_in_both_languages(price_book):
             Kind.BALANCE_LOW,
             {"balance": "300.00", "days_left": 4, "recommended_balance": "18000.00"},
             "recommended balance of ¥18,000.00",
-            "按您当前的套餐，余额约可使用 4 天",
+            "按您上一张账单的费用，余额约可使用 4 天",
         ),
     ],
 )
