@@ -2,11 +2,12 @@
 matching credits to customers, and each bank transaction deposited exactly once."""
 
 import datetime as dt
+import threading
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -443,3 +444,39 @@ def test_the_journal_posts_a_statement_deposit_to_the_bank_with_its_bank_referen
     assert [(row.account.code, row.debit, row.payment_method) for row in rows if row.debit] == [
         ("1100", Decimal("5000.00"), "bank_transfer")
     ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_same_statement_uploaded_twice_at_once_deposits_once(settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent transactions need PostgreSQL")
+    wantan = CustomerFactory(transfer_reference=WANTAN)
+    start = threading.Barrier(2)
+    errors = []
+
+    def upload():
+        try:
+            start.wait()
+            statement_upload(
+                data=read("cmb_2026-11.csv"),
+                file_name="cmb.csv",
+                format="csv",
+                uploaded_by=None,
+                now=NOW,
+            )
+        except Exception as error:  # the test reports it below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert BankStatementLine.objects.count() == 6
+    assert LedgerEntry.objects.filter(kind="deposit").count() == 1
+    assert ledger_balance(customer=wantan) == Decimal("5000.00")
