@@ -31,8 +31,9 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils.translation import gettext_lazy as _
 
+from accounts.events.records import record_customer_events
 from accounts.locks import lock_customers
-from accounts.mail.notify import balance_low_notify
+from accounts.mail.notify import balance_low_event_row
 from accounts.models import Customer, LedgerEntry
 from accounts.selectors import ZERO, ledger_balances
 from billingsite.money import round_money
@@ -135,30 +136,32 @@ def _decide(
 
 
 def _low_balance_apply(*, customers: list[Customer], now: dt.datetime) -> list[int]:
-    """Apply the rule to customers whose rows the caller holds locked. Returns the ids of the
-    customers alerted."""
+    """Apply the rule to customers whose rows the caller holds locked, in a fixed number of
+    statements whatever their number (the run applies it to a chunk at once). Returns the ids
+    of the customers alerted."""
     if not customers:
         return []
     ids = [customer.pk for customer in customers]
     balances = ledger_balances(customer_ids=ids)
     rates = monthly_run_rates(customer_ids=ids)
     changes = _decide(customers, balances=balances, rates=rates)
-    alerted: list[int] = []
+    rearmed = [pk for pk, (change, _) in changes.items() if change is LowBalanceChange.REARM]
+    disarmed = [pk for pk in changes if pk not in rearmed]
+    if rearmed:
+        Customer.objects.filter(pk__in=rearmed).update(low_balance_alerted_at=None)
+    if disarmed:
+        Customer.objects.filter(pk__in=disarmed).update(low_balance_alerted_at=now)
+    events = []
     for customer in customers:
-        if customer.pk not in changes:
+        if customer.pk in changes:
+            customer.low_balance_alerted_at = None if customer.pk in rearmed else now
+        change, threshold = changes.get(customer.pk, (None, None))
+        if change is not LowBalanceChange.ALERT:
             continue
-        change, threshold = changes[customer.pk]
-        if change is LowBalanceChange.REARM:
-            customer.low_balance_alerted_at = None
-        else:
-            customer.low_balance_alerted_at = now
-        Customer.objects.filter(pk=customer.pk).update(
-            low_balance_alerted_at=customer.low_balance_alerted_at
-        )
-        if change is LowBalanceChange.ALERT:
-            balance = balances.get(customer.pk, ZERO)
-            balance_low_notify(
-                customer=customer,
+        balance = balances.get(customer.pk, ZERO)
+        events.append(
+            balance_low_event_row(
+                customer_id=customer.pk,
                 balance=balance,
                 days_left=runway(
                     balance=balance, monthly_run_rate=rates.get(customer.pk)
@@ -169,8 +172,9 @@ def _low_balance_apply(*, customers: list[Customer], now: dt.datetime) -> list[i
                 dedupe_key=f"{customer.pk}:{now.isoformat()}",
                 now=now,
             )
-            alerted.append(customer.pk)
-    return alerted
+        )
+    record_customer_events(events)
+    return [row["customer_id"] for row in events]
 
 
 def low_balance_check(*, customer: Customer, now: dt.datetime) -> bool:
