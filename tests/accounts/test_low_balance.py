@@ -7,6 +7,8 @@ import json
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -260,3 +262,23 @@ def test_the_customer_sets_the_threshold_on_the_balance_page(client):
     page = client.get(reverse("portal:balance")).content.decode()
     assert "Current threshold: ¥1,000.00." in page
     assert customer.transfer_reference in page
+
+
+def test_follow_costs_the_same_statements_for_one_or_many_alerts():
+    def alerting(count: int) -> list[int]:
+        ids = []
+        for _ in range(count):
+            customer = CustomerFactory()
+            deposit(customer, "100.00")
+            Customer.objects.filter(pk=customer.pk).update(
+                low_balance_alert="amount", low_balance_amount=Decimal("500.00")
+            )
+            ids.append(customer.pk)
+        return ids
+
+    one, five = alerting(1), alerting(5)
+    with CaptureQueriesContext(connection) as one_queries:
+        assert low_balance_follow(customer_ids=one, now=NOW) == one
+    with CaptureQueriesContext(connection) as five_queries:
+        assert low_balance_follow(customer_ids=five, now=NOW) == five
+    assert len(one_queries) == len(five_queries)
