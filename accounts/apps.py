@@ -6,6 +6,8 @@ class AccountsConfig(AppConfig):
     verbose_name = "Customers and balances"
 
     def ready(self):
-        # Imported once the apps are ready: connects the receiver that attributes history
-        # records written without a user to the process (billingsite.audit).
+        # Imported once the apps are ready: registers bank transfer among the balance page's
+        # top-up options, and connects the receiver that attributes history records written
+        # without a user to the process (billingsite.audit).
+        from accounts.payments import how_to_pay  # noqa: F401, PLC0415
         from billingsite import audit  # noqa: F401, PLC0415

@@ -6,6 +6,8 @@ from django.utils.translation import gettext_lazy
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
+from accounts.transfer_reference import transfer_reference_new
+
 MONEY = {
     "max_digits": 14,
     "decimal_places": 2,
@@ -46,11 +48,40 @@ class Customer(models.Model):
     # Opt-in: one e-mail after each month's run with the month's documents and balance as a
     # PDF statement (accounts.mail.statements).
     monthly_statement = models.BooleanField(default=False)
+    # What the customer quotes in a bank transfer's remark (accounts.transfer_reference):
+    # unique, never changes, check character valid. Given when the row is created.
+    transfer_reference = models.CharField(
+        max_length=16, unique=True, default=transfer_reference_new, editable=False
+    )
 
-    history = HistoricalRecords(excluded_fields=["arrears_since", "suspended_at"])
+    class LowBalanceAlert(models.TextChoices):
+        RUNWAY = "runway", gettext_lazy("When the balance lasts fewer than 30 days")
+        AMOUNT = "amount", gettext_lazy("When the balance is below an amount")
+        OFF = "off", gettext_lazy("Never")
+
+    # The customer's low-balance threshold (accounts.low_balance): the runway at the current
+    # run-rate (default), a set amount (`low_balance_amount`, > 0, required then), or none.
+    low_balance_alert = models.CharField(
+        max_length=8, choices=LowBalanceAlert.choices, default=LowBalanceAlert.RUNWAY
+    )
+    low_balance_amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # Set when the alert of the current crossing was sent; cleared (re-armed) by the write
+    # that lifts the balance to the threshold or above. Written only by accounts.low_balance,
+    # under the customer's row lock.
+    low_balance_alerted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    history = HistoricalRecords(
+        excluded_fields=["arrears_since", "suspended_at", "low_balance_alerted_at"]
+    )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(low_balance_alert="amount") | Q(low_balance_amount__gt=0),
+                name="customer_low_balance_amount_set",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.external_id})"
@@ -601,3 +632,109 @@ class MailBounce(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.recipient} ({self.notice_id})"
+
+
+class BankStatement(models.Model):
+    """One bank statement file finance uploaded (CSV in the bank's export format, or MT940).
+    Its lines are stored once per bank transaction (BankStatementLine.dedupe_key): a file
+    uploaded again, or one overlapping an earlier one, adds only the transactions not seen."""
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        MT940 = "mt940", "MT940"
+
+    file_name = models.CharField(max_length=255)
+    format = models.CharField(max_length=8, choices=Format.choices)
+    # The issuer's bank account the statement is of (MT940 :25:, or BILLING_BANK_ACCOUNT).
+    account = models.CharField(max_length=64)
+    # SHA-256 of the uploaded bytes, to recognise the same file uploaded again.
+    sha256 = models.CharField(max_length=64)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    uploaded_at = models.DateTimeField()
+    # Transactions in the file, and how many of them earlier statements already held.
+    lines_in_file = models.PositiveIntegerField(default=0)
+    lines_seen_before = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.uploaded_at:%Y-%m-%d %H:%M})"
+
+
+class BankStatementLine(models.Model):
+    """One bank transaction of the issuer's account. A credit that quotes a customer's
+    transfer reference becomes that customer's deposit (accounts.payments.bank_reconciliation);
+    one that does not waits for finance (assigned to a customer, or not ours)."""
+
+    class Direction(models.TextChoices):
+        CREDIT = "credit", "Credit (money in)"
+        DEBIT = "debit", "Debit (money out)"
+
+    class Status(models.TextChoices):
+        MATCHED = "matched", "Matched: deposited"
+        UNMATCHED = "unmatched", "Unmatched: waits for finance"
+        NOT_OURS = "not_ours", "Not ours"
+        IGNORED = "ignored", "Ignored (debit or own transfer)"
+
+    statement = models.ForeignKey(BankStatement, on_delete=models.PROTECT, related_name="lines")
+    # The bank's id of the transaction; empty when the export gives none.
+    bank_transaction_id = models.CharField(max_length=100, blank=True)
+    # "<account>:<bank transaction id>", or "<account>:h:<hash of date, amount, payer,
+    # remark>" without an id: one row per bank transaction, however many statements repeat it.
+    # The deposit's idempotency key is built from it too.
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    # The transaction's amount, positive in both directions.
+    amount = MoneyField(**MONEY)
+    booked_on = models.DateField()
+    payer_name = models.CharField(max_length=200, blank=True)
+    payer_account = models.CharField(max_length=64, blank=True)
+    remark = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    # Why an ignored line is ignored, or why a line is not ours (finance's note).
+    note = models.CharField(max_length=300, blank=True)
+    # Matched lines: the customer and the deposit they became (exactly one).
+    customer = models.ForeignKey(
+        Customer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bank_statement_lines",
+    )
+    deposit = models.OneToOneField(
+        LedgerEntry,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bank_statement_line",
+    )
+    # Who assigned or dismissed the line (empty: matched by its reference on upload).
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-booked_on", "-id"]
+        indexes = [models.Index(fields=["status", "booked_on"], name="bankline_status_booked")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bankline_amount_positive"),
+            models.CheckConstraint(condition=Q(amount_currency="CNY"), name="bankline_cny_only"),
+            models.CheckConstraint(
+                condition=(
+                    Q(status="matched", deposit__isnull=False, customer__isnull=False)
+                    | (~Q(status="matched") & Q(deposit__isnull=True))
+                ),
+                name="bankline_matched_has_deposit",
+            ),
+            models.CheckConstraint(
+                condition=Q(direction="credit") | Q(status="ignored"),
+                name="bankline_debit_ignored",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.booked_on} {self.get_direction_display()} {self.amount} ({self.status})"

@@ -32,6 +32,8 @@ ALL_MODELS = {
         "emaildelivery",
         "mailbounce",
         "topup",
+        "bankstatement",
+        "bankstatementline",
     ],
     "plans": [
         "plan",
@@ -65,6 +67,13 @@ BILLING_CONTACTS = {
     ("accounts", "add_emaildelivery"),
 }
 
+# Upload bank statements; assign an unmatched line to a customer (also needs add_ledgerentry:
+# it is a deposit) or mark it not ours.
+BANK_STATEMENTS = {
+    ("accounts", "add_bankstatement"),
+    ("accounts", "change_bankstatementline"),
+}
+
 
 def _view_all() -> set[tuple[str, str]]:
     return {(app, f"view_{model}") for app, models in ALL_MODELS.items() for model in models}
@@ -83,6 +92,7 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("accounts", "add_application"),
         ("accounts", "change_application"),
         *BILLING_CONTACTS,
+        *BANK_STATEMENTS,
     },
     FINANCE_MANAGER: _view_all()
     | {
@@ -94,6 +104,7 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("accounts", "add_application"),
         ("accounts", "change_application"),
         *BILLING_CONTACTS,
+        *BANK_STATEMENTS,
         ("plans", "add_plan"),
         ("plans", "change_plan"),
         ("plans", "add_planprice"),

@@ -22,6 +22,7 @@ from moneyed import Money
 
 from accounts.arrears import update_arrears
 from accounts.locks import lock_customer
+from accounts.low_balance import low_balance_check
 from accounts.mail.contacts import primary_contact_ensure
 from accounts.mail.notify import payment_received_notify
 from accounts.models import (
@@ -94,7 +95,8 @@ def ledger_record(
     said); other kinds take none.
 
     Sending the same key again returns the first entry; the same key with another customer,
-    kind or amount raises IdempotencyConflict. Updates arrears after the entry.
+    kind or amount raises IdempotencyConflict. Updates arrears and the low-balance alert after
+    the entry.
     """
     value = _money_amount(amount)
     if kind not in LedgerEntry.Kind.values:
@@ -147,6 +149,7 @@ def ledger_record(
                 existing, customer_id=locked.pk, kind=kind, amount=value, method=method
             ), False
         update_arrears(customer=locked, now=now)
+        low_balance_check(customer=locked, now=now)
     return entry, True
 
 

@@ -12,6 +12,9 @@ def issuer() -> dict[str, str]:
         "email": settings.BILLING_ISSUER_EMAIL or settings.DEFAULT_FROM_EMAIL,
         "phone": settings.BILLING_ISSUER_PHONE,
         "payment_instructions": settings.BILLING_PAYMENT_INSTRUCTIONS,
+        "bank_name": settings.BILLING_ISSUER_BANK_NAME,
+        "bank_account": settings.BILLING_ISSUER_BANK_ACCOUNT,
+        "bank_account_name": settings.BILLING_ISSUER_BANK_ACCOUNT_NAME,
     }
 
 

@@ -369,8 +369,37 @@ BILLING_ISSUER_NAME = os.environ.get("BILLING_ISSUER_NAME", "IM Cloud")
 BILLING_ISSUER_ADDRESS = os.environ.get("BILLING_ISSUER_ADDRESS", "")
 BILLING_ISSUER_EMAIL = os.environ.get("BILLING_ISSUER_EMAIL", "") or DEFAULT_FROM_EMAIL
 BILLING_ISSUER_PHONE = os.environ.get("BILLING_ISSUER_PHONE", "")
-# How to pay (bank account, payee), printed in every customer e-mail under "How to pay".
+# The issuer's bank account customers transfer to (balance page, invoices, PDFs, e-mails);
+# empty: no bank details are printed. The account name defaults to the issuer's name.
+BILLING_ISSUER_BANK_NAME = os.environ.get("BILLING_ISSUER_BANK_NAME", "")
+BILLING_ISSUER_BANK_ACCOUNT = os.environ.get("BILLING_ISSUER_BANK_ACCOUNT", "").strip()
+BILLING_ISSUER_BANK_ACCOUNT_NAME = (
+    os.environ.get("BILLING_ISSUER_BANK_ACCOUNT_NAME", "") or BILLING_ISSUER_NAME
+)
+# More how-to-pay text, printed in every customer e-mail under "How to pay" after the bank
+# account and the customer's transfer reference.
 BILLING_PAYMENT_INSTRUCTIONS = os.environ.get("BILLING_PAYMENT_INSTRUCTIONS", "")
+# Bank statements (accounts/payments/bank_statements.py; README "Bank transfers"). The CSV
+# export of the issuer's bank: `field=Header` pairs naming the column of each field (date,
+# transaction_id, amount (signed) or credit + debit, payer_name, payer_account, remark,
+# currency); the date format; the statement's account when the CSV does not name it.
+BILLING_BANK_CSV_COLUMNS = os.environ.get(
+    "BILLING_BANK_CSV_COLUMNS",
+    "date=交易日期,transaction_id=交易流水号,credit=贷方金额,debit=借方金额,"
+    "payer_name=对方户名,payer_account=对方账号,remark=摘要",
+)
+BILLING_BANK_CSV_DATE_FORMAT = os.environ.get("BILLING_BANK_CSV_DATE_FORMAT", "%Y-%m-%d")
+BILLING_BANK_ACCOUNT = os.environ.get("BILLING_BANK_ACCOUNT", "") or BILLING_ISSUER_BANK_ACCOUNT
+# The issuer's own accounts (comma-separated): a credit from one of them is a transfer between
+# our accounts, not a customer's payment. The issuer's bank account is always one.
+BILLING_BANK_OWN_ACCOUNTS = [
+    value.strip().replace(" ", "")
+    for value in [
+        *os.environ.get("BILLING_BANK_OWN_ACCOUNTS", "").split(","),
+        BILLING_ISSUER_BANK_ACCOUNT,
+    ]
+    if value.strip()
+]
 # The customer invoice page as customers reach it: links in e-mails.
 BILLING_PORTAL_URL = os.environ.get("BILLING_PORTAL_URL", "http://127.0.0.1:8000").rstrip("/")
 # Attach the invoice / credit note / statement PDF to its e-mail (the link is always there).

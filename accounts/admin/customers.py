@@ -237,13 +237,20 @@ class CustomerAdmin(
     list_display = [
         "name",
         "external_id",
+        "transfer_reference",
         "balance_display",
         "recommended_display",
         "days_left_display",
         "arrears_display",
     ]
     list_filter = [ArrearsFilter, RecommendedBalanceFilter]
-    search_fields = ["name", "external_id", "billing_email", "applications__app_key"]
+    search_fields = [
+        "name",
+        "external_id",
+        "transfer_reference",
+        "billing_email",
+        "applications__app_key",
+    ]
     resource_classes = [CustomerResource]
     list_per_page = 50
     inlines = [BillingContactInline, ApplicationInline, LedgerEntryInline, InvoiceInline]
@@ -264,7 +271,14 @@ class CustomerAdmin(
                 "add-ons; days left at those fees.",
             },
         ),
-        ("Account", {"fields": ["external_id", "name", "billing_email"]}),
+        (
+            "Account",
+            {
+                "fields": ["external_id", "transfer_reference", "name", "billing_email"],
+                "description": "The transfer reference is what the customer writes in a bank "
+                "transfer's remark; uploaded bank statements match it (fixed once created).",
+            },
+        ),
         ("Invoice details", {"fields": ["address", "tax_id"]}),
         ("Contact", {"fields": ["contact_name", "contact_phone"]}),
         (
@@ -274,6 +288,14 @@ class CustomerAdmin(
                 "description": "The language of every e-mail, the first language of the PDFs "
                 "and the invoice page's default. A monthly statement is one e-mail after each "
                 "month's run with the month's invoice, deposits, credit notes and balance.",
+            },
+        ),
+        (
+            "Low-balance alert",
+            {
+                "fields": ["low_balance_alert", "low_balance_amount", "low_balance_alerted_at"],
+                "description": "Chosen by the customer on the balance page. Alerted: the alert "
+                "of the current crossing was sent; a deposit above the threshold re-arms it.",
             },
         ),
     ]
@@ -298,7 +320,14 @@ class CustomerAdmin(
 
     def get_readonly_fields(self, request, obj=None):
         # The console's id is the account's key in other systems: fixed once created.
-        return ["external_id", *self.financial_fields]
+        return [
+            "external_id",
+            "transfer_reference",
+            "low_balance_alert",
+            "low_balance_amount",
+            "low_balance_alerted_at",
+            *self.financial_fields,
+        ]
 
     def get_queryset(self, request):
         queryset = with_ledger_balance(super().get_queryset(request), name="ledger_total")

@@ -7,7 +7,7 @@ Webhook contract (for the receiver):
 - `X-Billing-Signature`: `sha256=` + hex HMAC-SHA256, keyed with BILLING_WEBHOOK_SECRET, over
   `<timestamp>.` followed by the raw body bytes. Binding the timestamp into the MAC lets the
   receiver refuse replays older than a few minutes (`webhook_verify`).
-- `X-Billing-Event` (kind) and `X-Billing-Event-Id`: the same id on every retry of one event,
+- `X-Billing-Event` (the type: the event's kind, `balance.low` for a low balance) and `X-Billing-Event-Id`: the same id on every retry of one event,
   so the receiver can deduplicate.
 - Any 2xx is success; anything else (or no answer) is retried with exponential backoff. A
   redirect (3xx) is a failure too: it is never followed, since following it would re-send
@@ -41,8 +41,9 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 # Kinds after which the IM platform must change what the customer's applications may do.
 SERVICE_KINDS = (CustomerEvent.Kind.SUSPENDED, CustomerEvent.Kind.REACTIVATED)
-# Kinds the IM platform is told about. Receipts, low-balance alerts and statements are
-# e-mail only: nothing changes on the platform's side.
+# Kinds the IM platform is told about. Receipts and statements are e-mail only: nothing
+# changes on the platform's side. The low-balance alert is sent too, so the developer console
+# can warn the customer's developers where they work.
 WEBHOOK_KINDS = frozenset(
     {
         CustomerEvent.Kind.INVOICE_ISSUED,
@@ -51,8 +52,18 @@ WEBHOOK_KINDS = frozenset(
         CustomerEvent.Kind.SUSPENDED,
         CustomerEvent.Kind.REACTIVATED,
         CustomerEvent.Kind.CREDIT_NOTE_ISSUED,
+        CustomerEvent.Kind.BALANCE_LOW,
     }
 )
+# The webhook's event type where it is not the event's kind: the low-balance alert is
+# published as `balance.low` (the name the platform subscribes to); the stored kind stays
+# `balance_low`, as the e-mails and the admin know it.
+WEBHOOK_TYPES = {CustomerEvent.Kind.BALANCE_LOW: "balance.low"}
+
+
+def webhook_type(kind: str) -> str:
+    """The `kind` of the webhook body and the X-Billing-Event header of an event kind."""
+    return WEBHOOK_TYPES.get(kind, str(kind))
 
 
 def webhook_url() -> str:
@@ -72,7 +83,7 @@ def webhook_body(*, event: CustomerEvent) -> bytes:
     customer = event.customer
     document = {
         "id": event.pk,
-        "kind": event.kind,
+        "kind": webhook_type(event.kind),
         "created_at": event.created_at.isoformat(),
         "customer": {"external_id": customer.external_id, "name": customer.name},
         "data": event.payload,
@@ -145,7 +156,7 @@ def webhook_deliver(
             "User-Agent": "im-billing-webhook/1",
             TIMESTAMP_HEADER: str(timestamp),
             SIGNATURE_HEADER: webhook_signature(body=body, timestamp=timestamp, secret=secret),
-            EVENT_HEADER: event.kind,
+            EVENT_HEADER: webhook_type(event.kind),
             EVENT_ID_HEADER: str(event.pk),
         },
     )

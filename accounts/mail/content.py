@@ -22,6 +22,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from accounts.models import Customer, CustomerEvent, LedgerEntry
+from accounts.payments.how_to_pay import how_to_pay
 from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date
 from billingsite.issuer import issuer, portal_url
@@ -222,9 +223,15 @@ def balance_low_message(event: CustomerEvent) -> Message:
     balance = payload_balance(event)
     paragraphs = [_("Your prepaid balance is %(balance)s.") % {"balance": money(balance)}]
     facts = [(_("Balance"), money(balance))]
+    if data.get("threshold"):
+        paragraphs.append(
+            _("It is below the alert threshold of %(threshold)s you chose on the balance page.")
+            % {"threshold": money(data.get("threshold"))}
+        )
+        facts.append((_("Alert threshold"), money(data.get("threshold"))))
     if data.get("days_left") is not None:
         paragraphs.append(
-            _("At your current plans it lasts about %(days)s days.")
+            _("At your last invoice's fees it lasts about %(days)s days.")
             % {"days": data.get("days_left")}
         )
         facts.append((_("Days the balance lasts"), str(data.get("days_left"))))
@@ -306,6 +313,7 @@ def email_render(*, event: CustomerEvent, language: str | None = None) -> Render
             "message": message,
             "customer": customer,
             "issuer": issuer(),
+            "pay": how_to_pay(customer=customer),
             "balance_now": money(ledger_balance(customer=customer)),
             "contacts_url": portal_url("/contacts/"),
             "language": language,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
-from accounts.events.records import record_customer_event
+from accounts.events.records import customer_event_row, record_customer_event
 from accounts.models import Customer, CustomerEvent
 from billingsite.clock import billing_date
 from billingsite.money import format_amount
@@ -40,19 +40,19 @@ def payment_received_notify(
     )
 
 
-def balance_low_notify(
+def balance_low_event_row(
     *,
-    customer: Customer,
+    customer_id: int,
     balance: Decimal,
     days_left: int | None,
     recommended_balance: Decimal | None,
     dedupe_key: str,
     now: dt.datetime,
-) -> tuple[CustomerEvent, bool]:
-    """Send the low-balance e-mail (kind `balance_low`). The caller decides when a balance is
-    low and how often to tell (its `dedupe_key`, e.g. one per customer and week)."""
-    return record_customer_event(
-        customer=customer,
+    threshold: Decimal | None = None,
+) -> dict:
+    """The row of a low-balance event (for `record_customer_events`, many at once)."""
+    return customer_event_row(
+        customer_id=customer_id,
         kind=CustomerEvent.Kind.BALANCE_LOW,
         dedupe_key=f"balance_low:{dedupe_key}",
         payload={
@@ -61,6 +61,38 @@ def balance_low_notify(
             "recommended_balance": None
             if recommended_balance is None
             else format_amount(recommended_balance),
+            "threshold": None if threshold is None else format_amount(threshold),
         },
+        now=now,
+    )
+
+
+def balance_low_notify(
+    *,
+    customer: Customer,
+    balance: Decimal,
+    days_left: int | None,
+    recommended_balance: Decimal | None,
+    dedupe_key: str,
+    now: dt.datetime,
+    threshold: Decimal | None = None,
+) -> tuple[CustomerEvent, bool]:
+    """Send the low-balance alert (kind `balance_low`: the e-mail, and the webhook
+    `balance.low`). `accounts.low_balance` decides when a balance is low and tells once per
+    crossing (its `dedupe_key`)."""
+    row = balance_low_event_row(
+        customer_id=customer.pk,
+        balance=balance,
+        days_left=days_left,
+        recommended_balance=recommended_balance,
+        dedupe_key=dedupe_key,
+        now=now,
+        threshold=threshold,
+    )
+    return record_customer_event(
+        customer=customer,
+        kind=row["kind"],
+        dedupe_key=row["dedupe_key"],
+        payload=row["payload"],
         now=now,
     )

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from accounts.arrears import update_arrears
 from accounts.events.records import customer_event_row, deliver_after_commit
+from accounts.low_balance import low_balance_check
 from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.services import ledger_record
 from billingsite.clock import Period, billing_date
@@ -251,8 +252,9 @@ def invoice_issue_write(
     reviewed). `in_one_statement` (PostgreSQL, a new invoice whose id the caller reserved):
     the run's prepared statement; a debit key that exists already then raises IntegrityError
     and nothing is written (the caller goes the general way, where `ledger_record` decides).
-    `arrears_deferred`: the caller applies the arrears rule itself later (the run, once per
-    chunk with `accounts.arrears.arrears_follow`): the customer is added to it."""
+    `arrears_deferred`: the caller applies the arrears and low-balance rules itself later (the
+    run, once per chunk with `accounts.arrears.arrears_follow` and
+    `accounts.low_balance.low_balance_follow`): the customer is added to it."""
     new = "id" not in invoice or in_one_statement
     wall = timezone.now()
     if in_one_statement:
@@ -333,4 +335,5 @@ def invoice_issue_write(
             arrears_deferred.add(customer.pk)
         else:
             update_arrears(customer=customer, now=now)
+            low_balance_check(customer=customer, now=now)
     return rows.invoice["id"]

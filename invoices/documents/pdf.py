@@ -88,6 +88,8 @@ def render_invoice_pdf(*, invoice: Invoice, language: str | None = None) -> byte
                 "debit": invoice_ledger_entry(invoice=invoice),
                 "issuer": issuer(),
                 "account_id": invoice.customer.external_id,
+                # Stable for the customer's life: what to write in a transfer's remark.
+                "transfer_reference": invoice.customer.transfer_reference,
                 "first_language": pdf_first_language(customer=invoice.customer, language=language),
             },
         )

@@ -15,6 +15,7 @@ urlpatterns = [
     path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
     path("credit-notes/<str:number>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
     path("balance/", views.balance, name="balance"),
+    path("balance/low-balance/", views.low_balance, name="low-balance"),
     path("balance/top-up/", topup.top_up, name="top-up"),
     path("balance/top-up/<str:number>/", topup.top_up_detail, name="top-up-detail"),
     path("balance/top-up/<str:number>/status/", topup.top_up_status, name="top-up-status"),

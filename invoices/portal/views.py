@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import wraps
 
 from django.conf import settings
@@ -22,13 +22,15 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone, translation
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
+from accounts.low_balance import LowBalanceSettingError, customer_runway, low_balance_alert_set
 from accounts.models import Customer
+from accounts.payments.how_to_pay import how_to_pay
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.charts import balance_history_chart, usage_charts_for_lines
@@ -159,6 +161,7 @@ def _render(request: HttpRequest, customer: Customer, template: str, context: di
         "today": today,
         "arrears": arrears_state(customer=customer, today=today),
         "issuer": issuer(),
+        "pay": how_to_pay(customer=customer),
         "nav": kwargs.pop("nav", ""),
     }
     return render(request, template, {**base, **context}, **kwargs)
@@ -283,6 +286,33 @@ def _pdf_response(data: bytes, filename: str) -> HttpResponse:
 @customer_view
 @require_GET
 def balance(request, customer):
+    return _balance_page(request, customer)
+
+
+@customer_view
+@require_POST
+def low_balance(request, customer):
+    """The customer's low-balance threshold (accounts.low_balance.low_balance_alert_set)."""
+    alert = request.POST.get("low_balance_alert", "")
+    raw = request.POST.get("low_balance_amount", "").strip().replace(",", "")
+    try:
+        amount = Decimal(raw) if raw else None
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    try:
+        low_balance_alert_set(customer=customer, alert=alert, amount=amount, now=timezone.now())
+    except LowBalanceSettingError as error:
+        return _balance_page(
+            request,
+            customer,
+            low_balance_error=str(error),
+            low_balance_form={"alert": alert, "amount": raw},
+            status=400,
+        )
+    return redirect(reverse("portal:balance") + "#low-balance")
+
+
+def _balance_page(request, customer, *, status=200, **extra):
     today = _today()
     try:
         financials = customer_financials(customer=customer, today=today)
@@ -303,6 +333,7 @@ def balance(request, customer):
         .values_list("number", flat=True)
     )
     balance_now = financials.balance if financials else ledger_balance(customer=customer)
+    runway, threshold = customer_runway(customer=customer, balance=balance_now)
     top_up = None
     if financials and financials.recommended_balance > balance_now:
         top_up = financials.recommended_balance - balance_now
@@ -320,9 +351,20 @@ def balance(request, customer):
             "balance_chart": balance_history_chart(customer_id=customer.pk, today=today),
             "invoice_numbers": invoice_numbers,
             "note_numbers": note_numbers,
+            "runway": runway,
+            "low_balance_threshold": threshold,
+            "low_balance_choices": Customer.LowBalanceAlert.choices,
+            "low_balance_form": {
+                "alert": customer.low_balance_alert,
+                "amount": ""
+                if customer.low_balance_amount is None
+                else customer.low_balance_amount,
+            },
             **top_up_context(customer=customer),
+            **extra,
         },
         nav="balance",
+        status=status,
     )
 
 

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from accounts.arrears import arrears_follow
 from accounts.events.records import BROKER_ERRORS, deliveries_batched
+from accounts.low_balance import low_balance_follow
 from accounts.models import Application, Customer, DailyUsage
 from billingsite.clock import Period, billing_date
 from billingsite.queries import any_of
@@ -518,10 +519,10 @@ def billing_run_chunk_process(
             # accounts' issues left it to this). Every account this run issued, also those of
             # an earlier delivery of the chunk that died before getting here: the rule only
             # changes a state that does not match the balance.
-            arrears_follow(
-                customer_ids=[key for key, outcome in outcomes.items() if outcome == ISSUED],
-                now=now,
-            )
+            issued = [key for key, outcome in outcomes.items() if outcome == ISSUED]
+            arrears_follow(customer_ids=issued, now=now)
+            # The low-balance alert after the same debits, batched the same way.
+            low_balance_follow(customer_ids=issued, now=now)
         # A durable commit: everything committed above is on disk before the customers are
         # told (deliveries leave when the outer block ends) and before the broker forgets the
         # chunk (acks_late: the task returns after this).

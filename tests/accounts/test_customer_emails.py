@@ -108,7 +108,7 @@ def test_invoice_email_in_english_has_figures_link_and_the_pdf(
     assert "Days the balance lasts: 70" in text
     assert "https://billing.example.com/invoices/INV-2026-000001/" in text
     assert "ICBC Shanghai, account 1001 2002 3003" in text
-    assert f"quote your account ID {customer.external_id}" in text
+    assert f"Your transfer reference: {customer.transfer_reference}." in text
     html = html_part(message)
     assert 'href="https://billing.example.com/invoices/INV-2026-000001/"' in html
     assert "<style" not in html and 'style="' in html  # inlined for mail clients
@@ -216,7 +216,7 @@ def test_arrears_messages_say_what_to_do_in_both_languages(price_book):
             Kind.BALANCE_LOW,
             {"balance": "300.00", "days_left": 4, "recommended_balance": "18000.00"},
             "recommended balance of ¥18,000.00",
-            "按您当前的套餐，余额约可使用 4 天",
+            "按您上一张账单的费用，余额约可使用 4 天",
         ),
     ],
 )

@@ -134,7 +134,14 @@ def test_balance_page_shows_ledger_recommended_balance_and_days_left(
         in page
     )
     assert "Balance lasts 49 days at the current monthly fees" in page
-    assert "Top up ¥24,129.03 to reach it, quoting your account ID acme" in page
+    acme = Customer.objects.get(external_id="acme")
+    assert (
+        f"Top up ¥24,129.03 to reach it; by bank transfer, write your transfer reference "
+        f"{acme.transfer_reference} in the remark" in page
+    )
+    # The runway at the last invoice (20,129.03 a month of 30 days) and the Top up button.
+    assert "Runway 44 days at your last invoice (¥20,129.03 a month)" in page
+    assert f"Your transfer reference {acme.transfer_reference}" in page
     # Newest first, each row with the balance after it; references link to the documents.
     assert (
         f"2026-11-02 Invoice {acme_invoice.number} -¥20,129.03 ¥29,870.97 "
@@ -220,7 +227,12 @@ def test_arrears_banner_from_the_first_day_with_the_suspension_date(client_for, 
         "Your balance has been below zero since 2026-11-02. Unless it is back to zero or above, "
         "service for all your applications will be suspended on 2026-11-09 (in 7 days)."
     ) in page
-    assert "top up at least ¥5,000.00 by 2026-11-08, quoting your account ID late" in page
+    reference = Customer.objects.get(external_id="late").transfer_reference
+    assert (
+        f"top up at least ¥5,000.00 by 2026-11-08, quoting your transfer reference {reference} "
+        "in the remark" in page
+    )
+    assert f"Your transfer reference: {reference}. Write it in the transfer's remark." in page
 
     with freeze_time("2026-11-08 09:00:00+08:00"):
         for name in ["portal:balance", "portal:estimate"]:
