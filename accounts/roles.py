@@ -40,6 +40,7 @@ ALL_MODELS = {
         "planchange",
         "addonchange",
         "dedicatedcontract",
+        "vatrate",
     ],
     "invoices": [
         "invoice",
@@ -49,6 +50,7 @@ ALL_MODELS = {
         "billingrun",
         "billingrunerror",
         "numbersequence",
+        "fapiaorequest",
     ],
     # The month-end and arrears schedule, so finance can see when jobs fire.
     "django_celery_beat": ["periodictask", "crontabschedule"],
@@ -81,6 +83,8 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("accounts", "add_application"),
         ("accounts", "change_application"),
         *BILLING_CONTACTS,
+        # Record an issued fapiao or reject a request (the fapiao queue).
+        ("invoices", "change_fapiaorequest"),
     },
     FINANCE_MANAGER: _view_all()
     | {
@@ -100,6 +104,9 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("plans", "change_addon"),
         ("plans", "add_addonprice"),
         ("plans", "change_addonprice"),
+        ("plans", "add_vatrate"),
+        ("plans", "change_vatrate"),
+        ("invoices", "change_fapiaorequest"),
         ("plans", "add_planchange"),
         ("plans", "add_addonchange"),
         ("plans", "add_dedicatedcontract"),

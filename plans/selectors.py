@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
-from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
+from plans.models import AddOn, AddOnPrice, Plan, PlanPrice, VatRate
 from plans.rating.engine import (
     AddOnPriceTerms,
     AddOnSegment,
@@ -26,10 +26,11 @@ from plans.rating.engine import (
     PlanTerms,
     PriceBook,
 )
+from plans.rating.tax import DEFAULT_VAT, VatTerms
 from plans.timeline import addon_history, clip, contracts_overlapping, plan_history
 
 
-def price_in_force(*, price: PlanPrice | AddOnPrice | None, today: dt.date) -> bool:
+def price_in_force(*, price: PlanPrice | AddOnPrice | VatRate | None, today: dt.date) -> bool:
     """A saved dated price whose month has started (valid_from <= today) may have billed a
     month: it is never changed (the database refuses it too); a new price is a new row."""
     return price is not None and price.pk is not None and price.valid_from <= today
@@ -77,7 +78,20 @@ def price_book_for_period(*, period: Period) -> PriceBook:
         key = (addons[price.addon_id].code, plans[price.plan_id].code)
         if key not in addon_prices:
             addon_prices[key] = AddOnPriceTerms(price.availability, as_decimal(price.unit_price))
-    return PriceBook(plans=plan_terms, addons=addon_terms, addon_prices=addon_prices)
+    return PriceBook(
+        plans=plan_terms,
+        addons=addon_terms,
+        addon_prices=addon_prices,
+        vat=vat_terms_for_period(period=period),
+    )
+
+
+def vat_terms_for_period(*, period: Period) -> VatTerms:
+    """The VAT terms valid on the period's first day (DEFAULT_VAT before any VatRate row)."""
+    row = VatRate.objects.filter(valid_from__lte=period.start).order_by("-valid_from").first()
+    if row is None:
+        return DEFAULT_VAT
+    return VatTerms(rate=row.rate, prices_include_vat=row.prices_include_vat)
 
 
 @dataclass(frozen=True)

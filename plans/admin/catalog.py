@@ -33,6 +33,7 @@ from plans.models import (
     Plan,
     PlanChange,
     PlanPrice,
+    VatRate,
 )
 from plans.selectors import price_in_force
 
@@ -462,3 +463,15 @@ class AddOnChangeAdmin(ChangeRowAdmin):
     ]
     list_filter = ["addon"]
     list_select_related = ["application", "created_by", "addon"]
+
+
+@admin.register(VatRate)
+class VatRateAdmin(DatedPriceAdmin):
+    """VAT is dated like prices: a change is a row from the 1st of a future month."""
+
+    list_display = ["valid_from", "rate_percent", "prices_include_vat", "note"]
+    fields = ["valid_from", "rate", "prices_include_vat", "note", "created_at"]
+
+    @admin.display(description="Rate", ordering="rate")
+    def rate_percent(self, row):
+        return f"{row.rate * 100:.2f}%"
