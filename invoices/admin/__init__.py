@@ -1,4 +1,4 @@
 """The invoices, credit notes and runs back-office with the finance dashboard: Django's admin
 autodiscovery imports this package, which registers the ModelAdmins of its modules."""
 
-from invoices.admin import billing  # noqa: F401
+from invoices.admin import billing, fapiao  # noqa: F401

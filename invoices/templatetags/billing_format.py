@@ -48,3 +48,12 @@ def negate(value):
     """The amount with its sign flipped (a debit of -6,000.00 shown as a charge of 6,000.00)."""
     amount_value = _as_money_value(value)
     return None if amount_value is None else -amount_value
+
+
+@register.filter
+def vat_percent(value) -> str:
+    """A VAT rate as a percentage: Decimal("0.0600") -> "6%", Decimal("0.0550") -> "5.5%"."""
+    if not isinstance(value, Decimal):
+        return ""
+    percent = (value * 100).normalize()
+    return f"{percent:f}%"
