@@ -52,6 +52,19 @@ AMOUNT_SCHEMA = {
     "example": "6000.00",
     "description": "Amount in `currency`, two decimals.",
 }
+RATE_SCHEMA = {
+    "type": ["string", "null"],
+    "pattern": r"^0\.\d{4}$",
+    "example": "0.0600",
+    "description": "VAT rate as a fraction, four decimals (0.0600 = 6%); null on documents "
+    "issued before VAT was recorded.",
+}
+VAT_AMOUNT_SCHEMA = {
+    **AMOUNT_SCHEMA,
+    "type": ["string", "null"],
+    "description": "Amount in `currency`, two decimals; null on documents issued before VAT "
+    "was recorded (their amounts are gross, VAT included).",
+}
 PERIOD_SCHEMA = {"type": "string", "pattern": r"^\d{4}-\d{2}$", "example": "2026-10"}
 CURRENCY_SCHEMA = {"type": "string", "enum": [CURRENCY], "example": CURRENCY}
 
@@ -61,6 +74,10 @@ CURRENCY_SCHEMA = {"type": "string", "enum": [CURRENCY], "example": CURRENCY}
 
 def amount_text(value: Money | Decimal | None) -> str | None:
     return None if value is None else format_amount(value)
+
+
+def rate_text(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
 
 
 def timestamp_text(value: dt.datetime | None) -> str | None:
@@ -125,6 +142,20 @@ class AmountField(ExportField):
     csv_write = staticmethod(_cached(amount_text))
 
 
+@extend_schema_field(VAT_AMOUNT_SCHEMA)
+class VatAmountField(ExportField):
+    """A net or VAT amount: null before VAT was recorded (plans.rating.tax)."""
+
+    format = staticmethod(amount_text)
+    csv_write = staticmethod(_cached(amount_text))
+
+
+@extend_schema_field(RATE_SCHEMA)
+class RateField(ExportField):
+    format = staticmethod(rate_text)
+    csv_write = staticmethod(_cached(rate_text))
+
+
 @extend_schema_field(PERIOD_SCHEMA)
 class PeriodField(ExportField):
     format = staticmethod(period_text)
@@ -173,7 +204,10 @@ class ShanghaiDateTimeField(serializers.DateTimeField):
 
 class InvoiceLineExportSerializer(serializers.ModelSerializer):
     unit_price = AmountField()
-    amount = AmountField()
+    amount = AmountField(help_text="Gross (VAT included): net_amount + vat_amount.")
+    net_amount = VatAmountField()
+    vat_amount = VatAmountField()
+    vat_rate = RateField()
 
     csv_names: ClassVar[dict[str, str]] = {"id": "line_id", "position": "line_position"}
 
@@ -199,6 +233,10 @@ class InvoiceLineExportSerializer(serializers.ModelSerializer):
             "peak_dau",
             "peak_day",
             "explanation",
+            # Added by issue 17 (VAT), after the columns that were.
+            "net_amount",
+            "vat_amount",
+            "vat_rate",
         ]
         read_only_fields = fields
 
@@ -209,8 +247,11 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
     issued_at = ShanghaiDateTimeField(read_only=True)
     updated_at = ShanghaiDateTimeField(read_only=True)
     currency = CurrencyField()
-    total = AmountField()
+    total = AmountField(help_text="Gross (VAT included): net_total + vat_total.")
     credited_total = AmountField(help_text="Sum of the credit notes against this invoice.")
+    net_total = VatAmountField()
+    vat_total = VatAmountField()
+    vat_rate = RateField()
     status = serializers.ChoiceField(
         choices=[(s.value, s.label) for s in Invoice.Status if s in Invoice.ISSUED_STATES],
         read_only=True,
@@ -222,6 +263,9 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
         "number": "invoice_number",
         "total": "invoice_total",
         "credited_total": "invoice_credited_total",
+        "net_total": "invoice_net_total",
+        "vat_total": "invoice_vat_total",
+        "vat_rate": "invoice_vat_rate",
     }
     # The CSV reads lines; the credited total is annotated on them under this name.
     csv_sources: ClassVar[dict[str, str]] = {"credited_total": "invoice_credited_total"}
@@ -245,6 +289,9 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
             "total",
             "credited_total",
             "updated_at",
+            "net_total",
+            "vat_total",
+            "vat_rate",
             "lines",
         ]
         read_only_fields = fields
@@ -260,7 +307,9 @@ class CreditNoteLineExportSerializer(serializers.ModelSerializer):
     category = serializers.ChoiceField(
         source="invoice_line.category", choices=InvoiceLine.Category.choices, read_only=True
     )
-    amount = AmountField()
+    amount = AmountField(help_text="Gross given back: net_amount + vat_amount.")
+    net_amount = VatAmountField()
+    vat_amount = VatAmountField()
 
     csv_names: ClassVar[dict[str, str]] = {"id": "line_id"}
 
@@ -275,6 +324,8 @@ class CreditNoteLineExportSerializer(serializers.ModelSerializer):
             "category",
             "description",
             "amount",
+            "net_amount",
+            "vat_amount",
         ]
         read_only_fields = fields
 
@@ -292,13 +343,17 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
     )
     issued_at = ShanghaiDateTimeField(read_only=True)
     currency = CurrencyField()
-    total = AmountField()
+    total = AmountField(help_text="Gross given back: net_total + vat_total.")
+    net_total = VatAmountField()
+    vat_total = VatAmountField()
     lines = CreditNoteLineExportSerializer(many=True, read_only=True)
 
     csv_names: ClassVar[dict[str, str]] = {
         "id": "credit_note_id",
         "number": "credit_note_number",
         "total": "credit_note_total",
+        "net_total": "credit_note_net_total",
+        "vat_total": "credit_note_vat_total",
     }
 
     class Meta:
@@ -317,6 +372,8 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
             "issued_at",
             "currency",
             "total",
+            "net_total",
+            "vat_total",
             "lines",
         ]
         read_only_fields = fields

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 
+from invoices.documents.pdf import render_credit_note_pdf, render_invoice_pdf
 from invoices.documents.services import credit_note_create
 from invoices.models import CreditNote, Invoice, InvoiceLine
 from plans.models import VatRate
@@ -14,6 +15,7 @@ from tests.factories import ApplicationFactory, CustomerFactory
 from tests.invoices.test_credit_notes import LATER, issued_invoice
 from tests.invoices.test_invoices import OCTOBER
 from tests.portal.factories import issued_invoice as legacy_invoice
+from tests.portal.test_pdf import pdf_text
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -106,3 +108,18 @@ def test_the_database_refuses_to_change_an_issued_invoices_vat(price_book):
     invoice = issued_invoice()
     with pytest.raises(Exception, match="never change"), transaction.atomic():
         Invoice.objects.filter(pk=invoice.pk).update(net_total=D("7000.00"), vat_total=D("1400.00"))
+
+
+def test_the_pdfs_show_net_vat_and_gross(price_book):
+    invoice = issued_invoice()
+    text = pdf_text(render_invoice_pdf(invoice=invoice))
+    assert "Net amount 不含税金额 ¥7,924.53" in text
+    assert "VAT 增值税 6% ¥475.47" in text
+    assert "Total (VAT included) 价税合计 ¥8,400.00" in text
+    assert "incl. VAT 含税 ¥339.62" in text
+    note = credit_note_create(
+        invoice=invoice, line_amounts=None, reason="all", now=LATER, idempotency_key="vat-pdf"
+    )
+    text = pdf_text(render_credit_note_pdf(credit_note=note))
+    assert "VAT credited 冲减税额 ¥475.47" in text
+    assert "Net credited 冲减不含税金额 ¥7,924.53" in text
