@@ -53,7 +53,8 @@ AMOUNT_SCHEMA = {
     "description": "Amount in `currency`, two decimals.",
 }
 RATE_SCHEMA = {
-    "type": ["string", "null"],
+    "type": "string",
+    "nullable": True,
     "pattern": r"^0\.\d{4}$",
     "example": "0.0600",
     "description": "VAT rate as a fraction, four decimals (0.0600 = 6%); null on documents "
@@ -61,7 +62,7 @@ RATE_SCHEMA = {
 }
 VAT_AMOUNT_SCHEMA = {
     **AMOUNT_SCHEMA,
-    "type": ["string", "null"],
+    "nullable": True,
     "description": "Amount in `currency`, two decimals; null on documents issued before VAT "
     "was recorded (their amounts are gross, VAT included).",
 }
@@ -269,6 +270,8 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
     }
     # The CSV reads lines; the credited total is annotated on them under this name.
     csv_sources: ClassVar[dict[str, str]] = {"credited_total": "invoice_credited_total"}
+    # Added by issue 17 (VAT): last in the CSV, after the line's columns.
+    csv_after_lines: ClassVar[tuple[str, ...]] = ("net_total", "vat_total", "vat_rate")
 
     class Meta:
         model = Invoice
@@ -355,6 +358,8 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
         "net_total": "credit_note_net_total",
         "vat_total": "credit_note_vat_total",
     }
+    # Added by issue 17 (VAT): last in the CSV, after the line's columns.
+    csv_after_lines: ClassVar[tuple[str, ...]] = ("net_total", "vat_total")
 
     class Meta:
         model = CreditNote
@@ -550,6 +555,8 @@ class Column:
     write: Callable[[Any], Any] = _plain
     # The JSON field it holds (the same name unless the serializer's csv_names renames it).
     key: str = ""
+    # A column of the document on a line export (read through the line).
+    of_document: bool = False
 
 
 def _csv_write(field: serializers.Field) -> Callable[[Any], Any]:
@@ -570,7 +577,9 @@ def _csv_write(field: serializers.Field) -> Callable[[Any], Any]:
 _date = _cached(date_text)
 
 
-def _field_columns(serializer: serializers.Serializer, *, prefix: str = "") -> list[Column]:
+def _field_columns(
+    serializer: serializers.Serializer, *, prefix: str = "", of_document: bool = False
+) -> list[Column]:
     csv_names = getattr(serializer, "csv_names", {})
     csv_sources = getattr(serializer, "csv_sources", {})
     columns = []
@@ -583,7 +592,15 @@ def _field_columns(serializer: serializers.Serializer, *, prefix: str = "") -> l
             source = None
         else:
             source = prefix + field.source.replace(".", "__")
-        columns.append(Column(csv_names.get(name, name), source, _csv_write(field), key=name))
+        columns.append(
+            Column(
+                csv_names.get(name, name),
+                source,
+                _csv_write(field),
+                key=name,
+                of_document=of_document,
+            )
+        )
     return columns
 
 
@@ -594,8 +611,14 @@ def csv_columns(serializer_class, *, lines_of: str | None = None) -> list[Column
     serializer = serializer_class()
     if lines_of is None:
         return _field_columns(serializer)
-    return _field_columns(serializer, prefix=f"{lines_of}__") + _field_columns(
-        serializer.fields["lines"].child
+    document = _field_columns(serializer, prefix=f"{lines_of}__", of_document=True)
+    # Document columns added after the format was published go last, after the line's, so
+    # every column that was keeps its position (accounting imports read by position).
+    after = set(getattr(serializer_class, "csv_after_lines", ()))
+    return (
+        [column for column in document if column.key not in after]
+        + _field_columns(serializer.fields["lines"].child)
+        + [column for column in document if column.key in after]
     )
 
 
@@ -629,7 +652,9 @@ def example_csv_rows(
     schema's CSV example is the JSON example through the same columns."""
 
     def cells(values: dict, part: list[Column]) -> list:
-        return ["" if values[c.key] is None else values[c.key] for c in part]
+        return [
+            "" if (v := (example if c.of_document else values)[c.key]) is None else v for c in part
+        ]
 
     if not document_columns:
         return [cells(example, columns)]

@@ -106,6 +106,8 @@ class Migration(migrations.Migration):
     dependencies = [
         ('accounts', '0019_customer_fapiao_details'),
         ('invoices', '0009_invoiced_months_backfill'),
+        # The roles' resync below grants the VAT-rate permissions: that model must exist.
+        ('plans', '0007_vat_rate'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

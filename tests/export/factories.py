@@ -19,7 +19,7 @@ from accounts.models import Customer, LedgerEntry
 from billingsite.clock import BILLING_TZ, Period
 from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
-from plans.rating.tax import DEFAULT_VAT, VatTerms, credited_vat, vat_split
+from plans.rating.tax import VatTerms, credited_vat, vat_split
 from tests.factories import CustomerFactory
 
 # The October 2026 run: 00:00 on 2 November, Asia/Shanghai.
@@ -72,11 +72,11 @@ def issued_invoice(
     issued_at: dt.datetime = ISSUED_AT,
     number: str | None = None,
     status: str = Invoice.Status.ISSUED,
-    vat: VatTerms | None = DEFAULT_VAT,
+    vat: VatTerms | None = None,
 ) -> Invoice:
     """An invoice in an issued state (or draft/held: then it has no number), with its lines.
     Its total is the sum of the lines, as the billing service makes it; each line's net and
-    VAT split by `vat` (prices include it; None: an invoice issued before VAT, gross only)."""
+    VAT split by `vat` (None: an invoice issued before VAT, gross only)."""
     customer = customer or CustomerFactory()
     issued = status in Invoice.ISSUED_STATES
     total = sum((Decimal(line.amount) for line in lines), Decimal("0.00"))
