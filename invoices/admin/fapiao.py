@@ -144,7 +144,8 @@ class FapiaoRequestAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         fields = list(self.readonly_fields)
         if obj is not None and obj.status == FapiaoRequest.Status.PENDING:
-            fields += ["decision", *FapiaoDecisionForm.Meta.fields]
+            if self.has_change_permission(request, obj):
+                fields += ["decision", *FapiaoDecisionForm.Meta.fields]
         elif obj is not None and obj.status == FapiaoRequest.Status.ISSUED:
             fields += ["fapiao_number", "fapiao_code", "fapiao_date", "fapiao_amount"]
         elif obj is not None:

@@ -370,6 +370,13 @@ def test_finance_queue_records_rejects_and_exports(client, price_book):
 
     file_url = reverse("admin:invoices_fapiaorequest_file", args=[request.pk])
     client.force_login(auditor)
+    pending = issued_invoice()
+    waiting = fapiao_request_create(
+        invoice=pending, customer=pending.customer, details=ordinary(), now=LATER
+    )
+    assert client.get(changelist).status_code == 200
+    view = client.get(reverse("admin:invoices_fapiaorequest_change", args=[waiting.pk]))
+    assert view.status_code == 200 and 'name="decision"' not in view.content.decode()
     assert b"".join(client.get(file_url).streaming_content) == PDF
     assert (
         client.post(reject_url, {"decision": "reject", "rejection_reason": "x"}).status_code == 403
