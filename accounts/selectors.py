@@ -1,6 +1,7 @@
 """Reads of the prepaid ledger: the balance is the sum of the customer's ledger entries, and
 every balance anywhere (services, API, portal, admin, exports) is read through here."""
 
+import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
 
@@ -32,13 +33,22 @@ def _sum(entries: QuerySet[LedgerEntry]) -> Decimal:
     return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
 
 
-def ledger_balance(*, customer: Customer | int, through: LedgerEntry | None = None) -> Decimal:
+def ledger_balance(
+    *,
+    customer: Customer | int,
+    through: LedgerEntry | None = None,
+    before: dt.datetime | None = None,
+) -> Decimal:
     """The prepaid balance: the sum of the customer's ledger entries. With `through`: the
     balance right after that entry was written (a customer's entries are written under its
-    row lock, so their ids follow commit order and that balance never changes)."""
+    row lock, so their ids follow commit order and that balance never changes). With
+    `before`: the balance at that moment by the entries' dates (`created_at`), as a month-end
+    report sees it (e.g. the start of a month: the closing balance of the month before)."""
     entries = LedgerEntry.objects.filter(customer_id=_customer_id(customer))
     if through is not None:
         entries = entries.filter(id__lte=through.id)
+    if before is not None:
+        entries = entries.filter(created_at__lt=before)
     return _sum(entries)
 
 

@@ -9,11 +9,19 @@ Two period bases, on purpose:
   belongs to the billing period of the invoice it credits, so the summary of a period is always
   "its invoices minus the credit notes against them" and reconciles with the invoice and
   credit-note exports filtered by the same `period`.
-- Journal: the *posting month*. Every document is posted on its own Asia/Shanghai date (invoice
-  and credit-note issue date, day of a deposit, refund or adjustment) and appears in the journal
-  of the month containing that date. Documents never change, so a month's journal never changes
-  once the month is over; a credit note issued in December against an October invoice is
-  posted in December. Each row still carries the document's billing period.
+- Journal, two bases (`JournalBasis`):
+  - `service_month` (the default, accrual): an invoice's revenue is recognised in its service
+    month, posted on the month's last day (October's invoice, issued on 2 November, is posted
+    on 31 October), against the prepayment liability. Credit notes reverse revenue in the
+    month they are issued (a correction never reopens a closed month) and each row names the
+    service month it corrects (`billing_period`). Deposits, refunds and adjustments are posted
+    on their day. A month's journal is complete once its invoices are issued (the run on the
+    2nd of the next month); after that it never changes.
+  - `issue_date` (the journal before issue 17): every document on its own Asia/Shanghai date
+    (invoice and credit-note issue date, day of a deposit, refund or adjustment). A month's
+    journal never changes once the month is over.
+  Either way a credit note issued in December against an October invoice is posted in
+  December, and each row carries the document's billing period.
 
 Chart of accounts (codes are suggestions an accounting package can map; names are stable):
 
@@ -285,6 +293,16 @@ REVENUE_ACCOUNTS: dict[str, Account] = {
 CATEGORY_ORDER = {category.value: index for index, category in enumerate(InvoiceLine.Category)}
 
 
+class JournalBasis:
+    """When an invoice is posted (see the module docstring); credit notes and ledger documents
+    are posted on their own day on both bases."""
+
+    SERVICE_MONTH = "service_month"
+    ISSUE_DATE = "issue_date"
+    CHOICES = (SERVICE_MONTH, ISSUE_DATE)
+    DEFAULT = SERVICE_MONTH
+
+
 class DocumentType:
     INVOICE = "invoice"
     CREDIT_NOTE = "credit_note"
@@ -314,12 +332,15 @@ class JournalRow:
     payment_reference: str = ""
 
 
-def journal_entries(*, period: Period) -> Iterator[JournalRow]:
-    """The double-entry journal of a posting month, in date order: on each day invoices (by
-    number), then credit notes (by number), then ledger documents (by time). Streams from the
-    database in chunks; a document's rows are consecutive and balance."""
+def journal_entries(*, period: Period, basis: str = JournalBasis.DEFAULT) -> Iterator[JournalRow]:
+    """The double-entry journal of a posting month on `basis` (`JournalBasis`), in date order:
+    on each day invoices (by number), then credit notes (by number), then ledger documents (by
+    time). Streams from the database in chunks; a document's rows are consecutive and
+    balance."""
+    if basis not in JournalBasis.CHOICES:
+        raise ValueError(f"unknown journal basis {basis!r}")
     streams = [
-        _invoice_postings(period),
+        _invoice_postings(period, basis),
         _credit_note_postings(period),
         _ledger_postings(period),
     ]
@@ -397,14 +418,17 @@ def _revenue_by_document(
         yield parts[0], revenue + ([(OUTPUT_VAT, vat)] if vat else [])
 
 
-def _invoice_postings(period: Period) -> Iterator[JournalRow]:
-    rows = (
-        InvoiceLine.objects.filter(
-            invoice__status__in=Invoice.ISSUED_STATES,
-            invoice__issue_date__gte=period.start,
-            invoice__issue_date__lte=period.end,
+def _invoice_postings(period: Period, basis: str) -> Iterator[JournalRow]:
+    lines = InvoiceLine.objects.filter(invoice__status__in=Invoice.ISSUED_STATES)
+    if basis == JournalBasis.SERVICE_MONTH:
+        # Every invoice of the service month is posted on its last day (then by number).
+        lines = lines.filter(invoice__period=period.start)
+    else:
+        lines = lines.filter(
+            invoice__issue_date__gte=period.start, invoice__issue_date__lte=period.end
         )
-        .values(
+    rows = (
+        lines.values(
             "invoice_id",
             "invoice__number",
             "invoice__issue_date",
@@ -421,7 +445,9 @@ def _invoice_postings(period: Period) -> Iterator[JournalRow]:
             total_account=PREPAID_BALANCE,
             total_side="debit",
             parts=parts,
-            date=first["invoice__issue_date"],
+            date=(
+                period.end if basis == JournalBasis.SERVICE_MONTH else first["invoice__issue_date"]
+            ),
             document_type=DocumentType.INVOICE,
             document_number=first["invoice__number"],
             billing_period=f"{first['invoice__period']:%Y-%m}",

@@ -40,10 +40,12 @@ from invoices.exports.renderers import safe_text
 from invoices.exports.reports import (
     CHUNK_SIZE,
     CUSTOMER_STATUSES,
+    JournalBasis,
     JournalRow,
     RevenueSummary,
     ledger_document_number,
 )
+from invoices.exports.rollforward import RollForward
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
 
 AMOUNT_SCHEMA = {
@@ -507,7 +509,8 @@ class JournalRowSerializer(serializers.Serializer):
     )
     document_number = serializers.CharField()
     billing_period = serializers.CharField(
-        help_text='"YYYY-MM" for invoices and credit notes, empty for ledger documents.'
+        help_text='"YYYY-MM" for invoices and credit notes (the service month a credit note '
+        "corrects), empty for ledger documents."
     )
     customer_external_id = serializers.CharField()
     account_code = serializers.CharField(source="account.code")
@@ -530,7 +533,11 @@ class JournalSerializer(serializers.Serializer):
     entries one by one with JournalRowSerializer."""
 
     period = serializers.CharField(help_text="Posting month, YYYY-MM.")
-    basis = serializers.ChoiceField(choices=["posting_date"])
+    basis = serializers.ChoiceField(
+        choices=list(JournalBasis.CHOICES),
+        help_text="`service_month`: invoices posted on the last day of their service month; "
+        "`issue_date`: on their issue date.",
+    )
     currency = CurrencyField()
     entries = JournalRowSerializer(many=True)
 
@@ -539,6 +546,47 @@ def journal_json_rows(rows: Iterable[JournalRow]) -> Iterator[dict]:
     serializer = JournalRowSerializer()
     for row in rows:
         yield serializer.to_representation(row)
+
+
+# --- Prepayment roll-forward --------------------------------------------------------------
+
+
+class RollForwardRowSerializer(serializers.Serializer):
+    """An invoices.exports.rollforward.RollForwardRow: movements are signed as they move the
+    balance, and opening_balance + the movements = closing_balance."""
+
+    customer_external_id = serializers.CharField(
+        allow_null=True, help_text="null on the total (CSV: empty)."
+    )
+    customer_name = serializers.CharField(allow_null=True, help_text="null on the total.")
+    opening_balance = AmountField(help_text="Ledger sum before the month.")
+    deposits_bank_transfer = AmountField(
+        help_text="Bank-transfer deposits (and those recorded before methods existed)."
+    )
+    deposits_alipay = AmountField()
+    deposits_wechat_pay = AmountField()
+    deposits = AmountField(help_text="All deposits: the sum of the three above.")
+    invoice_debits = AmountField(help_text="Invoices issued in the month (negative).")
+    credit_notes = AmountField(help_text="Credit notes issued in the month (positive).")
+    adjustments = AmountField(help_text="Manual adjustments (either sign).")
+    refunds = AmountField(help_text="Refunds (negative).")
+    closing_balance = AmountField(help_text="Ledger sum at the month's end.")
+    currency = CurrencyField()
+
+
+class RollForwardSerializer(serializers.Serializer):
+    period = serializers.SerializerMethodField()
+    currency = CurrencyField()
+    customers = RollForwardRowSerializer(
+        many=True,
+        help_text="Customers with a balance at the month's start or an entry in it, by "
+        "external id.",
+    )
+    total = RollForwardRowSerializer(help_text="The sum of the customer rows.")
+
+    @extend_schema_field(PERIOD_SCHEMA)
+    def get_period(self, rollforward) -> str:
+        return str(rollforward.period)
 
 
 # --- CSV columns, from the serializers ----------------------------------------------------
@@ -643,6 +691,27 @@ JOURNAL_COLUMNS = csv_header(JOURNAL_ROW_COLUMNS)
 # The summary as rows: one per category, one per plan, then a `total` row.
 _REVENUE_LINE_COLUMNS = csv_columns(RevenueLineSerializer)
 REVENUE_COLUMNS = ["dimension", *csv_header(_REVENUE_LINE_COLUMNS), "currency"]
+
+
+# The roll-forward as rows: `row` is "customer" on each customer's row, "total" on the last.
+ROLLFORWARD_ROW_COLUMNS = csv_columns(RollForwardRowSerializer)
+ROLLFORWARD_COLUMNS = ["row", *csv_header(ROLLFORWARD_ROW_COLUMNS)]
+
+
+def rollforward_csv_rows(rollforward: RollForward) -> Iterator[list]:
+    for values in object_csv_rows(rollforward.customers, ROLLFORWARD_ROW_COLUMNS):
+        yield ["customer", *values]
+    for values in object_csv_rows([rollforward.total], ROLLFORWARD_ROW_COLUMNS):
+        yield ["total", *values]
+
+
+def rollforward_example_csv_rows(example: dict) -> list[list]:
+    return [
+        [row, *cells]
+        for row, values in [("customer", v) for v in example["customers"]]
+        + [("total", example["total"])]
+        for cells in example_csv_rows(values, ROLLFORWARD_ROW_COLUMNS)
+    ]
 
 
 def example_csv_rows(

@@ -35,4 +35,9 @@ urlpatterns = [
         export_views.JournalView.as_view(),
         name="accounting-journal",
     ),
+    path(
+        "accounting/prepayment-rollforward/",
+        export_views.PrepaymentRollForwardView.as_view(),
+        name="accounting-prepayment-rollforward",
+    ),
 ]

@@ -57,6 +57,7 @@ from invoices.exports.renderers import (
 )
 from invoices.exports.reports import (
     ZERO,
+    JournalBasis,
     export_credit_notes,
     export_customers,
     export_invoices,
@@ -64,6 +65,7 @@ from invoices.exports.reports import (
     journal_entries,
     revenue_summary,
 )
+from invoices.exports.rollforward import prepayment_rollforward
 from invoices.exports.serializers import (
     CREDIT_NOTE_DOCUMENT_COLUMNS,
     CREDIT_NOTE_LINE_COLUMNS,
@@ -74,6 +76,7 @@ from invoices.exports.serializers import (
     JOURNAL_ROW_COLUMNS,
     LEDGER_ENTRY_COLUMNS,
     REVENUE_COLUMNS,
+    ROLLFORWARD_COLUMNS,
     Column,
     CreditNoteExportSerializer,
     CustomerExportSerializer,
@@ -81,6 +84,7 @@ from invoices.exports.serializers import (
     JournalSerializer,
     LedgerEntryExportSerializer,
     RevenueSummarySerializer,
+    RollForwardSerializer,
     csv_header,
     csv_rows,
     example_csv_rows,
@@ -88,6 +92,8 @@ from invoices.exports.serializers import (
     journal_json_rows,
     revenue_csv_rows,
     revenue_example_csv_rows,
+    rollforward_csv_rows,
+    rollforward_example_csv_rows,
 )
 from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
 
@@ -587,13 +593,38 @@ PERIOD_PARAMETER = OpenApiParameter(
 )
 
 
+class JournalQuerySerializer(PeriodQuerySerializer):
+    basis = serializers.ChoiceField(
+        choices=JournalBasis.CHOICES,
+        default=JournalBasis.DEFAULT,
+        help_text="`service_month` (default): invoices in their service month; `issue_date`: "
+        "invoices on their issue date.",
+    )
+
+
+BASIS_PARAMETER = OpenApiParameter(
+    "basis",
+    {"type": "string", "enum": list(JournalBasis.CHOICES), "default": JournalBasis.DEFAULT},
+    OpenApiParameter.QUERY,
+    required=False,
+    description="When invoices are posted: `service_month` (default, accrual: revenue in the "
+    "month of service, on its last day) or `issue_date` (on the invoice's issue date, the "
+    "journal's only basis before issue 17). Credit notes and ledger documents are posted on "
+    "their own day on both.",
+)
+
+
 class ReportView(AccountingView):
     filter_backends: list = []
+    query_serializer_class: type[serializers.Serializer] = PeriodQuerySerializer
+
+    def query(self) -> dict:
+        query = self.query_serializer_class(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return query.validated_data
 
     def period(self) -> Period:
-        query = PeriodQuerySerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return query.validated_data["period"]
+        return self.query()["period"]
 
 
 REVENUE_EXAMPLE = {
@@ -704,12 +735,12 @@ class RevenueSummaryView(ReportView):
 
 
 JOURNAL_EXAMPLE = {
-    "period": "2026-11",
-    "basis": "posting_date",
+    "period": "2026-10",
+    "basis": "service_month",
     "currency": "CNY",
     "entries": [
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -724,7 +755,7 @@ JOURNAL_EXAMPLE = {
             "payment_reference": "",
         },
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -739,7 +770,7 @@ JOURNAL_EXAMPLE = {
             "payment_reference": "",
         },
         {
-            "date": "2026-11-02",
+            "date": "2026-10-31",
             "document_type": "invoice",
             "document_number": "INV-2026-000041",
             "billing_period": "2026-10",
@@ -766,11 +797,15 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
 
 
 class JournalView(ReportView):
+    query_serializer_class = JournalQuerySerializer
+
     @extend_schema(
         tags=[TAG],
         summary="Double-entry journal of a posting month",
-        description="Every accounting event dated in `period` (Asia/Shanghai): invoices and "
-        "credit notes on their issue date, deposits, refunds and adjustments on their day. "
+        description="Every accounting event dated in `period` (Asia/Shanghai) on `basis`: "
+        "invoices in their service month (posted on its last day; `basis=issue_date`: on their "
+        "issue date), credit notes on their issue date with `billing_period` the service month "
+        "they correct, deposits, refunds and adjustments on their day. "
         "Each document's rows are consecutive and balance (debits = credits). Accounts: "
         "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
         "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
@@ -780,7 +815,7 @@ class JournalView(ReportView):
         "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
         "as the documents and are not posted twice; zero amounts post nothing. The whole month "
         "is streamed in one response (JSON or CSV), no pagination.",
-        parameters=[PERIOD_PARAMETER],
+        parameters=[PERIOD_PARAMETER, BASIS_PARAMETER],
         responses={
             (200, "application/json"): OpenApiResponse(
                 JournalSerializer,
@@ -793,16 +828,115 @@ class JournalView(ReportView):
         },
     )
     def get(self, request, *args, **kwargs):
-        period = self.period()
-        rows = journal_entries(period=period)
+        query = self.query()
+        period, basis = query["period"], query["basis"]
+        rows = journal_entries(period=period, basis=basis)
         if self.wants_csv():
+            suffix = "" if basis == JournalBasis.DEFAULT else f"-{basis}"
             return csv_response(
                 header=JOURNAL_COLUMNS,
                 rows=journal_csv_rows(rows),
-                filename=f"journal-{period}.csv",
+                filename=f"journal-{period}{suffix}.csv",
             )
         return json_stream_response(
-            head={"period": str(period), "basis": "posting_date", "currency": CURRENCY},
+            head={"period": str(period), "basis": basis, "currency": CURRENCY},
             list_key="entries",
             items=journal_json_rows(rows),
         )
+
+
+def _rollforward_example_row(external_id, name, **amounts) -> dict:
+    row = {
+        "customer_external_id": external_id,
+        "customer_name": name,
+        "opening_balance": "0.00",
+        "deposits_bank_transfer": "0.00",
+        "deposits_alipay": "0.00",
+        "deposits_wechat_pay": "0.00",
+        "deposits": "0.00",
+        "invoice_debits": "0.00",
+        "credit_notes": "0.00",
+        "adjustments": "0.00",
+        "refunds": "0.00",
+        "closing_balance": "0.00",
+        "currency": "CNY",
+    }
+    row.update(amounts)
+    return row
+
+
+ROLLFORWARD_EXAMPLE = {
+    "period": "2026-11",
+    "currency": "CNY",
+    "customers": [
+        _rollforward_example_row(
+            "cust-00007",
+            "Lantern Games Ltd",
+            opening_balance="30000.00",
+            deposits_alipay="5000.00",
+            deposits="5000.00",
+            invoice_debits="-9600.00",
+            credit_notes="1200.00",
+            closing_balance="26600.00",
+        ),
+        _rollforward_example_row(
+            "cust-00012",
+            "Harbour Tech",
+            opening_balance="60000.00",
+            invoice_debits="-68000.00",
+            adjustments="-25.50",
+            closing_balance="-8025.50",
+        ),
+    ],
+    "total": _rollforward_example_row(
+        None,
+        None,
+        opening_balance="90000.00",
+        deposits_alipay="5000.00",
+        deposits="5000.00",
+        invoice_debits="-77600.00",
+        credit_notes="1200.00",
+        adjustments="-25.50",
+        closing_balance="18574.50",
+    ),
+}
+ROLLFORWARD_CSV_EXAMPLE = _csv_text(
+    ROLLFORWARD_COLUMNS, rollforward_example_csv_rows(ROLLFORWARD_EXAMPLE)
+)
+
+
+class PrepaymentRollForwardView(ReportView):
+    @extend_schema(
+        tags=[TAG],
+        summary="Prepayment roll-forward of a month",
+        description="How the customers' prepaid balance (the liability, account 2200) moved in "
+        "`period`, from the ledger by the entries' dates (Asia/Shanghai): per customer with a "
+        "balance at the month's start or an entry in it, and in total. Movements are signed as "
+        "they move the balance (invoice debits and refunds negative): `opening_balance` + "
+        "deposits (by method) + `invoice_debits` + `credit_notes` + `adjustments` + `refunds` "
+        "= `closing_balance`, which is the ledger sum at the month's end, to the cent. Invoices "
+        "count in the month they were issued (October's, issued on 2 November, in November). "
+        "CSV: one row per customer (`row` = `customer`), then the `total` row.",
+        parameters=[PERIOD_PARAMETER],
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                RollForwardSerializer,
+                examples=[
+                    OpenApiExample(
+                        "Roll-forward", value=ROLLFORWARD_EXAMPLE, media_type="application/json"
+                    )
+                ],
+            ),
+            (200, "text/csv"): csv_doc(ROLLFORWARD_COLUMNS, ROLLFORWARD_CSV_EXAMPLE),
+            **ERRORS,
+        },
+    )
+    def get(self, request, *args, **kwargs):
+        rollforward = prepayment_rollforward(period=self.period())
+        if self.wants_csv():
+            return csv_response(
+                header=ROLLFORWARD_COLUMNS,
+                rows=rollforward_csv_rows(rollforward),
+                filename=f"prepayment-rollforward-{rollforward.period}.csv",
+            )
+        return Response(RollForwardSerializer(rollforward).data)

@@ -208,6 +208,17 @@ CASES = [
     Case(roles.ACCOUNTING, "get", "/api/v1/accounting/invoices/?format=csv", 200),
     Case(roles.ACCOUNTING, "get", "/api/v1/accounting/journal/?period=13", 400, code="invalid"),
     Case(
+        roles.ACCOUNTING, "get", "/api/v1/accounting/journal/?period=2026-10&basis=issue_date", 200
+    ),
+    Case(roles.ACCOUNTING, "get", "/api/v1/accounting/prepayment-rollforward/?period=2026-11", 200),
+    Case(
+        roles.ACCOUNTING,
+        "get",
+        "/api/v1/accounting/prepayment-rollforward/?period=2026-13",
+        400,
+        code="invalid",
+    ),
+    Case(
         roles.ACCOUNTING,
         "get",
         "/api/v1/accounting/invoices/?format=xlsx",

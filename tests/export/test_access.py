@@ -23,6 +23,7 @@ ENDPOINTS = [
     ("/api/v1/accounting/customers/", {}),
     ("/api/v1/accounting/revenue-summary/", {"period": "2026-10"}),
     ("/api/v1/accounting/journal/", {"period": "2026-11"}),
+    ("/api/v1/accounting/prepayment-rollforward/", {"period": "2026-11"}),
 ]
 
 OTHER_ROLES = {

@@ -298,8 +298,17 @@ CASES = [
     ("ledger-entries", {}),
     ("customers", {}),
     ("revenue-summary", {"period": "2026-10"}),
+    # Service month (the default): October's invoices on 31 October, November's credit notes.
+    ("journal", {"period": "2026-10"}),
     ("journal", {"period": "2026-11"}),
+    # The issue-date journal (the only one before issue 17): October's invoices on 2 November.
+    ("journal", {"period": "2026-11", "basis": "issue_date"}),
 ]
+
+
+def golden_name(resource: str, query: dict, extension: str) -> str:
+    suffix = "".join(f"-{query[key]}" for key in ("period", "basis") if key in query)
+    return f"{resource}{suffix}.{extension}"
 
 
 def check(name: str, actual: str) -> None:
@@ -316,13 +325,15 @@ def check(name: str, actual: str) -> None:
 def test_json_matches_golden_file(accounting, golden_month, resource, query):
     response = accounting.get(f"/api/v1/accounting/{resource}/", {**query, "page_size": 1000})
     assert response.status_code == 200
-    suffix = f"-{query['period']}" if query else ""
-    check(f"{resource}{suffix}.json", normalise_json(resource, json.loads(body(response))))
+    check(
+        golden_name(resource, query, "json"), normalise_json(resource, json.loads(body(response)))
+    )
 
 
 @pytest.mark.parametrize("resource,query", CASES)
 def test_csv_matches_golden_file(accounting, golden_month, resource, query):
     response = accounting.get(f"/api/v1/accounting/{resource}/", {**query, "format": "csv"})
     assert response.status_code == 200
-    suffix = f"-{query['period']}" if query else ""
-    check(f"{resource}{suffix}.csv", normalise_csv(resource, body(response).decode("utf-8")))
+    check(
+        golden_name(resource, query, "csv"), normalise_csv(resource, body(response).decode("utf-8"))
+    )

@@ -314,14 +314,16 @@ def november(db):
     return alpha, beta
 
 
-def test_journal_postings(accounting, november):
-    response = accounting.get("/api/v1/accounting/journal/", {"period": "2026-11"})
+def test_journal_postings_by_issue_date(accounting, november):
+    response = accounting.get(
+        "/api/v1/accounting/journal/", {"period": "2026-11", "basis": "issue_date"}
+    )
     assert response.status_code == 200
     assert response.streaming
     journal = json_body(response)
     assert (journal["period"], journal["basis"], journal["currency"]) == (
         "2026-11",
-        "posting_date",
+        "issue_date",
         "CNY",
     )
     rows = [
@@ -360,16 +362,73 @@ def test_journal_postings(accounting, november):
     assert invoice_row["customer_external_id"] == "alpha"
     assert invoice_row["document_type"] == "invoice"
     # The CSV carries the same rows.
-    csv_journal = csv_rows(
-        accounting.get("/api/v1/accounting/journal/", {"period": "2026-11", "format": "csv"})
+    csv_response = accounting.get(
+        "/api/v1/accounting/journal/",
+        {"period": "2026-11", "basis": "issue_date", "format": "csv"},
     )
-    assert csv_journal == journal["entries"]
+    assert "journal-2026-11-issue_date.csv" in csv_response["Content-Disposition"]
+    assert csv_rows(csv_response) == journal["entries"]
+
+
+def test_journal_recognises_invoices_in_their_service_month(accounting, november):
+    """The default basis: October's invoices on 31 October, against the prepaid balance; the
+    November credit note reverses revenue in November, naming October."""
+    october = json_body(accounting.get("/api/v1/accounting/journal/", {"period": "2026-10"}))
+    assert october["basis"] == "service_month"
+    assert [
+        (
+            r["date"],
+            r["document_number"],
+            r["billing_period"],
+            r["account_code"],
+            r["debit"],
+            r["credit"],
+        )
+        for r in october["entries"]
+    ] == [
+        ("2026-10-31", "INV-2026-000010", "2026-10", "2200", "10200.00", "0.00"),
+        ("2026-10-31", "INV-2026-000010", "2026-10", "4010", "0.00", "9000.00"),
+        ("2026-10-31", "INV-2026-000010", "2026-10", "4030", "0.00", "1200.00"),
+        ("2026-10-31", "INV-2026-000011", "2026-10", "2200", "40000.00", "0.00"),
+        ("2026-10-31", "INV-2026-000011", "2026-10", "4070", "0.00", "40000.00"),
+        ("2026-10-31", october["entries"][5]["document_number"], "", "1100", "70.00", "0.00"),
+        ("2026-10-31", october["entries"][5]["document_number"], "", "2200", "0.00", "70.00"),
+    ]
+    november_rows = json_body(
+        accounting.get(
+            "/api/v1/accounting/journal/", {"period": "2026-11", "basis": "service_month"}
+        )
+    )["entries"]
+    assert {r["document_type"] for r in november_rows} == {
+        "deposit",
+        "credit_note",
+        "refund",
+        "adjustment",
+    }
+    credit = [r for r in november_rows if r["document_type"] == "credit_note"]
+    assert [(r["date"], r["billing_period"], r["debit"], r["credit"]) for r in credit] == [
+        ("2026-11-20", "2026-10", "500.00", "0.00"),
+        ("2026-11-20", "2026-10", "1200.00", "0.00"),
+        ("2026-11-20", "2026-10", "0.00", "1700.00"),
+    ]
+    # September's invoice (issued on 2 October) belongs to September.
+    september = json_body(accounting.get("/api/v1/accounting/journal/", {"period": "2026-09"}))
+    assert [(r["date"], r["billing_period"]) for r in september["entries"]] == [
+        ("2026-09-30", "2026-09"),
+        ("2026-09-30", "2026-09"),
+    ]
+
+
+def test_journal_refuses_an_unknown_basis(accounting, november):
+    response = accounting.get("/api/v1/accounting/journal/", {"period": "2026-10", "basis": "cash"})
+    assert response.status_code == 400
+    assert json_body(response)["field"] == "basis"
 
 
 def test_journal_is_by_posting_month(accounting, november):
-    october = json_body(accounting.get("/api/v1/accounting/journal/", {"period": "2026-10"}))[
-        "entries"
-    ]
+    october = json_body(
+        accounting.get("/api/v1/accounting/journal/", {"period": "2026-10", "basis": "issue_date"})
+    )["entries"]
     # The September invoice issued on 2 October and the late-evening October deposit.
     assert [(r["date"], r["document_type"], r["billing_period"]) for r in october] == [
         ("2026-10-02", "invoice", "2026-09"),
@@ -378,7 +437,11 @@ def test_journal_is_by_posting_month(accounting, november):
         ("2026-10-31", "deposit", ""),
     ]
     assert (
-        json_body(accounting.get("/api/v1/accounting/journal/", {"period": "2026-12"}))["entries"]
+        json_body(
+            accounting.get(
+                "/api/v1/accounting/journal/", {"period": "2026-12", "basis": "issue_date"}
+            )
+        )["entries"]
         == []
     )
 
@@ -395,10 +458,32 @@ def test_journal_balances_per_document_and_matches_the_documents(spec):
     postings of a billing period's documents net to the revenue summary."""
     with transaction.atomic():
         build_month(spec)
-        rows = [row for month in (11, 12) for row in journal_entries(period=Period(2026, month))]
+        by_issue_date = [
+            row
+            for month in (11, 12)
+            for row in journal_entries(period=Period(2026, month), basis="issue_date")
+        ]
+        by_service_month = [
+            row for month in (10, 11, 12) for row in journal_entries(period=Period(2026, month))
+        ]
         summary = revenue_summary(period=OCTOBER)
         transaction.set_rollback(True)
 
+    for rows in (by_issue_date, by_service_month):
+        check_journal_against_summary(rows, summary)
+    # Both bases post October's documents with the same amounts, only on other dates.
+    assert sorted(
+        (row.document_number, row.account.code, row.debit, row.credit)
+        for row in by_service_month
+        if row.billing_period == "2026-10"
+    ) == sorted(
+        (row.document_number, row.account.code, row.debit, row.credit)
+        for row in by_issue_date
+        if row.billing_period == "2026-10"
+    )
+
+
+def check_journal_against_summary(rows, summary) -> None:
     seen, previous = set(), None
     for row in rows:
         assert (row.debit == 0) != (row.credit == 0), "one side per row"
@@ -412,9 +497,9 @@ def test_journal_balances_per_document_and_matches_the_documents(spec):
         totals[row.document_number] += row.debit - row.credit
     assert set(totals.values()) <= {Decimal("0.00")}
     assert [row.date for row in rows] == sorted(row.date for row in rows)
-    # October's invoices are posted on 2 November; their credit notes in November and
-    # December: revenue accounts (at the net) and output VAT of those documents net to the
-    # summary (gross).
+    # October's invoices are posted on 2 November (issue date) or 31 October (service month);
+    # their credit notes in November and December: revenue accounts (at the net) and output
+    # VAT of those documents net to the summary (gross).
     october_revenue = sum(
         (
             row.credit - row.debit

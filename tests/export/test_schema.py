@@ -95,6 +95,7 @@ def test_schema_loads():
             "customers",
             "revenue-summary",
             "journal",
+            "prepayment-rollforward",
         )
     }
 
