@@ -95,13 +95,18 @@ def test_an_invoice_issued_before_vat_credits_gross_only(price_book):
 
 @postgres_only
 def test_the_database_refuses_a_split_that_does_not_add_up(price_book):
-    invoice = issued_invoice()
-    Invoice.objects.filter(pk=invoice.pk).update(status="draft")
-    line = invoice.lines.first()
+    customer = CustomerFactory()
+    ApplicationFactory(customer=customer, plan="premium", created_on=dt.date(2026, 9, 1))
+    draft = legacy_invoice(customer=customer, period=OCTOBER, status="draft")
+    line = draft.lines.first()
+    gross = line.amount.amount
+    InvoiceLine.objects.filter(pk=line.pk).update(net_amount=gross - 1, vat_amount=D("1.00"))
     with pytest.raises(IntegrityError), transaction.atomic():
-        InvoiceLine.objects.filter(pk=line.pk).update(vat_amount=D("1.00"))
+        InvoiceLine.objects.filter(pk=line.pk).update(vat_amount=D("2.00"))
     with pytest.raises(IntegrityError), transaction.atomic():
         InvoiceLine.objects.filter(pk=line.pk).update(vat_amount=None)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Invoice.objects.filter(pk=draft.pk).update(net_total=D("1.00"), vat_total=D("1.00"))
 
 
 def test_the_database_refuses_to_change_an_issued_invoices_vat(price_book):
