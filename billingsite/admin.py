@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -99,18 +100,34 @@ class FinanceAdminSite(admin.AdminSite):
 
     def audit_view(self, request):
         # The kernel imports no app at module level: the audit trail is looked up per request.
-        from invoices.admin.dashboard import AUDIT_KINDS, audit_trail  # noqa: PLC0415
+        from invoices.admin.dashboard import (  # noqa: PLC0415
+            AUDIT_KINDS,
+            AuditFilters,
+            AuditTrail,
+        )
 
         allowed = [kind for kind in AUDIT_KINDS if request.user.has_perm(kind.permission)]
         if not allowed:
             raise PermissionDenied
-        wanted = request.GET.get("kind", "")
-        kinds = [kind for kind in allowed if not wanted or kind.code == wanted]
-        username = request.GET.get("user", "").strip()
-        entries = audit_trail(kinds=[kind.code for kind in kinds], username=username or None)
-        page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("p"))
+        form = AuditFilterForm(request.GET, kinds=allowed)
+        # Bad filters (a date that is none) are shown on the form; the list is then unfiltered.
+        data = form.cleaned_data if form.is_valid() else {}
+        wanted = data.get("kind") or ""
+        filters = AuditFilters(
+            kinds=frozenset(kind.code for kind in allowed if not wanted or kind.code == wanted),
+            username=data.get("user") or "",
+            customer=data.get("customer") or "",
+            since=data.get("since"),
+            until=data.get("until"),
+        )
+        trail = AuditTrail(filters)
+        export = request.GET.get("export")
+        if export in AUDIT_EXPORT_FORMATS:
+            return _audit_export(trail, export)
+        page = Paginator(trail, AUDIT_PAGE_SIZE).get_page(request.GET.get("p"))
         query = request.GET.copy()
         query.pop("p", None)
+        query.pop("export", None)
         context = {
             **self.each_context(request),
             "title": "Audit trail",
@@ -119,12 +136,53 @@ class FinanceAdminSite(admin.AdminSite):
             "entries": page.object_list,
             "page": page,
             "query": query.urlencode(),
+            "form": form,
             "kinds": allowed,
             "selected_kind": wanted,
-            "selected_user": username,
+            "selected_user": data.get("user") or "",
         }
         request.current_app = self.name
         return TemplateResponse(request, "admin/billing/audit.html", context)
+
+
+class AuditFilterForm(forms.Form):
+    kind = forms.ChoiceField(required=False)
+    user = forms.CharField(required=False, max_length=150, strip=True)
+    customer = forms.CharField(required=False, max_length=200, strip=True)
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, kinds, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [("", "Everything")] + [
+            (kind.code, kind.label) for kind in kinds
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            raise ValidationError("The first day is after the last day.")
+        return cleaned
+
+
+AUDIT_EXPORT_FORMATS = ("csv", "xlsx")
+# Rows read per query while exporting: bounded memory per step, a fixed number of queries each.
+AUDIT_EXPORT_CHUNK = 1000
+
+
+def _audit_export(trail, fmt: str):
+    """The whole filtered trail as CSV (UTF-8 with BOM) or XLSX, through the list exports'
+    library (billingsite.exports)."""
+    # This module is imported while the apps load (FinanceAdminConfig); the export library's
+    # admin module needs them loaded.
+    from billingsite.exports import audit_export_response  # noqa: PLC0415
+
+    entries = []
+    total = trail.count()
+    for start in range(0, total, AUDIT_EXPORT_CHUNK):
+        entries += trail[start : start + AUDIT_EXPORT_CHUNK]
+    return audit_export_response(entries, fmt=fmt)
 
 
 def _link_permissions(user) -> dict[str, bool]:

@@ -56,6 +56,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "simple_history",
+    # List exports of the finance admin (CSV with BOM, XLSX): billingsite/exports.py.
+    "import_export",
     "axes",
     "accounts",
     "plans",
@@ -406,3 +408,6 @@ METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 BEAT_STALE_AFTER_SECONDS = int(os.environ.get("BEAT_STALE_AFTER_SECONDS", "300"))
 SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
 init_sentry(dsn=SENTRY_DSN, environment=os.environ.get("SENTRY_ENVIRONMENT", "production"))
+
+# django-import-export (export only): whoever may view a finance list may export it.
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"

@@ -8,8 +8,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
+from django.db.models import Max
+
 from accounts.arrears import suspension_date
-from accounts.models import Customer
+from accounts.models import Customer, DailyUsage
 from accounts.selectors import ledger_balance
 from billingsite.clock import Period
 from billingsite.money import round_money
@@ -116,6 +118,15 @@ def estimate_current_month(*, customer: Customer, today: dt.date) -> RatedAccoun
     """This month's bill so far: the whole month at today's plans and add-ons, with the peak
     DAU received to date. An estimate; the month-end run bills the real peak."""
     return rate_customer_period(customer=customer, period=Period.containing(today))
+
+
+def usage_received_through(*, customer: Customer, period: Period) -> dt.date | None:
+    """The last day of `period` with usage received for any of the customer's applications;
+    None when none has arrived yet (an estimate then prices no DAU at all, which is not a
+    forecast of the bill)."""
+    return DailyUsage.objects.filter(
+        application__customer=customer, day__gte=period.start, day__lte=period.end
+    ).aggregate(last=Max("day"))["last"]
 
 
 @dataclass(frozen=True)

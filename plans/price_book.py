@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from moneyed import Money
 
+from billingsite.audit import system_actor
 from billingsite.clock import billing_date
 from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
 from plans.selectors import price_in_force
@@ -70,7 +71,12 @@ def _sync(
     return row
 
 
+# The process name of the loader's history records (the audit trail hides its loads).
+PRICE_BOOK_LOADER = "load_price_book"
+
+
 @transaction.atomic
+@system_actor(PRICE_BOOK_LOADER)
 def load_price_book(
     *, path: Path = DEFAULT_BOOK, force: bool = False, now: dt.datetime | None = None
 ) -> LoadReport:

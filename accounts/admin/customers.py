@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ORDER_VAR
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Subquery
+from django.db.models import Case, F, IntegerField, OuterRef, Subquery, Value, When
 from django.forms import Textarea
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -28,6 +29,7 @@ from moneyed import Money
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts import services as account_services
+from accounts.admin.exports import CustomerResource, LedgerEntryResource
 from accounts.admin.forms import (
     AddOnForm,
     AdjustmentForm,
@@ -73,8 +75,14 @@ from billingsite.admin import (
 )
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
 from billingsite.clock import Period, billing_date
+from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
-from invoices.admin.dashboard import financials_for_customers, usage_month
+from invoices.admin.dashboard import (
+    customers_below_recommended,
+    financials_for_customers,
+    rated_financials,
+    usage_month,
+)
 from invoices.models import Invoice
 from invoices.selectors import customer_financials
 from plans import services as plan_services
@@ -187,6 +195,21 @@ class InvoiceInline(ReadOnlyTabularInline):
         return invoice.issue_date.isoformat() if invoice.issue_date else "—"
 
 
+class RecommendedBalanceFilter(admin.SimpleListFilter):
+    title = "recommended balance"
+    parameter_name = "recommended"
+
+    def lookups(self, request, model_admin):
+        return [("below", "Below recommended balance")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "below":
+            # The dashboard's list of the same name: one rule for both pages.
+            rows = customers_below_recommended(today=_today())
+            return queryset.filter(pk__in=[row.customer.pk for row in rows])
+        return queryset
+
+
 class ArrearsFilter(admin.SimpleListFilter):
     title = "arrears"
     parameter_name = "arrears"
@@ -209,7 +232,9 @@ class ArrearsFilter(admin.SimpleListFilter):
 
 
 @admin.register(Customer)
-class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin):
+class CustomerAdmin(
+    FinanceExportMixin, TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin
+):
     change_title = "Customer"
     list_display = [
         "name",
@@ -219,8 +244,9 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         "days_left_display",
         "arrears_display",
     ]
-    list_filter = [ArrearsFilter]
+    list_filter = [ArrearsFilter, RecommendedBalanceFilter]
     search_fields = ["name", "external_id", "billing_email", "applications__app_key"]
+    resource_classes = [CustomerResource]
     list_per_page = 50
     inlines = [BillingContactInline, ApplicationInline, LedgerEntryInline, InvoiceInline]
     change_form_template = "admin/accounts/customer/change_form.html"
@@ -285,7 +311,52 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
         return ["external_id", *self.financial_fields]
 
     def get_queryset(self, request):
-        return with_ledger_balance(super().get_queryset(request), name="ledger_total")
+        queryset = with_ledger_balance(super().get_queryset(request), name="ledger_total")
+        if self._sorted_by_days_left(request):
+            queryset = queryset.annotate(days_left_rank=self._days_left_rank(request))
+        return queryset
+
+    _LIST_URL_NAMES = frozenset({"accounts_customer_changelist", "accounts_customer_export"})
+
+    def _sorted_by_days_left(self, request) -> bool:
+        """The list (or its export) is sorted by days left: only then is every customer's
+        figure needed."""
+        match = request.resolver_match
+        if match is None or match.url_name not in self._LIST_URL_NAMES:
+            return False
+        columns = list(self.get_list_display(request))
+        if self.get_actions(request):
+            columns = ["action_checkbox", *columns]
+        column = str(columns.index("days_left_display"))
+        return any(part.lstrip("-") == column for part in request.GET.get(ORDER_VAR, "").split("."))
+
+    @staticmethod
+    def _rated(request) -> dict:
+        """Every rated customer's figures, once per request (the list, its filter and its
+        export share them)."""
+        if not hasattr(request, "_rated_financials"):
+            request._rated_financials = rated_financials(today=_today())
+        return request._rated_financials
+
+    def _days_left_rank(self, request) -> Case:
+        """Days left as a column the database can sort by: the figures are computed by the
+        one rule (`financials_from`), then handed to the query grouped by value (a few
+        hundred distinct values at most). No fees: NULL, sorted after every number."""
+        by_days: dict[int, list[int]] = {}
+        for customer_id, figures in self._rated(request).items():
+            if figures.days_left is not None:
+                by_days.setdefault(figures.days_left, []).append(customer_id)
+        return Case(
+            *[When(pk__in=ids, then=Value(days)) for days, ids in sorted(by_days.items())],
+            default=Value(None),
+            output_field=IntegerField(),
+        )
+
+    def get_export_resource_kwargs(self, request, **kwargs):
+        return {
+            **super().get_export_resource_kwargs(request, **kwargs),
+            "financials": self._rated(request),
+        }
 
     # The list's run-rate columns are rated for the whole page at once (see changelist_view).
     def changelist_view(self, request, extra_context=None):
@@ -323,7 +394,7 @@ class CustomerAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAd
             )
         return format_cny(figures.recommended_balance)
 
-    @admin.display(description="Days left")
+    @admin.display(description="Days left", ordering=F("days_left_rank").asc(nulls_last=True))
     def days_left_display(self, customer):
         figures = self._list_figures(customer)
         if figures is None or figures.days_left is None:
@@ -989,7 +1060,7 @@ class UsageRevisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class LedgerEntryAdmin(FinanceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Append-only: written by the deposit and adjustment forms and by issuing and crediting.
     Filter by who recorded it: the audit of deposits."""
 
@@ -1005,6 +1076,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display_links = ["when"]
     list_filter = ["kind", ("created_by", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["customer", "created_by"]
+    resource_classes = [LedgerEntryResource]
     search_fields = ["customer__name", "customer__external_id", "reference", "reason"]
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from accounts.payments import alipay, wechat
 from accounts.payments.providers import PaymentRejected, provider_for
 from accounts.payments.services import UnknownOrder, top_up_settle
+from billingsite.audit import system_actor
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ def _handle(request, method: str) -> str | None:
         return "payment method not configured"
     try:
         payment = provider.parse_notification(request)
-        top_up_settle(payment=payment, now=timezone.now())
+        with system_actor("top-up notification"):
+            top_up_settle(payment=payment, now=timezone.now())
     except PaymentRejected as error:
         logger.warning("%s notification rejected: %s", method, error)
         return str(error)

@@ -326,11 +326,20 @@ class PricedLineSerializer(serializers.Serializer):
 
 
 class EstimateSerializer(serializers.Serializer):
-    """{"customer": Customer, "period": Period, "as_of": date, "rated": RatedAccount}."""
+    """{"customer": Customer, "period": Period, "as_of": date, "usage_received": bool,
+    "usage_through": date | None, "rated": RatedAccount}."""
 
     customer = serializers.CharField(source="customer.external_id")
     period = PeriodTextField(help_text="YYYY-MM")
     as_of = serializers.DateField()
+    usage_received = serializers.BooleanField(
+        help_text="False while no usage has arrived for the month yet: the total then prices "
+        "no DAU at all (fixed fees only) and is not a forecast of the bill."
+    )
+    usage_through = serializers.DateField(
+        allow_null=True,
+        help_text="The last day of the month with usage received; null when none has arrived.",
+    )
     total = AmountTextField(source="rated.total")
     hold_reasons = serializers.ListField(source="rated.hold_reasons", child=serializers.CharField())
     lines = PricedLineSerializer(source="rated.lines", many=True)

@@ -41,7 +41,11 @@ from billingsite.ops import metrics
 from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from billingsite.refusals import Refusal
 from invoices.models import Invoice
-from invoices.selectors import customer_financials, estimate_current_month
+from invoices.selectors import (
+    customer_financials,
+    estimate_current_month,
+    usage_received_through,
+)
 from plans.services import addon_end, addon_set, plan_change_request
 from plans.timeline import addon_history, plan_history, row_on, rows_on
 
@@ -297,17 +301,22 @@ class CustomerEstimateView(ConsoleView):
         summary="This month's bill so far",
         description="Priced by the one rating engine from today's plans and add-ons and the "
         "usage received to date (peak DAU so far). An estimate: the month-end run bills the "
-        "real peak.",
+        "real peak. `usage_received` is false while no usage has arrived for the month: the "
+        "total then prices no DAU and is not a forecast of the bill.",
         responses={200: s.EstimateSerializer, 401: ERROR_401, 403: ERROR_403, 404: ERROR_404},
     )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
         today = billing_date(timezone.now())
         rated = estimate_current_month(customer=customer, today=today)
+        period = Period.containing(today)
+        usage_through = usage_received_through(customer=customer, period=period)
         estimate = {
             "customer": customer,
-            "period": str(Period.containing(today)),
+            "period": str(period),
             "as_of": today,
+            "usage_received": usage_through is not None,
+            "usage_through": usage_through,
             "rated": rated,
         }
         return Response(s.EstimateSerializer(estimate).data)

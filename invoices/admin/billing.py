@@ -8,7 +8,6 @@ the database refuses it anyway).
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
 from decimal import Decimal
@@ -16,8 +15,7 @@ from decimal import Decimal
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import DecimalField, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models import DecimalField, Q
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
+from import_export.formats import base_formats
 from simple_history.admin import SimpleHistoryAdmin
 
 from accounts.balance_preview import balance_change_preview
@@ -44,8 +43,10 @@ from billingsite.admin import (
 )
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
 from billingsite.clock import Period, billing_date
-from billingsite.money import format_amount, format_cny
+from billingsite.exports import FinanceExportMixin
+from billingsite.money import format_cny
 from invoices.admin.dashboard import applications_needing_contract, held_invoices
+from invoices.admin.exports import CreditNoteResource, InvoiceResource
 from invoices.admin.forms import BillingRunStartForm, CreditNoteForm
 from invoices.documents.pdf import render_credit_note_pdf, render_invoice_pdf
 from invoices.documents.services import (
@@ -195,7 +196,9 @@ class CustomerFilter(admin.SimpleListFilter):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin):
+class InvoiceAdmin(
+    FinanceExportMixin, TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin
+):
     change_title = "Invoice"
     list_display = [
         "document",
@@ -217,6 +220,7 @@ class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdm
     list_select_related = ["customer"]
     list_per_page = 50
     ordering = ["-period", "status", "customer_name"]
+    resource_classes = [InvoiceResource]
     actions = [
         "rerate_selected",
         "issue_selected",
@@ -576,45 +580,10 @@ class InvoiceAdmin(TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdm
 
     @admin.action(description="Export selected invoices as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
-        rows = queryset.select_related("customer").annotate(
-            credited=Coalesce(Sum("credit_notes__total"), Value(0), output_field=MONEY_OUTPUT)
+        # The Export button's columns and CSV (InvoiceResource), for the ticked rows.
+        return self._do_file_export(
+            base_formats.CSV(), request, queryset.order_by("period", "number", "id")
         )
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(
-            [
-                "number",
-                "status",
-                "period",
-                "customer_external_id",
-                "customer_name",
-                "customer_tax_id",
-                "total",
-                "credited",
-                "currency",
-                "issue_date",
-                "hold_reason",
-            ]
-        )
-        for invoice in rows.order_by("period", "number", "id"):
-            writer.writerow(
-                [
-                    invoice.number or "",
-                    invoice.status,
-                    f"{invoice.period:%Y-%m}",
-                    invoice.customer.external_id,
-                    invoice.customer_name,
-                    invoice.customer_tax_id,
-                    format_amount(invoice.total),
-                    format_amount(Decimal(invoice.credited)),
-                    "CNY",
-                    invoice.issue_date.isoformat() if invoice.issue_date else "",
-                    invoice.hold_reason,
-                ]
-            )
-        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="invoices.csv"'
-        return response
 
 
 # --- credit notes -----------------------------------------------------------------------------
@@ -638,7 +607,11 @@ class CreditNoteLineInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(
-    TitledChangeViewMixin, HistoryViewOnlyMixin, ReadOnlyAdminMixin, SimpleHistoryAdmin
+    FinanceExportMixin,
+    TitledChangeViewMixin,
+    HistoryViewOnlyMixin,
+    ReadOnlyAdminMixin,
+    SimpleHistoryAdmin,
 ):
     change_title = "Credit note"
     list_display = [
@@ -650,6 +623,7 @@ class CreditNoteAdmin(
         "created_by",
     ]
     list_select_related = ["invoice", "customer", "created_by"]
+    resource_classes = [CreditNoteResource]
     search_fields = ["number", "invoice__number", "customer__name", "customer__external_id"]
     date_hierarchy = "issue_date"
     fields = [

@@ -6,25 +6,38 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db.models import Count, Max, Sum
+from django.db.models import (
+    CharField,
+    Count,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.lookups import IsNull
 from moneyed import Money
 
 from accounts.arrears import suspension_date
 from accounts.models import AdjustmentRequest, Application, Customer, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balances
-from billingsite.clock import Period
+from billingsite.audit import SYSTEM_PREFIX, system_reason
+from billingsite.clock import Period, start_of_day
 from billingsite.money import format_cny
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.run.runs import billing_runs_stalled
 from invoices.selectors import (
     CustomerFinancials,
     financials_from,
-    recommended_balance,
     whole_month_fees,
 )
 from plans.batch_rating import customers_rate
@@ -37,6 +50,7 @@ from plans.models import (
     PlanChange,
     PlanPrice,
 )
+from plans.price_book import PRICE_BOOK_LOADER
 from plans.rating.engine import RatingError
 from plans.selectors import application_inputs, price_book_for_period
 
@@ -268,37 +282,28 @@ def customers_in_arrears(*, limit: int | None = None) -> list[ArrearsRow]:
     ]
 
 
+def rated_financials(*, today: dt.date) -> dict[int, CustomerFinancials]:
+    """Every rated account's balance, recommended balance and days left (accounts that cannot
+    be rated left out): the dashboard's cached run-rates, a fixed number of queries however
+    many customers there are. What the customers list sorts, filters and exports by."""
+    return {customer.pk: figures for customer, figures in _rated_customers(today=today)}
+
+
 def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
     """Customers whose balance is below three months of their current monthly fees, the
     fewest days of balance left first."""
-    period = Period.containing(today)
-    rates = current_run_rates(today=today)
-    charged = [customer_id for customer_id, rate in rates.items() if rate.whole_month > 0]
-    balances = ledger_balances(customer_ids=charged)
-    low: dict[int, Decimal] = {}
-    for customer_id in charged:
-        balance = balances.get(customer_id, ZERO)
-        if balance < recommended_balance(monthly_fees=rates[customer_id].whole_month):
-            low[customer_id] = balance
     rows = []
-    for customer in Customer.objects.filter(pk__in=list(low)):
-        rate = rates[customer.pk]
-        figures = financials_from(
-            customer,
-            balance=low[customer.pk],
-            run_rate=rate.this_month,
-            monthly_fees=rate.whole_month,
-            period=period,
-        )
-        rows.append(
-            LowBalanceRow(
-                customer=customer,
-                balance=figures.balance,
-                recommended_balance=figures.recommended_balance,
-                shortfall=figures.recommended_balance - figures.balance,
-                days_left=figures.days_left,
+    for customer, figures in _rated_customers(today=today):
+        if figures.monthly_fees > 0 and figures.balance < figures.recommended_balance:
+            rows.append(
+                LowBalanceRow(
+                    customer=customer,
+                    balance=figures.balance,
+                    recommended_balance=figures.recommended_balance,
+                    shortfall=figures.recommended_balance - figures.balance,
+                    days_left=figures.days_left,
+                )
             )
-        )
     rows.sort(
         key=lambda row: (
             row.days_left if row.days_left is not None else 10**9,
@@ -308,12 +313,36 @@ def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
     return rows
 
 
+def _rated_customers(*, today: dt.date) -> list[tuple[Customer, CustomerFinancials]]:
+    period = Period.containing(today)
+    rates = current_run_rates(today=today)
+    balances = ledger_balances(customer_ids=list(rates))
+    return [
+        (
+            customer,
+            financials_from(
+                customer,
+                balance=balances.get(customer.pk, ZERO),
+                run_rate=rates[customer.pk].this_month,
+                monthly_fees=rates[customer.pk].whole_month,
+                period=period,
+            ),
+        )
+        for customer in Customer.objects.filter(pk__in=list(rates))
+    ]
+
+
 def _low_balance(*, today: dt.date, limit: int) -> dict:
     rows = customers_below_recommended(today=today)
     return {"low_balance_count": len(rows), "low_balance": rows[:limit]}
 
 
 # --- audit trail ------------------------------------------------------------------------
+#
+# One time-ordered list over several tables: each source (price history, ledger, invoices,
+# credit notes, runs, ...) gives (time, source, id) keys, the database merges them with a UNION
+# and pages it, and only the page's rows are then read, per source in one query. So a page
+# costs the same number of queries whatever the page size and however deep it is.
 
 
 @dataclass(frozen=True)
@@ -336,6 +365,8 @@ AUDIT_KINDS = (
     AuditKind("run", "Billing run started", "invoices.view_billingrun"),
 )
 _KIND_LABELS = {kind.code: kind.label for kind in AUDIT_KINDS}
+# The `user` filter's value for writes no person made.
+SYSTEM_USER = "system"
 
 
 @dataclass(frozen=True)
@@ -349,14 +380,25 @@ class AuditEntry:
     # Admin URL name and id of the object, for a link.
     url_name: str
     object_id: int
+    # Who, as shown: the username, or the process for system writes ("system: billing run
+    # 2026-10"; plain "system" where nothing names it).
+    actor: str = SYSTEM_USER
 
     @property
     def kind_label(self) -> str:
         return _KIND_LABELS[self.kind]
 
 
-def _username(user) -> str:
-    return user.get_username() if user is not None else ""
+@dataclass(frozen=True)
+class AuditFilters:
+    kinds: frozenset[str]
+    # A username, or SYSTEM_USER for writes without a person.
+    username: str = ""
+    # A customer's external id, or part of its name.
+    customer: str = ""
+    # Billing-clock days, both included.
+    since: dt.date | None = None
+    until: dt.date | None = None
 
 
 def _audit_value(value) -> str:
@@ -368,189 +410,397 @@ def _audit_value(value) -> str:
 _HISTORY_TYPES = {"+": "created", "~": "changed", "-": "deleted"}
 
 
-def _history_entries(
-    model, *, kind, url_name, username, limit, describe, subject, related=()
-) -> list[AuditEntry]:
-    records = model.history.select_related("history_user", *related).order_by(
-        "-history_date", "-history_id"
+def _history_actor(record) -> str:
+    if record.history_user is not None:
+        return record.history_user.get_username()
+    reason = record.history_change_reason or ""
+    return reason if reason.startswith(SYSTEM_PREFIX) else SYSTEM_USER
+
+
+def _person_or(user, system: str = SYSTEM_USER) -> tuple[str, str]:
+    """(username, actor) of a row's author column; `system` names the process otherwise."""
+    if user is not None:
+        return user.get_username(), user.get_username()
+    return "", system
+
+
+def _compared_fields(history_model) -> list[str]:
+    """The tracked columns whose change is a change (timestamps the save itself sets are not)."""
+    return [
+        field.attname
+        for field in history_model.tracked_fields
+        if not (getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+    ]
+
+
+def _previous_record(history_model):
+    """The id of the same row's save before this one (by history id: two saves can share a
+    time), as a subquery of a history queryset."""
+    return Subquery(
+        history_model.objects.filter(id=OuterRef("id"), history_id__lt=OuterRef("history_id"))
+        .order_by("-history_id")
+        .values("history_id")[:1]
     )
-    if username:
-        records = records.filter(history_user__username=username)
-    entries = []
-    for record in records[:limit]:
-        action = _HISTORY_TYPES.get(record.history_type, record.history_type)
-        detail = describe(record)
-        if record.history_type == "~":
-            # The row's save before this one (by history id: two saves can share a time).
-            previous = (
-                model.history.filter(id=record.id, history_id__lt=record.history_id)
-                .order_by("-history_id")
-                .first()
-            )
-            if previous is not None:
-                delta = record.diff_against(previous)
-                changes = [
-                    f"{change.field}: {_audit_value(change.old)} → {_audit_value(change.new)}"
-                    for change in delta.changes
-                ]
-                detail = "; ".join(changes) or "saved without changes"
-        entries.append(
-            AuditEntry(
-                at=record.history_date,
-                kind=kind,
-                username=_username(record.history_user),
-                subject=f"{subject(record)} ({action})",
-                detail=detail,
-                url_name=url_name,
-                object_id=record.id,
-            )
+
+
+def _changes_only(records):
+    """Leaves out saves that changed nothing (a history row equal to the save before it)."""
+    history_model = records.model
+    same = history_model.objects.filter(history_id=OuterRef("audit_prev"))
+    for name in _compared_fields(history_model):
+        same = same.filter(
+            Q(**{name: OuterRef(name)})
+            | (Q(**{f"{name}__isnull": True}) & Q(IsNull(OuterRef(name), True)))
         )
-    return entries
+    return records.annotate(audit_prev=_previous_record(history_model)).exclude(
+        Exists(same), history_type="~"
+    )
+
+
+@dataclass(frozen=True)
+class _Source:
+    code: str
+    kind: str
+    # The rows: a model's queryset, or its history's.
+    rows: Callable[[], QuerySet]
+    at: str
+    # Lookup of the author (a user).
+    user: str
+    # Lookup of the customer's id; None: the row is not about one customer.
+    customer: str | None
+    related: tuple[str, ...]
+    url_name: str
+    # (row) -> (username, actor, subject, detail); history sources get the actor and the
+    # action from the record, and a "changed" record's detail is its diff.
+    describe: Callable
+    history: bool = False
+
+
+def _price_source(model, code, url_name, related, subject, describe) -> _Source:
+    return _Source(
+        code=code,
+        kind="price",
+        # The price-book loader's creations are the initial book, not changes someone made
+        # (rows from before the loader named itself have no user and no reason either); what
+        # it resets with --force is a change and is listed, attributed to it.
+        rows=lambda: model.history.exclude(
+            Q(history_change_reason__isnull=True)
+            | Q(history_change_reason=system_reason(PRICE_BOOK_LOADER)),
+            history_type="+",
+            history_user__isnull=True,
+        ),
+        at="history_date",
+        user="history_user",
+        customer=None,
+        related=related,
+        url_name=url_name,
+        describe=lambda r: (subject(r), describe(r)),
+        history=True,
+    )
+
+
+def _deposit_actor(entry: LedgerEntry) -> str:
+    if entry.method in (LedgerEntry.Method.ALIPAY, LedgerEntry.Method.WECHAT_PAY):
+        return f"{SYSTEM_PREFIX}online top-up ({entry.get_method_display()})"
+    return SYSTEM_USER
+
+
+def _ledger_source(kind: str, ledger_kind: str) -> _Source:
+    def describe(entry):
+        username, actor = _person_or(
+            entry.created_by,
+            _deposit_actor(entry) if ledger_kind == LedgerEntry.Kind.DEPOSIT else SYSTEM_USER,
+        )
+        what = entry.reference if ledger_kind == LedgerEntry.Kind.DEPOSIT else entry.reason
+        return username, actor, f"{entry.customer.name}: {format_cny(entry.amount)}", what
+
+    return _Source(
+        code=kind,
+        kind=kind,
+        rows=lambda: LedgerEntry.objects.filter(kind=ledger_kind),
+        at="created_at",
+        user="created_by",
+        customer="customer_id",
+        related=("customer", "created_by"),
+        url_name="admin:accounts_ledgerentry_change",
+        describe=describe,
+    )
+
+
+def _issue(invoice: Invoice):
+    username, actor = _person_or(
+        invoice.issued_by,
+        f"{SYSTEM_PREFIX}billing run {invoice.period:%Y-%m}"
+        if invoice.billing_run_id
+        else SYSTEM_USER,
+    )
+    return (
+        username,
+        actor,
+        f"{invoice.number} {invoice.customer_name}",
+        f"{invoice.period:%Y-%m}, total {format_cny(invoice.total)}",
+    )
+
+
+def _credit(note: CreditNote):
+    username, actor = _person_or(note.created_by)
+    return (
+        username,
+        actor,
+        f"{note.number} for {note.invoice.number}: {format_cny(note.total)}",
+        note.reason,
+    )
+
+
+def _run(run: BillingRun):
+    username, actor = _person_or(run.created_by, f"{SYSTEM_PREFIX}scheduled billing run")
+    return (
+        username,
+        actor,
+        f"Billing run {run.period:%Y-%m}",
+        f"{run.get_status_display()}: {run.invoices_issued} issued, "
+        f"{run.invoices_held} held, {run.accounts_failed} failed",
+    )
+
+
+_SOURCES = (
+    _price_source(
+        PlanPrice,
+        "planprice",
+        "admin:plans_planprice_change",
+        ("plan",),
+        lambda r: f"{r.plan.name} price from {r.valid_from}",
+        lambda r: (
+            f"base {format_cny(r.dau_base_fee)}, +{format_cny(r.dau_block_price)} per "
+            f"{r.dau_block_size:,} DAU above {r.included_dau:,}, minimum deposit "
+            f"{format_cny(r.minimum_deposit)}"
+        ),
+    ),
+    _price_source(
+        AddOnPrice,
+        "addonprice",
+        "admin:plans_addonprice_change",
+        ("addon", "plan"),
+        lambda r: f"{r.addon.name} on {r.plan.name} from {r.valid_from}",
+        lambda r: f"{r.get_availability_display()} {format_cny(r.unit_price)}",
+    ),
+    _price_source(
+        Plan, "plan", "admin:plans_plan_change", (), lambda r: f"Plan {r.name}", lambda r: r.code
+    ),
+    _price_source(
+        AddOn,
+        "addon",
+        "admin:plans_addon_change",
+        (),
+        lambda r: f"Add-on {r.name}",
+        lambda r: r.code,
+    ),
+    _ledger_source("deposit", LedgerEntry.Kind.DEPOSIT),
+    _ledger_source("adjustment", LedgerEntry.Kind.ADJUSTMENT),
+    _Source(
+        code="adjustment_request",
+        kind="adjustment_request",
+        rows=lambda: AdjustmentRequest.history.all(),
+        at="history_date",
+        user="history_user",
+        customer="customer_id",
+        related=("customer",),
+        url_name="admin:accounts_adjustmentrequest_change",
+        describe=lambda r: (
+            f"{r.customer.name}: {format_cny(r.amount)} adjustment",
+            f"proposed: {r.reason}",
+        ),
+        history=True,
+    ),
+    _Source(
+        code="issue",
+        kind="issue",
+        rows=lambda: Invoice.objects.filter(issued_at__isnull=False),
+        at="issued_at",
+        user="issued_by",
+        customer="customer_id",
+        related=("issued_by",),
+        url_name="admin:invoices_invoice_change",
+        describe=_issue,
+    ),
+    _Source(
+        code="credit",
+        kind="credit",
+        rows=lambda: CreditNote.objects.all(),
+        at="issued_at",
+        user="created_by",
+        customer="customer_id",
+        related=("created_by", "invoice"),
+        url_name="admin:invoices_creditnote_change",
+        describe=_credit,
+    ),
+    _Source(
+        code="contract",
+        kind="contract",
+        rows=lambda: DedicatedContract.history.all(),
+        at="history_date",
+        user="history_user",
+        customer="application__customer_id",
+        related=("application",),
+        url_name="admin:plans_dedicatedcontract_change",
+        describe=lambda r: (
+            f"Contract {r.reference or r.id} for {r.application.app_key}",
+            f"{format_cny(r.monthly_fee)} / month from {r.first_day}"
+            + (f" to {r.last_day}" if r.last_day else ""),
+        ),
+        history=True,
+    ),
+    _Source(
+        code="run",
+        kind="run",
+        rows=lambda: BillingRun.objects.all(),
+        at="created_at",
+        user="created_by",
+        customer=None,
+        related=("created_by",),
+        url_name="admin:invoices_billingrun_change",
+        describe=_run,
+    ),
+)
+_SOURCES_BY_CODE = {source.code: source for source in _SOURCES}
+
+
+def _filtered(source: _Source, filters: AuditFilters) -> QuerySet | None:
+    """The source's rows the filters keep; None when the source cannot match them."""
+    rows = source.rows()
+    if filters.username == SYSTEM_USER:
+        rows = rows.filter(**{f"{source.user}__isnull": True})
+    elif filters.username:
+        rows = rows.filter(**{f"{source.user}__username": filters.username})
+    if filters.customer:
+        if source.customer is None:
+            return None
+        rows = rows.filter(
+            **{
+                f"{source.customer}__in": Customer.objects.filter(
+                    Q(external_id=filters.customer) | Q(name__icontains=filters.customer)
+                ).values("id")
+            }
+        )
+    if filters.since is not None:
+        rows = rows.filter(**{f"{source.at}__gte": start_of_day(filters.since)})
+    if filters.until is not None:
+        rows = rows.filter(
+            **{f"{source.at}__lt": start_of_day(filters.until + dt.timedelta(days=1))}
+        )
+    if source.history:
+        rows = _changes_only(rows)
+    return rows
+
+
+class AuditTrail:
+    """The audit entries the filters keep, newest first, as a sequence a Paginator pages:
+    `count()` is one query, a slice a fixed number (the UNION of keys, then one per source on
+    the page, and one more per history source for the previous saves of changed rows)."""
+
+    def __init__(self, filters: AuditFilters):
+        parts = []
+        for source in _SOURCES:
+            if source.kind not in filters.kinds:
+                continue
+            rows = _filtered(source, filters)
+            if rows is None:
+                continue
+            parts.append(
+                rows.order_by()
+                .annotate(
+                    audit_at=F(source.at),
+                    audit_source=Value(source.code, output_field=CharField()),
+                    audit_pk=F("pk"),
+                )
+                .values_list("audit_at", "audit_source", "audit_pk")
+            )
+        self._keys = parts[0].union(*parts[1:], all=True) if parts else None
+
+    def count(self) -> int:
+        return self._keys.count() if self._keys is not None else 0
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index: slice) -> list[AuditEntry]:
+        if self._keys is None:
+            return []
+        keys = list(self._keys.order_by("-audit_at", "-audit_source", "-audit_pk")[index])
+        wanted: dict[str, list[int]] = {}
+        for _at, code, pk in keys:
+            wanted.setdefault(code, []).append(pk)
+        entries = {}
+        for code, pks in wanted.items():
+            source = _SOURCES_BY_CODE[code]
+            for pk, entry in _entries(source, pks).items():
+                entries[(code, pk)] = entry
+        return [entries[(code, pk)] for _at, code, pk in keys]
+
+
+def _entries(source: _Source, pks: list[int]) -> dict[int, AuditEntry]:
+    if not source.history:
+        rows = source.rows().model.objects.filter(pk__in=pks).select_related(*source.related)
+        result = {}
+        for row in rows:
+            username, actor, subject, detail = source.describe(row)
+            result[row.pk] = AuditEntry(
+                at=getattr(row, source.at),
+                kind=source.kind,
+                username=username,
+                actor=actor,
+                subject=subject,
+                detail=detail,
+                url_name=source.url_name,
+                object_id=row.pk,
+            )
+        return result
+    history_model = source.rows().model
+    records = list(
+        history_model.objects.filter(history_id__in=pks)
+        .select_related("history_user", *source.related)
+        .annotate(audit_prev=_previous_record(history_model))
+    )
+    previous = {
+        record.history_id: record
+        for record in history_model.objects.filter(
+            history_id__in=[r.audit_prev for r in records if r.history_type == "~" and r.audit_prev]
+        )
+    }
+    compared = set(_compared_fields(history_model))
+    excluded = [
+        field.name for field in history_model.tracked_fields if field.attname not in compared
+    ]
+    result = {}
+    for record in records:
+        subject, detail = source.describe(record)
+        before = previous.get(record.audit_prev) if record.history_type == "~" else None
+        if before is not None:
+            delta = record.diff_against(before, excluded_fields=excluded)
+            detail = "; ".join(
+                f"{change.field}: {_audit_value(change.old)} → {_audit_value(change.new)}"
+                for change in delta.changes
+            )
+        action = _HISTORY_TYPES.get(record.history_type, record.history_type)
+        result[record.history_id] = AuditEntry(
+            at=record.history_date,
+            kind=source.kind,
+            username=_person_or(record.history_user)[0],
+            actor=_history_actor(record),
+            subject=f"{subject} ({action})",
+            detail=detail,
+            url_name=source.url_name,
+            object_id=record.id,
+        )
+    return result
 
 
 def audit_trail(
     *, kinds: Iterable[str], username: str | None = None, limit: int = 200
 ) -> list[AuditEntry]:
     """The latest `limit` audited actions of the given kinds, newest first."""
-
-    kinds = set(kinds)
-    entries: list[AuditEntry] = []
-    if "price" in kinds:
-        for model, url_name, related, subject, describe in (
-            (
-                PlanPrice,
-                "admin:plans_planprice_change",
-                ["plan"],
-                lambda r: f"{r.plan.name} price from {r.valid_from}",
-                lambda r: (
-                    f"base {format_cny(r.dau_base_fee)}, +{format_cny(r.dau_block_price)} per "
-                    f"{r.dau_block_size:,} DAU above {r.included_dau:,}, minimum deposit "
-                    f"{format_cny(r.minimum_deposit)}"
-                ),
-            ),
-            (
-                AddOnPrice,
-                "admin:plans_addonprice_change",
-                ["addon", "plan"],
-                lambda r: f"{r.addon.name} on {r.plan.name} from {r.valid_from}",
-                lambda r: f"{r.get_availability_display()} {format_cny(r.unit_price)}",
-            ),
-            (Plan, "admin:plans_plan_change", [], lambda r: f"Plan {r.name}", lambda r: r.code),
-            (AddOn, "admin:plans_addon_change", [], lambda r: f"Add-on {r.name}", lambda r: r.code),
-        ):
-            entries += _history_entries(
-                model,
-                kind="price",
-                url_name=url_name,
-                username=username,
-                limit=limit,
-                describe=describe,
-                subject=subject,
-                related=related,
-            )
-    ledger_kinds = [
-        kind
-        for code, kind in (
-            ("deposit", LedgerEntry.Kind.DEPOSIT),
-            ("adjustment", LedgerEntry.Kind.ADJUSTMENT),
-        )
-        if code in kinds
-    ]
-    if ledger_kinds:
-        ledger = LedgerEntry.objects.filter(kind__in=ledger_kinds).select_related(
-            "customer", "created_by"
-        )
-        if username:
-            ledger = ledger.filter(created_by__username=username)
-        for entry in ledger.order_by("-created_at", "-id")[:limit]:
-            what = entry.reference if entry.kind == LedgerEntry.Kind.DEPOSIT else entry.reason
-            entries.append(
-                AuditEntry(
-                    at=entry.created_at,
-                    kind="deposit" if entry.kind == LedgerEntry.Kind.DEPOSIT else "adjustment",
-                    username=_username(entry.created_by),
-                    subject=f"{entry.customer.name}: {format_cny(entry.amount)}",
-                    detail=what,
-                    url_name="admin:accounts_ledgerentry_change",
-                    object_id=entry.pk,
-                )
-            )
-    if "adjustment_request" in kinds:
-        entries += _history_entries(
-            AdjustmentRequest,
-            kind="adjustment_request",
-            url_name="admin:accounts_adjustmentrequest_change",
-            username=username,
-            limit=limit,
-            related=["customer"],
-            subject=lambda r: f"{r.customer.name}: {format_cny(r.amount)} adjustment",
-            describe=lambda r: f"proposed: {r.reason}",
-        )
-    if "issue" in kinds:
-        invoices = Invoice.objects.filter(issued_at__isnull=False).select_related("issued_by")
-        if username:
-            invoices = invoices.filter(issued_by__username=username)
-        for invoice in invoices.order_by("-issued_at", "-id")[:limit]:
-            entries.append(
-                AuditEntry(
-                    at=invoice.issued_at,
-                    kind="issue",
-                    username=_username(invoice.issued_by),
-                    subject=f"{invoice.number} {invoice.customer_name}",
-                    detail=f"{invoice.period:%Y-%m}, total {format_cny(invoice.total)}",
-                    url_name="admin:invoices_invoice_change",
-                    object_id=invoice.pk,
-                )
-            )
-    if "credit" in kinds:
-        notes = CreditNote.objects.select_related("created_by", "invoice")
-        if username:
-            notes = notes.filter(created_by__username=username)
-        for note in notes.order_by("-issued_at", "-id")[:limit]:
-            entries.append(
-                AuditEntry(
-                    at=note.issued_at,
-                    kind="credit",
-                    username=_username(note.created_by),
-                    subject=f"{note.number} for {note.invoice.number}: {format_cny(note.total)}",
-                    detail=note.reason,
-                    url_name="admin:invoices_creditnote_change",
-                    object_id=note.pk,
-                )
-            )
-    if "contract" in kinds:
-        entries += _history_entries(
-            DedicatedContract,
-            kind="contract",
-            url_name="admin:plans_dedicatedcontract_change",
-            username=username,
-            limit=limit,
-            related=["application"],
-            subject=lambda r: f"Contract {r.reference or r.id} for {r.application.app_key}",
-            describe=lambda r: (
-                f"{format_cny(r.monthly_fee)} / month from {r.first_day}"
-                + (f" to {r.last_day}" if r.last_day else "")
-            ),
-        )
-    if "run" in kinds:
-        runs = BillingRun.objects.select_related("created_by")
-        if username:
-            runs = runs.filter(created_by__username=username)
-        for run in runs.order_by("-created_at", "-id")[:limit]:
-            entries.append(
-                AuditEntry(
-                    at=run.created_at,
-                    kind="run",
-                    username=_username(run.created_by),
-                    subject=f"Billing run {run.period:%Y-%m}",
-                    detail=f"{run.get_status_display()}: {run.invoices_issued} issued, "
-                    f"{run.invoices_held} held, {run.accounts_failed} failed",
-                    url_name="admin:invoices_billingrun_change",
-                    object_id=run.pk,
-                )
-            )
-    entries.sort(key=lambda entry: entry.at, reverse=True)
-    return entries[:limit]
+    trail = AuditTrail(AuditFilters(kinds=frozenset(kinds), username=username or ""))
+    return trail[:limit]
 
 
 def held_invoices():

@@ -19,7 +19,6 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.paginator import Paginator
-from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
@@ -28,7 +27,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
-from accounts.models import Customer, DailyUsage
+from accounts.models import Customer
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.documents.fapiao import fapiao_request_live
@@ -43,7 +42,11 @@ from invoices.documents.pdf import (
 )
 from invoices.models import CreditNote, Invoice
 from invoices.portal.topup_form import top_up_context
-from invoices.selectors import customer_financials, estimate_current_month
+from invoices.selectors import (
+    customer_financials,
+    estimate_current_month,
+    usage_received_through,
+)
 from plans.rating.engine import RatingError
 
 PAGE_SIZE = 24
@@ -319,9 +322,7 @@ def estimate(request, customer):
         rated = estimate_current_month(customer=customer, today=today)
     except RatingError:
         rated = None
-    usage_through = DailyUsage.objects.filter(
-        application__customer=customer, day__gte=period.start, day__lte=period.end
-    ).aggregate(last=Max("day"))["last"]
+    usage_through = usage_received_through(customer=customer, period=period)
     following = period.next()
     return _render(
         request,

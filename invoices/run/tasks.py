@@ -10,6 +10,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from accounts.arrears import arrears_enforce
+from billingsite.audit import system_actor
 from billingsite.clock import Period, billing_date
 from invoices.mail.account_statement import monthly_statements_record
 from invoices.run.runs import billing_run_chunk_process, billing_run_for_period
@@ -26,7 +27,8 @@ def start_monthly_billing(now: str | None = None) -> int:
 
     moment = _moment(now)
     period = Period.containing(billing_date(moment)).previous()
-    run, _how = billing_run_for_period(period=period, now=moment)
+    with system_actor(f"billing run {period}"):
+        run, _how = billing_run_for_period(period=period, now=moment)
     return run.pk
 
 
@@ -47,20 +49,22 @@ def billing_run_chunk(
     run_id: int, customer_ids: list[int], period: str, now: str, chunk_number: int | None = None
 ) -> dict:
 
-    return billing_run_chunk_process(
-        run_id=run_id,
-        customer_ids=list(customer_ids),
-        period=Period.parse(period),
-        now=dt.datetime.fromisoformat(now),
-        chunk_number=chunk_number,
-    )
+    with system_actor(f"billing run {period}"):
+        return billing_run_chunk_process(
+            run_id=run_id,
+            customer_ids=list(customer_ids),
+            period=Period.parse(period),
+            now=dt.datetime.fromisoformat(now),
+            chunk_number=chunk_number,
+        )
 
 
 @shared_task(name="invoices.tasks.enforce_arrears")
 def enforce_arrears(now: str | None = None) -> dict:
     """Beat, daily: suspension warnings and suspensions for arrears."""
 
-    return arrears_enforce(now=_moment(now))
+    with system_actor("arrears check"):
+        return arrears_enforce(now=_moment(now))
 
 
 @shared_task(name="invoices.tasks.send_monthly_statements")
@@ -68,4 +72,5 @@ def send_monthly_statements(now: str | None = None) -> int | None:
     """Beat, every hour of the 2nd: the previous month's statements, once its run finished."""
     moment = _moment(now)
     period = Period.containing(billing_date(moment)).previous()
-    return monthly_statements_record(period=period, now=moment)
+    with system_actor("monthly statements"):
+        return monthly_statements_record(period=period, now=moment)

@@ -654,6 +654,16 @@ def test_estimate_prices_this_month_so_far(console, premium_app):
         12_000,
         "2026-10-03",
     )
+    assert (body["usage_received"], body["usage_through"]) == (True, "2026-10-09")
+
+
+def test_estimate_says_when_no_usage_has_arrived(console, premium_app):
+    # Usage of the month before does not count for this month.
+    usage(premium_app, dt.date(2026, 9, 30), dau=12_000)
+    body = console.get("/api/v1/customers/console-1/estimate/").json()
+    assert (body["usage_received"], body["usage_through"]) == (False, None)
+    # The field is added; the total is still what the engine prices (no DAU: the base fee).
+    assert body["total"] == "6000.00"
 
 
 # --- roles ---------------------------------------------------------------------------------

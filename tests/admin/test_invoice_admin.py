@@ -277,8 +277,8 @@ def test_export_selection_as_csv(client, auditor, month):
         reverse(CHANGELIST),
         {"action": "export_csv", "_selected_action": [month.issued.pk, month.held.pk]},
     )
-    assert response["Content-Type"] == "text/csv; charset=utf-8"
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert response["Content-Type"] == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert rows[0][:9] == [
         "number",
         "status",

@@ -171,6 +171,15 @@ def test_estimate_is_the_rating_engine_total_and_clearly_marked(today, alice, ac
     assert "Subtotal for Acme Chat ¥19,000.00" in page
 
 
+def test_estimate_without_usage_says_so_instead_of_a_total(today, alice, acme):
+    # Acme has October usage; none for November yet.
+    assert acme.applications.get(app_key="acme-chat").usage.filter(day__month=10).exists()
+    page = text_of(alice.get(reverse("portal:estimate")))
+    assert "No usage has arrived yet for this month" in page
+    assert "Estimated total for the month" not in page
+    assert "peak DAU 0" not in page and "Subtotal for" not in page
+
+
 def test_estimate_warns_about_high_volume(today, alice, acme):
     chat = acme.applications.get(app_key="acme-chat")
     usage(chat, dt.date(2026, 11, 4), 100, delivered_messages=2_500_000)
