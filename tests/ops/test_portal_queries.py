@@ -13,9 +13,9 @@ from tests.portal.factories import issued_invoice
 OCTOBER = Period(2026, 10)
 PAGES = ("/invoices/", "/invoices/{number}/", "/this-month/", "/balance/")
 # Session, user, the login's customer, then each page's own reads (a page of invoices, one
-# invoice with its lines and debit, the price book's version and the estimate's rating inputs,
-# the ledger page and balance).
-EXPECTED = {"/invoices/": 7, "/invoices/{number}/": 8, "/this-month/": 11, "/balance/": 14}
+# invoice with its lines, debit and fapiao request, the price book's version and the estimate's
+# rating inputs, the ledger page and balance).
+EXPECTED = {"/invoices/": 7, "/invoices/{number}/": 9, "/this-month/": 11, "/balance/": 14}
 
 
 def customer_with_history(months: int):
