@@ -28,6 +28,17 @@ class Customer(models.Model):
     tax_id = models.CharField(max_length=64, blank=True)
     contact_name = models.CharField(max_length=200, blank=True)
     contact_phone = models.CharField(max_length=64, blank=True)
+    # Defaults of the customer's fapiao requests (the buyer title is `name`, the tax id
+    # `tax_id`, the registered address `address`); a special VAT fapiao needs all of them.
+    fapiao_phone = models.CharField(
+        "registered phone (fapiao)", max_length=40, blank=True, default="", db_default=""
+    )
+    fapiao_bank = models.CharField(
+        "bank (fapiao)", max_length=200, blank=True, default="", db_default=""
+    )
+    fapiao_bank_account = models.CharField(
+        "bank account (fapiao)", max_length=64, blank=True, default="", db_default=""
+    )
     # Asia/Shanghai day the ledger balance went below zero; None while it is >= 0.
     # Derived from the ledger by the services, never typed in by hand.
     arrears_since = models.DateField(null=True, blank=True)

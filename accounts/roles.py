@@ -44,6 +44,7 @@ ALL_MODELS = {
         "addonchange",
         "dedicatedcontract",
         "discount",
+        "vatrate",
     ],
     "invoices": [
         "invoice",
@@ -53,6 +54,7 @@ ALL_MODELS = {
         "billingrun",
         "billingrunerror",
         "numbersequence",
+        "fapiaorequest",
     ],
     # The month-end and arrears schedule, so finance can see when jobs fire.
     "django_celery_beat": ["periodictask", "crontabschedule"],
@@ -93,6 +95,8 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("accounts", "change_application"),
         *BILLING_CONTACTS,
         *BANK_STATEMENTS,
+        # Record an issued fapiao or reject a request (the fapiao queue).
+        ("invoices", "change_fapiaorequest"),
     },
     FINANCE_MANAGER: _view_all()
     | {
@@ -113,6 +117,9 @@ ROLE_PERMISSIONS: dict[str, set[tuple[str, str]]] = {
         ("plans", "change_addon"),
         ("plans", "add_addonprice"),
         ("plans", "change_addonprice"),
+        ("plans", "add_vatrate"),
+        ("plans", "change_vatrate"),
+        ("invoices", "change_fapiaorequest"),
         ("plans", "add_planchange"),
         ("plans", "add_addonchange"),
         ("plans", "add_dedicatedcontract"),

@@ -153,6 +153,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 # Whitenoise warns about a missing root before the first `collectstatic`.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Uploaded files (fapiao PDFs/OFDs): private, never under a URL of the web server; only the
+# views that check who asks serve them (invoices.documents.fapiao.fapiao_file_response).
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Production (DEBUG=0) serves what `collectstatic` wrote: gzip-compressed files with the

@@ -1,6 +1,9 @@
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
@@ -13,6 +16,21 @@ MONEY = {
     "default_currency": "CNY",
     "currency_choices": [("CNY", "CNY")],
 }
+
+
+# A frozen VAT column: the split of a gross amount by plans.rating.tax (net + vat = gross, the
+# database checks it). NULL on documents frozen before VAT was recorded: they show gross only.
+def vat_amount_field(verbose_name: str) -> models.DecimalField:
+    return models.DecimalField(
+        verbose_name, max_digits=14, decimal_places=2, null=True, blank=True, editable=False
+    )
+
+
+def vat_rate_field() -> models.DecimalField:
+    # The rate of the price book the document was rated with (0.0600 = 6%).
+    return models.DecimalField(
+        "VAT rate", max_digits=5, decimal_places=4, null=True, blank=True, editable=False
+    )
 
 
 class ImmutableDocumentError(Exception):
@@ -144,7 +162,12 @@ class Invoice(models.Model):
     customer_address = models.TextField(blank=True)
     customer_tax_id = models.CharField(max_length=64, blank=True)
     customer_email = models.EmailField(blank=True)
+    # The gross: what the customer pays, the sum of the lines' amounts.
     total = MoneyField(**MONEY, default=0)
+    # Sums of the lines' net and VAT (net_total + vat_total = total); NULL before VAT.
+    net_total = vat_amount_field("net total")
+    vat_total = vat_amount_field("VAT total")
+    vat_rate = vat_rate_field()
     rated_at = models.DateTimeField()
     # Sum of the customer's applications' usage versions, read before the usage the lines were
     # rated from (None: rated before versions existed). Issuing a draft or held invoice checks
@@ -228,7 +251,12 @@ class InvoiceLine(models.Model):
     description = models.CharField(max_length=300)
     quantity = models.PositiveIntegerField()
     unit_price = MoneyField(**MONEY)
+    # The gross of the line (VAT included): what the customer pays for it.
     amount = MoneyField(**MONEY)
+    # net_amount + vat_amount = amount (plans.rating.tax); NULL on lines frozen before VAT.
+    net_amount = vat_amount_field("net amount")
+    vat_amount = vat_amount_field("VAT amount")
+    vat_rate = vat_rate_field()
     first_day = models.DateField()
     last_day = models.DateField()
     days = models.PositiveSmallIntegerField()
@@ -266,7 +294,11 @@ class CreditNote(models.Model):
     # From the CN series, gapless per year.
     number = models.CharField(max_length=32, unique=True)
     reason = models.TextField()
+    # Gross given back; net_total + vat_total = total (sums of the lines; NULL: invoice
+    # without VAT split).
     total = MoneyField(**MONEY)
+    net_total = vat_amount_field("net total")
+    vat_total = vat_amount_field("VAT total")
     issued_at = models.DateTimeField()
     issue_date = models.DateField()
     created_by = models.ForeignKey(
@@ -295,11 +327,109 @@ class CreditNoteLine(models.Model):
         InvoiceLine, on_delete=models.PROTECT, related_name="credit_lines"
     )
     description = models.CharField(max_length=300)
-    # Positive: how much of the invoice line this note gives back.
+    # Positive: how much of the invoice line this note gives back (gross).
     amount = MoneyField(**MONEY)
+    # The VAT given back in proportion (plans.rating.tax.credited_vat); net = amount - VAT.
+    net_amount = vat_amount_field("net amount")
+    vat_amount = vat_amount_field("VAT amount")
 
     class Meta:
         ordering = ["credit_note_id", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="credit_line_positive")
         ]
+
+
+def fapiao_upload_path(instance: "FapiaoRequest", filename: str) -> str:
+    # Never under a public URL: the file is served only by the views that check who asks
+    # (the invoice's customer, finance); the random part keeps names unguessable anyway.
+    suffix = filename.rsplit(".", 1)[-1].lower()
+    return f"fapiao/{instance.invoice_id}/{uuid.uuid4().hex}.{suffix}"
+
+
+class FapiaoRequest(models.Model):
+    """A customer's request for a fapiao (VAT invoice of the tax system) for one issued invoice,
+    and what finance did with it. Written only by invoices.documents.fapiao."""
+
+    class Kind(models.TextChoices):
+        ORDINARY = "ordinary", _("Ordinary VAT fapiao")
+        SPECIAL = "special", _("Special VAT fapiao")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        ISSUED = "issued", _("Issued")
+        REJECTED = "rejected", _("Rejected")
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="fapiao_requests")
+    # The invoice's customer (copied so every read is filtered by customer in one place).
+    customer = models.ForeignKey(
+        "accounts.Customer", on_delete=models.PROTECT, related_name="fapiao_requests"
+    )
+    kind = models.CharField(_("fapiao type"), max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    buyer_title = models.CharField(_("buyer title"), max_length=200)
+    # Unified social credit code (18 characters, check character verified).
+    buyer_tax_id = models.CharField(_("tax ID"), max_length=18)
+    # Required for the special type, optional for the ordinary one.
+    buyer_address = models.CharField(_("registered address"), max_length=300, blank=True)
+    buyer_phone = models.CharField(_("phone"), max_length=40, blank=True)
+    buyer_bank = models.CharField(_("bank"), max_length=200, blank=True)
+    buyer_account = models.CharField(_("bank account"), max_length=64, blank=True)
+    requested_at = models.DateTimeField()
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Recorded by finance once the tax system issued it.
+    fapiao_number = models.CharField(_("fapiao number"), max_length=20, blank=True)
+    fapiao_code = models.CharField(_("fapiao code"), max_length=20, blank=True)
+    fapiao_date = models.DateField(_("fapiao date"), null=True, blank=True)
+    fapiao_amount = models.DecimalField(
+        _("fapiao amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    file = models.FileField(upload_to=fapiao_upload_path, blank=True, max_length=200)
+    rejection_reason = models.TextField(_("rejection reason"), blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Set when a credit note is issued on the invoice after its fapiao was issued: finance must
+    # issue a red-letter fapiao in the tax system.
+    red_letter_needed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["status", "requested_at", "id"]
+        verbose_name = _("fapiao request")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=~Q(status="rejected"),
+                name="one_live_fapiao_request_per_invoice",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="issued")
+                | (
+                    ~Q(fapiao_number="")
+                    & Q(fapiao_date__isnull=False)
+                    & Q(fapiao_amount__isnull=False)
+                    & ~Q(file="")
+                ),
+                name="issued_fapiao_recorded",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="rejected") | ~Q(rejection_reason=""),
+                name="rejected_fapiao_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="special")
+                | (
+                    ~Q(buyer_address="")
+                    & ~Q(buyer_phone="")
+                    & ~Q(buyer_bank="")
+                    & ~Q(buyer_account="")
+                ),
+                name="special_fapiao_has_bank_details",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Fapiao request {self.pk} for {self.invoice}"

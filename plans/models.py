@@ -178,6 +178,42 @@ class AddOnPrice(models.Model):
         return f"{self.addon.code} on {self.plan.code} from {self.valid_from}"
 
 
+class VatRate(models.Model):
+    """Whether the price book's prices include VAT and at which rate, from `valid_from` on:
+    dated like prices (a change is a new row from a future month; a row in force never
+    changes, the database refuses it). The row valid on a period's 1st taxes the whole period
+    (plans.rating.tax). Migration plans/0007 records the default: prices include 6%."""
+
+    valid_from = models.DateField(unique=True, validators=[validate_first_of_month])
+    # 0.0600 = 6%; 0 <= rate < 1 (the database refuses anything else).
+    rate = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("0.9999"))],
+        help_text="VAT rate as a fraction: 0.0600 = 6%.",
+    )
+    prices_include_vat = models.BooleanField(
+        default=True, help_text="The price book's prices are gross (VAT included)."
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-valid_from"]
+        verbose_name = "VAT rate"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate__gte=0) & Q(rate__lt=1), name="vat_rate_from_zero_below_one"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        included = "included" if self.prices_include_vat else "excluded"
+        return f"VAT {self.rate:%} ({included}) from {self.valid_from}"
+
+
 class PlanChange(models.Model):
     """One plan decision for an application, effective on a day (Asia/Shanghai).
 

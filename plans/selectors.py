@@ -16,7 +16,7 @@ from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
 from billingsite.queries import any_of
-from plans.models import AddOn, AddOnPrice, Discount, Plan, PlanPrice
+from plans.models import AddOn, AddOnPrice, Discount, Plan, PlanPrice, VatRate
 from plans.rating.engine import (
     AddOnPriceTerms,
     AddOnSegment,
@@ -28,6 +28,7 @@ from plans.rating.engine import (
     PlanTerms,
     PriceBook,
 )
+from plans.rating.tax import DEFAULT_VAT, VatTerms
 from plans.timeline import (
     addon_history,
     clip,
@@ -37,7 +38,7 @@ from plans.timeline import (
 )
 
 
-def price_in_force(*, price: PlanPrice | AddOnPrice | None, today: dt.date) -> bool:
+def price_in_force(*, price: PlanPrice | AddOnPrice | VatRate | None, today: dt.date) -> bool:
     """A saved dated price whose month has started (valid_from <= today) may have billed a
     month: it is never changed (the database refuses it too); a new price is a new row."""
     return price is not None and price.pk is not None and price.valid_from <= today
@@ -87,7 +88,20 @@ def price_book_for_period(*, period: Period) -> PriceBook:
             addon_prices[key] = AddOnPriceTerms(
                 addon_price.availability, as_decimal(addon_price.unit_price)
             )
-    return PriceBook(plans=plan_terms, addons=addon_terms, addon_prices=addon_prices)
+    return PriceBook(
+        plans=plan_terms,
+        addons=addon_terms,
+        addon_prices=addon_prices,
+        vat=vat_terms_for_period(period=period),
+    )
+
+
+def vat_terms_for_period(*, period: Period) -> VatTerms:
+    """The VAT terms valid on the period's first day (DEFAULT_VAT before any VatRate row)."""
+    row = VatRate.objects.filter(valid_from__lte=period.start).order_by("-valid_from").first()
+    if row is None:
+        return DEFAULT_VAT
+    return VatTerms(rate=row.rate, prices_include_vat=row.prices_include_vat)
 
 
 @dataclass(frozen=True)

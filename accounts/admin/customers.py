@@ -280,6 +280,14 @@ class CustomerAdmin(
             },
         ),
         ("Invoice details", {"fields": ["address", "tax_id"]}),
+        (
+            "Fapiao details",
+            {
+                "fields": ["fapiao_phone", "fapiao_bank", "fapiao_bank_account"],
+                "description": "Defaults of the customer's fapiao requests (with the name, "
+                "tax ID and address above); a special VAT fapiao needs all of them.",
+            },
+        ),
         ("Contact", {"fields": ["contact_name", "contact_phone"]}),
         (
             "Communications",

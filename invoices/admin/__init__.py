@@ -2,4 +2,4 @@
 autodiscovery imports this package, which registers the ModelAdmins of its modules and the
 finance site's index figures and audit page (`site_pages`)."""
 
-from invoices.admin import billing, site_pages  # noqa: F401
+from invoices.admin import billing, fapiao, site_pages  # noqa: F401

@@ -69,6 +69,11 @@ def invoice_rows(
         "customer_email": customer.billing_email,
         "total_currency": CURRENCY,
         "total": rated.total,
+        # Sums of the lines' splits (plans.rating.tax, applied by the engine); the database
+        # checks net_total + vat_total = total.
+        "net_total": rated.net_total,
+        "vat_total": rated.vat_total,
+        "vat_rate": _one_rate(rated),
         "rated_at": now,
         "rated_usage_version": usage_version[1] if usage_version is not None else None,
         "issued_at": None,
@@ -92,6 +97,9 @@ def invoice_rows(
             "unit_price": line.unit_price,
             "amount_currency": CURRENCY,
             "amount": line.amount,
+            "net_amount": line.net_amount,
+            "vat_amount": line.vat_amount,
+            "vat_rate": line.vat_rate,
             "first_day": line.first_day,
             "last_day": line.last_day,
             "days": line.days,
@@ -104,6 +112,13 @@ def invoice_rows(
         for position, line in enumerate(rated.lines, start=1)
     ]
     return invoice, lines
+
+
+def _one_rate(rated: RatedAccount) -> Decimal | None:
+    """The VAT rate of the invoice: one price book rates a period, so every line has the
+    same; None for an invoice without lines or without a split."""
+    rates = {line.vat_rate for line in rated.lines}
+    return rates.pop() if len(rates) == 1 else None
 
 
 def stored_invoice_row(invoice: Invoice) -> dict:

@@ -30,6 +30,7 @@ from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.services import MAX_REASON_LENGTH, ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
+from invoices.documents.fapiao import fapiao_red_letter_flag
 from invoices.documents.invoiced_months import invoice_kept, invoiced_month_forget
 from invoices.documents.issuing import invoice_issue_write, invoice_rows, stored_invoice_row
 from invoices.documents.limits import InvoiceTooLarge, invoice_size_problem
@@ -45,6 +46,7 @@ from invoices.models import (
 from invoices.run import statements
 from plans.batch_rating import customers_rate
 from plans.rating.engine import PriceBook, RatedAccount
+from plans.rating.tax import credited_vat
 
 ZERO = Decimal("0.00")
 
@@ -511,6 +513,30 @@ def _credit_amount(value: object, line_id: int) -> Decimal:
     return value
 
 
+def _credited_vat_by_line(
+    *,
+    lines: dict[int, InvoiceLine],
+    credited: dict[int, Decimal],
+    amounts: dict[int, Decimal],
+    invoice: Invoice,
+) -> dict[int, Decimal] | None:
+    """The VAT each credited line gives back, in proportion to the gross
+    (`plans.rating.tax.credited_vat`: cumulative rounding, so a line credited in full gives
+    back exactly its VAT). None when the invoice was issued without a VAT split (before VAT
+    was recorded): its credit notes are gross only too."""
+    if invoice.vat_total is None:
+        return None
+    return {
+        line_id: credited_vat(
+            line_gross=as_decimal(lines[line_id].amount),
+            line_vat=lines[line_id].vat_amount,
+            credited_before=credited.get(line_id, ZERO),
+            credited_now=amount,
+        )
+        for line_id, amount in amounts.items()
+    }
+
+
 def credited_by_line(*, invoice: Invoice) -> dict[int, Decimal]:
     """How much of each line earlier credit notes gave back."""
     rows = (
@@ -616,6 +642,10 @@ def credit_note_create(
                 f"{sum(credited.values(), ZERO):.2f})",
                 "line_amounts",
             )
+        vat_by_line = _credited_vat_by_line(
+            lines=lines, credited=credited, amounts=amounts, invoice=current
+        )
+        vat_total = None if vat_by_line is None else sum(vat_by_line.values(), ZERO)
         note = CreditNote.objects.create(
             invoice=current,
             customer=customer,
@@ -623,6 +653,8 @@ def credit_note_create(
             reason=reason,
             # (django-stubs types djmoney's MoneyField as its DecimalField base)
             total=Money(total, CURRENCY),  # type: ignore[misc]
+            net_total=None if vat_total is None else total - vat_total,
+            vat_total=vat_total,
             issued_at=now,
             issue_date=billing_date(now),
             created_by=created_by,
@@ -635,6 +667,8 @@ def credit_note_create(
                     invoice_line_id=line_id,
                     description=(f"{lines[line_id].app_key} {lines[line_id].description}")[:300],
                     amount=Money(amount, CURRENCY),  # type: ignore[misc]  # (as above)
+                    net_amount=None if vat_by_line is None else amount - vat_by_line[line_id],
+                    vat_amount=None if vat_by_line is None else vat_by_line[line_id],
                 )
                 for line_id, amount in sorted(amounts.items())
             ]
@@ -645,6 +679,7 @@ def credit_note_create(
         )
         current.save(update_fields=["status", "updated_at"])
         invoice_kept(current)
+        fapiao_red_letter_flag(invoice=current, now=now)
         ledger_record(
             customer=customer,
             kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,

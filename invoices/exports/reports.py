@@ -31,6 +31,7 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 | 1121 | Alipay clearing                | Alipay top-up deposits (debit)                    |
 | 1122 | WeChat Pay clearing            | WeChat Pay top-up deposits (debit)                |
 | 2200 | Customer prepaid balance       | liability: money customers prepaid                |
+| 2221 | Output VAT payable             | liability: the VAT of invoices (应交税费-销项税额) |
 | 4010 | Revenue: DAU fees              | invoice lines of category `dau_fee`               |
 | 4020 | Revenue: Value-added services  | `value_added`                                     |
 | 4030 | Revenue: Storage               | `storage`                                         |
@@ -42,9 +43,12 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 | 6900 | Balance adjustments            | manual adjustments of a prepaid balance           |
 
 Postings (each document balances: its debits equal its credits):
-- invoice: debit 2200 with the total; credit 4010-4070 with the sum of its lines per category;
-  debit 4090 with its contracted discounts (negative lines).
-- credit note: the reverse: debit 4010-4070 per category of the credited lines; credit 2200.
+- invoice: debit 2200 with the total (gross); credit 4010-4070 with the net of its lines per
+  category and 2221 with their VAT; debit 4090 with the net of its contracted discounts
+  (negative lines). Invoices issued before VAT was recorded (no split) credit revenue with the
+  gross and post no VAT.
+- credit note: the reverse: debit 4010-4070 per category with the net of the credited lines and
+  2221 with the VAT they give back; credit 2200.
 - deposit: debit the clearing account of its method (`LedgerEntry.method`: bank transfer 1100,
   Alipay 1121, WeChat Pay 1122; deposits recorded before methods existed were bank transfers) /
   credit 2200. Deposit rows carry `payment_method` and `payment_reference` (the bank reference
@@ -279,6 +283,7 @@ CLEARING_ACCOUNTS: dict[str, Account] = {
     LedgerEntry.Method.WECHAT_PAY: Account("1122", "WeChat Pay clearing"),
 }
 PREPAID_BALANCE = Account("2200", "Customer prepaid balance")
+OUTPUT_VAT = Account("2221", "Output VAT payable")
 BALANCE_ADJUSTMENTS = Account("6900", "Balance adjustments")
 REVENUE_ACCOUNTS: dict[str, Account] = {
     InvoiceLine.Category.DAU_FEE: Account("4010", "Revenue: DAU fees"),
@@ -411,7 +416,12 @@ def _revenue_by_document(
     order. Invoices and credit notes split into revenue the same way, on opposite sides."""
     for _, group in itertools.groupby(rows, key=lambda row: row[document_key]):
         parts = sorted(group, key=lambda row: CATEGORY_ORDER.get(row["category"], 99))
-        yield parts[0], [(REVENUE_ACCOUNTS[p["category"]], p["amount"]) for p in parts]
+        # Revenue is the net; the VAT is owed to the tax office (NULL: issued before VAT).
+        vat = sum((p["vat"] or ZERO for p in parts), ZERO)
+        revenue = [
+            (REVENUE_ACCOUNTS[p["category"]], p["amount"] - (p["vat"] or ZERO)) for p in parts
+        ]
+        yield parts[0], revenue + ([(OUTPUT_VAT, vat)] if vat else [])
 
 
 def _invoice_postings(period: Period, basis: str) -> Iterator[JournalRow]:
@@ -432,7 +442,7 @@ def _invoice_postings(period: Period, basis: str) -> Iterator[JournalRow]:
             "invoice__customer__external_id",
             "category",
         )
-        .annotate(amount=Sum("amount"))
+        .annotate(amount=Sum("amount"), vat=Sum("vat_amount"))
         .order_by("invoice__issue_date", "invoice__number", "invoice_id", "category")
         .iterator(chunk_size=CHUNK_SIZE)
     )
@@ -468,7 +478,7 @@ def _credit_note_postings(period: Period) -> Iterator[JournalRow]:
             "credit_note__customer__external_id",
             category=F("invoice_line__category"),
         )
-        .annotate(amount=Sum("amount"))
+        .annotate(amount=Sum("amount"), vat=Sum("vat_amount"))
         .order_by("credit_note__issue_date", "credit_note__number", "credit_note_id", "category")
         .iterator(chunk_size=CHUNK_SIZE)
     )

@@ -54,6 +54,20 @@ AMOUNT_SCHEMA = {
     "example": "6000.00",
     "description": "Amount in `currency`, two decimals.",
 }
+RATE_SCHEMA = {
+    "type": "string",
+    "nullable": True,
+    "pattern": r"^0\.\d{4}$",
+    "example": "0.0600",
+    "description": "VAT rate as a fraction, four decimals (0.0600 = 6%); null on documents "
+    "issued before VAT was recorded.",
+}
+VAT_AMOUNT_SCHEMA = {
+    **AMOUNT_SCHEMA,
+    "nullable": True,
+    "description": "Amount in `currency`, two decimals; null on documents issued before VAT "
+    "was recorded (their amounts are gross, VAT included).",
+}
 PERIOD_SCHEMA = {"type": "string", "pattern": r"^\d{4}-\d{2}$", "example": "2026-10"}
 CURRENCY_SCHEMA = {"type": "string", "enum": [CURRENCY], "example": CURRENCY}
 
@@ -63,6 +77,10 @@ CURRENCY_SCHEMA = {"type": "string", "enum": [CURRENCY], "example": CURRENCY}
 
 def amount_text(value: Money | Decimal | None) -> str | None:
     return None if value is None else format_amount(value)
+
+
+def rate_text(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.4f}"
 
 
 def timestamp_text(value: dt.datetime | None) -> str | None:
@@ -127,6 +145,20 @@ class AmountField(ExportField):
     csv_write = staticmethod(_cached(amount_text))
 
 
+@extend_schema_field(VAT_AMOUNT_SCHEMA)
+class VatAmountField(ExportField):
+    """A net or VAT amount: null before VAT was recorded (plans.rating.tax)."""
+
+    format = staticmethod(amount_text)
+    csv_write = staticmethod(_cached(amount_text))
+
+
+@extend_schema_field(RATE_SCHEMA)
+class RateField(ExportField):
+    format = staticmethod(rate_text)
+    csv_write = staticmethod(_cached(rate_text))
+
+
 @extend_schema_field(PERIOD_SCHEMA)
 class PeriodField(ExportField):
     format = staticmethod(period_text)
@@ -175,7 +207,10 @@ class ShanghaiDateTimeField(serializers.DateTimeField):
 
 class InvoiceLineExportSerializer(serializers.ModelSerializer):
     unit_price = AmountField()
-    amount = AmountField()
+    amount = AmountField(help_text="Gross (VAT included): net_amount + vat_amount.")
+    net_amount = VatAmountField()
+    vat_amount = VatAmountField()
+    vat_rate = RateField()
 
     csv_names: ClassVar[dict[str, str]] = {"id": "line_id", "position": "line_position"}
 
@@ -201,6 +236,10 @@ class InvoiceLineExportSerializer(serializers.ModelSerializer):
             "peak_dau",
             "peak_day",
             "explanation",
+            # Added by issue 17 (VAT), after the columns that were.
+            "net_amount",
+            "vat_amount",
+            "vat_rate",
         ]
         read_only_fields = fields
 
@@ -211,8 +250,11 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
     issued_at = ShanghaiDateTimeField(read_only=True)
     updated_at = ShanghaiDateTimeField(read_only=True)
     currency = CurrencyField()
-    total = AmountField()
+    total = AmountField(help_text="Gross (VAT included): net_total + vat_total.")
     credited_total = AmountField(help_text="Sum of the credit notes against this invoice.")
+    net_total = VatAmountField()
+    vat_total = VatAmountField()
+    vat_rate = RateField()
     status = serializers.ChoiceField(
         choices=[(s.value, s.label) for s in Invoice.Status if s in Invoice.ISSUED_STATES],
         read_only=True,
@@ -224,9 +266,14 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
         "number": "invoice_number",
         "total": "invoice_total",
         "credited_total": "invoice_credited_total",
+        "net_total": "invoice_net_total",
+        "vat_total": "invoice_vat_total",
+        "vat_rate": "invoice_vat_rate",
     }
     # The CSV reads lines; the credited total is annotated on them under this name.
     csv_sources: ClassVar[dict[str, str]] = {"credited_total": "invoice_credited_total"}
+    # Added by issue 17 (VAT): last in the CSV, after the line's columns.
+    csv_after_lines: ClassVar[tuple[str, ...]] = ("net_total", "vat_total", "vat_rate")
 
     class Meta:
         model = Invoice
@@ -247,6 +294,9 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
             "total",
             "credited_total",
             "updated_at",
+            "net_total",
+            "vat_total",
+            "vat_rate",
             "lines",
         ]
         read_only_fields = fields
@@ -262,7 +312,9 @@ class CreditNoteLineExportSerializer(serializers.ModelSerializer):
     category = serializers.ChoiceField(
         source="invoice_line.category", choices=InvoiceLine.Category.choices, read_only=True
     )
-    amount = AmountField()
+    amount = AmountField(help_text="Gross given back: net_amount + vat_amount.")
+    net_amount = VatAmountField()
+    vat_amount = VatAmountField()
 
     csv_names: ClassVar[dict[str, str]] = {"id": "line_id"}
 
@@ -277,6 +329,8 @@ class CreditNoteLineExportSerializer(serializers.ModelSerializer):
             "category",
             "description",
             "amount",
+            "net_amount",
+            "vat_amount",
         ]
         read_only_fields = fields
 
@@ -294,14 +348,20 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
     )
     issued_at = ShanghaiDateTimeField(read_only=True)
     currency = CurrencyField()
-    total = AmountField()
+    total = AmountField(help_text="Gross given back: net_total + vat_total.")
+    net_total = VatAmountField()
+    vat_total = VatAmountField()
     lines = CreditNoteLineExportSerializer(many=True, read_only=True)
 
     csv_names: ClassVar[dict[str, str]] = {
         "id": "credit_note_id",
         "number": "credit_note_number",
         "total": "credit_note_total",
+        "net_total": "credit_note_net_total",
+        "vat_total": "credit_note_vat_total",
     }
+    # Added by issue 17 (VAT): last in the CSV, after the line's columns.
+    csv_after_lines: ClassVar[tuple[str, ...]] = ("net_total", "vat_total")
 
     class Meta:
         model = CreditNote
@@ -319,6 +379,8 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
             "issued_at",
             "currency",
             "total",
+            "net_total",
+            "vat_total",
             "lines",
         ]
         read_only_fields = fields
@@ -541,6 +603,8 @@ class Column:
     write: Callable[[Any], Any] = _plain
     # The JSON field it holds (the same name unless the serializer's csv_names renames it).
     key: str = ""
+    # A column of the document on a line export (read through the line).
+    of_document: bool = False
 
 
 def _csv_write(field: serializers.Field) -> Callable[[Any], Any]:
@@ -561,7 +625,9 @@ def _csv_write(field: serializers.Field) -> Callable[[Any], Any]:
 _date = _cached(date_text)
 
 
-def _field_columns(serializer: serializers.Serializer, *, prefix: str = "") -> list[Column]:
+def _field_columns(
+    serializer: serializers.Serializer, *, prefix: str = "", of_document: bool = False
+) -> list[Column]:
     csv_names = getattr(serializer, "csv_names", {})
     csv_sources = getattr(serializer, "csv_sources", {})
     columns = []
@@ -574,7 +640,15 @@ def _field_columns(serializer: serializers.Serializer, *, prefix: str = "") -> l
             source = None
         else:
             source = prefix + field.source.replace(".", "__")
-        columns.append(Column(csv_names.get(name, name), source, _csv_write(field), key=name))
+        columns.append(
+            Column(
+                csv_names.get(name, name),
+                source,
+                _csv_write(field),
+                key=name,
+                of_document=of_document,
+            )
+        )
     return columns
 
 
@@ -585,8 +659,14 @@ def csv_columns(serializer_class, *, lines_of: str | None = None) -> list[Column
     serializer = serializer_class()
     if lines_of is None:
         return _field_columns(serializer)
-    return _field_columns(serializer, prefix=f"{lines_of}__") + _field_columns(
-        serializer.fields["lines"].child
+    document = _field_columns(serializer, prefix=f"{lines_of}__", of_document=True)
+    # Document columns added after the format was published go last, after the line's, so
+    # every column that was keeps its position (accounting imports read by position).
+    after = set(getattr(serializer_class, "csv_after_lines", ()))
+    return (
+        [column for column in document if column.key not in after]
+        + _field_columns(serializer.fields["lines"].child)
+        + [column for column in document if column.key in after]
     )
 
 
@@ -641,7 +721,9 @@ def example_csv_rows(
     schema's CSV example is the JSON example through the same columns."""
 
     def cells(values: dict, part: list[Column]) -> list:
-        return ["" if values[c.key] is None else values[c.key] for c in part]
+        return [
+            "" if (v := (example if c.of_document else values)[c.key]) is None else v for c in part
+        ]
 
     if not document_columns:
         return [cells(example, columns)]

@@ -335,6 +335,9 @@ INVOICE_EXAMPLE = {
     "total": "9600.00",
     "credited_total": "1200.00",
     "updated_at": "2026-11-20T10:15:00+08:00",
+    "net_total": "9056.61",
+    "vat_total": "543.39",
+    "vat_rate": "0.0600",
     "lines": [
         {
             "id": 301,
@@ -356,6 +359,9 @@ INVOICE_EXAMPLE = {
             "peak_dau": 5000,
             "peak_day": "2026-10-17",
             "explanation": "peak DAU 5,000 on 2026-10-17 <= 10,000: base fee 6,000.00",
+            "net_amount": "5660.38",
+            "vat_amount": "339.62",
+            "vat_rate": "0.0600",
         },
         {
             "id": 302,
@@ -377,6 +383,9 @@ INVOICE_EXAMPLE = {
             "peak_dau": None,
             "peak_day": None,
             "explanation": "2 x 1,200.00",
+            "net_amount": "2264.15",
+            "vat_amount": "135.85",
+            "vat_rate": "0.0600",
         },
     ],
 }
@@ -396,6 +405,8 @@ CREDIT_NOTE_EXAMPLE = {
     "issued_at": "2026-11-20T10:15:00+08:00",
     "currency": "CNY",
     "total": "1200.00",
+    "net_total": "1132.07",
+    "vat_total": "67.93",
     "lines": [
         {
             "id": 5,
@@ -406,6 +417,8 @@ CREDIT_NOTE_EXAMPLE = {
             "category": "sensitive_words",
             "description": "Sensitive words: 2 extra packs",
             "amount": "1200.00",
+            "net_amount": "1132.07",
+            "vat_amount": "67.93",
         }
     ],
 }

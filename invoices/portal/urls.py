@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from invoices.portal import contacts, topup, views
+from invoices.portal import contacts, fapiao, topup, views
 
 app_name = "portal"
 
@@ -12,6 +12,12 @@ urlpatterns = [
     path("invoices/", views.invoice_list, name="invoice-list"),
     path("invoices/<str:number>/", views.invoice_detail, name="invoice-detail"),
     path("invoices/<str:number>/pdf/", views.invoice_pdf, name="invoice-pdf"),
+    path("invoices/<str:number>/fapiao/", fapiao.fapiao_request, name="fapiao-request"),
+    path(
+        "invoices/<str:number>/fapiao/<int:request_id>/file/",
+        fapiao.fapiao_file,
+        name="fapiao-file",
+    ),
     path("credit-notes/<str:number>/", views.credit_note_detail, name="credit-note-detail"),
     path("credit-notes/<str:number>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
     path("balance/", views.balance, name="balance"),

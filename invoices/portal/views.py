@@ -34,6 +34,7 @@ from accounts.payments.how_to_pay import how_to_pay
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.charts import balance_history_chart, usage_charts_for_lines
+from invoices.documents.fapiao import fapiao_request_live
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
     credit_note_pdf_filename,
@@ -233,6 +234,7 @@ def invoice_detail(request, customer, number: str):
             "debit": debit,
             "balance_after_debit": ledger_balance_in_statement(entry=debit) if debit else None,
             "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
+            "fapiao": fapiao_request_live(invoice=invoice),
         },
         nav="invoices",
     )

@@ -79,3 +79,12 @@ def list_totals(cl) -> dict | None:
         "total": total if total is not None else Decimal("0.00"),
         "count": cl.result_count,
     }
+
+
+@register.filter
+def vat_percent(value) -> str:
+    """A VAT rate as a percentage: Decimal("0.0600") -> "6%", Decimal("0.0550") -> "5.5%"."""
+    if not isinstance(value, Decimal):
+        return ""
+    percent = (value * 100).normalize()
+    return f"{percent:f}%"

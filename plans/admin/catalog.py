@@ -35,6 +35,7 @@ from plans.models import (
     Plan,
     PlanChange,
     PlanPrice,
+    VatRate,
 )
 from plans.selectors import price_in_force
 from plans.services import SubscriptionError, discount_add, discount_check
@@ -575,3 +576,15 @@ class DiscountAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
         if discount.percent is not None:
             return f"{discount.percent.normalize():f}%"
         return _("%(amount)s a month") % {"amount": format_cny(discount.amount_off)}
+
+
+@admin.register(VatRate)
+class VatRateAdmin(DatedPriceAdmin):
+    """VAT is dated like prices: a change is a row from the 1st of a future month."""
+
+    list_display = ["valid_from", "rate_percent", "prices_include_vat", "note"]
+    fields = ["valid_from", "rate", "prices_include_vat", "note", "created_at"]
+
+    @admin.display(description="Rate", ordering="rate")
+    def rate_percent(self, row):
+        return f"{row.rate * 100:.2f}%"

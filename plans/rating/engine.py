@@ -7,6 +7,7 @@ rounded half-up to 0.01 once and a total is the sum of rounded lines.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -14,6 +15,7 @@ from typing import Any
 
 from billingsite.money import round_money
 from plans.rating.messages import Message, names, render
+from plans.rating.tax import DEFAULT_VAT, VatTerms, vat_split
 
 ZERO = Decimal("0.00")
 
@@ -69,6 +71,8 @@ class PriceBook:
     plans: dict[str, PlanTerms]
     addons: dict[str, AddOnTerms]
     addon_prices: dict[tuple[str, str], AddOnPriceTerms]  # (addon_code, plan_code)
+    # Whether these prices include VAT, and its rate (plans.VatRate valid in the period).
+    vat: VatTerms = DEFAULT_VAT
 
     def plan(self, code: str) -> PlanTerms:
         try:
@@ -187,6 +191,11 @@ class PricedLine:
     explanation_parts: tuple[Message, ...] = ()
     # Placeholder -> name in each language ("plan" always; "addon" and "unit" on add-ons).
     names: dict[str, dict[str, str]] | None = None
+    # `amount` is the gross (what the customer pays); net + vat = amount (plans.rating.tax).
+    # None on a line not priced by `rate_application` (no VAT terms applied).
+    net_amount: Decimal | None = None
+    vat_amount: Decimal | None = None
+    vat_rate: Decimal | None = None
 
     @property
     def messages(self) -> dict[str, Any] | None:
@@ -236,6 +245,16 @@ class RatedAccount:
     total: Decimal = ZERO
     hold_reasons: tuple[str, ...] = ()
 
+    @property
+    def net_total(self) -> Decimal | None:
+        """Sum of the lines' net amounts (None when a line has no VAT split)."""
+        return _sum_or_none([line.net_amount for line in self.lines])
+
+    @property
+    def vat_total(self) -> Decimal | None:
+        """Sum of the lines' VAT (None when a line has no VAT split)."""
+        return _sum_or_none([line.vat_amount for line in self.lines])
+
     @classmethod
     def of(cls, applications: list[RatedApplication]) -> RatedAccount:
         lines = tuple(line for app in applications for line in app.lines)
@@ -245,6 +264,27 @@ class RatedAccount:
             total=sum((line.amount for line in lines), ZERO),
             hold_reasons=tuple(app.hold_reason for app in applications if app.hold_reason),
         )
+
+
+def _sum_or_none(amounts: list[Decimal | None]) -> Decimal | None:
+    total = ZERO
+    for amount in amounts:
+        if amount is None:
+            return None
+        total += amount
+    return total
+
+
+def taxed(line: PricedLine, terms: VatTerms) -> PricedLine:
+    """`line` with its net, VAT and gross (its amount) by the one rule of plans.rating.tax."""
+    split = vat_split(price=line.amount, terms=terms)
+    return dataclasses.replace(
+        line,
+        amount=split.gross,
+        net_amount=split.net,
+        vat_amount=split.vat,
+        vat_rate=terms.rate,
+    )
 
 
 def money_text(amount: Decimal) -> str:
@@ -681,6 +721,7 @@ def rate_application(*, book: PriceBook, app: ApplicationInput) -> RatedApplicat
                 lines.append(_addon_line(app, book, plan, addon_segment, *overlap))
     if plans:
         lines += _discount_lines(app, lines, plans, segments)
+    lines = [taxed(line, book.vat) for line in lines]
     total = sum((line.amount for line in lines), ZERO)
     return RatedApplication(
         app_key=app.app_key,
@@ -723,10 +764,16 @@ def _share_out(
             )
             if left < wanted:
                 parts.append(Message("discount_rest", {"amount": money_text(left)}))
-            line = _discount_line(app, discount, plan, wanted=left, left=rating.total, parts=parts)
+            # Discounts are worked out before VAT, against the application's net charges.
+            net_total = sum(
+                (ln.amount if ln.net_amount is None else ln.net_amount for ln in rating.lines),
+                ZERO,
+            )
+            line = _discount_line(app, discount, plan, wanted=left, left=net_total, parts=parts)
             if line is None:
                 continue
             left += line.amount
+            line = taxed(line, book.vat)
             result[index] = replace(
                 rating, lines=(*rating.lines, line), total=rating.total + line.amount
             )

@@ -19,6 +19,7 @@ from accounts.models import Customer, LedgerEntry
 from billingsite.clock import BILLING_TZ, Period
 from invoices.documents.invoiced_months import invoice_kept
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from plans.rating.tax import VatTerms, credited_vat, vat_split
 from tests.factories import CustomerFactory
 
 # The October 2026 run: 00:00 on 2 November, Asia/Shanghai.
@@ -71,12 +72,18 @@ def issued_invoice(
     issued_at: dt.datetime = ISSUED_AT,
     number: str | None = None,
     status: str = Invoice.Status.ISSUED,
+    vat: VatTerms | None = None,
 ) -> Invoice:
     """An invoice in an issued state (or draft/held: then it has no number), with its lines.
-    Its total is the sum of the lines, as the billing service makes it."""
+    Its total is the sum of the lines, as the billing service makes it; each line's net and
+    VAT split by `vat` (None: an invoice issued before VAT, gross only)."""
     customer = customer or CustomerFactory()
     issued = status in Invoice.ISSUED_STATES
     total = sum((Decimal(line.amount) for line in lines), Decimal("0.00"))
+    splits = [
+        None if vat is None else vat_split(price=Decimal(line.amount), terms=vat) for line in lines
+    ]
+    vat_total = None if vat is None else sum((split.vat for split in splits), Decimal("0.00"))
     # Written as a draft with its lines, then issued: the database adds no line to an issued
     # invoice.
     invoice = Invoice.objects.create(
@@ -90,6 +97,9 @@ def issued_invoice(
         customer_tax_id=customer.tax_id,
         customer_email=customer.billing_email,
         total=cny(total),
+        net_total=None if vat_total is None else total - vat_total,
+        vat_total=vat_total,
+        vat_rate=None if vat is None else vat.rate,
         rated_at=issued_at,
         issued_at=issued_at if issued else None,
         issue_date=issued_at.astimezone(BILLING_TZ).date() if issued else None,
@@ -115,8 +125,11 @@ def issued_invoice(
             peak_dau=line.peak_dau,
             peak_day=period.start if line.peak_dau is not None else None,
             explanation=f"{line.category}: {line.amount}",
+            net_amount=None if split is None else split.net,
+            vat_amount=None if split is None else split.vat,
+            vat_rate=None if vat is None else vat.rate,
         )
-        for position, line in enumerate(lines, start=1)
+        for position, (line, split) in enumerate(zip(lines, splits, strict=True), start=1)
     )
     # Stamp updated_at (auto_now) with the issue time so outputs are reproducible.
     Invoice.objects.filter(pk=invoice.pk).update(status=status, updated_at=issued_at)
@@ -140,12 +153,36 @@ def credit_note(
         position: str(line.amount.amount) for position, line in lines.items() if line.amount
     }
     total = sum((Decimal(amount) for amount in wanted.values()), Decimal("0.00"))
+    # VAT given back as the credit-note service does (plans.rating.tax.credited_vat).
+    before = {
+        position: sum(
+            (c.amount.amount for c in CreditNoteLine.objects.filter(invoice_line=line)),
+            Decimal("0.00"),
+        )
+        for position, line in lines.items()
+    }
+    vats = (
+        None
+        if invoice.vat_total is None
+        else {
+            position: credited_vat(
+                line_gross=lines[position].amount.amount,
+                line_vat=lines[position].vat_amount,
+                credited_before=before[position],
+                credited_now=Decimal(amount),
+            )
+            for position, amount in wanted.items()
+        }
+    )
+    vat_total = None if vats is None else sum(vats.values(), Decimal("0.00"))
     note = CreditNote.objects.create(
         invoice=invoice,
         customer=invoice.customer,
         number=number or next_number("CN", issued_at.year),
         reason=reason,
         total=cny(total),
+        net_total=None if vat_total is None else total - vat_total,
+        vat_total=vat_total,
         issued_at=issued_at,
         issue_date=issued_at.astimezone(BILLING_TZ).date(),
         idempotency_key=f"test-credit:{invoice.pk}:{CreditNote.objects.count()}",
@@ -156,6 +193,8 @@ def credit_note(
             invoice_line=lines[position],
             description=lines[position].description,
             amount=cny(amount),
+            net_amount=None if vats is None else Decimal(amount) - vats[position],
+            vat_amount=None if vats is None else vats[position],
         )
         for position, amount in wanted.items()
     )

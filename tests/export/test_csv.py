@@ -21,12 +21,16 @@ INVOICE_COLUMNS = (
     "customer_address,customer_tax_id,customer_email,issue_date,issued_at,currency,"
     "invoice_total,invoice_credited_total,updated_at,line_id,line_position,app_key,app_name,"
     "code,category,plan_code,plan_name,description,quantity,unit_price,amount,first_day,"
-    "last_day,days,days_in_month,peak_dau,peak_day,explanation"
+    "last_day,days,days_in_month,peak_dau,peak_day,explanation,"
+    # Added by issue 17 (VAT), after every column that was.
+    "net_amount,vat_amount,vat_rate,invoice_net_total,invoice_vat_total,invoice_vat_rate"
 ).split(",")
 CREDIT_NOTE_COLUMNS = (
     "credit_note_id,credit_note_number,invoice_id,invoice_number,period,customer_id,"
     "customer_external_id,customer_name,reason,issue_date,issued_at,currency,credit_note_total,"
-    "line_id,invoice_line_id,invoice_line_position,app_key,code,category,description,amount"
+    "line_id,invoice_line_id,invoice_line_position,app_key,code,category,description,amount,"
+    # Added by issue 17 (VAT).
+    "net_amount,vat_amount,credit_note_net_total,credit_note_vat_total"
 ).split(",")
 LEDGER_COLUMNS = (
     "id,document_number,customer_id,customer_external_id,kind,date,created_at,currency,amount,"

@@ -22,6 +22,7 @@ import pytest
 from accounts.models import Customer, LedgerEntry, TopUp
 from billingsite.clock import BILLING_TZ
 from invoices.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
+from plans.rating.tax import DEFAULT_VAT
 from tests.export.conftest import body
 from tests.export.factories import Line, cny, credit_note, issued_invoice, ledger_entry
 
@@ -85,6 +86,7 @@ def golden_month(db):
     )
     lantern_october = issued_invoice(
         customer=lantern,
+        vat=DEFAULT_VAT,
         number="INV-2026-000101",
         lines=[
             Line("dau_fee", "9000.00", app_key="lanternchat", peak_dau=12500),
@@ -95,6 +97,7 @@ def golden_month(db):
     )
     harbour_october = issued_invoice(
         customer=harbour,
+        vat=DEFAULT_VAT,
         number="INV-2026-000102",
         lines=[
             Line("dau_fee", "17000.00", plan_code="ultimate", app_key="harbour-im", peak_dau=25000),
@@ -120,6 +123,7 @@ def golden_month(db):
     )
     comet_october = issued_invoice(
         customer=comet,
+        vat=DEFAULT_VAT,
         number="INV-2026-000103",
         lines=[Line("dau_fee", "3000.00", app_key="comet-app")],
     )

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billingsite.clock import BILLING_TZ, Period
-from invoices.exports.reports import journal_entries, revenue_summary
+from invoices.exports.reports import OUTPUT_VAT, journal_entries, revenue_summary
 from invoices.models import Invoice, InvoiceLine
+from plans.rating.tax import DEFAULT_VAT
 from tests.export.conftest import csv_rows, json_body
 from tests.export.factories import (
     ISSUED_AT,
@@ -61,6 +62,8 @@ invoice_strategy = st.fixed_dictionaries(
         # For each line, the share of it credited (0 = not credited), and in how many notes.
         "credit_shares": st.lists(st.sampled_from([0, 0, 1, 3, 10]), min_size=6, max_size=6),
         "notes": st.integers(min_value=1, max_value=2),
+        # Issued with a VAT split (6% included) or before VAT (gross only).
+        "vat": st.sampled_from([None, DEFAULT_VAT]),
     }
 )
 
@@ -71,7 +74,9 @@ def build_month(spec: list[dict]) -> None:
             Line(category, f"{amount:.2f}", plan_code=plan)
             for category, plan, amount in item["lines"]
         ]
-        invoice = issued_invoice(period=item["period"], lines=lines, status=item["status"])
+        invoice = issued_invoice(
+            period=item["period"], lines=lines, status=item["status"], vat=item.get("vat")
+        )
         if item["status"] != "issued":
             continue
         credits = {}
@@ -496,13 +501,14 @@ def check_journal_against_summary(rows, summary) -> None:
     assert set(totals.values()) <= {Decimal("0.00")}
     assert [row.date for row in rows] == sorted(row.date for row in rows)
     # October's invoices are posted on 2 November (issue date) or 31 October (service month);
-    # their credit notes in November and December: revenue accounts of those documents net to
-    # the summary.
+    # their credit notes in November and December: revenue accounts (at the net) and output
+    # VAT of those documents net to the summary (gross).
     october_revenue = sum(
         (
             row.credit - row.debit
             for row in rows
-            if row.billing_period == "2026-10" and row.account.code.startswith("40")
+            if row.billing_period == "2026-10"
+            and (row.account.code.startswith("40") or row.account == OUTPUT_VAT)
         ),
         Decimal("0.00"),
     )

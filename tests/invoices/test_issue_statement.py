@@ -162,6 +162,15 @@ def test_the_run_statements_write_the_same_rows_as_the_general_path(
     assert len(run_path["lines"]) >= 4
     assert run_path["invoice"][0]["status"] == "issued"
     assert run_path["invoice"][0]["number"] == "INV-2026-000001"
+    # The VAT split is among the columns compared: frozen alike by both paths, and adding up.
+    invoice = run_path["invoice"][0]
+    assert invoice["vat_total"] is not None
+    assert invoice["net_total"] + invoice["vat_total"] == invoice["total"]
+    assert invoice["vat_total"] == sum(line["vat_amount"] for line in run_path["lines"])
+    assert all(
+        line["net_amount"] + line["vat_amount"] == line["amount"] for line in run_path["lines"]
+    )
+    assert run_path["invoice history"][-1]["vat_total"] == invoice["vat_total"]
     assert run_path["balance"] == general_path["balance"] < Decimal("100000.00")
     assert (run_path["customer"]["arrears_since"] is not None) is arrears_after
     kinds = [kind for kind, *_ in run_path["events"]]
