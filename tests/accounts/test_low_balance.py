@@ -260,7 +260,7 @@ def test_the_customer_sets_the_threshold_on_the_balance_page(client):
     )
     assert len(alerts(customer)) == 1  # 100 is below the new threshold: told at once
     page = client.get(reverse("portal:balance")).content.decode()
-    assert "Current threshold: ¥1,000.00." in page
+    assert 'Current threshold: <span class="amount">¥1,000.00</span>.' in page
     assert customer.transfer_reference in page
 
 
