@@ -764,12 +764,18 @@ def _share_out(
             )
             if left < wanted:
                 parts.append(Message("discount_rest", {"amount": money_text(left)}))
-            # Discounts are worked out before VAT, against the application's net charges.
-            net_total = sum(
-                (ln.amount if ln.net_amount is None else ln.net_amount for ln in rating.lines),
+            # Discounts are worked out in price terms, as in `rate_application`: the gross when
+            # prices include VAT, else the net, and taxed afterwards like every line.
+            priced_total = sum(
+                (
+                    ln.amount
+                    if book.vat.prices_include_vat or ln.net_amount is None
+                    else ln.net_amount
+                    for ln in rating.lines
+                ),
                 ZERO,
             )
-            line = _discount_line(app, discount, plan, wanted=left, left=net_total, parts=parts)
+            line = _discount_line(app, discount, plan, wanted=left, left=priced_total, parts=parts)
             if line is None:
                 continue
             left += line.amount

@@ -3,6 +3,7 @@ customer-wide fixed amounts shared out, and the invariant total = sum of lines >
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -18,6 +19,7 @@ from plans.rating.engine import (
     rate_application,
 )
 from plans.rating.messages import CHINESE, render
+from plans.rating.tax import VatTerms
 from tests.plans.test_rating import BOOK, NOV, OCT, app_input, d
 
 
@@ -216,3 +218,26 @@ def test_total_is_the_sum_of_lines_and_never_below_zero(peaks, discounts):
         assert app.total == sum(line.amount for line in app.lines) >= 0
     charges = sum(line.amount for line in account.lines if line.code != "discount")
     assert account.total <= charges
+
+
+def test_customer_wide_fixed_amount_with_prices_before_vat_is_net_and_taxed_like_every_line():
+    # Prices exclude 6% VAT: the 7,000.00 off is in price terms (net), capped at each
+    # application's net charges, then taxed; no application goes below zero.
+    book = dataclasses.replace(BOOK, vat=VatTerms(rate=Decimal("0.06"), prices_include_vat=False))
+    shared = fixed("7000", key="c", customer_wide=True)
+    apps = [
+        with_discounts(shared, app_key="b-app", plan="premium", peak_dau=5000),  # 6,000.00 net
+        with_discounts(shared, app_key="a-app", plan="premium", peak_dau=5000),  # 6,000.00 net
+    ]
+    account = rate_account(book=book, applications=apps)
+    discounts = [
+        (line.app_key, line.net_amount, line.vat_amount, line.amount)
+        for line in account.lines
+        if line.code == "discount"
+    ]
+    assert discounts == [
+        ("a-app", Decimal("-6000.00"), Decimal("-360.00"), Decimal("-6360.00")),
+        ("b-app", Decimal("-1000.00"), Decimal("-60.00"), Decimal("-1060.00")),
+    ]
+    assert [app.total for app in account.applications] == [Decimal("0.00"), Decimal("5300.00")]
+    assert account.total == sum((line.amount for line in account.lines), Decimal("0"))

@@ -177,8 +177,8 @@ def test_a_batch_reads_discounts_in_one_query_however_many_customers(
         inputs = application_inputs(applications=apps, period=OCTOBER)
     assert all(len(inputs[app.id].discounts) == 2 for app in apps)
     # The batch rating of the run, the dashboard and the estimate: + the applications and the
-    # price book's four tables.
-    with django_assert_num_queries(10):
+    # price book's five tables (plans, add-ons, their prices, the VAT rate).
+    with django_assert_num_queries(11):
         ratings = customers_rate(customer_ids=[c.pk for c in customers], period=OCTOBER)
     assert all(
         any(line.code == "discount" for line in ratings[c.pk].rated.lines) for c in customers
@@ -271,9 +271,13 @@ def test_the_journal_debits_discounts_to_their_contra_revenue_account(price_book
     # Revenue is posted in the service month (October), the journal's default basis.
     rows = [row for row in journal_entries(period=OCTOBER) if row.document_number == invoice.number]
     by_account = {row.account.code: (row.debit, row.credit) for row in rows}
+    # Prices include 6% VAT: revenue and the discount post at the net, the VAT of every line
+    # (the discount's negative VAT included) goes to 2221.
     assert by_account["2200"] == (Decimal("6300.00"), Decimal("0"))
-    assert by_account["4090"] == (Decimal("2100.00"), Decimal("0"))
-    assert by_account["4010"] == (Decimal("0"), Decimal("6000.00"))
+    assert by_account["4090"] == (Decimal("1981.13"), Decimal("0"))  # 2,100.00 / 1.06
+    assert by_account["4010"] == (Decimal("0"), Decimal("5660.38"))  # 6,000.00 / 1.06
+    assert by_account["4040"] == (Decimal("0"), Decimal("2264.15"))  # 2,400.00 / 1.06
+    assert by_account["2221"] == (Decimal("0"), Decimal("356.60"))  # 339.62 + 135.85 - 118.87
     assert sum(r.debit for r in rows) == sum(r.credit for r in rows)
     summary = revenue_summary(period=OCTOBER)
     assert [(r.key, r.billed) for r in summary.by_category if r.key == "discount"] == [
