@@ -110,6 +110,30 @@ def _require_date(value: object, *, field: str) -> dt.date:
     return value
 
 
+def _require_positive_amount(value: Decimal | Money, *, field: str, what: str) -> Decimal:
+    """A positive CNY amount (contract fees, discounts' amounts off), refused with `what`."""
+    try:
+        amount = _money_amount(value)
+    except LedgerError as exc:
+        raise SubscriptionError(str(exc), code="invalid_amount", field=field) from None
+    if amount <= 0:
+        raise SubscriptionError(f"{what} must be positive", code="invalid_amount", field=field)
+    return amount
+
+
+def _require_days(first_day: object, last_day: object) -> tuple[dt.date, dt.date | None]:
+    """`first_day` .. `last_day` (None: open-ended), both dates, in order."""
+    first = _require_date(first_day, field="first_day")
+    last = None if last_day is None else _require_date(last_day, field="last_day")
+    if last is not None and last < first:
+        raise SubscriptionError(
+            f"last_day {last.isoformat()} is before first_day {first.isoformat()}",
+            code="invalid_dates",
+            field="last_day",
+        )
+    return first, last
+
+
 def _lock_application(application: Application) -> Application:
     # Customer first, then application: the ledger locks the customer and then updates its
     # applications' status, so taking them in the same order cannot deadlock.
@@ -630,22 +654,8 @@ def contract_add(
 ) -> DedicatedContract:
     """A negotiated monthly fee for a high-volume application from `first_day` to `last_day`
     (both billed; None: open-ended). Contracts of one application never overlap."""
-    try:
-        fee = _money_amount(monthly_fee)
-    except LedgerError as exc:
-        raise SubscriptionError(str(exc), code="invalid_amount", field="monthly_fee") from None
-    if fee <= 0:
-        raise SubscriptionError(
-            "the monthly fee must be positive", code="invalid_amount", field="monthly_fee"
-        )
-    first = _require_date(first_day, field="first_day")
-    last = None if last_day is None else _require_date(last_day, field="last_day")
-    if last is not None and last < first:
-        raise SubscriptionError(
-            f"last_day {last.isoformat()} is before first_day {first.isoformat()}",
-            code="invalid_dates",
-            field="last_day",
-        )
+    fee = _require_positive_amount(monthly_fee, field="monthly_fee", what="the monthly fee")
+    first, last = _require_days(first_day, last_day)
     with transaction.atomic():
         app, first = _lock_open_application(
             application=application,
@@ -727,22 +737,10 @@ def discount_terms(
             )
     fixed = None
     if amount_off is not None:
-        try:
-            fixed = _money_amount(amount_off)
-        except LedgerError as exc:
-            raise SubscriptionError(str(exc), code="invalid_amount", field="amount_off") from None
-        if fixed <= 0:
-            raise SubscriptionError(
-                "the fixed amount off must be positive", code="invalid_amount", field="amount_off"
-            )
-    first = _require_date(first_day, field="first_day")
-    last = None if last_day is None else _require_date(last_day, field="last_day")
-    if last is not None and last < first:
-        raise SubscriptionError(
-            f"last_day {last.isoformat()} is before first_day {first.isoformat()}",
-            code="invalid_dates",
-            field="last_day",
+        fixed = _require_positive_amount(
+            amount_off, field="amount_off", what="the fixed amount off"
         )
+    first, last = _require_days(first_day, last_day)
     return DiscountTerms(percent=value, amount_off=fixed, first_day=first, last_day=last)
 
 
