@@ -18,11 +18,12 @@ from django.db.models import Case, Count, DecimalField, Q, Sum, When
 from django.db.models.functions import TruncMonth
 from django.utils.translation import gettext as _
 
-from accounts.models import DailyUsage, LedgerEntry
+from accounts.models import Application, DailyUsage, LedgerEntry
 from billingsite.charts import BarSeries, Chart, LineSeries, Rule, chart_svg
 from billingsite.clock import BILLING_TZ, Period, start_of_day
 from billingsite.money import format_cny
 from invoices.models import Invoice
+from invoices.selectors import UsageMonth
 from plans.price_book_cache import cached_price_book
 from plans.rating.engine import PriceBook, RatingError, dau_blocks
 
@@ -288,4 +289,17 @@ def balances_over_time(*, today: dt.date, months: int = MONTHS) -> BalancesOverT
             label_every=2,
         ),
         prepaid_now=held[-1],
+    )
+
+
+def usage_month_chart(*, application: Application, month: UsageMonth) -> UsageChart:
+    """The usage page's chart: the month's DAU with the billed peak of each plan segment (the
+    rating inputs above) and the block thresholds of the period's price book."""
+    return usage_chart(
+        app_key=application.app_key,
+        app_name=application.name,
+        period=month.period,
+        dau_by_day={day.day: day.dau for day in month.days if day.dau is not None},
+        segments=[(s.plan_code, s.peak_dau, s.peak_day) for s in month.segments],
+        book=cached_price_book(period=month.period),
     )

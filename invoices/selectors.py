@@ -4,11 +4,13 @@ recommended balance. Nothing here writes."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 
-from django.db.models import Max
+from django.core.cache import cache
+from django.db.models import Count, Max, Sum
 
 from accounts.arrears import suspension_date
 from accounts.models import Application, Customer, DailyUsage
@@ -16,7 +18,15 @@ from accounts.selectors import ledger_balance, ledger_balances
 from billingsite.clock import Period
 from billingsite.money import round_money
 from plans.batch_rating import CustomerRating, customers_rate
-from plans.models import Plan
+from plans.models import (
+    AddOnChange,
+    AddOnPrice,
+    DedicatedContract,
+    Discount,
+    Plan,
+    PlanChange,
+    PlanPrice,
+)
 from plans.price_book_cache import cached_price_book
 from plans.rating.engine import (
     AddOnSegment,
@@ -364,3 +374,116 @@ def usage_month(*, application: Application, period: Period) -> UsageMonth:
         peak_messages_day=peak_messages_day,
         message_limit=limit,
     )
+
+
+# --- every account's run-rates and figures (dashboard, customers list) ------------------
+
+# The dashboard and the customers list rate every account: cached, keyed by a fingerprint of everything the run-rates
+# depend on (so any plan, add-on, contract, discount, price or usage change gives a new key). Balances
+# and arrears are always read live.
+RUN_RATES_CACHE_SECONDS = 600
+
+
+def _rating_inputs_fingerprint(period: Period) -> str:
+
+    parts: list = [str(period)]
+    for model in (PlanChange, AddOnChange):
+        parts += model.objects.aggregate(
+            n=Count("id"), last=Max("id"), cancelled=Count("cancelled_at")
+        ).values()
+    for dated_model in (PlanPrice, AddOnPrice, DedicatedContract, Discount):
+        parts += dated_model.history.aggregate(
+            n=Count("history_id"), last=Max("history_id")
+        ).values()
+    parts += Application.objects.aggregate(n=Count("id"), last=Max("id")).values()
+    parts += (
+        DailyUsage.objects.filter(day__gte=period.start, day__lte=period.end)
+        .aggregate(
+            n=Count("id"),
+            last=Max("updated_at"),
+            dau=Sum("dau"),
+            messages=Sum("delivered_messages"),
+        )
+        .values()
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def current_run_rates(*, today: dt.date) -> dict[int, RunRate]:
+    """Every account's fees this month (accounts that cannot be rated left out)."""
+    period = Period.containing(today)
+    # Whole-month fees depend on the day (what is in effect today), so the day is in the key.
+    key = f"billing:dashboard:run-rates:{today.isoformat()}:{_rating_inputs_fingerprint(period)}"
+    rates = cache.get(key)
+    if rates is None:
+        customer_ids = list(
+            Application.objects.order_by("customer_id")
+            .values_list("customer_id", flat=True)
+            .distinct()
+        )
+        rates = {
+            customer_id: rate
+            for customer_id, rate in run_rates(customer_ids=customer_ids, today=today).items()
+            if not isinstance(rate, RatingError)
+        }
+        cache.set(key, rates, RUN_RATES_CACHE_SECONDS)
+    return rates
+
+
+@dataclass(frozen=True)
+class LowBalanceRow:
+    customer: Customer
+    balance: Decimal
+    recommended_balance: Decimal
+    shortfall: Decimal
+    days_left: int | None
+
+
+def rated_financials(*, today: dt.date) -> dict[int, CustomerFinancials]:
+    """Every rated account's balance, recommended balance and days left (accounts that cannot
+    be rated left out): the dashboard's cached run-rates, a fixed number of queries however
+    many customers there are. What the customers list sorts, filters and exports by."""
+    return {customer.pk: figures for customer, figures in _rated_customers(today=today)}
+
+
+def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
+    """Customers whose balance is below three months of their current monthly fees, the
+    fewest days of balance left first."""
+    rows = []
+    for customer, figures in _rated_customers(today=today):
+        if figures.monthly_fees > 0 and figures.balance < figures.recommended_balance:
+            rows.append(
+                LowBalanceRow(
+                    customer=customer,
+                    balance=figures.balance,
+                    recommended_balance=figures.recommended_balance,
+                    shortfall=figures.recommended_balance - figures.balance,
+                    days_left=figures.days_left,
+                )
+            )
+    rows.sort(
+        key=lambda row: (
+            row.days_left if row.days_left is not None else 10**9,
+            row.customer.name,
+        )
+    )
+    return rows
+
+
+def _rated_customers(*, today: dt.date) -> list[tuple[Customer, CustomerFinancials]]:
+    period = Period.containing(today)
+    rates = current_run_rates(today=today)
+    balances = ledger_balances(customer_ids=list(rates))
+    return [
+        (
+            customer,
+            financials_from(
+                customer,
+                balance=balances.get(customer.pk, ZERO),
+                run_rate=rates[customer.pk].this_month,
+                monthly_fees=rates[customer.pk].whole_month,
+                period=period,
+            ),
+        )
+        for customer in Customer.objects.filter(pk__in=list(rates))
+    ]

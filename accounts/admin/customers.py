@@ -76,13 +76,15 @@ from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_
 from billingsite.clock import Period, billing_date
 from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
-from invoices.admin.dashboard import (
-    customers_below_recommended,
-    rated_financials,
-    usage_month_chart,
-)
+from invoices.charts import usage_month_chart
 from invoices.models import Invoice
-from invoices.selectors import customer_financials, financials_for_customers, usage_month
+from invoices.selectors import (
+    customer_financials,
+    customers_below_recommended,
+    financials_for_customers,
+    rated_financials,
+    usage_month,
+)
 from plans import services as plan_services
 from plans.models import AddOn, Plan, PlanChange
 from plans.services import application_create, contract_add, plan_change_request

@@ -5,18 +5,15 @@ rating engine through the same selectors the customer's estimate uses."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db.models import (
     CharField,
     Count,
     Exists,
     F,
-    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -28,7 +25,7 @@ from django.db.models.lookups import IsNull
 from moneyed import Money
 
 from accounts.arrears import suspension_date
-from accounts.models import AdjustmentRequest, Application, Customer, DailyUsage, LedgerEntry
+from accounts.models import AdjustmentRequest, Application, Customer, LedgerEntry
 from accounts.selectors import ledger_balances
 from billingsite.audit import SYSTEM_PREFIX, system_reason
 from billingsite.charts import Chart
@@ -36,85 +33,26 @@ from billingsite.clock import Period, start_of_day
 from billingsite.money import format_cny
 from invoices.charts import (
     BalancesOverTime,
-    UsageChart,
     balances_over_time,
     billed_revenue_chart,
-    usage_chart,
 )
 from invoices.models import BillingRun, CreditNote, Invoice
 from invoices.run.runs import billing_runs_stalled
 from invoices.selectors import (
-    CustomerFinancials,
-    RunRate,
-    UsageMonth,
-    financials_from,
-    run_rates,
+    LowBalanceRow,
+    customers_below_recommended,
 )
 from plans.models import (
     AddOn,
-    AddOnChange,
     AddOnPrice,
     DedicatedContract,
     Discount,
     Plan,
-    PlanChange,
     PlanPrice,
 )
 from plans.price_book import PRICE_BOOK_LOADER
-from plans.price_book_cache import cached_price_book
-from plans.rating.engine import RatingError
 
 ZERO = Decimal("0.00")
-
-
-# The dashboard rates every account: cached, keyed by a fingerprint of everything the run-rates
-# depend on (so any plan, add-on, contract, discount, price or usage change gives a new key). Balances
-# and arrears are always read live.
-RUN_RATES_CACHE_SECONDS = 600
-
-
-def _rating_inputs_fingerprint(period: Period) -> str:
-
-    parts: list = [str(period)]
-    for model in (PlanChange, AddOnChange):
-        parts += model.objects.aggregate(
-            n=Count("id"), last=Max("id"), cancelled=Count("cancelled_at")
-        ).values()
-    for model in (PlanPrice, AddOnPrice, DedicatedContract, Discount):
-        parts += model.history.aggregate(n=Count("history_id"), last=Max("history_id")).values()
-    parts += Application.objects.aggregate(n=Count("id"), last=Max("id")).values()
-    parts += (
-        DailyUsage.objects.filter(day__gte=period.start, day__lte=period.end)
-        .aggregate(
-            n=Count("id"),
-            last=Max("updated_at"),
-            dau=Sum("dau"),
-            messages=Sum("delivered_messages"),
-        )
-        .values()
-    )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
-
-
-def current_run_rates(*, today: dt.date) -> dict[int, RunRate]:
-    """Every account's fees this month (accounts that cannot be rated left out)."""
-    period = Period.containing(today)
-    # Whole-month fees depend on the day (what is in effect today), so the day is in the key.
-    key = f"billing:dashboard:run-rates:{today.isoformat()}:{_rating_inputs_fingerprint(period)}"
-    rates = cache.get(key)
-    if rates is None:
-        customer_ids = list(
-            Application.objects.order_by("customer_id")
-            .values_list("customer_id", flat=True)
-            .distinct()
-        )
-        rates = {
-            customer_id: rate
-            for customer_id, rate in run_rates(customer_ids=customer_ids, today=today).items()
-            if not isinstance(rate, RatingError)
-        }
-        cache.set(key, rates, RUN_RATES_CACHE_SECONDS)
-    return rates
 
 
 @dataclass(frozen=True)
@@ -130,15 +68,6 @@ class ArrearsRow:
     arrears_since: dt.date
     suspension_date: dt.date
     suspended: bool
-
-
-@dataclass(frozen=True)
-class LowBalanceRow:
-    customer: Customer
-    balance: Decimal
-    recommended_balance: Decimal
-    shortfall: Decimal
-    days_left: int | None
 
 
 @dataclass(frozen=True)
@@ -227,56 +156,6 @@ def customers_in_arrears(*, limit: int | None = None) -> list[ArrearsRow]:
             suspended=customer.suspended_at is not None,
         )
         for customer in customers
-    ]
-
-
-def rated_financials(*, today: dt.date) -> dict[int, CustomerFinancials]:
-    """Every rated account's balance, recommended balance and days left (accounts that cannot
-    be rated left out): the dashboard's cached run-rates, a fixed number of queries however
-    many customers there are. What the customers list sorts, filters and exports by."""
-    return {customer.pk: figures for customer, figures in _rated_customers(today=today)}
-
-
-def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
-    """Customers whose balance is below three months of their current monthly fees, the
-    fewest days of balance left first."""
-    rows = []
-    for customer, figures in _rated_customers(today=today):
-        if figures.monthly_fees > 0 and figures.balance < figures.recommended_balance:
-            rows.append(
-                LowBalanceRow(
-                    customer=customer,
-                    balance=figures.balance,
-                    recommended_balance=figures.recommended_balance,
-                    shortfall=figures.recommended_balance - figures.balance,
-                    days_left=figures.days_left,
-                )
-            )
-    rows.sort(
-        key=lambda row: (
-            row.days_left if row.days_left is not None else 10**9,
-            row.customer.name,
-        )
-    )
-    return rows
-
-
-def _rated_customers(*, today: dt.date) -> list[tuple[Customer, CustomerFinancials]]:
-    period = Period.containing(today)
-    rates = current_run_rates(today=today)
-    balances = ledger_balances(customer_ids=list(rates))
-    return [
-        (
-            customer,
-            financials_from(
-                customer,
-                balance=balances.get(customer.pk, ZERO),
-                run_rate=rates[customer.pk].this_month,
-                monthly_fees=rates[customer.pk].whole_month,
-                period=period,
-            ),
-        )
-        for customer in Customer.objects.filter(pk__in=list(rates))
     ]
 
 
@@ -794,19 +673,6 @@ def applications_needing_contract(*, invoice: Invoice) -> list[Application]:
     dedicated-service contract)."""
     applications = Application.objects.filter(customer_id=invoice.customer_id).order_by("app_key")
     return [app for app in applications if app.app_key in (invoice.hold_reason or "")]
-
-
-def usage_month_chart(*, application: Application, month: UsageMonth) -> UsageChart:
-    """The usage page's chart: the month's DAU with the billed peak of each plan segment (the
-    rating inputs above) and the block thresholds of the period's price book."""
-    return usage_chart(
-        app_key=application.app_key,
-        app_name=application.name,
-        period=month.period,
-        dau_by_day={day.day: day.dau for day in month.days if day.dau is not None},
-        segments=[(s.plan_code, s.peak_dau, s.peak_day) for s in month.segments],
-        book=cached_price_book(period=month.period),
-    )
 
 
 @dataclass(frozen=True)

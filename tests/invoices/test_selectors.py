@@ -11,8 +11,11 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts import roles
-from invoices.admin.dashboard import customers_below_recommended
-from invoices.selectors import customer_financials, financials_for_customers
+from invoices.selectors import (
+    customer_financials,
+    customers_below_recommended,
+    financials_for_customers,
+)
 from tests.factories import (
     ApplicationFactory,
     CustomerFactory,
