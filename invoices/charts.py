@@ -250,7 +250,7 @@ def balances_over_time(*, today: dt.date, months: int = MONTHS) -> BalancesOverT
     month end per customer, aggregated by the database."""
     periods = months_ending(Period.containing(today), months)
     ends = [_month_start(period.next()) for period in periods]
-    money = DecimalField(max_digits=18, decimal_places=2)
+    money: DecimalField[Decimal, Decimal] = DecimalField(max_digits=18, decimal_places=2)
     per_customer = LedgerEntry.objects.values("customer_id").annotate(
         **{
             f"b{index}": Sum("amount", filter=Q(created_at__lt=end), default=Decimal(0))

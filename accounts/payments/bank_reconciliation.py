@@ -103,7 +103,8 @@ def statement_upload(
                         direction=BankStatementLine.Direction.CREDIT
                         if line.credit
                         else BankStatementLine.Direction.DEBIT,
-                        amount=Money(line.amount, CURRENCY),
+                        # (django-stubs types djmoney's MoneyField as its DecimalField base)
+                        amount=Money(line.amount, CURRENCY),  # type: ignore[misc]
                         booked_on=line.booked_on,
                         payer_name=line.payer_name,
                         payer_account=line.payer_account,
@@ -120,10 +121,10 @@ def statement_upload(
     # not get to match: each in its own transaction, under its own locks.
     matched = 0
     waiting = BankStatementLine.objects.filter(dedupe_key__in=keys, status=Status.UNMATCHED)
-    for line in waiting.order_by("id"):
-        customer = reference_customer(remark=line.remark)
+    for waiting_line in waiting.order_by("id"):
+        customer = reference_customer(remark=waiting_line.remark)
         if customer is not None:
-            _line, created = bank_line_deposit(line=line, customer=customer, now=now)
+            _line, created = bank_line_deposit(line=waiting_line, customer=customer, now=now)
             matched += int(created)
     unmatched = BankStatementLine.objects.filter(
         dedupe_key__in=keys, status=Status.UNMATCHED
