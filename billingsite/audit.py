@@ -21,10 +21,18 @@ from django.dispatch import receiver
 from simple_history.signals import pre_create_historical_record
 
 SYSTEM_PREFIX = "system: "
+# What lists, exports and the audit trail name as the author of a row no person wrote.
+SYSTEM_USER = "system"
 # history_change_reason is a CharField(100).
 _REASON_LENGTH = 100
 
 _actor: ContextVar[str | None] = ContextVar("billing_system_actor", default=None)
+
+
+def recorded_by(user) -> str:
+    """The author of a row in finance's lists and exports: the user's username, or
+    SYSTEM_USER when a service wrote it without one."""
+    return user.get_username() if user is not None else SYSTEM_USER
 
 
 @contextmanager

@@ -73,6 +73,7 @@ from billingsite.admin import (
     service_errors,
 )
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
+from billingsite.audit import recorded_by as author_of
 from billingsite.clock import Period, billing_date
 from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
@@ -144,11 +145,6 @@ def _signed_amount_html(*, amount: Money) -> SafeString:
     )
 
 
-def _recorded_by(*, entry: LedgerEntry) -> str:
-    """Who recorded a ledger entry; entries written by services without a user are "system"."""
-    return entry.created_by.get_username() if entry.created_by else "system"
-
-
 class LedgerEntryInline(ReadOnlyTabularInline):
     model = LedgerEntry
     fields = ["when", "kind", "signed_amount", "reference", "reason", "recorded_by"]
@@ -167,7 +163,7 @@ class LedgerEntryInline(ReadOnlyTabularInline):
 
     @admin.display(description="Recorded by")
     def recorded_by(self, entry):
-        return _recorded_by(entry=entry)
+        return author_of(entry.created_by)
 
 
 class InvoiceInline(ReadOnlyTabularInline):
@@ -1146,7 +1142,7 @@ class LedgerEntryAdmin(FinanceExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin)
 
     @admin.display(description="Recorded by", ordering="created_by__username")
     def recorded_by(self, entry):
-        return _recorded_by(entry=entry)
+        return author_of(entry.created_by)
 
 
 @admin.register(AdjustmentRequest)

@@ -6,6 +6,7 @@ from import_export.fields import Field
 from import_export.widgets import Widget
 
 from accounts.models import Customer, LedgerEntry
+from billingsite.audit import recorded_by
 from billingsite.exports import AmountWidget, DateTimeWidget, DateWidget, FinanceResource
 
 
@@ -86,4 +87,4 @@ class LedgerEntryResource(FinanceResource):
         return queryset.select_related("customer", "created_by")
 
     def dehydrate_recorded_by(self, entry):
-        return entry.created_by.get_username() if entry.created_by else "system"
+        return recorded_by(entry.created_by)

@@ -27,7 +27,7 @@ from moneyed import Money
 from accounts.arrears import suspension_date
 from accounts.models import AdjustmentRequest, Application, Customer, LedgerEntry
 from accounts.selectors import ledger_balances
-from billingsite.audit import SYSTEM_PREFIX, system_reason
+from billingsite.audit import SYSTEM_PREFIX, SYSTEM_USER, system_reason
 from billingsite.charts import Chart
 from billingsite.clock import Period, start_of_day
 from billingsite.money import format_cny
@@ -193,8 +193,6 @@ AUDIT_KINDS = (
     AuditKind("run", "Billing run started", "invoices.view_billingrun"),
 )
 _KIND_LABELS = {kind.code: kind.label for kind in AUDIT_KINDS}
-# The `user` filter's value for writes no person made.
-SYSTEM_USER = "system"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from django.db.models import DecimalField, Sum, Value
 from django.db.models.functions import Coalesce
 from import_export.fields import Field
 
+from billingsite.audit import recorded_by
 from billingsite.exports import AmountWidget, DateTimeWidget, DateWidget, FinanceResource
 from invoices.models import CreditNote, Invoice
 
@@ -91,4 +92,4 @@ class CreditNoteResource(FinanceResource):
         return queryset.select_related("invoice", "customer", "created_by")
 
     def dehydrate_created_by(self, note):
-        return note.created_by.get_username() if note.created_by else "system"
+        return recorded_by(note.created_by)
