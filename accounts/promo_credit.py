@@ -62,6 +62,14 @@ def promo_credit_held(*, customer: Customer | int) -> Decimal:
     return _sum(LedgerEntry.objects.filter(PROMO, customer_id=_customer_id(customer)))
 
 
+def balance_split(*, customer: Customer | int) -> tuple[Decimal, Decimal]:
+    """(`paid_balance`, `promo_credit_held`) in one query."""
+    split = LedgerEntry.objects.filter(customer_id=_customer_id(customer)).aggregate(
+        paid=Sum("amount", filter=~PROMO), promo=Sum("amount", filter=PROMO)
+    )
+    return (split["paid"] or ZERO).quantize(CENT), (split["promo"] or ZERO).quantize(CENT)
+
+
 def _available(customer_ids: Iterable[int], *, now: dt.datetime) -> list[PromoGrantAvailable]:
     rows = (
         LedgerEntry.objects.filter(
