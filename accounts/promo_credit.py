@@ -85,6 +85,7 @@ def _available(customer_ids: Iterable[int], *, now: dt.datetime) -> list[PromoGr
     available = []
     for grant_id, customer_id, expires_on, amount, drawn, reason in rows:
         remaining = (amount + drawn).quantize(CENT)
+        assert expires_on is not None, "grants have an expiry (database CHECK)"
         if remaining > 0:
             available.append(
                 PromoGrantAvailable(grant_id, customer_id, expires_on, remaining, reason)

@@ -29,7 +29,7 @@ from accounts.services import (
 )
 from billingsite.clock import BILLING_TZ
 from invoices.run.tasks import lapse_promo_credit
-from tests.factories import CustomerFactory, deposit, promo_grant
+from tests.factories import CustomerFactory, deposit
 
 pytestmark = pytest.mark.django_db
 
