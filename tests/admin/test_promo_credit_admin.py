@@ -11,6 +11,7 @@ from django.urls import reverse
 from accounts.models import LedgerEntry
 from accounts.promo_credit import paid_balance, promo_credit_held
 from accounts.selectors import ledger_balance
+from invoices.admin.dashboard import audit_trail
 from tests.admin.conftest import as_user
 from tests.admin.test_money_confirmation import confirm
 
@@ -52,6 +53,13 @@ def test_finance_grants_promotional_credit_once_after_confirming(client, manager
     assert ledger_balance(customer=month.alpha) == balance + Decimal("800.00")
     assert promo_credit_held(customer=month.alpha) == Decimal("800.00")
     assert paid_balance(customer=month.alpha) == balance
+    # The audit trail says who granted it, like the other ledger writes.
+    [granted] = audit_trail(kinds=["promo_credit"])
+    assert (granted.username, granted.subject, granted.detail) == (
+        manager.username,
+        f"{month.alpha.name}: ¥800.00",
+        "Double 11 campaign",
+    )
 
 
 @pytest.mark.parametrize(
