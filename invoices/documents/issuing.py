@@ -1,8 +1,9 @@
 """What an invoice's rows are, and the one path that issues an invoice.
 
 Every writer of invoices builds its rows here: the invoice (frozen customer details, rated
-total, status), its lines (`invoice_rows`), and for an issue the history row, the ledger debit
-and the invoice-issued event (`issue_rows`). `invoice_issue_write` is the one issue path: the
+total, status), its lines (`invoice_rows`), and for an issue the history row, the promotional
+credit it consumes (`promo_use_rows`), the ledger debit of the rest and the invoice-issued
+event (`issue_rows`). `invoice_issue_write` is the one issue path: the
 month-end run (new invoices), `bill --inline` and re-runs (new, or replacing a draft/held one
 with freshly rated lines) and finance's issue of a draft or held invoice (its stored lines)
 all go through it. It writes the rows one of two ways, the same rows either way:

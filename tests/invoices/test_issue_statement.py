@@ -19,7 +19,15 @@ import invoices.run.statements as statements
 from accounts.arrears import arrears_follow
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
-from invoices.documents.services import HELD, ISSUED, accounts_rate, bill_account, invoice_issue
+from accounts.services import ledger_record
+from invoices.documents.services import (
+    HELD,
+    ISSUED,
+    accounts_rate,
+    bill_account,
+    bill_account_rerating,
+    invoice_issue,
+)
 from invoices.models import Invoice, InvoiceLine, NumberSequence
 from tests.conftest import postgres_only
 from tests.factories import (
@@ -397,3 +405,45 @@ def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, m
 
     assert bill() == ISSUED
     assert Invoice.objects.get(customer=customer).number == "INV-2026-000001"
+
+
+def test_a_stale_chunk_read_of_promotional_credit_falls_back_and_never_overdraws(price_book):
+    """The chunk read a grant's 500.00; another invoice used 400.00 of it before this account
+    was locked. The run's statement would take the grant below zero: the database refuses it,
+    nothing is written, and the account is billed the general way with what is left under the
+    lock (100.00), its number the first of the series."""
+    customer, _ = premium_customer(dau=8000, balance="10000.00")
+    grant = promo_grant(customer, "500.00", dt.date(2026, 11, 30))
+    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER, issue_at=BILLING_MOMENT)[
+        customer.pk
+    ]
+    assert [g.remaining for g in prepared.promo_grants] == [Decimal("500.00")]
+    ledger_record(
+        customer=customer,
+        kind="promo_use",
+        amount=Decimal("-400.00"),
+        idempotency_key="another-invoice",
+        reference="INV-ELSEWHERE",
+        promo_grant=grant,
+        now=BILLING_MOMENT,
+    )
+
+    outcome = bill_account_rerating(
+        customer_id=customer.pk,
+        period=OCTOBER,
+        now=BILLING_MOMENT,
+        prepared=prepared,
+        invoice_absent=True,
+    )
+
+    assert outcome == ISSUED
+    invoice = Invoice.objects.get(customer=customer)
+    assert invoice.number == "INV-2026-000001"
+    assert invoice.promo_credit_applied == Decimal("100.00")
+    uses = LedgerEntry.objects.filter(promo_grant=grant, kind="promo_use")
+    assert sorted(use.amount.amount for use in uses) == [Decimal("-400.00"), Decimal("-100.00")]
+    [debit] = LedgerEntry.objects.filter(customer=customer, kind="invoice_debit")
+    assert debit.amount.amount == Decimal("-5900.00")
+    assert ledger_balance(customer=customer) == Decimal("10000.00") + Decimal("500.00") - Decimal(
+        "400.00"
+    ) - Decimal("6000.00")
