@@ -9,11 +9,13 @@ child_exit hook is what prometheus-client's multi-process mode needs.
 Every setting can be changed from the environment (the same names gunicorn documents).
 """
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
 # Must be set before prometheus_client is imported anywhere, in this master process or in the
@@ -59,6 +61,19 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # One line per request comes from billingsite.ops.middleware (with the request id and user);
 # gunicorn's own lines go through Django's LOGGING (JSON in production).
 accesslog = None
+
+
+class AccessLogWhenEnabled(Logger):
+    """gunicorn's logger, which skips building an access line nobody will see: with a
+    `logconfig_dict` gunicorn gathers a line's ~30 fields for every request and only then
+    lets the `gunicorn.access` logger (WARNING, below) drop it."""
+
+    def access(self, resp, req, environ, request_time):
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLogWhenEnabled
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
