@@ -21,6 +21,7 @@ The months come from `InvoicedMonth`, the copy of the customer's invoices that
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -102,7 +103,9 @@ def frozen_months(
     return found
 
 
-def _rows_orm(*, freeze: Freeze, customer_ids: set[int], months: set[dt.date]):
+def _rows_orm(
+    *, freeze: Freeze, customer_ids: set[int], months: set[dt.date]
+) -> Iterable[InvoicedMonth]:
     """The customers' invoiced months that can freeze one of `months`, by period."""
     rows = InvoicedMonth.objects.filter(customer_id__in=customer_ids)
     if freeze.issued_only:
@@ -114,7 +117,9 @@ def _rows_orm(*, freeze: Freeze, customer_ids: set[int], months: set[dt.date]):
     return rows.order_by("period")
 
 
-def _rows_postgresql(*, freeze: Freeze, customer_ids: set[int], months: set[dt.date]):
+def _rows_postgresql(
+    *, freeze: Freeze, customer_ids: set[int], months: set[dt.date]
+) -> Iterable[InvoicedMonth]:
     """`_rows_orm` in one fixed statement: every usage push that writes asks (one row, most
     of the time), and building the ORM's query cost more than the rest of the push's Python
     (bench/README.md, "The request pipeline")."""
