@@ -39,8 +39,8 @@ bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 #   as long as a 13 ms page: ~2 s at p50 for every endpoint under 32 clients on 2 cores;
 # - with as many threads as concurrent clients every request is in flight at once and the
 #   CPU is shared among them (the OS between processes, the GIL between threads), so a cheap
-#   request takes a few times its own cost instead of the queue's length: at 32 clients the
-#   quote's p50 went from 1,850 ms to 51 ms and the pages' from ~2,100 ms to ~750 ms;
+#   request takes a few times its own cost instead of the queue's length: at 32 clients on a
+#   loaded machine the quote's p50 went from 1,850 ms to 51 ms, the pages' from ~2,100 to ~750;
 # - fewer processes also switch less: gunicorn spent 8-9 ms of CPU per request with 2 x 8
 #   threads against 15 ms with 5 sync workers, and 2 x 16 threads need 250 MB against 600 MB.
 # Threads beyond the concurrent requests cost a little memory and nothing else; fewer make the
