@@ -197,6 +197,7 @@ def _grant_document_number(entry_id: int | None) -> str | None:
     return None if entry_id is None else ledger_document_number(entry_id)
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class GrantDocumentNumberField(ExportField):
     """The document number of the promotional credit grant a use or lapse draws on; null
     (CSV: empty) on every other entry."""
