@@ -331,3 +331,12 @@ def test_arrears_banner_in_chinese(client_for, in_arrears):
     assert "您的余额为负：-¥5,000.00" in page
     assert "将于 2026-11-09 暂停（还剩 6 天）" in page
     assert "请在 2026-11-08 前至少充值 ¥5,000.00" in page
+
+
+def test_pages_name_their_tab_icon_so_browsers_do_not_ask_for_a_missing_favicon(client):
+    """Without a <link rel="icon"> every page load also requested /favicon.ico: a 404 in the
+    browser's console on every portal and admin page."""
+    assert client.get("/favicon.ico").status_code == 404  # still nothing served there
+    for url in (reverse("portal:login"), reverse("admin:login")):
+        page = client.get(url).content.decode()
+        assert '<link rel="icon" href="data:image/svg+xml,' in page, url
