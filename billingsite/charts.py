@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 Number = int | Decimal
@@ -63,6 +63,20 @@ class Chart:
     columns: list[str]
     rows: list[tuple[str, list[str]]] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+
+    @property
+    def table_rows_html(self) -> SafeString:
+        """`rows` as the table's `<tr>` elements, every text escaped: what two nested template
+        loops rendered before, for a tenth of their cost (a month is 30 rows, on every estimate
+        and invoice page)."""
+        return mark_safe(
+            "".join(
+                f'<tr><th scope="row" class="nowrap">{conditional_escape(label)}</th>'
+                + "".join(f'<td class="num">{conditional_escape(value)}</td>' for value in values)
+                + "</tr>"
+                for label, values in self.rows
+            )
+        )
 
 
 def nice_step(span: float, ticks: int = 4) -> float:

@@ -46,11 +46,7 @@ from invoices.documents.pdf import (
 )
 from invoices.models import CreditNote, Invoice
 from invoices.portal.topup_form import top_up_context
-from invoices.selectors import (
-    customer_financials,
-    estimate_current_month,
-    usage_received_through,
-)
+from invoices.selectors import customer_financials, month_estimate
 from plans.rating.engine import RatingError
 
 PAGE_SIZE = 24
@@ -376,10 +372,10 @@ def estimate(request, customer):
     today = _today()
     period = Period.containing(today)
     try:
-        rated = estimate_current_month(customer=customer, today=today)
+        estimate = month_estimate(customer=customer, today=today)
     except RatingError:
-        rated = None
-    usage_through = usage_received_through(customer=customer, period=period)
+        estimate = None
+    rated = estimate.rated if estimate else None
     following = period.next()
     return _render(
         request,
@@ -388,14 +384,18 @@ def estimate(request, customer):
         {
             "rated": rated,
             "usage_charts": usage_charts_for_lines(
-                customer_id=customer.pk, period=period, lines=rated.lines
+                customer_id=customer.pk,
+                period=period,
+                lines=estimate.rated.lines,
+                dau_by_app=estimate.dau_by_app,
+                book=estimate.book,
             )
-            if rated
+            if estimate
             else [],
             "period": period,
             "period_start": period.start,
             "period_end": period.end,
-            "usage_through": usage_through,
+            "usage_through": estimate.usage_through if estimate else None,
             "days_elapsed": (today - period.start).days + 1,
             "bill_date": dt.date(following.year, following.month, 2),
             "balance": ledger_balance(customer=customer),
