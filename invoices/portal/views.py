@@ -45,6 +45,7 @@ from invoices.documents.pdf import (
     render_invoice_pdf,
 )
 from invoices.models import CreditNote, Invoice
+from invoices.portal.rows import invoice_rows
 from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, month_estimate
 from plans.rating.engine import RatingError
@@ -147,8 +148,13 @@ def _today() -> dt.date:
     return billing_date(timezone.now())
 
 
-def _page(request: HttpRequest, items, size: int, param: str = "page"):
-    return Paginator(items, size).get_page(request.GET.get(param))
+def _page(request: HttpRequest, items, size: int, param: str = "page", count: int | None = None):
+    """One page of `items`; `count`: their number when the view has counted them already (the
+    list's totals), instead of the paginator's own COUNT query."""
+    paginator = Paginator(items, size)
+    if count is not None:
+        paginator.count = count  # Paginator.count is a cached_property: set, it is not queried
+    return paginator.get_page(request.GET.get(param))
 
 
 def _render(request: HttpRequest, customer: Customer, template: str, context: dict, **kwargs):
@@ -179,8 +185,17 @@ def visible_credit_notes(*, customer: Customer):
 @customer_view
 @require_GET
 def invoice_list(request, customer):
+    invoice_totals = visible_invoices(customer=customer).aggregate(
+        count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+    )
+    credit_note_totals = visible_credit_notes(customer=customer).aggregate(
+        count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+    )
     invoices = _page(
-        request, visible_invoices(customer=customer).order_by("-period", "-id"), PAGE_SIZE
+        request,
+        visible_invoices(customer=customer).order_by("-period", "-id"),
+        PAGE_SIZE,
+        count=invoice_totals["count"],
     )
     notes = _page(
         request,
@@ -189,6 +204,7 @@ def invoice_list(request, customer):
         .order_by("-issued_at", "-id"),
         PAGE_SIZE,
         param="notes_page",
+        count=credit_note_totals["count"],
     )
     return _render(
         request,
@@ -196,14 +212,11 @@ def invoice_list(request, customer):
         "portal/invoice_list.html",
         {
             "invoices": invoices,
+            "invoice_rows": invoice_rows(invoices),
             "credit_notes": notes,
             "balance": ledger_balance(customer=customer),
-            "invoice_totals": visible_invoices(customer=customer).aggregate(
-                count=Count("id"), total=Sum("total", default=Decimal("0.00"))
-            ),
-            "credit_note_totals": visible_credit_notes(customer=customer).aggregate(
-                count=Count("id"), total=Sum("total", default=Decimal("0.00"))
-            ),
+            "invoice_totals": invoice_totals,
+            "credit_note_totals": credit_note_totals,
         },
         nav="invoices",
     )
