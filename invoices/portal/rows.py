@@ -1,4 +1,4 @@
-"""The invoice list's rows as text, built once in Python per row.
+"""The invoice list's and the ledger's rows as text, built once in Python per row.
 
 Each `{% translate %}`, `|date` or `{% document_url %}` in a template loop costs the template
 engine 60-130 Python calls per row; the same strings built here cost a few each, and the
@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from django.utils import formats, translation
+from django.utils.timezone import localtime
 from django.utils.translation import gettext
 
+from accounts.models import LedgerEntry
 from invoices.models import Invoice
 from invoices.templatetags.billing_format import cny_html
-from invoices.templatetags.invoice_text import invoice_status
+from invoices.templatetags.invoice_text import invoice_status, ledger_kind
 from invoices.templatetags.portal_urls import document_url
 
 
@@ -66,6 +68,58 @@ def invoice_rows(invoices: Iterable[Invoice]) -> list[InvoiceRow]:
                 status_label=invoice_status(invoice.status),
                 total_html=cny_html(invoice.total),
                 download_label=gettext("Download invoice %(number)s (PDF)") % {"number": number},
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One line of the balance page's ledger table."""
+
+    date: str
+    kind_label: str
+    reference: str
+    # The portal page of the invoice or credit note the entry refers to ("" when none).
+    url: str
+    # An adjustment's reason ("" otherwise).
+    reason: str
+    amount_class: str
+    amount_sign: str
+    amount_html: str
+    balance_class: str
+    balance_html: str
+
+
+def ledger_rows(
+    entries: Iterable[LedgerEntry], *, invoice_numbers: set[str], note_numbers: set[str]
+) -> list[LedgerRow]:
+    """Rows for a page of `accounts.selectors.ledger_statement` (each entry annotated with
+    `balance_after`); a reference links to the customer's own invoice or credit note only
+    when it is in `invoice_numbers` / `note_numbers`."""
+    rows = []
+    for entry in entries:
+        reference = entry.reference
+        url = ""
+        if reference in invoice_numbers:
+            url = document_url("invoice-detail", reference)
+        elif reference in note_numbers:
+            url = document_url("credit-note-detail", reference)
+        amount = entry.amount.amount
+        balance_after = entry.balance_after  # type: ignore[attr-defined]
+        rows.append(
+            LedgerRow(
+                # `|date` shows a moment in the current time zone (template_localtime).
+                date=formats.date_format(localtime(entry.created_at), "Y-m-d"),
+                kind_label=ledger_kind(entry.kind),
+                reference=reference,
+                url=url,
+                reason=entry.reason if entry.kind == "adjustment" and entry.reason else "",
+                amount_class="negative" if amount < 0 else "positive",
+                amount_sign="+" if amount > 0 else "",
+                amount_html=cny_html(entry.amount),
+                balance_class="negative" if balance_after < 0 else "",
+                balance_html=cny_html(balance_after),
             )
         )
     return rows

@@ -45,7 +45,7 @@ from invoices.documents.pdf import (
     render_invoice_pdf,
 )
 from invoices.models import CreditNote, Invoice
-from invoices.portal.rows import invoice_rows
+from invoices.portal.rows import invoice_rows, ledger_rows
 from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, month_estimate
 from plans.rating.engine import RatingError
@@ -358,6 +358,9 @@ def _balance_page(request, customer, *, status=200, **extra):
             "estimate_error": estimate_error,
             "top_up": top_up,
             "entries": page,
+            "ledger_rows": ledger_rows(
+                page, invoice_numbers=invoice_numbers, note_numbers=note_numbers
+            ),
             "page_total": sum((entry.amount.amount for entry in page), Decimal("0.00")),
             "balance_chart": balance_history_chart(customer_id=customer.pk, today=today),
             "invoice_numbers": invoice_numbers,

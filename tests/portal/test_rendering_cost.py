@@ -17,6 +17,8 @@ from django.utils.html import format_html
 from freezegun import freeze_time
 
 from accounts.models import DailyUsage
+from accounts.selectors import ledger_statement
+from accounts.services import record_adjustment
 from billingsite.charts import BarSeries, Chart, LineSeries, Rule, chart_svg
 from billingsite.clock import Period
 from invoices.models import Invoice
@@ -86,6 +88,56 @@ def test_invoice_list_pages_from_the_totals_count(today, client_for, acme_user, 
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("portal:invoice-list"))
     assert not [q for q in queries if q["sql"].startswith('SELECT COUNT(*) AS "__count"')]
+
+
+# The ledger table's row as the balance page wrote it before invoices.portal.rows.
+FORMER_LEDGER_ROW = Template(
+    "{% load portal_urls i18n billing_format invoice_text %}"
+    "<tr>\n"
+    '        <td class="nowrap o1">{{ entry.created_at|date:"Y-m-d" }}</td>\n'
+    '        <td class="o3">{{ entry.kind|ledger_kind }}</td>\n'
+    '        <td class="o5">\n'
+    "          {% if entry.reference in invoice_numbers %}"
+    '<a href="{% document_url "invoice-detail" entry.reference %}">{{ entry.reference }}</a>\n'
+    "          {% elif entry.reference in note_numbers %}"
+    '<a href="{% document_url "credit-note-detail" entry.reference %}">{{ entry.reference }}</a>\n'
+    "          {% else %}{{ entry.reference }}{% endif %}\n"
+    '          {% if entry.kind == "adjustment" and entry.reason %}'
+    '<div class="explain">{{ entry.reason }}</div>{% endif %}\n'
+    "        </td>\n"
+    '        <td class="num o2 {% if entry.amount.amount < 0 %}negative{% else %}positive{% endif %}">'
+    "{% if entry.amount.amount > 0 %}+{% endif %}{{ entry.amount|cny_html }}</td>\n"
+    '        <td class="num o4 {% if entry.balance_after < 0 %}negative{% endif %}" '
+    "data-label=\"{% translate 'Balance' %}\">{{ entry.balance_after|cny_html }}</td>\n"
+    "      </tr>"
+)
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_ledger_rows_are_the_former_markup(today, client_for, acme_user, acme, language):
+    invoice = issued_invoice(customer=acme, period=OCTOBER)
+    note = credit_note(
+        invoice=invoice,
+        amounts={invoice.lines.order_by("position").first().pk: Decimal("100.00")},
+    )
+    record_adjustment(
+        customer=acme,
+        amount=Decimal("-40000.00"),  # the balance goes below zero
+        reason="Goodwill <reversed> & corrected",
+        idempotency_key="test-adjustment",
+        now=dt.datetime(2026, 11, 6, 23, 30, tzinfo=dt.UTC),  # 11-07 in Shanghai
+    )
+    client = client_for(acme_user)
+    client.cookies["django_language"] = language
+    html = client.get(reverse("portal:balance")).content.decode()
+    entries = list(ledger_statement(customer=acme))
+    assert len(entries) == 4
+    context = {"invoice_numbers": {invoice.number}, "note_numbers": {note.number}}
+    with translation.override(language):
+        for entry in entries:
+            assert FORMER_LEDGER_ROW.render(Context({"entry": entry, **context})) in html
+    assert "Goodwill &lt;reversed&gt; &amp; corrected" in html
+    assert f'<a href="/invoices/{invoice.number}/">{invoice.number}</a>' in html
 
 
 HOSTILE = '<b>Tom & "Jerry\'s"</b>'
