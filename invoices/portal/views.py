@@ -34,7 +34,7 @@ from accounts.payments.how_to_pay import how_to_pay
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.charts import balance_history_chart, usage_charts_for_lines
-from invoices.documents.fapiao import fapiao_request_live
+from invoices.documents.fapiao import fapiao_live_status
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
     credit_note_pdf_filename,
@@ -44,7 +44,7 @@ from invoices.documents.pdf import (
     render_credit_note_pdf,
     render_invoice_pdf,
 )
-from invoices.models import CreditNote, Invoice
+from invoices.models import CreditNote, FapiaoRequest, Invoice
 from invoices.portal.rows import invoice_rows, ledger_rows
 from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, month_estimate
@@ -225,8 +225,11 @@ def invoice_list(request, customer):
 @customer_view
 @require_GET
 def invoice_detail(request, customer, number: str):
-    invoice = get_object_or_404(visible_invoices(customer=customer), number=number)
-    debit = invoice_ledger_entry(invoice=invoice)
+    invoice = get_object_or_404(
+        visible_invoices(customer=customer).annotate(fapiao_status=fapiao_live_status()),
+        number=number,
+    )
+    debit = invoice_ledger_entry(invoice=invoice, with_balance=True)
     lines = list(invoice.lines.order_by("position"))
     period = Period.containing(invoice.period)
     return _render(
@@ -241,9 +244,12 @@ def invoice_detail(request, customer, number: str):
                 customer_id=customer.pk, period=period, lines=lines
             ),
             "debit": debit,
-            "balance_after_debit": ledger_balance_in_statement(entry=debit) if debit else None,
+            "balance_after_debit": debit.balance_in_statement if debit else None,
             "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
-            "fapiao": fapiao_request_live(invoice=invoice),
+            # The live fapiao request's status as get_status_display() says it (None: none).
+            "fapiao_status": FapiaoRequest.Status(invoice.fapiao_status).label
+            if invoice.fapiao_status
+            else None,
         },
         nav="invoices",
     )

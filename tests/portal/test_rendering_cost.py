@@ -5,6 +5,7 @@ text against the template loop and format_html they replaced, and the estimate's
 received through" and charts taken from the rating's own read."""
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -14,16 +15,23 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import translation
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from freezegun import freeze_time
 
-from accounts.models import DailyUsage
-from accounts.selectors import ledger_statement
+from accounts.models import DailyUsage, LedgerEntry
+from accounts.selectors import (
+    ledger_balance_in_statement,
+    ledger_statement,
+    with_balance_in_statement,
+)
 from accounts.services import record_adjustment
 from billingsite.charts import BarSeries, Chart, LineSeries, Rule, chart_svg
 from billingsite.clock import Period
-from invoices.models import Invoice
+from invoices.documents.fapiao import fapiao_reject, fapiao_request_create
+from invoices.models import FapiaoRequest, Invoice
 from invoices.selectors import estimate_current_month, month_estimate
 from tests.factories import ApplicationFactory, CustomerFactory, CustomerUserFactory, usage
+from tests.invoices.test_fapiao import ordinary
 from tests.portal.conftest import OCTOBER
 from tests.portal.factories import credit_note, issued_invoice
 
@@ -213,3 +221,67 @@ def test_estimate_page_charts_the_months_usage(client_for, price_book):
     assert '<tr><th scope="row" class="nowrap">11-07</th><td class="num">25,000</td></tr>' in html
     assert '<tr><th scope="row" class="nowrap">11-08</th><td class="num"></td></tr>' in html
     assert "Billed peak: 25,000 DAU on 2026-11-07." in html
+
+
+FAPIAO_LINK = re.compile(r'<a class="button secondary" id="fapiao-link" [^>]*>([^<]*)</a>')
+
+
+@pytest.mark.parametrize(
+    ("language", "none", "pending"),
+    [("en", "Request a fapiao", "Fapiao: Pending"), ("zh-hans", None, None)],
+)
+def test_invoice_page_reads_the_live_fapiao_status_with_the_invoice(
+    today, client_for, acme_user, acme, acme_invoice, language, none, pending
+):
+    client = client_for(acme_user)
+    client.cookies["django_language"] = language
+    url = reverse("portal:invoice-detail", args=[acme_invoice.number])
+
+    def link() -> str:
+        (text,) = FAPIAO_LINK.findall(client.get(url).content.decode())
+        return text
+
+    with translation.override(language):
+        none = none or gettext("Request a fapiao")
+        pending = pending or f"{gettext('Fapiao')}: {FapiaoRequest.Status.PENDING.label}"
+    now = dt.datetime(2026, 11, 10, tzinfo=dt.UTC)
+    assert link() == none
+    request = fapiao_request_create(
+        invoice=acme_invoice, customer=acme, details=ordinary(), now=now
+    )
+    assert link() == pending
+    fapiao_reject(request=request, reason="Wrong title", now=now)
+    assert link() == none  # a rejected request is not the live one
+    fapiao_request_create(invoice=acme_invoice, customer=acme, details=ordinary(), now=now)
+    assert link() == pending
+    # Another customer's request for its own invoice changes nothing here.
+    other_customer = CustomerFactory()
+    usage(ApplicationFactory(customer=other_customer, plan="premium"), OCTOBER.start, 8_000)
+    other = issued_invoice(customer=other_customer, period=OCTOBER)
+    fapiao_request_create(invoice=other, customer=other.customer, details=ordinary(), now=now)
+    with CaptureQueriesContext(connection) as queries:
+        assert link() == pending
+    assert not [q for q in queries if q["sql"].startswith('SELECT "invoices_fapiaorequest"')]
+
+
+def test_balance_in_statement_read_with_the_entries_is_the_one_rule(acme):
+    # Entries at the same moment are ordered by id, like the statement.
+    moment = dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)
+    for index, amount in enumerate(("-120.00", "-30.50", "-0.50")):
+        record_adjustment(
+            customer=acme,
+            amount=Decimal(amount),
+            reason="test",
+            idempotency_key=f"same-moment-{index}",
+            now=moment,
+        )
+    entries = list(with_balance_in_statement(LedgerEntry.objects.filter(customer=acme)))
+    assert len(entries) == 4
+    for entry in entries:
+        assert entry.balance_in_statement == ledger_balance_in_statement(entry=entry)
+    assert sorted(e.balance_in_statement for e in entries) == [
+        Decimal("49849.00"),
+        Decimal("49849.50"),
+        Decimal("49880.00"),
+        Decimal("50000.00"),
+    ]
