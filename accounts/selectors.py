@@ -102,11 +102,33 @@ def ledger_statement(*, customer: Customer | int) -> QuerySet[LedgerEntry]:
     )
 
 
+def _up_to_in_statement(*, created_at: dt.datetime | OuterRef, entry_id: int | OuterRef) -> Q:
+    """The entries up to and including one in the statement's order (time, then id);
+    `created_at` and `entry_id` are values or OuterRefs."""
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lte=entry_id)
+
+
 def ledger_balance_in_statement(*, entry: LedgerEntry) -> Decimal:
     """The balance after `entry` in the customer's statement (time, then id), as
     `ledger_statement` shows it next to the entry."""
     return _sum(
         LedgerEntry.objects.filter(customer_id=entry.customer_id).filter(
-            Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, id__lte=entry.id)
+            _up_to_in_statement(created_at=entry.created_at, entry_id=entry.id)
         )
+    )
+
+
+def with_balance_in_statement(entries: QuerySet[LedgerEntry]) -> QuerySet[LedgerEntry]:
+    """`entries`, each annotated with `balance_in_statement`: what
+    `ledger_balance_in_statement` gives for it, read in the same query."""
+    up_to = (
+        LedgerEntry.objects.filter(customer_id=OuterRef("customer_id"))
+        .filter(_up_to_in_statement(created_at=OuterRef("created_at"), entry_id=OuterRef("id")))
+        .order_by()
+        .values("customer_id")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return entries.annotate(
+        balance_in_statement=Coalesce(Subquery(up_to), Value(ZERO), output_field=_BALANCE)
     )

@@ -11,12 +11,13 @@ caption and the table alternative from the template (`templates/charts/figure.ht
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 Number = int | Decimal
@@ -64,6 +65,20 @@ class Chart:
     rows: list[tuple[str, list[str]]] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
 
+    @property
+    def table_rows_html(self) -> SafeString:
+        """`rows` as the table's `<tr>` elements, every text escaped: what two nested template
+        loops rendered before, for a tenth of their cost (a month is 30 rows, on every estimate
+        and invoice page)."""
+        return mark_safe(
+            "".join(
+                f'<tr><th scope="row" class="nowrap">{_e(label)}</th>'
+                + "".join(f'<td class="num">{_e(value)}</td>' for value in values)
+                + "</tr>"
+                for label, values in self.rows
+            )
+        )
+
 
 def nice_step(span: float, ticks: int = 4) -> float:
     """A round tick step (1, 2 or 5 x 10^n) giving about `ticks` steps over `span`."""
@@ -87,6 +102,12 @@ def compact(value: float) -> str:
     else:
         text = f"{value:.2f}".rstrip("0").rstrip(".")
     return text
+
+
+def _e(text: object) -> str:
+    """Django's `conditional_escape` as text: SafeString as it is, anything else escaped."""
+    html_method = getattr(text, "__html__", None)
+    return html_method() if html_method is not None else html.escape(str(text))
 
 
 def _n(value: float) -> str:
@@ -131,25 +152,21 @@ def chart_svg(
     def x(slot: int) -> float:
         return LEFT + slot_w * (slot + 0.5)
 
-    parts: list[SafeString] = []
+    # Markup joined as text: numbers need no escaping and every text goes through `_e`, the
+    # same escaping as format_html's (which cost ~50 calls per mark, most of a chart's time).
+    parts: list[str] = []
     tick = low
     while tick <= high + step / 2:
+        level = _n(y(tick))
         parts.append(
-            format_html(
-                '<line class="chart-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-                '<text class="chart-tick" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT,
-                WIDTH - RIGHT,
-                _n(y(tick)),
-                _n(y(tick)),
-                LEFT - 6,
-                _n(y(tick) + FONT / 3),
-                compact(tick),
-            )  # fmt: skip
+            f'<line class="chart-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{level}" y2="{level}"/>'
+            f'<text class="chart-tick" x="{LEFT - 6}" y="{_n(y(tick) + FONT / 3)}" '
+            f'text-anchor="end">{_e(compact(tick))}</text>'
         )
         tick += step
     group_w = slot_w * 0.8 / max(len(bars), 1)
     for index, series in enumerate(bars):
+        name = _e(series.name)
         for slot, value in enumerate(series.values):
             if value is None:
                 continue
@@ -158,18 +175,10 @@ def chart_svg(
             if slot in series.marked:
                 css += " chart-mark"
             parts.append(
-                format_html(
-                    '<rect class="{}" x="{}" y="{}" width="{}" height="{}">'
-                    "<title>{}: {} {}</title></rect>",
-                    css,
-                    _n(LEFT + slot_w * (slot + 0.1) + group_w * index),
-                    _n(top),
-                    _n(max(group_w - 1, 1)),
-                    _n(max(bottom - top, 0.5)),
-                    labels[slot],
-                    series.name,
-                    value_text(value),
-                )  # fmt: skip
+                f'<rect class="{_e(css)}" x="{_n(LEFT + slot_w * (slot + 0.1) + group_w * index)}" '
+                f'y="{_n(top)}" width="{_n(max(group_w - 1, 1))}" '
+                f'height="{_n(max(bottom - top, 0.5))}">'
+                f"<title>{_e(labels[slot])}: {name} {_e(value_text(value))}</title></rect>"
             )
     for series in lines:
         points = [
@@ -179,59 +188,33 @@ def chart_svg(
         ]
         if points:
             parts.append(
-                format_html(
-                    '<polyline class="chart-line chart-line-{}" points="{}"/>',
-                    series.css,
-                    " ".join(points),
-                )  # fmt: skip
+                f'<polyline class="chart-line chart-line-{_e(series.css)}" '
+                f'points="{_e(" ".join(points))}"/>'
             )
+        name = _e(series.name)
         parts.extend(
-            format_html(
-                '<circle class="chart-dot chart-line-{}" cx="{}" cy="{}" r="3">'
-                "<title>{}: {} {}</title></circle>",
-                series.css,
-                _n(x(slot)),
-                _n(y(float(value))),
-                labels[slot],
-                series.name,
-                value_text(value),
-            )  # fmt: skip
+            f'<circle class="chart-dot chart-line-{_e(series.css)}" cx="{_n(x(slot))}" '
+            f'cy="{_n(y(float(value)))}" r="3">'
+            f"<title>{_e(labels[slot])}: {name} {_e(value_text(value))}</title></circle>"
             for slot, value in enumerate(series.values)
             if value is not None
         )
     for rule in rules:
+        level = _n(y(float(rule.value)))
         parts.append(
-            format_html(
-                '<line class="chart-rule" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-                '<text class="chart-rule-label" x="{}" y="{}" text-anchor="end">{}</text>',
-                LEFT,
-                WIDTH - RIGHT,
-                _n(y(float(rule.value))),
-                _n(y(float(rule.value))),
-                WIDTH - RIGHT - 2,
-                _n(y(float(rule.value)) - 3),
-                rule.label,
-            )  # fmt: skip
+            f'<line class="chart-rule" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{level}" y2="{level}"/>'
+            f'<text class="chart-rule-label" x="{WIDTH - RIGHT - 2}" '
+            f'y="{_n(y(float(rule.value)) - 3)}" text-anchor="end">{_e(rule.label)}</text>'
         )
+    zero = _n(y(0.0))
     parts.append(
-        format_html(
-            '<line class="chart-axis" x1="{}" x2="{}" y1="{}" y2="{}"/>',
-            LEFT,
-            WIDTH - RIGHT,
-            _n(y(0.0)),
-            _n(y(0.0)),
-        )  # fmt: skip
+        f'<line class="chart-axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{zero}" y2="{zero}"/>'
     )
-    parts.append(
-        format_html_join(
-            "",
-            '<text class="chart-tick" x="{}" y="{}" text-anchor="middle">{}</text>',
-            (
-                (_n(x(slot)), HEIGHT - 8, label)
-                for slot, label in enumerate(labels)
-                if slot % max(label_every, 1) == 0
-            ),
-        )
+    parts.extend(
+        f'<text class="chart-tick" x="{_n(x(slot))}" y="{HEIGHT - 8}" '
+        f'text-anchor="middle">{_e(label)}</text>'
+        for slot, label in enumerate(labels)
+        if slot % max(label_every, 1) == 0
     )
     svg = format_html(
         '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}" '

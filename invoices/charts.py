@@ -114,20 +114,31 @@ def usage_chart(
 
 
 def usage_charts_for_lines(
-    *, customer_id: int, period: Period, lines: Sequence
+    *,
+    customer_id: int,
+    period: Period,
+    lines: Sequence,
+    dau_by_app: dict[str, dict[dt.date, int]] | None = None,
+    book: PriceBook | None = None,
 ) -> list[UsageChart]:
     """A chart per application with a DAU line among `lines` (invoice lines or priced lines),
-    in the lines' order: one query for the month's usage, the price book from the cache."""
+    in the lines' order: one query for the month's usage, the price book from the cache.
+    `dau_by_app` (app_key -> {day: DAU}) and `book`: the month's usage and prices when the
+    caller has them already (the estimate's rating read them)."""
     dau_lines = [line for line in lines if line.category == DAU_FEE]
     if not dau_lines:
         return []
     usage: dict[str, dict[dt.date, int]] = defaultdict(dict)
-    rows = DailyUsage.objects.filter(
-        application__customer_id=customer_id, day__gte=period.start, day__lte=period.end
-    ).values_list("application__app_key", "day", "dau")
-    for app_key, day, dau in rows:
-        usage[app_key][day] = dau
-    book = cached_price_book(period=period)
+    if dau_by_app is None:
+        rows = DailyUsage.objects.filter(
+            application__customer_id=customer_id, day__gte=period.start, day__lte=period.end
+        ).values_list("application__app_key", "day", "dau")
+        for app_key, day, dau in rows:
+            usage[app_key][day] = dau
+    else:
+        usage.update(dau_by_app)
+    if book is None:
+        book = cached_price_book(period=period)
     segments: dict[str, list[tuple[str, int | None, dt.date | None]]] = defaultdict(list)
     names: dict[str, str] = {}
     for line in dau_lines:

@@ -141,16 +141,42 @@ def recommended_balance(*, monthly_fees: Decimal) -> Decimal:
 def estimate_current_month(*, customer: Customer, today: dt.date) -> RatedAccount:
     """This month's bill so far: the whole month at today's plans and add-ons, with the peak
     DAU received to date. An estimate; the month-end run bills the real peak."""
-    return rate_customer_period(customer=customer, period=Period.containing(today))
+    return month_estimate(customer=customer, today=today).rated
 
 
-def usage_received_through(*, customer: Customer, period: Period) -> dt.date | None:
-    """The last day of `period` with usage received for any of the customer's applications;
-    None when none has arrived yet (an estimate then prices no DAU at all, which is not a
-    forecast of the bill)."""
-    return DailyUsage.objects.filter(
-        application__customer=customer, day__gte=period.start, day__lte=period.end
-    ).aggregate(last=Max("day"))["last"]
+@dataclass(frozen=True)
+class MonthEstimate:
+    """This month's estimate with what the estimate page and API show beside it, all from the
+    one read the rating made (no second usage query, no second price book token)."""
+
+    period: Period
+    rated: RatedAccount
+    # The last day of the month with usage received for any of the customer's applications;
+    # None when none has arrived yet (the estimate then prices no DAU at all, which is not a
+    # forecast of the bill).
+    usage_through: dt.date | None
+    # app_key -> {day: DAU} of the month so far, every application of the customer.
+    dau_by_app: dict[str, dict[dt.date, int]]
+    # The prices the estimate used (the charts' block thresholds).
+    book: PriceBook
+
+
+def month_estimate(*, customer: Customer, today: dt.date) -> MonthEstimate:
+    """`estimate_current_month` plus the usage it read; raises RatingError like it."""
+    period = Period.containing(today)
+    book = cached_price_book(period=period)
+    rating = _customer_rating(customer=customer, period=period, book=book)
+    days = [row for peaks in rating.usage.values() for row in peaks.days]
+    return MonthEstimate(
+        period=period,
+        rated=rating.rated_account(),
+        usage_through=max((day for day, _dau, _messages in days), default=None),
+        dau_by_app={
+            app_key: {day: dau for day, dau, _messages in peaks.days}
+            for app_key, peaks in rating.usage.items()
+        },
+        book=book,
+    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,12 @@ from accounts.models import Application
 from billingsite.clock import Period
 from billingsite.queries import any_of
 from plans.rating.engine import ApplicationInput, PriceBook, RatedAccount, RatingError, rate_account
-from plans.selectors import application_inputs, price_book_for_period
+from plans.selectors import (
+    UsagePeaks,
+    application_inputs,
+    price_book_for_period,
+    usage_by_application,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,9 @@ class CustomerRating:
     # (number of applications, sum of their usage versions), read before the usage that was
     # rated: usage written after the read bumps a version, which a writer compares under lock.
     usage_version: tuple[int, int]
+    # app_key -> the application's usage rows of the period that were rated (the estimate's
+    # "usage received through" and its charts read them instead of querying again).
+    usage: dict[str, UsagePeaks]
 
     def rated_account(self) -> RatedAccount:
         """The rated account; raises the customer's RatingError when it could not be rated."""
@@ -60,12 +68,20 @@ def customers_rate(
         .only("id", "customer_id", "app_key", "name", "usage_version")
         .order_by("id")
     )
-    inputs = application_inputs(applications=applications, period=period)
+    usage = usage_by_application(
+        application_ids=[app.id for app in applications],
+        first_day=period.start,
+        last_day=period.end,
+    )
+    inputs = application_inputs(applications=applications, period=period, usage=usage)
     by_customer: dict[int, list[ApplicationInput]] = defaultdict(list)
     app_ids: dict[int, dict[str, int]] = defaultdict(dict)
     versions: dict[int, tuple[int, int]] = {}
+    usage_by_key: dict[int, dict[str, UsagePeaks]] = defaultdict(dict)
     for app in applications:
         app_ids[app.customer_id][app.app_key] = app.id
+        if app.id in usage:
+            usage_by_key[app.customer_id][app.app_key] = usage[app.id]
         count, total = versions.get(app.customer_id, (0, 0))
         versions[app.customer_id] = (count + 1, total + app.usage_version)
         if app.id in inputs:
@@ -85,5 +101,6 @@ def customers_rate(
             error=error,
             application_ids=app_ids.get(customer_id, {}),
             usage_version=versions.get(customer_id, (0, 0)),
+            usage=usage_by_key.get(customer_id, {}),
         )
     return ratings

@@ -163,9 +163,12 @@ def _discount_segments(
     return tuple(segments)
 
 
-def application_inputs(*, applications: list, period: Period) -> dict[int, ApplicationInput]:
+def application_inputs(
+    *, applications: list, period: Period, usage: dict[int, UsagePeaks] | None = None
+) -> dict[int, ApplicationInput]:
     """Rating inputs for many applications in one period, in a fixed number of queries
-    (plans, add-ons, usage, contracts, discounts).
+    (plans, add-ons, usage, contracts, discounts). `usage`: the applications' usage of the
+    period when the caller has read it already (`usage_by_application`), else read here.
 
     `applications` are Application instances (id, customer_id, app_key, name). An application
     with no plan row in the period is left out (it did not exist yet). Its discounts are its
@@ -174,9 +177,10 @@ def application_inputs(*, applications: list, period: Period) -> dict[int, Appli
     app_ids = [app.id for app in applications]
     plans = plan_history(application_ids=app_ids)
     addons = addon_history(application_ids=app_ids)
-    usage = usage_by_application(
-        application_ids=app_ids, first_day=period.start, last_day=period.end
-    )
+    if usage is None:
+        usage = usage_by_application(
+            application_ids=app_ids, first_day=period.start, last_day=period.end
+        )
     contracts: dict[int, list] = defaultdict(list)
     for contract in contracts_overlapping(
         application_ids=app_ids, first_day=period.start, last_day=period.end

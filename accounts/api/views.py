@@ -35,17 +35,13 @@ from billingsite.api_errors import (
     InsufficientDepositSerializer,
     error_response,
 )
-from billingsite.clock import Period, billing_date
+from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError
 from billingsite.ops import metrics
 from billingsite.parsers import BoundedJSONParser, json_loads_bounded
 from billingsite.refusals import Refusal
 from invoices.models import Invoice
-from invoices.selectors import (
-    customer_financials,
-    estimate_current_month,
-    usage_received_through,
-)
+from invoices.selectors import customer_financials, month_estimate
 from plans.services import addon_end, addon_set, application_create, plan_change_request
 from plans.timeline import addon_history, plan_history, row_on, rows_on
 
@@ -309,16 +305,14 @@ class CustomerEstimateView(ConsoleView):
     def get(self, request, external_id: str):
         customer = _customer(external_id)
         today = billing_date(timezone.now())
-        rated = estimate_current_month(customer=customer, today=today)
-        period = Period.containing(today)
-        usage_through = usage_received_through(customer=customer, period=period)
+        month = month_estimate(customer=customer, today=today)
         estimate = {
             "customer": customer,
-            "period": str(period),
+            "period": str(month.period),
             "as_of": today,
-            "usage_received": usage_through is not None,
-            "usage_through": usage_through,
-            "rated": rated,
+            "usage_received": month.usage_through is not None,
+            "usage_through": month.usage_through,
+            "rated": month.rated,
         }
         return Response(s.EstimateSerializer(estimate).data)
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet, Sum
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import FileResponse, Http404
 from django.utils.translation import gettext as _
 from stdnum.cn import uscc
@@ -132,12 +132,23 @@ def customer_fapiao_requests(*, customer: Customer) -> QuerySet[FapiaoRequest]:
     return FapiaoRequest.objects.filter(customer=customer)
 
 
+def _live(requests: QuerySet[FapiaoRequest]) -> QuerySet[FapiaoRequest]:
+    """The requests that are not rejected (at most one per invoice: a unique constraint)."""
+    return requests.exclude(status=FapiaoRequest.Status.REJECTED)
+
+
 def fapiao_request_live(*, invoice: Invoice) -> FapiaoRequest | None:
     """The invoice's request that is not rejected (at most one), if any."""
-    return (
-        FapiaoRequest.objects.filter(invoice=invoice)
-        .exclude(status=FapiaoRequest.Status.REJECTED)
-        .first()
+    return _live(FapiaoRequest.objects.filter(invoice=invoice)).first()
+
+
+def fapiao_live_status() -> Subquery:
+    """`fapiao_request_live`'s status as a column of an invoice query (None: no live request):
+    the invoice page reads it with the invoice, not in a query of its own."""
+    return Subquery(
+        _live(FapiaoRequest.objects.filter(invoice=OuterRef("pk")))
+        .order_by("pk")
+        .values("status")[:1]
     )
 
 

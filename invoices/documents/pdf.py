@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.utils import translation
 
 from accounts.models import Customer, LedgerEntry
+from accounts.selectors import with_balance_in_statement
 from billingsite.clock import Period
 from billingsite.issuer import issuer
 from invoices.models import CreditNote, Invoice
@@ -28,19 +30,20 @@ from invoices.templatetags.invoice_text import by_application
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 
-def invoice_ledger_entry(*, invoice: Invoice) -> LedgerEntry | None:
-    """The debit the invoice posted to the customer's balance (None before issue)."""
+def invoice_ledger_entry(*, invoice: Invoice, with_balance: bool = False) -> LedgerEntry | None:
+    """The debit the invoice posted to the customer's balance (None before issue).
+    `with_balance`: annotated with `balance_in_statement`, the balance after it
+    (accounts.selectors.with_balance_in_statement), in the same query."""
     if not invoice.number:
         return None
-    return (
-        LedgerEntry.objects.filter(
-            customer_id=invoice.customer_id,
-            kind=LedgerEntry.Kind.INVOICE_DEBIT,
-            reference=invoice.number,
-        )
-        .order_by("created_at", "id")
-        .first()
+    debits: QuerySet[LedgerEntry] = LedgerEntry.objects.filter(
+        customer_id=invoice.customer_id,
+        kind=LedgerEntry.Kind.INVOICE_DEBIT,
+        reference=invoice.number,
     )
+    if with_balance:
+        debits = with_balance_in_statement(debits)
+    return debits.order_by("created_at", "id").first()
 
 
 def credit_note_ledger_entry(*, credit_note: CreditNote) -> LedgerEntry | None:

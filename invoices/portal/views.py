@@ -35,7 +35,7 @@ from accounts.promo_credit import balance_split, promo_credit_available
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.charts import balance_history_chart, usage_charts_for_lines
-from invoices.documents.fapiao import fapiao_request_live
+from invoices.documents.fapiao import fapiao_live_status
 from invoices.documents.pdf import (
     credit_note_ledger_entry,
     credit_note_pdf_filename,
@@ -45,13 +45,10 @@ from invoices.documents.pdf import (
     render_credit_note_pdf,
     render_invoice_pdf,
 )
-from invoices.models import CreditNote, Invoice
+from invoices.models import CreditNote, FapiaoRequest, Invoice
+from invoices.portal.rows import invoice_rows, ledger_rows
 from invoices.portal.topup_form import top_up_context
-from invoices.selectors import (
-    customer_financials,
-    estimate_current_month,
-    usage_received_through,
-)
+from invoices.selectors import customer_financials, month_estimate
 from plans.rating.engine import RatingError
 
 PAGE_SIZE = 24
@@ -152,8 +149,13 @@ def _today() -> dt.date:
     return billing_date(timezone.now())
 
 
-def _page(request: HttpRequest, items, size: int, param: str = "page"):
-    return Paginator(items, size).get_page(request.GET.get(param))
+def _page(request: HttpRequest, items, size: int, param: str = "page", count: int | None = None):
+    """One page of `items`; `count`: their number when the view has counted them already (the
+    list's totals), instead of the paginator's own COUNT query."""
+    paginator = Paginator(items, size)
+    if count is not None:
+        paginator.count = count  # Paginator.count is a cached_property: set, it is not queried
+    return paginator.get_page(request.GET.get(param))
 
 
 def _render(request: HttpRequest, customer: Customer, template: str, context: dict, **kwargs):
@@ -184,8 +186,17 @@ def visible_credit_notes(*, customer: Customer):
 @customer_view
 @require_GET
 def invoice_list(request, customer):
+    invoice_totals = visible_invoices(customer=customer).aggregate(
+        count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+    )
+    credit_note_totals = visible_credit_notes(customer=customer).aggregate(
+        count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+    )
     invoices = _page(
-        request, visible_invoices(customer=customer).order_by("-period", "-id"), PAGE_SIZE
+        request,
+        visible_invoices(customer=customer).order_by("-period", "-id"),
+        PAGE_SIZE,
+        count=invoice_totals["count"],
     )
     notes = _page(
         request,
@@ -194,6 +205,7 @@ def invoice_list(request, customer):
         .order_by("-issued_at", "-id"),
         PAGE_SIZE,
         param="notes_page",
+        count=credit_note_totals["count"],
     )
     return _render(
         request,
@@ -201,14 +213,11 @@ def invoice_list(request, customer):
         "portal/invoice_list.html",
         {
             "invoices": invoices,
+            "invoice_rows": invoice_rows(invoices),
             "credit_notes": notes,
             "balance": ledger_balance(customer=customer),
-            "invoice_totals": visible_invoices(customer=customer).aggregate(
-                count=Count("id"), total=Sum("total", default=Decimal("0.00"))
-            ),
-            "credit_note_totals": visible_credit_notes(customer=customer).aggregate(
-                count=Count("id"), total=Sum("total", default=Decimal("0.00"))
-            ),
+            "invoice_totals": invoice_totals,
+            "credit_note_totals": credit_note_totals,
         },
         nav="invoices",
     )
@@ -217,8 +226,11 @@ def invoice_list(request, customer):
 @customer_view
 @require_GET
 def invoice_detail(request, customer, number: str):
-    invoice = get_object_or_404(visible_invoices(customer=customer), number=number)
-    debit = invoice_ledger_entry(invoice=invoice)
+    invoice = get_object_or_404(
+        visible_invoices(customer=customer).annotate(fapiao_status=fapiao_live_status()),
+        number=number,
+    )
+    debit = invoice_ledger_entry(invoice=invoice, with_balance=True)
     lines = list(invoice.lines.order_by("position"))
     period = Period.containing(invoice.period)
     return _render(
@@ -233,9 +245,12 @@ def invoice_detail(request, customer, number: str):
                 customer_id=customer.pk, period=period, lines=lines
             ),
             "debit": debit,
-            "balance_after_debit": ledger_balance_in_statement(entry=debit) if debit else None,
+            "balance_after_debit": debit.balance_in_statement if debit else None,
             "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
-            "fapiao": fapiao_request_live(invoice=invoice),
+            # The live fapiao request's status as get_status_display() says it (None: none).
+            "fapiao_status": FapiaoRequest.Status(invoice.fapiao_status).label
+            if invoice.fapiao_status
+            else None,
         },
         nav="invoices",
     )
@@ -354,6 +369,9 @@ def _balance_page(request, customer, *, status=200, **extra):
             "estimate_error": estimate_error,
             "top_up": top_up,
             "entries": page,
+            "ledger_rows": ledger_rows(
+                page, invoice_numbers=invoice_numbers, note_numbers=note_numbers
+            ),
             "page_total": sum((entry.amount.amount for entry in page), Decimal("0.00")),
             "balance_chart": balance_history_chart(customer_id=customer.pk, today=today),
             "invoice_numbers": invoice_numbers,
@@ -381,10 +399,10 @@ def estimate(request, customer):
     today = _today()
     period = Period.containing(today)
     try:
-        rated = estimate_current_month(customer=customer, today=today)
+        estimate = month_estimate(customer=customer, today=today)
     except RatingError:
-        rated = None
-    usage_through = usage_received_through(customer=customer, period=period)
+        estimate = None
+    rated = estimate.rated if estimate else None
     following = period.next()
     return _render(
         request,
@@ -393,14 +411,18 @@ def estimate(request, customer):
         {
             "rated": rated,
             "usage_charts": usage_charts_for_lines(
-                customer_id=customer.pk, period=period, lines=rated.lines
+                customer_id=customer.pk,
+                period=period,
+                lines=estimate.rated.lines,
+                dau_by_app=estimate.dau_by_app,
+                book=estimate.book,
             )
-            if rated
+            if estimate
             else [],
             "period": period,
             "period_start": period.start,
             "period_end": period.end,
-            "usage_through": usage_through,
+            "usage_through": estimate.usage_through if estimate else None,
             "days_elapsed": (today - period.start).days + 1,
             "bill_date": dt.date(following.year, following.month, 2),
             "balance": ledger_balance(customer=customer),

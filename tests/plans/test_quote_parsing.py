@@ -190,7 +190,7 @@ def test_property_the_response_body_is_the_serializers(
             addons=addons,
             period=period,
             active_from=dt.date(2026, 2, first),
-            active_to=dt.date(2026, 2, first + days),
+            active_to=dt.date(2026, 2, min(first + days, 28)),
             peak_daily_messages=peak_daily_messages,
             now=timezone.now(),
         )
