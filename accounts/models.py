@@ -268,6 +268,16 @@ class LedgerEntry(models.Model):
         CREDIT_NOTE_CREDIT = "credit_note_credit", "Credit note credit"
         REFUND = "refund", "Refund"
         ADJUSTMENT = "adjustment", "Manual adjustment"
+        # Promotional credit (accounts.promo_credit): granted by finance, kept apart from the
+        # paid balance by its kinds; used by invoices before the paid balance; what is left
+        # on the day after its expiry lapses.
+        PROMO_GRANT = "promo_grant", "Promotional credit granted"
+        PROMO_USE = "promo_use", "Promotional credit used"
+        PROMO_LAPSE = "promo_lapse", "Promotional credit lapsed"
+
+    PROMO_KINDS = (Kind.PROMO_GRANT, Kind.PROMO_USE, Kind.PROMO_LAPSE)
+    # A use or a lapse draws on one grant (`promo_grant`).
+    PROMO_DRAW_KINDS = (Kind.PROMO_USE, Kind.PROMO_LAPSE)
 
     class Method(models.TextChoices):
         """How a deposit's money arrived; the journal posts each to its own clearing account."""
@@ -298,6 +308,15 @@ class LedgerEntry(models.Model):
     # `deposit_method` reports; every deposit written since carries its method.
     method = models.CharField(max_length=16, choices=Method.choices, null=True, blank=True)
     reason = models.TextField(blank=True)
+    # Promotional credit grants only (NULL on every other kind; required on grants): the last
+    # Asia/Shanghai day the credit can pay an invoice, inclusive.
+    expires_on = models.DateField(null=True, blank=True)
+    # Uses and lapses only (required on them, NULL otherwise): the grant of the same customer
+    # they draw on. The database refuses a draw that takes the grant below zero, one on another
+    # customer's grant, a second lapse of a grant and a second use of a grant by one invoice.
+    promo_grant = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promo_draws"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -317,10 +336,36 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=~Q(amount=0), name="ledger_amount_not_zero"),
             # The sign is what the kind means: a positive debit would raise the balance.
             models.CheckConstraint(
-                condition=Q(kind__in=["deposit", "credit_note_credit"], amount__gt=0)
-                | Q(kind__in=["invoice_debit", "refund"], amount__lt=0)
+                condition=Q(kind__in=["deposit", "credit_note_credit", "promo_grant"], amount__gt=0)
+                | Q(kind__in=["invoice_debit", "refund", "promo_use", "promo_lapse"], amount__lt=0)
                 | Q(kind="adjustment"),
                 name="ledger_sign_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="promo_grant", expires_on__isnull=False)
+                | (~Q(kind="promo_grant") & Q(expires_on__isnull=True)),
+                name="ledger_expiry_only_on_promo_grants",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="promo_grant") | ~Q(reason=""),
+                name="ledger_promo_grant_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["promo_use", "promo_lapse"], promo_grant__isnull=False)
+                | (~Q(kind__in=["promo_use", "promo_lapse"]) & Q(promo_grant__isnull=True)),
+                name="ledger_promo_draw_has_grant",
+            ),
+            # A retried or re-run issue never uses a grant twice for one invoice (the
+            # reference is the invoice's number); a grant lapses once.
+            models.UniqueConstraint(
+                fields=["promo_grant", "reference"],
+                condition=Q(kind="promo_use"),
+                name="ledger_one_promo_use_per_grant_and_invoice",
+            ),
+            models.UniqueConstraint(
+                fields=["promo_grant"],
+                condition=Q(kind="promo_lapse"),
+                name="ledger_one_lapse_per_promo_grant",
             ),
             models.CheckConstraint(condition=Q(amount_currency="CNY"), name="ledger_cny_only"),
             models.CheckConstraint(

@@ -17,7 +17,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Field, Model
+from django.db.models import Field, Model, Sum
 from moneyed import Money
 
 from accounts.arrears import update_arrears
@@ -32,7 +32,7 @@ from accounts.models import (
     LedgerEntry,
 )
 from accounts.selectors import ledger_balance
-from billingsite.clock import billing_date
+from billingsite.clock import billing_date, start_of_day
 from billingsite.money import CURRENCY, CurrencyError, round_money
 from billingsite.refusals import Refusal
 
@@ -88,11 +88,14 @@ def ledger_record(
     reason: str = "",
     method: str | None = None,
     created_by: User | None = None,
+    expires_on: dt.date | None = None,
+    promo_grant: LedgerEntry | None = None,
 ) -> tuple[LedgerEntry, bool]:
     """Append one entry, once per idempotency key. Returns (entry, created).
 
     `method` is how a deposit's money arrived (`LedgerEntry.Method`, a bank transfer unless
-    said); other kinds take none.
+    said); other kinds take none. `expires_on`: a promotional credit grant's last valid day
+    (grants only); `promo_grant`: the grant a promotional credit use or lapse draws on.
 
     Sending the same key again returns the first entry; the same key with another customer,
     kind or amount raises IdempotencyConflict. Updates arrears and the low-balance alert after
@@ -113,6 +116,9 @@ def ledger_record(
         raise LedgerError("only a deposit has a method of payment", field="method")
     if kind == LedgerEntry.Kind.ADJUSTMENT and not reason.strip():
         raise LedgerError("a manual adjustment needs a reason", field="reason")
+    _check_promo_fields(
+        kind=kind, value=value, reason=reason, expires_on=expires_on, promo_grant=promo_grant
+    )
     if len(reason) > MAX_REASON_LENGTH:
         raise LedgerError(
             f"the reason is longer than {MAX_REASON_LENGTH:,} characters", field="reason"
@@ -141,6 +147,8 @@ def ledger_record(
                     method=method,
                     created_by=created_by,
                     created_at=now,
+                    expires_on=expires_on,
+                    promo_grant=promo_grant,
                 )
         except IntegrityError:
             # Another transaction used the key for another customer (whose row we did not lock).
@@ -151,6 +159,37 @@ def ledger_record(
         update_arrears(customer=locked, now=now)
         low_balance_check(customer=locked, now=now)
     return entry, True
+
+
+def _check_promo_fields(
+    *,
+    kind: str,
+    value: Decimal,
+    reason: str,
+    expires_on: dt.date | None,
+    promo_grant: LedgerEntry | None,
+) -> None:
+    """What the promotional credit kinds need (the database checks the same)."""
+    if kind == LedgerEntry.Kind.PROMO_GRANT:
+        if value <= 0:
+            raise LedgerError("promotional credit must be a positive amount")
+        if expires_on is None:
+            raise LedgerError("promotional credit needs an expiry date", field="expires_on")
+        if not reason.strip():
+            raise LedgerError("promotional credit needs a reason", field="reason")
+    elif expires_on is not None:
+        raise LedgerError("only promotional credit has an expiry date", field="expires_on")
+    if kind in LedgerEntry.PROMO_DRAW_KINDS:
+        if value >= 0:
+            raise LedgerError("a use or lapse of promotional credit is a negative amount")
+        if promo_grant is None or promo_grant.kind != LedgerEntry.Kind.PROMO_GRANT:
+            raise LedgerError(
+                "a use or lapse draws on a promotional credit grant", field="promo_grant"
+            )
+    elif promo_grant is not None:
+        raise LedgerError(
+            "only a use or lapse draws on a promotional credit grant", field="promo_grant"
+        )
 
 
 def _same_entry(
@@ -231,6 +270,86 @@ def record_adjustment(
         now=now,
         created_by=created_by,
     )
+
+
+# --- Promotional credit ------------------------------------------------------------------------
+
+
+def promo_credit_grant(
+    *,
+    customer: Customer,
+    amount: Decimal | Money,
+    reason: str,
+    expires_on: dt.date,
+    granted_by: User | None,
+    now: dt.datetime,
+    idempotency_key: str,
+) -> tuple[LedgerEntry, bool]:
+    """Grant promotional credit (`accounts.promo_credit`): a positive amount with a reason,
+    valid through `expires_on` (an Asia/Shanghai day after today). Recorded once per
+    idempotency key by `ledger_record` (lock, arrears, low-balance alert). Returns (entry,
+    created)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise LedgerError("promotional credit needs a reason", field="reason")
+    if not isinstance(expires_on, dt.date) or isinstance(expires_on, dt.datetime):
+        raise LedgerError("the expiry must be a date", field="expires_on")
+    if expires_on <= billing_date(now):
+        raise LedgerError("the expiry date must be in the future", field="expires_on")
+    if _money_amount(amount) <= 0:
+        raise LedgerError("promotional credit must be a positive amount")
+    return ledger_record(
+        customer=customer,
+        kind=LedgerEntry.Kind.PROMO_GRANT,
+        amount=amount,
+        reason=reason,
+        expires_on=expires_on,
+        idempotency_key=idempotency_key,
+        now=now,
+        created_by=granted_by,
+    )
+
+
+def promo_lapse_moment(expires_on: dt.date) -> dt.datetime:
+    """When a grant's credit lapses: the start of the Asia/Shanghai day after its expiry."""
+    return start_of_day(expires_on + dt.timedelta(days=1))
+
+
+def promo_credit_lapse_due(*, now: dt.datetime) -> int:
+    """Lapse what is left of every grant whose expiry day is over at `now`: one `promo_lapse`
+    per grant, dated at `promo_lapse_moment`, for the amount the grant has left under the
+    customer's lock (so a use written meanwhile is counted). Safe to rerun and to race: the
+    key and the unique lapse per grant, and the lock. Returns how many lapses it wrote."""
+    today = billing_date(now)
+    due = (
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.PROMO_GRANT, expires_on__lt=today)
+        .exclude(promo_draws__kind=LedgerEntry.Kind.PROMO_LAPSE)
+        .order_by("customer_id", "id")
+        .values_list("customer_id", "id")
+    )
+    written = 0
+    for customer_id, grant_id in list(due):
+        with transaction.atomic():
+            customer = lock_customer(customer=customer_id)
+            grant = LedgerEntry.objects.get(pk=grant_id)
+            assert grant.expires_on is not None, "grants have an expiry (database CHECK)"
+            left = grant.amount.amount + (
+                grant.promo_draws.aggregate(total=Sum("amount"))["total"] or Decimal("0.00")
+            )
+            if left <= 0:
+                continue
+            _, created = ledger_record(
+                customer=customer,
+                kind=LedgerEntry.Kind.PROMO_LAPSE,
+                amount=-left,
+                promo_grant=grant,
+                reference=f"promo:{grant.pk}",
+                reason=f"Promotional credit expired on {grant.expires_on.isoformat()}",
+                idempotency_key=f"promo-lapse:{grant.pk}",
+                now=promo_lapse_moment(grant.expires_on),
+            )
+            written += created
+    return written
 
 
 # --- Manual adjustments that need approval --------------------------------------------------

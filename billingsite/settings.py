@@ -276,6 +276,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "invoices.tasks.start_monthly_billing",
         "schedule": crontab(minute=0, hour=0, day_of_month=2),
     },
+    # Expired promotional credit lapses before the arrears check reads the balances.
+    "daily-promo-credit-lapse": {
+        "task": "invoices.tasks.lapse_promo_credit",
+        "schedule": crontab(minute=5, hour=0),
+    },
     "daily-arrears-check": {
         "task": "invoices.tasks.enforce_arrears",
         "schedule": crontab(minute=10, hour=0),

@@ -1,4 +1,5 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -168,6 +169,19 @@ class Invoice(models.Model):
     net_total = vat_amount_field("net total")
     vat_total = vat_amount_field("VAT total")
     vat_rate = vat_rate_field()
+    # Promotional credit the invoice consumed when it was issued (its `promo_use` ledger
+    # entries; 0.00 <= it <= total), before the paid balance, which its debit takes the rest
+    # from (`amount_due_from_balance`). NULL before issue and on invoices issued before
+    # promotional credit existed (they used none). A means of payment, not a discount: the
+    # total and its VAT do not change.
+    promo_credit_applied = models.DecimalField(
+        "promotional credit applied",
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        editable=False,
+    )
     rated_at = models.DateTimeField()
     # Sum of the customer's applications' usage versions, read before the usage the lines were
     # rated from (None: rated before versions existed). Issuing a draft or held invoice checks
@@ -209,6 +223,17 @@ class Invoice(models.Model):
     @property
     def is_issued(self) -> bool:
         return self.status in self.ISSUED_STATES
+
+    @property
+    def promo_credit_used(self) -> Decimal:
+        """The promotional credit this invoice consumed (0.00 when none, or before issue)."""
+        return self.promo_credit_applied or Decimal("0.00")
+
+    @property
+    def amount_due_from_balance(self) -> Decimal:
+        """What the invoice's debit took from the paid balance: the total less the
+        promotional credit it consumed."""
+        return self.total.amount - self.promo_credit_used
 
     def delete(self, *args, **kwargs):
         # PostgreSQL's trigger refuses it too; this also covers SQLite (update-only triggers).

@@ -10,7 +10,7 @@ from moneyed import Money
 
 from accounts.mail.contacts import primary_contact_ensure
 from accounts.models import Application, Customer, CustomerUser, DailyUsage, LedgerEntry
-from accounts.services import record_deposit
+from accounts.services import promo_credit_grant, record_deposit
 from plans.models import AddOn, AddOnChange, DedicatedContract, Discount, Plan, PlanChange
 
 NOW = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -152,6 +152,30 @@ def usage(application, day: dt.date, dau: int, delivered_messages: int = 1000) -
         delivered_messages=delivered_messages,
         updated_at=NOW,
     )
+
+
+def promo_grant(
+    customer,
+    amount: str,
+    expires_on: dt.date,
+    *,
+    granted_at: dt.datetime = dt.datetime(
+        2026, 10, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))
+    ),
+    reason: str = "Launch promotion",
+    key: str | None = None,
+) -> LedgerEntry:
+    """Promotional credit granted by finance (by default on 1 October)."""
+    entry, _ = promo_credit_grant(
+        customer=customer,
+        amount=Decimal(amount),
+        reason=reason,
+        expires_on=expires_on,
+        granted_by=None,
+        now=granted_at,
+        idempotency_key=key or f"test-promo:{customer.pk}:{LedgerEntry.objects.count()}",
+    )
+    return entry
 
 
 def deposit(customer, amount: str, key: str | None = None) -> LedgerEntry:

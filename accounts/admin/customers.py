@@ -38,6 +38,7 @@ from accounts.admin.forms import (
     CustomerCreateForm,
     DepositForm,
     PlanChangeForm,
+    PromoCreditForm,
     UsageImportForm,
 )
 from accounts.admin.mail import BillingContactInline, EmailDeliveryInline, resend_to_contacts
@@ -55,6 +56,7 @@ from accounts.models import (
     UsageRevision,
     WebhookDelivery,
 )
+from accounts.promo_credit import paid_balance, promo_credit_held
 from accounts.selectors import ledger_balance, with_ledger_balance
 from accounts.services import (
     adjustment_approve,
@@ -90,6 +92,15 @@ from plans import services as plan_services
 from plans.models import AddOn, Plan, PlanChange
 from plans.services import application_create, contract_add, plan_change_request
 from plans.timeline import addon_history, plan_changes_in_effect, plan_history
+
+# The money forms of the customer page: what each records (its label and page title).
+PROMO_CREDIT = "promo_credit"
+LABELS = {"deposit": "Deposit", "adjustment": "Adjustment", PROMO_CREDIT: "Promotional credit"}
+TITLES = {
+    "deposit": "Record a deposit",
+    "adjustment": "Manual balance adjustment",
+    PROMO_CREDIT: "Grant promotional credit",
+}
 
 
 def _today() -> dt.date:
@@ -525,6 +536,11 @@ class CustomerAdmin(
                 self.admin_site.admin_view(self.adjustment_view),
                 name="accounts_customer_adjust",
             ),
+            path(
+                "<int:customer_id>/promo-credit/",
+                self.admin_site.admin_view(self.promo_credit_view),
+                name="accounts_customer_promo_credit",
+            ),
         ] + super().get_urls()
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -581,7 +597,17 @@ class CustomerAdmin(
                         moved=moved,
                     )
                 try:
-                    if kind == "deposit":
+                    if kind == PROMO_CREDIT:
+                        entry, created = account_services.promo_credit_grant(
+                            customer=customer,
+                            amount=data["amount"],
+                            reason=data["reason"],
+                            expires_on=data["expires_on"],
+                            granted_by=request.user,
+                            now=now,
+                            idempotency_key=key,
+                        )
+                    elif kind == "deposit":
                         entry, created = account_services.record_deposit(
                             customer=customer,
                             amount=data["amount"],
@@ -603,7 +629,7 @@ class CustomerAdmin(
                 except service_errors() as exc:
                     add_service_error(form, exc, field_map={"reference": "bank_reference"})
                 else:
-                    label = "Deposit" if kind == "deposit" else "Adjustment"
+                    label = LABELS[kind]
                     if entry is None:
                         messages.warning(
                             request,
@@ -626,15 +652,21 @@ class CustomerAdmin(
         else:
             form = form_class(initial={"token": new_form_token()})
 
-        title = "Record a deposit" if kind == "deposit" else "Manual balance adjustment"
+        title = TITLES[kind]
+        intro = f"Current balance: {format_cny(ledger_balance(customer=customer))}."
+        if kind == PROMO_CREDIT:
+            intro += (
+                f" Paid balance: {format_cny(paid_balance(customer=customer))}; promotional "
+                f"credit: {format_cny(promo_credit_held(customer=customer))}."
+            )
         return render_form_page(
             request,
             model_admin=self,
             form=form,
             obj=customer,
             title=f"{title}: {customer.name}",
-            intro=f"Current balance: {format_cny(ledger_balance(customer=customer))}.",
-            submit_label="Record deposit" if kind == "deposit" else "Record adjustment",
+            intro=intro,
+            submit_label=f"Record {LABELS[kind].lower()}",
         )
 
     def _ledger_confirm_page(self, request, *, customer, kind, data, preview, moved):
@@ -642,6 +674,16 @@ class CustomerAdmin(
         if kind == "deposit":
             facts = [("Deposit", amount), ("Bank reference", data["bank_reference"])]
             notes = []
+        elif kind == PROMO_CREDIT:
+            facts = [
+                ("Promotional credit", amount),
+                ("Reason", data["reason"]),
+                ("Expires on", data["expires_on"].isoformat()),
+            ]
+            notes = [
+                "Invoices issued through the expiry date use it before the paid balance; what "
+                "is left lapses the day after."
+            ]
         else:
             facts = [("Adjustment", amount), ("Reason", data["reason"])]
             notes = []
@@ -652,7 +694,7 @@ class CustomerAdmin(
                     "This adjustment needs a finance manager's approval: confirming proposes "
                     "it, and the balance changes only once it is approved."
                 )
-        label = "Record deposit" if kind == "deposit" else "Record adjustment"
+        label = f"Record {LABELS[kind].lower()}"
         return render_confirm_page(
             request,
             model_admin=self,
@@ -667,6 +709,11 @@ class CustomerAdmin(
 
     def deposit_view(self, request, customer_id):
         return self._ledger_form_view(request, customer_id, form_class=DepositForm, kind="deposit")
+
+    def promo_credit_view(self, request, customer_id):
+        return self._ledger_form_view(
+            request, customer_id, form_class=PromoCreditForm, kind=PROMO_CREDIT
+        )
 
     def adjustment_view(self, request, customer_id):
         return self._ledger_form_view(

@@ -112,6 +112,25 @@ class AdjustmentForm(forms.Form):
         return reason
 
 
+class PromoCreditForm(forms.Form):
+    amount = money_field(
+        label="Amount (CNY)",
+        help_text="Promotional credit, kept apart from the paid balance; invoices use it first.",
+    )
+    reason = forms.CharField(
+        max_length=MAX_REASON_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Required: why it is granted (e.g. the campaign). The customer sees it.",
+    )
+    expires_on = forms.DateField(
+        label="Expires on",
+        help_text="The last day (Asia/Shanghai) it can pay an invoice; after it, what is left "
+        "lapses. YYYY-MM-DD, after today.",
+        widget=DATE_INPUT,
+    )
+    token = TokenField()
+
+
 class UsageImportForm(forms.Form):
     file = forms.FileField(
         label="CSV file",

@@ -184,6 +184,7 @@ AUDIT_KINDS = (
     AuditKind("price", "Price book change", "plans.view_planprice"),
     AuditKind("deposit", "Deposit recorded", "accounts.view_ledgerentry"),
     AuditKind("adjustment", "Manual adjustment", "accounts.view_ledgerentry"),
+    AuditKind("promo_credit", "Promotional credit granted", "accounts.view_ledgerentry"),
     # Who proposed an adjustment that needs approval, and who approved or rejected it.
     AuditKind("adjustment_request", "Adjustment approval", "accounts.view_adjustmentrequest"),
     AuditKind("issue", "Invoice issued", "invoices.view_invoice"),
@@ -423,6 +424,7 @@ _SOURCES = (
     ),
     _ledger_source("deposit", LedgerEntry.Kind.DEPOSIT),
     _ledger_source("adjustment", LedgerEntry.Kind.ADJUSTMENT),
+    _ledger_source("promo_credit", LedgerEntry.Kind.PROMO_GRANT),
     _Source(
         code="adjustment_request",
         kind="adjustment_request",

@@ -1,8 +1,9 @@
 """What an invoice's rows are, and the one path that issues an invoice.
 
 Every writer of invoices builds its rows here: the invoice (frozen customer details, rated
-total, status), its lines (`invoice_rows`), and for an issue the history row, the ledger debit
-and the invoice-issued event (`issue_rows`). `invoice_issue_write` is the one issue path: the
+total, status), its lines (`invoice_rows`), and for an issue the history row, the promotional
+credit it consumes (`promo_use_rows`), the ledger debit of the rest and the invoice-issued
+event (`issue_rows`). `invoice_issue_write` is the one issue path: the
 month-end run (new invoices), `bill --inline` and re-runs (new, or replacing a draft/held one
 with freshly rated lines) and finance's issue of a draft or held invoice (its stored lines)
 all go through it. It writes the rows one of two ways, the same rows either way:
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -33,6 +35,12 @@ from accounts.arrears import update_arrears
 from accounts.events.records import customer_event_row, deliver_after_commit
 from accounts.low_balance import low_balance_check
 from accounts.models import Customer, CustomerEvent, LedgerEntry
+from accounts.promo_credit import (
+    ZERO,
+    PromoGrantAvailable,
+    promo_credit_available,
+    promo_credit_consumption,
+)
 from accounts.services import ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount
@@ -74,6 +82,8 @@ def invoice_rows(
         "net_total": rated.net_total,
         "vat_total": rated.vat_total,
         "vat_rate": _one_rate(rated),
+        # Decided at issue (`issue_rows`): drafts and held invoices have consumed nothing.
+        "promo_credit_applied": None,
         "rated_at": now,
         "rated_usage_version": usage_version[1] if usage_version is not None else None,
         "issued_at": None,
@@ -155,6 +165,36 @@ def debit_row(
     }
 
 
+def promo_use_rows(
+    *,
+    customer_id: int,
+    number: str,
+    period_start: dt.date,
+    consumed: list[tuple[PromoGrantAvailable, Decimal]],
+    now: dt.datetime,
+    created_by_id: int | None,
+) -> list[dict]:
+    """The ledger entries of the promotional credit an issued invoice consumes: one per grant
+    it draws on (`accounts.promo_credit.promo_credit_consumption` decided the amounts). Their
+    keys, like the debit's, are one per customer, period and grant: a retried issue never
+    consumes twice (and the database takes one use per grant and invoice number)."""
+    return [
+        {
+            "customer_id": customer_id,
+            "kind": LedgerEntry.Kind.PROMO_USE.value,
+            "amount_currency": CURRENCY,
+            "amount": -amount,
+            "idempotency_key": (f"promo-use:{customer_id}:{period_start:%Y-%m}:{grant.grant_id}"),
+            "reference": number,
+            "reason": f"Invoice {number} for {period_start:%Y-%m}",
+            "promo_grant_id": grant.grant_id,
+            "created_by_id": created_by_id,
+            "created_at": now,
+        }
+        for grant, amount in consumed
+    ]
+
+
 @functools.cache
 def _history_tracked(model: type[Model]) -> tuple[str, ...]:
     """The attnames of `model` its history rows copy."""
@@ -172,7 +212,10 @@ class IssueRows:
     invoice: dict  # the invoice as issued, with its id
     lines: list[dict]  # lines written with it (with the invoice id); [] keeps the stored ones
     history: dict  # its history row (simple-history's, written by hand: "+" new, "~" changed)
-    debit: dict | None  # the ledger debit; None for a 0.00 invoice (nothing to debit)
+    # The ledger debit of what promotional credit left: None when nothing is left to debit
+    # (a 0.00 invoice, or one the credit paid in full).
+    debit: dict | None
+    promo_uses: list[dict]  # the promotional credit it consumes (`promo_use_rows`)
     event: dict  # the invoice-issued customer event
 
 
@@ -185,13 +228,19 @@ def issue_rows(
     issued_by: User | None,
     new: bool,
     wall: dt.datetime,
+    promo_grants: Sequence[PromoGrantAvailable],
 ) -> IssueRows:
     """The rows of `invoice` (a draft or held row with its id) issued under `number` at `now`
-    by `issued_by` (None: the run): numbered, dated, frozen; its history row; the debit of
-    its total; the event that tells the customer. A held invoice keeps its hold reason as the
-    record of why it was reviewed. `wall`: the wall-clock time of the write."""
+    by `issued_by` (None: the run): numbered, dated, frozen; its history row; the promotional
+    credit it consumes from `promo_grants` (the customer's grants available at `now`, earliest
+    expiry first) and the debit of the rest of its total; the event that tells the customer. A
+    held invoice keeps its hold reason as the record of why it was reviewed. `wall`: the
+    wall-clock time of the write."""
     issued_by_id = getattr(issued_by, "pk", None)
     today = billing_date(now)
+    total = invoice["total"]
+    consumed = promo_credit_consumption(total=total, grants=promo_grants)
+    promo_applied = sum((amount for _, amount in consumed), ZERO)
     issued = {
         **invoice,
         "status": Invoice.Status.ISSUED.value,
@@ -199,6 +248,7 @@ def issue_rows(
         "issued_at": now,
         "issue_date": today,
         "issued_by_id": issued_by_id,
+        "promo_credit_applied": promo_applied,
         "updated_at": wall,
     }
     if new:
@@ -211,17 +261,25 @@ def issue_rows(
         history_type="+" if new else "~",
         history_user_id=issued_by_id,
     )
-    total = issued["total"]
+    from_balance = total - promo_applied
     debit = None
-    if total > 0:
+    if from_balance > 0:
         debit = debit_row(
             customer_id=issued["customer_id"],
             number=number,
             period_start=issued["period"],
-            amount=-total,
+            amount=-from_balance,
             now=now,
             created_by_id=issued_by_id,
         )
+    promo_uses = promo_use_rows(
+        customer_id=issued["customer_id"],
+        number=number,
+        period_start=issued["period"],
+        consumed=consumed,
+        now=now,
+        created_by_id=issued_by_id,
+    )
     event = customer_event_row(
         customer_id=issued["customer_id"],
         kind=CustomerEvent.Kind.INVOICE_ISSUED,
@@ -240,6 +298,7 @@ def issue_rows(
         lines=[{"invoice_id": invoice_id, **line} for line in lines],
         history=history,
         debit=debit,
+        promo_uses=promo_uses,
         event=event,
     )
 
@@ -257,6 +316,7 @@ def invoice_issue_write(
     issued_by: User | None = None,
     in_one_statement: bool = False,
     arrears_deferred: set[int] | None = None,
+    promo_grants: Sequence[PromoGrantAvailable] | None = None,
 ) -> int:
     """Issue an invoice under the customer's row lock, which the caller holds, with `number`
     (taken in the same transaction). Returns the invoice's id.
@@ -269,9 +329,16 @@ def invoice_issue_write(
     and nothing is written (the caller goes the general way, where `ledger_record` decides).
     `arrears_deferred`: the caller applies the arrears and low-balance rules itself later (the
     run, once per chunk with `accounts.arrears.arrears_follow` and
-    `accounts.low_balance.low_balance_follow`): the customer is added to it."""
+    `accounts.low_balance.low_balance_follow`): the customer is added to it.
+    `promo_grants`: the customer's promotional credit available at `now`, read by the caller
+    (the run: once per chunk); None: read here, under the lock. The run's statement needs it.
+    A stale read that would take a grant below zero is refused by the database
+    (IntegrityError, nothing written): the run then bills the account the general way."""
     new = "id" not in invoice or in_one_statement
     wall = timezone.now()
+    if promo_grants is None:
+        assert not in_one_statement, "the run's statement is given the chunk's credit"
+        promo_grants = promo_credit_available(customer=customer, now=now)
     if in_one_statement:
         rows = issue_rows(
             invoice=invoice,
@@ -281,6 +348,7 @@ def invoice_issue_write(
             issued_by=issued_by,
             new=True,
             wall=wall,
+            promo_grants=promo_grants,
         )
         debited, event_id = statements.issue_insert(rows)
         if rows.debit is not None and not debited:
@@ -307,6 +375,7 @@ def invoice_issue_write(
             issued_by=issued_by,
             new=new,
             wall=wall,
+            promo_grants=promo_grants,
         )
         # Lines go in while the invoice is not issued yet: the database takes no line into an
         # issued invoice (but in the statement that writes both).
@@ -320,6 +389,9 @@ def invoice_issue_write(
             status=rows.invoice["status"],
             number=rows.invoice["number"],
         )
+        # A use whose key exists raises IntegrityError and rolls the issue back: its key is
+        # the invoice's customer and period, which no second invoice can have.
+        statements.insert_many(LedgerEntry, rows.promo_uses)
         debited = (
             rows.debit is not None
             and statements.insert_ignoring_conflict(
@@ -345,7 +417,7 @@ def invoice_issue_write(
         )
     if event_id is not None:
         deliver_after_commit(event_id)
-    if rows.debit is not None:
+    if rows.debit is not None or rows.promo_uses:
         if arrears_deferred is not None:
             arrears_deferred.add(customer.pk)
         else:

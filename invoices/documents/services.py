@@ -14,6 +14,7 @@ Invariants kept here:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from moneyed import Money
 from accounts.events.records import record_customer_event
 from accounts.locks import lock_customer
 from accounts.models import Customer, CustomerEvent, LedgerEntry
+from accounts.promo_credit import PromoGrantAvailable, promo_credits_available
 from accounts.services import MAX_REASON_LENGTH, ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
@@ -99,6 +101,10 @@ class PreparedAccount:
     # (applications, sum of their usage_version) read before the usage that was rated; the
     # write compares it under lock (None: not checked).
     usage_version: tuple[int, int] | None = None
+    # The customer's promotional credit available at the issue moment, read with the chunk
+    # (`accounts.promo_credit.promo_credits_available`); None: not read (the issue path reads
+    # it under the lock). The run's one-statement issue needs it.
+    promo_grants: tuple[PromoGrantAvailable, ...] | None = None
 
     @property
     def billable(self) -> bool:
@@ -110,10 +116,32 @@ class PreparedAccount:
 
 
 def accounts_rate(
-    *, customer_ids: Iterable[int], period: Period, book: PriceBook | None = None
+    *,
+    customer_ids: Iterable[int],
+    period: Period,
+    book: PriceBook | None = None,
+    issue_at: dt.datetime | None = None,
 ) -> dict[int, PreparedAccount]:
     """Rate many customers for a period (`plans.batch_rating.customers_rate`, a fixed number
-    of queries) and check each invoice fits its columns. Nothing is written."""
+    of queries) and check each invoice fits its columns. With `issue_at` (the run's billing
+    moment) also the promotional credit available then, in one more query. Nothing is
+    written."""
+    customer_ids = list(customer_ids)
+    prepared = _accounts_rated(customer_ids=customer_ids, period=period, book=book)
+    if issue_at is not None:
+        available = promo_credits_available(customer_ids=customer_ids, now=issue_at)
+        prepared = {
+            customer_id: dataclasses.replace(
+                account, promo_grants=tuple(available.get(customer_id, ()))
+            )
+            for customer_id, account in prepared.items()
+        }
+    return prepared
+
+
+def _accounts_rated(
+    *, customer_ids: list[int], period: Period, book: PriceBook | None
+) -> dict[int, PreparedAccount]:
     prepared: dict[int, PreparedAccount] = {}
     for customer_id, rating in customers_rate(
         customer_ids=customer_ids, period=period, book=book
@@ -219,6 +247,8 @@ def _issue_rated(
         now=now,
         in_one_statement=invoice_id is not None,
         arrears_deferred=arrears_deferred,
+        # The run's statement takes the chunk's read; the general path reads under the lock.
+        promo_grants=prepared.promo_grants if invoice_id is not None else None,
     )
 
 
@@ -371,6 +401,7 @@ def bill_account(
         and prepared.rated is not None
         and not prepared.rated.hold_reasons
         and prepared.rated.lines
+        and prepared.promo_grants is not None
     ):
         # The common case of a month-end run: the locks, the number and the invoice's id in
         # one statement, then the same rows as below in one more.

@@ -40,6 +40,7 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 | 4060 | Revenue: Desktop client        | `desktop`                                         |
 | 4070 | Revenue: Dedicated service     | `dedicated_service`                               |
 | 4090 | Revenue: Contracted discounts  | `discount` (contra-revenue: its lines are negative, so debited) |
+| 6610 | Promotion expense              | promotional credit an invoice consumed            |
 | 6900 | Balance adjustments            | manual adjustments of a prepaid balance           |
 
 Postings (each document balances: its debits equal its credits):
@@ -47,6 +48,12 @@ Postings (each document balances: its debits equal its credits):
   category and 2221 with their VAT; debit 4090 with the net of its contracted discounts
   (negative lines). Invoices issued before VAT was recorded (no split) credit revenue with the
   gross and post no VAT.
+- promotional credit an invoice consumed (`Invoice.promo_credit_applied`, its `promo_use`
+  ledger entries): part of the invoice's document, on its date: debit 6610 / credit 2200. The
+  invoice debits 2200 with its whole total, so 2200 moves by what the paid balance paid (the
+  invoice's `invoice_debit`) and the promotion is an expense, never cash. A grant and a lapse
+  post nothing: promotional credit is no money the customer paid, so no liability until used
+  (`docs/accounting.md`).
 - credit note: the reverse: debit 4010-4070 per category with the net of the credited lines and
   2221 with the VAT they give back; credit 2200.
 - deposit: debit the clearing account of its method (`LedgerEntry.method`: bank transfer 1100,
@@ -284,6 +291,7 @@ CLEARING_ACCOUNTS: dict[str, Account] = {
 }
 PREPAID_BALANCE = Account("2200", "Customer prepaid balance")
 OUTPUT_VAT = Account("2221", "Output VAT payable")
+PROMOTION_EXPENSE = Account("6610", "Promotion expense")
 BALANCE_ADJUSTMENTS = Account("6900", "Balance adjustments")
 REVENUE_ACCOUNTS: dict[str, Account] = {
     InvoiceLine.Category.DAU_FEE: Account("4010", "Revenue: DAU fees"),
@@ -440,6 +448,7 @@ def _invoice_postings(period: Period, basis: str) -> Iterator[JournalRow]:
             "invoice__issue_date",
             "invoice__period",
             "invoice__customer__external_id",
+            "invoice__promo_credit_applied",
             "category",
         )
         .annotate(amount=Sum("amount"), vat=Sum("vat_amount"))
@@ -447,18 +456,29 @@ def _invoice_postings(period: Period, basis: str) -> Iterator[JournalRow]:
         .iterator(chunk_size=CHUNK_SIZE)
     )
     for first, parts in _revenue_by_document(rows, document_key="invoice_id"):
+        number, service_month = first["invoice__number"], f"{first['invoice__period']:%Y-%m}"
+        document = {
+            "date": (
+                period.end if basis == JournalBasis.SERVICE_MONTH else first["invoice__issue_date"]
+            ),
+            "document_type": DocumentType.INVOICE,
+            "document_number": number,
+            "billing_period": service_month,
+            "customer_external_id": first["invoice__customer__external_id"],
+        }
         yield from _split_rows(
             total_account=PREPAID_BALANCE,
             total_side="debit",
             parts=parts,
-            date=(
-                period.end if basis == JournalBasis.SERVICE_MONTH else first["invoice__issue_date"]
-            ),
-            document_type=DocumentType.INVOICE,
-            document_number=first["invoice__number"],
-            billing_period=f"{first['invoice__period']:%Y-%m}",
-            customer_external_id=first["invoice__customer__external_id"],
-            description=f"Invoice {first['invoice__number']} for {first['invoice__period']:%Y-%m}",
+            description=f"Invoice {number} for {service_month}",
+            **document,
+        )
+        yield from _posting(
+            debit_account=PROMOTION_EXPENSE,
+            credit_account=PREPAID_BALANCE,
+            amount=first["invoice__promo_credit_applied"] or ZERO,
+            description=f"Promotional credit used by invoice {number}",
+            **document,
         )
 
 

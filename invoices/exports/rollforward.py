@@ -9,6 +9,12 @@ ledger sum at the month's end. So opening + movements = closing = `ledger_balanc
 1st of the next month>)`, to the cent, for every customer, and the total row is the sum of the
 customer rows.
 
+Promotional credit moves the ledger sum too (granted +, used by invoices -, lapsed -), in its
+own columns; the closing balance is also split into the paid balance (every other kind: what
+the journal's 2200 holds, grants and lapses posting nothing there) and the promotional credit
+held. An invoice's `invoice_debits` is what the paid balance paid of it, its `promo_used` the
+rest.
+
 Invoice debits are the ledger's: an invoice reaches the roll-forward in the month it was
 issued (October's invoices, issued on 2 November, are November debits), as on the journal's
 `issue_date` basis. On the default `service_month` basis the journal posts them on 31 October,
@@ -50,7 +56,12 @@ MOVEMENTS: dict[str, Q] = {
     "credit_notes": Q(kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT),
     "adjustments": Q(kind=LedgerEntry.Kind.ADJUSTMENT),
     "refunds": Q(kind=LedgerEntry.Kind.REFUND),
+    # Promotional credit (accounts.promo_credit): in the ledger sum, apart from paid money.
+    "promo_granted": Q(kind=LedgerEntry.Kind.PROMO_GRANT),
+    "promo_used": Q(kind=LedgerEntry.Kind.PROMO_USE),
+    "promo_lapsed": Q(kind=LedgerEntry.Kind.PROMO_LAPSE),
 }
+PROMO = Q(kind__in=LedgerEntry.PROMO_KINDS)
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,14 @@ class RollForwardRow:
     adjustments: Decimal
     refunds: Decimal
     closing_balance: Decimal
+    # Added after the columns of the first version (kept in their place): promotional credit
+    # granted, used by invoices and lapsed in the month, and the closing balance split into
+    # what customers paid (the journal's 2200) and promotional credit held.
+    promo_granted: Decimal
+    promo_used: Decimal
+    promo_lapsed: Decimal
+    closing_paid_balance: Decimal
+    closing_promo_credit: Decimal
 
     @property
     def deposits(self) -> Decimal:
@@ -105,6 +124,8 @@ def prepayment_rollforward(*, period: Period) -> RollForward:
             opening_balance=_total(Q(created_at__lt=start)),
             **{column: _total(in_month & condition) for column, condition in MOVEMENTS.items()},
             closing_balance=_total(),
+            closing_paid_balance=_total(~PROMO),
+            closing_promo_credit=_total(PROMO),
             entries_in_month=Count("id", filter=in_month),
         )
         .filter(Q(entries_in_month__gt=0) | ~Q(opening_balance=ZERO))
@@ -114,6 +135,8 @@ def prepayment_rollforward(*, period: Period) -> RollForward:
             "opening_balance",
             *MOVEMENTS,
             "closing_balance",
+            "closing_paid_balance",
+            "closing_promo_credit",
         )
         .order_by("customer__external_id")
     )

@@ -193,6 +193,19 @@ class LedgerDocumentNumberField(ExportField):
     csv_write = staticmethod(ledger_document_number)
 
 
+def _grant_document_number(entry_id: int | None) -> str | None:
+    return None if entry_id is None else ledger_document_number(entry_id)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class GrantDocumentNumberField(ExportField):
+    """The document number of the promotional credit grant a use or lapse draws on; null
+    (CSV: empty) on every other entry."""
+
+    format = staticmethod(_grant_document_number)
+    csv_write = staticmethod(lambda entry_id: _grant_document_number(entry_id) or "")
+
+
 class ShanghaiDateTimeField(serializers.DateTimeField):
     """ISO 8601 with the Asia/Shanghai offset, whatever the server's time zone."""
 
@@ -255,6 +268,11 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
     net_total = VatAmountField()
     vat_total = VatAmountField()
     vat_rate = RateField()
+    promo_credit_applied = VatAmountField(
+        help_text="Promotional credit the invoice consumed at issue (a means of payment: the "
+        "total and its VAT are unchanged); the prepaid balance paid the rest. Null on invoices "
+        "issued before promotional credit existed (they used none)."
+    )
     status = serializers.ChoiceField(
         choices=[(s.value, s.label) for s in Invoice.Status if s in Invoice.ISSUED_STATES],
         read_only=True,
@@ -269,11 +287,18 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
         "net_total": "invoice_net_total",
         "vat_total": "invoice_vat_total",
         "vat_rate": "invoice_vat_rate",
+        "promo_credit_applied": "invoice_promo_credit_applied",
     }
     # The CSV reads lines; the credited total is annotated on them under this name.
     csv_sources: ClassVar[dict[str, str]] = {"credited_total": "invoice_credited_total"}
     # Added by issue 17 (VAT): last in the CSV, after the line's columns.
-    csv_after_lines: ClassVar[tuple[str, ...]] = ("net_total", "vat_total", "vat_rate")
+    # Added for promotional credit: after those.
+    csv_after_lines: ClassVar[tuple[str, ...]] = (
+        "net_total",
+        "vat_total",
+        "vat_rate",
+        "promo_credit_applied",
+    )
 
     class Meta:
         model = Invoice
@@ -297,6 +322,7 @@ class InvoiceExportSerializer(serializers.ModelSerializer):
             "net_total",
             "vat_total",
             "vat_rate",
+            "promo_credit_applied",
             "lines",
         ]
         read_only_fields = fields
@@ -411,6 +437,19 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The online top-up order that produced a deposit; empty otherwise.",
     )
+    # Added for promotional credit, after the columns above.
+    expires_on = serializers.DateField(
+        read_only=True,
+        allow_null=True,
+        help_text="Promotional credit grants (kind promo_grant): the last Asia/Shanghai day it "
+        "can pay an invoice; null on other kinds.",
+    )
+    promo_grant_document_number = GrantDocumentNumberField(
+        source="promo_grant_id",
+        allow_null=True,
+        help_text="Promotional credit uses and lapses: the document number of the grant they "
+        "draw on; null on other kinds.",
+    )
 
     class Meta:
         model = LedgerEntry
@@ -428,6 +467,8 @@ class LedgerEntryExportSerializer(serializers.ModelSerializer):
             "reason",
             "payment_method",
             "top_up_number",
+            "expires_on",
+            "promo_grant_document_number",
         ]
         read_only_fields = fields
 
@@ -572,6 +613,21 @@ class RollForwardRowSerializer(serializers.Serializer):
     refunds = AmountField(help_text="Refunds (negative).")
     closing_balance = AmountField(help_text="Ledger sum at the month's end.")
     currency = CurrencyField()
+    # Added after the first version's columns, which keep their places.
+    promo_granted = AmountField(help_text="Promotional credit granted in the month (positive).")
+    promo_used = AmountField(
+        help_text="Promotional credit invoices consumed in the month (negative): the part of "
+        "their totals `invoice_debits` does not hold."
+    )
+    promo_lapsed = AmountField(help_text="Promotional credit lapsed after its expiry (negative).")
+    closing_paid_balance = AmountField(
+        help_text="The closing balance less promotional credit: what customers paid (the "
+        "journal's 2200)."
+    )
+    closing_promo_credit = AmountField(
+        help_text="Promotional credit held at the month's end (closing_paid_balance + this = "
+        "closing_balance)."
+    )
 
 
 class RollForwardSerializer(serializers.Serializer):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import OuterRef, Subquery, Sum
@@ -338,6 +339,7 @@ INVOICE_EXAMPLE = {
     "net_total": "9056.61",
     "vat_total": "543.39",
     "vat_rate": "0.0600",
+    "promo_credit_applied": "500.00",
     "lines": [
         {
             "id": 301,
@@ -440,6 +442,8 @@ LEDGER_EXAMPLE = {
     "reason": "",
     "payment_method": "bank_transfer",
     "top_up_number": "",
+    "expires_on": None,
+    "promo_grant_document_number": None,
 }
 LEDGER_CSV_EXAMPLE = csv_example(LEDGER_EXAMPLE, LEDGER_ENTRY_COLUMNS)
 
@@ -862,9 +866,11 @@ JOURNAL_CSV_EXAMPLE = _csv_text(
     "Each document's rows are consecutive and balance (debits = credits). Accounts: "
     "1100 Bank, 2200 Customer prepaid balance, 4010-4070 Revenue by category (DAU fees, "
     "Value-added services, Storage, Sensitive words, API rate limits, Desktop client, "
-    "Dedicated service), 4090 Revenue: Contracted discounts (contra-revenue, debited), 6900 "
+    "Dedicated service), 4090 Revenue: Contracted discounts (contra-revenue, debited), 6610 "
+    "Promotion expense, 6900 "
     "Balance adjustments. Invoice: debit 2200, credit revenue per category (debit 4090 for "
-    "its discounts). Credit note: the reverse. Deposit: debit 1100, credit 2200; refund the "
+    "its discounts); the promotional credit it consumed: debit 6610, credit 2200 (grants and "
+    "lapses post nothing). Credit note: the reverse. Deposit: debit 1100, credit 2200; refund the "
     "reverse. Adjustment: debit 6900, credit 2200 when it raises the balance, the reverse "
     "when it lowers it. Ledger invoice debits and credit-note credits are the same events "
     "as the documents and are not posted twice; zero amounts post nothing. The whole month "
@@ -913,8 +919,17 @@ def _rollforward_example_row(external_id, name, **amounts) -> dict:
         "refunds": "0.00",
         "closing_balance": "0.00",
         "currency": "CNY",
+        "promo_granted": "0.00",
+        "promo_used": "0.00",
+        "promo_lapsed": "0.00",
+        "closing_paid_balance": "0.00",
+        "closing_promo_credit": "0.00",
     }
     row.update(amounts)
+    if "closing_paid_balance" not in amounts:
+        row["closing_paid_balance"] = str(
+            Decimal(row["closing_balance"]) - Decimal(row["closing_promo_credit"])
+        )
     return row
 
 
@@ -930,7 +945,10 @@ ROLLFORWARD_EXAMPLE = {
             deposits="5000.00",
             invoice_debits="-9600.00",
             credit_notes="1200.00",
-            closing_balance="26600.00",
+            closing_balance="27200.00",
+            promo_granted="1000.00",
+            promo_used="-400.00",
+            closing_promo_credit="600.00",
         ),
         _rollforward_example_row(
             "cust-00012",
@@ -950,7 +968,10 @@ ROLLFORWARD_EXAMPLE = {
         invoice_debits="-77600.00",
         credit_notes="1200.00",
         adjustments="-25.50",
-        closing_balance="18574.50",
+        closing_balance="19174.50",
+        promo_granted="1000.00",
+        promo_used="-400.00",
+        closing_promo_credit="600.00",
     ),
 }
 ROLLFORWARD_CSV_EXAMPLE = _csv_text(
@@ -965,7 +986,11 @@ ROLLFORWARD_CSV_EXAMPLE = _csv_text(
     "balance at the month's start or an entry in it, and in total. Movements are signed as "
     "they move the balance (invoice debits and refunds negative): `opening_balance` + "
     "deposits (by method) + `invoice_debits` + `credit_notes` + `adjustments` + `refunds` "
-    "= `closing_balance`, which is the ledger sum at the month's end, to the cent. Invoices "
+    "+ `promo_granted` + `promo_used` + `promo_lapsed` "
+    "= `closing_balance`, which is the ledger sum at the month's end, to the cent; "
+    "`closing_paid_balance` + `closing_promo_credit` = `closing_balance` (promotional credit "
+    "is kept apart from what customers paid; the promotional columns come after the first "
+    "version's, which keep their places). Invoices "
     "count in the month they were issued (October's, issued on 2 November, in November). "
     "CSV: one row per customer (`row` = `customer`), then the `total` row.",
     serializer=RollForwardSerializer,

@@ -72,12 +72,15 @@ def invoice_issued_message(event: CustomerEvent) -> Message:
         Decimal(data.get("total")),
     )
     debit = invoice_ledger_entry(invoice=invoice)
+    promo = invoice.promo_credit_used
     facts = [
         (_("Invoice number"), number),
         (_("Billing period"), period),
         (_("Issue date"), day(data.get("issue_date"))),
-        (_("Amount deducted"), money(total)),
     ]
+    if promo:
+        facts.append((_("Paid by promotional credit"), money(promo)))
+    facts.append((_("Amount deducted"), money(total - promo)))
     steps = []
     if debit is not None:
         balance_after = ledger_balance_in_statement(entry=debit)
@@ -107,15 +110,25 @@ def invoice_issued_message(event: CustomerEvent) -> Message:
         % {"number": number, "period": period, "total": money(total)},
         heading=_("Your invoice for %(period)s") % {"period": period},
         paragraphs=[
-            _(
-                "Invoice %(number)s for %(period)s was issued on %(date)s. %(total)s was "
-                "deducted from your prepaid balance."
+            (
+                _(
+                    "Invoice %(number)s for %(period)s was issued on %(date)s. Promotional "
+                    "credit paid %(promo)s of its %(total)s; %(rest)s was deducted from your "
+                    "prepaid balance."
+                )
+                if promo
+                else _(
+                    "Invoice %(number)s for %(period)s was issued on %(date)s. %(total)s was "
+                    "deducted from your prepaid balance."
+                )
             )
             % {
                 "number": number,
                 "period": period,
                 "date": day(data.get("issue_date")),
                 "total": money(total),
+                "promo": money(promo),
+                "rest": money(total - promo),
             }
         ],
         facts=facts,

@@ -82,13 +82,24 @@ class LedgerRow:
     reference: str
     # The portal page of the invoice or credit note the entry refers to ("" when none).
     url: str
-    # An adjustment's reason ("" otherwise).
+    # An adjustment's reason, a promotional credit grant's reason and expiry ("" otherwise).
     reason: str
     amount_class: str
     amount_sign: str
     amount_html: str
     balance_class: str
     balance_html: str
+
+
+def _ledger_reason(entry: LedgerEntry) -> str:
+    """What the customer reads under an entry: an adjustment's reason; a promotional credit
+    grant's reason and its last valid day."""
+    if entry.kind == "adjustment":
+        return entry.reason
+    if entry.kind == "promo_grant" and entry.expires_on is not None:
+        valid = gettext("valid through %(date)s") % {"date": entry.expires_on.isoformat()}
+        return f"{entry.reason} · {valid}"
+    return ""
 
 
 def ledger_rows(
@@ -114,7 +125,7 @@ def ledger_rows(
                 kind_label=ledger_kind(entry.kind),
                 reference=reference,
                 url=url,
-                reason=entry.reason if entry.kind == "adjustment" and entry.reason else "",
+                reason=_ledger_reason(entry),
                 amount_class="negative" if amount < 0 else "positive",
                 amount_sign="+" if amount > 0 else "",
                 amount_html=cny_html(entry.amount),

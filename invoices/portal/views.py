@@ -31,6 +31,7 @@ from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
 from accounts.low_balance import LowBalanceSettingError, customer_runway, low_balance_alert_set
 from accounts.models import Customer
 from accounts.payments.how_to_pay import how_to_pay
+from accounts.promo_credit import balance_split, promo_credit_available
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from invoices.charts import balance_history_chart, usage_charts_for_lines
@@ -360,6 +361,10 @@ def _balance_page(request, customer, *, status=200, **extra):
         "portal/balance.html",
         {
             "balance": balance_now,
+            **dict(
+                zip(("paid_balance", "promo_held"), balance_split(customer=customer), strict=True)
+            ),
+            "promo_grants": promo_credit_available(customer=customer, now=timezone.now()),
             "financials": financials,
             "estimate_error": estimate_error,
             "top_up": top_up,

@@ -493,7 +493,7 @@ def billing_run_chunk_process(
         ).values_list("customer_id", flat=True)
     )
     try:
-        prepared = accounts_rate(customer_ids=customer_ids, period=period)
+        prepared = accounts_rate(customer_ids=customer_ids, period=period, issue_at=now)
     except CONNECTION_LOST:
         raise
     except Exception as exc:  # a chunk-wide read failed: every account fails with it, retriable

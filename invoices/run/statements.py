@@ -321,6 +321,7 @@ def _issue_sql(
     line_names: tuple[str, ...],
     event_names: tuple[str, ...],
     debit_names: tuple[str, ...] | None,
+    promo_use_names: tuple[str, ...] | None,
 ) -> str:
     invoice_history = history_model(Invoice)
     parts = [
@@ -346,14 +347,21 @@ def _issue_sql(
             "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
         )
         debited = "EXISTS (SELECT FROM new_debit)"
+    if promo_use_names is not None:
+        # No ON CONFLICT: a use's key is the invoice's customer and period, like the invoice's
+        # unique pair; a conflict (or a grant a stale read overdraws: the database's trigger)
+        # raises and nothing is written.
+        parts.append(
+            f"new_promo_uses AS ({_insert_from_json_sql(LedgerEntry, promo_use_names, '%(promo_uses)s')})"
+        )
     return "WITH " + ",\n".join(parts) + f"\nSELECT {debited}, (SELECT id FROM new_event)"
 
 
 def issue_insert(rows: IssueRows) -> tuple[bool, int | None]:
     """PostgreSQL: write every row of an issued invoice (`invoices.documents.issuing.IssueRows`; its id
     and number taken by `lock_customer_for_issue`) in one prepared statement: the invoice, its
-    history row, its lines, its invoiced month (`invoiced_month_keep`'s upsert), its event (ON CONFLICT DO NOTHING on the dedupe key) and its debit
-    (ON CONFLICT DO NOTHING on the idempotency key). Returns (debited, event id or None).
+    history row, its lines, its invoiced month (`invoiced_month_keep`'s upsert), its event (ON CONFLICT DO NOTHING on the dedupe key), its debit
+    (ON CONFLICT DO NOTHING on the idempotency key) and its promotional credit uses. Returns (debited, event id or None).
 
     The sub-statements do not depend on one another's rows (ids are known), and foreign keys
     are checked at commit. Each table's rows travel as one JSON parameter, so the statement
@@ -364,6 +372,7 @@ def issue_insert(rows: IssueRows) -> tuple[bool, int | None]:
         tuple(rows.lines[0]),
         tuple(rows.event),
         None if rows.debit is None else tuple(rows.debit),
+        tuple(rows.promo_uses[0]) if rows.promo_uses else None,
     )
     params = {
         "customer_id": rows.invoice["customer_id"],
@@ -377,6 +386,8 @@ def issue_insert(rows: IssueRows) -> tuple[bool, int | None]:
     }
     if rows.debit is not None:
         params["debit"] = _as_json(LedgerEntry, [rows.debit])
+    if rows.promo_uses:
+        params["promo_uses"] = _as_json(LedgerEntry, rows.promo_uses)
     row = _fetch_one_prepared(sql, params)
     assert row is not None, "the statement returns one row"
     debited, event_id = row

@@ -10,6 +10,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from accounts.arrears import arrears_enforce
+from accounts.services import promo_credit_lapse_due
 from billingsite.audit import system_actor
 from billingsite.clock import Period, billing_date
 from invoices.mail.account_statement import monthly_statements_record
@@ -57,6 +58,15 @@ def billing_run_chunk(
             now=dt.datetime.fromisoformat(now),
             chunk_number=chunk_number,
         )
+
+
+@shared_task(name="invoices.tasks.lapse_promo_credit")
+def lapse_promo_credit(now: str | None = None) -> int:
+    """Beat, daily before the arrears check: what is left of expired promotional credit
+    lapses (`accounts.services.promo_credit_lapse_due`; safe to rerun)."""
+
+    with system_actor("promotional credit lapse"):
+        return promo_credit_lapse_due(now=_moment(now))
 
 
 @shared_task(name="invoices.tasks.enforce_arrears")

@@ -77,6 +77,9 @@ LEDGER_KINDS = {
     "credit_note_credit": gettext_lazy("Credit note"),
     "refund": gettext_lazy("Refund"),
     "adjustment": gettext_lazy("Adjustment"),
+    "promo_grant": gettext_lazy("Promotional credit"),
+    "promo_use": gettext_lazy("Promotional credit used"),
+    "promo_lapse": gettext_lazy("Promotional credit expired"),
 }
 
 

@@ -73,6 +73,7 @@ def issued_invoice(
     number: str | None = None,
     status: str = Invoice.Status.ISSUED,
     vat: VatTerms | None = None,
+    promo_credit_applied: str | None = None,
 ) -> Invoice:
     """An invoice in an issued state (or draft/held: then it has no number), with its lines.
     Its total is the sum of the lines, as the billing service makes it; each line's net and
@@ -132,7 +133,13 @@ def issued_invoice(
         for position, (line, split) in enumerate(zip(lines, splits, strict=True), start=1)
     )
     # Stamp updated_at (auto_now) with the issue time so outputs are reproducible.
-    Invoice.objects.filter(pk=invoice.pk).update(status=status, updated_at=issued_at)
+    Invoice.objects.filter(pk=invoice.pk).update(
+        status=status,
+        updated_at=issued_at,
+        promo_credit_applied=None
+        if promo_credit_applied is None
+        else Decimal(promo_credit_applied),
+    )
     invoice.refresh_from_db()
     invoice_kept(invoice)
     return invoice
@@ -219,9 +226,13 @@ def ledger_entry(
     reference: str = "",
     reason: str = "",
     method: str | None = None,
+    expires_on: dt.date | None = None,
+    promo_grant: LedgerEntry | None = None,
 ) -> LedgerEntry:
     return LedgerEntry.objects.create(
         method=method,
+        expires_on=expires_on,
+        promo_grant=promo_grant,
         customer=customer,
         kind=kind,
         amount=cny(amount),

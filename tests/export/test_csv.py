@@ -23,7 +23,8 @@ INVOICE_COLUMNS = (
     "code,category,plan_code,plan_name,description,quantity,unit_price,amount,first_day,"
     "last_day,days,days_in_month,peak_dau,peak_day,explanation,"
     # Added by issue 17 (VAT), after every column that was.
-    "net_amount,vat_amount,vat_rate,invoice_net_total,invoice_vat_total,invoice_vat_rate"
+    "net_amount,vat_amount,vat_rate,invoice_net_total,invoice_vat_total,invoice_vat_rate,"
+    "invoice_promo_credit_applied"
 ).split(",")
 CREDIT_NOTE_COLUMNS = (
     "credit_note_id,credit_note_number,invoice_id,invoice_number,period,customer_id,"
@@ -34,7 +35,7 @@ CREDIT_NOTE_COLUMNS = (
 ).split(",")
 LEDGER_COLUMNS = (
     "id,document_number,customer_id,customer_external_id,kind,date,created_at,currency,amount,"
-    "reference,reason,payment_method,top_up_number"
+    "reference,reason,payment_method,top_up_number,expires_on,promo_grant_document_number"
 ).split(",")
 CUSTOMER_COLUMNS = (
     "id,external_id,name,billing_email,address,tax_id,contact_name,contact_phone,status,"

@@ -38,6 +38,9 @@ EVERY_KIND = [
     ("refund", "-64.00", None),
     ("adjustment", "-1.28", None),
     ("adjustment", "2.56", None),
+    ("promo_grant", "1000.00", None),
+    ("promo_use", "-300.00", None),
+    ("promo_lapse", "-700.00", None),
 ]
 
 
@@ -46,15 +49,19 @@ def test_every_kind_and_method_is_one_movement():
     assert {kind for kind, _, _ in EVERY_KIND} == set(LedgerEntry.Kind.values)
     assert {method for _, _, method in EVERY_KIND} >= set(LedgerEntry.Method.values)
     customer = CustomerFactory(external_id="every")
+    grant = None
     for kind, amount, method in EVERY_KIND:
-        ledger_entry(
+        entry = ledger_entry(
             customer=customer,
             kind=kind,
             amount=amount,
             method=method,
             created_at=shanghai(2026, 10, 10),
             reason="Roll-forward test",
+            expires_on=dt.date(2026, 10, 9) if kind == "promo_grant" else None,
+            promo_grant=grant if kind in ("promo_use", "promo_lapse") else None,
         )
+        grant = entry if kind == "promo_grant" else grant
     (row,) = prepayment_rollforward(period=Period(2026, 10)).customers
     assert {column: getattr(row, column) for column in MOVEMENTS} == {
         "deposits_bank_transfer": D("300.00"),
@@ -64,10 +71,14 @@ def test_every_kind_and_method_is_one_movement():
         "credit_notes": D("32.00"),
         "adjustments": D("1.28"),
         "refunds": D("-64.00"),
+        "promo_granted": D("1000.00"),
+        "promo_used": D("-300.00"),
+        "promo_lapsed": D("-700.00"),
     }
     assert row.deposits == D("1500.00")
     assert row.opening_balance == D("0.00")
     assert row.closing_balance == row.movements == D("-130.72")
+    assert (row.closing_paid_balance, row.closing_promo_credit) == (D("-130.72"), D("0.00"))
 
 
 # --- Random histories reconcile to the ledger ----------------------------------------------
@@ -82,6 +93,11 @@ ENTRY_KINDS = [
     ("refund", -1, None),
     ("adjustment", 1, None),
     ("adjustment", -1, None),
+    # Promotional credit: a use or a lapse draws on the customer's latest grant (no more than
+    # it has left; a lapse once per grant), whatever its date: the roll-forward reads dates only.
+    ("promo_grant", 1, None),
+    ("promo_use", -1, None),
+    ("promo_lapse", -1, None),
 ]
 # Moments from 1 September to 31 December 2026, with the edges of each month likely: the
 # first instant of a month in Shanghai (16:00 UTC the day before) and the last second before it.
@@ -115,15 +131,27 @@ def test_rollforward_reconciles_to_the_ledger_for_random_histories(history):
         for number, entries in enumerate(history):
             customer = CustomerFactory(external_id=f"random-{number}")
             customers.append(customer)
+            grant, left, lapsed = None, D("0"), False
             for (kind, sign, method), cents, moment in entries:
-                ledger_entry(
+                amount = D(cents) / 100
+                if kind in ("promo_use", "promo_lapse"):
+                    if grant is None or not left or lapsed:
+                        continue
+                    amount = left if kind == "promo_lapse" else min(amount, left)
+                    left -= amount
+                    lapsed = kind == "promo_lapse"
+                entry = ledger_entry(
                     customer=customer,
                     kind=kind,
-                    amount=str(sign * D(cents) / 100),
+                    amount=str(sign * amount),
                     method=method,
                     created_at=moment,
                     reason="Random history",
+                    expires_on=moment.date() if kind == "promo_grant" else None,
+                    promo_grant=grant if kind in ("promo_use", "promo_lapse") else None,
                 )
+                if kind == "promo_grant":
+                    grant, left, lapsed = entry, amount, False
         reports = {month: prepayment_rollforward(period=month) for month in MONTHS}
         balances = {
             (customer.external_id, month): ledger_balance(
@@ -131,6 +159,21 @@ def test_rollforward_reconciles_to_the_ledger_for_random_histories(history):
             )
             for customer in customers
             for month in [*MONTHS, MONTHS[-1].next()]
+        }
+        promo_held = {
+            (customer.external_id, month): sum(
+                (
+                    entry.amount.amount
+                    for entry in LedgerEntry.objects.filter(
+                        customer=customer,
+                        kind__in=LedgerEntry.PROMO_KINDS,
+                        created_at__lt=start_of_day(month.next().start),
+                    )
+                ),
+                D("0.00"),
+            )
+            for customer in customers
+            for month in MONTHS
         }
         in_month = {
             (customer.external_id, month): LedgerEntry.objects.filter(
@@ -158,6 +201,8 @@ def test_rollforward_reconciles_to_the_ledger_for_random_histories(history):
             assert row.deposits == (
                 row.deposits_bank_transfer + row.deposits_alipay + row.deposits_wechat_pay
             )
+            assert row.closing_promo_credit == promo_held[row.customer_external_id, month]
+            assert row.closing_paid_balance + row.closing_promo_credit == row.closing_balance
         for column in AMOUNT_COLUMNS:
             assert getattr(report.total, column) == sum(
                 (getattr(row, column) for row in report.customers), D("0.00")
@@ -230,6 +275,11 @@ def test_rollforward_json_and_csv(accounting, october):
                 "refunds": zero,
                 "closing_balance": "700.00",
                 "currency": "CNY",
+                "promo_granted": zero,
+                "promo_used": zero,
+                "promo_lapsed": zero,
+                "closing_paid_balance": "700.00",
+                "closing_promo_credit": zero,
             },
             {
                 "customer_external_id": "beta",
@@ -245,6 +295,11 @@ def test_rollforward_json_and_csv(accounting, october):
                 "refunds": zero,
                 "closing_balance": "-25.50",
                 "currency": "CNY",
+                "promo_granted": zero,
+                "promo_used": zero,
+                "promo_lapsed": zero,
+                "closing_paid_balance": "-25.50",
+                "closing_promo_credit": zero,
             },
         ],
         "total": {
@@ -261,6 +316,11 @@ def test_rollforward_json_and_csv(accounting, october):
             "refunds": zero,
             "closing_balance": "674.50",
             "currency": "CNY",
+            "promo_granted": zero,
+            "promo_used": zero,
+            "promo_lapsed": zero,
+            "closing_paid_balance": "674.50",
+            "closing_promo_credit": zero,
         },
     }
     csv_response = accounting.get(

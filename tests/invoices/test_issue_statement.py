@@ -19,7 +19,15 @@ import invoices.run.statements as statements
 from accounts.arrears import arrears_follow
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
-from invoices.documents.services import HELD, ISSUED, accounts_rate, bill_account, invoice_issue
+from accounts.services import ledger_record
+from invoices.documents.services import (
+    HELD,
+    ISSUED,
+    accounts_rate,
+    bill_account,
+    bill_account_rerating,
+    invoice_issue,
+)
 from invoices.models import Invoice, InvoiceLine, NumberSequence
 from tests.conftest import postgres_only
 from tests.factories import (
@@ -28,6 +36,7 @@ from tests.factories import (
     addon_change,
     deposit,
     discount,
+    promo_grant,
     usage,
 )
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, october_usage, premium_customer
@@ -65,7 +74,11 @@ def _state(customer: Customer) -> dict:
         "invoice": _rows(Invoice.objects.filter(pk=invoice.pk)),
         "lines": _rows(InvoiceLine.objects.filter(invoice=invoice), drop={"invoice_id"}),
         "invoice history": _rows(Invoice.history.filter(id=invoice.pk).order_by("history_id")),
-        "ledger": _rows(LedgerEntry.objects.filter(customer=customer).order_by("created_at")),
+        "ledger": _rows(
+            LedgerEntry.objects.filter(customer=customer).order_by(
+                "created_at", "kind", "idempotency_key"
+            )
+        ),
         "balance": ledger_balance(customer=customer),
         "events": events,
         "customer": model_to_dict(customer),
@@ -81,7 +94,9 @@ HELD_THEN_ISSUED = "held, then issued by finance"
 
 def _bill_and_roll_back(customer: Customer, *, path: str, queries: list) -> dict:
 
-    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
+    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER, issue_at=BILLING_MOMENT)[
+        customer.pk
+    ]
     if path == RUN and prepared.rated.hold_reasons:
         # The run holds such an account for finance; issued as it is, it must write what
         # finance's issue of the held invoice writes.
@@ -224,6 +239,63 @@ def test_a_discounted_customer_is_billed_alike(price_book, settings, prepared_st
     assert queries[0] == 2
 
 
+@pytest.mark.parametrize(
+    ("second_grant", "promo_used", "debited"),
+    [
+        # 500.00 (expiring first) used in full, then 1,000.00 in full: 4,500.00 from the balance.
+        ("1000.00", Decimal("1500.00"), Decimal("-4500.00")),
+        # 500.00 in full, then 5,500.00 of 9,000.00: nothing left to debit.
+        ("9000.00", Decimal("6000.00"), None),
+    ],
+)
+@pytest.mark.parametrize("path", [GENERAL, HELD_THEN_ISSUED])
+def test_promotional_credit_is_consumed_alike_on_every_path(
+    price_book, settings, second_grant, promo_used, debited, path
+):
+    settings.DEBUG = True
+    customer, _ = premium_customer(dau=8000, balance="100.00")  # Premium: 6,000.00
+    if path == HELD_THEN_ISSUED:
+        app = ApplicationFactory(customer=customer, plan="free", created_on=dt.date(2026, 9, 1))
+        usage(app, dt.date(2026, 10, 21), 100, delivered_messages=3_000_000)  # held for review
+    expired = promo_grant(customer, "700.00", dt.date(2026, 11, 1))  # over on the 2nd
+    later = promo_grant(customer, second_grant, dt.date(2026, 12, 31))
+    first = promo_grant(customer, "500.00", dt.date(2026, 11, 2))  # valid through the issue day
+
+    queries: list[int] = []
+    run_path = _bill_and_roll_back(customer, path=RUN, queries=queries)
+    other_path = _bill_and_roll_back(customer, path=path, queries=queries)
+
+    if path == HELD_THEN_ISSUED:
+        assert _without_review(run_path) == _without_review(other_path)
+    else:
+        assert run_path == other_path
+    invoice = run_path["invoice"][0]
+    assert invoice["total"] == Decimal("6000.00")
+    assert invoice["promo_credit_applied"] == promo_used
+    # Promotional credit is a means of payment: the VAT is the total's.
+    assert invoice["net_total"] + invoice["vat_total"] == Decimal("6000.00")
+    uses = [
+        (row["promo_grant_id"], row["amount"], row["reference"])
+        for row in run_path["ledger"]
+        if row["kind"] == "promo_use"
+    ]
+    used_later = promo_used - Decimal("500.00")
+    assert sorted(uses) == sorted(
+        [
+            (first.pk, Decimal("-500.00"), invoice["number"]),
+            (later.pk, -used_later, invoice["number"]),
+        ]
+    )
+    assert expired.pk not in {grant for grant, *_ in uses}
+    debits = [row["amount"] for row in run_path["ledger"] if row["kind"] == "invoice_debit"]
+    assert debits == ([debited] if debited else [])
+    # The balance counts every promotional row: deposit 100 + grants - uses - 6,000 ... the
+    # expired grant stays in it until its lapse.
+    granted = Decimal("700.00") + Decimal(second_grant) + Decimal("500.00")
+    assert run_path["balance"] == Decimal("100.00") + granted - Decimal("6000.00")
+    assert queries[0] == 2
+
+
 def _suspended(customer: Customer) -> None:
     """Arrears since 20 October, suspended on the 27th (a refund took the balance below zero)."""
     deposit(customer, "50.00")
@@ -308,7 +380,9 @@ def test_a_held_invoice_issued_by_finance_writes_what_the_run_writes(
 
 def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, monkeypatch):
     customer, _ = premium_customer(dau=8000)
-    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER)[customer.pk]
+    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER, issue_at=BILLING_MOMENT)[
+        customer.pk
+    ]
 
     def broken(*args, **kwargs):
         raise ConnectionError("connection lost")
@@ -331,3 +405,45 @@ def test_a_failure_after_the_first_statement_gives_the_number_back(price_book, m
 
     assert bill() == ISSUED
     assert Invoice.objects.get(customer=customer).number == "INV-2026-000001"
+
+
+def test_a_stale_chunk_read_of_promotional_credit_falls_back_and_never_overdraws(price_book):
+    """The chunk read a grant's 500.00; another invoice used 400.00 of it before this account
+    was locked. The run's statement would take the grant below zero: the database refuses it,
+    nothing is written, and the account is billed the general way with what is left under the
+    lock (100.00), its number the first of the series."""
+    customer, _ = premium_customer(dau=8000, balance="10000.00")
+    grant = promo_grant(customer, "500.00", dt.date(2026, 11, 30))
+    prepared = accounts_rate(customer_ids=[customer.pk], period=OCTOBER, issue_at=BILLING_MOMENT)[
+        customer.pk
+    ]
+    assert [g.remaining for g in prepared.promo_grants] == [Decimal("500.00")]
+    ledger_record(
+        customer=customer,
+        kind="promo_use",
+        amount=Decimal("-400.00"),
+        idempotency_key="another-invoice",
+        reference="INV-ELSEWHERE",
+        promo_grant=grant,
+        now=BILLING_MOMENT,
+    )
+
+    outcome = bill_account_rerating(
+        customer_id=customer.pk,
+        period=OCTOBER,
+        now=BILLING_MOMENT,
+        prepared=prepared,
+        invoice_absent=True,
+    )
+
+    assert outcome == ISSUED
+    invoice = Invoice.objects.get(customer=customer)
+    assert invoice.number == "INV-2026-000001"
+    assert invoice.promo_credit_applied == Decimal("100.00")
+    uses = LedgerEntry.objects.filter(promo_grant=grant, kind="promo_use")
+    assert sorted(use.amount.amount for use in uses) == [Decimal("-400.00"), Decimal("-100.00")]
+    [debit] = LedgerEntry.objects.filter(customer=customer, kind="invoice_debit")
+    assert debit.amount.amount == Decimal("-5900.00")
+    assert ledger_balance(customer=customer) == Decimal("10000.00") + Decimal("500.00") - Decimal(
+        "400.00"
+    ) - Decimal("6000.00")

@@ -1,0 +1,131 @@
+"""Promotional credit: what a customer holds, what is available on a day, and how much of it an
+invoice consumes. Reads and the one pure rule; the writes are `accounts.services`
+(`promo_credit_grant`, `promo_credit_lapse_due`) and the issue path
+(`invoices.documents.issuing.issue_rows`).
+
+Finance grants an amount with a reason and an expiry date (a `promo_grant` ledger entry,
+positive). An invoice issued on a day the grant is valid (its Asia/Shanghai date not after
+`expires_on`) consumes it before the paid balance (`promo_use` entries, negative, one per grant
+it draws on); what is left on the day after the expiry lapses (`promo_lapse`, negative, one per
+grant). Every one of these is a ledger entry, so the balance is still the sum of the ledger:
+paid balance (every other kind) + promotional credit held (these three kinds) = total.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import DecimalField, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+
+from accounts.models import Customer, LedgerEntry
+from billingsite.clock import billing_date
+from billingsite.queries import any_of
+
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+_MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=16, decimal_places=2)
+
+PROMO = Q(kind__in=LedgerEntry.PROMO_KINDS)
+
+
+@dataclass(frozen=True)
+class PromoGrantAvailable:
+    """One grant's credit available: what is left of it (granted - used - lapsed, > 0)."""
+
+    grant_id: int
+    customer_id: int
+    expires_on: dt.date
+    remaining: Decimal
+    reason: str = ""
+
+
+def _customer_id(customer: Customer | int) -> int:
+    return customer if isinstance(customer, int) else customer.pk
+
+
+def _sum(entries: QuerySet[LedgerEntry]) -> Decimal:
+    return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
+
+
+def paid_balance(*, customer: Customer | int) -> Decimal:
+    """The balance of money the customer paid (every ledger kind but promotional credit's)."""
+    return _sum(LedgerEntry.objects.filter(customer_id=_customer_id(customer)).exclude(PROMO))
+
+
+def promo_credit_held(*, customer: Customer | int) -> Decimal:
+    """The promotional credit in the balance: granted - used - lapsed, expired grants included
+    until their lapse is written. `paid_balance` + this = `ledger_balance`."""
+    return _sum(LedgerEntry.objects.filter(PROMO, customer_id=_customer_id(customer)))
+
+
+def balance_split(*, customer: Customer | int) -> tuple[Decimal, Decimal]:
+    """(`paid_balance`, `promo_credit_held`) in one query."""
+    split = LedgerEntry.objects.filter(customer_id=_customer_id(customer)).aggregate(
+        paid=Sum("amount", filter=~PROMO), promo=Sum("amount", filter=PROMO)
+    )
+    return (split["paid"] or ZERO).quantize(CENT), (split["promo"] or ZERO).quantize(CENT)
+
+
+def _available(customer_ids: Iterable[int], *, now: dt.datetime) -> list[PromoGrantAvailable]:
+    rows = (
+        LedgerEntry.objects.filter(
+            any_of("customer_id", customer_ids),
+            kind=LedgerEntry.Kind.PROMO_GRANT,
+            created_at__lte=now,
+            expires_on__gte=billing_date(now),
+        )
+        .annotate(drawn=Coalesce(Sum("promo_draws__amount"), Value(ZERO), output_field=_MONEY))
+        .order_by("expires_on", "id")
+        .values_list("id", "customer_id", "expires_on", "amount", "drawn", "reason")
+    )
+    available = []
+    for grant_id, customer_id, expires_on, amount, drawn, reason in rows:
+        remaining = (amount + drawn).quantize(CENT)
+        assert expires_on is not None, "grants have an expiry (database CHECK)"
+        if remaining > 0:
+            available.append(
+                PromoGrantAvailable(grant_id, customer_id, expires_on, remaining, reason)
+            )
+    return available
+
+
+def promo_credit_available(
+    *, customer: Customer | int, now: dt.datetime
+) -> list[PromoGrantAvailable]:
+    """The customer's grants valid at `now` (granted by then, expiring on its billing day or
+    later) with what is left of each, earliest expiry first (then the oldest grant)."""
+    return _available([_customer_id(customer)], now=now)
+
+
+def promo_credits_available(
+    *, customer_ids: Iterable[int], now: dt.datetime
+) -> dict[int, list[PromoGrantAvailable]]:
+    """`promo_credit_available` of many customers in one query (customers without credit:
+    an empty list)."""
+    ids = list(customer_ids)
+    available: dict[int, list[PromoGrantAvailable]] = {customer_id: [] for customer_id in ids}
+    for grant in _available(ids, now=now):
+        available[grant.customer_id].append(grant)
+    return available
+
+
+def promo_credit_consumption(
+    *, total: Decimal, grants: Sequence[PromoGrantAvailable]
+) -> list[tuple[PromoGrantAvailable, Decimal]]:
+    """What an invoice of `total` takes from each available grant: the grants in their order
+    (earliest expiry first), each as much as it has left, never more than the total in all.
+    The invoice's debit takes the rest from the paid balance."""
+    taken: list[tuple[PromoGrantAvailable, Decimal]] = []
+    due = max(total, ZERO)
+    for grant in grants:
+        if due <= 0:
+            break
+        amount = min(grant.remaining, due)
+        if amount > 0:
+            taken.append((grant, amount))
+            due -= amount
+    return taken
