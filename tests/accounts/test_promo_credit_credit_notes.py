@@ -6,18 +6,28 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 
 from accounts.models import LedgerEntry
 from accounts.promo_credit import credit_note_promo_split, paid_balance, promo_credit_held
 from accounts.selectors import ledger_balance
 from accounts.services import promo_credit_lapse_due
 from billingsite.clock import Period
+from invoices.documents.pdf import render_credit_note_pdf
 from invoices.documents.services import bill_customer, credit_note_create
 from invoices.exports.reports import journal_entries, journal_is_balanced
 from invoices.exports.rollforward import prepayment_rollforward
 from invoices.models import CreditNote, Invoice
-from tests.factories import ApplicationFactory, CustomerFactory, addon_change, deposit, promo_grant
+from tests.factories import (
+    ApplicationFactory,
+    CustomerFactory,
+    CustomerUserFactory,
+    addon_change,
+    deposit,
+    promo_grant,
+)
 from tests.invoices.test_invoices import BILLING_MOMENT, OCTOBER, october_usage
+from tests.portal.test_pdf import pdf_text
 
 pytestmark = pytest.mark.django_db
 LATER = BILLING_MOMENT + dt.timedelta(days=3)  # 5 November, Asia/Shanghai
@@ -200,3 +210,30 @@ def test_the_journal_reverses_the_promotion_expense_and_the_rollforward_reconcil
         D("3000.00"),
     )
     assert CreditNote.objects.count() == 2
+
+
+def test_the_credit_note_pdf_says_what_returned_as_promotional_credit(price_book):
+    invoice = issued_invoice(grant="10000.00")
+    note = _credit(invoice, "cn-1")
+
+    text = pdf_text(render_credit_note_pdf(credit_note=note))
+
+    assert "Returned as promotional credit 退回促销赠送额度: ¥8,400.00" in " ".join(text.split())
+    assert "Credited to your prepaid balance" not in text
+    assert "returned to your prepaid balance" not in text
+
+
+def test_the_portal_credit_note_page_shows_the_promotional_credit_returned(price_book, client):
+    invoice = issued_invoice(grant="3000.00", balance="20000.00")
+    note = _credit(invoice, "cn-1")  # 8,400.00: 3,000.00 promotional, 5,400.00 paid
+    client.force_login(CustomerUserFactory(customer=invoice.customer).user)
+
+    response = client.get(reverse("portal:credit-note-detail", args=[note.number]))
+
+    assert response.status_code == 200
+    page = " ".join(response.content.decode().split())
+    assert '<dd id="credit-promo-returned">' in page
+    assert "Returned as promotional credit" in page
+    assert (note.promo_credit_returned, note.total.amount) == (D("3000.00"), D("8400.00"))
+    credit = LedgerEntry.objects.get(kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT)
+    assert credit.amount.amount == D("5400.00")
