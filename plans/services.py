@@ -711,9 +711,9 @@ def discount_terms(
     first_day: dt.date,
     last_day: dt.date | None,
 ) -> DiscountTerms:
-    """The values of a discount, checked without writing or locking (the admin form shows the
-    refusal on its field; `discount_add` checks again under the customer's lock): one scope,
-    one kind, a percentage above 0 and at most 100, a positive fixed amount, ordered days."""
+    """The values of a discount, checked without writing or locking (`discount_add` checks
+    them before it takes the customer's lock): one scope, one kind, a percentage above 0 and
+    at most 100, a positive fixed amount, ordered days."""
     if (customer is None) == (application is None):
         raise SubscriptionError(
             "a discount is for a customer or for one of its applications",
@@ -778,31 +778,6 @@ def _discount_open(
             code="discount_overlap",
             field="first_day",
         )
-
-
-def discount_check(
-    *,
-    customer: Customer | None = None,
-    application: Application | None = None,
-    percent: Decimal | None = None,
-    amount_off: Decimal | Money | None = None,
-    first_day: dt.date,
-    last_day: dt.date | None = None,
-    now: dt.datetime,
-) -> DiscountTerms:
-    """Every refusal `discount_add` would give, without writing: for forms."""
-    terms = discount_terms(
-        customer=customer,
-        application=application,
-        percent=percent,
-        amount_off=amount_off,
-        first_day=first_day,
-        last_day=last_day,
-    )
-    # discount_terms refused a discount without a scope: no application means a customer.
-    customer_id = application.customer_id if application is not None else _scope(customer).pk
-    _discount_open(customer_id=customer_id, application=application, terms=terms, now=now)
-    return terms
 
 
 def _scope(customer: Customer | None) -> Customer:

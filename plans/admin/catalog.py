@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from billingsite.admin import HistoryViewOnlyMixin, ReadOnlyAdminMixin
+from billingsite.admin import HistoryViewOnlyMixin, ReadOnlyAdminMixin, UniqueRaceFormErrorMixin
 from billingsite.clock import billing_date
 from billingsite.money import format_cny
 from plans.models import (
@@ -38,7 +38,7 @@ from plans.models import (
     VatRate,
 )
 from plans.selectors import price_in_force
-from plans.services import SubscriptionError, discount_add, discount_check
+from plans.services import SubscriptionError, discount_add
 
 
 def _today() -> dt.date:
@@ -221,7 +221,7 @@ class AddOnPriceInline(FuturePricesInline, admin.TabularInline):
     verbose_name_plural = "Price changes: add a row per plan from the 1st of a future month"
 
 
-class PriceHistoryMixin(HistoryViewOnlyMixin):
+class PriceHistoryMixin(UniqueRaceFormErrorMixin, HistoryViewOnlyMixin):
     """The row's History page lists who saved what, when; nothing can be reverted."""
 
     formfield_overrides = {TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 70})}}
@@ -469,9 +469,11 @@ class AddOnChangeAdmin(ChangeRowAdmin):
 
 
 class DiscountForm(forms.ModelForm):
-    """A new discount is checked by the service's own rules (`plans.services.discount_check`),
-    so the form refuses exactly what `discount_add` would; a saved one shows its terms as
-    text (re-rating a month reads them)."""
+    """A new discount is written by `plans.services.discount_add` when the form is cleaned
+    (inside the admin's transaction), so its checks and its write are one call under the
+    customer's lock: a refusal, also one caused by another user's discount saved a moment
+    before, is a form error and nothing is written. A saved one shows its terms as text
+    (re-rating a month reads them)."""
 
     class Meta:
         model = Discount
@@ -486,19 +488,27 @@ class DiscountForm(forms.ModelForm):
             "notes",
         ]
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.saved: Discount | None = None
+
     def clean(self):
         cleaned = super().clean()
         if self.instance.pk is not None or self.errors:
             return cleaned
         try:
-            discount_check(
+            self.saved = discount_add(
                 customer=cleaned.get("customer"),
                 application=cleaned.get("application"),
                 percent=cleaned.get("percent"),
                 amount_off=cleaned.get("amount_off"),
                 first_day=cleaned.get("first_day"),
                 last_day=cleaned.get("last_day"),
+                reference=cleaned.get("reference", ""),
+                notes=cleaned.get("notes", ""),
                 now=timezone.now(),
+                created_by=self.user,
             )
         except SubscriptionError as exc:
             field = exc.field if exc.field in self.fields else None
@@ -544,26 +554,24 @@ class DiscountAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+
+        class DiscountFormOfUser(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, user=user, **inner)
+
+        return DiscountFormOfUser
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
             return
-        data = form.cleaned_data
-        saved = discount_add(
-            customer=data.get("customer"),
-            application=data.get("application"),
-            percent=data.get("percent"),
-            amount_off=data.get("amount_off"),
-            first_day=data["first_day"],
-            last_day=data.get("last_day"),
-            reference=data.get("reference", ""),
-            notes=data.get("notes", ""),
-            now=timezone.now(),
-            created_by=request.user,
-        )
-        # The admin's "added" message and redirect read the saved row.
-        obj.pk = saved.pk
-        obj.created_at = saved.created_at
+        # The form's clean wrote the discount (discount_add); the admin's "added" message
+        # and redirect read the saved row.
+        obj.pk = form.saved.pk
+        obj.created_at = form.saved.created_at
 
     @admin.display(description=_("Customer or application"))
     def customer_or_application(self, discount):
