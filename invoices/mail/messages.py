@@ -204,3 +204,54 @@ def monthly_statement_message(event: CustomerEvent) -> Message:
             statement_pdf_filename(statement),
         ),
     )
+
+
+@message_builder(Kind.FAPIAO_ISSUED)
+def fapiao_issued_message(event: CustomerEvent) -> Message:
+    data = event.payload
+    invoice, number = data.get("invoice_number"), data.get("fapiao_number")
+    return Message(
+        subject=_("Fapiao %(number)s issued for invoice %(invoice)s")
+        % {"number": number, "invoice": invoice},
+        heading=_("Your fapiao is issued"),
+        paragraphs=[
+            _(
+                "The fapiao you requested for invoice %(invoice)s is issued: number %(number)s "
+                "of %(date)s for %(amount)s."
+            )
+            % {
+                "invoice": invoice,
+                "number": number,
+                "date": day(data.get("fapiao_date")),
+                "amount": money(data.get("fapiao_amount")),
+            }
+        ],
+        facts=[
+            (_("Invoice number"), invoice),
+            (_("Fapiao number"), number),
+            (_("Fapiao date"), day(data.get("fapiao_date"))),
+            (_("Fapiao amount"), money(data.get("fapiao_amount"))),
+        ],
+        next_steps=[_("Download the fapiao's file from the invoice page.")],
+        # The file is on the customer's own invoice page (behind the login), never attached.
+        action=(_("Download the fapiao"), portal_url(f"/invoices/{invoice}/")),
+    )
+
+
+@message_builder(Kind.FAPIAO_REJECTED)
+def fapiao_rejected_message(event: CustomerEvent) -> Message:
+    data = event.payload
+    invoice = data.get("invoice_number")
+    return Message(
+        subject=_("Your fapiao request for invoice %(invoice)s was rejected")
+        % {"invoice": invoice},
+        heading=_("Your fapiao request was rejected"),
+        paragraphs=[
+            _("We could not issue the fapiao you requested for invoice %(invoice)s.")
+            % {"invoice": invoice}
+        ],
+        facts=[(_("Invoice number"), invoice), (_("Reason"), data.get("reason") or "—")],
+        next_steps=[_("Correct what the reason says and request the fapiao again.")],
+        action=(_("Request the fapiao again"), portal_url(f"/invoices/{invoice}/fapiao/")),
+        tone="warning",
+    )
