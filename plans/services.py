@@ -859,9 +859,13 @@ def _discount_end_refusal(
 
 
 def _discount_customer_id(discount: Discount) -> int:
+    """The customer of a discount of either scope (the database holds exactly one)."""
     if discount.customer_id is not None:
         return discount.customer_id
-    return Application.objects.values_list("customer_id", flat=True).get(pk=discount.application_id)
+    application_id = discount.application_id
+    if application_id is None:
+        raise TypeError("a discount has a customer or an application")
+    return Application.objects.values_list("customer_id", flat=True).get(pk=application_id)
 
 
 def discount_end_check(*, discount: Discount, ends_on: dt.date, now: dt.datetime) -> None:
