@@ -9,7 +9,9 @@ notifications and queries arrive, in whatever order or at once, one trade credit
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,21 @@ class TopUpError(ValueError):
 
 class UnknownOrder(LookupError):
     """A verified payment names an order we never created (for this method)."""
+
+
+# Ours: letters and digits (`_order_number`); the providers' trade numbers: printable ASCII.
+ORDER_NUMBER = re.compile(r"[A-Za-z0-9]{1,32}")
+TRADE_NO = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def _storable(raw: dict) -> bool:
+    """PostgreSQL's jsonb holds no NUL and no lone surrogate (text is UTF-8)."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return False
+    return "\x00" not in text and "\\u0000" not in text
 
 
 def top_up_deposit_key(*, method: str, trade_no: str) -> str:
@@ -128,6 +145,12 @@ def top_up_settle(*, payment: ProviderPayment, now: dt.datetime) -> Settlement:
     provider = provider_for(payment.method)
     if payment.merchant_id != provider.merchant_id():
         raise ValueError("the payment is for another merchant")
+    if not ORDER_NUMBER.fullmatch(payment.order_number):
+        raise UnknownOrder(payment.order_number[:40])
+    if not TRADE_NO.fullmatch(payment.trade_no) or not _storable(payment.raw):
+        # Signed, but not what the provider ever sends: refused, so it cannot reach a column
+        # that would refuse it (a database error would make the provider retry forever).
+        raise ValueError("malformed trade number or notification")
     with transaction.atomic():
         top_up = (
             TopUp.objects.select_for_update()
@@ -153,7 +176,7 @@ def top_up_settle(*, payment: ProviderPayment, now: dt.datetime) -> Settlement:
         if payment.currency != CURRENCY or payment.amount != top_up.amount.amount:
             top_up.status = TopUp.Status.NEEDS_REVIEW
             top_up.review_reason = (
-                f"paid {payment.amount} {payment.currency}, ordered {top_up.amount.amount} "
+                f"paid {payment.amount} {payment.currency[:16]}, ordered {top_up.amount.amount} "
                 f"{CURRENCY}: not credited"
             )
             top_up.save()
