@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -29,7 +29,7 @@ from accounts.payments.providers import (
 )
 from accounts.services import record_deposit
 from billingsite.clock import BILLING_TZ
-from billingsite.money import CURRENCY, round_money
+from billingsite.money import CURRENCY, AmountTooLarge, parse_amount, round_money
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +68,14 @@ def top_up_deposit_key(*, method: str, trade_no: str) -> str:
 def top_up_amount(value: object) -> Decimal:
     """The amount a customer typed, checked against the settings' minimum and maximum."""
     try:
-        amount = Decimal(str(value).strip().replace(",", ""))
-    except (InvalidOperation, ValueError) as error:
+        amount = parse_amount(str(value))
+    except AmountTooLarge:
+        amount = None
+    except ValueError as error:
         raise TopUpError("enter an amount in CNY, e.g. 500.00") from error
-    if not amount.is_finite() or round_money(amount) != amount:
+    if amount is not None and round_money(amount) != amount:
         raise TopUpError("enter an amount with at most two decimal places")
-    if amount < settings.BILLING_TOP_UP_MIN or amount > settings.BILLING_TOP_UP_MAX:
+    if amount is None or not settings.BILLING_TOP_UP_MIN <= amount <= settings.BILLING_TOP_UP_MAX:
         raise TopUpError(
             f"the amount must be between {settings.BILLING_TOP_UP_MIN:,.2f} and "
             f"{settings.BILLING_TOP_UP_MAX:,.2f} CNY"
