@@ -25,7 +25,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from billingsite.admin import HistoryViewOnlyMixin, ReadOnlyAdminMixin
 from billingsite.clock import billing_date
-from billingsite.money import format_cny
+from billingsite.money import AmountTooLarge, format_cny, parse_amount
 from plans.models import (
     AddOn,
     AddOnChange,
@@ -49,7 +49,34 @@ def price_row_locked(price) -> bool:
     return price_in_force(price=price, today=_today())
 
 
-class DatedPriceForm(forms.ModelForm):
+class TypedNumbersMixin:
+    """The form's number and money fields read what a person types as
+    `billingsite.money.parse_amount` does: Django's own fields take "1e3", "NaN" (then refused
+    as a number), or full-width digits ("１０" is 10)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, field in self.fields.items():
+            if field.disabled or name in self.errors:
+                continue
+            if isinstance(field, forms.MultiValueField):  # django-money: amount, currency
+                raw = self.data.get(self.add_prefix(name) + "_0", "")
+            elif isinstance(field, forms.DecimalField | forms.IntegerField):
+                raw = self.data.get(self.add_prefix(name), "")
+            else:
+                continue
+            if not isinstance(raw, str) or not raw.strip():
+                continue
+            try:
+                parse_amount(raw)
+            except AmountTooLarge:
+                pass  # a number: the field's own limits say how large it may be
+            except ValueError:
+                self.add_error(name, "Enter a number.")
+        return cleaned
+
+
+class DatedPriceForm(TypedNumbersMixin, forms.ModelForm):
     """Existing rows in force are shown disabled, so a post cannot change them either."""
 
     def __init__(self, *args, **kwargs):
@@ -468,7 +495,7 @@ class AddOnChangeAdmin(ChangeRowAdmin):
     list_select_related = ["application", "created_by", "addon"]
 
 
-class DiscountForm(forms.ModelForm):
+class DiscountForm(TypedNumbersMixin, forms.ModelForm):
     """A new discount is checked by the service's own rules (`plans.services.discount_check`),
     so the form refuses exactly what `discount_add` would; a saved one shows its terms as
     text (re-rating a month reads them)."""
