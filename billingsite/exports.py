@@ -17,8 +17,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.contrib import messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.http import HttpResponse
+from django.shortcuts import redirect
 from django.utils import timezone
+from django.utils.translation import gettext
 from import_export import resources, widgets
 from import_export.admin import ExportMixin
 from import_export.fields import Field
@@ -66,6 +70,24 @@ class FinanceExportMixin(ExportMixin):
     to_encoding = CSV_ENCODING
     # The resource's columns as they are: no per-export column picking.
     export_form_class = ExportForm
+
+    def export_action(self, request):
+        # The export builds the list's queryset from the address's filters; one the list cannot
+        # apply (a stale bookmark, an edited address) raised IncorrectLookupParameters, a 500.
+        # The list itself redirects such filters away; the export goes back to the plain list
+        # and says why. Nothing was written: the file is built only from a valid queryset.
+        try:
+            return super().export_action(request)
+        except IncorrectLookupParameters:
+            messages.error(
+                request,
+                gettext(
+                    "The export's filters could not be applied (an unknown or malformed filter "
+                    "in the address): choose the filters on the list, then export again."
+                ),
+            )
+            opts = self.model._meta
+            return redirect(f"admin:{opts.app_label}_{opts.model_name}_changelist")
 
 
 # A text cell starting with one of these is a formula to a spreadsheet ("=HYPERLINK(...)" as a

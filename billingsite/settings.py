@@ -112,6 +112,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, whose health check of a kept connection sends no query while the
+    # connection is idle and quiet (billingsite/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "billingsite.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The run command serves HTTP and runs a Celery worker on one SQLite file: WAL plus a busy
     # timeout lets them take turns instead of failing with "database is locked".

@@ -23,7 +23,11 @@ from accounts.payments.bank_reconciliation import (
     bank_line_suggestions,
     statement_upload,
 )
-from accounts.payments.bank_statements import MAX_STATEMENT_BYTES, StatementError
+from accounts.payments.bank_statements import (
+    MAX_STATEMENT_BYTES,
+    StatementError,
+    StatementSetupError,
+)
 from billingsite.admin import (
     ReadOnlyAdminMixin,
     add_service_error,
@@ -140,6 +144,8 @@ class BankStatementAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     uploaded_by=request.user,
                     now=timezone.now(),
                 )
+            except StatementSetupError as error:
+                form.add_error(None, str(error))
             except StatementError as error:
                 form.add_error("file", f"This file cannot be read: {error}")
             except service_errors() as error:

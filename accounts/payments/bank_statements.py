@@ -44,6 +44,11 @@ class StatementError(ValueError):
     """The file is not a statement this deployment can read; nothing was stored."""
 
 
+class StatementSetupError(StatementError):
+    """The deployment cannot read CSV statements at all (no bank account configured): nothing
+    is wrong with the file; nothing was stored."""
+
+
 @dataclass(frozen=True)
 class StatementLine:
     booked_on: dt.date
@@ -140,7 +145,11 @@ def parse_csv(
     date_format = date_format or settings.BILLING_BANK_CSV_DATE_FORMAT
     account = (account if account is not None else settings.BILLING_BANK_ACCOUNT).replace(" ", "")
     if not account:
-        raise StatementError("set BILLING_BANK_ACCOUNT: the account the CSV statement is of")
+        raise StatementSetupError(
+            "CSV statements cannot be read yet: the server does not know which account they "
+            "are of. Ask your administrator to set BILLING_BANK_ACCOUNT (or "
+            "BILLING_ISSUER_BANK_ACCOUNT). MT940 files name their account and can be uploaded."
+        )
     try:
         rows = list(csv.reader(io.StringIO(_text(data))))
     except csv.Error as error:  # e.g. a field above the csv module's limit (128 KiB)

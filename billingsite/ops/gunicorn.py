@@ -9,11 +9,13 @@ child_exit hook is what prometheus-client's multi-process mode needs.
 Every setting can be changed from the environment (the same names gunicorn documents).
 """
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
 # Must be set before prometheus_client is imported anywhere, in this master process or in the
@@ -29,22 +31,27 @@ _metrics_dir = os.environ.setdefault(
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-# Synchronous workers, 2 x cores + 1 of them, one request each at a time (bench/README.md has
-# the measurements). A request here is CPU-bound Python (~5-15 ms) with a few short database
-# round trips, so:
-# - a sync worker takes a connection from the shared listening socket only when it is free:
-#   the kernel queues the rest and every request waits its turn in one line. Threaded workers
-#   (gthread) accept whatever arrives and keep each keep-alive connection, so one process ends
-#   up with more requests than the others and its clients wait 3 to 7 times longer at p95;
-# - threads of one process share one GIL: on 2 cores, 4 x 4 threads spent ~10 % more CPU per
-#   request switching between each other;
-# - the "+ 1" keeps a core busy while another worker waits on PostgreSQL.
-# Sync workers want a buffering proxy in front for slow clients (nginx, docs/deploying.md) and
-# end a request that runs longer than WEB_TIMEOUT: WEB_WORKER_CLASS=gthread with WEB_THREADS
-# serves without one. Processes x threads = concurrent requests = database connections.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1) + 1)))
-worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
-threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "4"))
+# Threaded workers (gthread), one process per core with 16 threads each (bench/README.md,
+# "Workers: processor sharing", has the measurements). A request here is CPU-bound Python
+# (~1.5-15 ms) with a few short database round trips, and the clients wait on each other:
+# - with sync workers (one request per process) a request that finds every worker busy waits
+#   in the kernel's accept queue behind all those that came before it, so a 2 ms quote waited
+#   as long as a 13 ms page: ~2 s at p50 for every endpoint under 32 clients on 2 cores;
+# - with as many threads as concurrent clients every request is in flight at once and the
+#   CPU is shared among them (the OS between processes, the GIL between threads), so a cheap
+#   request takes a few times its own cost instead of the queue's length: at 32 clients on a
+#   loaded machine the quote's p50 went from 1,850 ms to 51 ms, the pages' from ~2,100 to ~750;
+# - fewer processes also switch less: gunicorn spent 8-9 ms of CPU per request with 2 x 8
+#   threads against 15 ms with 5 sync workers, and 2 x 16 threads need 250 MB against 600 MB.
+# Threads beyond the concurrent requests cost a little memory and nothing else; fewer make the
+# rest wait in the process's own queue (2 x 8 at 32 clients: quote p50 1.6 s). Processes x
+# threads = concurrent requests = database connections per host (docs/deploying.md sizes
+# `max_connections`). WEB_WORKER_CLASS=sync (then WEB_THREADS is 1) remains for a deployment
+# that wants a hung request killed after WEB_TIMEOUT; a gthread worker is restarted only when
+# its whole process stops answering.
+workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)))
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "16"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
@@ -59,6 +66,19 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # One line per request comes from billingsite.ops.middleware (with the request id and user);
 # gunicorn's own lines go through Django's LOGGING (JSON in production).
 accesslog = None
+
+
+class AccessLogWhenEnabled(Logger):
+    """gunicorn's logger, which skips building an access line nobody will see: with a
+    `logconfig_dict` gunicorn gathers a line's ~30 fields for every request and only then
+    lets the `gunicorn.access` logger (WARNING, below) drop it."""
+
+    def access(self, resp, req, environ, request_time):
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLogWhenEnabled
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -97,9 +97,9 @@ def line_title(line) -> str:
 
 @register.filter
 def credit_line_title(credit_line) -> str:
-    """A credit note line: its own frozen description, or the credited item in Chinese."""
-    if _language() == ENGLISH:
-        return credit_line.description
+    """A credit note line: the credited invoice line's item, in every language. The note's own
+    frozen description is "<app key> <item>" (finance's lists have no application column); the
+    page and the PDF show the application beside it, so it would name the key twice."""
     return line_title_text(credit_line.invoice_line)
 
 

@@ -3,6 +3,7 @@ means and what it costs is decided by plans.quotes and the rating engine."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -156,3 +157,125 @@ class QuoteResponseSerializer(serializers.Serializer):
 
     def get_currency(self, quote) -> str:
         return CURRENCY
+
+
+# --- The request path without building serializers ------------------------------------------
+# Building QuoteRequestSerializer and QuoteResponseSerializer deep-copies ~40 DRF fields per
+# request: a third of a quote's own CPU (bench/README.md, "The request pipeline"). The two
+# functions below give the same validated data and the same response body; the serializers
+# stay the definition (and the OpenAPI schema). tests/plans/test_quote_parsing.py holds them
+# equal.
+
+_FIELD_NAMES = frozenset(QuoteRequestSerializer._declared_fields)
+_PLAIN_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PLAIN_CURRENCY = re.compile(r"^[A-Za-z]{1,8}$")
+_PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Larger add-on quantities are refused by the price book's maximum; they take the slow path.
+_PLAIN_MAX_QUANTITY = 1_000_000
+
+
+def _plain_int(value, *, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high
+
+
+def _plainly_valid(data) -> dict | None:
+    """The validated data of a body that every field's DRF check accepts as it is (the
+    common case); None for anything else, which the serializer then checks and words."""
+    if type(data) is not dict or not _FIELD_NAMES.issuperset(data):
+        return None
+    plan, peak_dau = data.get("plan"), data.get("peak_dau")
+    if type(plan) is not str or not _PLAIN_CODE.match(plan):
+        return None
+    if not _plain_int(peak_dau, low=0, high=MAX_PEAK_DAU):
+        return None
+    validated: dict = {"plan": plan, "peak_dau": peak_dau}
+    addons = data.get("addons", {})
+    if type(addons) is not dict:
+        return None
+    for code, quantity in addons.items():
+        if not _PLAIN_CODE.match(code) or not _plain_int(quantity, low=1, high=_PLAIN_MAX_QUANTITY):
+            return None
+    validated["addons"] = dict(addons)
+    if "currency" in data:
+        currency = data["currency"]
+        if currency is not None and (
+            type(currency) is not str or not _PLAIN_CURRENCY.match(currency)
+        ):
+            return None
+        validated["currency"] = currency
+    if "period" in data:
+        period = data["period"]
+        if period is not None:
+            if type(period) is not str or not PERIOD_PATTERN.match(period):
+                return None
+            try:
+                period = Period.parse(period)
+            except ValueError:
+                return None
+        validated["period"] = period
+    for name in ("active_from", "active_to"):
+        if name in data:
+            day = data[name]
+            if day is not None:
+                if type(day) is not str or not _PLAIN_DATE.match(day):
+                    return None
+                try:
+                    day = dt.date.fromisoformat(day)
+                except ValueError:
+                    return None
+            validated[name] = day
+    if "peak_daily_messages" in data:
+        messages = data["peak_daily_messages"]
+        if messages is not None and not _plain_int(messages, low=0, high=MAX_DAILY_MESSAGES):
+            return None
+        validated["peak_daily_messages"] = messages
+    return validated
+
+
+def quote_request_data(data) -> dict:
+    """QuoteRequestSerializer(data=data)'s validated data; raises its ValidationError."""
+    validated = _plainly_valid(data)
+    if validated is not None:
+        return validated
+    serializer = QuoteRequestSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# DRF's own conversion of an amount (COERCE_DECIMAL_TO_STRING, two places), built once.
+_AMOUNT = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+def quote_response_body(quote) -> dict:
+    """QuoteResponseSerializer(quote).data, for a plans.quotes.Quote."""
+    rated = quote.rated
+    return {
+        "currency": CURRENCY,
+        "period": str(quote.period),
+        "plan": quote.plan.code,
+        "plan_name": quote.plan.name,
+        "active_from": quote.active_from.isoformat(),
+        "active_to": quote.active_to.isoformat(),
+        "days": quote.days,
+        "days_in_month": quote.period.days,
+        "peak_dau": quote.peak_dau,
+        "peak_daily_messages": quote.peak_daily_messages,
+        "lines": [
+            {
+                "code": line.code,
+                "category": line.category,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_price": _AMOUNT.to_representation(line.unit_price),
+                "amount": _AMOUNT.to_representation(line.amount),
+                "first_day": line.first_day.isoformat(),
+                "last_day": line.last_day.isoformat(),
+                "days": line.days,
+                "explanation": line.explanation,
+            }
+            for line in rated.lines
+        ],
+        "total": _AMOUNT.to_representation(rated.total),
+        "high_volume": rated.high_volume,
+        "message": quote.message,
+    }

@@ -10,7 +10,12 @@ from rest_framework.views import APIView
 from billingsite.api import IsStaff
 from billingsite.api_errors import NOT_AUTHENTICATED, PERMISSION_DENIED, error_response
 from billingsite.parsers import BoundedJSONParser
-from plans.api.serializers import QuoteRequestSerializer, QuoteResponseSerializer
+from plans.api.serializers import (
+    QuoteRequestSerializer,
+    QuoteResponseSerializer,
+    quote_request_data,
+    quote_response_body,
+)
 from plans.quotes import quote_build
 
 
@@ -303,9 +308,7 @@ class QuoteView(APIView):
         tags=["quotes"],
     )
     def post(self, request):
-        serializer = QuoteRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = quote_request_data(request.data)
         quote = quote_build(
             plan_code=data["plan"],
             peak_dau=data["peak_dau"],
@@ -317,4 +320,4 @@ class QuoteView(APIView):
             peak_daily_messages=data.get("peak_daily_messages"),
             now=timezone.now(),
         )
-        return Response(QuoteResponseSerializer(quote).data)
+        return Response(quote_response_body(quote))

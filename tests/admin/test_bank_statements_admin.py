@@ -131,3 +131,23 @@ def test_marking_a_line_not_ours(client, clerk):
         clerk,
     )
     assert not LedgerEntry.objects.exists()
+
+
+def test_csv_without_a_configured_account_says_it_is_the_setup_not_the_file(
+    client, clerk, settings
+):
+    """`make run` sets no bank account: a good CSV was refused as "This file cannot be read",
+    so finance looked for a fault in the bank's file. The form says what is missing instead."""
+    settings.BILLING_BANK_ACCOUNT = ""
+    as_user(client, clerk)
+    response = upload(client, "cmb.csv", (FILES / "cmb_2026-11.csv").read_bytes())
+    assert response.status_code == 200
+    assert form_errors(response) == {
+        "__all__": [
+            "CSV statements cannot be read yet: the server does not know which account they "
+            "are of. Ask your administrator to set BILLING_BANK_ACCOUNT (or "
+            "BILLING_ISSUER_BANK_ACCOUNT). MT940 files name their account and can be uploaded."
+        ]
+    }
+    assert not BankStatement.objects.exists()
+    assert not BankStatementLine.objects.exists()

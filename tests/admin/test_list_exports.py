@@ -241,3 +241,25 @@ def test_export_queries_do_not_grow_with_rows(client, auditor, month):
             now=NOW,
         )
     assert queries() == before
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["accounts_customer", "invoices_invoice", "accounts_ledgerentry", "invoices_creditnote"],
+)
+@pytest.mark.parametrize("query", ["?zzz=1", "?format=csv", "?issue_date__gte=not-a-date"])
+def test_export_with_a_filter_the_list_cannot_apply_is_a_message_not_a_500(
+    client, auditor, month, model, query
+):
+    """A stale bookmark or an edited address: the list itself answers such a filter by
+    redirecting; the export said 500 (IncorrectLookupParameters). It goes back to the list,
+    unfiltered, saying why, and writes no file."""
+    as_user(client, auditor)
+    for response in (
+        client.get(reverse(f"admin:{model}_export") + query),
+        export(client, model, CSV, query),
+    ):
+        assert response.status_code == 302
+        assert response["Location"] == reverse(f"admin:{model}_changelist")
+    page = client.get(response["Location"]).content.decode()
+    assert "The export&#x27;s filters could not be applied" in page

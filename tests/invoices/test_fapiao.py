@@ -8,12 +8,16 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
 from accounts import roles
+from accounts.models import Customer
 from invoices.documents.fapiao import (
     BuyerDetails,
     FapiaoError,
+    buyer_details_clean,
+    fapiao_defaults,
     fapiao_export_rows,
     fapiao_issue_record,
     fapiao_reject,
@@ -383,3 +387,15 @@ def test_finance_queue_records_rejects_and_exports(client, price_book):
     )
     client.force_login(_portal_user(invoice.customer, "alice"))
     assert client.get(file_url).status_code == 302  # the admin's login page, never the file
+
+
+@pytest.mark.django_db
+def test_demo_customers_fapiao_form_starts_with_details_it_accepts(price_book):
+    """The demo's first fapiao request: the form starts from the customer's record, and a demo
+    tax ID without a valid check character (or 17 characters long) was refused as it stood."""
+    call_command("load_demo_data", stdout=io.StringIO())
+    with_tax_id = Customer.objects.exclude(tax_id="").order_by("external_id")
+    assert [customer.external_id for customer in with_tax_id] == ["demo-aurora", "demo-delta"]
+    for customer in with_tax_id:
+        details = buyer_details_clean(BuyerDetails(**fapiao_defaults(customer=customer)))
+        assert details.buyer_tax_id == customer.tax_id

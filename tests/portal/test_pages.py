@@ -7,9 +7,12 @@ from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from freezegun import freeze_time
 
 from accounts.models import Customer
+from invoices.documents.pdf import render_credit_note_pdf
+from invoices.documents.services import credit_note_create
 from invoices.selectors import customer_financials, estimate_current_month
 from plans.rating.engine import PricedLine
 from tests.factories import (
@@ -21,6 +24,7 @@ from tests.factories import (
 )
 from tests.portal.conftest import OCTOBER
 from tests.portal.factories import credit_note, issued_invoice
+from tests.portal.test_pdf import pdf_text
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +105,33 @@ def test_invoice_detail_links_its_credit_notes(today, alice, acme_invoice):
     assert "Credited to balance ¥120.50 on 2026-11-05 Balance after it ¥29,991.47" in note_page
     assert (
         "Acme Chat acme-chat Premium plan, monthly fee by peak DAU ¥12,000.00 ¥120.50" in note_page
+    )
+
+
+def test_credit_note_names_the_credited_item_once_in_both_languages(today, alice, acme_invoice):
+    """The service freezes a credit note line as "<app key> <item>" (for finance's lists); the
+    page and the PDF have the application in its own column, so English read "acme-chat
+    acme-chat Premium plan" while Chinese named the item once. Both name the item once."""
+    first = acme_invoice.lines.order_by("position").first()
+    note = credit_note_create(
+        invoice=acme_invoice, line_amounts={first.pk: Decimal("120.50")}, reason="SLA",
+        now=timezone.now(), idempotency_key="qa-credit-item-once",
+    )  # fmt: skip
+    assert note.lines.get().description == "acme-chat Premium plan, monthly fee by peak DAU"
+    url = reverse("portal:credit-note-detail", args=[note.number])
+
+    page = text_of(alice.get(url))
+    assert "Acme Chat acme-chat Premium plan, monthly fee by peak DAU ¥12,000.00 ¥120.50" in page
+    assert "acme-chat acme-chat" not in page
+    alice.cookies["django_language"] = "zh-hans"
+    page = text_of(alice.get(url))
+    assert "Acme Chat acme-chat 尊享版套餐，按峰值日活计算的月费 ¥12,000.00 ¥120.50" in page
+
+    pdf = pdf_text(render_credit_note_pdf(credit_note=note))
+    # Application (name, key), then the item in English and in Chinese.
+    assert (
+        "Acme Chat\nacme-chat\nPremium plan, monthly fee by peak DAU\n尊享版套餐，按峰值日活计算的月费"
+        in pdf
     )
 
 
@@ -300,3 +331,12 @@ def test_arrears_banner_in_chinese(client_for, in_arrears):
     assert "您的余额为负：-¥5,000.00" in page
     assert "将于 2026-11-09 暂停（还剩 6 天）" in page
     assert "请在 2026-11-08 前至少充值 ¥5,000.00" in page
+
+
+def test_pages_name_their_tab_icon_so_browsers_do_not_ask_for_a_missing_favicon(client):
+    """Without a <link rel="icon"> every page load also requested /favicon.ico: a 404 in the
+    browser's console on every portal and admin page."""
+    assert client.get("/favicon.ico").status_code == 404  # still nothing served there
+    for url in (reverse("portal:login"), reverse("admin:login")):
+        page = client.get(url).content.decode()
+        assert '<link rel="icon" href="data:image/svg+xml,' in page, url

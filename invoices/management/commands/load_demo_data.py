@@ -67,7 +67,7 @@ DEMO = (
             DemoApp("aurora-staging", "Aurora Staging", "free", peak_dau=120),
         ),
         address="88 Century Avenue, Pudong, Shanghai",
-        tax_id="91310115MA1K4XXX01",
+        tax_id="91310115MA1K4XXX06",
     ),
     DemoCustomer(
         "demo-beacon",
@@ -119,7 +119,7 @@ DEMO = (
                 addons=(("api_private_publish", 3),),
             ),
         ),
-        tax_id="91440300MA5DXXX02",
+        tax_id="91440300MA5DXXX02Y",
     ),
     DemoCustomer(
         "demo-echo",

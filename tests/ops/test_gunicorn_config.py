@@ -1,0 +1,90 @@
+"""The `web` process's gunicorn settings (billingsite/ops/gunicorn.py): threaded workers by
+default, one process per core, and no access line built when nobody logs it.
+
+The module sets process environment variables when imported (the metrics directory), so each
+check runs it in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SETTINGS = """
+import json, os
+import billingsite.ops.gunicorn as g
+print(json.dumps({"workers": g.workers, "worker_class": g.worker_class, "threads": g.threads,
+                  "cpus": os.cpu_count(), "conn_max_age": os.environ["DB_CONN_MAX_AGE"]}))
+"""
+
+
+def gunicorn_settings(**env: str) -> dict:
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("WEB_") and key not in {"DB_CONN_MAX_AGE", "PROMETHEUS_MULTIPROC_DIR"}
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", SETTINGS],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_default_is_one_threaded_process_per_core():
+    found = gunicorn_settings()
+    assert found["worker_class"] == "gthread"
+    assert found["workers"] == found["cpus"]
+    assert found["threads"] == 16
+    assert found["conn_max_age"] == "60"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WEB_WORKER_CLASS": "sync"}, ("sync", 1)),
+        ({"WEB_WORKER_CLASS": "sync", "WEB_CONCURRENCY": "5"}, ("sync", 1)),
+        ({"WEB_THREADS": "32", "WEB_CONCURRENCY": "3"}, ("gthread", 32)),
+    ],
+)
+def test_the_environment_chooses(env, expected):
+    found = gunicorn_settings(**env)
+    assert (found["worker_class"], found["threads"]) == expected
+    if "WEB_CONCURRENCY" in env:
+        assert found["workers"] == int(env["WEB_CONCURRENCY"])
+
+
+ACCESS = """
+import logging
+from unittest import mock
+from gunicorn.config import Config
+import billingsite.ops.gunicorn as g
+
+cfg = Config()
+cfg.set("logconfig_dict", g.logconfig_dict)
+log = g.AccessLogWhenEnabled(cfg)
+with mock.patch.object(log, "atoms", return_value={}) as atoms:
+    log.access(mock.Mock(), mock.Mock(), {}, mock.Mock())
+    skipped = atoms.call_count
+    logging.getLogger("gunicorn.access").setLevel(logging.INFO)
+    log.access(mock.Mock(), mock.Mock(), {}, mock.Mock())
+    print(skipped, atoms.call_count)
+"""
+
+
+def test_no_access_line_is_built_for_a_logger_that_drops_it():
+    result = subprocess.run(
+        [sys.executable, "-c", ACCESS], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    # Skipped at WARNING (the setting), built once the access logger is turned to INFO.
+    assert result.stdout.split() == ["0", "1"]
