@@ -127,7 +127,8 @@ def test_an_alipay_order_sends_the_customer_to_a_signed_page_pay_url():
         ("100000.01", "between 10.00 and 100,000.00"),
         ("10.001", "two decimal places"),
         ("abc", "enter an amount"),
-        ("NaN", "two decimal places"),
+        ("NaN", "enter an amount"),
+        ("1e3", "enter an amount"),
     ],
 )
 def test_an_amount_outside_the_limits_is_refused_and_orders_nothing(amount, message):
