@@ -224,7 +224,7 @@ def low_balance_alert_set(
     if alert == Customer.LowBalanceAlert.AMOUNT:
         if amount is None or not amount.is_finite() or amount <= 0:
             raise LowBalanceSettingError(_("Enter an amount above zero."))
-        if round_money(amount) != amount or amount >= Decimal("1e12"):
+        if amount >= Decimal("1e12") or round_money(amount) != amount:
             raise LowBalanceSettingError(_("Enter an amount in CNY with at most two decimals."))
     else:
         amount = None

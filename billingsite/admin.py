@@ -71,6 +71,13 @@ class FinanceAdminSite(admin.AdminSite):
     # Finance pages are wide tables; the index and the breadcrumbs are the navigation.
     enable_nav_sidebar = False
 
+    @property
+    def login_form(self):
+        # The login form imports the auth models: not while the apps load this module.
+        from billingsite.login_forms import BoundedAdminAuthenticationForm  # noqa: PLC0415
+
+        return BoundedAdminAuthenticationForm
+
     def __init__(self, name: str = "admin"):
         super().__init__(name)
         # The index's figures and the site's own pages (the audit trail) are the apps': the

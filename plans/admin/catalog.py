@@ -36,7 +36,7 @@ from billingsite.admin import (
 )
 from billingsite.admin_confirm import EDIT, is_confirmed, render_confirm_page
 from billingsite.clock import billing_date
-from billingsite.money import format_cny
+from billingsite.money import AmountTooLarge, format_cny, parse_amount
 from plans.models import (
     AddOn,
     AddOnChange,
@@ -60,7 +60,34 @@ def price_row_locked(price) -> bool:
     return price_in_force(price=price, today=_today())
 
 
-class DatedPriceForm(forms.ModelForm):
+class TypedNumbersMixin:
+    """The form's number and money fields read what a person types as
+    `billingsite.money.parse_amount` does: Django's own fields take "1e3", "NaN" (then refused
+    as a number), or full-width digits ("１０" is 10)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, field in self.fields.items():
+            if field.disabled or name in self.errors:
+                continue
+            if isinstance(field, forms.MultiValueField):  # django-money: amount, currency
+                raw = self.data.get(self.add_prefix(name) + "_0", "")
+            elif isinstance(field, forms.DecimalField | forms.IntegerField):
+                raw = self.data.get(self.add_prefix(name), "")
+            else:
+                continue
+            if not isinstance(raw, str) or not raw.strip():
+                continue
+            try:
+                parse_amount(raw)
+            except AmountTooLarge:
+                pass  # a number: the field's own limits say how large it may be
+            except ValueError:
+                self.add_error(name, "Enter a number.")
+        return cleaned
+
+
+class DatedPriceForm(TypedNumbersMixin, forms.ModelForm):
     """Existing rows in force are shown disabled, so a post cannot change them either."""
 
     def __init__(self, *args, **kwargs):
@@ -479,7 +506,7 @@ class AddOnChangeAdmin(ChangeRowAdmin):
     list_select_related = ["application", "created_by", "addon"]
 
 
-class DiscountForm(forms.ModelForm):
+class DiscountForm(TypedNumbersMixin, forms.ModelForm):
     """A new discount is written by `plans.services.discount_add` when the form is cleaned
     (inside the admin's transaction), so its checks and its write are one call under the
     customer's lock: a refusal, also one caused by another user's discount saved a moment
