@@ -4,9 +4,10 @@
   balance lasting fewer than RUNWAY_DAYS days at the current run-rate, or a set amount, or
   never.
 - The run-rate is what the customer's last invoice debited, as a month of RUNWAY_DAYS days:
-  the ledger's own figure of what a month costs (this app does not rate; the whole-month fees
-  of the invoice page belong to `invoices`). Without an invoice yet there is no run-rate and
-  no runway alert.
+  the ledger's own figure of what a month costs. `runway` is the one rule of "days left":
+  the balance page, the customers list and its export, the dashboard and the invoice e-mail
+  show it (through `invoices.selectors.financials_from`). Without an invoice yet there is no
+  run-rate, no days left and no runway alert.
 - A ledger write that takes the balance below the threshold, while the alert is armed, sends
   one `balance_low` event (e-mail to the warnings contacts; webhook `balance.low`) and
   disarms it (`low_balance_alerted_at`). A write that lifts the balance to the threshold or
@@ -223,7 +224,7 @@ def low_balance_alert_set(
     if alert == Customer.LowBalanceAlert.AMOUNT:
         if amount is None or not amount.is_finite() or amount <= 0:
             raise LowBalanceSettingError(_("Enter an amount above zero."))
-        if round_money(amount) != amount or amount >= Decimal("1e12"):
+        if amount >= Decimal("1e12") or round_money(amount) != amount:
             raise LowBalanceSettingError(_("Enter an amount in CNY with at most two decimals."))
     else:
         amount = None

@@ -410,6 +410,10 @@ class CustomerEvent(models.Model):
         PAYMENT_RECEIVED = "payment_received", "Payment received"
         BALANCE_LOW = "balance_low", "Balance low"
         MONTHLY_STATEMENT = "monthly_statement", "Monthly statement"
+        # Finance recorded the fapiao a customer requested (its file is on the invoice page),
+        # or rejected the request with a reason. E-mail only.
+        FAPIAO_ISSUED = "fapiao_issued", "Fapiao issued"
+        FAPIAO_REJECTED = "fapiao_rejected", "Fapiao request rejected"
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -704,7 +704,8 @@ def _refuse_frozen_months(*touched: UsageRows) -> None:
         raise UsageBilledMonthError(sorted(conflicts, key=lambda conflict: conflict["index"]))
 
 
-_INTEGER = re.compile(r"^\s*-?\d+\s*$")
+# ASCII digits only: int() also reads other scripts' digits ("１０" is 10).
+_INTEGER = re.compile(r"^\s*-?\d+\s*$", re.ASCII)
 
 
 def _csv_count(text: str):
@@ -727,7 +728,22 @@ def usage_import_csv(*, file_obj, now: dt.datetime, changed_by=None) -> IngestRe
     else:
         text = raw.lstrip("\ufeff")
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+        # (record, its line number) read up front: a malformed file (a field above the csv
+        # module's 128 KiB limit) is the file's error, not a server error halfway through.
+        records = [(record, reader.line_num) for record in reader]
+    except csv.Error as error:
+        raise UsageValidationError(
+            [
+                {
+                    "index": None,
+                    "field": None,
+                    "line": reader.line_num,
+                    "message": f"the CSV file could not be read: {error}",
+                }
+            ]
+        ) from None
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise UsageValidationError(
             [
@@ -742,10 +758,9 @@ def usage_import_csv(*, file_obj, now: dt.datetime, changed_by=None) -> IngestRe
     rows = []
     lines = []
     errors = []
-    for record in reader:
+    for record, line in records:
         if not record or all(not cell.strip() for cell in record):
             continue
-        line = reader.line_num
         if len(record) != len(CSV_HEADER):
             errors.append(
                 {

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -69,6 +70,13 @@ class FinanceAdminSite(admin.AdminSite):
     index_template = "admin/finance_index.html"
     # Finance pages are wide tables; the index and the breadcrumbs are the navigation.
     enable_nav_sidebar = False
+
+    @property
+    def login_form(self):
+        # The login form imports the auth models: not while the apps load this module.
+        from billingsite.login_forms import BoundedAdminAuthenticationForm  # noqa: PLC0415
+
+        return BoundedAdminAuthenticationForm
 
     def __init__(self, name: str = "admin"):
         super().__init__(name)
@@ -263,6 +271,22 @@ class TitledChangeViewMixin:
         if self.change_title:
             extra_context = {"title": self.change_title, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class UniqueRaceFormErrorMixin:
+    """Two users saving the same key at once (a plan's price for one date, a VAT rate's
+    month, a code) both pass the form's unique checks; the database refuses the second save
+    and the admin's transaction rolls it back. The page is then built again from the same
+    post: the form's checks now see the row the other user committed and show why, as a form
+    error, instead of a server error. Asked once: a second refusal is not a race."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except IntegrityError:
+            if request.method != "POST":
+                raise
+            return super().changeform_view(request, object_id, form_url, extra_context)
 
 
 class HistoryViewOnlyMixin:

@@ -4,6 +4,7 @@ Every priced line is computed exactly in Decimal and rounded half-up to 0.01 onc
 sums of rounded lines, so a total always equals what the customer can add up on the invoice.
 """
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
 from moneyed import Money
@@ -22,6 +23,32 @@ def round_money(amount: Decimal) -> Decimal:
     if not isinstance(amount, Decimal):
         raise TypeError(f"money must be Decimal, got {type(amount).__name__}")
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+# What a person may type as an amount: ASCII digits, an optional minus, grouping commas only in
+# their places, a decimal point. Exponents ("1e3"), NaN, Infinity and other scripts' digits
+# ("１００", which Decimal reads as 100) are refused rather than read as something unintended.
+TYPED_AMOUNT = re.compile(r"-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+)", re.ASCII)
+# Every amount is below this (14 digits, 2 of them decimals): larger input is refused before any
+# arithmetic, which would overflow the decimal context when rounding.
+AMOUNT_LIMIT = Decimal("1e12")
+
+
+class AmountTooLarge(ValueError):
+    """A typed amount of AMOUNT_LIMIT or more (either way)."""
+
+
+def parse_amount(text: str) -> Decimal:
+    """An amount as finance or a customer types it: "6000", "6,000.00", "¥6,000.00", "-25.5",
+    surrounding spaces ignored. ValueError for anything else, or for 1,000,000,000,000 or more
+    either way. The number of decimals is the caller's rule (see `round_money`)."""
+    value = text.strip().removeprefix("¥").strip()
+    if not TYPED_AMOUNT.fullmatch(value):
+        raise ValueError(f"not an amount: {text[:40]!r}")
+    amount = Decimal(value.replace(",", ""))
+    if abs(amount) >= AMOUNT_LIMIT:
+        raise AmountTooLarge("the amount is too large")
+    return amount
 
 
 def cny(amount: Decimal | int | str) -> Money:

@@ -7,12 +7,13 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from django.core.cache import cache
 from django.db.models import Count, Max, Sum
 
 from accounts.arrears import suspension_date
+from accounts.low_balance import monthly_run_rates, runway
 from accounts.models import Application, Customer, DailyUsage
 from accounts.selectors import ledger_balance, ledger_balances
 from billingsite.clock import Period
@@ -187,7 +188,11 @@ class CustomerFinancials:
     # A whole month at today's plans and add-ons; the recommended balance is three of them.
     monthly_fees: Decimal
     recommended_balance: Decimal
-    # Days the balance lasts at the whole-month fees; None when nothing is being charged.
+    # What a month costs for `days_left`: the last invoice's debit; None before the first.
+    last_invoice_debit: Decimal | None
+    # Days the balance lasts at the last invoice's debit a month of 30 days (the one rule,
+    # `accounts.low_balance.runway`, which the low-balance alert also uses); None without an
+    # invoice yet.
     days_left: int | None
     arrears_since: dt.date | None
     suspension_date: dt.date | None
@@ -200,22 +205,16 @@ def financials_from(
     balance: Decimal,
     run_rate: Decimal,
     monthly_fees: Decimal,
-    period: Period,
+    last_invoice_debit: Decimal | None,
 ) -> CustomerFinancials:
     """Balance, run-rate and arrears arithmetic, for one customer or a batch of them."""
-
-    days_left = None
-    # What the subscriptions in effect cost a day, not this month's average: an application
-    # started yesterday burns the balance at its full rate.
-    if monthly_fees > 0:
-        per_day = monthly_fees / period.days
-        days_left = max(0, int((balance / per_day).to_integral_value(rounding=ROUND_FLOOR)))
     return CustomerFinancials(
         balance=balance,
         monthly_run_rate=run_rate,
         monthly_fees=monthly_fees,
         recommended_balance=recommended_balance(monthly_fees=monthly_fees),
-        days_left=days_left,
+        last_invoice_debit=last_invoice_debit,
+        days_left=runway(balance=balance, monthly_run_rate=last_invoice_debit).days_left,
         arrears_since=customer.arrears_since,
         suspension_date=suspension_date(arrears_since=customer.arrears_since)
         if customer.arrears_since
@@ -233,7 +232,7 @@ def customer_financials(*, customer: Customer, today: dt.date) -> CustomerFinanc
         balance=ledger_balance(customer=customer),
         run_rate=rating.rated_account().total,
         monthly_fees=whole_month_fees(book=book, inputs=rating.inputs, today=today),
-        period=period,
+        last_invoice_debit=monthly_run_rates(customer_ids=[customer.pk]).get(customer.pk),
     )
 
 
@@ -279,10 +278,10 @@ def financials_for_customers(
     *, customers: Sequence[Customer], today: dt.date
 ) -> dict[int, CustomerFinancials | RatingError]:
     """`customer_financials` for a page of customers, batched."""
-    period = Period.containing(today)
     ids = [customer.pk for customer in customers]
     rates = run_rates(customer_ids=ids, today=today)
     balances = ledger_balances(customer_ids=ids)
+    debits = monthly_run_rates(customer_ids=ids)
     result: dict[int, CustomerFinancials | RatingError] = {}
     for customer in customers:
         rate = rates[customer.pk]
@@ -294,7 +293,7 @@ def financials_for_customers(
                 balance=balances.get(customer.pk, ZERO),
                 run_rate=rate.this_month,
                 monthly_fees=rate.whole_month,
-                period=period,
+                last_invoice_debit=debits.get(customer.pk),
             )
         )
     return result
@@ -497,9 +496,9 @@ def customers_below_recommended(*, today: dt.date) -> list[LowBalanceRow]:
 
 
 def _rated_customers(*, today: dt.date) -> list[tuple[Customer, CustomerFinancials]]:
-    period = Period.containing(today)
     rates = current_run_rates(today=today)
     balances = ledger_balances(customer_ids=list(rates))
+    debits = monthly_run_rates(customer_ids=list(rates))
     return [
         (
             customer,
@@ -508,7 +507,7 @@ def _rated_customers(*, today: dt.date) -> list[tuple[Customer, CustomerFinancia
                 balance=balances.get(customer.pk, ZERO),
                 run_rate=rates[customer.pk].this_month,
                 monthly_fees=rates[customer.pk].whole_month,
-                period=period,
+                last_invoice_debit=debits.get(customer.pk),
             ),
         )
         for customer in Customer.objects.filter(pk__in=list(rates))

@@ -711,9 +711,9 @@ def discount_terms(
     first_day: dt.date,
     last_day: dt.date | None,
 ) -> DiscountTerms:
-    """The values of a discount, checked without writing or locking (the admin form shows the
-    refusal on its field; `discount_add` checks again under the customer's lock): one scope,
-    one kind, a percentage above 0 and at most 100, a positive fixed amount, ordered days."""
+    """The values of a discount, checked without writing or locking (`discount_add` checks
+    them before it takes the customer's lock): one scope, one kind, a percentage above 0 and
+    at most 100, a positive fixed amount, ordered days."""
     if (customer is None) == (application is None):
         raise SubscriptionError(
             "a discount is for a customer or for one of its applications",
@@ -780,31 +780,6 @@ def _discount_open(
         )
 
 
-def discount_check(
-    *,
-    customer: Customer | None = None,
-    application: Application | None = None,
-    percent: Decimal | None = None,
-    amount_off: Decimal | Money | None = None,
-    first_day: dt.date,
-    last_day: dt.date | None = None,
-    now: dt.datetime,
-) -> DiscountTerms:
-    """Every refusal `discount_add` would give, without writing: for forms."""
-    terms = discount_terms(
-        customer=customer,
-        application=application,
-        percent=percent,
-        amount_off=amount_off,
-        first_day=first_day,
-        last_day=last_day,
-    )
-    # discount_terms refused a discount without a scope: no application means a customer.
-    customer_id = application.customer_id if application is not None else _scope(customer).pk
-    _discount_open(customer_id=customer_id, application=application, terms=terms, now=now)
-    return terms
-
-
 def _scope(customer: Customer | None) -> Customer:
     """The customer of a customer-wide discount; `discount_terms` has refused one without."""
     if customer is None:
@@ -854,3 +829,78 @@ def discount_add(
             notes=notes,
             created_by=created_by,
         )
+
+
+def _discount_end_refusal(
+    current: Discount, *, customer_id: int, ends_on: dt.date, now: dt.datetime
+) -> None:
+    """Refuses an end before the discount's first day, later than it already ends, or whose
+    days no longer discounted (from the day after `ends_on`) are in a frozen month."""
+    if ends_on < current.first_day:
+        raise SubscriptionError(
+            f"a discount cannot end before it starts ({current.first_day.isoformat()})",
+            code="invalid_dates",
+            field="ends_on",
+        )
+    if current.last_day is not None and ends_on > current.last_day:
+        raise SubscriptionError(
+            f"the discount already ends on {current.last_day.isoformat()}: it can only end earlier",
+            code="invalid_dates",
+            field="ends_on",
+        )
+    change_effective_date(
+        change=Change.DISCOUNT,
+        application=current.application,
+        customer_id=customer_id,
+        requested=ends_on + dt.timedelta(days=1),
+        now=now,
+        field="ends_on",
+    )
+
+
+def _discount_customer_id(discount: Discount) -> int:
+    """The customer of a discount of either scope (the database holds exactly one)."""
+    if discount.customer_id is not None:
+        return discount.customer_id
+    application_id = discount.application_id
+    if application_id is None:
+        raise TypeError("a discount has a customer or an application")
+    return Application.objects.values_list("customer_id", flat=True).get(pk=application_id)
+
+
+def discount_end_check(*, discount: Discount, ends_on: dt.date, now: dt.datetime) -> None:
+    """Every refusal `discount_end` would give, without writing or locking: for the admin's
+    confirmation page (`discount_end` checks again under the lock)."""
+    ends_on = _require_date(ends_on, field="ends_on")
+    if discount.last_day == ends_on:
+        return
+    _discount_end_refusal(
+        discount, customer_id=_discount_customer_id(discount), ends_on=ends_on, now=now
+    )
+
+
+def discount_end(
+    *,
+    discount: Discount,
+    ends_on: dt.date,
+    now: dt.datetime,
+    ended_by: User | None = None,
+) -> Discount:
+    """End a running discount early: its last day becomes `ends_on` (never before its first
+    day, never later than it already ends). The days it no longer covers, from the day after
+    `ends_on`, must not be in a month an issued invoice froze (`Change.DISCOUNT`): a billed
+    month is corrected by a credit note, not by re-rating. Ending it again on the same day
+    changes nothing (a retried form). Written under the customer's lock; the history row
+    names who ended it (the audit trail)."""
+    ends_on = _require_date(ends_on, field="ends_on")
+    with transaction.atomic():
+        customer_id = _discount_customer_id(discount)
+        lock_customer(customer=customer_id)
+        current = Discount.objects.select_related("application").get(pk=discount.pk)
+        if current.last_day == ends_on:
+            return current
+        _discount_end_refusal(current, customer_id=customer_id, ends_on=ends_on, now=now)
+        current.last_day = ends_on
+        current._history_user = ended_by  # type: ignore[attr-defined]  # simple-history's hook
+        current.save(update_fields=["last_day"])
+        return current

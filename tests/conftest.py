@@ -63,6 +63,26 @@ def _flush_may_truncate_guarded_tables():
         yield
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run the tests marked slow (the fuzz tests' long exploration)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    # Skipped rather than deselected by `-m`: a `-m` of one's own (e.g. "not browser") would
+    # replace a default "not slow" and silently start the long runs.
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="a long fuzz run: pytest --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_configure(config):
 
     # Password hashing costs ~0.6 s a user with the production hasher; tests only need it to work.

@@ -137,3 +137,9 @@ def test_an_api_url_that_matches_no_endpoint_is_a_json_404(client):
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
     assert client.get("/no-such-page/").status_code == 404
+
+
+def test_the_customer_shows_its_transfer_reference_read_only(schema):
+    customer = schema["components"]["schemas"]["Customer"]
+    assert customer["properties"]["transfer_reference"]["type"] == "string"
+    assert customer["properties"]["transfer_reference"]["readOnly"] is True

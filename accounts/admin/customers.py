@@ -521,7 +521,11 @@ class CustomerAdmin(
     def days_left(self, customer):
         return self._figure(
             customer,
-            lambda f: "no fees are running" if f.days_left is None else f"{f.days_left} days",
+            lambda f: (
+                "no invoice yet to measure it by"
+                if f.days_left is None
+                else f"{f.days_left} days at the last invoice ({format_cny(f.last_invoice_debit)} a month)"
+            ),
         )
 
     def get_urls(self):

@@ -4,7 +4,6 @@ refusals the admin shows as errors on these forms."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from decimal import Decimal
 
@@ -13,6 +12,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import Application, Customer
 from accounts.services import MAX_REASON_LENGTH
+from billingsite.money import AmountTooLarge, parse_amount
 from plans.models import ADDON_QUANTITY_CEILING
 
 # A CSV of a month of usage for thousands of applications stays well below this.
@@ -43,15 +43,18 @@ class TokenField(forms.CharField):
 
 class CnyAmountField(forms.DecimalField):
     """A CNY amount as finance types it: "6000.00" or "6,000.00" (grouping commas are
-    accepted only in their right places, so "60,00" is still refused, not read as 6000)."""
-
-    GROUPED = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d*)?$")
+    accepted only in their right places, so "60,00" is still refused, not read as 6000).
+    What may be typed is `billingsite.money.parse_amount`'s: no exponent, NaN or Infinity."""
 
     def to_python(self, value):
-        if isinstance(value, str):
-            value = value.strip().removeprefix("¥").strip()
-            if self.GROUPED.match(value):
-                value = value.replace(",", "")
+        if isinstance(value, str) and value.strip():
+            try:
+                value = parse_amount(value)
+            except AmountTooLarge:
+                # A well-formed number: the maximum's message says how large it may be.
+                value = value.strip().removeprefix("¥").strip().replace(",", "")
+            except ValueError:
+                raise ValidationError(self.error_messages["invalid"], code="invalid") from None
         return super().to_python(value)
 
 

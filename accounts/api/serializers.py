@@ -137,6 +137,12 @@ class CustomerSerializer(serializers.Serializer):
     preferred_language = serializers.ChoiceField(
         source="customer.preferred_language", choices=Customer.Language.choices
     )
+    transfer_reference = serializers.CharField(
+        source="customer.transfer_reference",
+        read_only=True,
+        help_text="What the customer writes in the remark of a bank transfer, so the deposit "
+        "finds its account (given by the billing system; never changes).",
+    )
     status = serializers.SerializerMethodField()
     balance = AmountTextField(source="financials.balance", help_text="Sum of the prepaid ledger.")
     in_arrears_since = serializers.DateField(source="financials.arrears_since", allow_null=True)

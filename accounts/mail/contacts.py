@@ -15,6 +15,8 @@ RECEIVES = {
     Kind.INVOICE_ISSUED: "receives_invoices",
     Kind.CREDIT_NOTE_ISSUED: "receives_invoices",
     Kind.MONTHLY_STATEMENT: "receives_invoices",
+    Kind.FAPIAO_ISSUED: "receives_invoices",
+    Kind.FAPIAO_REJECTED: "receives_invoices",
     Kind.ARREARS_STARTED: "receives_warnings",
     Kind.SUSPENSION_WARNING: "receives_warnings",
     Kind.SUSPENDED: "receives_warnings",

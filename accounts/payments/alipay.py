@@ -24,6 +24,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from accounts.payments.providers import (
+    MAX_PROVIDER_AMOUNT,
     PaymentRejected,
     PaymentStart,
     ProviderPayment,
@@ -98,7 +99,8 @@ def _amount(value) -> Decimal | None:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return None
-    return amount if amount.is_finite() else None
+    # Above what an order can hold is no payment of ours (and no column holds it).
+    return amount if amount.is_finite() and abs(amount) < MAX_PROVIDER_AMOUNT else None
 
 
 @functools.lru_cache(maxsize=4)

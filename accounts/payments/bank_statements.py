@@ -18,12 +18,12 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import mt940
 from django.conf import settings
 
-from billingsite.money import CURRENCY, round_money
+from billingsite.money import AMOUNT_LIMIT, CURRENCY, parse_amount, round_money
 
 CSV_FIELDS = {
     "date",
@@ -91,9 +91,14 @@ def line_dedupe_key(*, account: str, line: StatementLine) -> str:
 def _text(data: bytes) -> str:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+        # A NUL is in no bank's text export (UTF-16 has one in every character); kept, it
+        # reached the database, which refuses it in text (a server error, not a form error).
+        if "\x00" in text:
+            raise StatementError("the file holds NUL characters: not a text export (UTF-16?)")
+        return text
     raise StatementError("the file is neither UTF-8 nor GB18030 text")
 
 
@@ -102,10 +107,10 @@ def _amount(raw: str) -> Decimal | None:
     if not text or text in {"-", "--"}:
         return None
     try:
-        value = Decimal(text)
-    except InvalidOperation as error:
-        raise StatementError(f"{raw!r} is not an amount") from error
-    if not value.is_finite() or round_money(value) != value:
+        value = parse_amount(text.removeprefix("+"))
+    except ValueError as error:  # also exponents, NaN, other digits, 1e12 and above
+        raise StatementError(f"{raw[:40]!r} is not an amount") from error
+    if round_money(value) != value:
         raise StatementError(f"{raw!r} is not an amount in yuan and fen")
     return value
 
@@ -145,7 +150,10 @@ def parse_csv(
             "are of. Ask your administrator to set BILLING_BANK_ACCOUNT (or "
             "BILLING_ISSUER_BANK_ACCOUNT). MT940 files name their account and can be uploaded."
         )
-    rows = list(csv.reader(io.StringIO(_text(data))))
+    try:
+        rows = list(csv.reader(io.StringIO(_text(data))))
+    except csv.Error as error:  # e.g. a field above the csv module's limit (128 KiB)
+        raise StatementError(f"the CSV file could not be read: {error}") from error
     required = {columns["date"]} | (
         {columns["amount"]} if "amount" in columns else {columns["credit"], columns["debit"]}
     )
@@ -239,6 +247,8 @@ def parse_mt940(data: bytes) -> ParsedStatement:
         if currency.upper() not in {CURRENCY, "RMB"}:
             raise StatementError("only CNY statements can be read")
         value = Decimal(amount.amount)
+        if not value.is_finite() or abs(value) >= AMOUNT_LIMIT or round_money(value) != value:
+            raise StatementError(f"{str(amount.amount)[:40]!r} is not an amount in yuan and fen")
         raw_details = " ".join(
             str(data_.get(key) or "") for key in ("transaction_details", "extra_details")
         )

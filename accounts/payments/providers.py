@@ -28,6 +28,11 @@ class ProviderUnavailable(Exception):
     """The provider could not be reached or answered an error: try again later."""
 
 
+# A provider's amount at or above this is no payment of ours: orders (and `TopUp.paid_amount`,
+# 14 digits with 2 decimals) cannot hold it, so a notification saying so is malformed.
+MAX_PROVIDER_AMOUNT = Decimal("1e12")
+
+
 @dataclass(frozen=True)
 class ProviderPayment:
     """One verified statement by a provider about one of our orders (a notification or the

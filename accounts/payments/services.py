@@ -9,11 +9,13 @@ notifications and queries arrive, in whatever order or at once, one trade credit
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -27,7 +29,7 @@ from accounts.payments.providers import (
 )
 from accounts.services import record_deposit
 from billingsite.clock import BILLING_TZ
-from billingsite.money import CURRENCY, round_money
+from billingsite.money import CURRENCY, AmountTooLarge, parse_amount, round_money
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,21 @@ class UnknownOrder(LookupError):
     """A verified payment names an order we never created (for this method)."""
 
 
+# Ours: letters and digits (`_order_number`); the providers' trade numbers: printable ASCII.
+ORDER_NUMBER = re.compile(r"[A-Za-z0-9]{1,32}")
+TRADE_NO = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def _storable(raw: dict) -> bool:
+    """PostgreSQL's jsonb holds no NUL and no lone surrogate (text is UTF-8)."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return False
+    return "\x00" not in text and "\\u0000" not in text
+
+
 def top_up_deposit_key(*, method: str, trade_no: str) -> str:
     return f"topup:{method}:{trade_no}"
 
@@ -51,12 +68,14 @@ def top_up_deposit_key(*, method: str, trade_no: str) -> str:
 def top_up_amount(value: object) -> Decimal:
     """The amount a customer typed, checked against the settings' minimum and maximum."""
     try:
-        amount = Decimal(str(value).strip().replace(",", ""))
-    except (InvalidOperation, ValueError) as error:
+        amount = parse_amount(str(value))
+    except AmountTooLarge:
+        amount = None
+    except ValueError as error:
         raise TopUpError("enter an amount in CNY, e.g. 500.00") from error
-    if not amount.is_finite() or round_money(amount) != amount:
+    if amount is not None and round_money(amount) != amount:
         raise TopUpError("enter an amount with at most two decimal places")
-    if amount < settings.BILLING_TOP_UP_MIN or amount > settings.BILLING_TOP_UP_MAX:
+    if amount is None or not settings.BILLING_TOP_UP_MIN <= amount <= settings.BILLING_TOP_UP_MAX:
         raise TopUpError(
             f"the amount must be between {settings.BILLING_TOP_UP_MIN:,.2f} and "
             f"{settings.BILLING_TOP_UP_MAX:,.2f} CNY"
@@ -128,6 +147,12 @@ def top_up_settle(*, payment: ProviderPayment, now: dt.datetime) -> Settlement:
     provider = provider_for(payment.method)
     if payment.merchant_id != provider.merchant_id():
         raise ValueError("the payment is for another merchant")
+    if not ORDER_NUMBER.fullmatch(payment.order_number):
+        raise UnknownOrder(payment.order_number[:40])
+    if not TRADE_NO.fullmatch(payment.trade_no) or not _storable(payment.raw):
+        # Signed, but not what the provider ever sends: refused, so it cannot reach a column
+        # that would refuse it (a database error would make the provider retry forever).
+        raise ValueError("malformed trade number or notification")
     with transaction.atomic():
         top_up = (
             TopUp.objects.select_for_update()
@@ -153,7 +178,7 @@ def top_up_settle(*, payment: ProviderPayment, now: dt.datetime) -> Settlement:
         if payment.currency != CURRENCY or payment.amount != top_up.amount.amount:
             top_up.status = TopUp.Status.NEEDS_REVIEW
             top_up.review_reason = (
-                f"paid {payment.amount} {payment.currency}, ordered {top_up.amount.amount} "
+                f"paid {payment.amount} {payment.currency[:16]}, ordered {top_up.amount.amount} "
                 f"{CURRENCY}: not credited"
             )
             top_up.save()

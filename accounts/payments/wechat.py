@@ -21,6 +21,7 @@ from django.urls import reverse
 from wechatpayv3 import WeChatPay, WeChatPayType
 
 from accounts.payments.providers import (
+    MAX_PROVIDER_AMOUNT,
     PaymentRejected,
     PaymentStart,
     ProviderPayment,
@@ -60,13 +61,20 @@ def fen(amount: Decimal) -> int:
     return int((amount * 100).to_integral_exact())
 
 
-def _time(value: str | None) -> dt.datetime | None:
-    if not value:
+def _time(value: object) -> dt.datetime | None:
+    """An RFC 3339 time with its offset, as WeChat Pay writes them; anything else is None."""
+    if not isinstance(value, str) or not value:
         return None
     try:
-        return dt.datetime.fromisoformat(value)
+        moment = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _text(value: object) -> str:
+    """A string field of an answer; of another type (or missing) it is empty."""
+    return value if isinstance(value, str) else ""
 
 
 def _json(message) -> dict:
@@ -121,17 +129,28 @@ class WechatPayProvider:
         return PaymentStart(code_url=answer["code_url"])
 
     def _payment(self, resource: dict) -> ProviderPayment:
-        amount = resource.get("amount") or {}
+        # Signed by WeChat Pay, yet read defensively: a field of another type is a malformed
+        # notification (refused as incomplete), never a server error.
+        amount = resource.get("amount")
+        if not isinstance(amount, dict):
+            amount = {}
         total = amount.get("total")
+        if (
+            isinstance(total, bool)
+            or not isinstance(total, int)
+            or not 0 < total < MAX_PROVIDER_AMOUNT * 100
+        ):
+            total = None
+        state = _text(resource.get("trade_state"))
         return ProviderPayment(
             method=METHOD,
-            order_number=str(resource.get("out_trade_no", "")),
-            trade_no=str(resource.get("transaction_id") or ""),
-            paid=resource.get("trade_state") == "SUCCESS",
-            closed=resource.get("trade_state") in CLOSED_STATES,
-            amount=Decimal(total) / 100 if isinstance(total, int) else None,
-            currency=str(amount.get("currency") or ""),
-            merchant_id=str(resource.get("mchid", "")),
+            order_number=_text(resource.get("out_trade_no")),
+            trade_no=_text(resource.get("transaction_id")),
+            paid=state == "SUCCESS",
+            closed=state in CLOSED_STATES,
+            amount=Decimal(total) / 100 if total is not None else None,
+            currency=_text(amount.get("currency")),
+            merchant_id=_text(resource.get("mchid")),
             paid_at=_time(resource.get("success_time")),
             raw=resource,
         )

@@ -195,6 +195,14 @@ class CustomerFilter(admin.SimpleListFilter):
 # --- invoices ---------------------------------------------------------------------------------
 
 
+def _frozen_amount(value):
+    """A frozen net or VAT column of an invoice or credit note; NULL on documents frozen
+    before VAT was recorded (their total is the gross alone)."""
+    if value is None:
+        return "—"
+    return format_html('<span class="billing-amount">{}</span>', format_cny(value))
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(
     FinanceExportMixin, TitledChangeViewMixin, HistoryViewOnlyMixin, SimpleHistoryAdmin
@@ -205,6 +213,8 @@ class InvoiceAdmin(
         "customer_link",
         "period_label",
         "status_badge",
+        "net_display",
+        "vat_display",
         "total_display",
         "hold_reason_short",
         "issue_date",
@@ -280,6 +290,14 @@ class InvoiceAdmin(
             invoice.status,
             invoice.get_status_display(),
         )
+
+    @admin.display(description="Net", ordering="net_total")
+    def net_display(self, invoice):
+        return _frozen_amount(invoice.net_total)
+
+    @admin.display(description="VAT", ordering="vat_total")
+    def vat_display(self, invoice):
+        return _frozen_amount(invoice.vat_total)
 
     @admin.display(description="Total", ordering="total")
     def total_display(self, invoice):
@@ -620,6 +638,8 @@ class CreditNoteAdmin(
         "number",
         "invoice_link",
         "customer",
+        "net_display",
+        "vat_display",
         "total_display",
         "issue_date",
         "created_by",
@@ -632,6 +652,8 @@ class CreditNoteAdmin(
         "number",
         "invoice_link",
         "customer",
+        "net_display",
+        "vat_display",
         "total_display",
         "reason",
         "issued_at",
@@ -645,6 +667,14 @@ class CreditNoteAdmin(
     @admin.display(description="Invoice", ordering="invoice__number")
     def invoice_link(self, note):
         return format_html('<a href="{}">{}</a>', _invoice_url(note.invoice), note.invoice.number)
+
+    @admin.display(description="Net", ordering="net_total")
+    def net_display(self, note):
+        return _frozen_amount(note.net_total)
+
+    @admin.display(description="VAT given back", ordering="vat_total")
+    def vat_display(self, note):
+        return _frozen_amount(note.vat_total)
 
     @admin.display(description="Total", ordering="total")
     def total_display(self, note):

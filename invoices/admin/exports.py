@@ -26,6 +26,9 @@ class InvoiceResource(FinanceResource):
     currency = Field(column_name="currency")
     issue_date = Field(attribute="issue_date", column_name="issue_date", widget=DateWidget())
     hold_reason = Field(attribute="hold_reason", column_name="hold_reason")
+    # The frozen net and VAT (total = net + VAT); empty on invoices frozen before VAT.
+    net_total = Field(attribute="net_total", column_name="net", widget=AmountWidget())
+    vat_total = Field(attribute="vat_total", column_name="vat", widget=AmountWidget())
 
     class Meta:
         model = Invoice
@@ -41,6 +44,8 @@ class InvoiceResource(FinanceResource):
             "currency",
             "issue_date",
             "hold_reason",
+            "net_total",
+            "vat_total",
         ]
         export_order = fields
 
@@ -72,6 +77,8 @@ class CreditNoteResource(FinanceResource):
     issued_at = Field(attribute="issued_at", column_name="issued_at", widget=DateTimeWidget())
     reason = Field(attribute="reason", column_name="reason")
     created_by = Field(column_name="created_by")
+    net_total = Field(attribute="net_total", column_name="net", widget=AmountWidget())
+    vat_total = Field(attribute="vat_total", column_name="vat", widget=AmountWidget())
 
     class Meta:
         model = CreditNote
@@ -85,6 +92,8 @@ class CreditNoteResource(FinanceResource):
             "issued_at",
             "reason",
             "created_by",
+            "net_total",
+            "vat_total",
         ]
         export_order = fields
 

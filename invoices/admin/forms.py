@@ -8,7 +8,7 @@ from decimal import Decimal
 from django import forms
 from django.core.exceptions import ValidationError
 
-from accounts.admin.forms import TokenField
+from accounts.admin.forms import CnyAmountField, TokenField
 from accounts.services import MAX_REASON_LENGTH
 from billingsite.clock import Period
 from billingsite.money import format_cny
@@ -42,7 +42,7 @@ class CreditNoteForm(forms.Form):
             if left <= 0:
                 continue
             name = f"line_{line.pk}"
-            self.fields[name] = forms.DecimalField(
+            self.fields[name] = CnyAmountField(
                 label=f"{line.app_key} · {line.description}",
                 required=False,
                 max_digits=14,

@@ -6,7 +6,9 @@ the layout of the tax-control software's batch import (`fapiao_export_rows`), an
 finance did: the fapiao's number, code, date, amount and file (`fapiao_issue_record`), or a
 rejection with its reason (`fapiao_reject`). A credit note on an invoice whose fapiao was issued
 flags that a red-letter fapiao is needed (`fapiao_red_letter_flag`, called by the credit-note
-service in its transaction).
+service in its transaction). Finance's record and rejection each raise one customer event
+(`fapiao_issued`, `fapiao_rejected`: e-mailed to the invoice contacts, once per request and
+recipient, with a link to the invoice page where the file is; `invoices.mail.messages`).
 
 One request per invoice unless rejected (a partial unique constraint: a retried or concurrent
 request gets the clear refusal, never a second row). Every read for a customer goes through
@@ -27,7 +29,8 @@ from django.http import FileResponse, Http404
 from django.utils.translation import gettext as _
 from stdnum.cn import uscc
 
-from accounts.models import Customer
+from accounts.events.records import record_customer_event
+from accounts.models import Customer, CustomerEvent
 from billingsite.clock import Period
 from billingsite.money import as_decimal, round_money
 from billingsite.refusals import Refusal
@@ -262,6 +265,7 @@ def fapiao_issue_record(
         current.handled_at = now
         current.handled_by = handled_by
         current.save()
+        _decision_tell(current, now=now)
     return current
 
 
@@ -282,7 +286,35 @@ def fapiao_reject(
         current.handled_at = now
         current.handled_by = handled_by
         current.save()
+        _decision_tell(current, now=now)
     return current
+
+
+def _decision_tell(request: FapiaoRequest, *, now: dt.datetime) -> None:
+    """The customer's e-mail about finance's decision, once per request (the dedupe key: a
+    request is decided once, and a new request after a rejection is a new row)."""
+    issued = request.status == FapiaoRequest.Status.ISSUED
+    kind = CustomerEvent.Kind.FAPIAO_ISSUED if issued else CustomerEvent.Kind.FAPIAO_REJECTED
+    payload = {
+        "fapiao_request_id": request.pk,
+        "invoice_number": request.invoice.number,
+        "fapiao_kind": request.kind,
+    }
+    if issued:
+        payload |= {
+            "fapiao_number": request.fapiao_number,
+            "fapiao_date": request.fapiao_date.isoformat() if request.fapiao_date else None,
+            "fapiao_amount": str(request.fapiao_amount),
+        }
+    else:
+        payload["reason"] = request.rejection_reason
+    record_customer_event(
+        customer=request.customer,
+        kind=kind,
+        dedupe_key=f"{kind}:{request.pk}",
+        payload=payload,
+        now=now,
+    )
 
 
 def fapiao_red_letter_flag(*, invoice: Invoice, now: dt.datetime) -> int:

@@ -88,7 +88,9 @@ class BoundedDateTimeFormField(forms.DateTimeField):
         if result is not None:
             check_year(result)
             try:
-                result.astimezone(dt.UTC)
+                # The same moment in UTC: Python takes offsets up to +-23:59, PostgreSQL only
+                # up to +-15:59 ("+22:08" was a database error, after a CSV's 200 was sent).
+                result = result.astimezone(dt.UTC)
             except OverflowError as exc:
                 raise ValidationError("Enter a valid date/time.", code="invalid") from exc
         return result

@@ -10,10 +10,11 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from accounts.low_balance import monthly_run_rates, runway
 from accounts.mail.content import Attachment, Message, day, message_builder, money
 from accounts.models import CustomerEvent
 from accounts.selectors import ledger_balance_in_statement
-from billingsite.clock import Period, billing_date
+from billingsite.clock import Period
 from billingsite.issuer import portal_url
 from billingsite.money import as_decimal
 from invoices.documents.pdf import (
@@ -29,8 +30,6 @@ from invoices.mail.account_statement import (
     statement_pdf_filename,
 )
 from invoices.models import CreditNote, Invoice
-from invoices.selectors import customer_financials, financials_from
-from plans.rating.engine import RatingError
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +43,11 @@ def _attach(render, filename: str) -> list[Attachment]:
 
 
 def days_lasting(*, event: CustomerEvent, balance: Decimal) -> int | None:
-    """How many days `balance` lasts at the customer's fees on the event's day (the one
-    arithmetic of the invoice page, `invoices.selectors.financials_from`)."""
-    customer = event.customer
-    today = billing_date(event.created_at)
-    try:
-        figures = customer_financials(customer=customer, today=today)
-    except RatingError:
-        logger.warning("days left of customer %s not computed", customer.pk, exc_info=True)
-        return None
-    return financials_from(
-        customer,
-        balance=balance,
-        run_rate=figures.monthly_run_rate,
-        monthly_fees=figures.monthly_fees,
-        period=Period.containing(today),
-    ).days_left
+    """How many days `balance` lasts: the one rule of days left (`accounts.low_balance.runway`,
+    at the last invoice's debit), as the balance page, the customers list and the low-balance
+    alert say it."""
+    rate = monthly_run_rates(customer_ids=[event.customer_id]).get(event.customer_id)
+    return runway(balance=balance, monthly_run_rate=rate).days_left
 
 
 @message_builder(Kind.INVOICE_ISSUED)
@@ -228,4 +216,55 @@ def monthly_statement_message(event: CustomerEvent) -> Message:
             lambda language: render_statement_pdf(statement=statement, language=language),
             statement_pdf_filename(statement),
         ),
+    )
+
+
+@message_builder(Kind.FAPIAO_ISSUED)
+def fapiao_issued_message(event: CustomerEvent) -> Message:
+    data = event.payload
+    invoice, number = data.get("invoice_number"), data.get("fapiao_number")
+    return Message(
+        subject=_("Fapiao %(number)s issued for invoice %(invoice)s")
+        % {"number": number, "invoice": invoice},
+        heading=_("Your fapiao is issued"),
+        paragraphs=[
+            _(
+                "The fapiao you requested for invoice %(invoice)s is issued: number %(number)s "
+                "of %(date)s for %(amount)s."
+            )
+            % {
+                "invoice": invoice,
+                "number": number,
+                "date": day(data.get("fapiao_date")),
+                "amount": money(data.get("fapiao_amount")),
+            }
+        ],
+        facts=[
+            (_("Invoice number"), invoice),
+            (_("Fapiao number"), number),
+            (_("Fapiao date"), day(data.get("fapiao_date"))),
+            (_("Fapiao amount"), money(data.get("fapiao_amount"))),
+        ],
+        next_steps=[_("Download the fapiao's file from the invoice page.")],
+        # The file is on the customer's own invoice page (behind the login), never attached.
+        action=(_("Download the fapiao"), portal_url(f"/invoices/{invoice}/")),
+    )
+
+
+@message_builder(Kind.FAPIAO_REJECTED)
+def fapiao_rejected_message(event: CustomerEvent) -> Message:
+    data = event.payload
+    invoice = data.get("invoice_number")
+    return Message(
+        subject=_("Your fapiao request for invoice %(invoice)s was rejected")
+        % {"invoice": invoice},
+        heading=_("Your fapiao request was rejected"),
+        paragraphs=[
+            _("We could not issue the fapiao you requested for invoice %(invoice)s.")
+            % {"invoice": invoice}
+        ],
+        facts=[(_("Invoice number"), invoice), (_("Reason"), data.get("reason") or "—")],
+        next_steps=[_("Correct what the reason says and request the fapiao again.")],
+        action=(_("Request the fapiao again"), portal_url(f"/invoices/{invoice}/fapiao/")),
+        tone="warning",
     )

@@ -47,6 +47,12 @@ class BaseContactFormSet(forms.BaseModelFormSet):
 
     def clean(self):
         super().clean()
+        # An existing row's id that is not one of this customer's contacts (another customer's,
+        # or none at all) is tampering: Django would quietly skip that row and save the rest.
+        if any(form.instance.pk is None for form in self.initial_forms):
+            raise forms.ValidationError(
+                _("This list of contacts changed or was tampered with; reload the page.")
+            )
         seen = set()
         primary = normalized_email(self.customer.billing_email)
         for form in self.forms:

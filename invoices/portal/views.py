@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import wraps
 
 from django.conf import settings
@@ -34,6 +34,8 @@ from accounts.payments.how_to_pay import how_to_pay
 from accounts.promo_credit import balance_split, promo_credit_available
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
+from billingsite.login_forms import BoundedAuthenticationForm
+from billingsite.money import parse_amount
 from invoices.charts import balance_history_chart, usage_charts_for_lines
 from invoices.documents.fapiao import fapiao_live_status
 from invoices.documents.pdf import (
@@ -312,11 +314,11 @@ def balance(request, customer):
 def low_balance(request, customer):
     """The customer's low-balance threshold (accounts.low_balance.low_balance_alert_set)."""
     alert = request.POST.get("low_balance_alert", "")
-    raw = request.POST.get("low_balance_amount", "").strip().replace(",", "")
+    raw = request.POST.get("low_balance_amount", "").strip()
     try:
-        amount = Decimal(raw) if raw else None
-    except InvalidOperation:
-        amount = Decimal("NaN")
+        amount = parse_amount(raw) if raw else None
+    except ValueError:
+        amount = Decimal("NaN")  # refused by the service with its message
     try:
         low_balance_alert_set(customer=customer, alert=alert, amount=amount, now=timezone.now())
     except LowBalanceSettingError as error:
@@ -457,6 +459,7 @@ class IssuerContextMixin:
 
 class PortalLoginView(IssuerContextMixin, auth_views.LoginView):
     template_name = "registration/login.html"
+    authentication_form = BoundedAuthenticationForm
     redirect_authenticated_user = True
 
 

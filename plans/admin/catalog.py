@@ -13,19 +13,30 @@ import datetime as dt
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.db.models import QuerySet, TextField
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from billingsite.admin import HistoryViewOnlyMixin, ReadOnlyAdminMixin
+from accounts.balance_preview import balance_change_preview
+from billingsite.admin import (
+    HistoryViewOnlyMixin,
+    ReadOnlyAdminMixin,
+    UniqueRaceFormErrorMixin,
+    add_service_error,
+    render_form_page,
+    require_perm,
+)
+from billingsite.admin_confirm import EDIT, is_confirmed, render_confirm_page
 from billingsite.clock import billing_date
-from billingsite.money import format_cny
+from billingsite.money import AmountTooLarge, format_cny, parse_amount
 from plans.models import (
     AddOn,
     AddOnChange,
@@ -38,7 +49,7 @@ from plans.models import (
     VatRate,
 )
 from plans.selectors import price_in_force
-from plans.services import SubscriptionError, discount_add, discount_check
+from plans.services import SubscriptionError, discount_add, discount_end, discount_end_check
 
 
 def _today() -> dt.date:
@@ -49,7 +60,34 @@ def price_row_locked(price) -> bool:
     return price_in_force(price=price, today=_today())
 
 
-class DatedPriceForm(forms.ModelForm):
+class TypedNumbersMixin:
+    """The form's number and money fields read what a person types as
+    `billingsite.money.parse_amount` does: Django's own fields take "1e3", "NaN" (then refused
+    as a number), or full-width digits ("１０" is 10)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, field in self.fields.items():
+            if field.disabled or name in self.errors:
+                continue
+            if isinstance(field, forms.MultiValueField):  # django-money: amount, currency
+                raw = self.data.get(self.add_prefix(name) + "_0", "")
+            elif isinstance(field, forms.DecimalField | forms.IntegerField):
+                raw = self.data.get(self.add_prefix(name), "")
+            else:
+                continue
+            if not isinstance(raw, str) or not raw.strip():
+                continue
+            try:
+                parse_amount(raw)
+            except AmountTooLarge:
+                pass  # a number: the field's own limits say how large it may be
+            except ValueError:
+                self.add_error(name, "Enter a number.")
+        return cleaned
+
+
+class DatedPriceForm(TypedNumbersMixin, forms.ModelForm):
     """Existing rows in force are shown disabled, so a post cannot change them either."""
 
     def __init__(self, *args, **kwargs):
@@ -221,7 +259,7 @@ class AddOnPriceInline(FuturePricesInline, admin.TabularInline):
     verbose_name_plural = "Price changes: add a row per plan from the 1st of a future month"
 
 
-class PriceHistoryMixin(HistoryViewOnlyMixin):
+class PriceHistoryMixin(UniqueRaceFormErrorMixin, HistoryViewOnlyMixin):
     """The row's History page lists who saved what, when; nothing can be reverted."""
 
     formfield_overrides = {TextField: {"widget": forms.Textarea(attrs={"rows": 3, "cols": 70})}}
@@ -468,10 +506,12 @@ class AddOnChangeAdmin(ChangeRowAdmin):
     list_select_related = ["application", "created_by", "addon"]
 
 
-class DiscountForm(forms.ModelForm):
-    """A new discount is checked by the service's own rules (`plans.services.discount_check`),
-    so the form refuses exactly what `discount_add` would; a saved one shows its terms as
-    text (re-rating a month reads them)."""
+class DiscountForm(TypedNumbersMixin, forms.ModelForm):
+    """A new discount is written by `plans.services.discount_add` when the form is cleaned
+    (inside the admin's transaction), so its checks and its write are one call under the
+    customer's lock: a refusal, also one caused by another user's discount saved a moment
+    before, is a form error and nothing is written. A saved one shows its terms as text
+    (re-rating a month reads them)."""
 
     class Meta:
         model = Discount
@@ -486,24 +526,43 @@ class DiscountForm(forms.ModelForm):
             "notes",
         ]
 
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.saved: Discount | None = None
+
     def clean(self):
         cleaned = super().clean()
         if self.instance.pk is not None or self.errors:
             return cleaned
         try:
-            discount_check(
+            self.saved = discount_add(
                 customer=cleaned.get("customer"),
                 application=cleaned.get("application"),
                 percent=cleaned.get("percent"),
                 amount_off=cleaned.get("amount_off"),
                 first_day=cleaned.get("first_day"),
                 last_day=cleaned.get("last_day"),
+                reference=cleaned.get("reference", ""),
+                notes=cleaned.get("notes", ""),
                 now=timezone.now(),
+                created_by=self.user,
             )
         except SubscriptionError as exc:
             field = exc.field if exc.field in self.fields else None
             self.add_error(field, exc.message)
         return cleaned
+
+
+class DiscountEndForm(forms.Form):
+    ends_on = forms.DateField(
+        label=_("Last day of the discount"),
+        help_text=_(
+            "The discount still applies on this day and no longer after it. Never before its "
+            "first day, nor in a month already invoiced."
+        ),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
 
 
 @admin.register(Discount)
@@ -535,35 +594,124 @@ class DiscountAdmin(PriceHistoryMixin, SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ["created_at", "created_by"]
-        return [*self.TERMS, "created_at", "created_by"]
+        return [*self.TERMS, "created_at", "created_by", "end_early"]
 
     def get_fields(self, request, obj=None):
         fields = [*self.TERMS, "reference", "notes"]
-        return fields if obj is None else [*fields, "created_at", "created_by"]
+        return fields if obj is None else [*fields, "created_at", "created_by", "end_early"]
+
+    @admin.display(description=_("End early"))
+    def end_early(self, discount):
+        url = reverse("admin:plans_discount_end", args=[discount.pk])
+        return format_html('<a class="button" href="{}">{}</a>', url, _("End this discount"))
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/end/",
+                self.admin_site.admin_view(self.end_view),
+                name="plans_discount_end",
+            ),
+            *super().get_urls(),
+        ]
+
+    def end_view(self, request, object_id: int):
+        """Set or shorten the last day of a running discount (`plans.services.discount_end`),
+        after the confirmation step of the other money actions."""
+        require_perm(request, "plans.change_discount")
+        discount = get_object_or_404(
+            Discount.objects.select_related("customer", "application__customer"), pk=object_id
+        )
+        customer = discount.customer or discount.application.customer
+        form = DiscountEndForm(request.POST or None)
+        if request.method == "POST" and form.is_valid() and EDIT not in request.POST:
+            ends_on = form.cleaned_data["ends_on"]
+            now = timezone.now()
+            if not is_confirmed(request):
+                try:
+                    discount_end_check(discount=discount, ends_on=ends_on, now=now)
+                except SubscriptionError as exc:
+                    add_service_error(form, exc, field_map={"ends_on": "ends_on"})
+                else:
+                    return render_confirm_page(
+                        request,
+                        model_admin=self,
+                        obj=discount,
+                        title=_("End the discount early"),
+                        preview=balance_change_preview(
+                            customer=customer, amount=Decimal("0.00"), today=billing_date(now)
+                        ),
+                        facts=[
+                            (_("Discount"), str(discount)),
+                            (
+                                _("Customer or application"),
+                                str(self.customer_or_application(discount)),
+                            ),
+                            (
+                                _("Ends now"),
+                                discount.last_day.isoformat()
+                                if discount.last_day
+                                else _("open end"),
+                            ),
+                            (_("Ends after this"), ends_on.isoformat()),
+                        ],
+                        notes=[
+                            _(
+                                "Bills rated from %(day)s on are without this discount; months "
+                                "already invoiced do not change."
+                            )
+                            % {"day": (ends_on + dt.timedelta(days=1)).isoformat()}
+                        ],
+                        submit_label=_("End the discount"),
+                    )
+            else:
+                try:
+                    discount_end(discount=discount, ends_on=ends_on, now=now, ended_by=request.user)
+                except SubscriptionError as exc:
+                    add_service_error(form, exc)
+                else:
+                    messages.success(
+                        request,
+                        _("%(discount)s now ends on %(day)s.")
+                        % {"discount": discount, "day": ends_on.isoformat()},
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:plans_discount_change", args=[discount.pk])
+                    )
+        return render_form_page(
+            request,
+            model_admin=self,
+            form=form,
+            obj=discount,
+            title=_("End the discount early"),
+            submit_label=_("Review"),
+            intro=_(
+                "The discount ends on the day you give: finance's agreed end of a contracted "
+                "discount. It can only end earlier than it does now."
+            ),
+        )
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        user = request.user
+
+        class DiscountFormOfUser(form):
+            def __init__(self, *args, **inner):
+                super().__init__(*args, user=user, **inner)
+
+        return DiscountFormOfUser
 
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
             return
-        data = form.cleaned_data
-        saved = discount_add(
-            customer=data.get("customer"),
-            application=data.get("application"),
-            percent=data.get("percent"),
-            amount_off=data.get("amount_off"),
-            first_day=data["first_day"],
-            last_day=data.get("last_day"),
-            reference=data.get("reference", ""),
-            notes=data.get("notes", ""),
-            now=timezone.now(),
-            created_by=request.user,
-        )
-        # The admin's "added" message and redirect read the saved row.
-        obj.pk = saved.pk
-        obj.created_at = saved.created_at
+        # The form's clean wrote the discount (discount_add); the admin's "added" message
+        # and redirect read the saved row.
+        obj.pk = form.saved.pk
+        obj.created_at = form.saved.created_at
 
     @admin.display(description=_("Customer or application"))
     def customer_or_application(self, discount):

@@ -105,7 +105,30 @@ def test_create_customer(console):
         None,
     )
     assert body["recommended_balance"] == "0.00"
-    assert Customer.objects.get(external_id="console-77").billing_email == "ap@haitang.example.com"
+    created = Customer.objects.get(external_id="console-77")
+    assert created.billing_email == "ap@haitang.example.com"
+    # The bank transfer remark the system gave it: shown, never taken from the request.
+    assert body["transfer_reference"] == created.transfer_reference != ""
+    assert console.get("/api/v1/customers/console-77/").json()["transfer_reference"] == (
+        created.transfer_reference
+    )
+
+
+def test_the_transfer_reference_is_read_only(console, customer):
+    before = customer.transfer_reference
+    response = console.post(
+        "/api/v1/customers/",
+        {
+            "external_id": "console-78",
+            "name": "Mu Dan Ltd",
+            "billing_email": "ap@mudan.example.com",
+            "transfer_reference": before,
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["transfer_reference"] != before
+    assert Customer.objects.get(external_id="console-78").transfer_reference != before
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,8 @@ def test_an_alipay_order_sends_the_customer_to_a_signed_page_pay_url():
         ("100000.01", "between 10.00 and 100,000.00"),
         ("10.001", "two decimal places"),
         ("abc", "enter an amount"),
-        ("NaN", "two decimal places"),
+        ("NaN", "enter an amount"),
+        ("1e3", "enter an amount"),
     ],
 )
 def test_an_amount_outside_the_limits_is_refused_and_orders_nothing(amount, message):
@@ -551,6 +552,95 @@ def test_a_bad_wechat_notification_changes_nothing_and_is_refused(mock_http, cas
     assert answer.json()["code"] == "FAIL"
     order.refresh_from_db()
     assert (order.status, order.deposit_id) == ("created", None)
+    assert deposits(customer) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"amount": 50000}, id="amount-not-an-object"),
+        pytest.param({"amount": {"total": True, "currency": "CNY"}}, id="total-a-boolean"),
+        pytest.param({"amount": {"total": 10**20, "currency": "CNY"}}, id="total-huge"),
+        pytest.param({"transaction_id": "W\x00"}, id="nul-in-trade-no"),
+        pytest.param({"transaction_id": "W" * 65}, id="trade-no-too-long"),
+        pytest.param({"out_trade_no": "TU\x00"}, id="nul-in-order-number"),
+        pytest.param({"payer": {"openid": "\x00"}}, id="nul-in-the-notification"),
+        pytest.param({"payer": {"openid": "\ud800"}}, id="lone-surrogate"),
+    ],
+)
+def test_a_signed_but_malformed_wechat_notification_is_refused_not_a_500(mock_http, change):
+    """Found by tests/accounts/test_webhook_fuzz.py: fields of another type or that no column
+    holds were a 500 (WeChat Pay retries a 5xx for a day)."""
+    customer = CustomerFactory()
+    order = wechat_order(customer, mock_http)
+    transaction = fakes.wechat_transaction(order_number=order.number, total_fen=50000)
+    transaction.update(change)
+    body, headers = fakes.wechat_notification(transaction)
+
+    answer = notify_wechat(body, headers)
+
+    assert answer.status_code == 400
+    assert answer.json()["code"] == "FAIL"
+    order.refresh_from_db()
+    assert (order.status, order.deposit_id, order.provider_trade_no) == ("created", None, None)
+    assert deposits(customer) == []
+
+
+@pytest.mark.django_db
+def test_a_wechat_state_of_another_type_is_not_a_payment(mock_http):
+    customer = CustomerFactory()
+    order = wechat_order(customer, mock_http)
+    transaction = fakes.wechat_transaction(order_number=order.number, total_fen=50000)
+    transaction["trade_state"] = ["SUCCESS"]  # was a 500 (unhashable list)
+
+    answer = notify_wechat(*fakes.wechat_notification(transaction))
+
+    assert answer.status_code == 204  # read, and not paid: nothing to retry
+    order.refresh_from_db()
+    assert (order.status, order.deposit_id) == ("created", None)
+    assert deposits(customer) == []
+
+
+@pytest.mark.django_db
+def test_a_wechat_payment_time_of_another_type_credits_at_settlement(mock_http):
+    customer = CustomerFactory()
+    order = wechat_order(customer, mock_http)
+    transaction = fakes.wechat_transaction(order_number=order.number, total_fen=50000)
+    transaction["success_time"] = 1764554695  # was a 500 (fromisoformat of an int)
+
+    answer = notify_wechat(*fakes.wechat_notification(transaction))
+
+    assert answer.status_code == 204
+    [entry] = deposits(customer)
+    assert entry.amount.amount == Decimal("500.00")
+    order.refresh_from_db()
+    assert (order.status, order.paid_at) == ("paid", order.settled_at)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"total_amount": "1e30"}, id="amount-beyond-any-order"),
+        pytest.param({"trade_no": "T\x00"}, id="nul-in-trade-no"),
+        pytest.param({"trade_no": "T" * 65}, id="trade-no-too-long"),
+        pytest.param({"out_trade_no": "x" * 5000}, id="order-number-too-long"),
+        pytest.param({"subject": "\x00"}, id="nul-in-the-notification"),
+    ],
+)
+def test_a_signed_but_malformed_alipay_notification_changes_nothing(change):
+    customer = CustomerFactory()
+    order = alipay_order(customer)
+    params = fakes.alipay_notification(order_number=order.number, amount="500.00", trade_no="T1")
+    params = {k: v for k, v in params.items() if k not in ("sign", "sign_type")}
+    params.update(change)
+
+    answer = notify_alipay(fakes.alipay_sign(params))
+
+    assert (answer.status_code, answer.content) == (200, b"fail")
+    order.refresh_from_db()
+    assert (order.status, order.deposit_id, order.paid_amount) == ("created", None, None)
     assert deposits(customer) == []
 
 

@@ -39,13 +39,14 @@ def test_month_at_a_glance(month, late_payer):
         (row.customer.name, row.balance, row.arrears_since, row.suspension_date)
         for row in dashboard.arrears
     ] == [("Late Payer", Decimal("-250.00"), dt.date(2026, 11, 2), dt.date(2026, 11, 9))]
-    # November so far: each Premium app 6,000.00 a month -> recommended 18,000.00.
+    # November so far: each Premium app 6,000.00 a month -> recommended 18,000.00. Days left
+    # at the last invoice's debit: Alpha's 6,000.00 a month; Beta's invoice is held (no debit).
     assert [
         (row.customer.name, row.balance, row.recommended_balance, row.shortfall, row.days_left)
         for row in dashboard.low_balance
     ] == [
-        ("Beta Ltd", Decimal("10000.00"), Decimal("18000.00"), Decimal("8000.00"), 50),
         ("Alpha Ltd", Decimal("14000.00"), Decimal("18000.00"), Decimal("4000.00"), 70),
+        ("Beta Ltd", Decimal("10000.00"), Decimal("18000.00"), Decimal("8000.00"), None),
     ]
     assert dashboard.low_balance_count == 2
 
@@ -134,5 +135,6 @@ def test_cached_run_rates_follow_new_usage_and_deposits(month):
     )
     after = {row.customer.name: row for row in month_at_a_glance(today=today).low_balance}
     assert after["Alpha Ltd"].recommended_balance == Decimal("36000.00")
-    assert after["Alpha Ltd"].days_left == 35  # 14,000 / (12,000 / 30)
+    # Days left stay at the last invoice's debit (14,000 x 30 / 6,000) until the next invoice.
+    assert after["Alpha Ltd"].days_left == 70
     assert "Beta Ltd" not in after  # 19,000 >= 18,000

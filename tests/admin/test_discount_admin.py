@@ -4,14 +4,21 @@ rules, bad input is a form error that writes nothing, saved terms are read-only.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
+from freezegun import freeze_time
 
+from accounts import roles
+from plans.admin import catalog
 from plans.models import Discount
-from tests.admin.conftest import as_user
-from tests.factories import discount
+from tests.admin.conftest import BILLING_DAY, as_user
+from tests.conftest import postgres_only
+from tests.factories import CustomerFactory, StaffFactory, discount
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +164,54 @@ def test_the_audit_trail_names_who_added_a_discount(client, manager, auditor, mo
     assert (entry.kind, entry.username) == ("discount", "manager")
     assert entry.subject == "Discount CD-9 for Beta Ltd (created)"
     assert "250.00" in entry.detail and "from 2026-10-01" in entry.detail
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_managers_adding_overlapping_discounts_at_once_one_gets_a_form_error(monkeypatch):
+    # An earlier transactional test's flush empties auth_group; the roles come back idempotently.
+    roles.sync_roles()
+    customer = CustomerFactory(name="Beta Ltd")
+    managers = [
+        StaffFactory(username=f"manager{n}", groups=[roles.FINANCE_MANAGER]) for n in range(2)
+    ]
+    # Both posts have passed every check of the form's fields before either writes: the race.
+    barrier = threading.Barrier(2)
+    real_add = catalog.discount_add
+
+    def add_when_both_are_checked(**terms):
+        barrier.wait(timeout=10)
+        return real_add(**terms)
+
+    monkeypatch.setattr(catalog, "discount_add", add_when_both_are_checked)
+    responses, failures = [], []
+
+    def post(manager, percent) -> None:
+        try:
+            client = Client(raise_request_exception=True)
+            client.force_login(manager)
+            responses.append(
+                client.post(
+                    ADD, form(customer=customer.pk, percent=percent, first_day="2026-11-15")
+                )
+            )
+        except Exception as exc:  # the 500 this test is about
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    with freeze_time(BILLING_DAY):
+        threads = [
+            threading.Thread(target=post, args=(manager, percent))
+            for manager, percent in zip(managers, ["10", "20"], strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert failures == []
+    assert sorted(response.status_code for response in responses) == [200, 302]
+    [refused] = [response for response in responses if response.status_code == 200]
+    assert "already a discount for the same customer" in form_errors(refused)["first_day"][0]
+    [saved] = Discount.objects.all()
+    assert saved.customer_id == customer.pk

@@ -327,3 +327,47 @@ def test_invoice_issue_refusal_is_a_message(client, manager, month):
     assert "already issued" in response.content.decode()
     assert Invoice.objects.filter(status="issued").count() == 1
     assert client.get(invoice_url(month.issued, "issue")).status_code == 405
+
+
+def test_invoice_and_credit_note_pages_show_net_vat_and_gross(client, auditor, manager, month):
+    issued = month.issued
+    # October's 6,000.00 at 6% VAT included: net 5,660.38 + VAT 339.62 (plans.rating.tax).
+    assert (issued.net_total, issued.vat_total, issued.total.amount) == (
+        Decimal("5660.38"),
+        Decimal("339.62"),
+        Decimal("6000.00"),
+    )
+    line = issued.lines.get()
+    note = credit_note_create(
+        invoice=issued,
+        line_amounts={line.pk: Decimal("1060.00")},
+        reason="goodwill",
+        created_by=manager,
+        idempotency_key="cn-vat-columns",
+        now=NOW,
+    )
+    assert (note.net_total, note.vat_total) == (Decimal("1000.00"), Decimal("60.00"))
+    as_user(client, auditor)
+    listed = client.get(reverse(CHANGELIST) + "?status__exact=partially_credited")
+    body = listed.content.decode()
+    for text in ("column-net_display", "column-vat_display", "¥5,660.38", "¥339.62", "¥6,000.00"):
+        assert text in body, text
+    page = client.get(invoice_url(issued)).content.decode()
+    assert 'data-testid="invoice-net">¥5,660.38<' in page
+    assert 'data-testid="invoice-vat">¥339.62<' in page
+    assert "VAT (6%)" in page or "VAT (6.00%)" in page
+    notes = client.get(reverse("admin:invoices_creditnote_changelist")).content.decode()
+    assert "¥1,000.00" in notes and "¥60.00" in notes and "¥1,060.00" in notes
+    note_page = client.get(reverse("admin:invoices_creditnote_change", args=[note.pk]))
+    assert "¥1,000.00" in note_page.content.decode() and "¥60.00" in note_page.content.decode()
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                client.post(
+                    reverse(CHANGELIST), {"action": "export_csv", "_selected_action": [issued.pk]}
+                ).content.decode("utf-8-sig")
+            )
+        )
+    )
+    assert rows[0][-2:] == ["net", "vat"]
+    assert rows[1][-2:] == ["5660.38", "339.62"]

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.services import record_adjustment
-from invoices.documents.services import credit_note_create
-from tests.admin.conftest import as_user
+from invoices.documents.services import bill_customer, credit_note_create
+from tests.admin.conftest import OCTOBER, as_user, october_usage
 from tests.factories import NOW, ApplicationFactory, CustomerFactory, StaffFactory, deposit
 
 pytestmark = pytest.mark.django_db
@@ -42,11 +42,13 @@ def xlsx_rows(response) -> list[tuple]:
 
 @pytest.fixture
 def gamma(month):
-    """Well funded: 30,000.00 on Premium (6,000.00 a month) lasts 150 days, above the
-    recommended 18,000.00. Its name would be a formula in a spreadsheet."""
+    """Well funded: 30,000.00 after its October invoice of 6,000.00 (Premium) lasts 150 days,
+    above the recommended 18,000.00. Its name would be a formula in a spreadsheet."""
     customer = CustomerFactory(name="=Gamma 有限公司", external_id="cust-gamma")
-    ApplicationFactory(customer=customer, app_key="gamma-app", plan="premium")
-    deposit(customer, "30000.00")
+    app = ApplicationFactory(customer=customer, app_key="gamma-app", plan="premium")
+    october_usage(app, peak_dau=8000, peak_day=15)
+    deposit(customer, "36000.00")
+    assert bill_customer(customer=customer, period=OCTOBER, now=NOW) == "issued"
     return customer
 
 
@@ -83,24 +85,25 @@ def test_customers_sort_by_days_left(client, clerk, gamma, idle):
     as_user(client, clerk)
     columns = list(changelist(client).context["cl"].list_display)
     column = str(columns.index("days_left_display"))
-    # Beta 50 days, Alpha 70, Gamma 150; Idle (nothing charged) last, and first when reversed.
+    # At the last invoice's debit: Alpha 70 days, Gamma 150; Beta (its invoice held, no debit)
+    # and Idle (nothing charged) have no figure: last, newest first, and first when reversed.
     assert external_ids(changelist(client, f"?o={column}")) == [
-        "cust-beta",
         "cust-alpha",
         "cust-gamma",
         "cust-idle",
+        "cust-beta",
     ]
     assert external_ids(changelist(client, f"?o=-{column}")) == [
         "cust-idle",
+        "cust-beta",
         "cust-gamma",
         "cust-alpha",
-        "cust-beta",
     ]
     body = changelist(client, f"?o={column}&recommended=below").content.decode()
     assert "cust-gamma" not in body
     # The export keeps the list's order.
     rows = csv_rows(export(client, "accounts_customer", CSV, f"?o={column}"))
-    assert [row[0] for row in rows[1:]] == ["cust-beta", "cust-alpha", "cust-gamma", "cust-idle"]
+    assert [row[0] for row in rows[1:]] == ["cust-alpha", "cust-gamma", "cust-idle", "cust-beta"]
 
 
 # --- exports -------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def test_customers_export_csv_has_bom_plain_decimals_and_the_lists_filter(
     ]
     by_id = {row[0]: row for row in rows[1:]}
     assert by_id["cust-alpha"][3:6] == ["14000.00", "18000.00", "70"]
-    assert by_id["cust-beta"][3:6] == ["10000.00", "18000.00", "50"]
+    assert by_id["cust-beta"][3:6] == ["10000.00", "18000.00", ""]  # held: no debit yet
     # A spreadsheet formula is written as text; Chinese survives the round trip.
     assert by_id["cust-gamma"][1] == "'=Gamma 有限公司"
     assert by_id["cust-gamma"][3:6] == ["30000.00", "18000.00", "150"]

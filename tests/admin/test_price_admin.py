@@ -2,15 +2,23 @@
 read-only; every save is in the history with who and when; bad input is a form error."""
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test import Client
 from django.urls import reverse
+from freezegun import freeze_time
 
+from accounts import roles
 from billingsite.clock import Period
-from plans.models import AddOn, AddOnPrice, Plan, PlanPrice
+from plans.admin.catalog import VatRateAdmin
+from plans.models import AddOn, AddOnPrice, Plan, PlanPrice, VatRate
 from plans.selectors import price_book_for_period
 from tests.admin.conftest import as_user
+from tests.conftest import postgres_only
+from tests.factories import StaffFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("price_book")]
 
@@ -230,3 +238,42 @@ def test_a_tampered_read_only_price_formset_is_not_a_server_error(client, manage
     response = client.post(reverse("admin:plans_plan_change", args=[premium.pk]), data)
     assert response.status_code == 302
     assert premium.prices.count() == 1
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_managers_adding_the_same_vat_month_at_once_one_gets_a_form_error(monkeypatch):
+    roles.sync_roles()
+    manager = StaffFactory(username="manager", groups=[roles.FINANCE_MANAGER])
+    real_save = VatRateAdmin.save_model
+    raced = []
+
+    def other_user_commits_first(self, request, obj, form, change):
+        # The other manager's save of the same month commits after this form was checked.
+        if not raced:
+            raced.append(True)
+            other = threading.Thread(target=_other_vat_rate_committed)
+            other.start()
+            other.join(timeout=30)
+        real_save(self, request, obj, form, change)
+
+    monkeypatch.setattr(VatRateAdmin, "save_model", other_user_commits_first)
+    client = Client(raise_request_exception=True)
+    client.force_login(manager)
+    with freeze_time("2026-11-02 10:00:00+08:00"):
+        response = client.post(
+            reverse("admin:plans_vatrate_add"), {"valid_from": "2099-01-01", "rate": "0.0900"}
+        )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["valid_from"] == [
+        "VAT rate with this Valid from already exists."
+    ]
+    [row] = VatRate.objects.filter(valid_from=dt.date(2099, 1, 1))
+    assert row.rate == Decimal("0.0600")
+
+
+def _other_vat_rate_committed() -> None:
+    try:
+        VatRate.objects.create(valid_from=dt.date(2099, 1, 1), rate=Decimal("0.0600"))
+    finally:
+        connection.close()

@@ -83,6 +83,7 @@ def test_every_page_in_both_widths_and_schemes(browser, live_server, price_book,
         "/admin/accounts/customer/",
         "/admin/invoices/invoice/",
         "/admin/accounts/ledgerentry/",
+        f"/admin/accounts/customer/{customer.pk}/change/",
         f"/admin/accounts/application/{application.pk}/usage/?period={invoice.period:%Y-%m}",
     ]
     problems: list[str] = []
@@ -140,6 +141,13 @@ def test_every_page_in_both_widths_and_schemes(browser, live_server, price_book,
             assert "CN¥" not in page.content(), path
             if path == "/admin/":
                 expect(page.locator("[data-testid=dashboard-charts] figure")).to_have_count(3)
+            if path.startswith("/admin/accounts/customer/") and path.endswith("/change/"):
+                # The ledger inline scrolls inside its own box; the page never sideways.
+                assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+                ledger = page.locator("#ledger_entries-group fieldset.module")
+                expect(ledger).to_be_visible()
+                box = ledger.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= width + 1, path
             if path == "/admin/invoices/invoice/":
                 expect(page.locator("[data-testid=list-totals]")).to_contain_text(
                     f"¥{invoice.total.amount:,.2f}"

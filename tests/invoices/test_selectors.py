@@ -106,5 +106,5 @@ def test_api_dashboard_and_page_agree_on_the_activated_on_the_30th_case(client):
     assert response.json()["recommended_balance"] == "18000.00"
     (row,) = [r for r in customers_below_recommended(today=TODAY) if r.customer == customer]
     assert (row.recommended_balance, row.shortfall) == (Decimal("18000.00"), Decimal("12000.00"))
-    # 6,000.00 lasts a month at 6,000.00 a month (not 900 days at this month's 200.00).
-    assert row.days_left == 30
+    # No invoice yet: no month measured, so no days left (not 900 days at this month's 200.00).
+    assert row.days_left is None

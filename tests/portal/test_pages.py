@@ -10,15 +10,20 @@ from django.urls import reverse
 from django.utils import timezone
 from freezegun import freeze_time
 
-from accounts.models import Customer
+from accounts import roles
+from accounts.low_balance import low_balance_alert_set
+from accounts.models import Customer, CustomerEvent
 from invoices.documents.pdf import render_credit_note_pdf
 from invoices.documents.services import credit_note_create
-from invoices.selectors import customer_financials, estimate_current_month
+from invoices.mail.messages import days_lasting
+from invoices.selectors import customer_financials, estimate_current_month, rated_financials
 from plans.rating.engine import PricedLine
 from tests.factories import (
+    NOW,
     ApplicationFactory,
     CustomerFactory,
     CustomerUserFactory,
+    StaffFactory,
     deposit,
     usage,
 )
@@ -156,7 +161,8 @@ def test_balance_page_shows_ledger_recommended_balance_and_days_left(
     # November at today's plans, no usage yet: premium 6,000 + 2 x 2,000 add-ons + ultimate 8,000.
     assert financials.monthly_run_rate == Decimal("18000.00")
     assert financials.recommended_balance == Decimal("54000.00")
-    assert financials.days_left == 49  # 29,870.97 / (18,000 / 30 a day)
+    # 29,870.97 at the last invoice's 20,129.03 a month of 30 days (one rule with the alert).
+    assert financials.days_left == 44
 
     page = text_of(alice.get(reverse("portal:balance")))
     assert "Current balance ¥29,870.97 as of 2026-11-20" in page
@@ -164,14 +170,13 @@ def test_balance_page_shows_ledger_recommended_balance_and_days_left(
         "Recommended balance ¥54,000.00 three months of your current monthly fees (¥18,000.00 a month)"
         in page
     )
-    assert "Balance lasts 49 days at the current monthly fees" in page
+    assert "Balance lasts 44 days at your last invoice (¥20,129.03 a month)" in page
+    assert "Runway" not in page  # one figure of days left, not two
     acme = Customer.objects.get(external_id="acme")
     assert (
         f"Top up ¥24,129.03 to reach it; by bank transfer, write your transfer reference "
         f"{acme.transfer_reference} in the remark" in page
     )
-    # The runway at the last invoice (20,129.03 a month of 30 days) and the Top up button.
-    assert "Runway 44 days at your last invoice (¥20,129.03 a month)" in page
     assert f"Your transfer reference {acme.transfer_reference}" in page
     # Newest first, each row with the balance after it; references link to the documents.
     assert (
@@ -331,6 +336,30 @@ def test_arrears_banner_in_chinese(client_for, in_arrears):
     assert "您的余额为负：-¥5,000.00" in page
     assert "将于 2026-11-09 暂停（还剩 6 天）" in page
     assert "请在 2026-11-08 前至少充值 ¥5,000.00" in page
+
+
+def test_portal_customers_list_and_alert_say_the_same_days_left(
+    today, alice, acme, acme_invoice, client
+):
+    """One rule of days left (`accounts.low_balance.runway` at the last invoice's debit): the
+    balance page, the finance customers list (and its export) and the low-balance alert give
+    the same figure for the same customer."""
+    low_balance_alert_set(
+        customer=acme, alert=Customer.LowBalanceAlert.AMOUNT, amount=Decimal("40000.00"), now=NOW
+    )
+    alert = CustomerEvent.objects.get(customer=acme, kind=CustomerEvent.Kind.BALANCE_LOW)
+    assert alert.payload["days_left"] == 44  # 29,870.97 x 30 / 20,129.03
+    assert "Balance lasts 44 days" in text_of(alice.get(reverse("portal:balance")))
+    client.force_login(StaffFactory(username="clerk", groups=[roles.FINANCE_CLERK]))
+    listed = client.get(reverse("admin:accounts_customer_changelist") + "?q=acme")
+    [row] = listed.context["cl"].result_list
+    assert listed.context["cl"].model_admin.days_left_display(row) == 44
+    assert rated_financials(today=dt.date(2026, 11, 20))[acme.pk].days_left == 44
+    assert days_lasting(event=alert, balance=acme_invoice_balance(acme)) == 44
+
+
+def acme_invoice_balance(customer) -> Decimal:
+    return customer_financials(customer=customer, today=dt.date(2026, 11, 20)).balance
 
 
 def test_pages_name_their_tab_icon_so_browsers_do_not_ask_for_a_missing_favicon(client):
