@@ -129,3 +129,21 @@ def promo_credit_consumption(
             taken.append((grant, amount))
             due -= amount
     return taken
+
+
+def credit_note_promo_split(
+    *,
+    invoice_total: Decimal,
+    promo_credit_applied: Decimal,
+    already_given_back_promo: Decimal,
+    credit_total: Decimal,
+) -> tuple[Decimal, Decimal]:
+    """(promo_part, paid_part) of a credit note of `credit_total` on an invoice of
+    `invoice_total` that promotional credit paid `promo_credit_applied` of: promotional credit
+    is given back first (what earlier credit notes of the invoice have not given back yet),
+    the paid balance the rest. Giving the promotion back as paid money would turn it into
+    spendable and refundable cash. Both parts >= 0, 2-decimal, summing to `credit_total`."""
+    credit_total = credit_total.quantize(CENT)
+    promo_left = min(promo_credit_applied, invoice_total) - already_given_back_promo
+    promo_part = max(min(credit_total, promo_left.quantize(CENT)), ZERO)
+    return promo_part, credit_total - promo_part

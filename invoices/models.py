@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
@@ -330,13 +330,29 @@ class CreditNote(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     idempotency_key = models.CharField(max_length=200, unique=True)
+    # The part of `total` given back as promotional credit (a `promo_grant` ledger entry), the
+    # rest is the `credit_note_credit` to the paid balance: 0 <= this <= total, and the
+    # invoice's notes never give back more than its `promo_credit_applied`
+    # (accounts.promo_credit.credit_note_promo_split). Frozen at creation.
+    promo_credit_returned = models.DecimalField(
+        "promotional credit returned",
+        max_digits=14,
+        decimal_places=2,
+        default=Decimal("0.00"),
+        editable=False,
+    )
 
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-issued_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(total__gt=0), name="credit_note_positive")
+            models.CheckConstraint(condition=Q(total__gt=0), name="credit_note_positive"),
+            models.CheckConstraint(
+                condition=Q(promo_credit_returned__gte=0)
+                & Q(promo_credit_returned__lte=F("total")),
+                name="credit_note_promo_returned_within_total",
+            ),
         ]
 
     def __str__(self) -> str:

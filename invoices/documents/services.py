@@ -22,13 +22,17 @@ from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum
+from django.db.models import Max, Sum
 from moneyed import Money
 
 from accounts.events.records import record_customer_event
 from accounts.locks import lock_customer
 from accounts.models import Customer, CustomerEvent, LedgerEntry
-from accounts.promo_credit import PromoGrantAvailable, promo_credits_available
+from accounts.promo_credit import (
+    PromoGrantAvailable,
+    credit_note_promo_split,
+    promo_credits_available,
+)
 from accounts.services import MAX_REASON_LENGTH, ledger_record
 from billingsite.clock import Period, billing_date
 from billingsite.money import CURRENCY, as_decimal, format_amount, round_money
@@ -593,6 +597,36 @@ def _same_credit_note(
     return note
 
 
+def _credit_note_promo_restore(
+    *,
+    customer: Customer,
+    invoice: Invoice,
+    note: CreditNote,
+    amount: Decimal,
+    now: dt.datetime,
+    created_by: User | None,
+) -> None:
+    """Give back as promotional credit (a `promo_grant`, never paid balance) the part of a
+    credit note that promotional credit had paid. It expires with the latest grant the invoice
+    drew on; if that day is over, at the end of today, so the lapse job lapses it tomorrow
+    (an expiry in the past would date the lapse before the grant)."""
+    latest_expiry = LedgerEntry.objects.filter(
+        customer_id=customer.pk, kind=LedgerEntry.Kind.PROMO_USE, reference=invoice.number
+    ).aggregate(latest=Max("promo_grant__expires_on"))["latest"]
+    today = billing_date(now)
+    ledger_record(
+        customer=customer,
+        kind=LedgerEntry.Kind.PROMO_GRANT,
+        amount=amount,
+        idempotency_key=f"credit-note-promo:{note.number}",
+        reference=note.number,
+        reason=f"Restored by credit note {note.number} on invoice {invoice.number}",
+        expires_on=max(latest_expiry or today, today),
+        now=now,
+        created_by=created_by,
+    )
+
+
 def credit_note_create(
     *,
     invoice: Invoice,
@@ -677,6 +711,14 @@ def credit_note_create(
             lines=lines, credited=credited, amounts=amounts, invoice=current
         )
         vat_total = None if vat_by_line is None else sum(vat_by_line.values(), ZERO)
+        promo_part, paid_part = credit_note_promo_split(
+            invoice_total=as_decimal(current.total),
+            promo_credit_applied=current.promo_credit_used,
+            already_given_back_promo=(
+                current.credit_notes.aggregate(total=Sum("promo_credit_returned"))["total"] or ZERO
+            ),
+            credit_total=total,
+        )
         note = CreditNote.objects.create(
             invoice=current,
             customer=customer,
@@ -686,6 +728,7 @@ def credit_note_create(
             total=Money(total, CURRENCY),  # type: ignore[misc]
             net_total=None if vat_total is None else total - vat_total,
             vat_total=vat_total,
+            promo_credit_returned=promo_part,
             issued_at=now,
             issue_date=billing_date(now),
             created_by=created_by,
@@ -711,16 +754,26 @@ def credit_note_create(
         current.save(update_fields=["status", "updated_at"])
         invoice_kept(current)
         fapiao_red_letter_flag(invoice=current, now=now)
-        ledger_record(
-            customer=customer,
-            kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,
-            amount=total,
-            idempotency_key=f"credit-note-credit:{note.number}",
-            reference=note.number,
-            reason=f"Credit note {note.number} on invoice {current.number}: {reason}"[:2000],
-            now=now,
-            created_by=created_by,
-        )
+        if promo_part > 0:
+            _credit_note_promo_restore(
+                customer=customer,
+                invoice=current,
+                note=note,
+                amount=promo_part,
+                now=now,
+                created_by=created_by,
+            )
+        if paid_part > 0:
+            ledger_record(
+                customer=customer,
+                kind=LedgerEntry.Kind.CREDIT_NOTE_CREDIT,
+                amount=paid_part,
+                idempotency_key=f"credit-note-credit:{note.number}",
+                reference=note.number,
+                reason=f"Credit note {note.number} on invoice {current.number}: {reason}"[:2000],
+                now=now,
+                created_by=created_by,
+            )
         record_customer_event(
             customer=customer,
             kind=CustomerEvent.Kind.CREDIT_NOTE_ISSUED,

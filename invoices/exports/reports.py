@@ -40,7 +40,7 @@ Chart of accounts (codes are suggestions an accounting package can map; names ar
 | 4060 | Revenue: Desktop client        | `desktop`                                         |
 | 4070 | Revenue: Dedicated service     | `dedicated_service`                               |
 | 4090 | Revenue: Contracted discounts  | `discount` (contra-revenue: its lines are negative, so debited) |
-| 6610 | Promotion expense              | promotional credit an invoice consumed            |
+| 6610 | Promotion expense              | promotional credit an invoice consumed (less what credit notes return) |
 | 6900 | Balance adjustments            | manual adjustments of a prepaid balance           |
 
 Postings (each document balances: its debits equal its credits):
@@ -55,7 +55,10 @@ Postings (each document balances: its debits equal its credits):
   post nothing: promotional credit is no money the customer paid, so no liability until used
   (`docs/accounting.md`).
 - credit note: the reverse: debit 4010-4070 per category with the net of the credited lines and
-  2221 with the VAT they give back; credit 2200.
+  2221 with the VAT they give back; credit 2200. The part it gives back as promotional credit
+  (`CreditNote.promo_credit_returned`, promotional credit first) reverses that expense in the
+  same document: debit 2200 / credit 6610, so 2200 moves by the `credit_note_credit` to the
+  paid balance and the promotion expense is what was used minus what was returned.
 - deposit: debit the clearing account of its method (`LedgerEntry.method`: bank transfer 1100,
   Alipay 1121, WeChat Pay 1122; deposits recorded before methods existed were bank transfers) /
   credit 2200. Deposit rows carry `payment_method` and `payment_reference` (the bank reference
@@ -496,6 +499,7 @@ def _credit_note_postings(period: Period) -> Iterator[JournalRow]:
             "credit_note__invoice__number",
             "credit_note__invoice__period",
             "credit_note__customer__external_id",
+            "credit_note__promo_credit_returned",
             category=F("invoice_line__category"),
         )
         .annotate(amount=Sum("amount"), vat=Sum("vat_amount"))
@@ -503,17 +507,27 @@ def _credit_note_postings(period: Period) -> Iterator[JournalRow]:
         .iterator(chunk_size=CHUNK_SIZE)
     )
     for first, parts in _revenue_by_document(rows, document_key="credit_note_id"):
+        number = first["credit_note__number"]
+        document = {
+            "date": first["credit_note__issue_date"],
+            "document_type": DocumentType.CREDIT_NOTE,
+            "document_number": number,
+            "billing_period": f"{first['credit_note__invoice__period']:%Y-%m}",
+            "customer_external_id": first["credit_note__customer__external_id"],
+        }
         yield from _split_rows(
             total_account=PREPAID_BALANCE,
             total_side="credit",
             parts=parts,
-            date=first["credit_note__issue_date"],
-            document_type=DocumentType.CREDIT_NOTE,
-            document_number=first["credit_note__number"],
-            billing_period=f"{first['credit_note__invoice__period']:%Y-%m}",
-            customer_external_id=first["credit_note__customer__external_id"],
-            description=f"Credit note {first['credit_note__number']} "
-            f"on invoice {first['credit_note__invoice__number']}",
+            description=f"Credit note {number} on invoice {first['credit_note__invoice__number']}",
+            **document,
+        )
+        yield from _posting(
+            debit_account=PREPAID_BALANCE,
+            credit_account=PROMOTION_EXPENSE,
+            amount=first["credit_note__promo_credit_returned"] or ZERO,
+            description=f"Promotional credit returned by credit note {number}",
+            **document,
         )
 
 

@@ -132,7 +132,7 @@ def test_rollforward_reconciles_to_the_ledger_for_random_histories(history):
             customer = CustomerFactory(external_id=f"random-{number}")
             customers.append(customer)
             grant, left, lapsed = None, D("0"), False
-            for (kind, sign, method), cents, moment in entries:
+            for index, ((kind, sign, method), cents, moment) in enumerate(entries):
                 amount = D(cents) / 100
                 if kind in ("promo_use", "promo_lapse"):
                     if grant is None or not left or lapsed:
@@ -147,6 +147,8 @@ def test_rollforward_reconciles_to_the_ledger_for_random_histories(history):
                     method=method,
                     created_at=moment,
                     reason="Random history",
+                    # The database takes one use per grant and invoice number.
+                    reference=f"INV-{number}-{index}" if kind == "promo_use" else "",
                     expires_on=moment.date() if kind == "promo_grant" else None,
                     promo_grant=grant if kind in ("promo_use", "promo_lapse") else None,
                 )
