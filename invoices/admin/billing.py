@@ -483,10 +483,19 @@ class InvoiceAdmin(
                 except service_errors() as exc:
                     add_service_error(form, exc, field_map={"line_amounts": "mode"})
                 else:
+                    # Promotional credit an invoice used goes back as promotional credit
+                    # (`credit_note_promo_split`): the message says where each part went.
+                    promo_returned = note.promo_credit_returned or Decimal("0")
+                    paid_returned = note.total.amount - promo_returned
+                    where = (
+                        f"{format_cny(paid_returned)} credited to {invoice.customer_name}'s balance"
+                        if not promo_returned
+                        else f"{format_cny(promo_returned)} returned as promotional credit, "
+                        f"{format_cny(paid_returned)} credited to the paid balance"
+                    )
                     messages.success(
                         request,
-                        f"Credit note {note.number} of {format_cny(note.total)} issued and "
-                        f"credited to {invoice.customer_name}'s balance.",
+                        f"Credit note {note.number} of {format_cny(note.total)} issued: {where}.",
                     )
                     return HttpResponseRedirect(_invoice_url(invoice))
         else:

@@ -3,6 +3,7 @@ the suspension day) and write nothing until confirmed; the confirmation posts th
 so confirming twice records once."""
 
 import datetime as dt
+import html
 import uuid
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from accounts.models import AdjustmentRequest, Customer, CustomerEvent, LedgerEn
 from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment
 from invoices.models import CreditNote
+from tests.accounts.test_promo_credit_credit_notes import issued_invoice
 from tests.admin.conftest import as_user, post_confirmed
 from tests.factories import NOW
 
@@ -31,13 +33,14 @@ def counts():
     )
 
 
-def confirm(client, url, page, **override):
+def confirm(client, url, page, follow=False, **override):
     fields: dict[str, list[str]] = {}
     for name, value in page.context["resend"]:
         fields.setdefault(name, []).append(value)
     return client.post(
         url,
         {**fields, "_seen_balance": page.context["seen_balance"], "_confirm": "x", **override},
+        follow=follow,
     )
 
 
@@ -168,10 +171,36 @@ def test_a_credit_note_shows_its_consequence_and_issues_once(client, manager, mo
     assert (
         "Alpha Ltd is out of arrears; the suspension planned for 2026-11-09 is called off." in body
     )
-    assert confirm(client, url, page).status_code == 302
+    done = confirm(client, url, page, follow=True)
+    assert done.status_code == 200
+    assert "issued: ¥6,000.00 credited to Alpha Ltd's balance." in html.unescape(
+        done.content.decode()
+    )
     assert confirm(client, url, page).status_code == 302
     assert CreditNote.objects.get().total.amount == Decimal("6000.00")
     assert ledger_balance(customer=month.alpha) == Decimal("4000.00")
+
+
+def test_a_credit_note_says_what_went_back_as_promotional_credit(client, manager, price_book):
+    # 8,400.00 of which promotional credit paid 3,000.00: crediting it whole gives the
+    # promotion back first, as promotion (`credit_note_promo_split`), the rest to the paid balance.
+    invoice = issued_invoice(grant="3000.00", balance="10000.00")
+    as_user(client, manager)
+    url = reverse("admin:invoices_invoice_credit", args=[invoice.pk])
+    page = client.post(url, {"mode": "whole", "reason": "Outage", "token": uuid.uuid4().hex})
+
+    done = confirm(client, url, page, follow=True)
+
+    assert done.status_code == 200
+    note = CreditNote.objects.get(invoice=invoice)
+    assert (note.total.amount, note.promo_credit_returned) == (
+        Decimal("8400.00"),
+        Decimal("3000.00"),
+    )
+    assert (
+        f"Credit note {note.number} of ¥8,400.00 issued: ¥3,000.00 returned as promotional "
+        "credit, ¥5,400.00 credited to the paid balance." in html.unescape(done.content.decode())
+    )
 
 
 def test_preview_of_a_suspended_customer(month):
