@@ -31,26 +31,22 @@ _metrics_dir = os.environ.setdefault(
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-# Threaded workers (gthread), one process per core with 16 threads each (bench/README.md,
-# "Workers: processor sharing", has the measurements). A request here is CPU-bound Python
-# (~1.5-15 ms) with a few short database round trips, and the clients wait on each other:
-# - with sync workers (one request per process) a request that finds every worker busy waits
-#   in the kernel's accept queue behind all those that came before it, so a 2 ms quote waited
-#   as long as a 13 ms page: ~2 s at p50 for every endpoint under 32 clients on 2 cores;
-# - with as many threads as concurrent clients every request is in flight at once and the
-#   CPU is shared among them (the OS between processes, the GIL between threads), so a cheap
-#   request takes a few times its own cost instead of the queue's length: at 32 clients on a
-#   loaded machine the quote's p50 went from 1,850 ms to 51 ms, the pages' from ~2,100 to ~750;
-# - fewer processes also switch less: gunicorn spent 8-9 ms of CPU per request with 2 x 8
-#   threads against 15 ms with 5 sync workers, and 2 x 16 threads need 250 MB against 600 MB.
-# Threads beyond the concurrent requests cost a little memory and nothing else; fewer make the
-# rest wait in the process's own queue (2 x 8 at 32 clients: quote p50 1.6 s). Processes x
-# threads = concurrent requests = database connections per host (docs/deploying.md sizes
-# `max_connections`). WEB_WORKER_CLASS=sync (then WEB_THREADS is 1) remains for a deployment
-# that wants a hung request killed after WEB_TIMEOUT; a gthread worker is restarted only when
-# its whole process stops answering.
-workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 1)))
-worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+# Sync workers, 2 x cores + 1 (5 on two cores), by default; threaded workers (gthread, one
+# process per core with 16 threads) with WEB_WORKER_CLASS=gthread. Measured side by side on
+# the same idle 2-core machine and the same code (bench/README.md, "Worker models on an idle
+# machine"): at 8 clients both meet the targets, sync with the lower page tails (p95 62-69 ms
+# against 73-97 ms); at 32 clients sync keeps every endpoint together (p95 ~175-206 ms, the
+# quote's too: one accept queue) where gthread lets the 2 ms quote through sooner (p95 159 ms)
+# but stretches the pages (p95 322-426 ms: the GIL is shared by 16 threads of a process).
+# Pages are what customers wait on, so sync is the default. Processes x threads = concurrent
+# requests = database connections per host (docs/deploying.md sizes `max_connections`); a sync
+# worker is also killed when a request runs past WEB_TIMEOUT, a gthread worker only when its
+# whole process stops answering.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
+_cpus = os.cpu_count() or 1
+workers = int(
+    os.environ.get("WEB_CONCURRENCY", str(2 * _cpus + 1 if worker_class == "sync" else _cpus))
+)
 threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "16"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 graceful_timeout = 30

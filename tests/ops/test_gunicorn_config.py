@@ -41,11 +41,11 @@ def gunicorn_settings(**env: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_default_is_one_threaded_process_per_core():
+def test_default_is_two_sync_workers_per_core_and_one():
     found = gunicorn_settings()
-    assert found["worker_class"] == "gthread"
-    assert found["workers"] == found["cpus"]
-    assert found["threads"] == 16
+    assert found["worker_class"] == "sync"
+    assert found["workers"] == 2 * found["cpus"] + 1
+    assert found["threads"] == 1
     assert found["conn_max_age"] == "60"
 
 
@@ -53,8 +53,12 @@ def test_default_is_one_threaded_process_per_core():
     ("env", "expected"),
     [
         ({"WEB_WORKER_CLASS": "sync"}, ("sync", 1)),
-        ({"WEB_WORKER_CLASS": "sync", "WEB_CONCURRENCY": "5"}, ("sync", 1)),
-        ({"WEB_THREADS": "32", "WEB_CONCURRENCY": "3"}, ("gthread", 32)),
+        ({"WEB_WORKER_CLASS": "sync", "WEB_CONCURRENCY": "3"}, ("sync", 1)),
+        ({"WEB_WORKER_CLASS": "gthread"}, ("gthread", 16)),
+        (
+            {"WEB_WORKER_CLASS": "gthread", "WEB_THREADS": "32", "WEB_CONCURRENCY": "3"},
+            ("gthread", 32),
+        ),
     ],
 )
 def test_the_environment_chooses(env, expected):
