@@ -18,15 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DecimalField, Q, QuerySet, Sum, Value
+from django.db.models import DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
+from accounts.selectors import CENT, ZERO, customer_pk, ledger_sum
 from billingsite.clock import billing_date
 from billingsite.queries import any_of
 
-ZERO = Decimal("0.00")
-CENT = Decimal("0.01")
 _MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=16, decimal_places=2)
 
 PROMO = Q(kind__in=LedgerEntry.PROMO_KINDS)
@@ -43,28 +42,20 @@ class PromoGrantAvailable:
     reason: str = ""
 
 
-def _customer_id(customer: Customer | int) -> int:
-    return customer if isinstance(customer, int) else customer.pk
-
-
-def _sum(entries: QuerySet[LedgerEntry]) -> Decimal:
-    return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
-
-
 def paid_balance(*, customer: Customer | int) -> Decimal:
     """The balance of money the customer paid (every ledger kind but promotional credit's)."""
-    return _sum(LedgerEntry.objects.filter(customer_id=_customer_id(customer)).exclude(PROMO))
+    return ledger_sum(LedgerEntry.objects.filter(customer_id=customer_pk(customer)).exclude(PROMO))
 
 
 def promo_credit_held(*, customer: Customer | int) -> Decimal:
     """The promotional credit in the balance: granted - used - lapsed, expired grants included
     until their lapse is written. `paid_balance` + this = `ledger_balance`."""
-    return _sum(LedgerEntry.objects.filter(PROMO, customer_id=_customer_id(customer)))
+    return ledger_sum(LedgerEntry.objects.filter(PROMO, customer_id=customer_pk(customer)))
 
 
 def balance_split(*, customer: Customer | int) -> tuple[Decimal, Decimal]:
     """(`paid_balance`, `promo_credit_held`) in one query."""
-    split = LedgerEntry.objects.filter(customer_id=_customer_id(customer)).aggregate(
+    split = LedgerEntry.objects.filter(customer_id=customer_pk(customer)).aggregate(
         paid=Sum("amount", filter=~PROMO), promo=Sum("amount", filter=PROMO)
     )
     return (split["paid"] or ZERO).quantize(CENT), (split["promo"] or ZERO).quantize(CENT)
@@ -98,7 +89,7 @@ def promo_credit_available(
 ) -> list[PromoGrantAvailable]:
     """The customer's grants valid at `now` (granted by then, expiring on its billing day or
     later) with what is left of each, earliest expiry first (then the oldest grant)."""
-    return _available([_customer_id(customer)], now=now)
+    return _available([customer_pk(customer)], now=now)
 
 
 def promo_credits_available(

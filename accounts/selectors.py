@@ -28,11 +28,13 @@ CENT = Decimal("0.01")
 _BALANCE: DecimalField[Decimal, Decimal] = DecimalField(max_digits=16, decimal_places=2)
 
 
-def _customer_id(customer: Customer | int) -> int:
+def customer_pk(customer: Customer | int) -> int:
+    """A selector's `customer` argument (a Customer or its id) as the id."""
     return customer if isinstance(customer, int) else customer.pk
 
 
-def _sum(entries: QuerySet[LedgerEntry]) -> Decimal:
+def ledger_sum(entries: QuerySet[LedgerEntry]) -> Decimal:
+    """The sum of these ledger entries to the cent (0.00 when there are none)."""
     return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
 
 
@@ -47,12 +49,12 @@ def ledger_balance(
     row lock, so their ids follow commit order and that balance never changes). With
     `before`: the balance at that moment by the entries' dates (`created_at`), as a month-end
     report sees it (e.g. the start of a month: the closing balance of the month before)."""
-    entries = LedgerEntry.objects.filter(customer_id=_customer_id(customer))
+    entries = LedgerEntry.objects.filter(customer_id=customer_pk(customer))
     if through is not None:
         entries = entries.filter(id__lte=through.id)
     if before is not None:
         entries = entries.filter(created_at__lt=before)
-    return _sum(entries)
+    return ledger_sum(entries)
 
 
 def ledger_balances(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:
@@ -92,7 +94,7 @@ def ledger_statement(*, customer: Customer | int) -> QuerySet[LedgerEntry]:
     """The customer's entries, newest first, each with `balance_after`: the balance after it in
     the statement's order (time, then id)."""
     return (
-        LedgerEntry.objects.filter(customer_id=_customer_id(customer))
+        LedgerEntry.objects.filter(customer_id=customer_pk(customer))
         .annotate(
             balance_after=Window(
                 Sum("amount"), order_by=list(STATEMENT_ORDER), output_field=_BALANCE
@@ -111,7 +113,7 @@ def _up_to_in_statement(*, created_at: dt.datetime | OuterRef, entry_id: int | O
 def ledger_balance_in_statement(*, entry: LedgerEntry) -> Decimal:
     """The balance after `entry` in the customer's statement (time, then id), as
     `ledger_statement` shows it next to the entry."""
-    return _sum(
+    return ledger_sum(
         LedgerEntry.objects.filter(customer_id=entry.customer_id).filter(
             _up_to_in_statement(created_at=entry.created_at, entry_id=entry.id)
         )
