@@ -77,9 +77,9 @@ class _Compiled:
 def _sentinel(value, n: int):
     """A value of `value`'s type that no real input takes, to find where the input goes."""
     kind = type(value)
-    if kind is int:
+    if isinstance(value, int) and kind is not bool:  # choices enums too
         return -(2**61) - n
-    if kind is str:
+    if isinstance(value, str):
         return f"\x1fcompiled-read-input-{n}\x1f"
     if kind is dt.datetime:
         return dt.datetime(1, 1, 1, 0, 0, n + 1, tzinfo=dt.UTC)
@@ -124,7 +124,7 @@ class CompiledRead:
     def __init__(self, build: Callable[..., QuerySet]):
         self.build = build
         self._compiled: dict[str, _Compiled | None] = {}
-        functools.update_wrapper(self, build)
+        functools.update_wrapper(self, build, updated=())
 
     def first(self, **inputs):
         rows = self(**inputs)
