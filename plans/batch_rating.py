@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+
 from accounts.models import Application
 from billingsite.clock import Period
 from billingsite.queries import any_of, compiled_read
@@ -54,7 +56,7 @@ class CustomerRating:
 
 
 @compiled_read
-def _applications_of(*, customer_ids: list[int]):
+def _applications_of(*, customer_ids: list[int]) -> QuerySet:
     return (
         Application.objects.filter(any_of("customer_id", customer_ids))
         .only("id", "customer_id", "app_key", "name", "usage_version")

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+
 from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
@@ -126,14 +128,16 @@ class UsagePeaks:
 
 
 @compiled_read
-def _usage_rows(*, application_ids: list[int], first_day: dt.date, last_day: dt.date):
+def _usage_rows(*, application_ids: list[int], first_day: dt.date, last_day: dt.date) -> QuerySet:
     return DailyUsage.objects.filter(
         any_of("application_id", application_ids), day__gte=first_day, day__lte=last_day
     ).values_list("application_id", "day", "dau", "delivered_messages")
 
 
 @compiled_read
-def _contracts_of_period(*, application_ids: list[int], first_day: dt.date, last_day: dt.date):
+def _contracts_of_period(
+    *, application_ids: list[int], first_day: dt.date, last_day: dt.date
+) -> QuerySet:
     return contracts_overlapping(
         application_ids=application_ids, first_day=first_day, last_day=last_day
     ).order_by("first_day")
@@ -142,7 +146,7 @@ def _contracts_of_period(*, application_ids: list[int], first_day: dt.date, last
 @compiled_read
 def _discounts_of_period(
     *, customer_ids: list[int], application_ids: list[int], first_day: dt.date, last_day: dt.date
-):
+) -> QuerySet:
     return discounts_in_effect(
         customer_ids=customer_ids,
         application_ids=application_ids,

@@ -245,7 +245,9 @@ def _credit_note_list(*, customer_id: int):
     )
 
 
-def _compiled_page(request: HttpRequest, read, size: int, count: int, param: str = "page", **inputs):
+def _compiled_page(
+    request: HttpRequest, read, size: int, count: int, param: str = "page", **inputs
+):
     """`_page` of a compiled read's rows: the page's rows in one statement of that read."""
     page = _page(request, read.build(**inputs), size, param=param, count=count)
     window = page.object_list.query

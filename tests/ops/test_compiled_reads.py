@@ -88,9 +88,7 @@ def test_select_related_values_list_flat_and_pages(customers, compiled):
 
     @compiled_read
     def keys(*, customer_id):
-        return Application.objects.filter(customer_id=customer_id).values_list(
-            "app_key", flat=True
-        )
+        return Application.objects.filter(customer_id=customer_id).values_list("app_key", flat=True)
 
     @compiled_read
     def totals(*, customer_id):
@@ -131,9 +129,7 @@ def test_compiled_sends_the_orm_statement_with_the_inputs(customers):
     if not queries.COMPILED_READS:
         pytest.skip("compiled reads are off")
     user = CustomerUserFactory(customer=customers[1]).user
-    read = compiled_read(
-        lambda *, user_id: Customer.objects.filter(users__user_id=user_id)[:1]
-    )
+    read = compiled_read(lambda *, user_id: Customer.objects.filter(users__user_id=user_id)[:1])
     with CaptureQueriesContext(connection) as orm:
         want = list(Customer.objects.filter(users__user_id=user.pk)[:1])
     read.first(user_id=customers[0].pk)  # compiles with another input first
@@ -154,9 +150,7 @@ def test_inputs_it_cannot_find_run_through_the_orm(customers):
     assert by_amount.calls == 2  # no statement: both through the ORM
 
     before = Counted(
-        lambda *, now: LedgerEntry.objects.filter(created_at__lte=now).values_list(
-            "id", flat=True
-        )
+        lambda *, now: LedgerEntry.objects.filter(created_at__lte=now).values_list("id", flat=True)
     )
     read = compiled_read(before)
     now = timezone.now()
