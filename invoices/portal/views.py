@@ -157,13 +157,9 @@ def _today() -> dt.date:
     return billing_date(timezone.now())
 
 
-def _page(request: HttpRequest, items, size: int, param: str = "page", count: int | None = None):
-    """One page of `items`; `count`: their number when the view has counted them already (the
-    list's totals), instead of the paginator's own COUNT query."""
-    paginator = Paginator(items, size)
-    if count is not None:
-        paginator.count = count  # Paginator.count is a cached_property: set, it is not queried
-    return paginator.get_page(request.GET.get(param))
+def _page(request: HttpRequest, items, size: int, param: str = "page"):
+    """One page of `items` (the `param` query parameter's, the last one if beyond)."""
+    return Paginator(items, size).get_page(request.GET.get(param))
 
 
 def _render(request: HttpRequest, customer: Customer, template: str, context: dict, **kwargs):
@@ -248,10 +244,12 @@ def _credit_note_list(*, customer_id: int):
 def _compiled_page(
     request: HttpRequest, read, size: int, count: int, param: str = "page", **inputs
 ):
-    """`_page` of a compiled read's rows: the page's rows in one statement of that read."""
-    page = _page(request, read.build(**inputs), size, param=param, count=count)
-    window = page.object_list.query
-    page.object_list = read.slice(window.low_mark, window.high_mark or 0, **inputs)
+    """`_page` of a compiled read's rows, `count` of them (the list's totals counted them: no
+    COUNT query): the page's number and bounds from the paginator over their positions, its
+    rows in one statement of that read."""
+    page = _page(request, range(count), size, param=param)
+    bounds = page.object_list
+    page.object_list = read.slice(bounds.start, bounds.stop, **inputs)
     return page
 
 
