@@ -151,7 +151,8 @@ class CompiledRead:
         params = list(compiled.params)
         for position, (name, send) in compiled.slots.items():
             params[position] = send(inputs[name])
-        with compiled.compiler.connection.cursor() as cursor:
+        # This thread's connection: the compiler's is the one of the thread that compiled it.
+        with connections[compiled.compiler.using].cursor() as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
         return _instances(compiled, rows)

@@ -176,3 +176,29 @@ def test_ledger_balance_reads_the_same_both_ways(customers, compiled):
     assert ledger_balance(customer=customers[2]) == Decimal("320.75")
     assert ledger_balance(customer=customers[0].pk) == Decimal("120.75")
     assert ledger_balance(customer=CustomerFactory()) == Decimal("0.00")
+
+
+def test_a_statement_compiled_in_one_thread_runs_on_another_threads_connection(customers):
+    """gthread workers: the statement is shared by the process, each thread sends it on its own
+    connection (Django refuses a connection used from another thread)."""
+    from threading import Thread  # noqa: PLC0415
+
+    from django.db import connections  # noqa: PLC0415
+
+    read = compiled_read(lambda *, pk: Customer.objects.filter(pk=pk))
+    assert read(pk=customers[0].pk)[0].name == "Customer 0"
+    seen = []
+
+    def other_thread():
+        try:
+            # Its own connection sees none of this test's uncommitted rows, and raises nothing.
+            seen.append(read(pk=customers[0].pk))
+        except Exception as error:  # noqa: BLE001
+            seen.append(error)
+        finally:
+            connections.close_all()
+
+    thread = Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen == [[]]
