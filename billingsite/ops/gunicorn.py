@@ -12,11 +12,14 @@ Every setting can be changed from the environment (the same names gunicorn docum
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
+
+from billingsite.ops import admission
 
 # Must be set before prometheus_client is imported anywhere, in this master process or in the
 # workers forked from it: their counters then go to files /metrics adds up.
@@ -49,6 +52,16 @@ workers = int(
 )
 threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "16"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+# Admission control (billingsite/ops/admission.py): heavy requests share this many slots across
+# all the workers, the quote and the usage push never wait for one. 0 turns it off.
+heavy_slots = int(os.environ.get("WEB_HEAVY_SLOTS", "0"))
+# The light requests' own cap (0: none): they then wait only for each other.
+light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", "0"))
+# Seconds a heavy request waits for a slot before its 503.
+heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
+# The GIL switch interval of a worker (Python's default is 5 ms): how long a quote's thread may
+# wait for a page's thread in the same process to give up the GIL.
+switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "5"))
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak never becomes an outage.
@@ -99,7 +112,18 @@ def on_starting(server):
     # Counters of a previous run of this master would be added to the new ones.
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    # Here, in the master before the first fork, so that every worker shares the same slots.
+    if admission.slots_install(heavy_slots, light=light_slots, wait_seconds=heavy_wait):
+        server.log.info("admission control: %d slots for heavy requests", heavy_slots)
+
+
+def post_fork(server, worker):
+    sys.setswitchinterval(switch_interval_ms / 1000)
 
 
 def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
+    # A worker killed mid-request (WEB_TIMEOUT, out of memory) never released its slots.
+    for slots in (admission.installed_slots(), admission.installed_light_slots()):
+        if slots is not None and (reclaimed := slots.reclaim(worker.pid)):
+            server.log.warning("worker %s died holding %d slots: given back", worker.pid, reclaimed)
