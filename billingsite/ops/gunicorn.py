@@ -34,34 +34,35 @@ _metrics_dir = os.environ.setdefault(
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-# Sync workers, 2 x cores + 1 (5 on two cores), by default; threaded workers (gthread, one
-# process per core with 16 threads) with WEB_WORKER_CLASS=gthread. Measured side by side on
-# the same idle 2-core machine and the same code (bench/README.md, "Worker models on an idle
-# machine"): at 8 clients both meet the targets, sync with the lower page tails (p95 62-69 ms
-# against 73-97 ms); at 32 clients sync keeps every endpoint together (p95 ~175-206 ms, the
-# quote's too: one accept queue) where gthread lets the 2 ms quote through sooner (p95 159 ms)
-# but stretches the pages (p95 322-426 ms: the GIL is shared by 16 threads of a process).
-# Pages are what customers wait on, so sync is the default. Processes x threads = concurrent
-# requests = database connections per host (docs/deploying.md sizes `max_connections`); a sync
-# worker is also killed when a request runs past WEB_TIMEOUT, a gthread worker only when its
-# whole process stops answering.
-worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
+# Threaded workers (gthread: one process per core, 16 threads) with admission control by
+# default: the heavy requests (pages, admin, estimate, exports) share one slot per core across
+# the processes, the light machine-facing calls (quote, usage push, health checks) one slot
+# per core of their own, and a page's thread gives up the GIL every millisecond (Python's
+# default is 5 ms) so that a quote waits for at most a few of them, never for the queue
+# (billingsite/ops/admission.py; bench/README.md, "Admission control"). Without it, sync
+# workers keep every endpoint together (one accept queue: the 2 ms quote waits as long as a
+# page) and plain gthread stretches the pages (16 threads share each process's GIL);
+# WEB_WORKER_CLASS=sync gives back 2 x cores + 1 sync workers without slots. Processes x
+# threads = concurrent requests = database connections per host (docs/deploying.md sizes
+# `max_connections`); a sync worker is also killed when a request runs past WEB_TIMEOUT, a
+# gthread worker only when its whole process stops answering.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 _cpus = os.cpu_count() or 1
-workers = int(
-    os.environ.get("WEB_CONCURRENCY", str(2 * _cpus + 1 if worker_class == "sync" else _cpus))
-)
-threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "16"))
+_threaded = worker_class == "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", str(_cpus if _threaded else 2 * _cpus + 1)))
+threads = int(os.environ.get("WEB_THREADS", "16" if _threaded else "1"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
-# Admission control (billingsite/ops/admission.py): heavy requests share this many slots across
-# all the workers, the quote and the usage push never wait for one. 0 turns it off.
-heavy_slots = int(os.environ.get("WEB_HEAVY_SLOTS", "0"))
-# The light requests' own cap (0: none): they then wait only for each other.
-light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", "0"))
-# Seconds a heavy request waits for a slot before its 503.
+# Heavy requests running at once across all the workers; 0 turns admission control off. Only
+# threaded workers can hold the waiting requests apart from the light ones: a sync worker
+# waiting for a slot is one worker fewer for the quotes.
+heavy_slots = int(os.environ.get("WEB_HEAVY_SLOTS", str(_cpus) if _threaded else "0"))
+# Light requests running at once (0: no cap). They wait only for each other; without a cap a
+# flood of quotes takes the cores from the pages (a page then shares its process's GIL with
+# every quote in flight).
+light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", str(_cpus) if _threaded else "0"))
+# Seconds a request waits for a slot before its 503 (below WEB_TIMEOUT and the proxy's).
 heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
-# The GIL switch interval of a worker (Python's default is 5 ms): how long a quote's thread may
-# wait for a page's thread in the same process to give up the GIL.
-switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "5"))
+switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if _threaded else "5"))
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak never becomes an outage.

@@ -1,5 +1,6 @@
-"""The `web` process's gunicorn settings (billingsite/ops/gunicorn.py): threaded workers by
-default, one process per core, and no access line built when nobody logs it.
+"""The `web` process's gunicorn settings (billingsite/ops/gunicorn.py): threaded workers with
+admission control by default, one process per core, sync workers on request, and no access
+line built when nobody logs it.
 
 The module sets process environment variables when imported (the metrics directory), so each
 check runs it in a fresh interpreter."""
@@ -21,7 +22,8 @@ import json, os
 import billingsite.ops.gunicorn as g
 print(json.dumps({"workers": g.workers, "worker_class": g.worker_class, "threads": g.threads,
                   "cpus": os.cpu_count(), "conn_max_age": os.environ["DB_CONN_MAX_AGE"],
-                  "heavy_slots": g.heavy_slots, "heavy_wait": g.heavy_wait,
+                  "heavy_slots": g.heavy_slots, "light_slots": g.light_slots,
+                  "heavy_wait": g.heavy_wait,
                   "switch_interval_ms": g.switch_interval_ms}))
 """
 
@@ -43,12 +45,23 @@ def gunicorn_settings(**env: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_default_is_two_sync_workers_per_core_and_one():
+def test_default_is_one_threaded_process_per_core_with_admission_control():
     found = gunicorn_settings()
-    assert found["worker_class"] == "sync"
+    assert found["worker_class"] == "gthread"
+    assert found["workers"] == found["cpus"]
+    assert found["threads"] == 16
+    assert (found["heavy_slots"], found["light_slots"]) == (found["cpus"], found["cpus"])
+    assert found["heavy_wait"] == 10
+    assert found["switch_interval_ms"] == 1
+    assert found["conn_max_age"] == "60"
+
+
+def test_sync_workers_are_two_per_core_and_one_without_admission_control():
+    found = gunicorn_settings(WEB_WORKER_CLASS="sync")
     assert found["workers"] == 2 * found["cpus"] + 1
     assert found["threads"] == 1
-    assert found["conn_max_age"] == "60"
+    assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
+    assert found["switch_interval_ms"] == 5
 
 
 @pytest.mark.parametrize(
@@ -57,6 +70,7 @@ def test_default_is_two_sync_workers_per_core_and_one():
         ({"WEB_WORKER_CLASS": "sync"}, ("sync", 1)),
         ({"WEB_WORKER_CLASS": "sync", "WEB_CONCURRENCY": "3"}, ("sync", 1)),
         ({"WEB_WORKER_CLASS": "gthread"}, ("gthread", 16)),
+        ({"WEB_HEAVY_SLOTS": "0", "WEB_THREADS": "8"}, ("gthread", 8)),
         (
             {"WEB_WORKER_CLASS": "gthread", "WEB_THREADS": "32", "WEB_CONCURRENCY": "3"},
             ("gthread", 32),
