@@ -35,17 +35,18 @@ os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 # Threaded workers (gthread: one process per core, 16 threads) with admission control by
-# default: the heavy requests (pages, admin, estimate, exports) share one slot per core across
-# the processes, the light machine-facing calls (quote, usage push, health checks) one slot
-# per core of their own, and a page's thread gives up the GIL every millisecond (Python's
-# default is 5 ms) so that a quote waits for at most a few of them, never for the queue
-# (billingsite/ops/admission.py; bench/README.md, "Admission control"). Without it, sync
-# workers keep every endpoint together (one accept queue: the 2 ms quote waits as long as a
-# page) and plain gthread stretches the pages (16 threads share each process's GIL);
-# WEB_WORKER_CLASS=sync gives back 2 x cores + 1 sync workers without slots. Processes x
-# threads = concurrent requests = database connections per host (docs/deploying.md sizes
-# `max_connections`); a sync worker is also killed when a request runs past WEB_TIMEOUT, a
-# gthread worker only when its whole process stops answering.
+# default (billingsite/ops/admission.py): the heavy requests (pages, admin, estimate, exports)
+# share two slots per core across the processes (a page also waits for the database, whose
+# CPU is on the same cores: one slot per core left them idle), the light machine-facing calls
+# (quote, usage push, health checks) one slot per core of their own, and a worker's threads
+# give up the GIL every millisecond (Python's default is 5 ms). Measured one after the other
+# on the shared 2-core machine (bench/README.md, "Admission control"): against 5 sync workers
+# (one accept queue: the 2 ms quote waits as long as a page) the quote's and the usage push's
+# p95 fell 3-4 fold and the pages' a little; against plain gthread 2 x 16 the quote's and the
+# usage push's fell by a third to a half for pages 10-20 % slower. WEB_WORKER_CLASS=sync gives back 2 x cores + 1 sync workers
+# without slots. Processes x threads = concurrent requests = database connections per host
+# (docs/deploying.md sizes `max_connections`); a sync worker is also killed when a request
+# runs past WEB_TIMEOUT, a gthread worker only when its whole process stops answering.
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 _cpus = os.cpu_count() or 1
 _threaded = worker_class == "gthread"
@@ -53,16 +54,17 @@ workers = int(os.environ.get("WEB_CONCURRENCY", str(_cpus if _threaded else 2 * 
 threads = int(os.environ.get("WEB_THREADS", "16" if _threaded else "1"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
 # Heavy requests running at once across all the workers; 0 turns admission control off. Only
-# threaded workers can hold the waiting requests apart from the light ones: a sync worker
-# waiting for a slot is one worker fewer for the quotes.
-heavy_slots = int(os.environ.get("WEB_HEAVY_SLOTS", str(_cpus) if _threaded else "0"))
-# Light requests running at once (0: no cap). They wait only for each other; without a cap a
-# flood of quotes takes the cores from the pages (a page then shares its process's GIL with
-# every quote in flight).
-light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", str(_cpus) if _threaded else "0"))
+# threaded workers hold the waiting requests apart from the light ones: a sync worker waiting
+# for a slot is one worker fewer for the quotes.
+heavy_slots = int(os.environ.get("WEB_HEAVY_SLOTS", str(2 * _cpus) if _threaded else "0"))
+# Light requests running at once (0: no cap). They wait only for each other; uncapped, a flood
+# of quotes took the cores from the pages (a page shares its process's GIL with every quote in
+# flight: pages p95 6-14 s and 503s in the measurement).
+light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", str(_cpus) if heavy_slots else "0"))
 # Seconds a request waits for a slot before its 503 (below WEB_TIMEOUT and the proxy's).
 heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
-switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if _threaded else "5"))
+# How long a quote's thread may wait for a page's thread of the same process to give up the GIL.
+switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if heavy_slots else "5"))
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak never becomes an outage.

@@ -1,6 +1,6 @@
 """The `web` process's gunicorn settings (billingsite/ops/gunicorn.py): threaded workers with
-admission control by default, one process per core, sync workers on request, and no access
-line built when nobody logs it.
+admission control by default, sync workers on request, and no access line built when nobody
+logs it.
 
 The module sets process environment variables when imported (the metrics directory), so each
 check runs it in a fresh interpreter."""
@@ -48,9 +48,8 @@ def gunicorn_settings(**env: str) -> dict:
 def test_default_is_one_threaded_process_per_core_with_admission_control():
     found = gunicorn_settings()
     assert found["worker_class"] == "gthread"
-    assert found["workers"] == found["cpus"]
-    assert found["threads"] == 16
-    assert (found["heavy_slots"], found["light_slots"]) == (found["cpus"], found["cpus"])
+    assert (found["workers"], found["threads"]) == (found["cpus"], 16)
+    assert (found["heavy_slots"], found["light_slots"]) == (2 * found["cpus"], found["cpus"])
     assert found["heavy_wait"] == 10
     assert found["switch_interval_ms"] == 1
     assert found["conn_max_age"] == "60"
@@ -64,13 +63,19 @@ def test_sync_workers_are_two_per_core_and_one_without_admission_control():
     assert found["switch_interval_ms"] == 5
 
 
+def test_gthread_without_slots_keeps_pythons_switch_interval():
+    found = gunicorn_settings(WEB_HEAVY_SLOTS="0")
+    assert (found["worker_class"], found["threads"]) == ("gthread", 16)
+    assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
+    assert found["switch_interval_ms"] == 5
+
+
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
         ({"WEB_WORKER_CLASS": "sync"}, ("sync", 1)),
         ({"WEB_WORKER_CLASS": "sync", "WEB_CONCURRENCY": "3"}, ("sync", 1)),
         ({"WEB_WORKER_CLASS": "gthread"}, ("gthread", 16)),
-        ({"WEB_HEAVY_SLOTS": "0", "WEB_THREADS": "8"}, ("gthread", 8)),
         (
             {"WEB_WORKER_CLASS": "gthread", "WEB_THREADS": "32", "WEB_CONCURRENCY": "3"},
             ("gthread", 32),
