@@ -51,6 +51,7 @@ from invoices.admin.forms import BillingRunStartForm, CreditNoteForm
 from invoices.documents.pdf import render_credit_note_pdf, render_invoice_pdf
 from invoices.documents.services import (
     credit_note_create,
+    credit_note_returns,
     credited_by_line,
     invoice_issue,
     invoice_rerate,
@@ -452,6 +453,9 @@ class InvoiceAdmin(
                     request, balance=preview.balance_before
                 )
                 if not is_confirmed(request) or moved:
+                    promo_part, paid_part = credit_note_returns(
+                        invoice=invoice, credit_total=amount
+                    )
                     return render_confirm_page(
                         request,
                         model_admin=self,
@@ -462,6 +466,8 @@ class InvoiceAdmin(
                             ("Invoice", invoice.number),
                             ("Customer", invoice.customer_name),
                             ("Credit note", format_cny(amount)),
+                            ("Returned as promotional credit", format_cny(promo_part)),
+                            ("Credited to the paid balance", format_cny(paid_part)),
                             ("Reason", data["reason"]),
                         ],
                         notes=[
