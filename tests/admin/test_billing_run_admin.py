@@ -295,9 +295,7 @@ def started_by_shown(client, run) -> tuple[str, str]:
     return on_page[0], in_list[0]
 
 
-def test_a_run_the_bill_command_started_shows_the_system_user(
-    client, manager, september_accounts
-):
+def test_a_run_the_bill_command_started_shows_the_system_user(client, manager, september_accounts):
     call_command("bill", "--period", "2026-09", "--inline", stdout=io.StringIO())
     run = BillingRun.objects.get()
     assert (run.status, run.created_by) == ("finished", None)

@@ -83,9 +83,7 @@ def test_index_page_shows_the_month(client, clerk, month, late_payer):
 
 
 def chart_captions(page) -> dict[str, str]:
-    return dict(
-        re.findall(r'<figcaption id="chart-(\w+)-caption">([^<]*)</figcaption>', page)
-    )
+    return dict(re.findall(r'<figcaption id="chart-(\w+)-caption">([^<]*)</figcaption>', page))
 
 
 def test_the_chinese_index_page_captions_its_charts_in_chinese(client, clerk, month, late_payer):
