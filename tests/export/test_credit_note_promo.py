@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from billingsite.clock import Period
+from invoices.exports.rollforward import prepayment_rollforward
 from tests.accounts.test_promo_credit_credit_notes import _credit, issued_invoice
 from tests.export.conftest import csv_rows, json_body
 
@@ -63,3 +65,15 @@ def test_csv_gives_each_notes_promotional_and_paid_parts_on_its_rows(accounting,
         )
         for row in rows
     ] == EXPECTED
+
+
+def test_the_paid_parts_sum_to_the_rollforwards_credit_notes(accounting, notes):
+    # Issued on 5 November: their paid parts are the month's `credit_note_credit` entries.
+    response = accounting.get(
+        CREDIT_NOTES, {"issue_date_from": "2026-11-01", "issue_date_to": "2026-11-30"}
+    )
+    results = json_body(response)["results"]
+    rollforward = prepayment_rollforward(period=Period(2026, 11))
+
+    assert sum(Decimal(r["paid_balance_returned"]) for r in results) == Decimal("900.00")
+    assert rollforward.total.credit_notes == Decimal("900.00")
