@@ -217,6 +217,8 @@ def test_the_slot_comes_back_when_the_view_raises(install):
     assert slots.taken() == 0
 
 
+# Closing a response sends request_finished, which looks at the database connections.
+@pytest.mark.django_db
 def test_a_streamed_response_holds_its_slot_until_the_server_closes_it(install):
     slots = install(count=1, wait=IMPATIENT)
     response = AdmissionMiddleware(lambda request: StreamingHttpResponse(iter([b"a", b"b"])))(
