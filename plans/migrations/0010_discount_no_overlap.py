@@ -38,6 +38,15 @@ CONSTRAINTS = [
 ]
 
 
+class BtreeGistKept(BtreeGistExtension):
+    """Created on PostgreSQL (a no-op elsewhere); reversing keeps it: Django's reverse would
+    query pg_extension on SQLite too, and the extension may serve other objects or have been
+    there before."""
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        return
+
+
 def install(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
@@ -60,7 +69,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # A no-op on SQLite (CreateExtension checks the vendor).
-        BtreeGistExtension(),
+        BtreeGistKept(),
         migrations.RunPython(install, remove),
     ]
