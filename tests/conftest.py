@@ -139,7 +139,7 @@ def pytest_addoption(parser):
         "--run-slow",
         action="store_true",
         default=False,
-        help="also run the tests marked slow (the fuzz tests' long exploration)",
+        help="also run the tests marked slow (long fuzz runs, the heavier end-to-end variants)",
     )
 
 
@@ -148,7 +148,7 @@ def pytest_collection_modifyitems(config, items):
     # replace a default "not slow" and silently start the long runs.
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="a long fuzz run: pytest --run-slow")
+    skip = pytest.mark.skip(reason="marked slow: pytest --run-slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

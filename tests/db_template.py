@@ -33,7 +33,8 @@ def template_name(test_db_name: str) -> str:
 
 
 @contextmanager
-def _locked(name: str):
+def locked(name: str):
+    """Held while the template is built or copied."""
     lock_path = Path(tempfile.gettempdir()) / f"{name}.lock"
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -56,7 +57,7 @@ def setup_worker_database(connection, *, run_id: str, verbosity: int):
     worker_db = connection.creation._get_test_db_name()
     template = template_name(worker_db)
     old_name = connection.settings_dict["NAME"]
-    with _locked(template) as lock:
+    with locked(template) as lock:
         if lock.read().strip() != run_id:
             connection.settings_dict["TEST"]["NAME"] = template
             try:
