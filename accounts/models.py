@@ -7,6 +7,7 @@ from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
 from accounts.transfer_reference import transfer_reference_new
+from billingsite.text import VisibleText
 
 MONEY = {
     "max_digits": 14,
@@ -21,23 +22,48 @@ class Customer(models.Model):
 
     # The developer console's id for this account; stable, used by the provisioning API.
     external_id = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[VisibleText(gettext_lazy("name"))])
     billing_email = models.EmailField()
     # Frozen onto every invoice and printed on its PDF: an address, not a document.
-    address = models.CharField(max_length=500, blank=True)
-    tax_id = models.CharField(max_length=64, blank=True)
-    contact_name = models.CharField(max_length=200, blank=True)
-    contact_phone = models.CharField(max_length=64, blank=True)
+    address = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[VisibleText(gettext_lazy("address"), multiline=True)],
+    )
+    tax_id = models.CharField(
+        max_length=64, blank=True, validators=[VisibleText(gettext_lazy("tax ID"))]
+    )
+    contact_name = models.CharField(
+        max_length=200, blank=True, validators=[VisibleText(gettext_lazy("contact name"))]
+    )
+    contact_phone = models.CharField(
+        max_length=64, blank=True, validators=[VisibleText(gettext_lazy("contact phone"))]
+    )
     # Defaults of the customer's fapiao requests (the buyer title is `name`, the tax id
     # `tax_id`, the registered address `address`); a special VAT fapiao needs all of them.
     fapiao_phone = models.CharField(
-        "registered phone (fapiao)", max_length=40, blank=True, default="", db_default=""
+        "registered phone (fapiao)",
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[VisibleText(gettext_lazy("registered phone"))],
     )
     fapiao_bank = models.CharField(
-        "bank (fapiao)", max_length=200, blank=True, default="", db_default=""
+        "bank (fapiao)",
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[VisibleText(gettext_lazy("bank"))],
     )
     fapiao_bank_account = models.CharField(
-        "bank account (fapiao)", max_length=64, blank=True, default="", db_default=""
+        "bank account (fapiao)",
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[VisibleText(gettext_lazy("bank account"))],
     )
     # Asia/Shanghai day the ledger balance went below zero; None while it is >= 0.
     # Derived from the ledger by the services, never typed in by hand.
@@ -140,7 +166,9 @@ class BillingContact(models.Model):
         Customer, on_delete=models.CASCADE, related_name="billing_contacts"
     )
     email = models.EmailField(max_length=254)
-    name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(
+        max_length=200, blank=True, validators=[VisibleText(gettext_lazy("contact name"))]
+    )
     # Invoices, credit notes and monthly statements.
     receives_invoices = models.BooleanField("invoices", default=True)
     # Low balance, arrears, suspension warning, suspension and reactivation.

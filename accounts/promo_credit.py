@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DecimalField, Q, Sum, Value
+from django.db.models import BooleanField, DecimalField, ExpressionWrapper, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
@@ -53,35 +53,73 @@ def promo_credit_held(*, customer: Customer | int) -> Decimal:
     return ledger_sum(LedgerEntry.objects.filter(PROMO, customer_id=customer_pk(customer)))
 
 
-def balance_split(*, customer: Customer | int) -> tuple[Decimal, Decimal]:
-    """(`paid_balance`, `promo_credit_held`) in one query."""
-    split = LedgerEntry.objects.filter(customer_id=customer_pk(customer)).aggregate(
-        paid=Sum("amount", filter=~PROMO), promo=Sum("amount", filter=PROMO)
-    )
-    return (split["paid"] or ZERO).quantize(CENT), (split["promo"] or ZERO).quantize(CENT)
+def _valid_at(now: dt.datetime) -> Q:
+    """A grant that may pay an invoice at `now`: granted by then, expiring on its billing day
+    or later."""
+    return Q(created_at__lte=now, expires_on__gte=billing_date(now))
 
 
-def _available(customer_ids: Iterable[int], *, now: dt.datetime) -> list[PromoGrantAvailable]:
-    rows = (
+_GRANT_COLUMNS = ("id", "customer_id", "expires_on", "amount", "drawn", "reason")
+
+
+def _grants(customer_ids: Iterable[int]) -> QuerySet[LedgerEntry]:
+    """The customers' grants with what their uses and lapses drew (`drawn`, <= 0), earliest
+    expiry first (then the oldest grant)."""
+    return (
         LedgerEntry.objects.filter(
-            any_of("customer_id", customer_ids),
-            kind=LedgerEntry.Kind.PROMO_GRANT,
-            created_at__lte=now,
-            expires_on__gte=billing_date(now),
+            any_of("customer_id", customer_ids), kind=LedgerEntry.Kind.PROMO_GRANT
         )
         .annotate(drawn=Coalesce(Sum("promo_draws__amount"), Value(ZERO), output_field=_MONEY))
         .order_by("expires_on", "id")
-        .values_list("id", "customer_id", "expires_on", "amount", "drawn", "reason")
     )
+
+
+def _grant_available(
+    grant_id: int,
+    customer_id: int,
+    expires_on: dt.date | None,
+    amount: Decimal,
+    drawn: Decimal,
+    reason: str,
+) -> PromoGrantAvailable | None:
+    """A valid grant's row as credit available, or None when nothing is left of it."""
+    remaining = (amount + drawn).quantize(CENT)
+    assert expires_on is not None, "grants have an expiry (database CHECK)"
+    if remaining <= 0:
+        return None
+    return PromoGrantAvailable(grant_id, customer_id, expires_on, remaining, reason)
+
+
+def _available(customer_ids: Iterable[int], *, now: dt.datetime) -> list[PromoGrantAvailable]:
+    rows = _grants(customer_ids).filter(_valid_at(now)).values_list(*_GRANT_COLUMNS)
+    return [grant for row in rows if (grant := _grant_available(*row)) is not None]
+
+
+@dataclass(frozen=True)
+class PromoCredit:
+    """A customer's promotional credit: held (`promo_credit_held`) and available at a moment
+    (`promo_credit_available`)."""
+
+    held: Decimal
+    available: list[PromoGrantAvailable]
+
+
+def promo_credit(*, customer: Customer | int, now: dt.datetime) -> PromoCredit:
+    """`promo_credit_held` and `promo_credit_available` in one query (the balance page's): every
+    grant of the customer with what was drawn on it. Held is the sum over all of them of
+    granted + drawn, which is the ledger sum of the promotional kinds because every use and
+    lapse draws on a grant of its customer (database CHECK `ledger_promo_draw_has_grant`; the
+    issue path and the lapse draw on the customer's own grants)."""
+    rows = _grants([customer_pk(customer)]).annotate(
+        valid=ExpressionWrapper(_valid_at(now), output_field=BooleanField())
+    )
+    held = ZERO
     available = []
-    for grant_id, customer_id, expires_on, amount, drawn, reason in rows:
-        remaining = (amount + drawn).quantize(CENT)
-        assert expires_on is not None, "grants have an expiry (database CHECK)"
-        if remaining > 0:
-            available.append(
-                PromoGrantAvailable(grant_id, customer_id, expires_on, remaining, reason)
-            )
-    return available
+    for *row, valid in rows.values_list(*_GRANT_COLUMNS, "valid"):
+        held += row[3] + row[4]
+        if valid and (grant := _grant_available(*row)) is not None:
+            available.append(grant)
+    return PromoCredit(held=held.quantize(CENT), available=available)
 
 
 def promo_credit_available(

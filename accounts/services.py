@@ -35,6 +35,7 @@ from accounts.selectors import ledger_balance
 from billingsite.clock import billing_date, start_of_day
 from billingsite.money import CURRENCY, CurrencyError, round_money
 from billingsite.refusals import Refusal
+from billingsite.text import invisible_character_message
 
 
 class LedgerError(Refusal):
@@ -618,6 +619,18 @@ def customer_create(
         limit = _max_length(Customer, field)
         if len(value or "") > limit:
             raise AccountError(f"{field} is longer than {limit} characters", field=field)
+    for value, field in (
+        (name, "name"),
+        (address, "address"),
+        (tax_id, "tax_id"),
+        (contact_name, "contact_name"),
+        (contact_phone, "contact_phone"),
+    ):
+        refusal = invisible_character_message(
+            value or "", label=field, multiline=field == "address"
+        )
+        if refusal is not None:
+            raise AccountError(refusal, field=field)
     if preferred_language not in Customer.Language.values:
         choices = ", ".join(Customer.Language.values)
         raise AccountError(

@@ -15,8 +15,8 @@ endpoint), or Python threads at nice 10 when wrk is missing.
     .venv/bin/python bench/http_load.py [--clients 8 32] [--seconds 30] [--reuse]
 
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/billing_5_bench_http;
-DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS / WEB_WORKER_CLASS for
-gunicorn.
+DROPPED and recreated unless --reuse), WEB_CONCURRENCY / WEB_THREADS / WEB_WORKER_CLASS /
+WEB_HEAVY_SLOTS / WEB_SWITCH_INTERVAL_MS for gunicorn.
 """
 
 from __future__ import annotations
@@ -788,13 +788,14 @@ def print_result(
     tool: str,
     workers: str,
     threads: str,
+    admission: str,
     load_before: float,
     server_cpu: float,
 ) -> None:
     total = sum(row["requests"] for row in result["endpoints"].values())
     print(
         f"\n{clients} clients ({tool}) for {result['wall']:.0f} s, gunicorn {workers} workers x "
-        f"{threads} threads; load average before {load_before:.1f}, after "
+        f"{threads} threads, {admission}; load average before {load_before:.1f}, after "
         f"{os.getloadavg()[0]:.1f}; gunicorn CPU {server_cpu * 1000 / max(total, 1):.1f} ms "
         "per request"
     )
@@ -917,7 +918,13 @@ def main() -> None:
                     break
             except requests.RequestException:
                 time.sleep(0.5)
-        from billingsite.ops.gunicorn import threads, workers
+        from billingsite.ops.gunicorn import (
+            heavy_slots,
+            light_slots,
+            switch_interval_ms,
+            threads,
+            workers,
+        )
 
         if tool == "python":
             # The generator shares the two cores with the server: it yields to it.
@@ -942,6 +949,9 @@ def main() -> None:
                     tool=tool if tool == "wrk" else "python threads, nice 10",
                     workers=str(workers),
                     threads=str(threads),
+                    admission=f"{heavy_slots} heavy slots, {light_slots or 'no'} light slots, switch interval {switch_interval_ms:g} ms"
+                    if heavy_slots
+                    else f"no admission control, switch interval {switch_interval_ms:g} ms",
                     load_before=load_before,
                     server_cpu=process_cpu_seconds(web.pid) - cpu_before,
                 )

@@ -72,6 +72,9 @@ MIDDLEWARE = [
     # far-future cache headers from the production server, no separate file server needed.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billingsite.middleware.RefuseNulCharactersMiddleware",
+    # Before anything costly: a heavy request waits here for a slot (under gunicorn only), a
+    # quote or usage push does not (billingsite/ops/admission.py).
+    "billingsite.ops.middleware.AdmissionMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -8,6 +8,8 @@ from django.utils.translation import gettext_lazy as _
 from djmoney.models.fields import MoneyField
 from simple_history.models import HistoricalRecords
 
+from billingsite.text import VisibleText
+
 # The money columns of invoices and credit notes (`invoices.documents.limits` reads the digits).
 MONEY_MAX_DIGITS = 14
 MONEY_DECIMAL_PLACES = 2
@@ -408,14 +410,29 @@ class FapiaoRequest(models.Model):
     )
     kind = models.CharField(_("fapiao type"), max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    buyer_title = models.CharField(_("buyer title"), max_length=200)
+    buyer_title = models.CharField(
+        _("buyer title"), max_length=200, validators=[VisibleText(_("buyer title"))]
+    )
     # Unified social credit code (18 characters, check character verified).
-    buyer_tax_id = models.CharField(_("tax ID"), max_length=18)
+    buyer_tax_id = models.CharField(
+        _("tax ID"), max_length=18, validators=[VisibleText(_("tax ID"))]
+    )
     # Required for the special type, optional for the ordinary one.
-    buyer_address = models.CharField(_("registered address"), max_length=300, blank=True)
-    buyer_phone = models.CharField(_("phone"), max_length=40, blank=True)
-    buyer_bank = models.CharField(_("bank"), max_length=200, blank=True)
-    buyer_account = models.CharField(_("bank account"), max_length=64, blank=True)
+    buyer_address = models.CharField(
+        _("registered address"),
+        max_length=300,
+        blank=True,
+        validators=[VisibleText(_("registered address"))],
+    )
+    buyer_phone = models.CharField(
+        _("phone"), max_length=40, blank=True, validators=[VisibleText(_("registered phone"))]
+    )
+    buyer_bank = models.CharField(
+        _("bank"), max_length=200, blank=True, validators=[VisibleText(_("bank"))]
+    )
+    buyer_account = models.CharField(
+        _("bank account"), max_length=64, blank=True, validators=[VisibleText(_("bank account"))]
+    )
     requested_at = models.DateTimeField()
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -428,7 +445,11 @@ class FapiaoRequest(models.Model):
         _("fapiao amount"), max_digits=14, decimal_places=2, null=True, blank=True
     )
     file = models.FileField(upload_to=fapiao_upload_path, blank=True, max_length=200)
-    rejection_reason = models.TextField(_("rejection reason"), blank=True)
+    rejection_reason = models.TextField(
+        _("rejection reason"),
+        blank=True,
+        validators=[VisibleText(_("rejection reason"), multiline=True)],
+    )
     handled_at = models.DateTimeField(null=True, blank=True)
     handled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from moneyed import Money
 
 from accounts.frozen_months import Change
@@ -761,6 +761,15 @@ def _discount_open(
         now=now,
         field="first_day",
     )
+    _discount_overlap_refuse(customer_id=customer_id, application=application, terms=terms)
+
+
+def _discount_overlap_refuse(
+    *, customer_id: int, application: Application | None, terms: DiscountTerms
+) -> None:
+    """Refuses a discount whose days overlap another discount of the same scope (the
+    customer's customer-wide ones, or the application's). The database holds the same rule
+    on PostgreSQL (plans migration 0010's exclusion constraints)."""
     scope = (
         {"application_ids": [application.pk]}
         if application is not None
@@ -818,17 +827,26 @@ def discount_add(
         else:
             customer_id = lock_customer(customer=_scope(customer).pk).pk
         _discount_open(customer_id=customer_id, application=application, terms=terms, now=now)
-        return Discount.objects.create(
-            customer_id=None if application is not None else customer_id,
-            application=application,
-            percent=terms.percent,
-            amount_off=None if terms.amount_off is None else Money(terms.amount_off, CURRENCY),  # type: ignore[misc]  # django-stubs: MoneyField as a DecimalField
-            first_day=terms.first_day,
-            last_day=terms.last_day,
-            reference=reference,
-            notes=notes,
-            created_by=created_by,
-        )
+        try:
+            with transaction.atomic():
+                return Discount.objects.create(
+                    customer_id=None if application is not None else customer_id,
+                    application=application,
+                    percent=terms.percent,
+                    amount_off=None
+                    if terms.amount_off is None
+                    else Money(terms.amount_off, CURRENCY),  # type: ignore[misc]  # django-stubs: MoneyField as a DecimalField
+                    first_day=terms.first_day,
+                    last_day=terms.last_day,
+                    reference=reference,
+                    notes=notes,
+                    created_by=created_by,
+                )
+        except IntegrityError:
+            # The database refused an overlap the check above did not see (a writer that
+            # bypassed the lock): the same refusal, naming the row it now sees.
+            _discount_overlap_refuse(customer_id=customer_id, application=application, terms=terms)
+            raise
 
 
 def _discount_end_refusal(

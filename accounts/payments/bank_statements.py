@@ -4,7 +4,7 @@ MT940 (the `mt-940` library). Pure parsing: files in, `StatementLine`s out, noth
 
 CSV: the columns are named by BILLING_BANK_CSV_COLUMNS (`field=Header` pairs): `date`,
 `transaction_id`, either `amount` (signed: negative is a debit) or `credit` and `debit` (two
-columns, one of them filled), `payer_name`, `payer_account`, `remark`, optionally `currency`.
+columns, one of them filled, without a sign: a negative one is refused), `payer_name`, `payer_account`, `remark`, optionally `currency`.
 Lines before the header row (banks print the account and the period there) are skipped, as
 are total rows after the data. UTF-8 (with or without BOM) or GB18030 (GBK, what Chinese
 banks' exports usually are).
@@ -36,6 +36,10 @@ CSV_FIELDS = {
     "remark",
     "currency",
 }
+# The :61: debit/credit marks: a reversal of a debit (RD) brings money back in, a reversal of
+# a credit (RC) takes it out.
+MT940_CREDIT_MARKS = frozenset({"C", "RD"})
+MT940_DEBIT_MARKS = frozenset({"D", "RC"})
 # Files larger than this are not statements of one account (the admin refuses them).
 MAX_STATEMENT_BYTES = 10 * 1024 * 1024
 
@@ -103,15 +107,33 @@ def _text(data: bytes) -> str:
 
 
 def _amount(raw: str) -> Decimal | None:
-    text = (raw or "").strip().replace(",", "").replace("¥", "").replace("￥", "")
+    """A cell's amount as the bank wrote it (grouping commas in their places, a yuan sign, a
+    leading + or -), None for an empty cell."""
+    text = (raw or "").strip().replace("¥", "").replace("￥", "").strip()
     if not text or text in {"-", "--"}:
         return None
+    unsigned = text.removeprefix("+")
     try:
-        value = parse_amount(text.removeprefix("+"))
+        if unsigned != text and unsigned[:1] in {"+", "-"}:
+            raise ValueError("two signs")
+        # Commas are checked, not dropped: "12,34" is a decimal comma, not 1,234.
+        value = parse_amount(unsigned)
     except ValueError as error:  # also exponents, NaN, other digits, 1e12 and above
         raise StatementError(f"{raw[:40]!r} is not an amount") from error
     if round_money(value) != value:
         raise StatementError(f"{raw!r} is not an amount in yuan and fen")
+    return value
+
+
+def _unsigned(raw: str, *, column: str) -> Decimal | None:
+    """A credit or debit column's amount: the column says the direction, so a negative one is
+    refused (read as it stands it would move money the other way: a debit deposited)."""
+    value = _amount(raw)
+    if value is not None and value < 0:
+        raise StatementError(
+            f"the {column} column holds a negative amount ({raw[:40]!r}); credit and debit "
+            "amounts are written without a sign"
+        )
     return value
 
 
@@ -191,7 +213,8 @@ def parse_csv(
             if "amount" in index:
                 signed = _amount(cell("amount"))
             else:
-                credit, debit = _amount(cell("credit")), _amount(cell("debit"))
+                credit = _unsigned(cell("credit"), column=columns["credit"])
+                debit = _unsigned(cell("debit"), column=columns["debit"])
                 if credit and debit:
                     raise StatementError("both credit and debit are filled")
                 signed = credit if credit else (-debit if debit else None)
@@ -238,7 +261,7 @@ def parse_mt940(data: bytes) -> ParsedStatement:
     if not account:
         raise StatementError("the MT940 file names no account (:25:)")
     lines = []
-    for transaction in transactions:
+    for position, transaction in enumerate(transactions, start=1):
         data_ = transaction.data
         amount = data_.get("amount")
         if amount is None or data_.get("date") is None:
@@ -246,9 +269,19 @@ def parse_mt940(data: bytes) -> ParsedStatement:
         currency = str(getattr(amount, "currency", "") or data_.get("currency") or CURRENCY)
         if currency.upper() not in {CURRENCY, "RMB"}:
             raise StatementError("only CNY statements can be read")
-        value = Decimal(amount.amount)
-        if not value.is_finite() or abs(value) >= AMOUNT_LIMIT or round_money(value) != value:
+        value = abs(Decimal(amount.amount))
+        if not value.is_finite() or value >= AMOUNT_LIMIT or round_money(value) != value:
             raise StatementError(f"{str(amount.amount)[:40]!r} is not an amount in yuan and fen")
+        # The direction is the :61: mark, read here: the library signs only an upper-case D
+        # by default, so a reversal of a credit (RC, money going out) or a lower-case d would
+        # have come back as a credit, i.e. a deposit.
+        mark = str(data_.get("status") or "").upper()
+        if mark not in MT940_CREDIT_MARKS | MT940_DEBIT_MARKS:
+            raise StatementError(
+                f"transaction {position}: {mark[:4]!r} is not a debit/credit mark (C, D, RC, RD)"
+            )
+        if not value:
+            raise StatementError(f"transaction {position}: no amount")
         raw_details = " ".join(
             str(data_.get(key) or "") for key in ("transaction_details", "extra_details")
         )
@@ -263,8 +296,7 @@ def parse_mt940(data: bytes) -> ParsedStatement:
             StatementLine(
                 booked_on=dt.date(booked.year, booked.month, booked.day),
                 amount=abs(value),
-                # The library signs the amount by the mark (C, D, RC, RD).
-                credit=value > 0,
+                credit=mark in MT940_CREDIT_MARKS,
                 transaction_id=reference[:100],
                 payer_name=(tags.get("NAME") or tags.get("ORDP") or "")[:200],
                 payer_account=(tags.get("ACCT") or tags.get("IBAN") or "").replace(" ", "")[:64],

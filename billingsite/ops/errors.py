@@ -6,7 +6,7 @@ The JSON bodies are the API's one error shape (`billingsite.api_errors.refusal_r
 
 from __future__ import annotations
 
-from django.http import HttpResponseBadRequest, HttpResponseServerError
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseServerError
 from django.shortcuts import render
 from django.template import loader
 
@@ -44,3 +44,17 @@ def bad_request(request, exception=None):
         return refusal_response(400, "bad_request", "Bad request.")
     # Often a bad Host header: rendered without the request, like the 500 page.
     return HttpResponseBadRequest(loader.get_template("400.html").render())
+
+
+def service_busy(request, *, retry_after: int):
+    """Every slot for heavy requests stayed taken (`billingsite.ops.middleware
+    .AdmissionMiddleware`): try again shortly. Static like the 500 page: nothing of the request
+    has run, and the page must cost nothing on a busy host."""
+    if _is_api(request):
+        response = refusal_response(
+            503, "server_busy", "The server is busy; try again in a few seconds."
+        )
+    else:
+        response = HttpResponse(loader.get_template("503.html").render(), status=503)
+    response["Retry-After"] = str(retry_after)
+    return response

@@ -12,11 +12,14 @@ Every setting can be changed from the environment (the same names gunicorn docum
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
+
+from billingsite.ops import admission
 
 # Must be set before prometheus_client is imported anywhere, in this master process or in the
 # workers forked from it: their counters then go to files /metrics adds up.
@@ -31,24 +34,37 @@ _metrics_dir = os.environ.setdefault(
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-# Sync workers, 2 x cores + 1 (5 on two cores), by default; threaded workers (gthread, one
-# process per core with 16 threads) with WEB_WORKER_CLASS=gthread. Measured side by side on
-# the same idle 2-core machine and the same code (bench/README.md, "Worker models on an idle
-# machine"): at 8 clients both meet the targets, sync with the lower page tails (p95 62-69 ms
-# against 73-97 ms); at 32 clients sync keeps every endpoint together (p95 ~175-206 ms, the
-# quote's too: one accept queue) where gthread lets the 2 ms quote through sooner (p95 159 ms)
-# but stretches the pages (p95 322-426 ms: the GIL is shared by 16 threads of a process).
-# Pages are what customers wait on, so sync is the default. Processes x threads = concurrent
-# requests = database connections per host (docs/deploying.md sizes `max_connections`); a sync
-# worker is also killed when a request runs past WEB_TIMEOUT, a gthread worker only when its
-# whole process stops answering.
-worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
+# Threaded workers (gthread: one process per core, 16 threads) with admission control by
+# default (billingsite/ops/admission.py): the heavy requests (pages, admin, estimate, exports)
+# share two slots per core across the processes (a page also waits for the database, whose
+# CPU is on the same cores: one slot per core left them idle), the light machine-facing calls
+# (quote, usage push, health checks) one slot per core of their own, and a worker's threads
+# give up the GIL every millisecond (Python's default is 5 ms). Measured one after the other
+# on the shared 2-core machine (bench/README.md, "Admission control"): against 5 sync workers
+# (one accept queue: the 2 ms quote waits as long as a page) the quote's and the usage push's
+# p95 fell 3-4 fold and the pages' a little; against plain gthread 2 x 16 the quote's and the
+# usage push's fell by a third to a half for pages 10-20 % slower. WEB_WORKER_CLASS=sync gives back 2 x cores + 1 sync workers
+# without slots. Processes x threads = concurrent requests = database connections per host
+# (docs/deploying.md sizes `max_connections`); a sync worker is also killed when a request
+# runs past WEB_TIMEOUT, a gthread worker only when its whole process stops answering.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 _cpus = os.cpu_count() or 1
-workers = int(
-    os.environ.get("WEB_CONCURRENCY", str(2 * _cpus + 1 if worker_class == "sync" else _cpus))
-)
-threads = int(os.environ.get("WEB_THREADS", "1" if worker_class == "sync" else "16"))
+_threaded = worker_class == "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", str(_cpus if _threaded else 2 * _cpus + 1)))
+threads = int(os.environ.get("WEB_THREADS", "16" if _threaded else "1"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+# Heavy requests running at once across all the workers; 0 turns admission control off. Only
+# threaded workers hold the waiting requests apart from the light ones: a sync worker waiting
+# for a slot is one worker fewer for the quotes.
+heavy_slots = int(os.environ.get("WEB_HEAVY_SLOTS", str(2 * _cpus) if _threaded else "0"))
+# Light requests running at once (0: no cap). They wait only for each other; uncapped, a flood
+# of quotes took the cores from the pages (a page shares its process's GIL with every quote in
+# flight: pages p95 6-14 s and 503s in the measurement).
+light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", str(_cpus) if heavy_slots else "0"))
+# Seconds a request waits for a slot before its 503 (below WEB_TIMEOUT and the proxy's).
+heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
+# How long a quote's thread may wait for a page's thread of the same process to give up the GIL.
+switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if heavy_slots else "5"))
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak never becomes an outage.
@@ -99,7 +115,18 @@ def on_starting(server):
     # Counters of a previous run of this master would be added to the new ones.
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+    # Here, in the master before the first fork, so that every worker shares the same slots.
+    if admission.slots_install(heavy_slots, light=light_slots, wait_seconds=heavy_wait):
+        server.log.info("admission control: %d slots for heavy requests", heavy_slots)
+
+
+def post_fork(server, worker):
+    sys.setswitchinterval(switch_interval_ms / 1000)
 
 
 def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
+    # A worker killed mid-request (WEB_TIMEOUT, out of memory) never released its slots.
+    for slots in (admission.installed_slots(), admission.installed_light_slots()):
+        if slots is not None and (reclaimed := slots.reclaim(worker.pid)):
+            server.log.warning("worker %s died holding %d slots: given back", worker.pid, reclaimed)

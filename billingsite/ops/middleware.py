@@ -7,8 +7,10 @@ import re
 import time
 import uuid
 
+from django.urls import Resolver404, resolve
+
 from billingsite.api import request_group_names
-from billingsite.ops import metrics
+from billingsite.ops import admission, errors, metrics
 from billingsite.ops.context import bind_log_context, clear_log_context
 
 logger = logging.getLogger("billingsite.request")
@@ -95,3 +97,48 @@ class RequestObservabilityMiddleware:
                 "duration_ms": round(duration * 1000, 1),
             },
         )
+
+
+class AdmissionMiddleware:
+    """Heavy requests take one of the web process's shared slots (`billingsite.ops.admission`)
+    before anything else runs for them; a light one (`LIGHT_ROUTES`) goes straight through. A
+    request that waits longer than `WEB_HEAVY_WAIT` gets a 503 with Retry-After (the API's JSON
+    shape, the branded page for people) instead of hanging. Off (no slots) outside gunicorn."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        slots = admission.installed_slots()
+        if slots is None:
+            return self.get_response(request)
+        if _is_light(request):
+            slots = admission.installed_light_slots()
+            if slots is None:
+                return self.get_response(request)
+        try:
+            release = slots.acquire()
+        except admission.SlotsBusy:
+            return errors.service_busy(request, retry_after=max(1, round(slots.wait_seconds)))
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            release()
+            raise
+        if response.streaming:
+            # Its body is generated while the server sends it: the slot is given back when the
+            # server closes the response (also when the client went away).
+            response._resource_closers.append(release)
+        else:
+            release()
+        return response
+
+
+def _is_light(request) -> bool:
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return True
+    # The request log names the route of a refused request too (Django sets it again later).
+    request.resolver_match = match
+    return match.view_name in admission.LIGHT_ROUTES

@@ -42,6 +42,7 @@ from billingsite.admin import (
     service_errors,
 )
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
+from billingsite.audit import recorded_by
 from billingsite.clock import Period, billing_date
 from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
@@ -51,6 +52,7 @@ from invoices.admin.forms import BillingRunStartForm, CreditNoteForm
 from invoices.documents.pdf import render_credit_note_pdf, render_invoice_pdf
 from invoices.documents.services import (
     credit_note_create,
+    credit_note_returns,
     credited_by_line,
     invoice_issue,
     invoice_rerate,
@@ -452,6 +454,9 @@ class InvoiceAdmin(
                     request, balance=preview.balance_before
                 )
                 if not is_confirmed(request) or moved:
+                    promo_part, paid_part = credit_note_returns(
+                        invoice=invoice, credit_total=amount
+                    )
                     return render_confirm_page(
                         request,
                         model_admin=self,
@@ -462,6 +467,8 @@ class InvoiceAdmin(
                             ("Invoice", invoice.number),
                             ("Customer", invoice.customer_name),
                             ("Credit note", format_cny(amount)),
+                            ("Returned as promotional credit", format_cny(promo_part)),
+                            ("Credited to the paid balance", format_cny(paid_part)),
                             ("Reason", data["reason"]),
                         ],
                         notes=[
@@ -743,7 +750,7 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
         "accounts_failed",
         "started_at",
         "finished_at",
-        "created_by",
+        "started_by",
     ]
     list_filter = ["status"]
     list_select_related = ["created_by"]
@@ -762,6 +769,12 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     @admin.display(description="Run", ordering="period")
     def run_label(self, run):
         return f"{run.period:%Y-%m} #{run.pk}"
+
+    # Beat and `manage.py bill` start runs with no user: they read as the system user, as the
+    # ledger's rows written by a service do, rather than the list's empty "-".
+    @admin.display(description="Created by", ordering="created_by__username")
+    def started_by(self, run):
+        return recorded_by(run.created_by)
 
     @admin.display(description="Accounts done")
     def progress(self, run):
@@ -802,6 +815,7 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             stalled = billing_run_is_stalled(run=obj, now=timezone.now())
             context.update(
                 run=obj,
+                started_by=recorded_by(obj.created_by),
                 run_errors=errors.order_by("resolved_at", "-occurred_at"),
                 unresolved_errors=errors.filter(resolved_at__isnull=True).count(),
                 can_retry=may_change,

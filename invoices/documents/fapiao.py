@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import FileResponse, Http404
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from stdnum.cn import uscc
 
 from accounts.events.records import record_customer_event
@@ -34,6 +35,7 @@ from accounts.models import Customer, CustomerEvent
 from billingsite.clock import Period
 from billingsite.money import as_decimal, round_money
 from billingsite.refusals import Refusal
+from billingsite.text import invisible_character_message
 from invoices.models import CreditNote, FapiaoRequest, Invoice
 from plans.rating.tax import vat_split
 from plans.selectors import vat_terms_for_period
@@ -55,6 +57,15 @@ FIELD_LIMITS = {
     "buyer_account": 64,
 }
 SPECIAL_FIELDS = ("buyer_address", "buyer_phone", "buyer_bank", "buyer_account")
+# How a refusal names each field (as the model fields' validators do).
+FIELD_LABELS = {
+    "buyer_title": gettext_lazy("buyer title"),
+    "buyer_tax_id": gettext_lazy("tax ID"),
+    "buyer_address": gettext_lazy("registered address"),
+    "buyer_phone": gettext_lazy("registered phone"),
+    "buyer_bank": gettext_lazy("bank"),
+    "buyer_account": gettext_lazy("bank account"),
+}
 
 
 class FapiaoError(Refusal):
@@ -107,6 +118,10 @@ def buyer_details_clean(details: BuyerDetails) -> BuyerDetails:
     for the special VAT fapiao the registered address, phone, bank and account."""
     if details.kind not in FapiaoRequest.Kind.values:
         raise FapiaoError(_("Choose the type of fapiao."), field="kind")
+    for name, label in FIELD_LABELS.items():
+        refusal = invisible_character_message(getattr(details, name) or "", label=label)
+        if refusal is not None:
+            raise FapiaoError(refusal, field=name)
     cleaned = {
         name: (getattr(details, name) or "").strip()
         for name in ("buyer_title", *FIELD_LIMITS.keys() - {"buyer_title"})
@@ -277,6 +292,11 @@ def fapiao_reject(
     reason = (reason or "").strip()
     if not reason:
         raise FapiaoError(_("Say why the request is rejected."), field="rejection_reason")
+    refusal = invisible_character_message(
+        reason, label=gettext_lazy("rejection reason"), multiline=True
+    )
+    if refusal is not None:
+        raise FapiaoError(refusal, field="rejection_reason")
     with transaction.atomic():
         current = FapiaoRequest.objects.select_for_update().get(pk=request.pk)
         if current.status != FapiaoRequest.Status.PENDING:

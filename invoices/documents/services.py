@@ -627,6 +627,20 @@ def _credit_note_promo_restore(
     )
 
 
+def credit_note_returns(*, invoice: Invoice, credit_total: Decimal) -> tuple[Decimal, Decimal]:
+    """(promotional credit returned, paid balance returned) by a credit note of `credit_total`
+    on `invoice` after its notes so far: `credit_note_promo_split` on the invoice's figures.
+    `credit_note_create` writes it; the admin's confirmation page shows it before."""
+    return credit_note_promo_split(
+        invoice_total=as_decimal(invoice.total),
+        promo_credit_applied=invoice.promo_credit_used,
+        already_given_back_promo=(
+            invoice.credit_notes.aggregate(total=Sum("promo_credit_returned"))["total"] or ZERO
+        ),
+        credit_total=credit_total,
+    )
+
+
 def credit_note_create(
     *,
     invoice: Invoice,
@@ -711,14 +725,7 @@ def credit_note_create(
             lines=lines, credited=credited, amounts=amounts, invoice=current
         )
         vat_total = None if vat_by_line is None else sum(vat_by_line.values(), ZERO)
-        promo_part, paid_part = credit_note_promo_split(
-            invoice_total=as_decimal(current.total),
-            promo_credit_applied=current.promo_credit_used,
-            already_given_back_promo=(
-                current.credit_notes.aggregate(total=Sum("promo_credit_returned"))["total"] or ZERO
-            ),
-            credit_total=total,
-        )
+        promo_part, paid_part = credit_note_returns(invoice=current, credit_total=total)
         note = CreditNote.objects.create(
             invoice=current,
             customer=customer,

@@ -83,6 +83,7 @@ from django.db.models import (
     Case,
     Count,
     DecimalField,
+    ExpressionWrapper,
     F,
     Max,
     OuterRef,
@@ -124,10 +125,32 @@ def export_invoices() -> QuerySet[Invoice]:
     )
 
 
+def _paid_balance_returned(prefix: str = "") -> ExpressionWrapper:
+    """What a credit note credited to the paid balance: its total less the promotional credit
+    it gave back (`CreditNote.promo_credit_returned`, split by
+    `accounts.promo_credit.credit_note_promo_split` when the note was made)."""
+    return ExpressionWrapper(
+        F(f"{prefix}total") - F(f"{prefix}promo_credit_returned"), output_field=_MONEY
+    )
+
+
 def export_credit_notes() -> QuerySet[CreditNote]:
-    """Credit notes (all issued) against issued invoices."""
-    return CreditNote.objects.filter(invoice__status__in=Invoice.ISSUED_STATES).select_related(
-        "invoice", "customer"
+    """Credit notes (all issued) against issued invoices, with the part each credited to the
+    paid balance."""
+    return (
+        CreditNote.objects.filter(invoice__status__in=Invoice.ISSUED_STATES)
+        .select_related("invoice", "customer")
+        .annotate(paid_balance_returned=_paid_balance_returned())
+    )
+
+
+def export_credit_note_lines(credit_notes: QuerySet[CreditNote]) -> QuerySet[CreditNoteLine]:
+    """The lines of `credit_notes` in document order (the CSV's rows), each with its note's
+    paid part under the CSV's source name."""
+    return (
+        CreditNoteLine.objects.filter(credit_note__in=credit_notes.values("pk"))
+        .annotate(credit_note_paid_balance_returned=_paid_balance_returned("credit_note__"))
+        .order_by("credit_note_id", "id")
     )
 
 

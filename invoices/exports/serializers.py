@@ -377,6 +377,15 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
     total = AmountField(help_text="Gross given back: net_total + vat_total.")
     net_total = VatAmountField()
     vat_total = VatAmountField()
+    promo_credit_returned = AmountField(
+        help_text="The part of `total` given back as promotional credit (a `promo_grant` "
+        "ledger entry), first, up to what promotional credit paid of the invoice; 0.00 when "
+        "none. The journal posts it 2200 / 6610 Promotion expense."
+    )
+    paid_balance_returned = AmountField(
+        help_text="The rest of `total`, credited to the paid balance (the `credit_note_credit` "
+        "ledger entry, the roll-forward's `credit_notes`): promo_credit_returned + this = total."
+    )
     lines = CreditNoteLineExportSerializer(many=True, read_only=True)
 
     csv_names: ClassVar[dict[str, str]] = {
@@ -385,9 +394,22 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
         "total": "credit_note_total",
         "net_total": "credit_note_net_total",
         "vat_total": "credit_note_vat_total",
+        "promo_credit_returned": "credit_note_promo_credit_returned",
+        "paid_balance_returned": "credit_note_paid_balance_returned",
+    }
+    # The CSV reads lines; the paid part is annotated on them under this name
+    # (`export_credit_note_lines`), as it is on the notes for the JSON (`export_credit_notes`).
+    csv_sources: ClassVar[dict[str, str]] = {
+        "paid_balance_returned": "credit_note_paid_balance_returned"
     }
     # Added by issue 17 (VAT): last in the CSV, after the line's columns.
-    csv_after_lines: ClassVar[tuple[str, ...]] = ("net_total", "vat_total")
+    # Added for promotional credit: after those.
+    csv_after_lines: ClassVar[tuple[str, ...]] = (
+        "net_total",
+        "vat_total",
+        "promo_credit_returned",
+        "paid_balance_returned",
+    )
 
     class Meta:
         model = CreditNote
@@ -407,6 +429,8 @@ class CreditNoteExportSerializer(serializers.ModelSerializer):
             "total",
             "net_total",
             "vat_total",
+            "promo_credit_returned",
+            "paid_balance_returned",
             "lines",
         ]
         read_only_fields = fields

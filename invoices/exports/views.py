@@ -63,6 +63,7 @@ from invoices.exports.reports import (
     JournalBasis,
     JournalRow,
     RevenueSummary,
+    export_credit_note_lines,
     export_credit_notes,
     export_customers,
     export_invoices,
@@ -100,7 +101,7 @@ from invoices.exports.serializers import (
     rollforward_csv_rows,
     rollforward_example_csv_rows,
 )
-from invoices.models import CreditNote, CreditNoteLine, InvoiceLine
+from invoices.models import CreditNote, InvoiceLine
 
 TAG = "accounting"
 
@@ -409,6 +410,8 @@ CREDIT_NOTE_EXAMPLE = {
     "total": "1200.00",
     "net_total": "1132.07",
     "vat_total": "67.93",
+    "promo_credit_returned": "500.00",
+    "paid_balance_returned": "700.00",
     "lines": [
         {
             "id": 5,
@@ -532,9 +535,7 @@ class CreditNoteExportView(AccountingListView):
         return documents.prefetch_related("lines__invoice_line")
 
     def csv_queryset(self, documents):
-        return CreditNoteLine.objects.filter(credit_note__in=documents.values("pk")).order_by(
-            "credit_note_id", "id"
-        )
+        return export_credit_note_lines(documents)
 
 
 @list_schema(

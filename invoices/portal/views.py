@@ -31,7 +31,7 @@ from accounts.arrears import ARREARS_GRACE_DAYS, suspension_date
 from accounts.low_balance import LowBalanceSettingError, customer_runway, low_balance_alert_set
 from accounts.models import Customer
 from accounts.payments.how_to_pay import how_to_pay
-from accounts.promo_credit import balance_split, promo_credit_available
+from accounts.promo_credit import promo_credit
 from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledger_statement
 from billingsite.clock import Period, billing_date
 from billingsite.login_forms import BoundedAuthenticationForm
@@ -353,6 +353,7 @@ def _balance_page(request, customer, *, status=200, **extra):
         .values_list("number", flat=True)
     )
     balance_now = financials.balance if financials else ledger_balance(customer=customer)
+    promo = promo_credit(customer=customer, now=timezone.now())
     runway, threshold = customer_runway(customer=customer, balance=balance_now)
     top_up = None
     if financials and financials.recommended_balance > balance_now:
@@ -363,10 +364,10 @@ def _balance_page(request, customer, *, status=200, **extra):
         "portal/balance.html",
         {
             "balance": balance_now,
-            **dict(
-                zip(("paid_balance", "promo_held"), balance_split(customer=customer), strict=True)
-            ),
-            "promo_grants": promo_credit_available(customer=customer, now=timezone.now()),
+            # The balance is paid balance + promotional credit held (accounts.promo_credit).
+            "paid_balance": balance_now - promo.held,
+            "promo_held": promo.held,
+            "promo_grants": promo.available,
             "financials": financials,
             "estimate_error": estimate_error,
             "top_up": top_up,

@@ -230,14 +230,72 @@ def test_mt940_is_read_with_payer_remark_and_bank_reference():
         ("交易日期,贷方金额,借方金额\n2026-11-02,1.234,\n".encode(), "csv", "yuan and fen"),
         ("交易日期,贷方金额,借方金额\n2026-11-02,,\n".encode(), "csv", "no amount"),
         ("交易日期,贷方金额,借方金额\n".encode(), "csv", "no transactions"),
+        # A sign in a direction column would reverse the direction: refused, row-numbered.
+        (
+            "交易日期,贷方金额,借方金额\n2026-11-02,100.00,\n2026-11-03,-100.00,\n".encode(),
+            "csv",
+            r"^row 3: the 贷方金额 column holds a negative amount \('-100.00'\)",
+        ),
+        (
+            "交易日期,贷方金额,借方金额\n2026-11-02,,-50.00\n".encode(),
+            "csv",
+            r"^row 2: the 借方金额 column holds a negative amount",
+        ),
+        ('交易日期,贷方金额,借方金额\n2026-11-02,"-5,000.00",\n'.encode(), "csv", "negative"),
+        ("交易日期,贷方金额,借方金额\n2026-11-02,+-5.00,\n".encode(), "csv", "not an amount"),
+        # A decimal comma is not a grouping comma: "12,34" is refused, not read as 1,234.
+        ('交易日期,贷方金额,借方金额\n2026-11-02,"12,34",\n'.encode(), "csv", "not an amount"),
+        (b"Date,Amount\n2026-11-02,+-5.00\n", "signed", "row 2: '\\+-5.00' is not an amount"),
         (b"hello", "mt940", "not an MT940"),
         (b":20:X\n:61:garbage\n", "mt940", None),
     ],
 )
 def test_unreadable_files_raise_statement_error(data, format, message):
-    reader = parse_csv if format == "csv" else parse_mt940
+    signed = csv_columns("date=Date,amount=Amount")
+    reader = {
+        "csv": parse_csv,
+        "signed": lambda data: parse_csv(data, columns=signed),
+        "mt940": parse_mt940,
+    }[format]
     with pytest.raises(StatementError, match=message):
         reader(data)
+
+
+def test_a_zero_in_the_other_direction_column_is_no_amount_there():
+    statement = parse_csv(
+        "交易日期,贷方金额,借方金额\n2026-11-02,0.00,120.00\n2026-11-03,+80.00,0\n".encode()
+    )
+    assert [(line.credit, line.amount) for line in statement.lines] == [
+        (False, Decimal("120.00")),
+        (True, Decimal("80.00")),
+    ]
+
+
+MT940_MARKS = """:20:STMT20261110
+:25:1001200230034004
+:28C:00311/001
+:60F:C261109CNY160700,00
+:61:2611100110{mark}4000,00NTRFNONREF//MT1
+:86:/NAME/SHANGHAI WANTAN TECHNOLOGY CO LTD/REMI/TOP UP IMWANTAN9X
+:62F:C261110CNY165850,00
+-
+"""
+
+
+@pytest.mark.parametrize(
+    "mark, credit",
+    [("C", True), ("D", False), ("RD", True), ("RC", False), ("c", True), ("d", False)],
+)
+def test_mt940_direction_is_its_mark_a_reversed_credit_is_money_out(mark, credit):
+    """The mt940 library negates only an upper-case D unless told otherwise: a reversal of a
+    credit (RC) or a lower-case d came back positive, i.e. as a deposit."""
+    [line] = parse_mt940(MT940_MARKS.format(mark=mark).encode()).lines
+    assert (line.credit, line.amount) == (credit, Decimal("4000.00"))
+
+
+def test_mt940_zero_amount_is_refused():
+    with pytest.raises(StatementError, match="^transaction 1: no amount$"):
+        parse_mt940(MT940_MARKS.format(mark="C").replace("C4000,00", "C0,00").encode())
 
 
 # --- reconciling ---------------------------------------------------------------------------

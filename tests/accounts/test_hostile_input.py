@@ -16,7 +16,9 @@ from accounts.models import Application, Customer, DailyUsage
 from accounts.services import AccountError, LedgerError, customer_create, ledger_record
 from accounts.usage import UsageValidationError, usage_ingest
 from billingsite.parsers import MAX_JSON_DEPTH, json_loads_bounded
+from billingsite.text import invisible_character_message
 from tests.factories import ApplicationFactory, CustomerFactory
+from tests.portal.test_hostile_input import INVISIBLE_TEXT, diagonal
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -286,3 +288,54 @@ def test_the_admin_customer_form_caps_the_address(app, client):
     assert "address" in response.context["adminform"].form.errors
     customer.refresh_from_db()
     assert customer.address != "x" * 501
+
+
+# --- invisible characters --------------------------------------------------------------------
+
+
+def test_invisible_characters_in_a_new_customer_are_a_400_naming_the_field(app, client_for):
+    """The table's diagonal over the API's text fields (the address, a text box in the admin,
+    keeps tab and line feed)."""
+    fields = ["name", "tax_id", "contact_name", "contact_phone", "address"]
+    values = [*INVISIBLE_TEXT[:-2], "1 Century Ave\ufeff"]
+    for field, value in diagonal(fields, values):
+        body = {"external_id": "console-2", "name": "Ltd", "billing_email": "a@example.com"}
+        response = client_for(roles.CONSOLE).post(
+            "/api/v1/customers/", {**body, field: value}, format="json"
+        )
+        assert response.status_code == 400, (field, value)
+        assert (response.json()["field"], response.json()["message"]) == (
+            field,
+            invisible_character_message(value, label=field),
+        )
+    assert Customer.objects.count() == 1
+
+
+def test_a_lone_surrogate_from_a_json_escape_is_refused(app, client_for):
+    body = '{"external_id": "console-2", "name": "Ltd\\ud800", "billing_email": "a@example.com"}'
+    response = client_for(roles.CONSOLE).post(
+        "/api/v1/customers/", body, content_type="application/json"
+    )
+    # DRF's CharField refuses it before the service sees it (ours would too: category Cs).
+    assert response.status_code == 400
+    assert response.json()["errors"]["name"] == ["Surrogate characters are not allowed: U+D800."]
+    assert Customer.objects.count() == 1
+
+
+def test_the_customer_service_keeps_an_address_of_several_lines():
+    customer = customer_create(
+        external_id="c-3",
+        name="上海万坦科技有限公司",
+        billing_email="a@example.com",
+        address="1 Century Ave\nPudong",
+        now=NOW,
+    )
+    assert customer.address == "1 Century Ave\nPudong"
+    with pytest.raises(AccountError, match=r"^The contact_name contains an invisible"):
+        customer_create(
+            external_id="c-4",
+            name="Ltd",
+            billing_email="a@example.com",
+            contact_name="Zhang\u200bSan",
+            now=NOW,
+        )

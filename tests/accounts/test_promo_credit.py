@@ -13,8 +13,10 @@ from moneyed import Money
 
 from accounts.models import Customer, CustomerEvent, LedgerEntry
 from accounts.promo_credit import (
+    PromoCredit,
     PromoGrantAvailable,
     paid_balance,
+    promo_credit,
     promo_credit_available,
     promo_credit_consumption,
     promo_credit_held,
@@ -365,6 +367,11 @@ def test_balance_invariants_hold_for_any_history(steps):
                 )
                 assert left >= 0
             assert all(g.remaining > 0 for g in promo_credit_available(customer=customer, now=now))
+            # The balance page's one read says the same as the two it replaces.
+            assert promo_credit(customer=customer, now=now) == PromoCredit(
+                held=promo_credit_held(customer=customer),
+                available=promo_credit_available(customer=customer, now=now),
+            )
             customer.refresh_from_db()
             assert (customer.arrears_since is not None) is (total < 0)
         transaction.set_rollback(True)

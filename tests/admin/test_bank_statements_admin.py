@@ -64,6 +64,25 @@ def test_a_bad_file_is_a_form_error_and_stores_nothing(client, clerk, name, cont
     assert not BankStatementLine.objects.exists()
 
 
+def test_a_negative_credit_is_a_row_numbered_form_error_and_stores_nothing(client, clerk):
+    wantan = CustomerFactory(transfer_reference="IMWANTAN9X")
+    as_user(client, clerk)
+    content = (
+        "交易日期,交易流水号,借方金额,贷方金额,摘要\n"
+        "2026-11-02,T1,,5000.00,IMWANTAN9X\n"
+        "2026-11-03,T2,-300.00,,IMWANTAN9X\n"
+    ).encode()
+    response = upload(client, "cmb.csv", content)
+    assert response.status_code == 200
+    assert form_errors(response)["file"] == [
+        "This file cannot be read: row 3: the 借方金额 column holds a negative amount "
+        "('-300.00'); credit and debit amounts are written without a sign"
+    ]
+    assert not BankStatement.objects.exists()
+    assert not BankStatementLine.objects.exists()
+    assert ledger_balance(customer=wantan) == Decimal("0.00")
+
+
 def test_an_auditor_may_not_upload(client, auditor):
     as_user(client, auditor)
     response = upload(client, "cmb.csv", (FILES / "cmb_2026-11.csv").read_bytes())

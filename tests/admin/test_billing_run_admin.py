@@ -2,13 +2,17 @@
 progress and counts, per-account errors, and a re-run of the failed accounts."""
 
 import datetime as dt
+import io
+import re
 from decimal import Decimal
 
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.selectors import ledger_balance
+from billingsite.audit import SYSTEM_USER
 from billingsite.clock import Period
 from invoices.models import BillingRun, BillingRunError, Invoice
 from invoices.run.runs import billing_run_candidates, billing_run_start
@@ -274,4 +278,37 @@ def test_a_run_making_progress_is_neither_resumed_nor_closed(client, manager, st
     assert (
         client.get(reverse("admin:invoices_billingrun_resume", args=[stalled_run.pk])).status_code
         == 405
+    )
+
+
+def started_by_shown(client, run) -> tuple[str, str]:
+    """Who started `run` as its page and the runs list say it."""
+    page = client.get(reverse("admin:invoices_billingrun_change", args=[run.pk]))
+    listed = client.get(reverse("admin:invoices_billingrun_changelist"))
+    assert page.status_code == listed.status_code == 200
+    on_page = re.findall(
+        r'<span>Created by</span><strong data-testid="run-started-by">([^<]*)</strong>',
+        page.content.decode(),
+    )
+    in_list = re.findall(r'<td class="field-started_by">([^<]*)</td>', listed.content.decode())
+    assert len(on_page) == len(in_list) == 1
+    return on_page[0], in_list[0]
+
+
+def test_a_run_the_bill_command_started_shows_the_system_user(client, manager, september_accounts):
+    call_command("bill", "--period", "2026-09", "--inline", stdout=io.StringIO())
+    run = BillingRun.objects.get()
+    assert (run.status, run.created_by) == ("finished", None)
+
+    assert started_by_shown(as_user(client, manager), run) == (SYSTEM_USER, SYSTEM_USER)
+
+
+def test_a_run_finance_started_shows_who_started_it(client, manager, september_accounts):
+    run = billing_run_start(
+        period=Period(2026, 9), now=timezone.now(), created_by=manager, dispatch=False
+    )
+
+    assert started_by_shown(as_user(client, manager), run) == (
+        manager.username,
+        manager.username,
     )

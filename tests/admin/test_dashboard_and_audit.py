@@ -1,6 +1,7 @@
 """The admin index (the month at a glance) and the audit trail."""
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
 
@@ -79,6 +80,30 @@ def test_index_page_shows_the_month(client, clerk, month, late_payer):
     assert "on 2026-11-09" in body  # Late Payer's suspension date
     assert "high-volume application" in body  # the held invoice's reason
     assert "Import usage (CSV)" in body and "Start billing run" not in body
+
+
+def chart_captions(page) -> dict[str, str]:
+    return dict(re.findall(r'<figcaption id="chart-(\w+)-caption">([^<]*)</figcaption>', page))
+
+
+def test_the_chinese_index_page_captions_its_charts_in_chinese(client, clerk, month, late_payer):
+    # Held at the month's end: Alpha 14,000.00 + Beta 10,000.00 (Late Payer's -250.00 is owed,
+    # not held).
+    as_user(client, clerk)
+    chinese = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    english = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+
+    assert chart_captions(chinese) == {
+        "billed": "每月开票收入（已开具发票，最近 12 个月）",
+        "arrears": "每月末欠费客户数（余额低于零）",
+        "prepaid": "每月末预付余额总额（当前 ¥24,000.00）",
+    }
+    assert chinese.count('<th scope="col">月份</th>') == 3
+    assert chart_captions(english) == {
+        "billed": "Billed revenue by month (issued invoices, last 12 months)",
+        "arrears": "Customers in arrears (balance below zero) at each month end",
+        "prepaid": "Total prepaid balance held at each month end (now ¥24,000.00)",
+    }
 
 
 def test_audit_trail_records_who_did_what(client, clerk, manager, auditor, month):

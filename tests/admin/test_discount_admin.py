@@ -14,6 +14,7 @@ from django.urls import reverse
 from freezegun import freeze_time
 
 from accounts import roles
+from plans import services
 from plans.admin import catalog
 from plans.models import Discount
 from tests.admin.conftest import BILLING_DAY, as_user
@@ -215,3 +216,27 @@ def test_two_managers_adding_overlapping_discounts_at_once_one_gets_a_form_error
     assert "already a discount for the same customer" in form_errors(refused)["first_day"][0]
     [saved] = Discount.objects.all()
     assert saved.customer_id == customer.pk
+
+
+@postgres_only
+def test_an_overlap_only_the_database_refuses_is_a_form_error(client, manager, month, monkeypatch):
+    """The race's other path: the service's check saw no overlap (a writer that bypassed the
+    lock committed after it), the database's exclusion constraint refuses the insert: the page
+    shows the same form error, never a 500, and nothing more is written."""
+    discount(customer=month.beta, percent="5", first_day=dt.date(2026, 11, 1))
+    real, calls = services.discounts_in_effect, []
+
+    def blind_first(**kwargs):
+        calls.append(kwargs)
+        return Discount.objects.none() if len(calls) == 1 else real(**kwargs)
+
+    monkeypatch.setattr(services, "discounts_in_effect", blind_first)
+    response = as_user(client, manager).post(
+        ADD, form(customer=month.beta.pk, percent="10", first_day="2026-11-20")
+    )
+    assert form_errors(response) == {
+        "first_day": [
+            "there is already a discount for the same customer from 2026-11-01 to open end"
+        ]
+    }
+    assert Discount.objects.count() == 1

@@ -15,12 +15,16 @@ from accounts.models import (
     AdjustmentRequest,
     BankStatement,
     BankStatementLine,
+    BillingContact,
+    Customer,
     DailyUsage,
     LedgerEntry,
 )
+from billingsite.text import invisible_character, invisible_character_message
+from invoices.documents.fapiao import BuyerDetails, fapiao_request_create
 from plans.models import DedicatedContract, Discount, Plan, PlanPrice, VatRate
 from tests.admin.conftest import as_user
-from tests.portal.test_hostile_input import HOSTILE_AMOUNTS
+from tests.portal.test_hostile_input import HOSTILE_AMOUNTS, INVISIBLE_TEXT, USCC, diagonal
 
 pytestmark = pytest.mark.django_db
 
@@ -261,6 +265,8 @@ BAD_STATEMENTS = [
     ("csv", (CMB_HEADER + "9999999-11-02,T1,,100.00,张三,6222,X\n").encode()),
     ("csv", CMB_HEADER.encode("gb18030") + b"\x81\x30\x81,T1,,100.00,x,y,z\n"),
     ("csv", (CMB_HEADER + "x" * 3_000_000 + "\n").encode()),
+    ("csv", (CMB_HEADER + "2026-11-02,T1,,-100.00,张三,6222,IMWANTAN9X\n").encode()),
+    ("csv", (CMB_HEADER + "2026-11-02,T1,-100.00,,张三,6222,IMWANTAN9X\n").encode()),
     ("mt940", b":20:STATEMENT\n:25:123\n:28C:1/1\n:60F:C261101CNY1e3\n"),
     ("mt940", b":20:X\n:25:123\n:61:2611021102CNaN,00NTRFNONREF//T1\n"),
     ("mt940", b":20:X\n:25:123\n:61:2611021102C" + b"9" * 400 + b",00NTRFNONREF//T1\n"),
@@ -280,3 +286,146 @@ def test_bank_statement_upload(client, clerk, settings):
             url, {"file": SimpleUploadedFile(f"statement.{file[0]}", file[1]), "format": file[0]}
         ),
     )
+
+
+# --- invisible characters in what finance types about a customer --------------------------
+
+# Customer fields the change form edits, with the label its refusal names. The address is a
+# text box of several lines: tab and line feed are allowed there.
+CUSTOMER_TEXT = {
+    "name": "name",
+    "address": "address",
+    "tax_id": "tax ID",
+    "contact_name": "contact name",
+    "contact_phone": "contact phone",
+    "fapiao_phone": "registered phone",
+    "fapiao_bank": "bank",
+    "fapiao_bank_account": "bank account",
+}
+
+
+def customer_change(client, customer: Customer, **fields):
+    data = {
+        "name": customer.name,
+        "billing_email": customer.billing_email,
+        "preferred_language": "en",
+        "low_balance_alert": "runway",
+        # The read-only inlines (and the contacts inline) still send their management forms.
+        **{
+            f"{prefix}-{key}": "0"
+            for prefix in ("billing_contacts", "applications", "ledger_entries", "invoices")
+            for key in ("TOTAL_FORMS", "INITIAL_FORMS")
+        },
+        **fields,
+    }
+    return client.post(reverse("admin:accounts_customer_change", args=[customer.pk]), data)
+
+
+def customer_text_problems(client, customer: Customer, pairs) -> list[str]:
+    """Posts each (field, value) to the customer's change form: refused with the field named
+    and nothing changed, or (a textarea's own tab and line feed in the address) saved."""
+    problems = []
+    for field, value in pairs:
+        before = list(Customer.objects.filter(pk=customer.pk).values())
+        response = customer_change(client, customer, **{field: value})
+        if invisible_character(value, multiline=field == "address") is None:
+            customer.refresh_from_db()
+            if response.status_code != 302 or getattr(customer, field) != value:
+                problems.append(f"{field} {value!r}: not saved ({response.status_code})")
+            continue
+        expected = [invisible_character_message(value, label=CUSTOMER_TEXT[field])]
+        errors = response.context["adminform"].form.errors if response.status_code == 200 else {}
+        if list(errors.get(field, [])) != expected:
+            problems.append(f"{field} {value!r}: {response.status_code} {dict(errors)}")
+        if list(Customer.objects.filter(pk=customer.pk).values()) != before:
+            problems.append(f"{field} {value!r}: the customer changed")
+    return problems
+
+
+def test_invisible_characters_in_the_customer_form_are_refused(client, clerk, month):
+    """The fields x values table's diagonal (each field and each value once); the whole table
+    is the slow test below."""
+    as_user(client, clerk)
+    assert (
+        customer_text_problems(client, month.alpha, diagonal(list(CUSTOMER_TEXT), INVISIBLE_TEXT))
+        == []
+    )
+    # The textarea's own line break is kept in the address.
+    assert (
+        customer_text_problems(client, month.alpha, [("address", "1 Century Ave\r\nPudong")]) == []
+    )
+
+
+@pytest.mark.slow
+def test_invisible_characters_in_the_customer_form_every_field_and_value(client, clerk, month):
+    as_user(client, clerk)
+    pairs = [(field, value) for field in CUSTOMER_TEXT for value in INVISIBLE_TEXT]
+    assert customer_text_problems(client, month.alpha, pairs) == []
+
+
+def test_invisible_characters_in_a_billing_contact_name_are_refused(client, clerk, month):
+    as_user(client, clerk)
+    contacts = list(BillingContact.objects.order_by("pk").values())
+    for value in INVISIBLE_TEXT:
+        response = customer_change(
+            client,
+            month.alpha,
+            **{
+                "billing_contacts-TOTAL_FORMS": "1",
+                "billing_contacts-0-email": "ap@alpha.example",
+                "billing_contacts-0-name": value,
+                "billing_contacts-0-receives_invoices": "on",
+            },
+        )
+        assert response.status_code == 200, value
+        [formset] = [
+            f
+            for f in response.context["inline_admin_formsets"]
+            if f.formset.prefix == "billing_contacts"
+        ]
+        assert formset.formset.errors == [
+            {"name": [invisible_character_message(value, label="contact name")]}
+        ], value
+    assert list(BillingContact.objects.order_by("pk").values()) == contacts
+
+
+def test_invisible_characters_in_a_new_customer_are_refused(client, clerk, month):
+    as_user(client, clerk)
+    url = reverse("admin:accounts_customer_add")
+    data = {"external_id": "cust-new", "name": "New Co", "billing_email": "ap@new.example.com"}
+    for field, value in diagonal(
+        ["name", "tax_id", "contact_name", "contact_phone"], INVISIBLE_TEXT
+    ):
+        response = client.post(url, {**data, field: value})
+        assert response.status_code == 200, (field, value)
+        form = response.context["form"]
+        assert form.errors == {
+            field: [invisible_character_message(value, label=CUSTOMER_TEXT[field])]
+        }, (field, value)
+    assert not Customer.objects.filter(external_id="cust-new").exists()
+
+
+def test_an_invisible_character_in_a_fapiao_rejection_reason_is_refused(client, clerk, month):
+    request = fapiao_request_create(
+        invoice=month.issued,
+        customer=month.issued.customer,
+        details=BuyerDetails(kind="ordinary", buyer_title="Alpha Ltd", buyer_tax_id=USCC),
+        now=month.issued.issued_at,
+    )
+    as_user(client, clerk)
+    url = reverse("admin:invoices_fapiaorequest_change", args=[request.pk])
+    for reason in ("Wrong title\u202e", "Wrong\x1btitle"):
+        response = client.post(url, {"decision": "reject", "rejection_reason": reason})
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors == {
+            "rejection_reason": [invisible_character_message(reason, label="rejection reason")]
+        }
+        request.refresh_from_db()
+        assert (request.status, request.rejection_reason) == ("pending", "")
+    # Several lines are fine: it is a text box.
+    response = client.post(
+        url, {"decision": "reject", "rejection_reason": "Wrong title.\r\nCall us."}
+    )
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert (request.status, request.rejection_reason) == ("rejected", "Wrong title.\r\nCall us.")

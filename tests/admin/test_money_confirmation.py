@@ -4,6 +4,7 @@ so confirming twice records once."""
 
 import datetime as dt
 import html
+import re
 import uuid
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from accounts.balance_preview import balance_change_preview
 from accounts.models import AdjustmentRequest, Customer, CustomerEvent, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment
+from invoices.documents.services import credit_note_create
 from invoices.models import CreditNote
 from tests.accounts.test_promo_credit_credit_notes import issued_invoice
 from tests.admin.conftest import as_user, post_confirmed
@@ -171,6 +173,8 @@ def test_a_credit_note_shows_its_consequence_and_issues_once(client, manager, mo
     assert (
         "Alpha Ltd is out of arrears; the suspension planned for 2026-11-09 is called off." in body
     )
+    # No promotional credit paid this invoice: all of it goes to the paid balance.
+    assert returns_shown(page) == ("¥0.00", "¥6,000.00")
     done = confirm(client, url, page, follow=True)
     assert done.status_code == 200
     assert "issued: ¥6,000.00 credited to Alpha Ltd's balance." in html.unescape(
@@ -200,6 +204,50 @@ def test_a_credit_note_says_what_went_back_as_promotional_credit(client, manager
     assert (
         f"Credit note {note.number} of ¥8,400.00 issued: ¥3,000.00 returned as promotional "
         "credit, ¥5,400.00 credited to the paid balance." in html.unescape(done.content.decode())
+    )
+
+
+def returns_shown(page) -> tuple[str, str]:
+    """The confirmation page's (promotional credit returned, paid balance returned) figures."""
+    found = re.findall(
+        r"<span>(Returned as promotional credit|Credited to the paid balance)</span>"
+        r"<strong>([^<]*)</strong>",
+        html.unescape(page.content.decode()),
+    )
+    assert [label for label, _ in found] == [
+        "Returned as promotional credit",
+        "Credited to the paid balance",
+    ]
+    return found[0][1], found[1][1]
+
+
+def test_the_credit_note_confirmation_shows_the_promotional_and_paid_parts(
+    client, manager, price_book
+):
+    # Promotional credit paid 3,000.00 of 8,400.00 and an earlier note gave 2,000.00 of it
+    # back: crediting the 6,400.00 left returns the other 1,000.00 as promotion, 5,400.00 paid.
+    invoice = issued_invoice(grant="3000.00", balance="10000.00")
+    premium = invoice.lines.get(amount=Decimal("6000.00"))
+    credit_note_create(
+        invoice=invoice,
+        line_amounts={premium.pk: Decimal("2000.00")},
+        reason="Outage",
+        now=NOW,
+        idempotency_key="cn-before",
+    )
+    as_user(client, manager)
+    url = reverse("admin:invoices_invoice_credit", args=[invoice.pk])
+    page = client.post(url, {"mode": "whole", "reason": "Outage", "token": uuid.uuid4().hex})
+
+    assert page.status_code == 200
+    assert CreditNote.objects.filter(invoice=invoice).count() == 1
+    assert returns_shown(page) == ("¥1,000.00", "¥5,400.00")
+    confirm(client, url, page)
+    note = CreditNote.objects.filter(invoice=invoice).latest("id")
+    # What the page said is what was written.
+    assert (note.promo_credit_returned, note.total.amount - note.promo_credit_returned) == (
+        Decimal("1000.00"),
+        Decimal("5400.00"),
     )
 
 

@@ -31,7 +31,9 @@ CREDIT_NOTE_COLUMNS = (
     "customer_external_id,customer_name,reason,issue_date,issued_at,currency,credit_note_total,"
     "line_id,invoice_line_id,invoice_line_position,app_key,code,category,description,amount,"
     # Added by issue 17 (VAT).
-    "net_amount,vat_amount,credit_note_net_total,credit_note_vat_total"
+    "net_amount,vat_amount,credit_note_net_total,credit_note_vat_total,"
+    # Added for promotional credit, after every column that was.
+    "credit_note_promo_credit_returned,credit_note_paid_balance_returned"
 ).split(",")
 LEDGER_COLUMNS = (
     "id,document_number,customer_id,customer_external_id,kind,date,created_at,currency,amount,"

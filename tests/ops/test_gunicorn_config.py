@@ -1,5 +1,6 @@
-"""The `web` process's gunicorn settings (billingsite/ops/gunicorn.py): threaded workers by
-default, one process per core, and no access line built when nobody logs it.
+"""The `web` process's gunicorn settings (billingsite/ops/gunicorn.py): threaded workers with
+admission control by default, sync workers on request, and no access line built when nobody
+logs it.
 
 The module sets process environment variables when imported (the metrics directory), so each
 check runs it in a fresh interpreter."""
@@ -20,7 +21,10 @@ SETTINGS = """
 import json, os
 import billingsite.ops.gunicorn as g
 print(json.dumps({"workers": g.workers, "worker_class": g.worker_class, "threads": g.threads,
-                  "cpus": os.cpu_count(), "conn_max_age": os.environ["DB_CONN_MAX_AGE"]}))
+                  "cpus": os.cpu_count(), "conn_max_age": os.environ["DB_CONN_MAX_AGE"],
+                  "heavy_slots": g.heavy_slots, "light_slots": g.light_slots,
+                  "heavy_wait": g.heavy_wait,
+                  "switch_interval_ms": g.switch_interval_ms}))
 """
 
 
@@ -41,12 +45,29 @@ def gunicorn_settings(**env: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_default_is_two_sync_workers_per_core_and_one():
+def test_default_is_one_threaded_process_per_core_with_admission_control():
     found = gunicorn_settings()
-    assert found["worker_class"] == "sync"
+    assert found["worker_class"] == "gthread"
+    assert (found["workers"], found["threads"]) == (found["cpus"], 16)
+    assert (found["heavy_slots"], found["light_slots"]) == (2 * found["cpus"], found["cpus"])
+    assert found["heavy_wait"] == 10
+    assert found["switch_interval_ms"] == 1
+    assert found["conn_max_age"] == "60"
+
+
+def test_sync_workers_are_two_per_core_and_one_without_admission_control():
+    found = gunicorn_settings(WEB_WORKER_CLASS="sync")
     assert found["workers"] == 2 * found["cpus"] + 1
     assert found["threads"] == 1
-    assert found["conn_max_age"] == "60"
+    assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
+    assert found["switch_interval_ms"] == 5
+
+
+def test_gthread_without_slots_keeps_pythons_switch_interval():
+    found = gunicorn_settings(WEB_HEAVY_SLOTS="0")
+    assert (found["worker_class"], found["threads"]) == ("gthread", 16)
+    assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
+    assert found["switch_interval_ms"] == 5
 
 
 @pytest.mark.parametrize(
@@ -92,3 +113,60 @@ def test_no_access_line_is_built_for_a_logger_that_drops_it():
     )
     # Skipped at WARNING (the setting), built once the access logger is turned to INFO.
     assert result.stdout.split() == ["0", "1"]
+
+
+HOOKS = """
+import os, sys
+from unittest import mock
+import billingsite.ops.gunicorn as g
+from billingsite.ops import admission
+
+server = mock.Mock()
+g.on_starting(server)
+slots = admission.installed_slots()
+light = admission.installed_light_slots()
+print(slots.count if slots else 0, light.count if light else 0, slots.wait_seconds if slots else 0)
+g.post_fork(server, mock.Mock())
+print(round(sys.getswitchinterval() * 1e6))
+if slots:
+    # A worker that dies holding a slot: the master gives it back when it reaps the worker.
+    pid = os.fork()
+    if pid == 0:
+        slots.acquire()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    taken = slots.taken()
+    g.child_exit(server, mock.Mock(pid=pid))
+    print(taken, slots.taken())
+"""
+
+
+def gunicorn_hooks(folder: Path, **env: str) -> list[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("WEB_")}
+    result = subprocess.run(
+        [sys.executable, "-c", HOOKS],
+        cwd=ROOT,
+        env={**clean, **env, "PROMETHEUS_MULTIPROC_DIR": str(folder / "prometheus")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split("\n")[:-1]
+
+
+def test_the_master_installs_the_slots_and_the_workers_the_switch_interval(tmp_path):
+    assert gunicorn_hooks(
+        tmp_path,
+        WEB_WORKER_CLASS="gthread",
+        WEB_HEAVY_SLOTS="3",
+        WEB_LIGHT_SLOTS="4",
+        WEB_HEAVY_WAIT="2.5",
+        WEB_SWITCH_INTERVAL_MS="0.5",
+    ) == ["3 4 2.5", "500", "1 0"]
+
+
+def test_no_slots_no_admission_control(tmp_path):
+    assert gunicorn_hooks(tmp_path, WEB_HEAVY_SLOTS="0", WEB_SWITCH_INTERVAL_MS="5") == [
+        "0 0 0",
+        "5000",
+    ]

@@ -16,10 +16,12 @@ from invoices.documents.services import InvoiceError, bill_customer, credit_note
 from invoices.exports.reports import journal_entries, revenue_summary
 from invoices.models import CreditNote, Invoice
 from invoices.selectors import estimate_current_month
+from plans import services
 from plans.batch_rating import customers_rate
 from plans.models import Discount
 from plans.selectors import application_inputs
-from plans.services import SubscriptionError, discount_add
+from plans.services import SubscriptionError, discount_add, discount_end
+from tests.conftest import postgres_only
 from tests.factories import (
     NOW,
     ApplicationFactory,
@@ -123,6 +125,81 @@ def test_bad_discounts_are_refused_before_anything_is_written(price_book, fields
     assert not Discount.objects.exists()
 
 
+def overlap_refused(**terms) -> bool:
+    try:
+        with transaction.atomic():
+            discount(percent="5", **terms)
+    except IntegrityError as error:
+        assert "discount_no_overlap_per_" in str(error)
+        return True
+    return False
+
+
+@postgres_only
+def test_the_database_refuses_overlapping_discounts_of_one_scope(price_book):
+    """The service's rule in the database (plans migration 0010): inclusive days, open ends,
+    per customer-wide scope and per application; other scopes and customers may overlap."""
+    customer, other = CustomerFactory(), CustomerFactory()
+    app = premium_app(customer)
+    discount(customer=customer, percent="5", first_day=d("2026-11-01"), last_day=d("2026-11-30"))
+    discount(application=app, percent="5", first_day=d("2026-11-01"), last_day=d("2026-11-30"))
+    cases = [
+        # (terms, refused)
+        ({"customer": customer, "first_day": d("2026-11-30")}, True),
+        ({"customer": customer, "first_day": d("2026-10-01"), "last_day": d("2026-11-01")}, True),
+        ({"customer": customer, "first_day": d("2026-11-10"), "last_day": d("2026-11-12")}, True),
+        ({"application": app, "first_day": d("2026-10-15")}, True),
+        ({"application": app, "first_day": d("2026-11-30"), "last_day": d("2026-11-30")}, True),
+        # Adjacent: the day after the last day, and the day before the first.
+        ({"customer": customer, "first_day": d("2026-10-01"), "last_day": d("2026-10-31")}, False),
+        ({"application": app, "first_day": d("2026-12-01")}, False),
+        # Other scopes: another customer, an application of another customer.
+        ({"customer": other, "first_day": d("2026-11-15")}, False),
+        ({"application": premium_app(other), "first_day": d("2026-11-15")}, False),
+    ]
+    assert [overlap_refused(**terms) for terms, _ in cases] == [refused for _, refused in cases]
+    # The customer's open-ended discount from December (now adjacent to November's) takes
+    # every later day: a discount in January overlaps it.
+    discount(customer=customer, percent="5", first_day=d("2026-12-01"))
+    assert overlap_refused(customer=customer, first_day=d("2027-01-01"), last_day=d("2027-01-31"))
+    assert Discount.objects.count() == 7
+
+
+@postgres_only
+def test_a_discount_ended_early_leaves_room_the_database_accepts(price_book):
+    customer = CustomerFactory()
+    running = discount(customer=customer, percent="5", first_day=d("2026-11-01"))
+    assert overlap_refused(customer=customer, first_day=d("2026-11-20"))
+    discount_end(discount=running, ends_on=d("2026-11-19"), now=NOW)
+    assert not overlap_refused(customer=customer, first_day=d("2026-11-20"))
+
+
+@postgres_only
+def test_an_overlap_only_the_database_sees_is_the_services_refusal(price_book, monkeypatch):
+    """A writer that bypassed the customer's lock committed an overlapping discount after the
+    service's check read none: the database refuses the insert and the caller gets the same
+    SubscriptionError as from the check, not an IntegrityError (the admin's form error)."""
+    customer = CustomerFactory()
+    discount(customer=customer, percent="5", first_day=d("2026-11-01"))
+    real = services.discounts_in_effect
+    calls = []
+
+    def blind_first(**kwargs):
+        calls.append(kwargs)
+        return Discount.objects.none() if len(calls) == 1 else real(**kwargs)
+
+    monkeypatch.setattr(services, "discounts_in_effect", blind_first)
+    with pytest.raises(SubscriptionError) as refused:
+        discount_add(customer=customer, percent=Decimal("10"), first_day=d("2026-11-16"), now=NOW)
+    assert (refused.value.code, refused.value.field, refused.value.message) == (
+        "discount_overlap",
+        "first_day",
+        "there is already a discount for the same customer from 2026-11-01 to open end",
+    )
+    assert len(calls) == 2
+    assert Discount.objects.count() == 1
+
+
 def test_the_database_refuses_changed_terms_and_deletes(price_book):
     saved = discount(customer=CustomerFactory(), percent="5", first_day=d("2026-11-01"))
     Discount.objects.filter(pk=saved.pk).update(reference="CD-2", notes="fixed")  # allowed
@@ -146,7 +223,13 @@ def test_inputs_carry_the_applications_and_their_customers_discounts(price_book)
     customer = CustomerFactory()
     app, other = premium_app(customer), premium_app(customer)
     discount(customer=customer, percent="10", first_day=d("2026-09-01"), last_day=d("2026-10-10"))
-    discount(application=app, amount_off="300.00", first_day=d("2026-10-20"), reference="CD-3")
+    discount(
+        application=app,
+        amount_off="300.00",
+        first_day=d("2026-10-20"),
+        last_day=d("2026-10-31"),
+        reference="CD-3",
+    )
     discount(application=app, percent="1", first_day=d("2026-11-01"))  # after October
     inputs = application_inputs(applications=[app, other], period=OCTOBER)
     assert [

@@ -15,7 +15,8 @@ from freezegun import freeze_time
 
 from accounts.models import BillingContact, Customer, LedgerEntry, TopUp
 from accounts.payments.services import top_up_create
-from invoices.documents.fapiao import BuyerDetails, fapiao_request_create
+from billingsite.text import invisible_character_message
+from invoices.documents.fapiao import FIELD_LABELS, BuyerDetails, fapiao_request_create
 from invoices.models import FapiaoRequest, Invoice
 from tests.accounts import payment_fakes as fakes
 from tests.portal.conftest import OCTOBER
@@ -58,7 +59,22 @@ HOSTILE_AMOUNTS = [
 # What a hostile hand types into a text field: refused (NUL, far too long) ...
 HOSTILE_TEXT = ["\x00", "a\x00b", "x" * 100_000]
 # ... or, when the field takes free text, stored as typed (never interpreted).
-ODD_TEXT = ["\u202egnp.exe", "' OR 1=1 --", "<script>alert(1)</script>", "名称 🏢"]
+ODD_TEXT = ["' OR 1=1 --", "<script>alert(1)</script>", "名称 🏢", "上海\u3000万坦"]
+# Invisible characters that change how a document reads (billingsite.text): refused with the
+# field named. Tab and line feed are refused too where a field has one line.
+INVISIBLE_TEXT = [
+    "\u202egnp.exe",  # right-to-left override: reads "exe.png"
+    "Acme\u200bChat",  # zero-width space
+    "\ufeffAcme",  # byte-order mark
+    "Acme \u2066Chat\u2069",  # directional isolate
+    "Acme\u200f",  # right-to-left mark
+    "Acme\x1b[31m",  # escape (C0 control)
+    "Acme\x7f",  # delete
+    "Ac\u0085me",  # next line (C1 control; at either end the form would strip it as a space)
+    "Acme\u2028Chat",  # line separator
+    "Acme\tChat",
+    "Acme\nChat",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -241,15 +257,25 @@ FAPIAO_FIELDS = [
 ]
 
 
+def diagonal(fields: list, values: list) -> list[tuple]:
+    """Each field at least once and each value at least once: max(fields, values) pairs of
+    the fields x values table, for CI; the whole table runs with `pytest --run-slow`."""
+    return [
+        (fields[n % len(fields)], values[n % len(values)])
+        for n in range(max(len(fields), len(values)))
+    ]
+
+
 def field_value_pairs(fields: list[str], values: list) -> list:
-    """Every (field, value) pair; the default run takes each field once and each value at
-    least once (a diagonal of the table), the rest is marked slow (`pytest --run-slow`): the
-    whole table costs ~50 issued invoices' set-up on CI's two cores."""
+    """Every (field, value) pair; the default run takes the diagonal, the rest is marked
+    slow (`pytest --run-slow`): the whole table costs ~50 issued invoices' set-up on CI's two
+    cores."""
+    fast = {(fields.index(f), values.index(v)) for f, v in diagonal(fields, values)}
     return [
         pytest.param(
             field,
             value,
-            marks=() if index_f % len(values) == index_v else pytest.mark.slow,
+            marks=() if (index_f, index_v) in fast else pytest.mark.slow,
         )
         for index_f, field in enumerate(fields)
         for index_v, value in enumerate(values)
@@ -311,6 +337,66 @@ def test_odd_fapiao_text_is_refused_or_kept_as_typed(
     assert b"<script>alert(1)" not in page.content
 
 
+def fapiao_invisible_problems(client, invoice, pairs) -> list[str]:
+    """Posts each (field, value) to the fapiao request page: each must be a 400 naming the
+    field, with nothing written. One invoice for all (a refusal changes nothing)."""
+    problems = []
+    before = snapshot()
+    for field, value in pairs:
+        data = {
+            "kind": "special",
+            "buyer_title": "Acme Chat Ltd",
+            "buyer_tax_id": USCC,
+            "buyer_address": "1 Century Avenue",
+            "buyer_phone": "021-12345678",
+            "buyer_bank": "ICBC Pudong",
+            "buyer_account": "1001 2345 6789",
+            field: value,
+        }
+        response = client.post(reverse("portal:fapiao-request", args=[invoice.number]), data)
+        message = invisible_character_message(value, label=FIELD_LABELS[field])
+        errors = response.context["form"].errors if response.status_code == 400 else {}
+        if {name: list(messages) for name, messages in errors.items()} != {field: [message]}:
+            problems.append(f"{field} {value!r}: {response.status_code} {dict(errors)}")
+        elif message not in response.content.decode():
+            problems.append(f"{field} {value!r}: the page does not say why")
+        if snapshot() != before:
+            problems.append(f"{field} {value!r}: the database changed")
+    return problems
+
+
+def test_invisible_characters_in_a_fapiao_request_are_refused_naming_the_field(
+    client_for, acme_user, acme_invoice
+):
+    """The fields x values table's diagonal; the whole table is the slow test below."""
+    pairs = diagonal(FAPIAO_FIELDS[1:], INVISIBLE_TEXT)
+    assert fapiao_invisible_problems(client_for(acme_user), acme_invoice, pairs) == []
+
+
+@pytest.mark.slow
+def test_invisible_characters_in_a_fapiao_request_every_field_and_value(
+    client_for, acme_user, acme_invoice
+):
+    pairs = [(field, value) for field in FAPIAO_FIELDS[1:] for value in INVISIBLE_TEXT]
+    assert fapiao_invisible_problems(client_for(acme_user), acme_invoice, pairs) == []
+
+
+def test_a_right_to_left_override_in_the_buyer_title_reads_clearly(
+    client_for, acme_user, acme_invoice
+):
+    data = {"kind": "ordinary", "buyer_title": "Acme\u202eLtd", "buyer_tax_id": USCC}
+    response = client_for(acme_user).post(
+        reverse("portal:fapiao-request", args=[acme_invoice.number]), data
+    )
+    assert response.context["form"].errors == {
+        "buyer_title": [
+            "The buyer title contains an invisible control character (U+202E RIGHT-TO-LEFT "
+            "OVERRIDE); delete it and type the text again."
+        ]
+    }
+    assert not FapiaoRequest.objects.exists()
+
+
 CONTACT_FORM = {
     "settings-preferred_language": "en",
     "contacts-TOTAL_FORMS": "1",
@@ -357,6 +443,22 @@ def test_a_hostile_contacts_form_is_a_form_error_and_changes_nothing(client_for,
         form_errors = response.context["settings_form"].errors
         assert form_errors or not response.context["formset"].is_valid()
     assert snapshot() == before
+
+
+def test_invisible_characters_in_a_contact_name_are_refused(client_for, acme_user):
+    client = client_for(acme_user)
+    before = snapshot()
+    for value in INVISIBLE_TEXT:
+        response = client.post(
+            reverse("portal:contacts"), {**CONTACT_FORM, "contacts-0-name": value}
+        )
+        assert response.status_code in (200, 400), value
+        [form] = response.context["formset"].forms
+        assert form.errors == {"name": [invisible_character_message(value, label="contact name")]}
+        assert snapshot() == before, value
+    response = client.post(reverse("portal:contacts"), {**CONTACT_FORM, "contacts-0-name": "张 三"})
+    assert response.status_code == 302
+    assert BillingContact.objects.filter(name="张 三").exists()
 
 
 def test_another_customers_contact_id_cannot_be_edited_or_deleted(

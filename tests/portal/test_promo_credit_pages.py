@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from freezegun import freeze_time
 
@@ -74,3 +76,16 @@ def test_the_balance_page_keeps_promotional_credit_apart(client_for, acme_user, 
     assert "Referral bonus · valid through 2026-12-31" in english  # its ledger row
     assert "付费余额 ¥50,000.00；促销赠送额度 ¥350.00。" in chinese
     assert "有效期至 2026-12-31" in chinese
+
+
+def test_the_balance_page_reads_promotional_credit_in_one_query(client_for, acme_user, acme):
+    promo_grant(acme, "300.00", dt.date(2026, 12, 31), reason="Referral bonus")
+    client = client_for(acme_user)
+    with freeze_time("2026-11-20 10:00:00+08:00"):
+        with CaptureQueriesContext(connection) as queries:
+            page = text_of(client.get(reverse("portal:balance")))
+
+    assert "Paid balance ¥50,000.00; promotional credit ¥300.00." in page
+    # Held and available from one read of the grants (accounts.promo_credit.promo_credit),
+    # not a sum of the ledger's promotional kinds beside it.
+    assert len([q for q in queries if "'promo_grant'" in q["sql"]]) == 1
