@@ -27,8 +27,12 @@ run: $(STAMP)
 
 # Two processes by default (the CI machine has two cores); PYTEST_ARGS="-n 0" runs serially.
 PYTEST_ARGS ?= -n 2
+# Work stealing: pytest-django runs the transactional tests (browser, real workers) last, and
+# with xdist's default `load` one worker ran that tail alone for ~3.7 minutes while the other
+# idled. An idle worker now takes tests from the busy one's queue.
+PYTEST_DIST ?= --dist worksteal
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_DIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -12,6 +12,8 @@ connect as a superuser or the tables' owner, who may disable any trigger anyway;
 makes truncating a deliberate, named act, never an accident.
 """
 
+import re
+
 from django.db import migrations
 
 ISSUED = "('issued', 'partially_credited', 'credited')"
@@ -188,4 +190,43 @@ def rebuilt_on_sqlite(*, operations: list, guards: list[migrations.RunPython]) -
         migrations.RunPython(noop, reinstall),
         *operations,
         migrations.RunPython(reinstall, noop),
+    ]
+
+
+def sqlite_triggers_kept(*, table: str, operations: list) -> list:
+    """`operations` (ones that make SQLite rebuild `table`: a new CHECK constraint, a changed
+    column) with every trigger that is on `table` or names it kept as it was, both ways.
+
+    SQLite rebuilds a table as a copy that is renamed back: the rebuild drops the table's own
+    triggers silently, and the rename back is refused while a trigger on another table names it
+    ("error in trigger ...: no such table"). The triggers are set aside from `sqlite_master`
+    before and created again from their own text after. Nothing on other databases."""
+    names_table = re.compile(rf"\b{re.escape(table)}\b")
+    set_aside_sql: list[tuple[str, str]] = []
+
+    def set_aside(apps, schema_editor):
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        set_aside_sql.clear()
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+            triggers = cursor.fetchall()
+            for name, on_table, sql in triggers:
+                if on_table == table or names_table.search(sql):
+                    set_aside_sql.append((name, sql))
+                    cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+
+    def put_back(apps, schema_editor):
+        if schema_editor.connection.vendor != "sqlite":
+            return
+        with schema_editor.connection.cursor() as cursor:
+            for name, sql in set_aside_sql:
+                cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+                cursor.execute(sql)
+        set_aside_sql.clear()
+
+    return [
+        migrations.RunPython(set_aside, put_back),
+        *operations,
+        migrations.RunPython(put_back, set_aside),
     ]

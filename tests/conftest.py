@@ -11,7 +11,8 @@ from django.db.backends.postgresql.operations import DatabaseOperations
 
 from billingsite.celery import app
 from billingsite.db_guards import ALLOW_TRUNCATE_SETTING
-from plans.price_book import load_price_book
+from tests import db_template, hypothesis_budget
+from tests.price_book_replay import price_book_load
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +34,9 @@ def _email_without_pdf(settings):
 
 @pytest.fixture
 def price_book(db):
-    """The default price book of PRICING.md, as `manage.py load_price_book` loads it."""
-    load_price_book()
+    """The default price book of PRICING.md, as `manage.py load_price_book` loads it (the
+    rows of the worker's first real load, written back: tests/price_book_replay.py)."""
+    price_book_load()
 
 
 def is_postgres() -> bool:
@@ -63,12 +65,81 @@ def _flush_may_truncate_guarded_tables():
         yield
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request,
+    django_test_environment,
+    django_db_blocker,
+    django_db_use_migrations,
+    django_db_keepdb,
+    django_db_createdb,
+    django_db_modify_db_settings,
+):
+    """pytest-django's fixture, except that xdist workers on PostgreSQL copy one migrated
+    template instead of each running the migrations (tests/db_template.py)."""
+
+    from django.db import connections  # noqa: PLC0415
+    from django.test.utils import setup_databases, teardown_databases  # noqa: PLC0415
+    from pytest_django.fixtures import (  # noqa: PLC0415
+        _disable_migrations,
+        _get_databases_for_setup,
+    )
+
+    verbosity = request.config.option.verbose
+    aliases, serialized_aliases = _get_databases_for_setup(request.session.items)
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    copy_template = (
+        run_id
+        and os.environ.get("PYTEST_XDIST_WORKER")
+        and django_db_use_migrations
+        and not django_db_keepdb
+        and set(aliases) == {"default"}
+        and not serialized_aliases
+        and connections["default"].vendor == "postgresql"
+    )
+    with django_db_blocker.unblock():
+        if copy_template:
+            db_cfg = [
+                db_template.setup_worker_database(
+                    connections["default"], run_id=run_id, verbosity=verbosity
+                )
+            ]
+        else:
+            if not django_db_use_migrations:
+                _disable_migrations()
+            db_cfg = setup_databases(
+                verbosity=verbosity,
+                interactive=False,
+                aliases=aliases,
+                serialized_aliases=serialized_aliases,
+                keepdb=django_db_keepdb and not django_db_createdb,
+            )
+    yield
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            teardown_databases(db_cfg, verbosity=verbosity)
+
+
+def pytest_sessionfinish(session):
+    # The xdist controller drops the run's template once every worker has finished.
+    if hasattr(session.config, "workerinput") or not session.config.pluginmanager.has_plugin(
+        "dsession"
+    ):
+        return
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        from django.db import connections  # noqa: PLC0415
+
+        db_template.drop_template(
+            settings.DATABASES["default"], connections["default"].creation._get_test_db_name()
+        )
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--run-slow",
         action="store_true",
         default=False,
-        help="also run the tests marked slow (the fuzz tests' long exploration)",
+        help="also run the tests marked slow (long fuzz runs, the heavier end-to-end variants)",
     )
 
 
@@ -77,13 +148,17 @@ def pytest_collection_modifyitems(config, items):
     # replace a default "not slow" and silently start the long runs.
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="a long fuzz run: pytest --run-slow")
+    skip = pytest.mark.skip(reason="marked slow: pytest --run-slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
 
 
 def pytest_configure(config):
+    # Before the test modules are imported: their @settings read the budget then.
+    hypothesis_budget.use(
+        long=config.getoption("--run-slow"), profile=config.getoption("hypothesis_profile", None)
+    )
 
     # Password hashing costs ~0.6 s a user with the production hasher; tests only need it to work.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -22,6 +22,7 @@ from accounts.services import (
 )
 from tests.conftest import postgres_only
 from tests.factories import CustomerFactory
+from tests.hypothesis_budget import examples
 
 NOW = dt.datetime(2026, 10, 16, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
@@ -183,7 +184,7 @@ def test_negative_balance_starts_arrears_and_a_deposit_ends_them():
 
 @pytest.mark.django_db
 @settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -32,6 +32,7 @@ from accounts.services import (
 from billingsite.clock import BILLING_TZ
 from invoices.run.tasks import lapse_promo_credit
 from tests.factories import CustomerFactory, deposit
+from tests.hypothesis_budget import examples
 
 pytestmark = pytest.mark.django_db
 
@@ -310,7 +311,7 @@ STEP = st.one_of(
 
 
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

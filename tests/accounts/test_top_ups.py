@@ -31,6 +31,7 @@ from accounts.selectors import ledger_balance
 from accounts.services import record_adjustment
 from tests.accounts import payment_fakes as fakes
 from tests.factories import ApplicationFactory, CustomerFactory, CustomerUserFactory
+from tests.hypothesis_budget import examples
 
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
 ALIPAY_NOTIFY = "/payments/alipay/notify/"
@@ -832,7 +833,9 @@ STATEMENTS = st.sampled_from(["paid-A", "paid-B", "paid-A-short", "closed", "pen
 
 
 @hypothesis_settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(statements=st.lists(STATEMENTS, max_size=6), expired_first=st.booleans())
 @pytest.mark.django_db

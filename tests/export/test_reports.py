@@ -24,6 +24,7 @@ from tests.export.factories import (
     ledger_entry,
 )
 from tests.factories import CustomerFactory
+from tests.hypothesis_budget import examples
 
 # Every category, always; contracted discounts only in a period that has some (none here).
 CATEGORIES = [
@@ -100,7 +101,7 @@ def build_month(spec: list[dict]) -> None:
 
 @pytest.mark.django_db
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

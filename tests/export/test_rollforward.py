@@ -17,6 +17,7 @@ from invoices.exports.rollforward import AMOUNT_COLUMNS, MOVEMENTS, prepayment_r
 from tests.export.conftest import csv_rows, json_body
 from tests.export.factories import ledger_entry
 from tests.factories import CustomerFactory
+from tests.hypothesis_budget import examples
 
 D = Decimal
 MONTHS = [Period(2026, month) for month in (9, 10, 11, 12)]
@@ -120,7 +121,7 @@ history_strategy = st.lists(
 
 @pytest.mark.django_db
 @settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

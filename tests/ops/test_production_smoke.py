@@ -26,8 +26,10 @@ import psycopg
 import pytest
 import redis
 import requests
+from django.db import connection
 from playwright.sync_api import sync_playwright
 
+from tests import db_template
 from tests.conftest import postgres_only
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -50,21 +52,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def recreate_database(url: str) -> None:
+def recreate_database(url: str, *, template: str | None = None) -> None:
+    """An empty database or, when this run built one, a copy of the migrated `template`."""
 
     name = urlparse(url).path.lstrip("/")
     admin = urlparse(url)._replace(path="/postgres").geturl()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if template is not None:
+            with db_template.locked(template):
+                if conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", [template]
+                ).fetchone():
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                    return
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
 @pytest.fixture
-def stack_env(tmp_path):
-    """The production environment, with a database named after CI's (`<name>_smoke`)."""
+def stack_env(tmp_path, django_db_setup):
+    """The production environment, with a database named after CI's (`<name>_smoke`).
+
+    Under xdist the database starts as a copy of the run's migrated template
+    (tests/db_template.py): the template was built by the same 98 migrations a third time
+    would apply here, and `manage.py migrate` below still runs in production mode (and finds
+    nothing to apply). A run without xdist migrates an empty database, as a deploy does."""
     base = urlparse(os.environ["DATABASE_URL"])
     database_url = base._replace(path=f"{base.path.rstrip('/')}_smoke").geturl()
-    recreate_database(database_url)
+    copied = os.environ.get("PYTEST_XDIST_WORKER") and connection.vendor == "postgresql"
+    recreate_database(
+        database_url,
+        template=db_template.template_name(connection.settings_dict["NAME"]) if copied else None,
+    )
     prefix = f"smoke-{uuid.uuid4().hex[:8]}"
     broker = os.environ["CELERY_BROKER_URL"]
     env = {

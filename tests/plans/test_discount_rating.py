@@ -20,6 +20,7 @@ from plans.rating.engine import (
 )
 from plans.rating.messages import CHINESE, render
 from plans.rating.tax import VatTerms
+from tests.hypothesis_budget import examples
 from tests.plans.test_rating import BOOK, NOV, OCT, app_input, d
 
 
@@ -190,7 +191,7 @@ def discount_segments(draw, key: str):
     return DiscountSegment(key, *days, amount_off=draw(money), customer_wide=customer_wide)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     peaks=st.lists(st.integers(min_value=0, max_value=200_000), min_size=1, max_size=3),
     discounts=st.lists(st.sampled_from("abcd"), max_size=4, unique=True).flatmap(

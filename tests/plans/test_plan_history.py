@@ -14,6 +14,7 @@ from plans.selectors import price_book_for_period
 from plans.services import SubscriptionError, addon_end, addon_set, plan_change_request
 from plans.timeline import addon_history, plan_history
 from tests.factories import ApplicationFactory, deposit
+from tests.hypothesis_budget import examples
 
 NOW = dt.datetime(2026, 10, 1, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 CREATED = dt.date(2026, 10, 1)
@@ -60,7 +61,7 @@ def apply(application, step) -> None:
 
 @pytest.mark.django_db
 @settings(
-    max_examples=25,
+    max_examples=examples(25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

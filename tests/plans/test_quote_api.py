@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 from plans.api.views import ERROR_EXAMPLE, ERROR_EXAMPLE_REQUEST, WORKED_EXAMPLES
 from plans.price_book import load_price_book
 from tests.factories import StaffFactory, UserFactory
+from tests.hypothesis_budget import examples
 
 URL = "/api/v1/quotes/"
 pytestmark = pytest.mark.django_db
@@ -493,7 +494,7 @@ ADDON_CODES = st.sampled_from(["desktop_pc", "sensitive_words", "ultragroup_stor
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

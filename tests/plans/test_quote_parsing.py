@@ -28,6 +28,7 @@ from plans.api.serializers import (
 )
 from plans.api.views import WORKED_EXAMPLES
 from plans.quotes import QuoteError, quote_build
+from tests.hypothesis_budget import examples
 
 
 def serializer_outcome(body):
@@ -120,7 +121,7 @@ VALUES = (
 FIELDS = sorted(quote_serializers._FIELD_NAMES) + ["addon", "peak_DAU"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     body=st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=8)
     | st.fixed_dictionaries(
@@ -164,7 +165,7 @@ def test_the_response_body_is_the_serializers(price_book, request_body):
 
 @pytest.mark.django_db
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

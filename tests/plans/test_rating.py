@@ -35,6 +35,7 @@ from plans.rating.engine import (
     rate_account,
     rate_application,
 )
+from tests.hypothesis_budget import examples
 
 BOOK_DATA = json.loads(DEFAULT_BOOK.read_text(encoding="utf-8"))
 SWITCHES = {spec["code"] for spec in BOOK_DATA["addons"] if spec["is_switch"]}
@@ -747,7 +748,7 @@ def applications(draw, plans=st.sampled_from(["free", "premium", "ultimate"])):
 
 
 PROPERTY_SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
