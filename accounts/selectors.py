@@ -21,7 +21,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 
 from accounts.models import Customer, LedgerEntry
-from billingsite.queries import any_of
+from billingsite.queries import any_of, compiled_read
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
@@ -35,7 +35,11 @@ def customer_pk(customer: Customer | int) -> int:
 
 def ledger_sum(entries: QuerySet[LedgerEntry]) -> Decimal:
     """The sum of these ledger entries to the cent (0.00 when there are none)."""
-    return (entries.aggregate(total=Sum("amount"))["total"] or ZERO).quantize(CENT)
+    return _to_cent(entries.aggregate(total=Sum("amount"))["total"])
+
+
+def _to_cent(total: Decimal | None) -> Decimal:
+    return (total or ZERO).quantize(CENT)
 
 
 def ledger_balance(
@@ -49,12 +53,27 @@ def ledger_balance(
     row lock, so their ids follow commit order and that balance never changes). With
     `before`: the balance at that moment by the entries' dates (`created_at`), as a month-end
     report sees it (e.g. the start of a month: the closing balance of the month before)."""
+    if through is None and before is None:
+        return _to_cent(_balance_now.first(customer_id=customer_pk(customer)))
     entries = LedgerEntry.objects.filter(customer_id=customer_pk(customer))
     if through is not None:
         entries = entries.filter(id__lte=through.id)
     if before is not None:
         entries = entries.filter(created_at__lt=before)
     return ledger_sum(entries)
+
+
+@compiled_read
+def _balance_now(*, customer_id: int) -> QuerySet:
+    """`ledger_sum` of all the customer's entries as a one-row read (no row: no entries), the
+    form a compiled read can send again: every portal page shows the balance."""
+    return (
+        LedgerEntry.objects.filter(customer_id=customer_id)
+        .order_by()
+        .values("customer_id")
+        .annotate(total=Sum("amount"))
+        .values_list("total", flat=True)
+    )
 
 
 def ledger_balances(*, customer_ids: Iterable[int]) -> dict[int, Decimal]:

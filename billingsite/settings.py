@@ -444,6 +444,8 @@ if not DEBUG:
     # Probes and the metrics scrape come over plain HTTP from inside the network.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SESSION_COOKIE_HTTPONLY = True
+# The database sessions with their read compiled once per process (billingsite.sessions).
+SESSION_ENGINE = "billingsite.sessions"
 
 # Production logs one JSON object per line (request id, user, role, customer, run and chunk
 # ids); development keeps plain text. LOG_FORMAT overrides either way.

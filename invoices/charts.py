@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Case, Count, DecimalField, Q, Sum, When
+from django.db.models import Case, Count, DecimalField, Q, QuerySet, Sum, When
 from django.db.models.functions import TruncMonth
 from django.utils.translation import gettext as _
 
@@ -22,6 +22,7 @@ from accounts.models import Application, DailyUsage, LedgerEntry
 from billingsite.charts import BarSeries, Chart, LineSeries, Rule, chart_svg
 from billingsite.clock import BILLING_TZ, Period, start_of_day
 from billingsite.money import format_cny
+from billingsite.queries import compiled_read
 from invoices.models import Invoice
 from invoices.selectors import UsageMonth
 from plans.price_book_cache import cached_price_book
@@ -113,6 +114,13 @@ def usage_chart(
     return UsageChart(app_key=app_key, app_name=app_name, chart=chart, peaks=peaks)
 
 
+@compiled_read
+def _month_dau(*, customer_id: int, first_day: dt.date, last_day: dt.date) -> QuerySet:
+    return DailyUsage.objects.filter(
+        application__customer_id=customer_id, day__gte=first_day, day__lte=last_day
+    ).values_list("application__app_key", "day", "dau")
+
+
 def usage_charts_for_lines(
     *,
     customer_id: int,
@@ -130,9 +138,7 @@ def usage_charts_for_lines(
         return []
     usage: dict[str, dict[dt.date, int]] = defaultdict(dict)
     if dau_by_app is None:
-        rows = DailyUsage.objects.filter(
-            application__customer_id=customer_id, day__gte=period.start, day__lte=period.end
-        ).values_list("application__app_key", "day", "dau")
+        rows = _month_dau(customer_id=customer_id, first_day=period.start, last_day=period.end)
         for app_key, day, dau in rows:
             usage[app_key][day] = dau
     else:

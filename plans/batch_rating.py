@@ -14,9 +14,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+
 from accounts.models import Application
 from billingsite.clock import Period
-from billingsite.queries import any_of
+from billingsite.queries import any_of, compiled_read
 from plans.rating.engine import ApplicationInput, PriceBook, RatedAccount, RatingError, rate_account
 from plans.selectors import (
     UsagePeaks,
@@ -53,6 +55,15 @@ class CustomerRating:
         return self.rated
 
 
+@compiled_read
+def _applications_of(*, customer_ids: list[int]) -> QuerySet:
+    return (
+        Application.objects.filter(any_of("customer_id", customer_ids))
+        .only("id", "customer_id", "app_key", "name", "usage_version")
+        .order_by("id")
+    )
+
+
 def customers_rate(
     *, customer_ids: Iterable[int], period: Period, book: PriceBook | None = None
 ) -> dict[int, CustomerRating]:
@@ -63,11 +74,7 @@ def customers_rate(
     if book is None:
         book = price_book_for_period(period=period)
     # The applications (with their usage versions) are read before their usage.
-    applications = list(
-        Application.objects.filter(any_of("customer_id", customer_ids))
-        .only("id", "customer_id", "app_key", "name", "usage_version")
-        .order_by("id")
-    )
+    applications = _applications_of(customer_ids=customer_ids)
     usage = usage_by_application(
         application_ids=[app.id for app in applications],
         first_day=period.start,

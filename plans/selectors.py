@@ -12,10 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+
 from accounts.models import DailyUsage
 from billingsite.clock import Period
 from billingsite.money import as_decimal
-from billingsite.queries import any_of
+from billingsite.queries import any_of, compiled_read
 from plans.models import AddOn, AddOnPrice, Discount, Plan, PlanPrice, VatRate
 from plans.rating.engine import (
     AddOnPriceTerms,
@@ -125,14 +127,42 @@ class UsagePeaks:
         return best
 
 
+@compiled_read
+def _usage_rows(*, application_ids: list[int], first_day: dt.date, last_day: dt.date) -> QuerySet:
+    return DailyUsage.objects.filter(
+        any_of("application_id", application_ids), day__gte=first_day, day__lte=last_day
+    ).values_list("application_id", "day", "dau", "delivered_messages")
+
+
+@compiled_read
+def _contracts_of_period(
+    *, application_ids: list[int], first_day: dt.date, last_day: dt.date
+) -> QuerySet:
+    return contracts_overlapping(
+        application_ids=application_ids, first_day=first_day, last_day=last_day
+    ).order_by("first_day")
+
+
+@compiled_read
+def _discounts_of_period(
+    *, customer_ids: list[int], application_ids: list[int], first_day: dt.date, last_day: dt.date
+) -> QuerySet:
+    return discounts_in_effect(
+        customer_ids=customer_ids,
+        application_ids=application_ids,
+        first_day=first_day,
+        last_day=last_day,
+    ).order_by("first_day", "id")
+
+
 def usage_by_application(
     *, application_ids: Iterable[int], first_day: dt.date, last_day: dt.date
 ) -> dict[int, UsagePeaks]:
 
     days: dict[int, list[tuple[dt.date, int, int]]] = defaultdict(list)
-    rows = DailyUsage.objects.filter(
-        any_of("application_id", application_ids), day__gte=first_day, day__lte=last_day
-    ).values_list("application_id", "day", "dau", "delivered_messages")
+    rows = _usage_rows(
+        application_ids=list(application_ids), first_day=first_day, last_day=last_day
+    )
     for app_id, day, dau, messages in rows:
         days[app_id].append((day, dau, messages))
     return {app_id: UsagePeaks(values) for app_id, values in days.items()}
@@ -182,18 +212,18 @@ def application_inputs(
             application_ids=app_ids, first_day=period.start, last_day=period.end
         )
     contracts: dict[int, list] = defaultdict(list)
-    for contract in contracts_overlapping(
+    for contract in _contracts_of_period(
         application_ids=app_ids, first_day=period.start, last_day=period.end
-    ).order_by("first_day"):
+    ):
         contracts[contract.application_id].append(contract)
     app_discounts: dict[int, list[Discount]] = defaultdict(list)
     customer_discounts: dict[int, list[Discount]] = defaultdict(list)
-    for discount in discounts_in_effect(
-        customer_ids={app.customer_id for app in applications},
+    for discount in _discounts_of_period(
+        customer_ids=sorted({app.customer_id for app in applications}),
         application_ids=app_ids,
         first_day=period.start,
         last_day=period.end,
-    ).order_by("first_day", "id"):
+    ):
         if discount.application_id is not None:
             app_discounts[discount.application_id].append(discount)
         elif discount.customer_id is not None:  # a CHECK gives every discount one scope

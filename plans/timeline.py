@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from billingsite.queries import any_of
+from billingsite.queries import any_of, compiled_read
 from plans.models import AddOnChange, DedicatedContract, Discount, PlanChange
 
 
@@ -118,12 +118,24 @@ def live_addon_changes(
     return rows.order_by("application_id", "addon_id", "effective_date", "id")
 
 
+@compiled_read
+def _plan_history_rows(*, application_ids: list[int]) -> QuerySet:
+    return live_plan_changes(application_ids=application_ids).values_list(
+        "application_id", "effective_date", "plan__code", "plan__name"
+    )
+
+
+@compiled_read
+def _addon_history_rows(*, application_ids: list[int]) -> QuerySet:
+    return live_addon_changes(application_ids=application_ids).values_list(
+        "application_id", "addon_id", "effective_date", "addon__code", "addon__name", "quantity"
+    )
+
+
 def plan_history(*, application_ids: Iterable[int]) -> dict[int, list[HistoryRow]]:
     """Each application's plans, oldest first, from its live plan changes (one query)."""
     by_app: dict[int, list[tuple]] = defaultdict(list)
-    changes = live_plan_changes(application_ids=application_ids).values_list(
-        "application_id", "effective_date", "plan__code", "plan__name"
-    )
+    changes = _plan_history_rows(application_ids=list(application_ids))
     for app_id, effective_date, code, name in changes:
         by_app[app_id].append((effective_date, code, name, 1))
     return {app_id: history_rows(rows) for app_id, rows in by_app.items()}
@@ -133,9 +145,7 @@ def addon_history(*, application_ids: Iterable[int]) -> dict[int, list[HistoryRo
     """Each application's add-on stretches with quantity >= 1, per add-on, oldest first (one
     query); the stretches of quantity 0 (ended) are left out."""
     by_app_addon: dict[tuple[int, int], list[tuple]] = defaultdict(list)
-    changes = live_addon_changes(application_ids=application_ids).values_list(
-        "application_id", "addon_id", "effective_date", "addon__code", "addon__name", "quantity"
-    )
+    changes = _addon_history_rows(application_ids=list(application_ids))
     for app_id, addon_id, effective_date, code, name, quantity in changes:
         by_app_addon[(app_id, addon_id)].append((effective_date, code, name, quantity))
     result: dict[int, list[HistoryRow]] = defaultdict(list)
@@ -199,5 +209,5 @@ def discounts_in_effect(
     query."""
     return Discount.objects.filter(
         contracts_in_effect(first_day=first_day, last_day=last_day),
-        Q(customer_id__in=list(customer_ids)) | Q(application_id__in=list(application_ids)),
+        any_of("customer_id", customer_ids) | any_of("application_id", application_ids),
     )

@@ -23,11 +23,24 @@ from accounts.models import Customer, LedgerEntry
 from accounts.selectors import with_balance_in_statement
 from billingsite.clock import Period
 from billingsite.issuer import issuer
+from billingsite.queries import compiled_read
 from invoices.models import CreditNote, Invoice
 from invoices.templatetags.invoice_text import by_application
 
 # WeasyPrint logs every layout step at INFO; only its warnings are worth reading.
 logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+
+
+def _invoice_debits(*, customer_id: int, reference: str) -> QuerySet[LedgerEntry]:
+    return LedgerEntry.objects.filter(
+        customer_id=customer_id, kind=LedgerEntry.Kind.INVOICE_DEBIT, reference=reference
+    ).order_by("created_at", "id")
+
+
+_invoice_debit = compiled_read(lambda **inputs: _invoice_debits(**inputs)[:1])
+_invoice_debit_with_balance = compiled_read(
+    lambda **inputs: with_balance_in_statement(_invoice_debits(**inputs))[:1]
+)
 
 
 def invoice_ledger_entry(*, invoice: Invoice, with_balance: bool = False) -> LedgerEntry | None:
@@ -36,14 +49,8 @@ def invoice_ledger_entry(*, invoice: Invoice, with_balance: bool = False) -> Led
     (accounts.selectors.with_balance_in_statement), in the same query."""
     if not invoice.number:
         return None
-    debits: QuerySet[LedgerEntry] = LedgerEntry.objects.filter(
-        customer_id=invoice.customer_id,
-        kind=LedgerEntry.Kind.INVOICE_DEBIT,
-        reference=invoice.number,
-    )
-    if with_balance:
-        debits = with_balance_in_statement(debits)
-    return debits.order_by("created_at", "id").first()
+    read = _invoice_debit_with_balance if with_balance else _invoice_debit
+    return read.first(customer_id=invoice.customer_id, reference=invoice.number)
 
 
 def credit_note_ledger_entry(*, credit_note: CreditNote) -> LedgerEntry | None:

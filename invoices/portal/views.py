@@ -19,8 +19,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.paginator import Paginator
-from django.db.models import Count, Sum
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, QuerySet, Sum
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone, translation
@@ -36,6 +36,7 @@ from accounts.selectors import ledger_balance, ledger_balance_in_statement, ledg
 from billingsite.clock import Period, billing_date
 from billingsite.login_forms import BoundedAuthenticationForm
 from billingsite.money import parse_amount
+from billingsite.queries import compiled_read
 from invoices.charts import balance_history_chart, usage_charts_for_lines
 from invoices.documents.fapiao import fapiao_live_status
 from invoices.documents.pdf import (
@@ -47,7 +48,7 @@ from invoices.documents.pdf import (
     render_credit_note_pdf,
     render_invoice_pdf,
 )
-from invoices.models import CreditNote, FapiaoRequest, Invoice
+from invoices.models import CreditNote, FapiaoRequest, Invoice, InvoiceLine
 from invoices.portal.rows import invoice_rows, ledger_rows
 from invoices.portal.topup_form import top_up_context
 from invoices.selectors import customer_financials, month_estimate
@@ -64,8 +65,13 @@ def portal_customer_of(user) -> Customer | None:
     """The customer a login belongs to (None: anonymous, or a login without a customer)."""
     if not user.is_authenticated:
         return None
+    return _customer_of_user.first(user_id=user.pk)
+
+
+@compiled_read
+def _customer_of_user(*, user_id: int):
     # One query for the link and its customer (user.customer_link.customer would be two).
-    return Customer.objects.filter(users__user_id=user.pk).first()
+    return Customer.objects.filter(users__user_id=user_id)[:1]
 
 
 def _default_language(request: HttpRequest, customer: Customer) -> None:
@@ -151,13 +157,9 @@ def _today() -> dt.date:
     return billing_date(timezone.now())
 
 
-def _page(request: HttpRequest, items, size: int, param: str = "page", count: int | None = None):
-    """One page of `items`; `count`: their number when the view has counted them already (the
-    list's totals), instead of the paginator's own COUNT query."""
-    paginator = Paginator(items, size)
-    if count is not None:
-        paginator.count = count  # Paginator.count is a cached_property: set, it is not queried
-    return paginator.get_page(request.GET.get(param))
+def _page(request: HttpRequest, items, size: int, param: str = "page"):
+    """One page of `items` (the `param` query parameter's, the last one if beyond)."""
+    return Paginator(items, size).get_page(request.GET.get(param))
 
 
 def _render(request: HttpRequest, customer: Customer, template: str, context: dict, **kwargs):
@@ -176,38 +178,101 @@ def _render(request: HttpRequest, customer: Customer, template: str, context: di
 # --- documents ------------------------------------------------------------------------------
 
 
-def visible_invoices(*, customer: Customer):
+def visible_invoices(*, customer: Customer | int):
     """The customer's invoices that exist for them: issued, possibly credited since."""
     return Invoice.objects.filter(customer=customer, status__in=Invoice.ISSUED_STATES)
 
 
-def visible_credit_notes(*, customer: Customer):
+@compiled_read
+def _visible_invoice(*, customer_id: int, number: str):
+    """The invoice page's read: one visible invoice with its live fapiao request's status."""
+    return (
+        visible_invoices(customer=customer_id)
+        .annotate(fapiao_status=fapiao_live_status())
+        .filter(number=number)[:1]
+    )
+
+
+@compiled_read
+def _invoice_lines(*, invoice_id: int):
+    return InvoiceLine.objects.filter(invoice_id=invoice_id).order_by("position")
+
+
+@compiled_read
+def _invoice_credit_notes(*, invoice_id: int):
+    return CreditNote.objects.filter(invoice_id=invoice_id).order_by("issued_at", "id")
+
+
+def visible_credit_notes(*, customer: Customer | int):
     return CreditNote.objects.filter(customer=customer, invoice__customer=customer)
+
+
+def _totals(documents) -> QuerySet:
+    """The count and total of `documents` as one row (none when there are none)."""
+    return (
+        documents.order_by()
+        .values("customer_id")
+        .annotate(count=Count("id"), total=Sum("total", default=Decimal("0.00")))
+        .values_list("count", "total")
+    )
+
+
+@compiled_read
+def _invoice_totals(*, customer_id: int):
+    return _totals(visible_invoices(customer=customer_id))
+
+
+@compiled_read
+def _credit_note_totals(*, customer_id: int):
+    return _totals(visible_credit_notes(customer=customer_id))
+
+
+@compiled_read
+def _invoice_list(*, customer_id: int):
+    return visible_invoices(customer=customer_id).order_by("-period", "-id")
+
+
+@compiled_read
+def _credit_note_list(*, customer_id: int):
+    return (
+        visible_credit_notes(customer=customer_id)
+        .select_related("invoice")
+        .order_by("-issued_at", "-id")
+    )
+
+
+def _compiled_page(
+    request: HttpRequest, read, size: int, count: int, param: str = "page", **inputs
+):
+    """`_page` of a compiled read's rows, `count` of them (the list's totals counted them: no
+    COUNT query): the page's number and bounds from the paginator over their positions, its
+    rows in one statement of that read."""
+    page = _page(request, range(count), size, param=param)
+    bounds = page.object_list
+    page.object_list = read.slice(bounds.start, bounds.stop, **inputs)
+    return page
+
+
+def _totals_of(read, customer: Customer) -> dict:
+    count, total = read.first(customer_id=customer.pk) or (0, Decimal("0.00"))
+    return {"count": count, "total": total}
 
 
 @customer_view
 @require_GET
 def invoice_list(request, customer):
-    invoice_totals = visible_invoices(customer=customer).aggregate(
-        count=Count("id"), total=Sum("total", default=Decimal("0.00"))
+    invoice_totals = _totals_of(_invoice_totals, customer)
+    credit_note_totals = _totals_of(_credit_note_totals, customer)
+    invoices = _compiled_page(
+        request, _invoice_list, PAGE_SIZE, invoice_totals["count"], customer_id=customer.pk
     )
-    credit_note_totals = visible_credit_notes(customer=customer).aggregate(
-        count=Count("id"), total=Sum("total", default=Decimal("0.00"))
-    )
-    invoices = _page(
+    notes = _compiled_page(
         request,
-        visible_invoices(customer=customer).order_by("-period", "-id"),
+        _credit_note_list,
         PAGE_SIZE,
-        count=invoice_totals["count"],
-    )
-    notes = _page(
-        request,
-        visible_credit_notes(customer=customer)
-        .select_related("invoice")
-        .order_by("-issued_at", "-id"),
-        PAGE_SIZE,
+        credit_note_totals["count"],
         param="notes_page",
-        count=credit_note_totals["count"],
+        customer_id=customer.pk,
     )
     return _render(
         request,
@@ -228,12 +293,14 @@ def invoice_list(request, customer):
 @customer_view
 @require_GET
 def invoice_detail(request, customer, number: str):
-    invoice = get_object_or_404(
-        visible_invoices(customer=customer).annotate(fapiao_status=fapiao_live_status()),
-        number=number,
-    )
+    invoice = _visible_invoice.first(customer_id=customer.pk, number=number)
+    if invoice is None:
+        raise Http404
     debit = invoice_ledger_entry(invoice=invoice, with_balance=True)
-    lines = list(invoice.lines.order_by("position"))
+    lines = _invoice_lines(invoice_id=invoice.pk)
+    credit_notes = _invoice_credit_notes(invoice_id=invoice.pk)
+    for document in (*lines, *credit_notes):
+        document.invoice = invoice  # as invoice.lines / invoice.credit_notes would set it
     period = Period.containing(invoice.period)
     return _render(
         request,
@@ -248,7 +315,7 @@ def invoice_detail(request, customer, number: str):
             ),
             "debit": debit,
             "balance_after_debit": debit.balance_in_statement if debit else None,
-            "credit_notes": list(invoice.credit_notes.order_by("issued_at", "id")),
+            "credit_notes": credit_notes,
             # The live fapiao request's status as get_status_display() says it (None: none).
             "fapiao_status": FapiaoRequest.Status(invoice.fapiao_status).label
             if invoice.fapiao_status

@@ -285,3 +285,69 @@ def test_balance_in_statement_read_with_the_entries_is_the_one_rule(acme):
         Decimal("49880.00"),
         Decimal("50000.00"),
     ]
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_pages_are_the_same_with_compiled_reads_and_through_the_orm(
+    today, client_for, acme_user, acme, language, monkeypatch
+):
+    """The portal's reads compiled once (billingsite.queries.CompiledRead) against the same
+    reads through the ORM (the path of databases and inputs it does not compile): the same
+    bytes and the same number of queries on every page, a second page, a credit note, a live
+    fapiao request and a debit with the balance after it included."""
+    from billingsite import queries as compiled_reads  # noqa: PLC0415
+
+    period = OCTOBER
+    invoices = []
+    for _ in range(25):
+        invoices.append(issued_invoice(customer=acme, period=period))
+        period = period.previous()
+    credited = invoices[1]
+    credit_note(
+        invoice=credited,
+        amounts={credited.lines.order_by("position").first().pk: Decimal("100.00")},
+    )
+    fapiao_request_create(
+        invoice=invoices[0],
+        customer=acme,
+        details=ordinary(),
+        now=dt.datetime(2026, 11, 10, tzinfo=dt.UTC),
+    )
+    client = client_for(acme_user)
+    client.cookies["django_language"] = language
+    urls = [
+        reverse("portal:invoice-list"),
+        reverse("portal:invoice-list") + "?page=2",
+        reverse("portal:invoice-list") + "?page=x",
+        reverse("portal:invoice-detail", args=[invoices[0].number]),
+        reverse("portal:invoice-detail", args=[credited.number]),
+        reverse("portal:invoice-detail", args=["INV-2026-999999"]),
+        reverse("portal:estimate"),
+        reverse("portal:balance"),
+    ]
+    csrf = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
+
+    def pages() -> list[tuple[int, int, str]]:
+        seen = []
+        for url in urls:
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(url)
+            html = csrf.sub("csrf", response.content.decode())
+            seen.append((response.status_code, len(queries), html))
+        return seen
+
+    pages()  # the price books of the months into this process's cache, as in both runs below
+    monkeypatch.setattr(compiled_reads, "COMPILED_READS", True)
+    compiled = pages()
+    monkeypatch.setattr(compiled_reads, "COMPILED_READS", False)
+    orm = pages()
+    assert [status for status, _, _ in compiled] == [200, 200, 200, 200, 200, 404, 200, 200]
+    for url, got, want in zip(urls, compiled, orm, strict=True):
+        assert got == want, url
+    assert "Total of 25 invoices" in compiled[0][2] or language != "en"
+    if connection.vendor == "postgresql":  # the compiled path was taken (not the ORM twice)
+        from invoices.portal import views  # noqa: PLC0415
+        from plans import batch_rating  # noqa: PLC0415
+
+        for read in (views._visible_invoice, views._invoice_list, batch_rating._applications_of):
+            assert [c for c in read._compiled.values() if c is not None], read
