@@ -1,3 +1,4 @@
+import importlib
 import os
 
 import pytest
@@ -117,7 +118,44 @@ def django_db_setup(
     yield
     if not django_db_keepdb:
         with django_db_blocker.unblock():
+            if connections["default"].vendor == "postgresql":
+                # A thread a test started may still hold a connection (daemon threads of the
+                # concurrency tests): DROP DATABASE refuses while anyone is connected.
+                connections.close_all()
+                with connections["default"]._nodb_cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        [connections["default"].settings_dict["NAME"]],
+                    )
             teardown_databases(db_cfg, verbosity=verbosity)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _migration_data_after_flush():
+    """What data migrations seed (the roles, the default VAT rate) again after each flush.
+
+    A transactional test ends with a flush that empties every table, then Django's post_migrate
+    recreates content types and permissions only. pytest-django runs those tests after the
+    others, but `make test`'s work stealing lets a worker that ran some go on with plain `db`
+    tests, which expect the migrated database."""
+    from django.apps import apps as global_apps  # noqa: PLC0415
+    from django.db.models.signals import post_migrate  # noqa: PLC0415
+
+    from accounts.roles import sync_roles  # noqa: PLC0415
+
+    vat_default = importlib.import_module("plans.migrations.0008_vat_rate").seed_default
+    last_app = list(global_apps.get_app_configs())[-1]
+
+    def reseed(sender, **kwargs):
+        # After the last app's post_migrate: every app's permissions exist by then.
+        if sender is last_app:
+            sync_roles()
+            vat_default(global_apps, None)
+
+    post_migrate.connect(reseed, dispatch_uid="tests-migration-data-after-flush")
+    yield
+    post_migrate.disconnect(dispatch_uid="tests-migration-data-after-flush")
 
 
 def pytest_sessionfinish(session):
