@@ -34,20 +34,18 @@ _metrics_dir = os.environ.setdefault(
 os.environ.setdefault("DB_CONN_MAX_AGE", "60")
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-# Threaded workers (gthread: one process per core, 16 threads) with admission control by
-# default (billingsite/ops/admission.py): the heavy requests (pages, admin, estimate, exports)
-# share two slots per core across the processes (a page also waits for the database, whose
-# CPU is on the same cores: one slot per core left them idle), the light machine-facing calls
-# (quote, usage push, health checks) one slot per core of their own, and a worker's threads
-# give up the GIL every millisecond (Python's default is 5 ms). Measured one after the other
-# on the shared 2-core machine (bench/README.md, "Admission control"): against 5 sync workers
-# (one accept queue: the 2 ms quote waits as long as a page) the quote's and the usage push's
-# p95 fell 3-4 fold and the pages' a little; against plain gthread 2 x 16 the quote's and the
-# usage push's fell by a third to a half for pages 10-20 % slower. WEB_WORKER_CLASS=sync gives back 2 x cores + 1 sync workers
-# without slots. Processes x threads = concurrent requests = database connections per host
-# (docs/deploying.md sizes `max_connections`); a sync worker is also killed when a request
-# runs past WEB_TIMEOUT, a gthread worker only when its whole process stops answering.
-worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+# 2 x cores + 1 sync workers by default: every request waits in the kernel's one accept queue
+# and a request running past WEB_TIMEOUT gets its worker killed. Measured side by side on an
+# idle 2-core machine (bench/README.md, "Idle figures at the end of the session of 2026-12-01"),
+# 32 clients: sync gave the pages p95 ~200 ms and the quote 187 ms at 194 req/s; gthread 2 x 16
+# with admission control (billingsite/ops/admission.py) the quote 161-206 ms but the pages
+# 450-550 ms at 156-177 req/s (a page shares its process's GIL with every request in flight).
+# At 8 clients both met every target of issue 14. WEB_WORKER_CLASS=gthread turns on threads
+# with admission control (heavy and light slots below) for a host that mostly serves the
+# machine-facing API. Processes x threads = concurrent requests = database connections per
+# host (docs/deploying.md sizes `max_connections`); a gthread worker is only killed when its
+# whole process stops answering.
+worker_class = os.environ.get("WEB_WORKER_CLASS", "sync")
 _cpus = os.cpu_count() or 1
 _threaded = worker_class == "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", str(_cpus if _threaded else 2 * _cpus + 1)))

@@ -45,8 +45,16 @@ def gunicorn_settings(**env: str) -> dict:
     return json.loads(result.stdout)
 
 
-def test_default_is_one_threaded_process_per_core_with_admission_control():
+def test_default_is_two_sync_workers_per_core_plus_one_without_admission_control():
     found = gunicorn_settings()
+    assert found["worker_class"] == "sync"
+    assert (found["workers"], found["threads"]) == (2 * found["cpus"] + 1, 1)
+    assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
+    assert found["conn_max_age"] == "60"
+
+
+def test_gthread_is_one_threaded_process_per_core_with_admission_control():
+    found = gunicorn_settings(WEB_WORKER_CLASS="gthread")
     assert found["worker_class"] == "gthread"
     assert (found["workers"], found["threads"]) == (found["cpus"], 16)
     assert (found["heavy_slots"], found["light_slots"]) == (2 * found["cpus"], found["cpus"])
@@ -64,7 +72,7 @@ def test_sync_workers_are_two_per_core_and_one_without_admission_control():
 
 
 def test_gthread_without_slots_keeps_pythons_switch_interval():
-    found = gunicorn_settings(WEB_HEAVY_SLOTS="0")
+    found = gunicorn_settings(WEB_WORKER_CLASS="gthread", WEB_HEAVY_SLOTS="0")
     assert (found["worker_class"], found["threads"]) == ("gthread", 16)
     assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
     assert found["switch_interval_ms"] == 5
