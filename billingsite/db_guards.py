@@ -176,7 +176,10 @@ def truncate_guard(*, tables: list[str], name: str) -> migrations.RunPython:
 def rebuilt_on_sqlite(*, operations: list, guards: list[migrations.RunPython]) -> list:
     """`operations` with `guards` (row guards of the table they change) installed again on
     SQLite after them, both ways: SQLite rebuilds a table for a changed column or a new CHECK
-    constraint and the rebuild silently drops the table's triggers."""
+    constraint and the rebuild silently drops the table's triggers. A new migration uses
+    `sqlite_triggers_kept` instead: it also keeps the triggers of other tables that name the
+    rebuilt table (SQLite refuses the rebuild's rename while they exist); the landed migrations
+    keep this one."""
 
     def reinstall(apps, schema_editor):
         if schema_editor.connection.vendor != "sqlite":
