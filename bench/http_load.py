@@ -435,8 +435,18 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-def load(*, url: str, logins: dict, clients: int, seconds: float, today: dt.date) -> dict:
+def load(
+    *,
+    url: str,
+    light_url: str | None,
+    logins: dict,
+    clients: int,
+    seconds: float,
+    today: dt.date,
+) -> dict:
     import requests
+
+    light = light_url or url
 
     months = month_starts(today)
     results: dict[str, list[float]] = {}
@@ -486,13 +496,13 @@ def load(*, url: str, logins: dict, clients: int, seconds: float, today: dt.date
                     )
                 elif name == "quote":
                     r = session.post(
-                        f"{url}/api/v1/quotes/",
+                        f"{light}/api/v1/quotes/",
                         headers=staff,
                         json=quote_body(rng),
                     )
                 else:
                     r = session.post(
-                        f"{url}/api/v1/usage/",
+                        f"{light}/api/v1/usage/",
                         headers=ingest,
                         json=usage_body(rng, apps=len(logins["apps"]), day=yesterday),
                     )
@@ -712,8 +722,15 @@ end""",
     return paths
 
 
-def load_wrk(*, url: str, scripts: dict[str, Path], clients: int, seconds: float) -> dict:
-    """`clients` connections spread over one wrk process per endpoint, all at once."""
+# What the proxy in front sends to the light pool's port (docs/deploying.md, section 3).
+LIGHT_ENDPOINTS = ("quote", "usage push")
+
+
+def load_wrk(
+    *, url: str, light_url: str | None, scripts: dict[str, Path], clients: int, seconds: float
+) -> dict:
+    """`clients` connections spread over one wrk process per endpoint, all at once; the light
+    endpoints go to `light_url` when the server has a light pool."""
     import json
 
     share = {name: clients // len(ENDPOINTS) for name in ENDPOINTS}
@@ -733,7 +750,7 @@ def load_wrk(*, url: str, scripts: dict[str, Path], clients: int, seconds: float
                 "30s",
                 "--script",
                 str(scripts[name]),
-                url,
+                light_url if light_url and name in LIGHT_ENDPOINTS else url,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -893,8 +910,8 @@ def main() -> None:
             print(f"  {name:22s} {row['cpu_ms']:6.1f} ms {row['queries']:3d} queries")
     connection.close()
 
-    port = free_port()
-    env = dict(os.environ, BIND=f"127.0.0.1:{port}")
+    port, light_port = free_port(), free_port()
+    env = dict(os.environ, BIND=f"127.0.0.1:{port}", LIGHT_BIND=f"127.0.0.1:{light_port}")
     web = subprocess.Popen(
         [
             sys.executable,
@@ -919,12 +936,16 @@ def main() -> None:
             except requests.RequestException:
                 time.sleep(0.5)
         from billingsite.ops.gunicorn import (
+            heavy_nice,
             heavy_slots,
+            heavy_workers,
             light_slots,
+            light_workers,
             switch_interval_ms,
             threads,
-            workers,
         )
+
+        light_base = f"http://127.0.0.1:{light_port}" if light_workers else None
 
         if tool == "python":
             # The generator shares the two cores with the server: it yields to it.
@@ -934,8 +955,21 @@ def main() -> None:
 
             def run(clients: int, seconds: float) -> dict:
                 if tool == "wrk":
-                    return load_wrk(url=base, scripts=scripts, clients=clients, seconds=seconds)
-                return load(url=base, logins=logins, clients=clients, seconds=seconds, today=today)
+                    return load_wrk(
+                        url=base,
+                        light_url=light_base,
+                        scripts=scripts,
+                        clients=clients,
+                        seconds=seconds,
+                    )
+                return load(
+                    url=base,
+                    light_url=light_base,
+                    logins=logins,
+                    clients=clients,
+                    seconds=seconds,
+                    today=today,
+                )
 
             # Warm every worker (imports, connections, the price book) before measuring.
             run(8, 5)
@@ -947,7 +981,9 @@ def main() -> None:
                     result=result,
                     clients=clients,
                     tool=tool if tool == "wrk" else "python threads, nice 10",
-                    workers=str(workers),
+                    workers=f"{heavy_workers} + {light_workers} light (nice {heavy_nice} / 0)"
+                    if light_workers
+                    else str(heavy_workers),
                     threads=str(threads),
                     admission=f"{heavy_slots} heavy slots, {light_slots or 'no'} light slots, switch interval {switch_interval_ms:g} ms"
                     if heavy_slots

@@ -127,3 +127,18 @@ def installed_slots() -> HeavySlots | None:
 
 def installed_light_slots() -> HeavySlots | None:
     return _light_slots
+
+
+_light_routes_only = False
+
+
+def serve_light_routes_only() -> None:
+    """Called in a light-pool worker after the fork (`billingsite.ops.gunicorn.post_fork`): it
+    answers only `LIGHT_ROUTES`, so a page sent to the light port by mistake (or by someone who
+    can reach it) cannot take the light calls' place."""
+    global _light_routes_only  # noqa: PLW0603 - set once per worker process
+    _light_routes_only = True
+
+
+def light_routes_only() -> bool:
+    return _light_routes_only

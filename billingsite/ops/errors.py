@@ -58,3 +58,15 @@ def service_busy(request, *, retry_after: int):
         response = HttpResponse(loader.get_template("503.html").render(), status=503)
     response["Retry-After"] = str(retry_after)
     return response
+
+
+def misdirected(request):
+    """A request other than a light one on the light pool's port (`billingsite.ops.gunicorn`,
+    WEB_LIGHT_WORKERS): 421, the status for a request sent to a server that does not produce
+    its response. Only the proxy reaches that port, so the answer is for an operator."""
+    return refusal_response(
+        421,
+        "misdirected_request",
+        "This port serves only the machine-facing calls (quote, usage push, health checks, "
+        "metrics, payment and mail notifications); send other requests to the main port.",
+    )

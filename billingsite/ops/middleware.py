@@ -109,6 +109,8 @@ class AdmissionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if admission.light_routes_only() and not _is_light(request):
+            return errors.misdirected(request)
         slots = admission.installed_slots()
         if slots is None:
             return self.get_response(request)

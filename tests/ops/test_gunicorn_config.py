@@ -23,7 +23,8 @@ import billingsite.ops.gunicorn as g
 print(json.dumps({"workers": g.workers, "worker_class": g.worker_class, "threads": g.threads,
                   "cpus": os.cpu_count(), "conn_max_age": os.environ["DB_CONN_MAX_AGE"],
                   "heavy_slots": g.heavy_slots, "light_slots": g.light_slots,
-                  "heavy_wait": g.heavy_wait,
+                  "heavy_wait": g.heavy_wait, "bind": g.bind,
+                  "heavy_workers": g.heavy_workers, "light_workers": g.light_workers,
                   "switch_interval_ms": g.switch_interval_ms}))
 """
 
@@ -32,7 +33,8 @@ def gunicorn_settings(**env: str) -> dict:
     clean = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("WEB_") and key not in {"DB_CONN_MAX_AGE", "PROMETHEUS_MULTIPROC_DIR"}
+        if not key.startswith("WEB_")
+        and key not in {"DB_CONN_MAX_AGE", "PROMETHEUS_MULTIPROC_DIR", "BIND", "PORT", "LIGHT_BIND"}
     }
     result = subprocess.run(
         [sys.executable, "-c", SETTINGS],
@@ -48,7 +50,11 @@ def gunicorn_settings(**env: str) -> dict:
 def test_default_is_two_sync_workers_per_core_plus_one_without_admission_control():
     found = gunicorn_settings()
     assert found["worker_class"] == "sync"
-    assert (found["workers"], found["threads"]) == (2 * found["cpus"] + 1, 1)
+    assert (found["heavy_workers"], found["threads"]) == (2 * found["cpus"] + 1, 1)
+    # ... and one more worker, for the light calls on the next port.
+    assert found["light_workers"] == 1
+    assert found["workers"] == found["heavy_workers"] + 1
+    assert found["bind"] == ["0.0.0.0:8000", "0.0.0.0:8001"]
     assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
     assert found["conn_max_age"] == "60"
 
@@ -57,6 +63,8 @@ def test_gthread_is_one_threaded_process_per_core_with_admission_control():
     found = gunicorn_settings(WEB_WORKER_CLASS="gthread")
     assert found["worker_class"] == "gthread"
     assert (found["workers"], found["threads"]) == (found["cpus"], 16)
+    # Its slots keep the light calls apart: no second pool, one port.
+    assert (found["light_workers"], found["bind"]) == (0, "0.0.0.0:8000")
     assert (found["heavy_slots"], found["light_slots"]) == (2 * found["cpus"], found["cpus"])
     assert found["heavy_wait"] == 10
     assert found["switch_interval_ms"] == 1
@@ -65,7 +73,7 @@ def test_gthread_is_one_threaded_process_per_core_with_admission_control():
 
 def test_sync_workers_are_two_per_core_and_one_without_admission_control():
     found = gunicorn_settings(WEB_WORKER_CLASS="sync")
-    assert found["workers"] == 2 * found["cpus"] + 1
+    assert found["heavy_workers"] == 2 * found["cpus"] + 1
     assert found["threads"] == 1
     assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
     assert found["switch_interval_ms"] == 5
@@ -94,7 +102,31 @@ def test_the_environment_chooses(env, expected):
     found = gunicorn_settings(**env)
     assert (found["worker_class"], found["threads"]) == expected
     if "WEB_CONCURRENCY" in env:
-        assert found["workers"] == int(env["WEB_CONCURRENCY"])
+        assert found["heavy_workers"] == int(env["WEB_CONCURRENCY"])
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"PORT": "9000"}, (1, ["0.0.0.0:9000", "0.0.0.0:9001"])),
+        ({"BIND": "127.0.0.1:8000"}, (1, ["127.0.0.1:8000", "127.0.0.1:8001"])),
+        (
+            {"BIND": "127.0.0.1:8000", "LIGHT_BIND": "10.0.0.5:7000", "WEB_LIGHT_WORKERS": "2"},
+            (2, ["127.0.0.1:8000", "10.0.0.5:7000"]),
+        ),
+        ({"WEB_LIGHT_WORKERS": "0"}, (0, "0.0.0.0:8000")),
+        # No port to add one to: the light pool is off rather than guessed.
+        ({"BIND": "unix:/run/billing/web.sock"}, (0, "unix:/run/billing/web.sock")),
+        (
+            {"BIND": "unix:/run/billing/web.sock", "LIGHT_BIND": "unix:/run/billing/light.sock"},
+            (1, ["unix:/run/billing/web.sock", "unix:/run/billing/light.sock"]),
+        ),
+    ],
+)
+def test_the_light_pool_listens_on_its_own_address(env, expected):
+    found = gunicorn_settings(**env)
+    assert (found["light_workers"], found["bind"]) == expected
+    assert found["workers"] == found["heavy_workers"] + found["light_workers"]
 
 
 ACCESS = """
@@ -134,7 +166,10 @@ g.on_starting(server)
 slots = admission.installed_slots()
 light = admission.installed_light_slots()
 print(slots.count if slots else 0, light.count if light else 0, slots.wait_seconds if slots else 0)
-g.post_fork(server, mock.Mock())
+server.WORKERS = {}
+worker = mock.Mock(sockets=[])
+g.pre_fork(server, worker)
+g.post_fork(server, worker)
 print(round(sys.getswitchinterval() * 1e6))
 if slots:
     # A worker that dies holding a slot: the master gives it back when it reaps the worker.
@@ -178,3 +213,65 @@ def test_no_slots_no_admission_control(tmp_path):
         "0 0 0",
         "5000",
     ]
+
+
+POOLS = """
+import json, os, sys
+from unittest import mock
+import billingsite.ops.gunicorn as g
+from billingsite.ops import admission
+from gunicorn.util import parse_address
+
+server = mock.Mock(WORKERS={})
+main_socket = mock.Mock(cfg_addr=parse_address(g.bind[0]))
+light_socket = mock.Mock(cfg_addr=parse_address(g.bind[1]))
+spawned = []
+for pid in range(1, g.workers + 1):
+    worker = mock.Mock(sockets=[main_socket, light_socket])
+    g.pre_fork(server, worker)
+    server.WORKERS[pid] = worker
+    spawned.append(worker.pool)
+# A light worker dies (recycled, killed): its replacement goes to the light pool.
+del server.WORKERS[g.workers]
+replacement = mock.Mock(sockets=[main_socket, light_socket])
+g.pre_fork(server, replacement)
+# In the child, after the fork: each pool keeps only its own socket.
+pid = os.fork()
+if pid == 0:
+    g.post_fork(server, server.WORKERS[1])
+    main_view = (server.WORKERS[1].sockets == [main_socket], admission.light_routes_only(),
+                 os.nice(0))
+    g.post_fork(server, replacement)
+    light_view = (replacement.sockets == [light_socket], admission.light_routes_only())
+    print(json.dumps({"main": main_view, "light": light_view}))
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+print(json.dumps({"spawned": spawned, "replacement": replacement.pool}))
+"""
+
+
+def test_each_new_worker_fills_the_pool_that_is_short_and_listens_on_its_socket(tmp_path):
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("WEB_")}
+    result = subprocess.run(
+        [sys.executable, "-c", POOLS],
+        cwd=ROOT,
+        env={
+            **clean,
+            "WEB_CONCURRENCY": "3",
+            "WEB_LIGHT_WORKERS": "2",
+            "WEB_HEAVY_NICE": "5",
+            "BIND": "127.0.0.1:8100",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    child, master = (json.loads(line) for line in result.stdout.splitlines())
+    # The main pool first (at start the light workers are the youngest: TTOU stops the oldest).
+    assert master == {"spawned": ["main", "main", "main", "light", "light"], "replacement": "light"}
+    # A main-pool worker: the main socket, every route, a lower CPU priority (nice 5).
+    assert child["main"] == [True, False, os.nice(0) + 5]
+    # A light-pool worker: the light socket, and only the light routes.
+    assert child["light"] == [True, True]

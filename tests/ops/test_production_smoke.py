@@ -156,11 +156,13 @@ class Stack:
     def __init__(self, env: dict, log_path: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The light pool's port (WEB_LIGHT_WORKERS): where the proxy sends quotes and pushes.
+        self.light_url = f"http://127.0.0.1:{free_port()}"
         self.log_path = log_path
         self.process = subprocess.Popen(
             [sys.executable, "-m", "honcho", "start", "--port", str(self.port)],
             cwd=BASE_DIR,
-            env=env,
+            env={**env, "LIGHT_BIND": self.light_url.removeprefix("http://")},
             stdout=log_path.open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -281,9 +283,14 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
 
         check_api_docs_offline(stack)
 
-        # A quote and a usage push over HTTP.
+        # A quote and a usage push over HTTP, through the light pool's port as the proxy sends
+        # them; the main port serves them too, and the light port nothing else.
+        assert requests.get(f"{stack.light_url}/healthz").json() == {"status": "ok"}
+        misdirected = requests.get(f"{stack.light_url}/invoices/", allow_redirects=False)
+        assert misdirected.status_code == 421
+        assert misdirected.json()["code"] == "misdirected_request"
         quote = requests.post(
-            f"{stack.url}/api/v1/quotes/",
+            f"{stack.light_url}/api/v1/quotes/",
             headers={"Authorization": f"Token {tokens['manager']}"},
             json={
                 "plan": "premium",
@@ -295,7 +302,7 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
         assert quote.status_code == 200, quote.text
         assert quote.json()["total"] == "16000.00"
         pushed = requests.post(
-            f"{stack.url}/api/v1/usage/",
+            f"{stack.light_url}/api/v1/usage/",
             headers={"Authorization": f"Token {tokens['ingest']}"},
             json=[
                 {
