@@ -860,7 +860,12 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             )
             return self._start_page(request, confirm, confirm_period=period, candidates=candidates)
         try:
-            run = runs.billing_run_start(period=period, now=timezone.now(), created_by=request.user)
+            run = runs.billing_run_start(
+                period=period,
+                now=timezone.now(),
+                created_by=request.user,
+                origin=BillingRun.Origin.ADMIN,
+            )
         except service_errors() as exc:
             add_service_error(form, exc)
             return self._start_page(request, form)
