@@ -82,7 +82,15 @@ def test_index_page_shows_the_month(client, clerk, month, late_payer):
     assert "Billed for 2026-10" in body
     assert "on 2026-11-09" in body  # Late Payer's suspension date
     assert "high-volume application" in body  # the held invoice's reason
-    assert "Import usage (CSV)" in body and "Start billing run" not in body
+    assert "Import usage (CSV)" in body and "Start a billing run" not in body
+
+
+def test_the_index_names_starting_a_run_one_way(client, manager, month):
+    # The latest run's card and the buttons both lead to the start page, in the words of its
+    # title and of the runs list's button.
+    page = as_user(client, manager).get(reverse("admin:index")).content.decode()
+    url = reverse("admin:invoices_billingrun_add")
+    assert re.findall(rf'<a [^>]*href="{url}">([^<]*)</a>', page) == ["Start a billing run"] * 2
 
 
 def chart_captions(page) -> dict[str, str]:
