@@ -766,6 +766,10 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def changelist_view(self, request, extra_context=None):
+        # Runs are never changed here: not Django's "Select billing run to change".
+        return super().changelist_view(request, {"title": "Billing runs", **(extra_context or {})})
+
     @admin.display(description="Run", ordering="period")
     def run_label(self, run):
         return f"{run.period:%Y-%m} #{run.pk}"

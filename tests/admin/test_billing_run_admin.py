@@ -299,6 +299,14 @@ def started_by_shown(client, run) -> tuple[str, str]:
     return on_page[0], in_list[0]
 
 
+def test_the_runs_list_is_titled_billing_runs(client, auditor, stalled_run):
+    listing = as_user(client, auditor).get(reverse("admin:invoices_billingrun_changelist"))
+    body = listing.content.decode()
+    assert "<title>Billing runs | IM billing</title>" in body
+    assert "<h1>Billing runs</h1>" in body
+    assert "to change" not in body
+
+
 def test_a_run_the_bill_command_started_shows_the_system_user(client, manager, september_accounts):
     call_command("bill", "--period", "2026-09", "--inline", stdout=io.StringIO())
     run = BillingRun.objects.get()
