@@ -473,6 +473,8 @@ class FapiaoRequest(models.Model):
     class Meta:
         ordering = ["status", "requested_at", "id"]
         verbose_name = _("fapiao request")
+        # Django adds an "s" to the name otherwise, also to the Chinese one ("发票申请s").
+        verbose_name_plural = _("fapiao requests")
         constraints = [
             models.UniqueConstraint(
                 fields=["invoice"],

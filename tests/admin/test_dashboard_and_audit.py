@@ -134,6 +134,8 @@ def test_the_chinese_index_page_speaks_chinese(client, clerk, month, late_payer)
     page = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
 
     assert "<title>本月概览 | IM 计费</title>" in page
+    # The app list: a Chinese model name without the English plural's "s".
+    assert '<a href="/admin/invoices/fapiaorequest/">发票申请</a>' in page
     assert '<a href="/admin/">IM 计费后台</a>' in page
     reason = month.held.hold_reason
     assert dashboard_text(page) == [
