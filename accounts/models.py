@@ -218,7 +218,8 @@ class Application(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="applications")
     # The IM platform's app key: unique forever, never reused or edited.
     app_key = models.CharField(max_length=64, unique=True)
-    name = models.CharField(max_length=200)
+    # Frozen on every invoice line of the application (`app_name`): the customer reads it.
+    name = models.CharField(max_length=200, validators=[VisibleText(gettext_lazy("name"))])
     data_center = models.CharField(max_length=20, choices=DataCenter.choices)
     # Asia/Shanghai date the application was created: usage and plan changes before it are refused.
     created_on = models.DateField()

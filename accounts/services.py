@@ -679,6 +679,9 @@ def application_register(
 
     app_key = _identifier(app_key, field="app_key")
     name = _required_text(name, field="name", max_length=200)
+    refusal = invisible_character_message(name, label="name")
+    if refusal is not None:
+        raise AccountError(refusal, field="name")
     if data_center not in Application.DataCenter.values:
         choices = ", ".join(Application.DataCenter.values)
         raise AccountError(f"data_center must be one of {choices}", field="data_center")

@@ -21,6 +21,7 @@ from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.translation import gettext_lazy
 
 
 class FinanceAdminConfig(AdminConfig):
@@ -64,9 +65,9 @@ def _register_periodic_task_admin() -> None:
 
 
 class FinanceAdminSite(admin.AdminSite):
-    site_header = "IM billing back-office"
-    site_title = "IM billing"
-    index_title = "The month at a glance"
+    site_header = gettext_lazy("IM billing back-office")
+    site_title = gettext_lazy("IM billing")
+    index_title = gettext_lazy("The month at a glance")
     index_template = "admin/finance_index.html"
     # Finance pages are wide tables; the index and the breadcrumbs are the navigation.
     enable_nav_sidebar = False

@@ -75,6 +75,18 @@ class BillingRun(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+
+    class Origin(models.TextChoices):
+        # The labels are what the audit trail names a run by when no person started it.
+        ADMIN = "admin", "billing run started in the admin"
+        SCHEDULE = "schedule", "scheduled billing run"
+        COMMAND = "command", "billing run started from the command line"
+
+    # What started the run (who: `created_by`). Null for runs recorded before it was kept:
+    # beat's and `manage.py bill`'s runs could not be told apart then (invoices migration 0015).
+    origin = models.CharField(
+        max_length=16, choices=Origin.choices, null=True, blank=True, editable=False
+    )
     # Last time a chunk finished (or the run started or was resumed): a running run without
     # progress for BILLING_RUN_STALL_AFTER is stalled (`invoices.run.runs.billing_run_is_stalled`).
     progress_at = models.DateTimeField(null=True, blank=True)
@@ -461,6 +473,8 @@ class FapiaoRequest(models.Model):
     class Meta:
         ordering = ["status", "requested_at", "id"]
         verbose_name = _("fapiao request")
+        # Django adds an "s" to the name otherwise, also to the Chinese one ("发票申请s").
+        verbose_name_plural = _("fapiao requests")
         constraints = [
             models.UniqueConstraint(
                 fields=["invoice"],

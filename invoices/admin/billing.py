@@ -766,6 +766,10 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def changelist_view(self, request, extra_context=None):
+        # Runs are never changed here: not Django's "Select billing run to change".
+        return super().changelist_view(request, {"title": "Billing runs", **(extra_context or {})})
+
     @admin.display(description="Run", ordering="period")
     def run_label(self, run):
         return f"{run.period:%Y-%m} #{run.pk}"
@@ -860,7 +864,12 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             )
             return self._start_page(request, confirm, confirm_period=period, candidates=candidates)
         try:
-            run = runs.billing_run_start(period=period, now=timezone.now(), created_by=request.user)
+            run = runs.billing_run_start(
+                period=period,
+                now=timezone.now(),
+                created_by=request.user,
+                origin=BillingRun.Origin.ADMIN,
+            )
         except service_errors() as exc:
             add_service_error(form, exc)
             return self._start_page(request, form)

@@ -380,7 +380,9 @@ def _credit(note: CreditNote):
 
 
 def _run(run: BillingRun):
-    username, actor = _person_or(run.created_by, f"{SYSTEM_PREFIX}scheduled billing run")
+    # Runs recorded before their origin was kept: beat's or `manage.py bill`'s, unknown which.
+    started = run.get_origin_display() if run.origin else "billing run"
+    username, actor = _person_or(run.created_by, f"{SYSTEM_PREFIX}{started}")
     return (
         username,
         actor,

@@ -131,12 +131,18 @@ def _chunk_rows(*, run: BillingRun, customer_ids: list[int], first_number: int) 
 
 
 def billing_run_start(
-    *, period: Period, now: dt.datetime, created_by: User | None = None, dispatch: bool = True
+    *,
+    period: Period,
+    now: dt.datetime,
+    created_by: User | None = None,
+    origin: BillingRun.Origin | None = None,
+    dispatch: bool = True,
 ) -> BillingRun:
     """Create the run for `period` and its chunks, and queue them (after commit, so a worker
     never sees a chunk before its run; `dispatch=False`: the caller bills them in-process with
     `billing_run_bill_inline`). Several runs for one period are safe: accounts billed by one
-    are "already billed" for the other."""
+    are "already billed" for the other. `origin`: what started it (the admin, beat, the
+    command line), kept for the audit trail."""
     if period.end >= billing_date(now):
         # Usage of a month under way still arrives and is not versioned for the run's check.
         raise InvoiceError(f"{period} is not over yet: only past months are billed", "period")
@@ -150,6 +156,7 @@ def billing_run_start(
             progress_at=now,
             finished_at=None if customer_ids else now,
             created_by=created_by,
+            origin=origin,
             accounts_total=len(customer_ids),
         )
         chunks = _chunk_rows(run=run, customer_ids=customer_ids, first_number=1)
@@ -299,12 +306,18 @@ def _billing_moment(run: BillingRun) -> dt.datetime:
 
 
 def billing_run_for_period(
-    *, period: Period, now: dt.datetime, created_by: User | None = None, dispatch: bool = True
+    *,
+    period: Period,
+    now: dt.datetime,
+    origin: BillingRun.Origin,
+    created_by: User | None = None,
+    dispatch: bool = True,
 ) -> tuple[BillingRun, str]:
     """What `manage.py bill` (and beat) does for a month: resume its stalled or interrupted
     run, or wait for its run making progress, instead of starting a second one; otherwise
-    start a run. Returns (run, "started" | "resumed" | "running"). In-process billing
-    (`dispatch=False`) takes over any unfinished run: billing a chunk twice is harmless."""
+    start a run, recorded as started by `origin`. Returns (run, "started" | "resumed" |
+    "running"). In-process billing (`dispatch=False`) takes over any unfinished run: billing
+    a chunk twice is harmless."""
     unfinished = (
         BillingRun.objects.filter(
             period=period.start,
@@ -314,7 +327,9 @@ def billing_run_for_period(
         .first()
     )
     if unfinished is None:
-        run = billing_run_start(period=period, now=now, created_by=created_by, dispatch=dispatch)
+        run = billing_run_start(
+            period=period, now=now, created_by=created_by, origin=origin, dispatch=dispatch
+        )
         return run, "started"
     if dispatch and not (
         unfinished.status == BillingRun.Status.INTERRUPTED

@@ -14,6 +14,7 @@ from accounts.services import promo_credit_lapse_due
 from billingsite.audit import system_actor
 from billingsite.clock import Period, billing_date
 from invoices.mail.account_statement import monthly_statements_record
+from invoices.models import BillingRun
 from invoices.run.runs import billing_run_chunk_process, billing_run_for_period
 
 
@@ -29,7 +30,9 @@ def start_monthly_billing(now: str | None = None) -> int:
     moment = _moment(now)
     period = Period.containing(billing_date(moment)).previous()
     with system_actor(f"billing run {period}"):
-        run, _how = billing_run_for_period(period=period, now=moment)
+        run, _how = billing_run_for_period(
+            period=period, now=moment, origin=BillingRun.Origin.SCHEDULE
+        )
     return run.pk
 
 

@@ -17,6 +17,7 @@ from accounts.services import AccountError, LedgerError, customer_create, ledger
 from accounts.usage import UsageValidationError, usage_ingest
 from billingsite.parsers import MAX_JSON_DEPTH, json_loads_bounded
 from billingsite.text import invisible_character_message
+from plans.services import application_create
 from tests.factories import ApplicationFactory, CustomerFactory
 from tests.portal.test_hostile_input import INVISIBLE_TEXT, diagonal
 
@@ -309,6 +310,41 @@ def test_invisible_characters_in_a_new_customer_are_a_400_naming_the_field(app, 
             invisible_character_message(value, label=field),
         )
     assert Customer.objects.count() == 1
+
+
+def test_invisible_characters_in_a_new_application_name_are_a_400_naming_the_field(app, client_for):
+    body = {"app_key": "lanting-2", "customer": "console-1", "data_center": "singapore"}
+    for value in INVISIBLE_TEXT:
+        response = client_for(roles.CONSOLE).post(
+            "/api/v1/applications/", {**body, "name": value}, format="json"
+        )
+        assert response.status_code == 400, value
+        assert response.json() == {
+            "code": "invalid",
+            "message": invisible_character_message(value, label="name"),
+            "field": "name",
+        }, value
+    assert list(Application.objects.values_list("app_key", flat=True)) == ["lanting-chat"]
+    # Any script's visible text is a name.
+    response = client_for(roles.CONSOLE).post(
+        "/api/v1/applications/", {**body, "name": "兰亭 Chat"}, format="json"
+    )
+    assert response.status_code == 201
+    assert Application.objects.get(app_key="lanting-2").name == "兰亭 Chat"
+
+
+def test_the_application_service_refuses_an_invisible_name():
+    customer = CustomerFactory(external_id="c-5")
+    with pytest.raises(AccountError, match=r"^The name contains an invisible") as refused:
+        application_create(
+            customer=customer,
+            app_key="c-5-app",
+            name="gnp\u202e.exe",
+            data_center="singapore",
+            now=NOW,
+        )
+    assert refused.value.field == "name"
+    assert not Application.objects.filter(app_key="c-5-app").exists()
 
 
 def test_a_lone_surrogate_from_a_json_escape_is_refused(app, client_for):

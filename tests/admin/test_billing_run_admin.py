@@ -2,11 +2,13 @@
 progress and counts, per-account errors, and a re-run of the failed accounts."""
 
 import datetime as dt
+import importlib
 import io
 import re
 from decimal import Decimal
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -14,8 +16,10 @@ from django.utils import timezone
 from accounts.selectors import ledger_balance
 from billingsite.audit import SYSTEM_USER
 from billingsite.clock import Period
+from invoices.admin.dashboard import AuditFilters, AuditTrail
 from invoices.models import BillingRun, BillingRunError, Invoice
 from invoices.run.runs import billing_run_candidates, billing_run_start
+from invoices.run.tasks import start_monthly_billing
 from tests.admin.conftest import as_user, form_errors, october_usage
 from tests.factories import NOW, ApplicationFactory, CustomerFactory, deposit, usage
 
@@ -295,6 +299,14 @@ def started_by_shown(client, run) -> tuple[str, str]:
     return on_page[0], in_list[0]
 
 
+def test_the_runs_list_is_titled_billing_runs(client, auditor, stalled_run):
+    listing = as_user(client, auditor).get(reverse("admin:invoices_billingrun_changelist"))
+    body = listing.content.decode()
+    assert "<title>Billing runs | IM billing</title>" in body
+    assert "<h1>Billing runs</h1>" in body
+    assert "to change" not in body
+
+
 def test_a_run_the_bill_command_started_shows_the_system_user(client, manager, september_accounts):
     call_command("bill", "--period", "2026-09", "--inline", stdout=io.StringIO())
     run = BillingRun.objects.get()
@@ -312,3 +324,57 @@ def test_a_run_finance_started_shows_who_started_it(client, manager, september_a
         manager.username,
         manager.username,
     )
+
+
+def run_actors() -> dict[int, tuple[str, str]]:
+    """(username, actor) of each run in the audit trail, by run id."""
+    trail = AuditTrail(AuditFilters(kinds=frozenset({"run"})))
+    return {entry.object_id: (entry.username, entry.actor) for entry in trail[:10]}
+
+
+def test_the_audit_trail_names_what_started_each_run(client, manager, september_accounts):
+    call_command("bill", "--period", "2026-09", "--inline", stdout=io.StringIO())
+    by_command = BillingRun.objects.get()
+    # Beat on 2 October: September again (nothing left to bill; its run is still recorded).
+    by_beat = BillingRun.objects.get(pk=start_monthly_billing("2026-10-02T00:00:00+08:00"))
+    by_finance = billing_run_start(
+        period=Period(2026, 9),
+        now=timezone.now(),
+        created_by=manager,
+        origin=BillingRun.Origin.ADMIN,
+        dispatch=False,
+    )
+    # A run from before the origin was kept (invoices migration 0015 left it null).
+    before = billing_run_start(period=Period(2026, 9), now=timezone.now(), dispatch=False)
+
+    assert [(run.origin, run.created_by) for run in (by_command, by_beat, by_finance, before)] == [
+        ("command", None),
+        ("schedule", None),
+        ("admin", manager),
+        (None, None),
+    ]
+    assert run_actors() == {
+        by_command.pk: ("", "system: billing run started from the command line"),
+        by_beat.pk: ("", "system: scheduled billing run"),
+        by_finance.pk: ("manager", "manager"),
+        before.pk: ("", "system: billing run"),
+    }
+    # The audit page shows them so.
+    page = as_user(client, manager).get("/admin/audit/?kind=run").content.decode()
+    assert "system: billing run started from the command line" in page
+    assert "system: scheduled billing run" in page
+
+
+def test_the_migration_marks_the_runs_a_person_started_as_the_admin_s(manager, september_accounts):
+    by_finance = billing_run_start(
+        period=Period(2026, 9), now=timezone.now(), created_by=manager, dispatch=False
+    )
+    by_system = billing_run_start(period=Period(2026, 9), now=timezone.now(), dispatch=False)
+    migration = importlib.import_module("invoices.migrations.0015_billing_run_origin")
+
+    migration.admin_runs(django_apps, None)
+
+    assert dict(BillingRun.objects.values_list("pk", "origin")) == {
+        by_finance.pk: "admin",
+        by_system.pk: None,
+    }

@@ -1,17 +1,20 @@
 """The admin index (the month at a glance) and the audit trail."""
 
 import datetime as dt
+import html
 import re
 import uuid
 from decimal import Decimal
 
 import pytest
 from django.urls import reverse
+from freezegun import freeze_time
 
 from accounts.services import record_adjustment, record_deposit
 from billingsite.clock import Period
 from invoices.admin.dashboard import audit_trail, month_at_a_glance
 from invoices.documents.services import credit_note_create
+from invoices.models import BillingRun
 from tests.admin.conftest import as_user, post_confirmed
 from tests.factories import NOW, CustomerFactory, usage
 
@@ -79,7 +82,15 @@ def test_index_page_shows_the_month(client, clerk, month, late_payer):
     assert "Billed for 2026-10" in body
     assert "on 2026-11-09" in body  # Late Payer's suspension date
     assert "high-volume application" in body  # the held invoice's reason
-    assert "Import usage (CSV)" in body and "Start billing run" not in body
+    assert "Import usage (CSV)" in body and "Start a billing run" not in body
+
+
+def test_the_index_names_starting_a_run_one_way(client, manager, month):
+    # The latest run's card and the buttons both lead to the start page, in the words of its
+    # title and of the runs list's button.
+    page = as_user(client, manager).get(reverse("admin:index")).content.decode()
+    url = reverse("admin:invoices_billingrun_add")
+    assert re.findall(rf'<a [^>]*href="{url}">([^<]*)</a>', page) == ["Start a billing run"] * 2
 
 
 def chart_captions(page) -> dict[str, str]:
@@ -94,7 +105,7 @@ def test_the_chinese_index_page_captions_its_charts_in_chinese(client, clerk, mo
     english = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
     assert chart_captions(chinese) == {
-        "billed": "每月开票收入（已开具发票，最近 12 个月）",
+        "billed": "每月开票收入（已开具账单，最近 12 个月）",
         "arrears": "每月末欠费客户数（余额低于零）",
         "prepaid": "每月末预付余额总额（当前 ¥24,000.00）",
     }
@@ -104,6 +115,71 @@ def test_the_chinese_index_page_captions_its_charts_in_chinese(client, clerk, mo
         "arrears": "Customers in arrears (balance below zero) at each month end",
         "prepaid": "Total prepaid balance held at each month end (now ¥24,000.00)",
     }
+
+
+def dashboard_text(page: str) -> list[str]:
+    """The dashboard's visible text above the app list, one string per element, charts left
+    out (their captions are the test above's)."""
+    start = page.index('<div id="content-main">')
+    body = page[start : page.index('<div class="billing-index-apps">')]
+    body = re.sub(r"<figure.*?</figure>", "", body, flags=re.S)
+    text = re.sub(r"<[^>]+>", "\n", body)
+    return [line.strip() for line in html.unescape(text).split("\n") if line.strip()]
+
+
+def test_the_chinese_index_page_speaks_chinese(client, clerk, month, late_payer):
+    """Every caption of the cards, the buttons and the panels; the figures and what finance
+    typed (names, the held invoice's reason) stay as they are."""
+    as_user(client, clerk)
+    page = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+    assert "<title>本月概览 | IM 计费</title>" in page
+    # The app list: a Chinese model name without the English plural's "s".
+    assert '<a href="/admin/invoices/fapiaorequest/">发票申请</a>' in page
+    assert '<a href="/admin/">IM 计费后台</a>' in page
+    reason = month.held.hold_reason
+    assert dashboard_text(page) == [
+        "2026-10 出账金额", "¥6,000.00", "已开具 1 张账单。 1 张尚未开具。", "2026-10 的账单",
+        "待审核", "1", "打开审核队列",
+        "欠费客户", "1", "下次暂停：2026-11-09",
+        "低于建议余额", "2", "余额不足当前三个月的费用。",
+        "最近一次出账", "—", "尚无出账记录。",
+        "导入用量（CSV）", "审核队列", "审计记录",
+        "待审核的账单", "客户", "账期", "合计", "余额", "原因",
+        "Beta Ltd", "2026-10", "¥9,000.00", "¥10,000.00", reason,
+        "欠费客户", "客户", "余额", "欠费起始日", "暂停",
+        "Late Payer", "-¥250.00", "2026-11-02", "于 2026-11-09",
+        "低于建议余额的客户", "客户", "余额", "建议余额", "差额", "剩余天数",
+        "Alpha Ltd", "¥14,000.00", "¥18,000.00", "¥4,000.00", "70",
+        "Beta Ltd", "¥10,000.00", "¥18,000.00", "¥8,000.00", "—",
+    ]  # fmt: skip
+
+
+def test_the_chinese_index_page_names_a_run_its_state_and_a_stalled_run(
+    client, manager, month, settings
+):
+    run = BillingRun.objects.create(
+        period=dt.date(2026, 10, 1),
+        status=BillingRun.Status.RUNNING,
+        created_at=NOW,
+        started_at=NOW,
+        progress_at=NOW,
+        accounts_total=3,
+        invoices_issued=2,
+        invoices_held=1,
+    )
+    as_user(client, manager)
+    with freeze_time(NOW + dt.timedelta(seconds=settings.BILLING_RUN_STALL_AFTER + 60)):
+        page = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    text = dashboard_text(page)
+    card = text[text.index("最近一次出账") : text.index("导入用量（CSV）")]
+    assert card == [
+        "最近一次出账", "2026-10", "Running", "已停滞", "已开具 2，待审核 1，失败 0。", "详情",
+        "出账", f"2026-10 #{run.pk}", "已停滞：自 2026-11-02 00:00 起没有进展。",
+        "开始出账",
+    ]  # fmt: skip
+    run_url = reverse("admin:invoices_billingrun_change", args=[run.pk])
+    assert f'出账 <a href="{run_url}">2026-10 #{run.pk}</a> 已停滞' in page
 
 
 def test_audit_trail_records_who_did_what(client, clerk, manager, auditor, month):

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from accounts.models import (
     AdjustmentRequest,
+    Application,
     BankStatement,
     BankStatementLine,
     BillingContact,
@@ -403,6 +404,28 @@ def test_invisible_characters_in_a_new_customer_are_refused(client, clerk, month
             field: [invisible_character_message(value, label=CUSTOMER_TEXT[field])]
         }, (field, value)
     assert not Customer.objects.filter(external_id="cust-new").exists()
+
+
+def test_invisible_characters_in_an_application_name_are_refused(client, clerk, month):
+    """The add form and the change form (where the name is the one field finance edits)."""
+    as_user(client, clerk)
+    add_url = reverse("admin:accounts_application_add")
+    change_url = reverse("admin:accounts_application_change", args=[month.alpha_app.pk])
+    data = {"customer": month.alpha.pk, "app_key": "alpha-2", "data_center": "singapore"}
+    before = list(Application.objects.order_by("pk").values())
+    for value in INVISIBLE_TEXT:
+        expected = {"name": [invisible_character_message(value, label="name")]}
+        added = client.post(add_url, {**data, "name": value})
+        assert added.status_code == 200, value
+        assert added.context["form"].errors == expected, value
+        changed = client.post(change_url, {"name": value})
+        assert changed.status_code == 200, value
+        assert changed.context["adminform"].form.errors == expected, value
+    assert list(Application.objects.order_by("pk").values()) == before
+    # A visible name of any script is saved.
+    assert client.post(change_url, {"name": "阿尔法 Chat"}).status_code == 302
+    month.alpha_app.refresh_from_db()
+    assert month.alpha_app.name == "阿尔法 Chat"
 
 
 def test_an_invisible_character_in_a_fapiao_rejection_reason_is_refused(client, clerk, month):

@@ -190,9 +190,9 @@ def test_role_can_or_cannot(client, users, month, role):
 @pytest.mark.parametrize(
     ("role", "visible", "hidden"),
     [
-        ("clerk", ["Record deposit", "Manual adjustment"], ["Start billing run"]),
-        ("manager", ["Record deposit", "Start billing run"], []),
-        ("auditor", [], ["Record deposit", "Manual adjustment", "Start billing run"]),
+        ("clerk", ["Record deposit", "Manual adjustment"], ["Start a billing run"]),
+        ("manager", ["Record deposit", "Start a billing run"], []),
+        ("auditor", [], ["Record deposit", "Manual adjustment", "Start a billing run"]),
     ],
 )
 def test_buttons_follow_the_role(client, users, month, role, visible, hidden):

@@ -72,7 +72,12 @@ class Command(BaseCommand):
         try:
             # In-process: the chunks are billed here, not by a worker; the customers' deliveries
             # still go through the broker (the worker or the sweep sends them).
-            run, how = billing_run_for_period(period=billed_period, now=now, dispatch=not inline)
+            run, how = billing_run_for_period(
+                period=billed_period,
+                now=now,
+                origin=BillingRun.Origin.COMMAND,
+                dispatch=not inline,
+            )
         except InvoiceError as exc:
             raise CommandError(exc.message) from exc
         verb = {"started": "", "resumed": " resumed", "running": " already running"}[how]
