@@ -42,7 +42,7 @@ from billingsite.admin import (
     service_errors,
 )
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
-from billingsite.audit import recorded_by
+from billingsite.audit import SYSTEM_USER, recorded_by
 from billingsite.clock import Period, billing_date
 from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
@@ -736,6 +736,17 @@ class CreditNoteAdmin(
 # --- billing runs -----------------------------------------------------------------------------
 
 
+def run_started_by(run: BillingRun) -> str:
+    """Who started `run`, as the runs list and the run's page say it. Beat and `manage.py bill`
+    start runs with no user: they read as the system user, as the ledger's rows written by a
+    service do (not the list's empty "-"), with what started them, so that finance can tell a
+    scheduled run from one an operator started by hand. Runs recorded before their origin was
+    kept (invoices migration 0015) say only the system user."""
+    if run.created_by is not None or not run.origin:
+        return recorded_by(run.created_by)
+    return f"{SYSTEM_USER} ({run.get_origin_display()})"
+
+
 @admin.register(BillingRun)
 class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     change_title = "Billing run"
@@ -774,11 +785,9 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
     def run_label(self, run):
         return f"{run.period:%Y-%m} #{run.pk}"
 
-    # Beat and `manage.py bill` start runs with no user: they read as the system user, as the
-    # ledger's rows written by a service do, rather than the list's empty "-".
     @admin.display(description="Created by", ordering="created_by__username")
     def started_by(self, run):
-        return recorded_by(run.created_by)
+        return run_started_by(run)
 
     @admin.display(description="Accounts done")
     def progress(self, run):
@@ -819,7 +828,7 @@ class BillingRunAdmin(TitledChangeViewMixin, admin.ModelAdmin):
             stalled = billing_run_is_stalled(run=obj, now=timezone.now())
             context.update(
                 run=obj,
-                started_by=recorded_by(obj.created_by),
+                started_by=run_started_by(obj),
                 run_errors=errors.order_by("resolved_at", "-occurred_at"),
                 unresolved_errors=errors.filter(resolved_at__isnull=True).count(),
                 can_retry=may_change,

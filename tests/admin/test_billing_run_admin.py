@@ -312,6 +312,28 @@ def test_a_run_the_bill_command_started_shows_the_system_user(client, manager, s
     run = BillingRun.objects.get()
     assert (run.status, run.created_by) == ("finished", None)
 
+    shown = f"{SYSTEM_USER} (billing run started from the command line)"
+    assert started_by_shown(as_user(client, manager), run) == (shown, shown)
+
+
+def test_a_scheduled_run_shows_the_system_user_and_the_schedule(
+    client, manager, september_accounts
+):
+    run = billing_run_start(
+        period=Period(2026, 9),
+        now=timezone.now(),
+        origin=BillingRun.Origin.SCHEDULE,
+        dispatch=False,
+    )
+    shown = f"{SYSTEM_USER} (scheduled billing run)"
+    assert started_by_shown(as_user(client, manager), run) == (shown, shown)
+
+
+def test_a_run_recorded_before_origins_were_kept_shows_the_system_user(
+    client, manager, september_accounts
+):
+    run = billing_run_start(period=Period(2026, 9), now=timezone.now(), dispatch=False)
+    assert run.origin is None
     assert started_by_shown(as_user(client, manager), run) == (SYSTEM_USER, SYSTEM_USER)
 
 
