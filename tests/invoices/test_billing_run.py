@@ -26,6 +26,7 @@ import invoices.run.runs as runs
 from accounts.models import Application, CustomerEvent, DailyUsage, LedgerEntry
 from accounts.selectors import ledger_balance
 from accounts.usage import UsageBilledMonthError, usage_ingest
+from billingsite.audit import current_system_actor
 from billingsite.celery import app
 from billingsite.celery import app as celery_app
 from billingsite.clock import Period
@@ -473,10 +474,20 @@ def test_bill_command_dry_run_prints_and_writes_nothing(price_book):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_bill_command_inline_bills_the_month(price_book):
+def test_bill_command_inline_bills_the_month(price_book, monkeypatch):
     customers = build_accounts(2)
     out = StringIO()
+    actors = []
+    bill_chunk = runs.billing_run_chunk_process
+
+    def chunk_seen(**kwargs):
+        actors.append(current_system_actor())
+        return bill_chunk(**kwargs)
+
+    monkeypatch.setattr(runs, "billing_run_chunk_process", chunk_seen)
     call_command("bill", "--period", "2026-10", "--inline", stdout=out)
+    # Its chunks' writes name the run in the audit trail, as a worker's do (invoices.run.tasks).
+    assert actors == ["billing run 2026-10"]
     assert "2 issued, 0 held, 0 skipped, 0 already billed, 0 failed" in out.getvalue()
     # Issue dates come from the real clock here; only the one-per-account facts matter.
     assert Invoice.objects.filter(status="issued").count() == 2

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from billingsite.audit import system_actor
 from billingsite.clock import Period
 from billingsite.money import format_cny
 from invoices.documents.services import InvoiceError
@@ -69,31 +70,34 @@ class Command(BaseCommand):
                 "(or none has fees); no run started"
             )
             return
-        try:
-            # In-process: the chunks are billed here, not by a worker; the customers' deliveries
-            # still go through the broker (the worker or the sweep sends them).
-            run, how = billing_run_for_period(
-                period=billed_period,
-                now=now,
-                origin=BillingRun.Origin.COMMAND,
-                dispatch=not inline,
-            )
-        except InvoiceError as exc:
-            raise CommandError(exc.message) from exc
-        verb = {"started": "", "resumed": " resumed", "running": " already running"}[how]
-        self.stdout.write(
-            f"billing run #{run.pk} for {billed_period}{verb}: {run.accounts_total} accounts in "
-            f"{run.chunks_total} chunks"
-        )
-        if inline:
-            run = billing_run_bill_inline(run=run)
-            if run.status == BillingRun.Status.RUNNING:
-                self._summary(run)
-                raise CommandError(
-                    f"billing run #{run.pk}: {run.chunks_total - run.chunks_done} chunks could "
-                    "not be billed (is the database reachable?); run the command again to "
-                    "bill what is left"
+        # What the run writes names it in the audit trail, as a worker's chunk does
+        # (invoices.run.tasks), also when the chunks are billed here (--inline).
+        with system_actor(f"billing run {billed_period}"):
+            try:
+                # In-process: the chunks are billed here, not by a worker; the customers' deliveries
+                # still go through the broker (the worker or the sweep sends them).
+                run, how = billing_run_for_period(
+                    period=billed_period,
+                    now=now,
+                    origin=BillingRun.Origin.COMMAND,
+                    dispatch=not inline,
                 )
+            except InvoiceError as exc:
+                raise CommandError(exc.message) from exc
+            verb = {"started": "", "resumed": " resumed", "running": " already running"}[how]
+            self.stdout.write(
+                f"billing run #{run.pk} for {billed_period}{verb}: {run.accounts_total} accounts in "
+                f"{run.chunks_total} chunks"
+            )
+            if inline:
+                run = billing_run_bill_inline(run=run)
+                if run.status == BillingRun.Status.RUNNING:
+                    self._summary(run)
+                    raise CommandError(
+                        f"billing run #{run.pk}: {run.chunks_total - run.chunks_done} chunks could "
+                        "not be billed (is the database reachable?); run the command again to "
+                        "bill what is left"
+                    )
         if no_wait:
             return
         run = self._wait(run, options["timeout"])
