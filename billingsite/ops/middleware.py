@@ -74,14 +74,16 @@ class RequestObservabilityMiddleware:
         duration = time.perf_counter() - started
         route = _route(request)
         metrics.observe_request(method=request.method, route=route, status=status, seconds=duration)
+        if request.path in _QUIET_PATHS:
+            # No line follows, so no fields: a probe with a session cookie would otherwise read
+            # the session, the user and its groups only for them.
+            return
         match = getattr(request, "resolver_match", None)
         external_id = match.kwargs.get("external_id") if match else None
         try:
             bind_log_context(**{"customer": external_id, **_user_fields(request)})
         except Exception:  # noqa: BLE001 - a log field is never worth failing a response for
             logger.warning("request log fields unavailable", exc_info=True)
-        if request.path in _QUIET_PATHS:
-            return
         level = logging.ERROR if status >= 500 else logging.INFO
         logger.log(
             level,
