@@ -413,7 +413,10 @@ class OrmStatements:
         )
 
     @staticmethod
-    def update_usage(changes: UsageChanges, *, now: dt.datetime) -> None:
+    def replace_usage(
+        changes: UsageChanges, *, now: dt.datetime, user_id: int | None, source: str
+    ) -> None:
+        """Stores the new values and records one revision per changed row."""
         DailyUsage.objects.bulk_update(
             [
                 DailyUsage(id=usage_id, dau=dau, delivered_messages=messages, updated_at=now)
@@ -422,11 +425,6 @@ class OrmStatements:
             ["dau", "delivered_messages", "updated_at"],
             batch_size=500,
         )
-
-    @staticmethod
-    def insert_revisions(
-        changes: UsageChanges, *, now: dt.datetime, user_id: int | None, source: str
-    ) -> None:
         UsageRevision.objects.bulk_create(
             [
                 UsageRevision(
@@ -507,42 +505,33 @@ class PostgresStatements(OrmStatements):
             )
 
     @staticmethod
-    def update_usage(changes: UsageChanges, *, now: dt.datetime) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {DailyUsage._meta.db_table} AS u SET dau = t.dau, "
-                f"delivered_messages = t.messages, updated_at = %s FROM unnest("
-                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) "
-                f"AS t(id, dau, messages) WHERE u.id = t.id",
-                [
-                    now,
-                    _joined(changes.usage_id),
-                    _joined(changes.new_dau),
-                    _joined(changes.new_delivered_messages),
-                ],
-            )
-
-    @staticmethod
-    def insert_revisions(
+    def replace_usage(
         changes: UsageChanges, *, now: dt.datetime, user_id: int | None, source: str
     ) -> None:
+        # One statement for both writes (a data-modifying WITH runs to completion whether or
+        # not the outer statement reads it): a changed row costs one round trip, not two.
         with connection.cursor() as cursor:
             cursor.execute(
+                f"WITH t AS (SELECT * FROM unnest({ARRAY}::bigint[], {ARRAY}::integer[], "
+                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) WITH ORDINALITY "
+                f"AS t(usage_id, old_dau, old_messages, new_dau, new_messages, n)), "
+                f"updated AS (UPDATE {DailyUsage._meta.db_table} AS u SET dau = t.new_dau, "
+                f"delivered_messages = t.new_messages, updated_at = %s FROM t "
+                f"WHERE u.id = t.usage_id) "
                 f"INSERT INTO {UsageRevision._meta.db_table} (usage_id, old_dau, "
                 f"old_delivered_messages, new_dau, new_delivered_messages, changed_by_id, "
                 f"changed_at, source) SELECT t.usage_id, t.old_dau, t.old_messages, t.new_dau, "
-                f"t.new_messages, %s, %s, %s FROM unnest({ARRAY}::bigint[], {ARRAY}::integer[], "
-                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) "
-                f"AS t(usage_id, old_dau, old_messages, new_dau, new_messages)",
+                f"t.new_messages, %s, %s, %s FROM t ORDER BY t.n",
                 [
-                    user_id,
-                    now,
-                    source,
                     _joined(changes.usage_id),
                     _joined(changes.old_dau),
                     _joined(changes.old_delivered_messages),
                     _joined(changes.new_dau),
                     _joined(changes.new_delivered_messages),
+                    now,
+                    user_id,
+                    now,
+                    source,
                 ],
             )
 
@@ -660,8 +649,7 @@ def usage_ingest(
         if new_rows:
             statements.insert_usage(new_rows, now=now)
         if changes:
-            statements.update_usage(changes, now=now)
-            statements.insert_revisions(
+            statements.replace_usage(
                 changes, now=now, user_id=getattr(changed_by, "pk", None), source=source
             )
         # Only a month that is over can be billed while this request runs, so only writes to
