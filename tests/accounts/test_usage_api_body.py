@@ -4,6 +4,7 @@ body, key order included, as IngestResultSerializer, which documents it in the s
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import fields
 
 import pytest
 from django.db import connection
@@ -73,3 +74,8 @@ def test_a_changed_row_is_written_with_its_revision_in_one_statement(client_for,
     assert f"INSERT INTO {UsageRevision._meta.db_table}" in write
     assert DailyUsage.objects.get(application=app).dau == 6
     assert UsageRevision.objects.get().new_dau == 6
+
+
+def test_as_dict_names_every_field_of_the_result():
+    # A field added to IngestResult must reach the answer too.
+    assert list(IngestResult(1, 2, 3).as_dict()) == [f.name for f in fields(IngestResult)]
