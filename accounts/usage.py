@@ -398,6 +398,17 @@ class OrmStatements:
         return stored
 
     @staticmethod
+    def lock_and_read(
+        app_keys: set[str], pairs: list[tuple[str, dt.date]]
+    ) -> tuple[LockedApplications, StoredUsage]:
+        """Locks the applications named by `app_keys`, then reads the usage stored for the
+        (app key, day) `pairs` of known applications (the read after the lock: it sees what
+        a request that held the lock before has committed)."""
+        apps = OrmStatements.lock_applications(app_keys)
+        known = [(apps.id[key], day) for key, day in pairs if key in apps.id]
+        return apps, OrmStatements.stored_rows(known) if known else StoredUsage()
+
+    @staticmethod
     def insert_usage(rows: UsageRows, *, now: dt.datetime) -> None:
         DailyUsage.objects.bulk_create(
             [
@@ -456,37 +467,38 @@ class PostgresStatements(OrmStatements):
     rows."""
 
     @staticmethod
-    def lock_applications(app_keys: set[str]) -> LockedApplications:
+    def lock_and_read(
+        app_keys: set[str], pairs: list[tuple[str, dt.date]]
+    ) -> tuple[LockedApplications, StoredUsage]:
         if not all(IDENTIFIER_PATTERN.match(key) for key in app_keys):
             # Keys with other characters (which the API never creates) cannot travel in a
             # comma-joined array.
-            return OrmStatements.lock_applications(app_keys)
+            return OrmStatements.lock_and_read(app_keys, pairs)
+        # Two statements sent in one round trip (client-side binding). Not one statement: a
+        # statement's snapshot is taken before it waits for a lock, so a single statement
+        # would miss the rows committed by the request it waited for; the second statement
+        # takes its own snapshot once the first holds the locks
+        # (tests/accounts/test_usage_statements.py races two requests). The pairs come back
+        # as their position: no per-row date objects cross the driver.
         locked = LockedApplications()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT app_key, id, created_on, customer_id FROM {Application._meta.db_table} "
-                f"WHERE app_key = ANY({ARRAY}) ORDER BY id FOR NO KEY UPDATE",
-                [_joined(app_keys)],
-            )
-            for row in cursor.fetchall():
-                locked.add(*row)
-        return locked
-
-    @staticmethod
-    def stored_rows(pairs: list[tuple[int, dt.date]]) -> StoredUsage:
-        # The pairs come back as their position: no per-row date objects cross the driver.
         stored = StoredUsage()
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT k.n, u.id, u.dau, u.delivered_messages FROM unnest({ARRAY}::bigint[], "
-                f"{ARRAY}::date[]) WITH ORDINALITY AS k(app_id, day, n) "
-                f"JOIN {DailyUsage._meta.db_table} u ON u.application_id = k.app_id "
+                f"SELECT app_key, id, created_on, customer_id FROM {Application._meta.db_table} "
+                f"WHERE app_key = ANY({ARRAY}) ORDER BY id FOR NO KEY UPDATE; "
+                f"SELECT k.n, a.id, u.id, u.dau, u.delivered_messages FROM unnest({ARRAY}, "
+                f"{ARRAY}::date[]) WITH ORDINALITY AS k(app_key, day, n) "
+                f"JOIN {Application._meta.db_table} a ON a.app_key = k.app_key "
+                f"JOIN {DailyUsage._meta.db_table} u ON u.application_id = a.id "
                 f"AND u.day = k.day",
-                [_joined(p[0] for p in pairs), _joined(p[1] for p in pairs)],
+                [_joined(app_keys), _joined(p[0] for p in pairs), _joined(p[1] for p in pairs)],
             )
-            for n, usage_id, dau, messages in cursor.fetchall():
-                stored.add(pairs[n - 1], usage_id, dau, messages)
-        return stored
+            for row in cursor.fetchall():
+                locked.add(*row)
+            cursor.nextset()
+            for n, app_id, usage_id, dau, messages in cursor.fetchall():
+                stored.add((app_id, pairs[n - 1][1]), usage_id, dau, messages)
+        return locked, stored
 
     @staticmethod
     def insert_usage(rows: UsageRows, *, now: dt.datetime) -> None:
@@ -578,7 +590,11 @@ def usage_ingest(
     statements = _statements()
     with transaction.atomic():
         keys = set(parsed.app_key) | {key for _, key in unparsed_keys}
-        apps = statements.lock_applications(keys) if keys else LockedApplications()
+        apps, stored = (
+            statements.lock_and_read(keys, list(zip(parsed.app_key, parsed.day, strict=True)))
+            if keys
+            else (LockedApplications(), StoredUsage())
+        )
         for index, app_key in unparsed_keys:
             if app_key not in apps.id:
                 errors.append(_unknown_key(index, app_key))
@@ -618,7 +634,6 @@ def usage_ingest(
             errors.sort(key=_error_order)
             raise UsageValidationError(errors)
 
-        stored = statements.stored_rows(list(seen)) if seen else StoredUsage()
         new_at: list[int] = []  # positions in `valid`
         changed_at: list[int] = []
         changes = UsageChanges()
