@@ -470,9 +470,11 @@ class PostgresStatements(OrmStatements):
     def lock_and_read(
         app_keys: set[str], pairs: list[tuple[str, dt.date]]
     ) -> tuple[LockedApplications, StoredUsage]:
-        if not all(IDENTIFIER_PATTERN.match(key) for key in app_keys):
+        if not all(IDENTIFIER_PATTERN.match(key) for key in app_keys) or (
+            connection.settings_dict["OPTIONS"].get("server_side_binding")
+        ):
             # Keys with other characters (which the API never creates) cannot travel in a
-            # comma-joined array.
+            # comma-joined array; a server-side binding cursor sends one statement at a time.
             return OrmStatements.lock_and_read(app_keys, pairs)
         # Two statements sent in one round trip (client-side binding). Not one statement: a
         # statement's snapshot is taken before it waits for a lock, so a single statement

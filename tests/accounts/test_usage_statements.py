@@ -126,3 +126,22 @@ def test_a_push_that_waited_for_another_sees_the_row_it_committed(price_book):
     assert DailyUsage.objects.get(application=app).dau == 9
     (revision,) = UsageRevision.objects.filter(usage__application=app)
     assert (revision.old_dau, revision.new_dau) == (5, 9)
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_server_side_binding_takes_the_orm_path(price_book, monkeypatch):
+    # Two statements in one execute need Django's default client-side binding cursor.
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
+    calls = []
+    real = OrmStatements.lock_and_read
+    monkeypatch.setattr(
+        OrmStatements, "lock_and_read", staticmethod(lambda *a: calls.append(a) or real(*a))
+    )
+    app = ApplicationFactory(created_on=dt.date(2026, 9, 1))
+    row = {"app_key": app.app_key, "date": "2026-11-10", "dau": 9, "delivered_messages": 9}
+    assert usage_ingest(rows=[row], now=NOW) == IngestResult(created=1, updated=0, unchanged=0)
+    assert usage_ingest(rows=[row | {"dau": 8}], now=NOW) == IngestResult(
+        created=0, updated=1, unchanged=0
+    )
+    assert len(calls) == 2
