@@ -23,7 +23,7 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -182,7 +182,8 @@ class IngestResult:
     unchanged: int
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        # Not dataclasses.asdict, which deep-copies every value: this is the API's answer.
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
 
 
 class UsageValidationError(Refusal):
@@ -397,6 +398,17 @@ class OrmStatements:
         return stored
 
     @staticmethod
+    def lock_and_read(
+        app_keys: set[str], pairs: list[tuple[str, dt.date]]
+    ) -> tuple[LockedApplications, StoredUsage]:
+        """Locks the applications named by `app_keys`, then reads the usage stored for the
+        (app key, day) `pairs` of known applications (the read after the lock: it sees what
+        a request that held the lock before has committed)."""
+        apps = OrmStatements.lock_applications(app_keys)
+        known = [(apps.id[key], day) for key, day in pairs if key in apps.id]
+        return apps, OrmStatements.stored_rows(known) if known else StoredUsage()
+
+    @staticmethod
     def insert_usage(rows: UsageRows, *, now: dt.datetime) -> None:
         DailyUsage.objects.bulk_create(
             [
@@ -413,7 +425,10 @@ class OrmStatements:
         )
 
     @staticmethod
-    def update_usage(changes: UsageChanges, *, now: dt.datetime) -> None:
+    def replace_usage(
+        changes: UsageChanges, *, now: dt.datetime, user_id: int | None, source: str
+    ) -> None:
+        """Stores the new values and records one revision per changed row."""
         DailyUsage.objects.bulk_update(
             [
                 DailyUsage(id=usage_id, dau=dau, delivered_messages=messages, updated_at=now)
@@ -422,11 +437,6 @@ class OrmStatements:
             ["dau", "delivered_messages", "updated_at"],
             batch_size=500,
         )
-
-    @staticmethod
-    def insert_revisions(
-        changes: UsageChanges, *, now: dt.datetime, user_id: int | None, source: str
-    ) -> None:
         UsageRevision.objects.bulk_create(
             [
                 UsageRevision(
@@ -457,37 +467,40 @@ class PostgresStatements(OrmStatements):
     rows."""
 
     @staticmethod
-    def lock_applications(app_keys: set[str]) -> LockedApplications:
-        if not all(IDENTIFIER_PATTERN.match(key) for key in app_keys):
+    def lock_and_read(
+        app_keys: set[str], pairs: list[tuple[str, dt.date]]
+    ) -> tuple[LockedApplications, StoredUsage]:
+        if not all(IDENTIFIER_PATTERN.match(key) for key in app_keys) or (
+            connection.settings_dict["OPTIONS"].get("server_side_binding")
+        ):
             # Keys with other characters (which the API never creates) cannot travel in a
-            # comma-joined array.
-            return OrmStatements.lock_applications(app_keys)
+            # comma-joined array; a server-side binding cursor sends one statement at a time.
+            return OrmStatements.lock_and_read(app_keys, pairs)
+        # Two statements sent in one round trip (client-side binding). Not one statement: a
+        # statement's snapshot is taken before it waits for a lock, so a single statement
+        # would miss the rows committed by the request it waited for; the second statement
+        # takes its own snapshot once the first holds the locks
+        # (tests/accounts/test_usage_statements.py races two requests). The pairs come back
+        # as their position: no per-row date objects cross the driver.
         locked = LockedApplications()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT app_key, id, created_on, customer_id FROM {Application._meta.db_table} "
-                f"WHERE app_key = ANY({ARRAY}) ORDER BY id FOR NO KEY UPDATE",
-                [_joined(app_keys)],
-            )
-            for row in cursor.fetchall():
-                locked.add(*row)
-        return locked
-
-    @staticmethod
-    def stored_rows(pairs: list[tuple[int, dt.date]]) -> StoredUsage:
-        # The pairs come back as their position: no per-row date objects cross the driver.
         stored = StoredUsage()
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT k.n, u.id, u.dau, u.delivered_messages FROM unnest({ARRAY}::bigint[], "
-                f"{ARRAY}::date[]) WITH ORDINALITY AS k(app_id, day, n) "
-                f"JOIN {DailyUsage._meta.db_table} u ON u.application_id = k.app_id "
+                f"SELECT app_key, id, created_on, customer_id FROM {Application._meta.db_table} "
+                f"WHERE app_key = ANY({ARRAY}) ORDER BY id FOR NO KEY UPDATE; "
+                f"SELECT k.n, a.id, u.id, u.dau, u.delivered_messages FROM unnest({ARRAY}, "
+                f"{ARRAY}::date[]) WITH ORDINALITY AS k(app_key, day, n) "
+                f"JOIN {Application._meta.db_table} a ON a.app_key = k.app_key "
+                f"JOIN {DailyUsage._meta.db_table} u ON u.application_id = a.id "
                 f"AND u.day = k.day",
-                [_joined(p[0] for p in pairs), _joined(p[1] for p in pairs)],
+                [_joined(app_keys), _joined(p[0] for p in pairs), _joined(p[1] for p in pairs)],
             )
-            for n, usage_id, dau, messages in cursor.fetchall():
-                stored.add(pairs[n - 1], usage_id, dau, messages)
-        return stored
+            for row in cursor.fetchall():
+                locked.add(*row)
+            cursor.nextset()
+            for n, app_id, usage_id, dau, messages in cursor.fetchall():
+                stored.add((app_id, pairs[n - 1][1]), usage_id, dau, messages)
+        return locked, stored
 
     @staticmethod
     def insert_usage(rows: UsageRows, *, now: dt.datetime) -> None:
@@ -507,42 +520,33 @@ class PostgresStatements(OrmStatements):
             )
 
     @staticmethod
-    def update_usage(changes: UsageChanges, *, now: dt.datetime) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {DailyUsage._meta.db_table} AS u SET dau = t.dau, "
-                f"delivered_messages = t.messages, updated_at = %s FROM unnest("
-                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) "
-                f"AS t(id, dau, messages) WHERE u.id = t.id",
-                [
-                    now,
-                    _joined(changes.usage_id),
-                    _joined(changes.new_dau),
-                    _joined(changes.new_delivered_messages),
-                ],
-            )
-
-    @staticmethod
-    def insert_revisions(
+    def replace_usage(
         changes: UsageChanges, *, now: dt.datetime, user_id: int | None, source: str
     ) -> None:
+        # One statement for both writes (a data-modifying WITH runs to completion whether or
+        # not the outer statement reads it): a changed row costs one round trip, not two.
         with connection.cursor() as cursor:
             cursor.execute(
+                f"WITH t AS (SELECT * FROM unnest({ARRAY}::bigint[], {ARRAY}::integer[], "
+                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) WITH ORDINALITY "
+                f"AS t(usage_id, old_dau, old_messages, new_dau, new_messages, n)), "
+                f"updated AS (UPDATE {DailyUsage._meta.db_table} AS u SET dau = t.new_dau, "
+                f"delivered_messages = t.new_messages, updated_at = %s FROM t "
+                f"WHERE u.id = t.usage_id) "
                 f"INSERT INTO {UsageRevision._meta.db_table} (usage_id, old_dau, "
                 f"old_delivered_messages, new_dau, new_delivered_messages, changed_by_id, "
                 f"changed_at, source) SELECT t.usage_id, t.old_dau, t.old_messages, t.new_dau, "
-                f"t.new_messages, %s, %s, %s FROM unnest({ARRAY}::bigint[], {ARRAY}::integer[], "
-                f"{ARRAY}::bigint[], {ARRAY}::integer[], {ARRAY}::bigint[]) "
-                f"AS t(usage_id, old_dau, old_messages, new_dau, new_messages)",
+                f"t.new_messages, %s, %s, %s FROM t ORDER BY t.n",
                 [
-                    user_id,
-                    now,
-                    source,
                     _joined(changes.usage_id),
                     _joined(changes.old_dau),
                     _joined(changes.old_delivered_messages),
                     _joined(changes.new_dau),
                     _joined(changes.new_delivered_messages),
+                    now,
+                    user_id,
+                    now,
+                    source,
                 ],
             )
 
@@ -588,7 +592,11 @@ def usage_ingest(
     statements = _statements()
     with transaction.atomic():
         keys = set(parsed.app_key) | {key for _, key in unparsed_keys}
-        apps = statements.lock_applications(keys) if keys else LockedApplications()
+        apps, stored = (
+            statements.lock_and_read(keys, list(zip(parsed.app_key, parsed.day, strict=True)))
+            if keys
+            else (LockedApplications(), StoredUsage())
+        )
         for index, app_key in unparsed_keys:
             if app_key not in apps.id:
                 errors.append(_unknown_key(index, app_key))
@@ -628,7 +636,6 @@ def usage_ingest(
             errors.sort(key=_error_order)
             raise UsageValidationError(errors)
 
-        stored = statements.stored_rows(list(seen)) if seen else StoredUsage()
         new_at: list[int] = []  # positions in `valid`
         changed_at: list[int] = []
         changes = UsageChanges()
@@ -660,8 +667,7 @@ def usage_ingest(
         if new_rows:
             statements.insert_usage(new_rows, now=now)
         if changes:
-            statements.update_usage(changes, now=now)
-            statements.insert_revisions(
+            statements.replace_usage(
                 changes, now=now, user_id=getattr(changed_by, "pk", None), source=source
             )
         # Only a month that is over can be billed while this request runs, so only writes to

@@ -52,7 +52,8 @@ class RequestObservabilityMiddleware:
 
     def __call__(self, request):
         started = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
+        # META, not request.headers: that builds a dict of every header, for this one.
+        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         clear_log_context()
@@ -74,14 +75,16 @@ class RequestObservabilityMiddleware:
         duration = time.perf_counter() - started
         route = _route(request)
         metrics.observe_request(method=request.method, route=route, status=status, seconds=duration)
+        if request.path in _QUIET_PATHS:
+            # No line follows, so no fields: a probe with a session cookie would otherwise read
+            # the session, the user and its groups only for them.
+            return
         match = getattr(request, "resolver_match", None)
         external_id = match.kwargs.get("external_id") if match else None
         try:
             bind_log_context(**{"customer": external_id, **_user_fields(request)})
         except Exception:  # noqa: BLE001 - a log field is never worth failing a response for
             logger.warning("request log fields unavailable", exc_info=True)
-        if request.path in _QUIET_PATHS:
-            return
         level = logging.ERROR if status >= 500 else logging.INFO
         logger.log(
             level,

@@ -5,12 +5,14 @@ usage rows, revisions, usage versions and answers."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
+from django.db import connection, transaction
 
 from accounts import usage as usage_module
 from accounts.models import Application, DailyUsage, UsageRevision
-from accounts.usage import OrmStatements, PostgresStatements, usage_ingest
+from accounts.usage import IngestResult, OrmStatements, PostgresStatements, usage_ingest
 from tests.conftest import postgres_only
 from tests.factories import ApplicationFactory
 
@@ -93,3 +95,53 @@ def test_both_statement_builders_write_the_same_rows(price_book, monkeypatch):
     assert len(revisions) == 3
     # Writes to October (over on 16 November) bumped the versions; November's did not.
     assert versions == [("a", 2), ("b", 2)]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_push_that_waited_for_another_sees_the_row_it_committed(price_book):
+    # The locks and the stored-rows read travel in one round trip but stay two statements:
+    # the read's snapshot is taken once the locks are granted, so it sees the row the push it
+    # waited for committed (one statement would insert it again: a unique violation).
+    app = ApplicationFactory(created_on=dt.date(2026, 9, 1))
+    row = {"app_key": app.app_key, "date": "2026-11-10", "dau": 9, "delivered_messages": 9}
+    answers = {}
+
+    def second_push() -> None:
+        try:
+            answers["second"] = usage_ingest(rows=[row], now=NOW)
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        # Holds the application's lock until this block commits.
+        first = usage_ingest(rows=[row | {"dau": 5, "delivered_messages": 5}], now=NOW)
+        other = threading.Thread(target=second_push)
+        other.start()
+        other.join(timeout=1)
+        assert other.is_alive()  # waiting for the lock
+    other.join(timeout=30)
+    assert first == IngestResult(created=1, updated=0, unchanged=0)
+    assert answers["second"] == IngestResult(created=0, updated=1, unchanged=0)
+    assert DailyUsage.objects.get(application=app).dau == 9
+    (revision,) = UsageRevision.objects.filter(usage__application=app)
+    assert (revision.old_dau, revision.new_dau) == (5, 9)
+
+
+@postgres_only
+@pytest.mark.django_db
+def test_server_side_binding_takes_the_orm_path(price_book, monkeypatch):
+    # Two statements in one execute need Django's default client-side binding cursor.
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
+    calls = []
+    real = OrmStatements.lock_and_read
+    monkeypatch.setattr(
+        OrmStatements, "lock_and_read", staticmethod(lambda *a: calls.append(a) or real(*a))
+    )
+    app = ApplicationFactory(created_on=dt.date(2026, 9, 1))
+    row = {"app_key": app.app_key, "date": "2026-11-10", "dau": 9, "delivered_messages": 9}
+    assert usage_ingest(rows=[row], now=NOW) == IngestResult(created=1, updated=0, unchanged=0)
+    assert usage_ingest(rows=[row | {"dau": 8}], now=NOW) == IngestResult(
+        created=0, updated=1, unchanged=0
+    )
+    assert len(calls) == 2

@@ -109,3 +109,19 @@ def test_json_lines_carry_the_run_and_chunk_of_a_task():
     assert (first["run_id"], first["chunk_id"]) == (7, "abc")
     assert first["time"].endswith("+00:00")
     assert "run_id" not in after
+
+
+def test_a_probe_writes_no_line_and_reads_no_session_even_when_logged_in(
+    client, db, json_request_log, django_assert_num_queries
+):
+    # A probe's fields would go to no line: a session cookie on /healthz costs no query.
+    client.force_login(StaffFactory(username="ops-staff", groups=["Finance clerk"]))
+    with django_assert_num_queries(0):
+        response = client.get("/healthz", headers={"X-Request-ID": "req-12345678"})
+    assert response.status_code == 200
+    assert response["X-Request-ID"] == "req-12345678"
+    assert json_request_log() == []
+    # The next request's line still names its user and role.
+    assert client.get("/api/v1/no-such-thing/").status_code == 404
+    (line,) = json_request_log()
+    assert (line["user"], line["role"]) == ("ops-staff", "Finance clerk")
