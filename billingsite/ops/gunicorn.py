@@ -93,8 +93,11 @@ if light_workers:
     workers = heavy_workers + light_workers
 graceful_timeout = 30
 keepalive = 5
-# Recycle workers now and then so a slow leak never becomes an outage.
-max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "5000"))
+# Recycle workers now and then so a slow leak never becomes an outage. Not often: a new worker
+# costs ~1-1.6 s of CPU (imports, the first request's URLconf), which at 5,000 requests was
+# 0.2-0.3 ms of every request, a fifth of a quote (bench/README.md, "Less CPU per light
+# request"); at 20,000 it is ~0.06 ms.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
 # The TLS proxy in front (docs/deploying.md) is trusted for X-Forwarded-*.
 # gunicorn's control socket (gunicornc) lives at one path per user: several masters on a host

@@ -25,7 +25,7 @@ print(json.dumps({"workers": g.workers, "worker_class": g.worker_class, "threads
                   "heavy_slots": g.heavy_slots, "light_slots": g.light_slots,
                   "heavy_wait": g.heavy_wait, "bind": g.bind,
                   "heavy_workers": g.heavy_workers, "light_workers": g.light_workers,
-                  "switch_interval_ms": g.switch_interval_ms}))
+                  "switch_interval_ms": g.switch_interval_ms, "max_requests": g.max_requests}))
 """
 
 
@@ -55,6 +55,8 @@ def test_default_is_two_sync_workers_per_core_plus_one_without_admission_control
     assert found["light_workers"] == 1
     assert found["workers"] == found["heavy_workers"] + 1
     assert found["bind"] == ["0.0.0.0:8000", "0.0.0.0:8001"]
+    # Workers are recycled, rarely (each new one costs a second or more of CPU).
+    assert found["max_requests"] == 20000
     assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
     assert found["conn_max_age"] == "60"
 
