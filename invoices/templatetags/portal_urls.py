@@ -19,7 +19,13 @@ from django.utils.http import RFC3986_SUBDELIMS
 
 register = template.Library()
 
-DOCUMENT_URLS = {"invoice-detail", "invoice-pdf", "credit-note-detail", "credit-note-pdf"}
+DOCUMENT_URLS = {
+    "invoice-detail",
+    "invoice-pdf",
+    "fapiao-request",
+    "credit-note-detail",
+    "credit-note-pdf",
+}
 _PLACEHOLDER = "0DOCUMENT0"
 
 
