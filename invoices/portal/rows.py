@@ -10,12 +10,10 @@ filters and messages, called from Python, escaped as the template escaped them
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
-from django.utils import formats, translation
+from django.utils import formats
 from django.utils.html import escape
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
@@ -23,22 +21,9 @@ from django.utils.translation import gettext
 
 from accounts.models import LedgerEntry
 from invoices.models import Invoice
-from invoices.templatetags.billing_format import cny_html
+from invoices.templatetags.billing_format import cny_html, date_text
 from invoices.templatetags.invoice_text import invoice_status, ledger_kind
 from invoices.templatetags.portal_urls import document_url
-
-
-@lru_cache(maxsize=512)
-def _date_text(value: dt.date, format_name: str, language: str | None) -> str:
-    # `language` is part of the key: the same date reads differently in each language.
-    return formats.date_format(value, format_name)
-
-
-def date_text(value: dt.date, format_name: str) -> str:
-    """`{{ value|date:format_name }}` in the active language (a month's label is the same on
-    every page, so it is formatted once per process and language)."""
-    return _date_text(value, format_name, translation.get_language())
-
 
 # One row of the portal's invoice table (`templates/portal/invoice_list.html` places them). The
 # texts are escaped as the template's `{{ }}` escaped them; the amount is cny_html's markup and
