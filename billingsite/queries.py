@@ -83,7 +83,9 @@ def _sentinel(value, n: int):
     """A value of `value`'s type that no real input takes, to find where the input goes."""
     kind = type(value)
     if isinstance(value, int) and kind is not bool:  # choices enums too
-        return -(2**61) - n
+        # Within the range of a 32-bit integer column (auth_user's id): Django turns a lookup
+        # beyond its field's range into "no rows", with no parameter to find.
+        return 2**31 - 1 - n
     if isinstance(value, str):
         return f"\x1fcompiled-read-input-{n}\x1f"
     if kind is dt.datetime:
