@@ -402,3 +402,26 @@ def test_line_rows_are_the_former_loop(today, client_for, acme_user, acme, langu
                 assert f'<tbody>\n    {want}\n      <tr class="subtotal">' in html, page
     if language == "zh-hans":  # the estimate's November: 30 days
         assert "30/30 天" in html
+
+
+@freeze_time("2026-11-20 10:00:00+08:00")
+def test_the_estimate_draws_no_chart_before_the_months_usage(client_for, price_book, monkeypatch):
+    """The page shows the charts only once usage of the month has arrived: before, they are
+    not drawn at all."""
+    from invoices.portal import views  # noqa: PLC0415
+
+    customer = CustomerFactory()
+    chat = ApplicationFactory(customer=customer, app_key="chat-app", name="Chat", plan="premium")
+    usage(chat, dt.date(2026, 10, 30), 21_000)  # last month's only
+    client = client_for(CustomerUserFactory(customer=customer).user)
+    drawn = []
+    draw = views.usage_charts_for_lines
+    monkeypatch.setattr(
+        views, "usage_charts_for_lines", lambda **kwargs: drawn.append(1) or draw(**kwargs)
+    )
+    html = client.get(reverse("portal:estimate")).content.decode()
+    assert 'id="estimate-no-usage"' in html and 'id="usage-charts"' not in html
+    assert drawn == []
+    usage(chat, dt.date(2026, 11, 3), 21_000)
+    html = client.get(reverse("portal:estimate")).content.decode()
+    assert 'id="usage-chat-app"' in html and drawn == [1]
