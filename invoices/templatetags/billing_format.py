@@ -104,3 +104,9 @@ def date_text(value: dt.date, format_name: str) -> str:
     """`{{ value|date:format_name }}` in the active language (a month's label is the same on
     every page, so it is formatted once per process and language)."""
     return _date_text(value, format_name, translation.get_language())
+
+
+def date_text_in(value: dt.date, format_name: str, language: str | None) -> str:
+    """`date_text` with the active language given (`translation.get_language()`), for a loop
+    that formats many dates: reading the language is a thread-local lookup."""
+    return _date_text(value, format_name, language)

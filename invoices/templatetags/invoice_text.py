@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, gettext_lazy
 
 from billingsite.money import as_decimal
-from invoices.templatetags.billing_format import cny_html, date_text
+from invoices.templatetags.billing_format import cny_html, date_text_in
 from plans.rating.messages import CHINESE, ENGLISH, names, render
 
 register = template.Library()
@@ -137,9 +137,9 @@ def _text(value) -> str:
     return conditional_escape(value if isinstance(value, str) else str(value))
 
 
-def _month_day(day) -> str:
-    """`{{ day|date:"m-d" }}`."""
-    return "" if day is None else conditional_escape(date_text(day, "m-d"))
+def _month_day(day, language: str | None) -> str:
+    """`{{ day|date:"m-d" }}` (`language`: the active one)."""
+    return "" if day is None else conditional_escape(date_text_in(day, "m-d", language))
 
 
 @register.filter
@@ -149,12 +149,13 @@ def line_rows(lines) -> SafeString:
     cost the template engine ~450 Python calls a line; this is the same text
     (tests/portal/test_rendering_cost.py compares it with the former loop)."""
     days_message = gettext("%(days)s of %(month)s days")
+    language = translation.get_language()
     rows = [
         _LINE_ROW.format(
             title=conditional_escape(line_title_text(line)),
             explanation=conditional_escape(line_explanation_text(line)),
-            first_day=_month_day(line.first_day),
-            last_day=_month_day(line.last_day),
+            first_day=_month_day(line.first_day, language),
+            last_day=_month_day(line.last_day, language),
             days=days_message % {"days": _text(line.days), "month": _text(line.days_in_month)},
             quantity=_text(line.quantity),
             unit_price=cny_html(line.unit_price),
