@@ -77,6 +77,17 @@ class _Compiled:
         self.columns = [column[0] for column in compiler.select[0 : compiler.col_count]]
         self.converters = compiler.get_converters(self.columns)
         self.composite = compiler.has_composite_fields(self.columns)
+        if kind is ModelIterable:
+            # What ModelIterable works out from the compiler on every call, once: which columns
+            # make the model's fields (by attname), and the select_related populators (which
+            # keep no state between rows).
+            klass_info, select = compiler.klass_info, compiler.select
+            select_fields = klass_info["select_fields"]
+            self.model = klass_info["model"]
+            self.start, self.end = select_fields[0], select_fields[-1] + 1
+            self.init_list = [column[0].target.attname for column in select[self.start : self.end]]
+            self.related_populators = get_related_populators(klass_info, select, compiler.using)
+            self.annotation_col_map = compiler.annotation_col_map
 
 
 def _sentinel(value, n: int):
@@ -249,16 +260,10 @@ def _instances(compiled: _Compiled, rows: list) -> list:
     if compiled.kind is ValuesListIterable:
         return list(results)
     db = compiler.using
-    select, klass_info, annotation_col_map = (
-        compiler.select,
-        compiler.klass_info,
-        compiler.annotation_col_map,
-    )
-    model_cls = klass_info["model"]
-    select_fields = klass_info["select_fields"]
-    start, end = select_fields[0], select_fields[-1] + 1
-    init_list = [column[0].target.attname for column in select[start:end]]
-    related_populators = get_related_populators(klass_info, select, db)
+    model_cls, init_list = compiled.model, compiled.init_list
+    start, end = compiled.start, compiled.end
+    related_populators = compiled.related_populators
+    annotation_col_map = compiled.annotation_col_map
     instances = []
     for row in results:
         obj = model_cls.from_db(db, init_list, row[start:end])
