@@ -302,7 +302,7 @@ def make_logins(*, customers: int) -> dict:
         CustomerUser.objects.create(user=user, customer_id=n)
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
-        store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        store[BACKEND_SESSION_KEY] = "billingsite.auth_backend.CompiledModelBackend"
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         sessions.append((n, store.session_key))

@@ -132,6 +132,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    # ModelBackend with the logged-in user's read compiled; Django's own stays after it only
+    # for the sessions it logged in (billingsite/auth_backend.py).
+    "billingsite.auth_backend.CompiledModelBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 

@@ -39,6 +39,7 @@ from billingsite.clock import billing_date
 from billingsite.money import CURRENCY, CurrencyError
 from billingsite.ops import metrics
 from billingsite.parsers import BoundedJSONParser, json_loads_bounded
+from billingsite.queries import compiled_read
 from billingsite.refusals import Refusal
 from invoices.models import Invoice
 from invoices.selectors import customer_financials, month_estimate
@@ -54,10 +55,17 @@ IngestPermission = role_permission(roles.INGEST)
 
 
 def _customer(external_id: str, *, field: str | None = None) -> Customer:
-    customer = Customer.objects.filter(external_id=external_id).first()
+    customer = _customer_by_external_id.first(external_id=external_id)
     if customer is None:
         raise Refusal(f"unknown customer {external_id!r}", code="unknown_customer", field=field)
     return customer
+
+
+@compiled_read
+def _customer_by_external_id(*, external_id: str):
+    # `.first()`'s statement (the model's ordering, one row), compiled once per process: its
+    # ORM query cost a fifth of the estimate API's CPU.
+    return Customer.objects.filter(external_id=external_id)[:1]
 
 
 def _application(app_key: str) -> Application:
@@ -291,6 +299,12 @@ class CustomerDepositView(ApiView):
         return response
 
 
+# The estimate's serializer with its fields bound once per process: binding them on every
+# request (a deep copy of each declared field, the lines' too) was a seventh of the estimate
+# API's Python work. Representing an estimate reads the bound fields and changes none.
+_ESTIMATE = s.EstimateSerializer()
+
+
 class CustomerEstimateView(ConsoleView):
     @extend_schema(
         operation_id="customer_estimate",
@@ -314,7 +328,7 @@ class CustomerEstimateView(ConsoleView):
             "usage_through": month.usage_through,
             "rated": month.rated,
         }
-        return Response(s.EstimateSerializer(estimate).data)
+        return Response(_ESTIMATE.to_representation(estimate))
 
 
 class CustomerInvoicesView(ConsoleView):

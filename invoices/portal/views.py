@@ -480,6 +480,7 @@ def estimate(request, customer):
         "portal/estimate.html",
         {
             "rated": rated,
+            # Drawn only once usage of the month has arrived: the page shows no chart before.
             "usage_charts": usage_charts_for_lines(
                 customer_id=customer.pk,
                 period=period,
@@ -487,7 +488,7 @@ def estimate(request, customer):
                 dau_by_app=estimate.dau_by_app,
                 book=estimate.book,
             )
-            if estimate
+            if estimate and estimate.usage_through
             else [],
             "period": period,
             "period_start": period.start,

@@ -2,13 +2,17 @@
 
 `{% load billing_format %}` then `{{ invoice.total|cny }}` -> "¥6,000.00". Formatting goes
 through `billingsite.money.format_cny`, the one formatting helper, so every screen and PDF
-shows the same figure for the same amount.
+shows the same figure for the same amount. `date_text` is the `|date` filter's text of a date,
+kept per process and language for the rows the portal builds in Python.
 """
 
+import datetime as dt
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from django import template
 from django.db.models import Sum
+from django.utils import formats, translation
 from django.utils.html import format_html
 from moneyed import Money
 
@@ -88,3 +92,21 @@ def vat_percent(value) -> str:
         return ""
     percent = (value * 100).normalize()
     return f"{percent:f}%"
+
+
+@lru_cache(maxsize=512)
+def _date_text(value: dt.date, format_name: str, language: str | None) -> str:
+    # `language` is part of the key: the same date reads differently in each language.
+    return formats.date_format(value, format_name)
+
+
+def date_text(value: dt.date, format_name: str) -> str:
+    """`{{ value|date:format_name }}` in the active language (a month's label is the same on
+    every page, so it is formatted once per process and language)."""
+    return _date_text(value, format_name, translation.get_language())
+
+
+def date_text_in(value: dt.date, format_name: str, language: str | None) -> str:
+    """`date_text` with the active language given (`translation.get_language()`), for a loop
+    that formats many dates: reading the language is a thread-local lookup."""
+    return _date_text(value, format_name, language)

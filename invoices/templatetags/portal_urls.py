@@ -10,6 +10,7 @@ template with its number quoted the way `reverse` quotes a path argument.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -19,7 +20,13 @@ from django.utils.http import RFC3986_SUBDELIMS
 
 register = template.Library()
 
-DOCUMENT_URLS = {"invoice-detail", "invoice-pdf", "credit-note-detail", "credit-note-pdf"}
+DOCUMENT_URLS = {
+    "invoice-detail",
+    "invoice-pdf",
+    "fapiao-request",
+    "credit-note-detail",
+    "credit-note-pdf",
+}
 _PLACEHOLDER = "0DOCUMENT0"
 
 
@@ -30,13 +37,23 @@ def _url_template(name: str, script_prefix: str, urlconf: str | None) -> str:
 
 @register.simple_tag
 def document_url(name: str, number: str) -> str:
+    return document_urls(name)(number)
+
+
+def document_urls(name: str) -> Callable[[str], str]:
+    """`document_url(name, number)` for the numbers of a list: the script prefix and URL
+    configuration (thread-local reads) looked up once."""
     if name not in DOCUMENT_URLS:
         raise template.TemplateSyntaxError(f"document_url: unknown portal URL {name!r}")
-    number = str(number)
-    if "/" in number:  # what the <str:number> converter never matches
-        return reverse(f"portal:{name}", args=[number])
     url = _url_template(name, get_script_prefix(), get_urlconf())
-    return url.replace(_PLACEHOLDER, quote(number, safe=RFC3986_SUBDELIMS + "/~:@"))
+
+    def url_of(number: str) -> str:
+        number = str(number)
+        if "/" in number:  # what the <str:number> converter never matches
+            return reverse(f"portal:{name}", args=[number])
+        return url.replace(_PLACEHOLDER, quote(number, safe=RFC3986_SUBDELIMS + "/~:@"))
+
+    return url_of
 
 
 @lru_cache(maxsize=64)

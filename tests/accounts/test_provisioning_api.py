@@ -11,6 +11,7 @@ from drf_spectacular.generators import SchemaGenerator
 from freezegun import freeze_time
 from kombu.exceptions import OperationalError
 from rest_framework.authtoken.models import Token
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from accounts import roles
@@ -687,6 +688,34 @@ def test_estimate_says_when_no_usage_has_arrived(console, premium_app):
     assert (body["usage_received"], body["usage_through"]) == (False, None)
     # The field is added; the total is still what the engine prices (no DAU: the base fee).
     assert body["total"] == "6000.00"
+
+
+def test_estimate_is_what_a_fresh_serializer_says(console, premium_app):
+    """The view represents every estimate with one serializer bound once per process: each
+    answer is what a serializer made for it says, byte for byte, and none keeps another's."""
+    from accounts.api.serializers import EstimateSerializer  # noqa: PLC0415
+    from invoices.selectors import month_estimate  # noqa: PLC0415
+
+    def fresh() -> bytes:
+        today = dt.date(2026, 10, 16)
+        month = month_estimate(customer=premium_app.customer, today=today)
+        estimate = {
+            "customer": premium_app.customer,
+            "period": str(month.period),
+            "as_of": today,
+            "usage_received": month.usage_through is not None,
+            "usage_through": month.usage_through,
+            "rated": month.rated,
+        }
+        return JSONRenderer().render(EstimateSerializer(estimate).data)
+
+    url = "/api/v1/customers/console-1/estimate/"
+    before = console.get(url).content
+    assert before == fresh()
+    usage(premium_app, dt.date(2026, 10, 3), dau=31_000)
+    after = console.get(url).content
+    assert after == fresh() and after != before
+    assert b'"peak_dau":31000' in after
 
 
 # --- roles ---------------------------------------------------------------------------------

@@ -202,3 +202,20 @@ def test_a_statement_compiled_in_one_thread_runs_on_another_threads_connection(c
     thread.start()
     thread.join()
     assert seen == [[]]
+
+
+def test_the_apis_customer_read_is_first(customers, compiled):
+    """The provisioning API's customer by external id (`accounts.api.views._customer`): the
+    statement and the row of `.first()` on the same filter."""
+    from accounts.api.views import _customer_by_external_id  # noqa: PLC0415
+
+    customer = customers[2]
+    with CaptureQueriesContext(connection) as orm:
+        want = Customer.objects.filter(external_id=customer.external_id).first()
+    _customer_by_external_id.first(external_id=customers[0].external_id)
+    with CaptureQueriesContext(connection) as sent:
+        got = _customer_by_external_id.first(external_id=customer.external_id)
+    assert got == want == customer
+    assert fields(got) == fields(want) and got.name == "Customer 2"
+    assert [q["sql"] for q in sent] == [q["sql"] for q in orm]
+    assert _customer_by_external_id.first(external_id="no-such-customer") is None

@@ -18,7 +18,17 @@ def test_same_url_as_reverse(name, number, prefix):
         set_script_prefix("/")
 
 
-@pytest.mark.parametrize("name", ["portal:home", "portal:balance", "set_language", "portal:logout"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "portal:home",
+        "portal:balance",
+        "portal:estimate",
+        "portal:invoice-list",
+        "set_language",
+        "portal:logout",
+    ],
+)
 @pytest.mark.parametrize("prefix", ["/", "/billing/"])
 def test_fixed_url_same_as_reverse(name, prefix):
     set_script_prefix(prefix)

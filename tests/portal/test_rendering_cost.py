@@ -31,6 +31,7 @@ from billingsite.clock import Period
 from invoices.documents.fapiao import fapiao_reject, fapiao_request_create
 from invoices.models import FapiaoRequest, Invoice
 from invoices.selectors import estimate_current_month, month_estimate
+from invoices.templatetags.invoice_text import by_application, line_rows
 from tests.factories import ApplicationFactory, CustomerFactory, CustomerUserFactory, usage
 from tests.invoices.test_fapiao import ordinary
 from tests.portal.conftest import OCTOBER
@@ -352,3 +353,75 @@ def test_pages_are_the_same_with_compiled_reads_and_through_the_orm(
 
         for read in (views._visible_invoice, views._invoice_list, batch_rating._applications_of):
             assert [c for c in read._compiled.values() if c is not None], read
+
+
+# The lines' loop of portal/_lines.html before invoice_text.line_rows.
+FORMER_LINE_LOOP = Template(
+    "{% load i18n billing_format invoice_text %}{% for line in lines %}\n"
+    "      <tr>\n"
+    "        <td>\n"
+    "          <div>{{ line|line_title }}</div>\n"
+    '          <div class="explain">{{ line|line_explanation }}</div>\n'
+    "        </td>\n"
+    '        <td class="hide-narrow nowrap small">{{ line.first_day|date:"m-d" }} – '
+    '{{ line.last_day|date:"m-d" }}<br><span class="muted">{% blocktranslate with '
+    "days=line.days month=line.days_in_month %}{{ days }} of {{ month }} days"
+    "{% endblocktranslate %}</span></td>\n"
+    '        <td class="num hide-narrow">{{ line.quantity }}</td>\n'
+    '        <td class="num hide-narrow">{{ line.unit_price|cny_html }}</td>\n'
+    '        <td class="num">{{ line.amount|cny_html }}</td>\n'
+    "      </tr>\n"
+    "    {% endfor %}"
+)
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_line_rows_are_the_former_loop(today, client_for, acme_user, acme, language):
+    """Invoice lines (the invoice page) and the estimate's priced lines (this month's page):
+    a prorated plan change, add-ons, two applications, both languages."""
+    invoice = issued_invoice(customer=acme, period=OCTOBER)
+    usage(acme.applications.get(app_key="acme-chat"), dt.date(2026, 11, 3), 21_000)
+    estimate = month_estimate(customer=acme, today=dt.date(2026, 11, 20))
+    client = client_for(acme_user)
+    client.cookies["django_language"] = language
+    pages = {
+        "invoice": client.get(reverse("portal:invoice-detail", args=[invoice.number])),
+        "estimate": client.get(reverse("portal:estimate")),
+    }
+    documents = {
+        "invoice": list(invoice.lines.order_by("position")),
+        "estimate": list(estimate.rated.lines),
+    }
+    with translation.override(language):
+        for page, lines in documents.items():
+            html = pages[page].content.decode()
+            assert len({line.app_key for line in lines}) == 2 and len(lines) >= 5
+            for group in by_application(lines):
+                want = FORMER_LINE_LOOP.render(Context({"lines": group.lines}))
+                assert line_rows(group.lines) == want
+                assert f'<tbody>\n    {want}\n      <tr class="subtotal">' in html, page
+    if language == "zh-hans":  # the estimate's November: 30 days
+        assert "30/30 天" in html
+
+
+@freeze_time("2026-11-20 10:00:00+08:00")
+def test_the_estimate_draws_no_chart_before_the_months_usage(client_for, price_book, monkeypatch):
+    """The page shows the charts only once usage of the month has arrived: before, they are
+    not drawn at all."""
+    from invoices.portal import views  # noqa: PLC0415
+
+    customer = CustomerFactory()
+    chat = ApplicationFactory(customer=customer, app_key="chat-app", name="Chat", plan="premium")
+    usage(chat, dt.date(2026, 10, 30), 21_000)  # last month's only
+    client = client_for(CustomerUserFactory(customer=customer).user)
+    drawn = []
+    draw = views.usage_charts_for_lines
+    monkeypatch.setattr(
+        views, "usage_charts_for_lines", lambda **kwargs: drawn.append(1) or draw(**kwargs)
+    )
+    html = client.get(reverse("portal:estimate")).content.decode()
+    assert 'id="estimate-no-usage"' in html and 'id="usage-charts"' not in html
+    assert drawn == []
+    usage(chat, dt.date(2026, 11, 3), 21_000)
+    html = client.get(reverse("portal:estimate")).content.decode()
+    assert 'id="usage-chat-app"' in html and drawn == [1]
