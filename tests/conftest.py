@@ -10,6 +10,7 @@ from celery._state import _set_task_join_will_block
 from django.conf import settings
 from django.db import connection
 from django.db.backends.postgresql.operations import DatabaseOperations
+from django.utils import translation
 
 from billingsite.celery import app
 from billingsite.db_guards import ALLOW_TRUNCATE_SETTING
@@ -36,6 +37,15 @@ def _email_without_pdf(settings):
     # Rendering a PDF per e-mail costs a WeasyPrint layout (~0.5 s); the tests of the e-mails
     # themselves (tests/accounts/test_customer_emails.py) turn the attachments back on.
     settings.BILLING_EMAIL_ATTACH_PDF = False
+
+
+@pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    # A page served in Chinese leaves Chinese active in the thread (LocaleMiddleware activates
+    # the request's language and nothing deactivates it); with work stealing the next test on
+    # this xdist worker could then render in Chinese what it expects in English.
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture
