@@ -1,5 +1,5 @@
 """Request-class admission control for the `web` process: the short machine-facing calls
-(quote, usage push, health checks, provider notifications) always run; every other request
+(quote, health checks, metrics, provider notifications) always run; every other request
 (portal pages, admin, the estimate, exports) first takes one of a fixed number of slots shared
 by all of gunicorn's worker processes.
 
@@ -30,7 +30,9 @@ LIGHT_ROUTES = frozenset(
         # An operator needs the scrape most when the host is saturated.
         "metrics",
         "quote-create",
-        "api-usage",
+        # Not the usage push: one carries up to 10,000 rows (~0.2 s of work, a hundred quotes'
+        # worth; bench/README.md, "Usage ingest"), which in the light pool's one worker would
+        # hold up every quote behind it.
         "payments:alipay-notify",
         "payments:wechat-notify",
         "mail:events",

@@ -67,6 +67,6 @@ def misdirected(request):
     return refusal_response(
         421,
         "misdirected_request",
-        "This port serves only the machine-facing calls (quote, usage push, health checks, "
-        "metrics, payment and mail notifications); send other requests to the main port.",
+        "This port serves only the short machine-facing calls (quote, health checks, metrics, "
+        "payment and mail notifications); send other requests to the main port.",
     )

@@ -64,17 +64,20 @@ light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", str(_cpus) if heavy_slots el
 heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
 # How long a quote's thread may wait for a page's thread of the same process to give up the GIL.
 switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if heavy_slots else "5"))
-# The machine-facing calls' own pool (sync workers only; gthread has the slots above instead).
+# The short machine-facing calls' own pool (sync workers only; gthread has the slots above).
 # WEB_LIGHT_WORKERS more sync processes accept only on LIGHT_BIND (default: the main port + 1)
-# and serve only `admission.LIGHT_ROUTES` (a quote, a usage push, the probes, the scrape, the
-# providers' notifications); the proxy in front routes those paths there (docs/deploying.md).
+# and serve only `admission.LIGHT_ROUTES` (a quote, the probes, the scrape, the providers'
+# notifications); the proxy in front routes those paths there (docs/deploying.md).
 # Why: one accept queue is FIFO, so a 1 ms quote waited behind every page queued before it
-# (32 clients: quote p95 ~130-190 ms at ~300 req/s). In its own queue it waits only for other
-# light calls. The main port still serves everything, light calls included, so a proxy that does
-# not route them loses the priority, nothing else. WEB_HEAVY_NICE (0) lowers the main pool's
-# CPU priority (`nice`) so that the light pool also comes first for the cores.
+# (32 clients: quote p95 ~90-130 ms). In its own queue it waits only for other light calls. The
+# main port still serves everything, light calls included, so a proxy that does not route them
+# loses the priority, nothing else. A queue alone is not enough: the light worker would still
+# get one eighth of the cores among the main pool and PostgreSQL (quote p95 ~145 ms measured).
+# WEB_HEAVY_NICE (3) lowers the main pool's CPU priority so that a quote also comes first for
+# the cores; at 5 to 10 the pages lost more than the quote gained (bench/README.md, "A light
+# pool for the quote").
 light_workers = 0 if _threaded else int(os.environ.get("WEB_LIGHT_WORKERS", "1"))
-heavy_nice = int(os.environ.get("WEB_HEAVY_NICE", "0"))
+heavy_nice = int(os.environ.get("WEB_HEAVY_NICE", "3"))
 
 
 def _next_port(address: str) -> str | None:

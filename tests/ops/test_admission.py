@@ -135,13 +135,13 @@ def light_pool_worker(monkeypatch):
     admission.serve_light_routes_only()
 
 
-@pytest.mark.parametrize("path", [QUOTE, USAGE, "/healthz", "/readyz", "/no-such-page/"])
+@pytest.mark.parametrize("path", [QUOTE, "/healthz", "/readyz", "/metrics", "/no-such-page/"])
 def test_a_light_pool_worker_serves_the_light_routes(light_pool_worker, path):
     response = AdmissionMiddleware(ok)(RequestFactory().post(path))
     assert (response.status_code, response.content) == (200, b"served")
 
 
-@pytest.mark.parametrize("path", [PORTAL_PAGE, ESTIMATE_API, "/admin/"])
+@pytest.mark.parametrize("path", [PORTAL_PAGE, ESTIMATE_API, USAGE, "/admin/"])
 def test_a_light_pool_worker_refuses_everything_else_with_a_421(light_pool_worker, path):
     served = []
     response = AdmissionMiddleware(lambda request: served.append(request) or ok(request))(
@@ -159,14 +159,14 @@ def test_a_page_sent_to_the_light_port_is_refused_through_the_whole_stack(
     assert response.status_code == 421
     assert response.json() == {
         "code": "misdirected_request",
-        "message": "This port serves only the machine-facing calls (quote, usage push, health "
-        "checks, metrics, payment and mail notifications); send other requests to the main port.",
+        "message": "This port serves only the short machine-facing calls (quote, health checks, "
+        "metrics, payment and mail notifications); send other requests to the main port.",
         "field": None,
     }
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize("path", [QUOTE, USAGE, "/healthz", "/readyz", "/no-such-page/"])
+@pytest.mark.parametrize("path", [QUOTE, "/healthz", "/readyz", "/metrics", "/no-such-page/"])
 def test_light_requests_pass_while_every_slot_is_taken(install, path):
     slots = install(count=1, wait=IMPATIENT)
     release = slots.acquire()

@@ -25,7 +25,8 @@ print(json.dumps({"workers": g.workers, "worker_class": g.worker_class, "threads
                   "heavy_slots": g.heavy_slots, "light_slots": g.light_slots,
                   "heavy_wait": g.heavy_wait, "bind": g.bind,
                   "heavy_workers": g.heavy_workers, "light_workers": g.light_workers,
-                  "switch_interval_ms": g.switch_interval_ms, "max_requests": g.max_requests}))
+                  "switch_interval_ms": g.switch_interval_ms, "max_requests": g.max_requests,
+                  "heavy_nice": g.heavy_nice}))
 """
 
 
@@ -51,8 +52,8 @@ def test_default_is_two_sync_workers_per_core_plus_one_without_admission_control
     found = gunicorn_settings()
     assert found["worker_class"] == "sync"
     assert (found["heavy_workers"], found["threads"]) == (2 * found["cpus"] + 1, 1)
-    # ... and one more worker, for the light calls on the next port.
-    assert found["light_workers"] == 1
+    # ... and one more worker, for the light calls on the next port, ahead of the others.
+    assert (found["light_workers"], found["heavy_nice"]) == (1, 3)
     assert found["workers"] == found["heavy_workers"] + 1
     assert found["bind"] == ["0.0.0.0:8000", "0.0.0.0:8001"]
     # Workers are recycled, rarely (each new one costs a second or more of CPU).
@@ -273,7 +274,7 @@ def test_each_new_worker_fills_the_pool_that_is_short_and_listens_on_its_socket(
     child, master = (json.loads(line) for line in result.stdout.splitlines())
     # The main pool first (at start the light workers are the youngest: TTOU stops the oldest).
     assert master == {"spawned": ["main", "main", "main", "light", "light"], "replacement": "light"}
-    # A main-pool worker: the main socket, every route, a lower CPU priority (nice 5).
+    # A main-pool worker: the main socket, every route, a lower CPU priority (nice 5 here).
     assert child["main"] == [True, False, os.nice(0) + 5]
     # A light-pool worker: the light socket, and only the light routes.
     assert child["light"] == [True, True]

@@ -283,8 +283,8 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
 
         check_api_docs_offline(stack)
 
-        # A quote and a usage push over HTTP, through the light pool's port as the proxy sends
-        # them; the main port serves them too, and the light port nothing else.
+        # A quote over HTTP through the light pool's port, as the proxy sends it (the main port
+        # serves it too, the light port nothing but the short calls), and a usage push.
         assert requests.get(f"{stack.light_url}/healthz").json() == {"status": "ok"}
         misdirected = requests.get(f"{stack.light_url}/invoices/", allow_redirects=False)
         assert misdirected.status_code == 421
@@ -302,7 +302,7 @@ def test_procfile_stack_serves_bills_and_logs_json(stack_env, tmp_path):
         assert quote.status_code == 200, quote.text
         assert quote.json()["total"] == "16000.00"
         pushed = requests.post(
-            f"{stack.light_url}/api/v1/usage/",
+            f"{stack.url}/api/v1/usage/",
             headers={"Authorization": f"Token {tokens['ingest']}"},
             json=[
                 {
