@@ -64,9 +64,10 @@ light_slots = int(os.environ.get("WEB_LIGHT_SLOTS", str(_cpus) if heavy_slots el
 heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
 # How long a quote's thread may wait for a page's thread of the same process to give up the GIL.
 switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if heavy_slots else "5"))
-# The short machine-facing calls' own pool (sync workers only; gthread has the slots above).
-# WEB_LIGHT_WORKERS more sync processes accept only on LIGHT_BIND (default: the main port + 1)
-# and serve only `admission.LIGHT_ROUTES` (a quote, the probes, the scrape, the providers'
+# The short machine-facing calls' own pool (sync workers only; gthread has the slots above),
+# on when LIGHT_BIND names its address (deploy/ does; a plain `honcho start` does not, so that
+# an upgrade never binds a port nobody asked for): WEB_LIGHT_WORKERS more sync processes
+# accept only there and serve only `admission.LIGHT_ROUTES` (a quote, the probes, the scrape, the providers'
 # notifications); the proxy in front routes those paths there (docs/deploying.md).
 # Why: one accept queue is FIFO, so a 1 ms quote waited behind every page queued before it
 # (32 clients: quote p95 ~90-130 ms). In its own queue it waits only for other light calls. The
@@ -76,20 +77,22 @@ switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if heavy
 # WEB_HEAVY_NICE (3) lowers the main pool's CPU priority so that a quote also comes first for
 # the cores; at 5 to 10 the pages lost more than the quote gained (bench/README.md, "A light
 # pool for the quote").
-light_workers = 0 if _threaded else int(os.environ.get("WEB_LIGHT_WORKERS", "1"))
-heavy_nice = int(os.environ.get("WEB_HEAVY_NICE", "3"))
+light_bind = os.environ.get("LIGHT_BIND") or None
 
 
-def _next_port(address: str) -> str | None:
-    host, separator, port = address.rpartition(":")
-    if not separator or not port.isdigit() or address.startswith(("unix:", "fd://")):
-        return None
-    return f"{host}:{int(port) + 1}"
+def _listener_key(address) -> object:
+    """What tells the light listener from the main one: the port of a TCP address (a socket
+    inherited on USR2 or from systemd reports its resolved host, not the configured name), or
+    the path of a Unix socket."""
+    return address[1] if isinstance(address, tuple) else address
 
 
-light_bind = (os.environ.get("LIGHT_BIND") or _next_port(bind)) if light_workers else None
-if light_workers and light_bind is None:
+light_workers = int(os.environ.get("WEB_LIGHT_WORKERS", "1")) if light_bind else 0
+if _threaded or _listener_key(parse_address(light_bind or bind)) == _listener_key(
+    parse_address(bind)
+):
     light_workers = 0
+heavy_nice = int(os.environ.get("WEB_HEAVY_NICE", "3")) if light_workers else 0
 heavy_workers = workers
 if light_workers:
     bind = [bind, light_bind]
@@ -152,11 +155,20 @@ def on_starting(server):
         server.log.info("admission control: %d slots for heavy requests", heavy_slots)
 
 
+def on_reload(server):
+    # HUP (systemd's reload) forks a whole new set of workers before it stops the old ones: the
+    # new set's pools are counted among the new workers only (gunicorn numbers workers by age).
+    server.billing_pools_since_age = server.worker_age
+
+
 def pre_fork(server, worker):
     # In the master, before the fork: the new worker fills whichever pool is short. The main
     # pool is filled first, so at start the light workers are the youngest and a TTOU (which
     # stops the oldest first) takes main-pool workers.
-    alive = [getattr(other, "pool", "main") for other in server.WORKERS.values()]
+    since = getattr(server, "billing_pools_since_age", 0)
+    alive = [
+        getattr(other, "pool", "main") for other in server.WORKERS.values() if other.age > since
+    ]
     short_of_main = alive.count("main") < heavy_workers
     worker.pool = "light" if light_workers and not short_of_main else "main"
 
@@ -165,15 +177,24 @@ def post_fork(server, worker):
     sys.setswitchinterval(switch_interval_ms / 1000)
     if not light_workers:
         return
-    light_address = parse_address(light_bind)
+    light_key = _listener_key(parse_address(light_bind))
     in_light_pool = getattr(worker, "pool", "main") == "light"
-    worker.sockets = [
+    own = [
         listener
         for listener in worker.sockets
-        if (listener.cfg_addr == light_address) == in_light_pool
+        if (_listener_key(listener.getsockname()) == light_key) == in_light_pool
     ]
+    if not own:
+        # Never a worker without a socket (it would exit and be forked again, forever): one
+        # that cannot find its pool's listener serves every route on every listener.
+        server.log.error("worker %s: no listener for its %s pool", worker.pid, worker.pool)
+        return
+    worker.sockets = own
     if in_light_pool:
         admission.serve_light_routes_only()
+        # Not recycled: with one light worker, its replacement's second of start-up would be
+        # a second in which no quote is answered. It runs only a few short routes.
+        worker.max_requests = sys.maxsize
     elif heavy_nice:
         os.nice(heavy_nice)
 

@@ -744,6 +744,9 @@ def run_started_by(run: BillingRun) -> str:
     kept (invoices migration 0015) say only the system user."""
     if run.created_by is not None or not run.origin:
         return recorded_by(run.created_by)
+    if run.origin == BillingRun.Origin.ADMIN:
+        # A person started it, whose login has been deleted since (created_by SET_NULL).
+        return f"deleted user ({run.get_origin_display()})"
     return f"{SYSTEM_USER} ({run.get_origin_display()})"
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.apps import apps as django_apps
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -326,6 +327,23 @@ def test_a_scheduled_run_shows_the_system_user_and_the_schedule(
         dispatch=False,
     )
     shown = f"{SYSTEM_USER} (scheduled billing run)"
+    assert started_by_shown(as_user(client, manager), run) == (shown, shown)
+
+
+def test_a_run_started_by_a_login_deleted_since_does_not_say_system(
+    client, manager, september_accounts
+):
+    clerk_login = User.objects.create_user(username="former-clerk")
+    run = billing_run_start(
+        period=Period(2026, 9),
+        now=timezone.now(),
+        created_by=clerk_login,
+        origin=BillingRun.Origin.ADMIN,
+        dispatch=False,
+    )
+    clerk_login.delete()
+    run.refresh_from_db()
+    shown = "deleted user (billing run started in the admin)"
     assert started_by_shown(as_user(client, manager), run) == (shown, shown)
 
 

@@ -52,10 +52,9 @@ def test_default_is_two_sync_workers_per_core_plus_one_without_admission_control
     found = gunicorn_settings()
     assert found["worker_class"] == "sync"
     assert (found["heavy_workers"], found["threads"]) == (2 * found["cpus"] + 1, 1)
-    # ... and one more worker, for the light calls on the next port, ahead of the others.
-    assert (found["light_workers"], found["heavy_nice"]) == (1, 3)
-    assert found["workers"] == found["heavy_workers"] + 1
-    assert found["bind"] == ["0.0.0.0:8000", "0.0.0.0:8001"]
+    # No light pool unless LIGHT_BIND asks for one (an upgrade binds no new port by itself).
+    assert (found["light_workers"], found["heavy_nice"]) == (0, 0)
+    assert (found["workers"], found["bind"]) == (found["heavy_workers"], "0.0.0.0:8000")
     # Workers are recycled, rarely (each new one costs a second or more of CPU).
     assert found["max_requests"] == 20000
     assert (found["heavy_slots"], found["light_slots"]) == (0, 0)
@@ -67,6 +66,8 @@ def test_gthread_is_one_threaded_process_per_core_with_admission_control():
     assert found["worker_class"] == "gthread"
     assert (found["workers"], found["threads"]) == (found["cpus"], 16)
     # Its slots keep the light calls apart: no second pool, one port.
+    assert (found["light_workers"], found["bind"]) == (0, "0.0.0.0:8000")
+    found = gunicorn_settings(WEB_WORKER_CLASS="gthread", LIGHT_BIND="0.0.0.0:8001")
     assert (found["light_workers"], found["bind"]) == (0, "0.0.0.0:8000")
     assert (found["heavy_slots"], found["light_slots"]) == (2 * found["cpus"], found["cpus"])
     assert found["heavy_wait"] == 10
@@ -111,15 +112,15 @@ def test_the_environment_chooses(env, expected):
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"PORT": "9000"}, (1, ["0.0.0.0:9000", "0.0.0.0:9001"])),
-        ({"BIND": "127.0.0.1:8000"}, (1, ["127.0.0.1:8000", "127.0.0.1:8001"])),
+        ({"PORT": "9000"}, (0, "0.0.0.0:9000")),
+        ({"PORT": "9000", "LIGHT_BIND": "0.0.0.0:9001"}, (1, ["0.0.0.0:9000", "0.0.0.0:9001"])),
         (
             {"BIND": "127.0.0.1:8000", "LIGHT_BIND": "10.0.0.5:7000", "WEB_LIGHT_WORKERS": "2"},
             (2, ["127.0.0.1:8000", "10.0.0.5:7000"]),
         ),
-        ({"WEB_LIGHT_WORKERS": "0"}, (0, "0.0.0.0:8000")),
-        # No port to add one to: the light pool is off rather than guessed.
-        ({"BIND": "unix:/run/billing/web.sock"}, (0, "unix:/run/billing/web.sock")),
+        ({"LIGHT_BIND": "0.0.0.0:8001", "WEB_LIGHT_WORKERS": "0"}, (0, "0.0.0.0:8000")),
+        # The same port as the main listener: the two could not be told apart, so no pool.
+        ({"BIND": "127.0.0.1:8000", "LIGHT_BIND": "10.0.0.5:8000"}, (0, "127.0.0.1:8000")),
         (
             {"BIND": "unix:/run/billing/web.sock", "LIGHT_BIND": "unix:/run/billing/light.sock"},
             (1, ["unix:/run/billing/web.sock", "unix:/run/billing/light.sock"]),
@@ -130,6 +131,7 @@ def test_the_light_pool_listens_on_its_own_address(env, expected):
     found = gunicorn_settings(**env)
     assert (found["light_workers"], found["bind"]) == expected
     assert found["workers"] == found["heavy_workers"] + found["light_workers"]
+    assert found["heavy_nice"] == (3 if found["light_workers"] else 0)
 
 
 ACCESS = """
@@ -223,21 +225,37 @@ import json, os, sys
 from unittest import mock
 import billingsite.ops.gunicorn as g
 from billingsite.ops import admission
-from gunicorn.util import parse_address
 
-server = mock.Mock(WORKERS={})
-main_socket = mock.Mock(cfg_addr=parse_address(g.bind[0]))
-light_socket = mock.Mock(cfg_addr=parse_address(g.bind[1]))
+server = mock.Mock(WORKERS={}, worker_age=0, spec=["WORKERS", "worker_age", "log"])
+# As an inherited socket (USR2, systemd) reports it: the resolved host, IPv6's 4-tuple.
+main_socket = mock.Mock(getsockname=lambda: ("127.0.0.1", 8100))
+light_socket = mock.Mock(getsockname=lambda: ("::1", 8101, 0, 0))
+
+
+def spawn():
+    # What gunicorn's Arbiter.spawn_worker does around the hook.
+    server.worker_age += 1
+    worker = mock.Mock(sockets=[main_socket, light_socket], age=server.worker_age)
+    g.pre_fork(server, worker)
+    return worker
+
+
 spawned = []
 for pid in range(1, g.workers + 1):
-    worker = mock.Mock(sockets=[main_socket, light_socket])
-    g.pre_fork(server, worker)
+    worker = spawn()
     server.WORKERS[pid] = worker
     spawned.append(worker.pool)
 # A light worker dies (recycled, killed): its replacement goes to the light pool.
 del server.WORKERS[g.workers]
-replacement = mock.Mock(sockets=[main_socket, light_socket])
-g.pre_fork(server, replacement)
+replacement = spawn()
+server.WORKERS[g.workers] = replacement
+# HUP: a whole new set is forked while the old one still runs, then the old one is stopped.
+g.on_reload(server)
+reloaded = []
+for pid in range(100, 100 + g.workers):
+    worker = spawn()
+    server.WORKERS[pid] = worker
+    reloaded.append(worker.pool)
 # In the child, after the fork: each pool keeps only its own socket.
 pid = os.fork()
 if pid == 0:
@@ -245,12 +263,13 @@ if pid == 0:
     main_view = (server.WORKERS[1].sockets == [main_socket], admission.light_routes_only(),
                  os.nice(0))
     g.post_fork(server, replacement)
-    light_view = (replacement.sockets == [light_socket], admission.light_routes_only())
+    light_view = (replacement.sockets == [light_socket], admission.light_routes_only(),
+                  replacement.max_requests == sys.maxsize)
     print(json.dumps({"main": main_view, "light": light_view}))
     sys.stdout.flush()
     os._exit(0)
 os.waitpid(pid, 0)
-print(json.dumps({"spawned": spawned, "replacement": replacement.pool}))
+print(json.dumps({"spawned": spawned, "replacement": replacement.pool, "reloaded": reloaded}))
 """
 
 
@@ -265,6 +284,7 @@ def test_each_new_worker_fills_the_pool_that_is_short_and_listens_on_its_socket(
             "WEB_LIGHT_WORKERS": "2",
             "WEB_HEAVY_NICE": "5",
             "BIND": "127.0.0.1:8100",
+            "LIGHT_BIND": "[::1]:8101",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
         },
         capture_output=True,
@@ -273,8 +293,13 @@ def test_each_new_worker_fills_the_pool_that_is_short_and_listens_on_its_socket(
     )
     child, master = (json.loads(line) for line in result.stdout.splitlines())
     # The main pool first (at start the light workers are the youngest: TTOU stops the oldest).
-    assert master == {"spawned": ["main", "main", "main", "light", "light"], "replacement": "light"}
+    assert master == {
+        "spawned": ["main", "main", "main", "light", "light"],
+        "replacement": "light",
+        # After a reload the new set has both pools again (not five light workers).
+        "reloaded": ["main", "main", "main", "light", "light"],
+    }
     # A main-pool worker: the main socket, every route, a lower CPU priority (nice 5 here).
     assert child["main"] == [True, False, os.nice(0) + 5]
-    # A light-pool worker: the light socket, and only the light routes.
-    assert child["light"] == [True, True]
+    # A light-pool worker: the light socket, only the light routes, never recycled.
+    assert child["light"] == [True, True, True]
