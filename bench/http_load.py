@@ -919,7 +919,10 @@ def main() -> None:
     connection.close()
 
     port, light_port = free_port(), free_port()
-    env = dict(os.environ, BIND=f"127.0.0.1:{port}", LIGHT_BIND=f"127.0.0.1:{light_port}")
+    # In this process's environment too: the gunicorn settings imported below (to print the
+    # pools and find the light port) read it as the server does.
+    os.environ["LIGHT_BIND"] = f"127.0.0.1:{light_port}"
+    env = dict(os.environ, BIND=f"127.0.0.1:{port}")
     web = subprocess.Popen(
         [
             sys.executable,

@@ -30,7 +30,7 @@ LIGHT_ROUTES = frozenset(
         # An operator needs the scrape most when the host is saturated.
         "metrics",
         "quote-create",
-        # Not the usage push: one carries up to 10,000 rows (~0.2 s of work, a hundred quotes'
+        # Not the usage push: one carries up to 10,000 rows (~0.3 s of work, a hundred quotes'
         # worth; bench/README.md, "Usage ingest"), which in the light pool's one worker would
         # hold up every quote behind it.
         "payments:alipay-notify",
