@@ -42,11 +42,10 @@ from billingsite.admin import (
     service_errors,
 )
 from billingsite.admin_confirm import EDIT, balance_moved, is_confirmed, render_confirm_page
-from billingsite.audit import SYSTEM_USER, recorded_by
 from billingsite.clock import Period, billing_date
 from billingsite.exports import FinanceExportMixin
 from billingsite.money import format_cny
-from invoices.admin.dashboard import applications_needing_contract, held_invoices
+from invoices.admin.dashboard import applications_needing_contract, held_invoices, run_starter
 from invoices.admin.exports import CreditNoteResource, InvoiceResource
 from invoices.admin.forms import BillingRunStartForm, CreditNoteForm
 from invoices.documents.pdf import render_credit_note_pdf, render_invoice_pdf
@@ -742,12 +741,8 @@ def run_started_by(run: BillingRun) -> str:
     service do (not the list's empty "-"), with what started them, so that finance can tell a
     scheduled run from one an operator started by hand. Runs recorded before their origin was
     kept (invoices migration 0015) say only the system user."""
-    if run.created_by is not None or not run.origin:
-        return recorded_by(run.created_by)
-    if run.origin == BillingRun.Origin.ADMIN:
-        # A person started it, whose login has been deleted since (created_by SET_NULL).
-        return f"deleted user ({run.get_origin_display()})"
-    return f"{SYSTEM_USER} ({run.get_origin_display()})"
+    starter, started = run_starter(run)
+    return starter if started is None or not run.origin else f"{starter} ({started})"
 
 
 @admin.register(BillingRun)

@@ -244,6 +244,9 @@ def _history_actor(record) -> str:
     return reason if reason.startswith(SYSTEM_PREFIX) else SYSTEM_USER
 
 
+DELETED_USER = "deleted user"
+
+
 def _person_or(user, system: str = SYSTEM_USER) -> tuple[str, str]:
     """(username, actor) of a row's author column; `system` names the process otherwise."""
     if user is not None:
@@ -379,10 +382,22 @@ def _credit(note: CreditNote):
     )
 
 
+def run_starter(run: BillingRun) -> tuple[str, str | None]:
+    """Who started `run` (a username, the system user, or a deleted user) and, when no
+    person's login says it, what started it: the one rule the audit trail, the runs list and a
+    run's page word their own way. Runs recorded before their origin was kept (invoices
+    migration 0015) were beat's or `manage.py bill`'s, unknown which."""
+    if run.created_by is not None:
+        return run.created_by.get_username(), None
+    if run.origin == BillingRun.Origin.ADMIN:
+        # A person started it whose login has been deleted since (created_by SET_NULL).
+        return DELETED_USER, run.get_origin_display()
+    return SYSTEM_USER, run.get_origin_display() if run.origin else "billing run"
+
+
 def _run(run: BillingRun):
-    # Runs recorded before their origin was kept: beat's or `manage.py bill`'s, unknown which.
-    started = run.get_origin_display() if run.origin else "billing run"
-    username, actor = _person_or(run.created_by, f"{SYSTEM_PREFIX}{started}")
+    starter, started = run_starter(run)
+    username, actor = (starter, starter) if started is None else ("", f"{starter}: {started}")
     return (
         username,
         actor,

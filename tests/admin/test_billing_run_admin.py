@@ -345,6 +345,7 @@ def test_a_run_started_by_a_login_deleted_since_does_not_say_system(
     run.refresh_from_db()
     shown = "deleted user (billing run started in the admin)"
     assert started_by_shown(as_user(client, manager), run) == (shown, shown)
+    assert run_actors() == {run.pk: ("", "deleted user: billing run started in the admin")}
 
 
 def test_a_run_recorded_before_origins_were_kept_shows_the_system_user(
