@@ -138,8 +138,11 @@ def test_the_chinese_index_page_speaks_chinese(client, clerk, month, late_payer)
     assert '<a href="/admin/invoices/fapiaorequest/">发票申请</a>' in page
     assert '<a href="/admin/">IM 计费后台</a>' in page
     reason = month.held.hold_reason
+    # The sentences of a card: a space between them in English, none after Chinese 。
+    english = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "1 invoice issued. 1 not issued yet." in dashboard_text(english)
     assert dashboard_text(page) == [
-        "2026-10 出账金额", "¥6,000.00", "已开具 1 张账单。 1 张尚未开具。", "2026-10 的账单",
+        "2026-10 出账金额", "¥6,000.00", "已开具 1 张账单。1 张尚未开具。", "2026-10 的账单",
         "待审核", "1", "打开审核队列",
         "欠费客户", "1", "下次暂停：2026-11-09",
         "低于建议余额", "2", "余额不足当前三个月的费用。",
