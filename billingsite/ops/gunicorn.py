@@ -66,9 +66,9 @@ heavy_wait = float(os.environ.get("WEB_HEAVY_WAIT", "10"))
 switch_interval_ms = float(os.environ.get("WEB_SWITCH_INTERVAL_MS", "1" if heavy_slots else "5"))
 # The short machine-facing calls' own pool (sync workers only; gthread has the slots above),
 # on when LIGHT_BIND names its address (deploy/ does; a plain `honcho start` does not, so that
-# an upgrade never binds a port nobody asked for): WEB_LIGHT_WORKERS more sync processes
-# accept only there and serve only `admission.LIGHT_ROUTES` (a quote, the probes, the scrape, the providers'
-# notifications); the proxy in front routes those paths there (docs/deploying.md).
+# an upgrade never binds a port nobody asked for): WEB_LIGHT_WORKERS more sync processes accept
+# only there and serve only `admission.LIGHT_ROUTES` (a quote, the probes, the scrape, the
+# providers' notifications); the proxy in front routes those paths there (docs/deploying.md).
 # Why: one accept queue is FIFO, so a 1 ms quote waited behind every page queued before it
 # (32 clients: quote p95 ~90-130 ms). In its own queue it waits only for other light calls. The
 # main port still serves everything, light calls included, so a proxy that does not route them
@@ -87,11 +87,11 @@ def _listener_key(address) -> object:
     return address[1] if isinstance(address, tuple) else address
 
 
-light_workers = int(os.environ.get("WEB_LIGHT_WORKERS", "1")) if light_bind else 0
-if _threaded or _listener_key(parse_address(light_bind or bind)) == _listener_key(
-    parse_address(bind)
-):
-    light_workers = 0
+# One listener on the main one's port (or path) could not be told apart from it: no pool.
+_light_key = _listener_key(parse_address(light_bind)) if light_bind else None
+light_workers = 0
+if _light_key is not None and not _threaded and _light_key != _listener_key(parse_address(bind)):
+    light_workers = int(os.environ.get("WEB_LIGHT_WORKERS", "1"))
 heavy_nice = int(os.environ.get("WEB_HEAVY_NICE", "3")) if light_workers else 0
 heavy_workers = workers
 if light_workers:
@@ -177,12 +177,11 @@ def post_fork(server, worker):
     sys.setswitchinterval(switch_interval_ms / 1000)
     if not light_workers:
         return
-    light_key = _listener_key(parse_address(light_bind))
     in_light_pool = getattr(worker, "pool", "main") == "light"
     own = [
         listener
         for listener in worker.sockets
-        if (_listener_key(listener.getsockname()) == light_key) == in_light_pool
+        if (_listener_key(listener.getsockname()) == _light_key) == in_light_pool
     ]
     if not own:
         # Never a worker without a socket (it would exit and be forked again, forever): one

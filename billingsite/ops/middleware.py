@@ -106,7 +106,9 @@ class AdmissionMiddleware:
     """Heavy requests take one of the web process's shared slots (`billingsite.ops.admission`)
     before anything else runs for them; a light one (`LIGHT_ROUTES`) goes straight through. A
     request that waits longer than `WEB_HEAVY_WAIT` gets a 503 with Retry-After (the API's JSON
-    shape, the branded page for people) instead of hanging. Off (no slots) outside gunicorn."""
+    shape, the branded page for people) instead of hanging. Off (no slots) outside gunicorn.
+    In a worker of the sync light pool (`billingsite.ops.gunicorn`, LIGHT_BIND) anything but a
+    light request gets a 421."""
 
     def __init__(self, get_response):
         self.get_response = get_response
