@@ -2,6 +2,8 @@
 sessions of Django's ModelBackend keep their user, an inactive user is logged out, a wrong
 password is checked once and counted once by django-axes."""
 
+import re
+
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth import BACKEND_SESSION_KEY, signals
@@ -32,6 +34,32 @@ def test_a_login_names_this_backend_and_reads_its_user_compiled(client, acme_use
     assert len(reads) == 1 and "LIMIT 1" in reads[0]
     if connection.vendor == "postgresql":  # compiled, not the ORM's get() (LIMIT 21)
         assert [c for c in auth_backend._user._compiled.values() if c is not None]
+
+
+@pytest.mark.parametrize("backend", [OURS, DJANGOS])
+def test_each_login_sees_its_own_customer_and_a_login_without_one_none(
+    client, acme_user, rival_user, django_user_model, backend
+):
+    """The customer read with the user (this backend) or on its own (Django's backend's
+    sessions) is the login's: alice sees Acme, bob Rival, a staff login the no-customer page."""
+    for user, customer in ((acme_user, "Acme"), (rival_user, "Rival Messaging Co")):
+        client.force_login(user, backend=backend)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(reverse("portal:invoice-list"))
+        assert response.status_code == 200
+        assert response.context["customer"] == user.customer_link.customer
+        assert customer in response.context["customer"].name
+        customer_reads = [
+            q["sql"] for q in queries if re.search(r'(FROM|JOIN) "accounts_customer"', q["sql"])
+        ]
+        joined = [sql for sql in customer_reads if 'FROM "auth_user"' in sql]
+        # Ours: one statement reads the user and the customer; Django's: one each.
+        assert len(customer_reads) == 1 and len(joined) == (1 if backend == OURS else 0)
+    staff = django_user_model.objects.create_user(username="finance", is_staff=True)
+    client.force_login(staff, backend=backend)
+    response = client.get(reverse("portal:invoice-list"))
+    assert response.status_code == 403
+    assert response.templates[0].name == "portal/no_customer.html"
 
 
 def test_a_session_of_djangos_backend_keeps_its_user(client, acme_user):
