@@ -108,7 +108,9 @@ def beat_last_seen() -> float | None:
 class LockedDatabaseScheduler(DatabaseScheduler):
     def __init__(self, *args, **kwargs):
         self.lease_owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease_held = False
+        # None until the first tick: which of the two a beat is gets logged once at start (a
+        # second beat that never held the lease says so on its first tick, not never).
+        self.lease_held: bool | None = None
         super().__init__(*args, **kwargs)
 
     def tick(self, *args, **kwargs):

@@ -47,6 +47,32 @@ def test_a_second_beat_schedules_nothing_until_the_first_one_is_gone(scheduled):
 
 # django-celery-beat closes the connection on start: no wrapping test transaction.
 @pytest.mark.django_db(transaction=True)
+def test_each_beat_says_on_its_first_tick_whether_it_schedules_and_again_on_a_change(
+    scheduled, caplog
+):
+    first = LockedDatabaseScheduler(app=app)
+    second = LockedDatabaseScheduler(app=app)
+    with caplog.at_level("INFO", logger="billingsite.ops.beat"):
+        first.tick()
+        second.tick()
+        first.tick()
+        second.tick()
+        first.close()
+        second.tick()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"beat lock taken by {first.lease_owner}: this beat schedules"),
+        (
+            "WARNING",
+            f"beat lock held by {first.lease_owner}: this beat ({second.lease_owner}) "
+            "schedules nothing",
+        ),
+        ("INFO", f"beat lock taken by {second.lease_owner}: this beat schedules"),
+    ]
+    second.close()
+
+
+# django-celery-beat closes the connection on start: no wrapping test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_an_expired_lease_of_a_dead_beat_is_taken_over(scheduled):
     dead = LockedDatabaseScheduler(app=app)
     dead.tick()
