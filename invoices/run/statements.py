@@ -16,20 +16,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import time
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
-from psycopg import Cursor as ServerBindingCursor
 from psycopg.types.json import Jsonb
 
 from accounts.locks import customer_lock_sql
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
+from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
 from invoices.documents.invoiced_months import invoiced_month_upsert_sql
 from invoices.documents.numbering import format_number, number_bump_sql
 from invoices.models import Invoice, InvoiceLine
@@ -169,49 +167,15 @@ def insert_ignoring_conflict(model: type[Model], row: dict, *, conflict: str) ->
 # --- PostgreSQL: a run invoice issued in two statements ------------------------------------------
 
 
-class _PreparedStatementsCursor(ServerBindingCursor):
-    """psycopg's cursor that sends parameters apart from the statement (server-side binding),
-    preparing each statement on the server the first time this session runs it: the run's two
-    per-account statements are then planned once per connection, not once per account."""
-
-    def execute(  # type: ignore[override]  # (prepare: always, whatever the caller says)
-        self,
-        query: Any,
-        params: Any = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> Any:
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
 def _fetch_one_prepared(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple | None:
-    """PostgreSQL: run a statement prepared on the server once per session (Django's own
-    cursors bind on the client and never prepare) and return its one row. The cursor is
-    wrapped as Django wraps its own (execute wrappers, database errors); the query log gets
-    the statement as written (the driver keeps no inlined text of a prepared statement). A
-    plain cursor when BILLING_RUN_PREPARED_STATEMENTS is off (behind a pooler that cannot keep
-    prepared statements)."""
-    if not settings.BILLING_RUN_PREPARED_STATEMENTS:
+    """PostgreSQL: run a statement prepared on the server once per session
+    (`billingsite.postgresql.prepared`) and return its one row; a plain cursor when
+    BILLING_RUN_PREPARED_STATEMENTS is off."""
+    if not prepared_statements_on(connection):
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
-    connection.ensure_connection()
-    raw = connection.connection
-    if raw.prepare_threshold is None:
-        # Django turns psycopg's automatic preparing off (for connection poolers), and psycopg
-        # then ignores prepare=True too. With a threshold no statement reaches, only the
-        # statements of these cursors are prepared.
-        raw.prepare_threshold = 2**31
-    started = time.monotonic()
-    # (Django wraps any DB-API cursor; the stubs accept only its own)
-    cursor_wrapper = connection.make_cursor(_PreparedStatementsCursor(raw))  # type: ignore[arg-type]
-    with cursor_wrapper as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if connection.queries_logged:
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
-    return row
+    return fetch_prepared(connection, sql, params, one=True)
 
 
 def _usage_versions_sql(customer: str, *, lock: bool) -> str:

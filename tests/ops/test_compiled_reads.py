@@ -36,10 +36,50 @@ def fields(obj, *extra) -> dict:
     return {**values, **{name: getattr(obj, name) for name in extra}}
 
 
-@pytest.fixture(params=[True, False], ids=["compiled", "orm"])
-def compiled(request, monkeypatch):
-    monkeypatch.setattr(queries, "COMPILED_READS", request.param)
-    return request.param
+@pytest.fixture(params=["prepared", "inlined", "orm"])
+def compiled(request, monkeypatch, settings):
+    """Compiled and prepared on the server (PostgreSQL; elsewhere as inlined), compiled and
+    sent with the parameters inlined (BILLING_RUN_PREPARED_STATEMENTS off), or the ORM."""
+    monkeypatch.setattr(queries, "COMPILED_READS", request.param != "orm")
+    settings.BILLING_RUN_PREPARED_STATEMENTS = request.param == "prepared"
+    return request.param != "orm"
+
+
+def prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements")
+@pytest.mark.parametrize("prepared", [True, False])
+def test_on_postgresql_a_compiled_read_is_planned_once_per_connection(
+    customers, settings, prepared
+):
+    """Prepared on the connection's first call, its later calls send only the inputs; with
+    BILLING_RUN_PREPARED_STATEMENTS off nothing is prepared (a pooler that drops them). The
+    same rows either way."""
+    settings.BILLING_RUN_PREPARED_STATEMENTS = prepared
+    read = compiled_read(
+        lambda *, customer_id: LedgerEntry.objects.filter(customer_id=customer_id).order_by("id")
+    )
+    before = prepared_statements()
+    with CaptureQueriesContext(connection) as sent:
+        rows = [read(customer_id=customer.pk) for customer in customers]
+    added = [s for s in prepared_statements() if s not in before and "accounts_ledgerentry" in s]
+    assert len(added) == (1 if prepared else 0)
+    if prepared:
+        assert '"customer_id" = $1' in added[0]
+    assert [[entry.amount.amount for entry in entries] for entries in rows] == [
+        [Decimal("100.50"), Decimal("20.25")],
+        [Decimal("200.50"), Decimal("20.25")],
+        [Decimal("300.50"), Decimal("20.25")],
+    ]
+    # Logged as Django logs its own queries: the statement with the inputs inlined.
+    assert [
+        q["sql"].endswith(f'"customer_id" = {c.pk} ORDER BY "accounts_ledgerentry"."id" ASC')
+        for q, c in zip(sent, customers, strict=True)
+    ] == [True, True, True]
 
 
 @pytest.fixture

@@ -1,0 +1,70 @@
+"""Statements prepared on the PostgreSQL server, once per connection.
+
+Django's PostgreSQL cursors bind parameters on the client and never prepare: the server parses
+and plans every statement again. For the short reads of a portal page that is most of what the
+server spends on them (measured on the invoice page's reads: 110-200 us of server CPU each
+with the parameters inlined, 55-65 us prepared; bench/README.md, "Prepared reads"). Statements
+whose text is fixed per process (the month-end run's two per-account statements, the compiled
+reads of `billingsite.queries`) are therefore sent with server-side binding and prepared the
+first time a connection runs them; later runs send only the parameters.
+
+`BILLING_RUN_PREPARED_STATEMENTS=0` turns this off (behind a pooler in transaction mode that
+does not keep prepared statements, PgBouncer before 1.21): the same statements are then sent
+through Django's cursors with their parameters inlined, like every other query.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg import Cursor as ServerBindingCursor
+
+
+class _PreparingCursor(ServerBindingCursor):
+    """psycopg's cursor that sends parameters apart from the statement (server-side binding),
+    preparing each statement on the server the first time its connection runs it."""
+
+    def execute(  # type: ignore[override]  # (prepare: always, whatever the caller says)
+        self,
+        query: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Any:
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def prepared_statements_on(db: BaseDatabaseWrapper) -> bool:
+    return db.vendor == "postgresql" and settings.BILLING_RUN_PREPARED_STATEMENTS
+
+
+def fetch_prepared(
+    db: BaseDatabaseWrapper, sql: str, params: Sequence[Any] | dict[str, Any], *, one: bool = False
+) -> Any:
+    """Run `sql` (Django's `%s` placeholders) prepared on `db`'s server connection and return
+    its rows (`one`: its first row, or None), as a Django cursor would: the cursor is wrapped as
+    Django wraps its own (execute wrappers, database errors), and the query log (DEBUG, tests)
+    gets the statement with its parameters inlined, as Django logs its own queries.
+    PostgreSQL only, when `prepared_statements_on(db)`; otherwise use a Django cursor."""
+    db.ensure_connection()
+    raw = db.connection
+    if raw.prepare_threshold is None:
+        # Django turns psycopg's automatic preparing off (for connection poolers), and psycopg
+        # then ignores prepare=True too. With a threshold no statement reaches, only the
+        # statements of these cursors are prepared.
+        raw.prepare_threshold = 2**31
+    started = time.monotonic()
+    # (Django wraps any DB-API cursor; the stubs accept only its own)
+    with db.make_cursor(_PreparingCursor(raw)) as cursor:  # type: ignore[arg-type]
+        cursor.execute(sql, params)
+        rows = cursor.fetchone() if one else cursor.fetchall()
+    if db.queries_logged:
+        db.queries_log.append(
+            {"sql": db.ops.compose_sql(sql, params), "time": f"{time.monotonic() - started:.3f}"}
+        )
+    return rows
