@@ -25,6 +25,7 @@ import threading
 from django.db import connection
 
 from billingsite.clock import Period
+from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
 from plans.models import AddOn
 from plans.rating.engine import PriceBook
 from plans.selectors import price_book_for_period
@@ -52,10 +53,17 @@ def price_book_token() -> str | None:
     """The price book's version token now (None: no trigger-maintained token to trust)."""
     if connection.vendor not in VENDORS_WITH_TRIGGERS:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT token FROM plans_price_book_version WHERE id = 1")
-        row = cursor.fetchone()
+    if prepared_statements_on(connection):
+        # Asked on every quote and estimate: planned once per connection.
+        row = fetch_prepared(connection, _TOKEN_SQL, (), one=True)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_TOKEN_SQL)
+            row = cursor.fetchone()
     return row[0] if row else None
+
+
+_TOKEN_SQL = "SELECT token FROM plans_price_book_version WHERE id = 1"
 
 
 def _entries() -> _Entries | None:
