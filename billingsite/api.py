@@ -10,6 +10,8 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import BasePermission
 
+from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
+
 
 @functools.cache
 def _token_sql() -> tuple[str, list[str]]:
@@ -41,9 +43,12 @@ class TokenWithRolesAuthentication(TokenAuthentication):
         if connection.vendor != "postgresql":
             return super().authenticate_credentials(key)
         sql, names = _token_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [key])
-            row = cursor.fetchone()
+        if prepared_statements_on(connection):
+            row = fetch_prepared(connection, sql, [key], one=True)
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [key])
+                row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         created, *values, group_names = row
