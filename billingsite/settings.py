@@ -37,6 +37,12 @@ SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-change-me" if D
 if not SECRET_KEY:
     raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+# The loopback names are always allowed: health checks (the compose file's, a load balancer's
+# on the same host, `curl 127.0.0.1:8000/readyz`) and the proxy's /metrics location reach
+# gunicorn by them, and a host Django does not know gets a 400. Host validation guards the
+# links Django builds from the Host header; one built for a loopback name points at the
+# reader's own machine, nowhere an attacker can listen.
+ALLOWED_HOSTS += [host for host in ("127.0.0.1", "localhost", "[::1]") if host not in ALLOWED_HOSTS]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [

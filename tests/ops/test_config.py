@@ -37,6 +37,28 @@ def test_log_format_is_json_or_text():
         logging_config(log_format="xml", level="INFO")
 
 
+def test_allowed_hosts_always_take_the_loopback_names_for_the_probes():
+    env = {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 50,
+        "ALLOWED_HOSTS": "billing.example.com",
+        "DJANGO_SETTINGS_MODULE": "billingsite.settings",
+    }
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "from django.conf import settings as s; c = Client(); "
+        "print(s.ALLOWED_HOSTS, [c.get('/healthz', HTTP_HOST=h).status_code "
+        "for h in ('127.0.0.1:8000', 'localhost', 'billing.example.com', 'evil.example.com')])"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip().splitlines()[-1] == (
+        "['billing.example.com', '127.0.0.1', 'localhost', '[::1]'] [200, 200, 200, 400]"
+    )
+
+
 def test_email_url_sets_every_smtp_setting():
     env = {
         **os.environ,
