@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg import Cursor as ServerBindingCursor
 
@@ -43,28 +44,67 @@ def prepared_statements_on(db: BaseDatabaseWrapper) -> bool:
     return db.vendor == "postgresql" and settings.BILLING_RUN_PREPARED_STATEMENTS
 
 
+# SQLSTATEs of a prepared statement gone stale on its connection: "cached plan must not change
+# result type" (a migration altered a column it returns, while this process kept running) and
+# "prepared statement does not exist" (a pooler lost it). psycopg keeps using the statement's
+# name after either, so every later call on that connection would fail the same way.
+_STALE_STATEMENT = frozenset({"0A000", "26000"})
+
+
 def fetch_prepared(
     db: BaseDatabaseWrapper, sql: str, params: Sequence[Any] | dict[str, Any], *, one: bool = False
 ) -> Any:
     """Run `sql` (Django's `%s` placeholders) prepared on `db`'s server connection and return
-    its rows (`one`: its first row, or None), as a Django cursor would: the cursor is wrapped as
-    Django wraps its own (execute wrappers, database errors), and the query log (DEBUG, tests)
-    gets the statement with its parameters inlined, as Django logs its own queries.
-    PostgreSQL only, when `prepared_statements_on(db)`; otherwise use a Django cursor."""
-    db.ensure_connection()
-    raw = db.connection
-    if raw.prepare_threshold is None:
-        # Django turns psycopg's automatic preparing off (for connection poolers), and psycopg
-        # then ignores prepare=True too. With a threshold no statement reaches, only the
-        # statements of these cursors are prepared.
-        raw.prepare_threshold = 2**31
+    its rows (`one`: its first row, or None), as a Django cursor would: the kept connection's
+    health check first, the cursor wrapped as Django wraps its own (execute wrappers, database
+    errors), and the query log (DEBUG, tests) gets the statement with its parameters inlined,
+    as Django logs its own queries. PostgreSQL only, when `prepared_statements_on(db)`;
+    otherwise use a Django cursor.
+
+    A statement gone stale (`_STALE_STATEMENT`) outside a transaction is sent again once on a
+    new connection, which prepares it anew; inside one the error stands (the transaction is
+    aborted whatever happens, and its rollback clears the connection's prepared statements)."""
     started = time.monotonic()
-    # (Django wraps any DB-API cursor; the stubs accept only its own)
-    with db.make_cursor(_PreparingCursor(raw)) as cursor:  # type: ignore[arg-type]
-        cursor.execute(sql, params)
-        rows = cursor.fetchone() if one else cursor.fetchall()
+    try:
+        rows = _execute_prepared(db, sql, params, one=one)
+    except DatabaseError as error:
+        if db.in_atomic_block or getattr(error.__cause__, "sqlstate", None) not in _STALE_STATEMENT:
+            raise
+        db.close()
+        rows = _execute_prepared(db, sql, params, one=one)
     if db.queries_logged:
         db.queries_log.append(
-            {"sql": db.ops.compose_sql(sql, params), "time": f"{time.monotonic() - started:.3f}"}
+            {
+                "sql": db.ops.compose_sql(sql, params),  # type: ignore[attr-defined]  # (PostgreSQL's)
+                "time": f"{time.monotonic() - started:.3f}",
+            }
         )
     return rows
+
+
+def _execute_prepared(
+    db: BaseDatabaseWrapper, sql: str, params: Sequence[Any] | dict[str, Any], *, one: bool
+) -> Any:
+    # What Django's `connection.cursor()` does before a query: replace a kept connection that
+    # fails its health check (closed by the server or a pooler while idle), connect, refuse
+    # the connection of another thread.
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = db.connection
+    threshold = raw.prepare_threshold
+    if threshold is None:
+        # Django turns psycopg's automatic preparing off (for connection poolers), and psycopg
+        # then ignores prepare=True too. A threshold no statement reaches, for this call only:
+        # left set, psycopg would count every other query of the connection in its cache
+        # (their text with the values inlined: a 10,000-row usage push is ~200 kB).
+        raw.prepare_threshold = 2**31
+    try:
+        with db.wrap_database_errors:
+            preparing_cursor = _PreparingCursor(raw)
+        # (Django wraps any DB-API cursor; the stubs accept only its own)
+        with db.make_cursor(preparing_cursor) as cursor:  # type: ignore[arg-type]
+            cursor.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+    finally:
+        raw.prepare_threshold = threshold
