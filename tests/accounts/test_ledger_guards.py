@@ -120,3 +120,33 @@ def test_customer_history_rows_never_change():
         "Second Name Ltd",
     ]
     assert not history.filter(history_date=NOW).exists()
+
+
+def test_adjustment_request_history_rows_never_change(price_book):
+    """Who proposed and who decided an adjustment is its history: append-only in the database
+    (accounts 0026), like the customers' history."""
+    from accounts.models import AdjustmentRequest  # noqa: PLC0415
+    from accounts.services import adjustment_submit  # noqa: PLC0415
+
+    submission = adjustment_submit(
+        customer=CustomerFactory(),
+        amount=Decimal("150.00"),
+        reason="goodwill for the outage",
+        idempotency_key="adjustment-history",
+        submitted_by=None,
+        now=NOW,
+    )
+    assert submission.request is not None and submission.entry is None
+    history = AdjustmentRequest.history.filter(id=submission.request.pk)
+    assert [row.status for row in history] == ["proposed"]
+
+    refused(lambda: history.update(reason="rewritten"))
+    refused_sql(
+        "UPDATE accounts_historicaladjustmentrequest SET status = 'approved' WHERE id = %s",
+        [submission.request.pk],
+    )
+    if is_postgres():
+        refused(lambda: history.delete())
+    assert [(row.status, row.reason) for row in history] == [
+        ("proposed", "goodwill for the outage")
+    ]

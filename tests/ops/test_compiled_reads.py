@@ -218,6 +218,11 @@ def test_ledger_balance_reads_the_same_both_ways(customers, compiled):
     assert ledger_balance(customer=CustomerFactory()) == Decimal("0.00")
 
 
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="SQLite's test database is one in-memory database that the test's open transaction "
+    "locks for every other connection",
+)
 def test_a_statement_compiled_in_one_thread_runs_on_another_threads_connection(customers):
     """gthread workers: the statement is shared by the process, each thread sends it on its own
     connection (Django refuses a connection used from another thread)."""
