@@ -10,7 +10,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import BasePermission
 
-from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
+from billingsite.postgresql.prepared import fetch_fixed
 
 
 @functools.cache
@@ -43,12 +43,7 @@ class TokenWithRolesAuthentication(TokenAuthentication):
         if connection.vendor != "postgresql":
             return super().authenticate_credentials(key)
         sql, names = _token_sql()
-        if prepared_statements_on(connection):
-            row = fetch_prepared(connection, sql, [key], one=True)
-        else:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, [key])
-                row = cursor.fetchone()
+        row = fetch_fixed(connection, sql, [key], one=True)
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         created, *values, group_names = row

@@ -26,7 +26,7 @@ from django.db.models.query import (
     get_related_populators,
 )
 
-from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
+from billingsite.postgresql.prepared import fetch_fixed
 
 
 class AnyOf(Lookup):
@@ -172,14 +172,8 @@ class CompiledRead:
         for position, (name, send) in compiled.slots.items():
             params[position] = send(inputs[name])
         # This thread's connection: the compiler's is the one of the thread that compiled it.
-        db = connections[compiled.compiler.using]
-        if prepared_statements_on(db):
-            # A fixed statement: planned once per connection, not once per request.
-            rows = fetch_prepared(db, compiled.sql, params)
-        else:
-            with db.cursor() as cursor:
-                cursor.execute(compiled.sql, params)
-                rows = cursor.fetchall()
+        # A fixed statement: on PostgreSQL planned once per connection, not once per request.
+        rows = fetch_fixed(connections[compiled.compiler.using], compiled.sql, params)
         return _instances(compiled, rows)
 
     def _compile(self, inputs: dict, window: tuple[int, int] | None = None) -> _Compiled | None:

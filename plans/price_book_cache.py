@@ -25,7 +25,7 @@ import threading
 from django.db import connection
 
 from billingsite.clock import Period
-from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
+from billingsite.postgresql.prepared import fetch_fixed
 from plans.models import AddOn
 from plans.rating.engine import PriceBook
 from plans.selectors import price_book_for_period
@@ -53,13 +53,8 @@ def price_book_token() -> str | None:
     """The price book's version token now (None: no trigger-maintained token to trust)."""
     if connection.vendor not in VENDORS_WITH_TRIGGERS:
         return None
-    if prepared_statements_on(connection):
-        # Asked on every quote and estimate: planned once per connection.
-        row = fetch_prepared(connection, _TOKEN_SQL, (), one=True)
-    else:
-        with connection.cursor() as cursor:
-            cursor.execute(_TOKEN_SQL)
-            row = cursor.fetchone()
+    # Asked on every quote and estimate: on PostgreSQL planned once per connection.
+    row = fetch_fixed(connection, _TOKEN_SQL, (), one=True)
     return row[0] if row else None
 
 

@@ -44,6 +44,19 @@ def prepared_statements_on(db: BaseDatabaseWrapper) -> bool:
     return db.vendor == "postgresql" and settings.BILLING_RUN_PREPARED_STATEMENTS
 
 
+def fetch_fixed(
+    db: BaseDatabaseWrapper, sql: str, params: Sequence[Any] | dict[str, Any], *, one: bool = False
+) -> Any:
+    """The rows of a statement whose text is fixed per process (`one`: its first row, or
+    None): prepared on the server where `prepared_statements_on(db)` (`fetch_prepared`),
+    otherwise through a Django cursor with the parameters inlined."""
+    if prepared_statements_on(db):
+        return fetch_prepared(db, sql, params, one=one)
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() if one else cursor.fetchall()
+
+
 # SQLSTATEs of a prepared statement gone stale on its connection: "cached plan must not change
 # result type" (a migration altered a column it returns, while this process kept running) and
 # "prepared statement does not exist" (a pooler lost it). psycopg keeps using the statement's

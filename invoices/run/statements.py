@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from accounts.locks import customer_lock_sql
 from accounts.models import Application, Customer, CustomerEvent, LedgerEntry
-from billingsite.postgresql.prepared import fetch_prepared, prepared_statements_on
+from billingsite.postgresql.prepared import fetch_fixed
 from invoices.documents.invoiced_months import invoiced_month_upsert_sql
 from invoices.documents.numbering import format_number, number_bump_sql
 from invoices.models import Invoice, InvoiceLine
@@ -167,17 +166,6 @@ def insert_ignoring_conflict(model: type[Model], row: dict, *, conflict: str) ->
 # --- PostgreSQL: a run invoice issued in two statements ------------------------------------------
 
 
-def _fetch_one_prepared(sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple | None:
-    """PostgreSQL: run a statement prepared on the server once per session
-    (`billingsite.postgresql.prepared`) and return its one row; a plain cursor when
-    BILLING_RUN_PREPARED_STATEMENTS is off."""
-    if not prepared_statements_on(connection):
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
-    return fetch_prepared(connection, sql, params, one=True)
-
-
 def _usage_versions_sql(customer: str, *, lock: bool) -> str:
     """The customer's applications (locked FOR SHARE on PostgreSQL: a usage write waits for
     the issuing transaction, and the issue for a usage write under way) as (applications, sum
@@ -223,7 +211,7 @@ def lock_customer_for_issue(
     `series` and reserve the id of the invoice about to be written, in one statement:
     (customer, invoice id, number, (applications, sum of usage versions))."""
     sql, names = _lock_for_issue_sql()
-    row = _fetch_one_prepared(sql, [customer_id, series, year])
+    row = fetch_fixed(connection, sql, [customer_id, series, year], one=True)
     if row is None:
         raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
     customer = Customer.from_db(connection.alias, names, row[: len(names)])
@@ -352,7 +340,7 @@ def issue_insert(rows: IssueRows) -> tuple[bool, int | None]:
         params["debit"] = _as_json(LedgerEntry, [rows.debit])
     if rows.promo_uses:
         params["promo_uses"] = _as_json(LedgerEntry, rows.promo_uses)
-    row = _fetch_one_prepared(sql, params)
+    row = fetch_fixed(connection, sql, params, one=True)
     assert row is not None, "the statement returns one row"
     debited, event_id = row
     return debited, event_id
