@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 
 from accounts.models import LedgerEntry
 from invoices.models import Invoice
-from invoices.templatetags.billing_format import cny_html, date_text_in
+from invoices.templatetags.billing_format import cny_html, date_text
 from invoices.templatetags.invoice_text import invoice_status, ledger_kind
 from invoices.templatetags.portal_urls import document_url, document_urls
 
@@ -67,9 +67,9 @@ def invoice_rows(invoices: Iterable[Invoice]) -> list[SafeString]:
                     detail_url=html.escape(detail_url(number)),
                     number=html.escape(number),
                     period_label=html.escape(
-                        date_text_in(invoice.period, "YEAR_MONTH_FORMAT", language)
+                        date_text(invoice.period, "YEAR_MONTH_FORMAT", language)
                     ),
-                    issue_date=html.escape(date_text_in(issue_date, "Y-m-d", language))
+                    issue_date=html.escape(date_text(issue_date, "Y-m-d", language))
                     if issue_date
                     else "",
                     status=html.escape(status),

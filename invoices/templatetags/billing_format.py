@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from django import template
 from django.db.models import Sum
-from django.utils import formats, translation
+from django.utils import formats
 from django.utils.html import format_html
 from moneyed import Money
 
@@ -100,13 +100,9 @@ def _date_text(value: dt.date, format_name: str, language: str | None) -> str:
     return formats.date_format(value, format_name)
 
 
-def date_text(value: dt.date, format_name: str) -> str:
-    """`{{ value|date:format_name }}` in the active language (a month's label is the same on
-    every page, so it is formatted once per process and language)."""
-    return _date_text(value, format_name, translation.get_language())
-
-
-def date_text_in(value: dt.date, format_name: str, language: str | None) -> str:
-    """`date_text` with the active language given (`translation.get_language()`), for a loop
-    that formats many dates: reading the language is a thread-local lookup."""
+def date_text(value: dt.date, format_name: str, language: str | None) -> str:
+    """`{{ value|date:format_name }}` in `language`, the active one
+    (`translation.get_language()`, read once by a loop that formats many dates: it is a
+    thread-local lookup). A month's label is the same on every page: formatted once per
+    process and language."""
     return _date_text(value, format_name, language)

@@ -20,7 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext, gettext_lazy
 
 from billingsite.money import as_decimal
-from invoices.templatetags.billing_format import cny_html, date_text_in
+from invoices.templatetags.billing_format import cny_html, date_text
 from plans.rating.messages import CHINESE, ENGLISH, names, render
 
 register = template.Library()
@@ -139,7 +139,7 @@ def _text(value) -> str:
 
 def _month_day(day, language: str | None) -> str:
     """`{{ day|date:"m-d" }}` (`language`: the active one)."""
-    return "" if day is None else conditional_escape(date_text_in(day, "m-d", language))
+    return "" if day is None else conditional_escape(date_text(day, "m-d", language))
 
 
 @register.filter
